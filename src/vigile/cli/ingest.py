@@ -1,0 +1,120 @@
+"""``vigile ingest``: read logs, captures and flow files into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from vigile.cli.common import DEFAULT_DB, CsvOption, DbOption, JsonOption, open_store
+from vigile.cli.output import Format, choose_format, emit_rows, err_console
+from vigile.ingest import IngestReport, ingest_paths
+from vigile.schema import TRAFFIC_TABLES
+from vigile.store import Store
+
+#: Exit code when some input was refused or had bad records (the rest was stored).
+EXIT_INPUT_PROBLEMS = 3
+
+PathsArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Files or directories (searched recursively). Gzip is read directly.",
+        show_default=False,
+    ),
+]
+SensorOption = Annotated[
+    str | None, typer.Option("--sensor", help="Name of the sensor to record with every row.")
+]
+
+
+def run_ingest(store: Store, paths: list[Path], sensor: str | None, quiet: bool) -> IngestReport:
+    """Ingest with a progress bar over the bytes to read."""
+    columns = (
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as bar:
+        task = bar.add_task("ingest", total=None)
+        return ingest_paths(
+            store,
+            paths,
+            sensor=sensor,
+            on_start=lambda total: bar.update(task, total=total),
+            on_progress=lambda n: bar.advance(task, n),
+        )
+
+
+def print_report(report: IngestReport, fmt: Format) -> None:
+    """One row per file, then a total line (table format) or nothing more (json/csv)."""
+    tables = list(TRAFFIC_TABLES)
+    rows = []
+    for f in report.files:
+        row = {
+            "file": str(f.path),
+            "status": f.status,
+            "format": f.format,
+            "log": f.log_type,
+            "bad_rows": f.bad_rows,
+            "message": f.message,
+        }
+        row.update({t: f.rows.get(t, 0) for t in tables})
+        rows.append(row)
+    columns = ["file", "status", "format", "log", *tables, "bad_rows", "message"]
+    if fmt is Format.TABLE:
+        shown = [r for r in rows if r["status"] != "skipped" or r["format"]]
+        emit_rows(shown, columns, fmt, title="Ingested files")
+        totals = report.totals()
+        counts: dict[str, int] = {}
+        for f in report.files:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        rows_text = ", ".join(f"{totals[t]:,} {t}" for t in tables)
+        bad = sum(f.bad_rows for f in report.files)
+        err_console.print(
+            f"{len(report.files)} files ({summary}); rows: {rows_text}; bad rows: {bad:,}",
+            highlight=False,
+        )
+        first = next((f for f in report.files if f.status in ("refused", "partial")), None)
+        if first is not None:
+            err_console.print(f"[yellow]first problem:[/] {first.message}", highlight=False)
+    else:
+        emit_rows(rows, columns, fmt)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def ingest(
+        paths: PathsArgument,
+        db: DbOption = DEFAULT_DB,
+        sensor: SensorOption = None,
+        as_json: JsonOption = False,
+        as_csv: CsvOption = False,
+    ) -> None:
+        """Read Zeek logs (TSV or JSON, gzipped, rotated trees) into the store.
+
+        Each file is stored whole or not at all, and a file already ingested (same
+        content) is skipped, so running this twice adds nothing. Bad records are
+        counted and kept in the store's `rejects` table with their file and line.
+        Exit code 3 means some input was refused or had bad records.
+        """
+        fmt = choose_format(as_json, as_csv)
+        store = open_store(db)
+        try:
+            report = run_ingest(store, paths, sensor, quiet=fmt is not Format.TABLE)
+        finally:
+            store.close()
+        print_report(report, fmt)
+        if report.problems:
+            raise typer.Exit(EXIT_INPUT_PROBLEMS)

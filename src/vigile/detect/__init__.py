@@ -1,0 +1,155 @@
+"""Detectors and the finding record.
+
+A detector is a small class with one job. It declares the tables it needs, reads
+them through the store contract (:mod:`vigile.store`), and returns
+:class:`Finding` records; it never touches the console or the CLI.
+
+Built-in detectors register exactly as a third-party one does: through the entry
+point group ``vigile.detectors`` in ``pyproject.toml``::
+
+    [project.entry-points."vigile.detectors"]
+    beacon = "vigile.detect.beacon:BeaconDetector"
+
+Contract of :meth:`Detector.run`:
+
+* read-only on the store; deterministic for the same store, config and window;
+* every number used to score goes into ``Finding.evidence`` so scores are reproducible;
+* ``explanation`` is one plain sentence with the numbers that matter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+import pyarrow as pa
+
+from vigile.config import Config
+from vigile.schema import FINDINGS
+from vigile.store import Store, Window
+
+ENTRY_POINT_GROUP = "vigile.detectors"
+
+#: Score bands: a finding's severity follows from its score alone.
+SEVERITY_BANDS = ((0.9, "critical"), (0.75, "high"), (0.5, "medium"), (0.0, "low"))
+
+
+def severity_for(score: float) -> str:
+    """Severity band of a score.
+
+    >>> severity_for(0.95), severity_for(0.8), severity_for(0.6), severity_for(0.1)
+    ('critical', 'high', 'medium', 'low')
+    """
+    for floor, name in SEVERITY_BANDS:
+        if score >= floor:
+            return name
+    return "low"
+
+
+@dataclass
+class Finding:
+    """A detector's verdict on one subject (a host, a pair, a name) in one window."""
+
+    detector: str
+    src: str | None
+    dst: str | None
+    fqdn: str | None
+    score: float
+    window_start: datetime
+    window_end: datetime
+    explanation: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+    suppressed_by: str | None = None
+
+    def __post_init__(self) -> None:
+        self.score = float(min(1.0, max(0.0, self.score)))
+        if self.severity is None:
+            self.severity = severity_for(self.score)
+
+    @property
+    def id(self) -> str:
+        """Stable across reruns: detector, subject and window start hashed."""
+        key = f"{self.detector}|{self.src}|{self.dst}|{self.fqdn}|{self.window_start.isoformat()}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON shape documented in docs/findings.md."""
+        return {
+            "id": self.id,
+            "detector": self.detector,
+            "src": self.src,
+            "dst": self.dst,
+            "fqdn": self.fqdn,
+            "score": round(self.score, 4),
+            "severity": self.severity,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "explanation": self.explanation,
+            "evidence": self.evidence,
+            "suppressed_by": self.suppressed_by,
+        }
+
+
+@dataclass(frozen=True)
+class HuntContext:
+    """What a detector gets: the store, the network model and the scoring window."""
+
+    store: Store
+    config: Config
+    window: Window
+    window_kind: str = "last 24 h ending at the newest timestamp"
+
+
+class Detector(Protocol):
+    """One detection. Implementations set ``name``, ``tables`` and ``summary``."""
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+    summary: ClassVar[str]
+
+    def run(self, ctx: HuntContext) -> list[Finding]: ...
+
+
+def registered_detectors() -> list[type[Detector]]:
+    """Every detector installed under the entry point group, ordered by name."""
+    found = [ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return sorted(found, key=lambda d: d.name)
+
+
+def default_window(store: Store, hours: float) -> Window:
+    """RITA's choice: the ``hours`` ending at the newest connection in the store."""
+    _, newest = store.time_bounds("conn")
+    if newest is None:
+        return Window()
+    end = newest + timedelta(microseconds=1)
+    return Window(end - timedelta(hours=hours), end)
+
+
+def findings_table(findings: Sequence[Finding]) -> pa.Table:
+    """Findings as rows of the ``findings`` table."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": f.id,
+            "detector": f.detector,
+            "src": f.src,
+            "dst": f.dst,
+            "fqdn": f.fqdn,
+            "score": f.score,
+            "severity": f.severity,
+            "window_start": f.window_start,
+            "window_end": f.window_end,
+            "explanation": f.explanation,
+            "evidence": json.dumps(f.evidence, sort_keys=True, default=str),
+            "suppressed_by": f.suppressed_by,
+            "created_at": now,
+        }
+        for f in findings
+    ]
+    return pa.Table.from_pylist(rows, schema=FINDINGS.arrow_schema)

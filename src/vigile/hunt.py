@@ -1,0 +1,88 @@
+"""A hunt: run detectors in order, keep their findings, summarise, report.
+
+This sits between the CLI/console and the detectors so both front ends run a hunt
+the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vigile.detect import Detector, Finding, HuntContext, findings_table
+from vigile.store import Agg, Store, Window
+
+
+def run_detectors(ctx: HuntContext, detectors: Sequence[type[Detector]]) -> list[Finding]:
+    """Run each detector, store the findings, and return them ranked by score."""
+    findings: list[Finding] = []
+    for detector_cls in detectors:
+        findings.extend(detector_cls().run(ctx))
+    findings.sort(key=lambda f: (-f.score, f.detector, f.src or "", f.dst or ""))
+    ctx.store.replace_findings([d.name for d in detectors], findings_table(findings))
+    return findings
+
+
+def top_talkers(store: Store, window: Window, limit: int = 10) -> list[dict[str, Any]]:
+    """Pairs that sent the most bytes in the window (the summary shown without detectors)."""
+    table = store.group(
+        "conn",
+        ["src", "dst"],
+        [
+            Agg("count", None, "connections"),
+            Agg("sum", "orig_ip_bytes", "bytes_out"),
+            Agg("sum", "resp_ip_bytes", "bytes_in"),
+        ],
+        window=window,
+        order_by=["bytes_out"],
+        descending=True,
+        limit=limit,
+    )
+    return table.to_pylist()
+
+
+def write_report(
+    path: Path,
+    ctx: HuntContext,
+    detectors: Sequence[type[Detector]],
+    findings: Sequence[Finding],
+    talkers: Sequence[dict[str, Any]],
+) -> None:
+    """A Markdown report of the hunt: window, detectors run, ranked findings."""
+    w = ctx.window
+    lines = [
+        "# vigile hunt report",
+        "",
+        f"Store: `{ctx.store.location}`  ",
+        f"Window: {w.start} → {w.end} ({ctx.window_kind})  ",
+        f"Detectors: {', '.join(d.name for d in detectors) or 'none registered'}",
+        "",
+    ]
+    if not detectors:
+        lines += [
+            "No detectors are registered, so nothing was scored.",
+            "",
+            "## Top talkers",
+            "",
+            "| src | dst | connections | bytes out | bytes in |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['src']} | {t['dst']} | {t['connections']} | {t['bytes_out']} | {t['bytes_in']} |"
+            for t in talkers
+        ]
+    else:
+        lines += [f"## Findings ({len(findings)})", ""]
+        for rank, f in enumerate(findings, 1):
+            subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
+            lines += [
+                f"### {rank}. {f.severity} {f.score:.3f} — {f.detector}: {subject}",
+                "",
+                f.explanation,
+                "",
+                f"Finding id `{f.id}`.",
+                "",
+            ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

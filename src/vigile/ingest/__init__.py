@@ -1,0 +1,242 @@
+"""The ingest pipeline: files in, normalised rows in the store.
+
+Passes, in order, for every input path:
+
+1. expand directories (recursively, in name order) into candidate files;
+2. hash each file and skip it if the store already holds that content;
+3. find the reader whose ``sniff`` recognises the content;
+4. read it inside one store transaction (all rows of a file or none).
+
+Readers are found through the entry point group ``vigile.readers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vigile.errors import InputError, Location, UnknownFormatError
+from vigile.ingest.base import Reader, SkipSource, SourceFile
+from vigile.schema import TRAFFIC_TABLES, conform
+from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
+
+ENTRY_POINT_GROUP = "vigile.readers"
+#: In a directory, files with these endings are read; others (README, …) are listed as
+#: not read. A file named on the command line is always read.
+CANDIDATE_SUFFIXES = (
+    ".log",
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".pcap",
+    ".pcapng",
+    ".cap",
+    ".gz",
+    ".bz2",
+    ".labeled",
+    ".eve",
+    ".nfcapd",
+)
+MAX_RAW = 4096
+
+
+def registered_readers() -> list[type[Reader]]:
+    """Every reader installed under the entry point group, in name order."""
+    return sorted((ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)), key=lambda r: r.name)
+
+
+@dataclass
+class FileResult:
+    """What happened to one file."""
+
+    path: Path
+    status: str  # ingested, partial, duplicate, skipped, refused
+    format: str | None = None
+    log_type: str | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    bad_rows: int = 0
+    message: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did, file by file."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def problems(self) -> bool:
+        """True if any file was refused or had bad records."""
+        return any(f.status in ("refused", "partial") for f in self.files)
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(TRAFFIC_TABLES, 0)
+        for f in self.files:
+            for t, n in f.rows.items():
+                out[t] = out.get(t, 0) + n
+        return out
+
+
+class _PipelineSink:
+    """Conforms a reader's columns to the schema and writes them in the transaction."""
+
+    def __init__(
+        self,
+        writer: SourceWriter,
+        source: SourceFile,
+        unit: str,
+        sensor: str | None,
+        on_progress: Callable[[int], None],
+    ) -> None:
+        self.writer = writer
+        self.source = source
+        self.unit = unit
+        self.sensor = sensor
+        self.summary = SourceSummary()
+        self._on_progress = on_progress
+        self._last_progress = 0
+
+    def emit(self, table: str, columns: Mapping[str, pa.Array], num_rows: int) -> None:
+        if num_rows == 0:
+            return
+        cols = dict(columns)
+        cols["source_id"] = pa.array([self.source.source_id] * num_rows, pa.int64())
+        if self.sensor is not None or "sensor" not in cols:
+            cols["sensor"] = pa.array([self.sensor] * num_rows, pa.string())
+        batch = conform(TRAFFIC_TABLES[table], cols, num_rows)
+        self.writer.append(table, batch)
+        s = self.summary
+        s.rows[table] = s.rows.get(table, 0) + num_rows
+        lo, hi = pc.min_max(batch.column("ts")).values()
+        lo, hi = lo.as_py(), hi.as_py()
+        if lo is not None:
+            s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
+            s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
+
+    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
+        if isinstance(raw, bytes):
+            raw = raw[:MAX_RAW].decode("utf-8", "backslashreplace")
+        elif raw is not None:
+            raw = raw[:MAX_RAW]
+        self.writer.reject(position, self.unit, reason, raw)
+        self.summary.bad_rows += 1
+        if self.summary.first_error is None:
+            where = (
+                Location(self.source.path, line=position)
+                if self.unit == "line"
+                else Location(self.source.path, offset=position)
+            )
+            self.summary.first_error = f"{where}: {reason}"
+
+    def notice(self, message: str) -> None:
+        if message not in self.summary.notices:
+            self.summary.notices.append(message)
+
+    def set_log_type(self, log_type: str) -> None:
+        self.summary.log_type = log_type
+
+    def progress(self, raw_bytes: int) -> None:
+        self._on_progress(raw_bytes - self._last_progress)
+        self._last_progress = raw_bytes
+
+
+def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """Files to read, each with whether it was named explicitly."""
+    out: list[tuple[Path, bool]] = []
+    for p in paths:
+        if p.is_dir():
+            for child in sorted(c for c in p.rglob("*") if c.is_file()):
+                out.append((child, False))
+        elif p.exists():
+            out.append((p, True))
+        else:
+            raise InputError(Location(p), "no such file or directory")
+    return out
+
+
+def _is_candidate(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) or s in name for s in CANDIDATE_SUFFIXES)
+
+
+def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Reader]:
+    """The reader that recognises ``source``'s content."""
+    for reader in readers:
+        if reader.sniff(source.head):
+            return reader
+    if not source.head:
+        raise UnknownFormatError(Location(source.path), "empty file: not a Zeek log or capture")
+    raise UnknownFormatError(
+        Location(source.path),
+        "not a Zeek log, packet capture, flow file or Suricata EVE log (format is detected "
+        "from content)",
+    )
+
+
+def ingest_file(
+    store: Store,
+    path: Path,
+    readers: Sequence[type[Reader]],
+    *,
+    sensor: str | None = None,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> FileResult:
+    """Ingest one file (see the module docstring for the passes)."""
+    source = SourceFile.probe(path)
+    if store.has_source(source.sha256):
+        on_progress(source.size)
+        return FileResult(path, "duplicate", message="already ingested (same content)")
+    try:
+        reader_cls = find_reader(source, readers)
+    except UnknownFormatError as e:
+        on_progress(source.size)
+        return FileResult(path, "refused", message=str(e))
+    record = SourceRecord(source.source_id, str(path), source.sha256, source.size, reader_cls.name)
+    try:
+        with store.source_writer(record) as writer:
+            sink = _PipelineSink(writer, source, reader_cls.position_unit, sensor, on_progress)
+            reader_cls().read(source, sink)
+            sink.progress(source.size)
+            writer.finish(sink.summary)
+    except SkipSource as e:
+        on_progress(source.size)
+        return FileResult(path, "skipped", reader_cls.name, message=str(e))
+    except InputError as e:
+        on_progress(source.size)
+        return FileResult(path, "refused", reader_cls.name, message=str(e))
+    s = sink.summary
+    status = "partial" if s.bad_rows else "ingested"
+    message = s.first_error or ("; ".join(s.notices) if s.notices else None)
+    return FileResult(path, status, reader_cls.name, s.log_type, dict(s.rows), s.bad_rows, message)
+
+
+def ingest_paths(
+    store: Store,
+    paths: Sequence[Path],
+    *,
+    sensor: str | None = None,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> IngestReport:
+    """Ingest files and directories; never raises for one bad file."""
+    readers = registered_readers()
+    report = IngestReport()
+    files = expand_paths(paths)
+    on_start(sum(p.stat().st_size for p, _ in files))
+    for path, explicit in files:
+        if not explicit and not _is_candidate(path):
+            on_progress(path.stat().st_size)
+            report.files.append(FileResult(path, "skipped", message="not a log or capture name"))
+            continue
+        try:
+            report.files.append(
+                ingest_file(store, path, readers, sensor=sensor, on_progress=on_progress)
+            )
+        except OSError as e:
+            report.files.append(FileResult(path, "refused", message=f"{path}: {e.strerror or e}"))
+    return report

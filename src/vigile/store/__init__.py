@@ -1,0 +1,147 @@
+"""The store contract: what every storage engine must do, written where it is declared.
+
+Detectors and commands talk to a :class:`Store`, never to an engine directly, so the
+same detections run on the embedded DuckDB file today and on Apache Spark later.
+Queries are expressed with the small, engine-neutral vocabulary below
+(:class:`Window`, :class:`Pred`, :class:`Agg`); each engine translates it.
+
+Contract, per method:
+
+* ``source_writer(record)`` opens a transaction for one input. Rows appended through
+  it become visible only when the block exits normally; an exception, a Ctrl-C or a
+  killed process leaves no row of that input behind (all or nothing).
+* ``has_source(sha256)`` is true once an input with that content hash was committed;
+  the ingest pipeline uses it so re-ingesting a file adds nothing.
+* ``scan`` and ``group`` are read-only and may run while no writer is open; results
+  are Arrow tables/batches in the schema of :mod:`vigile.schema`.
+* ``group`` returns one row per distinct key combination; ``list`` aggregates keep
+  the rows' order by ``ts`` so interval statistics can be computed without sorting.
+* ``replace_findings(detectors, batch)`` atomically replaces every finding of the
+  named detectors (a hunt recomputes them) and is idempotent.
+* Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
+  user can retry once the other writer is gone); any other exception is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+
+PredOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
+AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "any"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time window ``[start, end)``; ``None`` leaves that side open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Pred:
+    """A filter on one column, e.g. ``Pred("proto", "=", "tcp")``."""
+
+    column: str
+    op: PredOp
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Agg:
+    """An aggregate over a group: ``Agg("sum", "orig_ip_bytes", "bytes_out")``."""
+
+    op: AggOp
+    column: str | None
+    alias: str
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What is known about an input before its rows are read."""
+
+    source_id: int
+    path: str
+    sha256: str
+    size_bytes: int
+    format: str
+
+
+@dataclass
+class SourceSummary:
+    """What ingesting one input produced, stored in ``sources`` at commit."""
+
+    log_type: str | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    bad_rows: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    first_error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+class SourceWriter(Protocol):
+    """Appends one input's rows inside its transaction (see the module contract)."""
+
+    def append(self, table: str, batch: pa.RecordBatch) -> None:
+        """Add rows to a traffic table; ``batch`` must have that table's schema."""
+
+    def reject(self, position: int, unit: str, reason: str, raw: str | None) -> None:
+        """Keep a record that could not be read, with where it was and why."""
+
+    def finish(self, summary: SourceSummary) -> None:
+        """Record the input in ``sources``; called once, last, before commit."""
+
+
+class Store(Protocol):
+    """A place that holds the normalised tables and the findings."""
+
+    location: str
+
+    def has_source(self, sha256: str) -> bool: ...
+
+    def source_writer(self, record: SourceRecord) -> AbstractContextManager[SourceWriter]: ...
+
+    def scan(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> pa.Table: ...
+
+    def scan_batches(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+    ) -> Iterator[pa.RecordBatch]: ...
+
+    def group(
+        self,
+        table: str,
+        keys: Sequence[str],
+        aggs: Sequence[Agg],
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        order_by: Sequence[str] = (),
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> pa.Table: ...
+
+    def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]: ...
+
+    def count(self, table: str, window: Window | None = None) -> int: ...
+
+    def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,257 @@
+"""The embedded store: one DuckDB file, Arrow batches in and out, one writer.
+
+DuckDB allows one read-write process per file, so every write funnels through
+:class:`DuckDBStore` (see the contract in :mod:`vigile.store`). Only this module
+writes DuckDB SQL; detectors use the engine-neutral query vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from vigile.errors import StoreError
+from vigile.schema import ALL_TABLES, SOURCES, TRAFFIC_TABLES, Table
+from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.list_(pa.string()): "VARCHAR[]",
+    pa.list_(pa.float64()): "DOUBLE[]",
+}
+_AGG_SQL = {
+    "count": "count({c})",
+    "sum": "sum({c})",
+    "min": "min({c})",
+    "max": "max({c})",
+    "count_distinct": "count(DISTINCT {c})",
+    "list": "list({c} ORDER BY ts)",
+    "any": "any_value({c})",
+}
+
+
+def _ddl(table: Table) -> str:
+    cols = ", ".join(
+        f'"{c.name}" {_SQL_TYPES[c.type]}{"" if c.nullable else " NOT NULL"}' for c in table.columns
+    )
+    return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})'
+
+
+def _ident(table: str, column: str) -> str:
+    if column not in ALL_TABLES[table].column_names:
+        raise ValueError(f"unknown column {table}.{column}")
+    return f'"{column}"'
+
+
+def _where(table: str, window: Window | None, where: Sequence[Pred]) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if window is not None and window.start is not None:
+        clauses.append("ts >= ?")
+        params.append(window.start)
+    if window is not None and window.end is not None:
+        clauses.append("ts < ?")
+        params.append(window.end)
+    for p in where:
+        col = _ident(table, p.column)
+        if p.op in ("is null", "is not null"):
+            clauses.append(f"{col} {p.op.upper()}")
+        elif p.op in ("in", "not in"):
+            values = list(p.value)
+            if not values:
+                clauses.append("FALSE" if p.op == "in" else "TRUE")
+                continue
+            marks = ", ".join("?" * len(values))
+            clauses.append(f"{col} {p.op.upper()} ({marks})")
+            params.extend(values)
+        else:
+            clauses.append(f"{col} {p.op} ?")
+            params.append(p.value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class _DuckDBSourceWriter:
+    def __init__(self, con: duckdb.DuckDBPyConnection, record: SourceRecord) -> None:
+        self._con = con
+        self._record = record
+        self._rejects: list[tuple[int, int, str, str, str | None]] = []
+
+    def append(self, table: str, batch: pa.RecordBatch) -> None:
+        if table not in TRAFFIC_TABLES:
+            raise ValueError(f"not a traffic table: {table}")
+        self._con.register("__vigile_batch", batch)
+        try:
+            self._con.execute(f'INSERT INTO "{table}" SELECT * FROM __vigile_batch')
+        finally:
+            self._con.unregister("__vigile_batch")
+
+    def reject(self, position: int, unit: str, reason: str, raw: str | None) -> None:
+        self._rejects.append((self._record.source_id, position, unit, reason, raw))
+        if len(self._rejects) >= 10_000:
+            self._flush_rejects()
+
+    def _flush_rejects(self) -> None:
+        if self._rejects:
+            self._con.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", self._rejects)
+            self._rejects.clear()
+
+    def finish(self, summary: SourceSummary) -> None:
+        self._flush_rejects()
+        r = self._record
+        row: list[Any] = [r.source_id, r.path, r.sha256, r.size_bytes, r.format, summary.log_type]
+        row += [datetime.now(UTC), summary.first_ts, summary.last_ts]
+        row += [summary.rows.get(t, 0) for t in TRAFFIC_TABLES]
+        row += [summary.bad_rows, summary.first_error, "\n".join(summary.notices) or None]
+        marks = ", ".join("?" * len(SOURCES.columns))
+        self._con.execute(f"INSERT INTO sources VALUES ({marks})", row)
+
+
+class DuckDBStore:
+    """A store in one DuckDB file (or ``:memory:``)."""
+
+    def __init__(
+        self,
+        path: str | Path = "vigile.duckdb",
+        *,
+        read_only: bool = False,
+        memory_limit: str = "1500MB",
+    ) -> None:
+        self.location = str(path)
+        try:
+            if self.location != ":memory:" and not read_only:
+                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(self.location, read_only=read_only)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot open store {self.location}: {e}") from None
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute(f"SET memory_limit = '{memory_limit}'")
+        if not read_only:
+            for table in ALL_TABLES.values():
+                self._con.execute(_ddl(table))
+
+    # -- writes -------------------------------------------------------------------------
+    def has_source(self, sha256: str) -> bool:
+        row = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
+        return row.fetchone() is not None
+
+    @contextmanager
+    def source_writer(self, record: SourceRecord) -> Iterator[_DuckDBSourceWriter]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield _DuckDBSourceWriter(self._con, record)
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            if detectors:
+                marks = ", ".join("?" * len(detectors))
+                self._con.execute(
+                    f"DELETE FROM findings WHERE detector IN ({marks})", list(detectors)
+                )
+            if batch.num_rows:
+                self._con.register("__vigile_findings", batch)
+                self._con.execute("INSERT INTO findings SELECT * FROM __vigile_findings")
+                self._con.unregister("__vigile_findings")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    # -- reads --------------------------------------------------------------------------
+    def _select(self, table: str, columns: Sequence[str] | None) -> str:
+        cols = ", ".join(_ident(table, c) for c in columns) if columns else "*"
+        return f'SELECT {cols} FROM "{table}"'
+
+    def scan(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> pa.Table:
+        clause, params = _where(table, window, where)
+        sql = self._select(table, columns) + clause
+        if order_by:
+            sql += " ORDER BY " + ", ".join(_ident(table, c) for c in order_by)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._conform(self._con.sql(sql, params=params).to_arrow_table())
+
+    def scan_batches(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+    ) -> Iterator[pa.RecordBatch]:
+        clause, params = _where(table, window, where)
+        reader = self._con.sql(self._select(table, columns) + clause, params=params)
+        yield from reader.to_arrow_reader(1 << 17)
+
+    def group(
+        self,
+        table: str,
+        keys: Sequence[str],
+        aggs: Sequence[Agg],
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        order_by: Sequence[str] = (),
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> pa.Table:
+        key_sql = [_ident(table, k) for k in keys]
+        agg_sql = []
+        for a in aggs:
+            col = "*" if a.column is None else _ident(table, a.column)
+            agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
+        clause, params = _where(table, window, where)
+        sql = f'SELECT {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
+        if key_sql:
+            sql += " GROUP BY " + ", ".join(key_sql)
+        if order_by:
+            direction = " DESC" if descending else ""
+            sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._con.sql(sql, params=params).to_arrow_table()
+
+    def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]:
+        row = self._con.execute(f'SELECT min(ts), max(ts) FROM "{table}"').fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    def count(self, table: str, window: Window | None = None) -> int:
+        clause, params = _where(table, window, ())
+        row = self._con.execute(f'SELECT count(*) FROM "{table}"{clause}', params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self._con.close()
+
+    @staticmethod
+    def _conform(result: pa.Table) -> pa.Table:
+        """DuckDB names list items ``l``; give callers the schema's own list types."""
+        fields = []
+        for f in result.schema:
+            if pa.types.is_list(f.type):
+                f = f.with_type(pa.list_(f.type.value_type))
+            fields.append(f)
+        return result.cast(pa.schema(fields))
