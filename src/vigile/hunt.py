@@ -6,21 +6,43 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from vigile.detect import Detector, Finding, HuntContext, findings_table
+from vigile.detect.allowlist import suppress_allowlisted
+from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR, score_pairs_and_hosts
 from vigile.store import Agg, Store, Window
+
+#: A pass takes every finding so far and returns the findings to keep (it may mark,
+#: add or reorder them). Passes run in this order after the detectors:
+#: allowlists first, so suppressed findings never raise a pair's or a host's score.
+Pass = Callable[[HuntContext, list[Finding]], list[Finding]]
+PASSES: tuple[Pass, ...] = (suppress_allowlisted, score_pairs_and_hosts)
+#: Detector names under which the passes store the findings they add.
+PASS_FINDINGS = (PAIR_DETECTOR, HOST_DETECTOR)
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Highest score first; suppressed findings after every unsuppressed one."""
+    return sorted(
+        findings,
+        key=lambda f: (f.suppressed_by is not None, -f.score, f.detector, f.src or "", f.dst or ""),
+    )
 
 
 def run_detectors(ctx: HuntContext, detectors: Sequence[type[Detector]]) -> list[Finding]:
-    """Run each detector, store the findings, and return them ranked by score."""
+    """Run each detector, then the passes; store the findings and return them ranked."""
     findings: list[Finding] = []
     for detector_cls in detectors:
         findings.extend(detector_cls().run(ctx))
-    findings.sort(key=lambda f: (-f.score, f.detector, f.src or "", f.dst or ""))
-    ctx.store.replace_findings([d.name for d in detectors], findings_table(findings))
+    if detectors:
+        for step in PASSES:
+            findings = step(ctx, findings)
+    findings = rank(findings)
+    names = [d.name for d in detectors] + (list(PASS_FINDINGS) if detectors else [])
+    ctx.store.replace_findings(names, findings_table(findings))
     return findings
 
 
@@ -74,13 +96,14 @@ def write_report(
         ]
     else:
         lines += [f"## Findings ({len(findings)})", ""]
-        for rank, f in enumerate(findings, 1):
+        for position, f in enumerate(findings, 1):
             subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
             lines += [
-                f"### {rank}. {f.severity} {f.score:.3f} — {f.detector}: {subject}",
+                f"### {position}. {f.severity} {f.score:.3f} — {f.detector}: {subject}",
                 "",
                 f.explanation,
                 "",
+                *([f"Suppressed by {f.suppressed_by}.", ""] if f.suppressed_by else []),
                 f"Finding id `{f.id}`.",
                 "",
             ]

@@ -51,6 +51,14 @@ def register(app: typer.Typer) -> None:
                 help="Also write the ranked, explained findings to this file (Markdown).",
             ),
         ] = None,
+        show_suppressed: Annotated[
+            bool,
+            typer.Option(
+                "--show-suppressed",
+                help="Also list findings an allowlist entry or a built-in prior suppressed, "
+                "with the entry that suppressed each (see docs/allowlists.md).",
+            ),
+        ] = False,
         as_json: JsonOption = False,
         as_csv: CsvOption = False,
     ) -> None:
@@ -98,14 +106,26 @@ def register(app: typer.Typer) -> None:
                 fmt,
                 title="Top talkers",
             )
-        elif fmt is Format.JSON:
-            for f in findings[:limit]:
+            if problems:
+                raise typer.Exit(EXIT_INPUT_PROBLEMS)
+            return
+        shown = [f for f in findings if show_suppressed or f.suppressed_by is None]
+        hidden = len(findings) - len(shown)
+        if fmt is Format.JSON:
+            for f in shown[:limit]:
                 sys.stdout.write(json.dumps(f.to_json(), default=str) + "\n")
         else:
-            rows = [{"rank": i + 1, **f.to_json()} for i, f in enumerate(findings[:limit])]
+            rows = [{"rank": i + 1, **f.to_json()} for i, f in enumerate(shown[:limit])]
             cols = ["rank", "score", "severity", "detector", "src", "dst", "fqdn", "explanation"]
-            emit_rows(rows, cols, fmt, title=f"Findings ({len(findings)} in all)")
-            if fmt is Format.TABLE and not findings:
+            cols += ["suppressed_by"] if show_suppressed else []
+            emit_rows(rows, cols, fmt, title=f"Findings ({len(shown)} in all)")
+            if fmt is Format.TABLE and not shown:
                 console.print("No findings in the window.")
+        if hidden and fmt is Format.TABLE:
+            err_console.print(
+                f"{hidden} finding(s) suppressed by allowlists or priors; "
+                "--show-suppressed lists them with the entry that suppressed each.",
+                highlight=False,
+            )
         if problems:
             raise typer.Exit(EXIT_INPUT_PROBLEMS)

@@ -16,6 +16,9 @@ Contract, per method:
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting.
+  With ``bucket`` (a :class:`~datetime.timedelta`), rows are also grouped by ``ts``
+  floored to a multiple of ``bucket`` counted from the Unix epoch, returned as a
+  ``bucket`` column (UTC timestamp) placed after the keys; baselines use it.
 * ``replace_findings(detectors, batch)`` atomically replaces every finding of the
   named detectors (a hunt recomputes them) and is idempotent.
 * Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import pyarrow as pa
@@ -136,6 +139,7 @@ class Store(Protocol):
         order_by: Sequence[str] = (),
         descending: bool = False,
         limit: int | None = None,
+        bucket: timedelta | None = None,
     ) -> pa.Table: ...
 
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +215,21 @@ class DuckDBStore:
         order_by: Sequence[str] = (),
         descending: bool = False,
         limit: int | None = None,
+        bucket: timedelta | None = None,
     ) -> pa.Table:
         key_sql = [_ident(table, k) for k in keys]
+        if bucket is not None:
+            seconds = float(bucket.total_seconds())
+            if seconds <= 0:
+                raise ValueError("bucket must be positive")
+            key_sql.append(f'to_timestamp(floor(epoch("ts") / {seconds!r}) * {seconds!r})')
         agg_sql = []
         for a in aggs:
             col = "*" if a.column is None else _ident(table, a.column)
             agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
         clause, params = _where(table, window, where)
-        sql = f'SELECT {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
+        select = [*key_sql[:-1], f'{key_sql[-1]} AS "bucket"'] if bucket else key_sql
+        sql = f'SELECT {", ".join(select + agg_sql)} FROM "{table}"{clause}'
         if key_sql:
             sql += " GROUP BY " + ", ".join(key_sql)
         if order_by:

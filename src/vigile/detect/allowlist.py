@@ -1,0 +1,250 @@
+"""Allowlists and built-in priors: which findings are expected, and why.
+
+This module is the one place that defines an allowlist entry; the hunt pass that
+suppresses findings and the console that lets a user suppress one both use it.
+
+Contract of an entry (:class:`AllowEntry`):
+
+* exactly one rule: ``cidr`` (an IP network, or one address) or ``domain``;
+* ``reason`` is required: a suppression always says why;
+* ``detectors`` limits the entry to those detectors (default: every detector);
+* ``ref`` (``source#n``) names the entry stably: ``n`` is its 1-based position in
+  its file, ``source`` is the file path or ``priors:<category>``;
+* ``Finding.suppressed_by`` holds :attr:`AllowEntry.label`
+  (``"<ref> <rule> (<reason>)"``); a suppressed finding is kept, not deleted.
+
+Domain rule semantics (table-tested in ``tests/test_allowlist.py``); names are
+compared lower-case and without a trailing dot:
+
+==================  =====================  ======================  ==================
+rule                ``example.com``        ``a.example.com``       ``a.b.example.com``
+==================  =====================  ======================  ==================
+``example.com``     yes                    no                      no
+``*.example.com``   **no**                 yes                     yes
+``.example.com``    yes                    yes                     yes
+==================  =====================  ======================  ==================
+
+``*`` stands for one or more whole labels and is only allowed as the leftmost
+label; ``a*.example.com`` is refused. A CIDR rule matches a finding when either
+end (``src`` or ``dst``) is inside it. A domain rule matches a finding whose
+``fqdn`` it covers; for a finding that names only an address, it matches when the
+address has names seen in the window (DNS answers, TLS SNI, HTTP Host) and every
+one of them is covered by a rule in scope, so that a shared CDN address that also
+served an unknown name is not silenced.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vigile.config import IPNetwork
+from vigile.detect import Finding, HuntContext
+from vigile.detect.traffic import bounds, names_by_address
+from vigile.errors import ConfigError
+from vigile.store import Window
+
+PRIORS_RESOURCE = "priors.toml"
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, no trailing dot.
+
+    >>> normalise_name("WWW.Example.COM.")
+    'www.example.com'
+    """
+    return name.strip().rstrip(".").lower()
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """One allowlist or priors entry: a rule, its scope and the reason for it."""
+
+    rule: str
+    reason: str
+    source: str
+    index: int
+    detectors: frozenset[str] | None = None
+    category: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """Stable name of the entry: ``source#n``."""
+        return f"{self.source}#{self.index}"
+
+    @property
+    def label(self) -> str:
+        """The text stored in ``findings.suppressed_by``."""
+        return f"{self.ref} {self.rule} ({self.reason})"
+
+    @property
+    def network(self) -> IPNetwork | None:
+        """The IP network of a CIDR rule, else ``None``."""
+        try:
+            return ipaddress.ip_network(self.rule, strict=False)
+        except ValueError:
+            return None
+
+    def applies_to(self, detector: str) -> bool:
+        """True if the entry's scope includes ``detector``."""
+        return self.detectors is None or detector in self.detectors
+
+    def covers_name(self, name: str) -> bool:
+        """True if this domain rule covers ``name`` (see the table above).
+
+        >>> e = AllowEntry("*.example.com", "x", "t", 1)
+        >>> e.covers_name("example.com"), e.covers_name("a.b.Example.com.")
+        (False, True)
+        """
+        name = normalise_name(name)
+        rule = self.rule
+        if rule.startswith("*."):
+            return name.endswith(rule[1:])
+        if rule.startswith("."):
+            return name == rule[1:] or name.endswith(rule)
+        return name == rule
+
+    def covers_address(self, address: str | None) -> bool:
+        """True if this CIDR rule contains ``address``."""
+        net = self.network
+        if net is None or address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return ip.version == net.version and ip in net
+
+
+def parse_entry(item: Any, source: str, index: int, category: str | None = None) -> AllowEntry:
+    """Check one ``[[allow]]`` table and build its entry; errors name source and entry."""
+    where = f"{source}: entry {index}"
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(item) - {"cidr", "domain", "reason", "detectors"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if ("cidr" in item) == ("domain" in item):
+        raise ConfigError(f"{where}: give exactly one of cidr or domain")
+    reason = item.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ConfigError(f"{where}: a reason is required")
+    scope = item.get("detectors")
+    if scope is not None and (
+        not isinstance(scope, list) or not all(isinstance(d, str) for d in scope)
+    ):
+        raise ConfigError(f"{where}: detectors must be a list of detector names")
+    if "cidr" in item:
+        try:
+            rule = str(ipaddress.ip_network(str(item["cidr"]), strict=False))
+        except ValueError:
+            raise ConfigError(f"{where}: {item['cidr']!r} is not an IP network") from None
+    else:
+        rule = _check_domain(str(item["domain"]), where)
+    detectors = frozenset(scope) if scope is not None else None
+    return AllowEntry(rule, reason.strip(), source, index, detectors, category)
+
+
+def _check_domain(domain: str, where: str) -> str:
+    rule = normalise_name(domain)
+    body = rule[2:] if rule.startswith("*.") else rule.lstrip(".")
+    if not body or "*" in body or ".." in body or rule.startswith(".."):
+        raise ConfigError(
+            f"{where}: {domain!r}: '*' is allowed only as the whole leftmost label (*.example.com)"
+        )
+    return rule
+
+
+def _entries_from_toml(text: str, source: str) -> list[AllowEntry]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    entries: list[AllowEntry] = []
+    for category, items in data.get("priors", {}).items():
+        for item in items:
+            entries.append(parse_entry(item, f"priors:{category}", len(entries) + 1, category))
+    for item in data.get("allow", []):
+        entries.append(parse_entry(item, source, len(entries) + 1))
+    return entries
+
+
+def load_priors() -> list[AllowEntry]:
+    """The built-in priors shipped in ``vigile/data/priors.toml``."""
+    text = (resources.files("vigile") / "data" / PRIORS_RESOURCE).read_text(encoding="utf-8")
+    return _entries_from_toml(text, "priors")
+
+
+def load_allowlist_file(path: Path) -> list[AllowEntry]:
+    """Entries of a user allowlist file (TOML with ``[[allow]]`` tables)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read allowlist: {e.strerror}") from None
+    return _entries_from_toml(text, str(path))
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Entries in order: user entries first, then priors; the first match wins."""
+
+    entries: tuple[AllowEntry, ...]
+
+    @classmethod
+    def from_config(cls, files: Sequence[Path], options: Mapping[str, Any]) -> Allowlist:
+        """User files plus priors, unless ``priors = false``; ``disable_priors`` drops
+        priors by category or by ref (``priors:cdn#3``)."""
+        entries = [e for f in files for e in load_allowlist_file(f)]
+        if options.get("priors", True):
+            off = set(options.get("disable_priors", []))
+            entries += [e for e in load_priors() if e.category not in off and e.ref not in off]
+        return cls(tuple(entries))
+
+    def match(
+        self,
+        detector: str,
+        ends: Iterable[str | None],
+        fqdn: str | None,
+        names_of: Mapping[str, frozenset[str]],
+    ) -> AllowEntry | None:
+        """The first entry that suppresses a finding of ``detector`` about these ends."""
+        scoped = [e for e in self.entries if e.applies_to(detector)]
+        present = [a for a in ends if a]
+        for entry in scoped:
+            if entry.network is not None and any(entry.covers_address(a) for a in present):
+                return entry
+            if entry.network is None and fqdn and entry.covers_name(fqdn):
+                return entry
+        if fqdn:
+            return None
+        for address in present:
+            names = names_of.get(address)
+            if not names:
+                continue
+            covering = [_first_cover(scoped, n) for n in sorted(names)]
+            if all(covering):
+                return covering[0]
+        return None
+
+
+def _first_cover(entries: Sequence[AllowEntry], name: str) -> AllowEntry | None:
+    return next((e for e in entries if e.network is None and e.covers_name(name)), None)
+
+
+def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
+    """The allowlist pass: mark findings an entry covers (``suppressed_by``), keep them all."""
+    allow = Allowlist.from_config(ctx.config.allowlist_files, ctx.config.section("allowlist"))
+    if not allow.entries:
+        return findings
+    names = names_by_address(ctx.store, Window(*bounds(ctx)))
+    for f in findings:
+        if f.suppressed_by is None:
+            entry = allow.match(f.detector, (f.src, f.dst), f.fqdn, names)
+            if entry is not None:
+                f.suppressed_by = entry.label
+    return findings

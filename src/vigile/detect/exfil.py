@@ -1,0 +1,283 @@
+"""exfil: unusually large outbound transfers, against a robust baseline.
+
+Outbound bytes of an internal host are the IP bytes it sent to external
+addresses, both as originator (an upload) and as responder (a server answering an
+external client: a mailbox download through OWA or IMAP is large *responses* to
+one client). The ``src`` of a finding is always the internal host, ``dst`` the
+external peer that received most of the bytes.
+
+Three tests, each on ``bucket_minutes`` (default 60) slices over
+``lookback_days`` (default 14) of history before the window:
+
+1. **host peak**: the host's largest slice of outbound bytes in the window against
+   its own earlier slices; when it has fewer than ``min_samples`` (4) of them,
+   against its role's peer group (other hosts of the same role, see
+   :mod:`vigile.detect.roles`);
+2. **pair peak**: the largest slice sent to one peer against every earlier
+   (peer, slice) volume of the same host; catches one client of a busy server;
+3. **window total** against earlier windows of the same length, once there are
+   ``min_samples`` of them (Splunk's "Email servers sending high volume traffic to
+   hosts" uses mean + 3σ over at least 4 samples; we use median and MAD, which a
+   single earlier burst cannot inflate).
+
+A test fires when the robust z-score is at least 3, the factor over the median at
+least ``min_factor`` (2) and the volume at least ``min_bytes`` (1 MB). Score:
+``0.5 + 0.4 · min(1, log10(factor) / 2)`` (factor 10 → 0.7, 100 → 0.9), plus the
+modifiers the explanation names: +0.1 when the peer is new (first seen in the
+window), +0.05 when it is rare, +0.05 when the upload/download ratio rose at least
+3×. A host with no baseline of its own and no peers is not scored (the finding
+would be a guess); one compared only with its peer group is capped at 0.6.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vigile.config import match_networks
+from vigile.detect import Finding, HuntContext
+from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
+from vigile.detect.roles import infer_roles, role_of
+from vigile.detect.traffic import Baseline, bounds, robust_baseline
+from vigile.store import Agg, Window
+
+MIN_Z = 3.0
+
+
+@dataclass
+class HostFlows:
+    """One host's outbound/inbound bytes per slice and per (peer, slice)."""
+
+    out: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
+    inb: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
+    pair: dict[tuple[str, datetime], float] = field(default_factory=lambda: defaultdict(float))
+
+
+def directed_flows(ctx: HuntContext, window: Window, bucket: timedelta) -> dict[str, HostFlows]:
+    """Per internal host: bytes to and from external peers, by slice and by peer."""
+    t = ctx.store.group(
+        "conn",
+        ["src", "dst"],
+        [Agg("sum", "orig_ip_bytes", "ob"), Agg("sum", "resp_ip_bytes", "rb")],
+        window=window,
+        bucket=bucket,
+    )
+    nets = ctx.config.network.internal
+    s_in, d_in = match_networks(t.column("src"), nets), match_networks(t.column("dst"), nets)
+    ob = _floats(t.column("ob"))
+    rb = _floats(t.column("rb"))
+    hosts: dict[str, HostFlows] = defaultdict(HostFlows)
+    for i, (src, dst, b) in enumerate(
+        zip(
+            t.column("src").to_pylist(),
+            t.column("dst").to_pylist(),
+            t.column("bucket").to_pylist(),
+            strict=True,
+        )
+    ):
+        if s_in[i] == d_in[i]:
+            continue
+        host, peer, out, inb = (src, dst, ob[i], rb[i]) if s_in[i] else (dst, src, rb[i], ob[i])
+        flows = hosts[host]
+        flows.out[b] += out
+        flows.inb[b] += inb
+        flows.pair[(peer, b)] += out
+    return hosts
+
+
+def _floats(col: pa.ChunkedArray) -> list[float]:
+    return list(pc.fill_null(col.cast(pa.float64()), 0.0).to_pylist())
+
+
+@dataclass
+class Test:
+    """One fired test: what was measured, against what, and how far above."""
+
+    kind: str
+    value: float
+    baseline: Baseline
+    baseline_of: str
+
+    @property
+    def factor(self) -> float:
+        return self.value / max(self.baseline.median, 1.0)
+
+    @property
+    def z(self) -> float:
+        return self.baseline.z(self.value)
+
+
+class ExfilDetector:
+    """Outbound volume far above the host's own or its role's robust baseline."""
+
+    name: ClassVar[str] = "exfil"
+    tables: ClassVar[tuple[str, ...]] = ("conn",)
+    summary: ClassVar[str] = "Unusually large outbound transfers (uploads or served responses)."
+
+    def run(self, ctx: HuntContext) -> list[Finding]:
+        opts = ctx.config.section("detectors.exfil")
+        self.min_samples = int(opts.get("min_samples", 4))
+        self.min_factor = float(opts.get("min_factor", 2.0))
+        self.min_bytes = float(opts.get("min_bytes", 1_000_000))
+        bucket = timedelta(minutes=float(opts.get("bucket_minutes", 60)))
+        start, end = bounds(ctx)
+        lookback = Window(start - timedelta(days=float(opts.get("lookback_days", 14))), end)
+        flows = directed_flows(ctx, lookback, bucket)
+        roles = infer_roles(ctx)
+        role = {h: role_of(roles, h, ctx) for h in flows}
+        peers, _ = peer_stats(ctx)
+        windows = self._earlier_windows(ctx, flows, start, end)
+        out = []
+        for host in sorted(flows):
+            tests = self._tests(host, flows, role, start, windows)
+            if tests:
+                out.append(self._finding(ctx, host, flows[host], tests, peers, start, end))
+        return out
+
+    def _earlier_windows(
+        self, ctx: HuntContext, flows: dict[str, HostFlows], start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        length = end - start
+        n = int(history_hours(ctx) * 3600 // max(length.total_seconds(), 1))
+        return [(start - (k + 1) * length, start - k * length) for k in range(n)]
+
+    def _tests(
+        self,
+        host: str,
+        flows: dict[str, HostFlows],
+        role: dict[str, str],
+        start: datetime,
+        windows: list[tuple[datetime, datetime]],
+    ) -> list[Test]:
+        f = flows[host]
+        now = {b: v for b, v in f.out.items() if b >= start}
+        if not now:
+            return []
+        tests = []
+        own = robust_baseline(v for b, v in f.out.items() if b < start)
+        peak = max(now.values())
+        if own.samples >= self.min_samples:
+            tests.append(Test("host peak", peak, own, "own history"))
+        else:
+            group = robust_baseline(
+                v
+                for h, g in flows.items()
+                if h != host and role[h] == role[host]
+                for v in g.out.values()
+            )
+            if group.samples >= self.min_samples:
+                tests.append(Test("host peak", peak, group, f"{role[host]} peer group"))
+        pairs = robust_baseline(v for (_, b), v in f.pair.items() if b < start)
+        if pairs.samples >= self.min_samples:
+            tests.append(
+                Test(
+                    "pair peak",
+                    max(v for (_, b), v in f.pair.items() if b >= start),
+                    pairs,
+                    "own peers",
+                )
+            )
+        if len(windows) >= self.min_samples:
+            totals = [sum(v for b, v in f.out.items() if a <= b < z) for a, z in windows]
+            tests.append(
+                Test(
+                    "window total",
+                    sum(now.values()),
+                    robust_baseline(totals),
+                    "own earlier windows",
+                )
+            )
+        return [
+            t
+            for t in tests
+            if t.z >= MIN_Z and t.factor >= self.min_factor and t.value >= self.min_bytes
+        ]
+
+    def _finding(
+        self,
+        ctx: HuntContext,
+        host: str,
+        f: HostFlows,
+        tests: list[Test],
+        peers: dict[str, PeerStats],
+        start: datetime,
+        end: datetime,
+    ) -> Finding:
+        best = max(tests, key=lambda t: t.factor)
+        by_peer: dict[str, float] = defaultdict(float)
+        for (p, b), v in f.pair.items():
+            if b >= start:
+                by_peer[p] += v
+        top, top_bytes = max(by_peer.items(), key=lambda kv: kv[1])
+        total = sum(by_peer.values())
+        score = 0.5 + 0.4 * min(1.0, math.log10(max(best.factor, 1.0)) / 2)
+        modifiers = self._modifiers(f, peers.get(top), start, ctx)
+        score += sum(m[1] for m in modifiers)
+        if best.baseline_of.endswith("peer group"):
+            score = min(score, 0.6)
+        explanation = (
+            f"{host} sent {_fmt(total)} out in the window; {best.kind} {_fmt(best.value)} is "
+            f"{best.factor:.1f}× the {best.baseline_of} median {_fmt(best.baseline.median)} "
+            f"(robust z {best.z:.1f}, {best.baseline.samples} samples); {top_bytes / total:.0%} "
+            f"went to {top}"
+        )
+        if modifiers:
+            explanation += "; raised by " + ", ".join(f"{m[0]} (+{m[1]:g})" for m in modifiers)
+        evidence: dict[str, Any] = {
+            "bytes_out": round(total),
+            "top_peer_bytes": round(top_bytes),
+            "tests": [
+                {
+                    "kind": t.kind,
+                    "value": round(t.value),
+                    "median": round(t.baseline.median),
+                    "sigma": round(t.baseline.sigma, 1),
+                    "samples": t.baseline.samples,
+                    "factor": round(t.factor, 2),
+                    "z": round(t.z, 2),
+                    "baseline": t.baseline_of,
+                }
+                for t in tests
+            ],
+            "modifiers": {m[0]: m[1] for m in modifiers},
+            "window": [start.isoformat(), end.isoformat()],
+        }
+        return Finding(self.name, host, top, None, score, start, end, explanation + ".", evidence)
+
+    def _modifiers(
+        self, f: HostFlows, peer: PeerStats | None, start: datetime, ctx: HuntContext
+    ) -> list[tuple[str, float]]:
+        mods = []
+        if peer is not None and peer.first_seen >= start and history_hours(ctx) >= 24:
+            mods.append(("new destination", 0.1))
+        if peer is not None and len(peer.hosts_in_window) == 1 and peer.prevalence < 0.5:
+            mods.append(("rare destination", 0.05))
+        ratio_now = _ratio(f, lambda b: b >= start)
+        ratio_then = _ratio(f, lambda b: b < start)
+        if ratio_then is not None and ratio_now is not None and ratio_now >= 3 * ratio_then:
+            mods.append(("upload/download ratio up", 0.05))
+        return mods
+
+
+def _ratio(f: HostFlows, keep: Any) -> float | None:
+    out = sum(v for b, v in f.out.items() if keep(b))
+    inb = sum(v for b, v in f.inb.items() if keep(b))
+    return out / inb if inb > 0 and out > 0 else None
+
+
+def _fmt(n: float) -> str:
+    """Bytes in SI units.
+
+    >>> _fmt(1_500_000), _fmt(999)
+    ('1.5 MB', '999 B')
+    """
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"

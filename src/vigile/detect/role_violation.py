@@ -1,0 +1,259 @@
+"""role_violation: hosts acting against their role (see :mod:`vigile.detect.roles`).
+
+Four checks over the window; a finding's ``src``/``dst`` keep the real direction:
+
+=====================  ===============================================================  =====
+check                  when                                                             score
+=====================  ===============================================================  =====
+bmc outbound           a BMC opens connections to public addresses (a management        0.85
+                       controller has no business on the internet); answered: 0.9
+bmc dns                a BMC looks up names (implants resolve their C2)                 0.65
+server outbound        a server (server, mail, dns, ntp) opens connections to public    0.75
+                       addresses on a port outside its role's allowed egress ports and
+                       never did so before the window; with under 24 h of history the
+                       comparison is impossible and the score is 0.5
+inbound management     public or non-admin hosts reach management ports (IPMI 623,      0.55
+                       SSH 22, Telnet 23, RDP 3389, VNC 5900, WinRM 5985/5986, virtual
+                       media) of an internal host, or anything on a BMC; +0.2 when the
+                       service answered
+unsolicited inbound    public hosts open connections to a workstation (a host that      0.5
+                       answers no service); +0.1 for 10 or more ports (a scan)
+=====================  ===============================================================  =====
+
+Allowed egress ports per role come from ``[detectors.role_violation]
+allowed_ports`` (a table of role → port list); the defaults are below.
+``[network] admin_hosts`` lists the hosts allowed on the management plane.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from vigile.detect import Finding, HuntContext
+from vigile.detect.rare_destination import history_hours
+from vigile.detect.roles import HostRole, infer_roles, role_of
+from vigile.detect.traffic import bounds, in_networks, is_public
+from vigile.store import Agg, Window
+
+SERVER_ROLES = ("server", "mail", "dns", "ntp")
+DEFAULT_ALLOWED = {
+    "server": [53, 80, 123, 443],
+    "mail": [25, 53, 80, 123, 443, 465, 587],
+    "dns": [53, 80, 123, 443],
+    "ntp": [53, 80, 123, 443],
+    "bmc": [],
+}
+MGMT_PORTS = {22, 23, 623, 664, 3389, 5900, 5985, 5986, 7578, 5120, 5121, 5122, 5123}
+
+
+@dataclass
+class PairTraffic:
+    """Connections between two hosts in the window, by responder port."""
+
+    ports: set[int] = field(default_factory=set)
+    connections: int = 0
+    answered: int = 0
+    first: datetime | None = None
+
+
+class RoleViolationDetector:
+    """A BMC or server initiating outbound connections, BMC DNS, exposed management."""
+
+    name: ClassVar[str] = "role_violation"
+    tables: ClassVar[tuple[str, ...]] = ("conn", "dns", "http")
+    summary: ClassVar[str] = "BMCs or servers starting outbound traffic; exposed management."
+
+    def run(self, ctx: HuntContext) -> list[Finding]:
+        start, end = bounds(ctx)
+        roles = infer_roles(ctx)
+        pairs = self._pairs(ctx, Window(start, end))
+        allowed = {
+            **DEFAULT_ALLOWED,
+            **ctx.config.section("detectors.role_violation").get("allowed_ports", {}),
+        }
+        known = self._earlier_egress(ctx, start) if history_hours(ctx) >= 24 else None
+        out: list[Finding] = []
+        nets = ctx.config.network
+        for (src, dst), p in sorted(pairs.items()):
+            src_in, dst_in = nets.is_internal(src), nets.is_internal(dst)
+            if src_in and not dst_in and is_public(dst):
+                role = role_of(roles, src, ctx)
+                ports = {q for q in p.ports if q not in allowed.get(role, [])}
+                if role == "bmc" and ports:
+                    out.append(self._bmc_outbound(ctx, src, dst, p, ports))
+                elif role in SERVER_ROLES and ports:
+                    new = ports if known is None else {q for q in ports if (src, q) not in known}
+                    if new:
+                        out.append(self._server_outbound(ctx, src, dst, role, p, new, known))
+            elif dst_in and not src_in:
+                f = self._inbound(ctx, src, dst, role_of(roles, dst, ctx), p)
+                if f is not None:
+                    out.append(f)
+        out += self._bmc_dns(ctx, roles, Window(start, end))
+        return out
+
+    def _pairs(self, ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
+        rows = ctx.store.group(
+            "conn",
+            ["src", "dst", "dst_port"],
+            [
+                Agg("count", None, "n"),
+                Agg("count", "resp_bytes", "has_resp"),
+                Agg("max", "resp_bytes", "max_resp"),
+                Agg("min", "ts", "first"),
+            ],
+            window=window,
+        )
+        pairs: dict[tuple[str, str], PairTraffic] = defaultdict(PairTraffic)
+        for r in rows.to_pylist():
+            p = pairs[(r["src"], r["dst"])]
+            if r["dst_port"] is not None:
+                p.ports.add(int(r["dst_port"]))
+            p.connections += int(r["n"])
+            p.answered += int(r["n"]) if (r["max_resp"] or 0) > 0 else 0
+            p.first = min(p.first or r["first"], r["first"])
+        return pairs
+
+    def _earlier_egress(self, ctx: HuntContext, start: datetime) -> set[tuple[str, int]]:
+        rows = ctx.store.group(
+            "conn", ["src", "dst_port"], [Agg("count", None, "n")], window=Window(None, start)
+        )
+        nets = ctx.config.network
+        return {
+            (r["src"], int(r["dst_port"]))
+            for r in rows.to_pylist()
+            if r["dst_port"] is not None and nets.is_internal(r["src"])
+        }
+
+    def _finding(
+        self,
+        ctx: HuntContext,
+        src: str,
+        dst: str | None,
+        score: float,
+        text: str,
+        evidence: dict[str, object],
+        fqdn: str | None = None,
+    ) -> Finding:
+        start, end = bounds(ctx)
+        return Finding(self.name, src, dst, fqdn, score, start, end, text, evidence)
+
+    def _bmc_outbound(
+        self, ctx: HuntContext, src: str, dst: str, p: PairTraffic, ports: set[int]
+    ) -> Finding:
+        score = 0.9 if p.answered else 0.85
+        text = (
+            f"BMC {src} opened {p.connections} connection(s) to public address {dst} on "
+            f"port(s) {_ports(ports)} ({p.answered} answered); a management controller "
+            "should not start internet traffic."
+        )
+        ev = {
+            "check": "bmc outbound",
+            "role": "bmc",
+            "ports": sorted(ports),
+            "connections": p.connections,
+            "answered": p.answered,
+        }
+        return self._finding(ctx, src, dst, score, text, ev)
+
+    def _server_outbound(
+        self,
+        ctx: HuntContext,
+        src: str,
+        dst: str,
+        role: str,
+        p: PairTraffic,
+        ports: set[int],
+        known: set[tuple[str, int]] | None,
+    ) -> Finding:
+        score = 0.75 if known is not None else 0.5
+        history = (
+            "never did so before the window"
+            if known is not None
+            else "under 24 h of history, so it cannot be called new"
+        )
+        text = (
+            f"{role} {src} opened {p.connections} connection(s) to public address {dst} "
+            f"on port(s) {_ports(ports)} outside its role's egress ports; {history}."
+        )
+        ev = {
+            "check": "server outbound",
+            "role": role,
+            "ports": sorted(ports),
+            "connections": p.connections,
+            "answered": p.answered,
+            "history": known is not None,
+        }
+        return self._finding(ctx, src, dst, score, text, ev)
+
+    def _inbound(
+        self, ctx: HuntContext, src: str, dst: str, role: str, p: PairTraffic
+    ) -> Finding | None:
+        admin = in_networks(src, ctx.config.network.admin_hosts)
+        mgmt = p.ports & MGMT_PORTS if role != "bmc" else p.ports
+        if mgmt and not admin and (is_public(src) or role == "bmc"):
+            score = 0.55 + (0.2 if p.answered else 0.0)
+            text = (
+                f"{src} reached management port(s) {_ports(mgmt)} of {role} {dst} "
+                f"({p.connections} connection(s), {p.answered} answered); it is not an "
+                "admin host."
+            )
+            ev = {
+                "check": "inbound management",
+                "role": role,
+                "ports": sorted(mgmt),
+                "connections": p.connections,
+                "answered": p.answered,
+            }
+            return self._finding(ctx, src, dst, score, text, ev)
+        if role == "workstation" and is_public(src):
+            scan = len(p.ports) >= 10
+            text = (
+                f"Public host {src} opened {p.connections} connection(s) to workstation "
+                f"{dst} on {len(p.ports)} port(s) ({_ports(p.ports)}), {p.answered} "
+                f"answered{'; a port scan' if scan else ''}."
+            )
+            ev = {
+                "check": "unsolicited inbound",
+                "role": role,
+                "ports": sorted(p.ports)[:50],
+                "distinct_ports": len(p.ports),
+                "connections": p.connections,
+                "answered": p.answered,
+            }
+            return self._finding(ctx, src, dst, 0.5 + (0.1 if scan else 0.0), text, ev)
+        return None
+
+    def _bmc_dns(
+        self, ctx: HuntContext, roles: dict[str, HostRole], window: Window
+    ) -> list[Finding]:
+        rows = ctx.store.group("dns", ["src", "query"], [Agg("count", None, "n")], window=window)
+        by_host: dict[str, dict[str, int]] = defaultdict(dict)
+        for r in rows.to_pylist():
+            if role_of(roles, r["src"], ctx) == "bmc":
+                by_host[r["src"]][r["query"] or "?"] = int(r["n"])
+        out = []
+        for host, names in sorted(by_host.items()):
+            top = sorted(names, key=lambda n: (-names[n], n))
+            text = (
+                f"BMC {host} made {sum(names.values())} DNS look-up(s) for {len(names)} "
+                f"name(s), most often {top[0]}; a management controller rarely resolves "
+                "names."
+            )
+            ev = {"check": "bmc dns", "lookups": sum(names.values()), "names": top[:10]}
+            out.append(self._finding(ctx, host, None, 0.65, text, ev, fqdn=top[0]))
+        return out
+
+
+def _ports(ports: set[int]) -> str:
+    """At most eight ports, sorted.
+
+    >>> _ports({443, 22}), _ports(set(range(12)))
+    ('22, 443', '0, 1, 2, 3, 4, 5, 6, 7 and 4 more')
+    """
+    s = sorted(ports)
+    text = ", ".join(str(q) for q in s[:8])
+    return text + (f" and {len(s) - 8} more" if len(s) > 8 else "")

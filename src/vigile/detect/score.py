@@ -1,0 +1,238 @@
+"""Pair and host scores: combine every detector's findings, with RITA-style modifiers.
+
+A *pair* is an internal host and the other end of a finding; a finding about a
+host alone (``dst`` empty) counts for that host only. ``roles`` findings (score 0)
+and suppressed findings take no part.
+
+Pair score. With the pair's detector scores sorted, ``s1 ≥ s2 ≥ …``::
+
+    combined = 1 − (1 − s1) · Π (1 − s_i / 2)      (every further detector adds, halved)
+    pair     = clamp(combined + Σ modifiers, 0, 1)
+
+Modifiers (after RITA v5's threat modifiers), each named with its numbers in the
+explanation:
+
+==============================  =====  =============================================
+modifier                        value  when
+==============================  =====  =============================================
+missing HTTP Host header        +0.05  at least half of the pair's HTTP requests lack it
+rare user agent                 +0.05  the pair's most used User-Agent is used by only
+                                       one source in the window
+rare JA3                        +0.05  the pair's most used JA3 is used by only one source
+rare destination                +0.05  prevalence ≤ 10 % with ≥ 3 internal hosts active
+common destination              −0.1   prevalence ≥ 50 % with ≥ 3 internal hosts active
+first seen                      +0.05  the peer was first seen in the window, after ≥ 24 h
+                                       of history
+==============================  =====  =============================================
+
+A ``pair_score`` finding is written when two or more detectors or at least one
+modifier touched a pair (otherwise it would repeat its one finding). Host score:
+the three best pair (or host-only) scores ``p1 ≥ p2 ≥ p3`` give
+``1 − (1 − p1)(1 − p2/2)(1 − p3/4)``; the ``host_score`` finding names its top pair.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigile.detect import Finding, HuntContext
+from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
+from vigile.detect.traffic import bounds
+from vigile.store import Agg, Window
+
+PAIR_DETECTOR = "pair_score"
+HOST_DETECTOR = "host_score"
+INFORMATIONAL = frozenset({"roles"})
+
+
+@dataclass
+class Pair:
+    """The findings about one internal host and one peer."""
+
+    host: str
+    peer: str | None
+    findings: list[Finding] = field(default_factory=list)
+    modifiers: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def detector_scores(self) -> list[tuple[str, float]]:
+        best: dict[str, float] = {}
+        for f in self.findings:
+            best[f.detector] = max(best.get(f.detector, 0.0), f.score)
+        return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    @property
+    def score(self) -> float:
+        scores = [s for _, s in self.detector_scores]
+        rest = 1.0
+        for s in scores[1:]:
+            rest *= 1 - s / 2
+        combined = 1 - (1 - scores[0]) * rest
+        return min(1.0, max(0.0, combined + sum(v for _, v in self.modifiers)))
+
+
+def host_of(f: Finding, ctx: HuntContext) -> tuple[str, str | None]:
+    """(internal host, peer) of a finding; the originator when neither end is internal."""
+    internal = ctx.config.network.is_internal
+    if f.dst and internal(f.dst) and not (f.src and internal(f.src)):
+        return f.dst, f.src
+    return f.src or f.dst or "?", f.dst
+
+
+def score_pairs_and_hosts(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
+    """The scoring pass: append ``pair_score`` and ``host_score`` findings."""
+    pairs: dict[tuple[str, str | None], Pair] = {}
+    for f in findings:
+        if f.suppressed_by or f.detector in INFORMATIONAL or f.score <= 0:
+            continue
+        host, peer = host_of(f, ctx)
+        pairs.setdefault((host, peer), Pair(host, peer)).findings.append(f)
+    if not pairs:
+        return findings
+    signals = _Signals.read(ctx)
+    start, end = bounds(ctx)
+    added: list[Finding] = []
+    for pair in pairs.values():
+        if pair.peer is not None:
+            pair.modifiers = signals.modifiers(pair.host, pair.peer)
+        if pair.peer is not None and (len(pair.detector_scores) > 1 or pair.modifiers):
+            added.append(_pair_finding(pair, start, end))
+    by_host: dict[str, list[Pair]] = defaultdict(list)
+    for pair in pairs.values():
+        by_host[pair.host].append(pair)
+    for host, host_pairs in sorted(by_host.items()):
+        added.append(_host_finding(host, host_pairs, start, end))
+    return findings + added
+
+
+def _describe(pair: Pair) -> str:
+    parts = ", ".join(f"{d} {s:.3f}" for d, s in pair.detector_scores)
+    if pair.modifiers:
+        parts += "; " + ", ".join(f"{m} ({v:+g})" for m, v in pair.modifiers)
+    return parts
+
+
+def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
+    fqdn = next((f.fqdn for f in pair.findings if f.fqdn), None)
+    text = f"{pair.host} with {pair.peer}: {_describe(pair)} → {pair.score:.3f}."
+    evidence = {
+        "detectors": dict(pair.detector_scores),
+        "modifiers": {m: v for m, v in pair.modifiers},
+        "findings": sorted(f.id for f in pair.findings),
+    }
+    return Finding(
+        PAIR_DETECTOR, pair.host, pair.peer, fqdn, pair.score, start, end, text, evidence
+    )
+
+
+def _host_finding(host: str, pairs: Sequence[Pair], start: Any, end: Any) -> Finding:
+    ranked = sorted(pairs, key=lambda p: (-p.score, p.peer or ""))
+    p = [x.score for x in ranked[:3]] + [0.0, 0.0]
+    score = 1 - (1 - p[0]) * (1 - p[1] / 2) * (1 - p[2] / 4)
+    top = ranked[0]
+    subject = f"with {top.peer}" if top.peer else "on its own"
+    text = (
+        f"Host {host}: top {subject} scores {top.score:.3f} ({_describe(top)}); "
+        f"{len(pairs)} pair(s) with findings in all."
+    )
+    evidence = {
+        "top_peer": top.peer,
+        "top_pair_score": round(top.score, 4),
+        "pairs": [{"peer": x.peer, "score": round(x.score, 4)} for x in ranked[:10]],
+        "pair_count": len(pairs),
+    }
+    return Finding(HOST_DETECTOR, host, None, None, score, start, end, text, evidence)
+
+
+@dataclass
+class _Signals:
+    """What the modifiers need, read once per hunt."""
+
+    ctx: HuntContext
+    peers: dict[str, PeerStats]
+    active_hosts: int
+    history: float
+    http: dict[frozenset[str], list[dict[str, Any]]]
+    tls: dict[frozenset[str], list[dict[str, Any]]]
+    sources: dict[str, dict[str, int]]
+    source_totals: dict[str, int]
+
+    @classmethod
+    def read(cls, ctx: HuntContext) -> _Signals:
+        window = Window(*bounds(ctx))
+        peers, active = peer_stats(ctx)
+        http = _by_pair(ctx, "http", ["host", "user_agent"], window)
+        tls = _by_pair(ctx, "tls", ["ja3"], window)
+        sources, totals = {}, {}
+        for table, column in (("http", "user_agent"), ("tls", "ja3")):
+            sources[column], totals[column] = _sources_per(ctx, table, column, window)
+        return cls(ctx, peers, active, history_hours(ctx), http, tls, sources, totals)
+
+    def modifiers(self, host: str, peer: str) -> list[tuple[str, float]]:
+        key = frozenset((host, peer))
+        mods = self._missing_host(self.http.get(key, []))
+        mods += self._rare("user_agent", "user agent", self.http.get(key, []))
+        mods += self._rare("ja3", "JA3", self.tls.get(key, []))
+        st = self.peers.get(peer)
+        if st is not None and self.active_hosts >= 3:
+            if st.prevalence <= 0.1:
+                mods.append(
+                    (
+                        f"rare destination ({len(st.hosts_in_window)} of "
+                        f"{self.active_hosts} hosts)",
+                        0.05,
+                    )
+                )
+            elif st.prevalence >= 0.5:
+                mods.append((f"common destination ({st.prevalence:.0%} of hosts)", -0.1))
+        start, _ = bounds(self.ctx)
+        if st is not None and st.first_seen >= start and self.history >= 24:
+            mods.append((f"first seen {st.first_seen:%Y-%m-%d %H:%M} UTC", 0.05))
+        return mods
+
+    @staticmethod
+    def _missing_host(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        total = sum(r["n"] for r in rows)
+        missing = sum(r["n"] for r in rows if not r["host"])
+        if total and missing * 2 >= total:
+            return [(f"missing HTTP Host header on {missing} of {total} requests", 0.05)]
+        return []
+
+    def _rare(self, column: str, what: str, rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        counts: dict[str, int] = defaultdict(int)
+        for r in rows:
+            if r[column]:
+                counts[r[column]] += r["n"]
+        if not counts:
+            return []
+        value = max(sorted(counts), key=lambda v: counts[v])
+        users, total = self.sources[column].get(value, 0), self.source_totals[column]
+        if users == 1 and total > 1:
+            return [(f"rare {what} '{value}' (used by 1 of {total} sources)", 0.05)]
+        return []
+
+
+def _by_pair(
+    ctx: HuntContext, table: str, columns: list[str], window: Window
+) -> dict[frozenset[str], list[dict[str, Any]]]:
+    rows = ctx.store.group(
+        table, ["src", "dst", *columns], [Agg("count", None, "n")], window=window
+    )
+    out: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows.to_pylist():
+        out[frozenset((r["src"], r["dst"]))].append(r)
+    return out
+
+
+def _sources_per(
+    ctx: HuntContext, table: str, column: str, window: Window
+) -> tuple[dict[str, int], int]:
+    rows = ctx.store.group(
+        table, [column], [Agg("count_distinct", "src", "sources")], window=window
+    )
+    total = ctx.store.group(table, [], [Agg("count_distinct", "src", "n")], window=window)
+    n = int(total.column("n")[0].as_py() or 0) if total.num_rows else 0
+    return {r[column]: int(r["sources"]) for r in rows.to_pylist() if r[column]}, n
