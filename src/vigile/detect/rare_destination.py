@@ -60,7 +60,7 @@ def peer_stats(ctx: HuntContext) -> tuple[dict[str, PeerStats], int]:
     start, end = bounds(ctx)
     pairs = ctx.store.group(
         "conn",
-        ["src", "dst"],
+        ["src", "dst", "proto"],
         [Agg("min", "ts", "first"), Agg("max", "ts", "last")],
         window=Window(None, end),
     )
@@ -80,7 +80,7 @@ def peer_stats(ctx: HuntContext) -> tuple[dict[str, PeerStats], int]:
         first[peer] = min(first.get(peer, row["first"]), row["first"])
         if row["last"] >= start:
             hosts.setdefault(peer, set()).add(host)
-            if s_in:
+            if s_in and row["proto"] in ("tcp", "udp"):
                 initiated.setdefault(peer, set()).add(host)
     n = max(len(active), 1)
     stats = {

@@ -12,10 +12,13 @@ server outbound        a server (server, mail, dns, ntp) opens connections to pu
                        addresses on a port outside its role's allowed egress ports and
                        never did so before the window; with under 24 h of history the
                        comparison is impossible and the score is 0.5
-inbound management     public or non-admin hosts reach management ports (IPMI 623,      0.55
-                       SSH 22, Telnet 23, RDP 3389, VNC 5900, WinRM 5985/5986, virtual
-                       media) of an internal host, or anything on a BMC; +0.2 when the
-                       service answered
+inbound management     public hosts reach management ports (IPMI 623, SSH 22, Telnet    0.55
+                       23, RDP 3389, VNC 5900, WinRM 5985/5986, virtual media) that the
+                       host does not serve as a service, or non-admin hosts reach
+                       anything on a BMC; +0.2 when the service answered, +0.05 for
+                       a scan (10 or more ports, or 3 or more management ports)
+exposed management     a host serves a management port to 3 or more clients (one        0.5
+                       finding per host and port, not one per scanner)
 unsolicited inbound    public hosts open connections to a workstation (a host that      0.5
                        answers no service); +0.1 for 10 or more ports (a scan)
 =====================  ===============================================================  =====
@@ -56,6 +59,7 @@ class PairTraffic:
     ports: set[int] = field(default_factory=set)
     connections: int = 0
     answered: int = 0
+    answered_ports: set[int] = field(default_factory=set)
     first: datetime | None = None
 
 
@@ -89,10 +93,11 @@ class RoleViolationDetector:
                     if new:
                         out.append(self._server_outbound(ctx, src, dst, role, p, new, known))
             elif dst_in and not src_in:
-                f = self._inbound(ctx, src, dst, role_of(roles, dst, ctx), p)
+                f = self._inbound(ctx, src, dst, role_of(roles, dst, ctx), roles.get(dst), p)
                 if f is not None:
                     out.append(f)
         out += self._bmc_dns(ctx, roles, Window(start, end))
+        out += self._exposed(ctx, roles)
         return out
 
     def _pairs(self, ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
@@ -113,7 +118,10 @@ class RoleViolationDetector:
             if r["dst_port"] is not None:
                 p.ports.add(int(r["dst_port"]))
             p.connections += int(r["n"])
-            p.answered += int(r["n"]) if (r["max_resp"] or 0) > 0 else 0
+            if (r["max_resp"] or 0) > 0:
+                p.answered += int(r["n"])
+                if r["dst_port"] is not None:
+                    p.answered_ports.add(int(r["dst_port"]))
             p.first = min(p.first or r["first"], r["first"])
         return pairs
 
@@ -190,26 +198,37 @@ class RoleViolationDetector:
         return self._finding(ctx, src, dst, score, text, ev)
 
     def _inbound(
-        self, ctx: HuntContext, src: str, dst: str, role: str, p: PairTraffic
+        self,
+        ctx: HuntContext,
+        src: str,
+        dst: str,
+        name: str,
+        role: HostRole | None,
+        p: PairTraffic,
     ) -> Finding | None:
+        served = set(role.served) if role else set()
         admin = in_networks(src, ctx.config.network.admin_hosts)
-        mgmt = p.ports & MGMT_PORTS if role != "bmc" else p.ports
-        if mgmt and not admin and (is_public(src) or role == "bmc"):
-            score = 0.55 + (0.2 if p.answered else 0.0)
+        mgmt = p.ports if name == "bmc" else (p.ports & MGMT_PORTS) - served
+        if mgmt and not admin and (is_public(src) or name == "bmc"):
+            answered = mgmt & p.answered_ports
+            scan = len(p.ports) >= 10 or len(mgmt) >= 3
+            score = 0.55 + (0.2 if answered else 0.0) + (0.05 if scan else 0.0)
             text = (
-                f"{src} reached management port(s) {_ports(mgmt)} of {role} {dst} "
-                f"({p.connections} connection(s), {p.answered} answered); it is not an "
-                "admin host."
+                f"{src} reached management port(s) {_ports(mgmt)} of {name} {dst} in "
+                f"{p.connections} connection(s) to {len(p.ports)} port(s), answered on "
+                f"{_ports(answered) if answered else 'none'}; it is not an admin host"
+                f"{'; a scan' if scan else ''}."
             )
             ev = {
                 "check": "inbound management",
-                "role": role,
+                "role": name,
                 "ports": sorted(mgmt),
+                "distinct_ports": len(p.ports),
                 "connections": p.connections,
-                "answered": p.answered,
+                "answered_ports": sorted(answered),
             }
             return self._finding(ctx, src, dst, score, text, ev)
-        if role == "workstation" and is_public(src):
+        if name == "workstation" and is_public(src):
             scan = len(p.ports) >= 10
             text = (
                 f"Public host {src} opened {p.connections} connection(s) to workstation "
@@ -218,7 +237,7 @@ class RoleViolationDetector:
             )
             ev = {
                 "check": "unsolicited inbound",
-                "role": role,
+                "role": name,
                 "ports": sorted(p.ports)[:50],
                 "distinct_ports": len(p.ports),
                 "connections": p.connections,
@@ -226,6 +245,23 @@ class RoleViolationDetector:
             }
             return self._finding(ctx, src, dst, 0.5 + (0.1 if scan else 0.0), text, ev)
         return None
+
+    def _exposed(self, ctx: HuntContext, roles: dict[str, HostRole]) -> list[Finding]:
+        out = []
+        for host, role in sorted(roles.items()):
+            for port in sorted(set(role.served) & MGMT_PORTS):
+                text = (
+                    f"{role.role} {host} answers management port {port} for "
+                    f"{role.served[port]} client(s); anyone who reaches it can try to log in."
+                )
+                ev = {
+                    "check": "exposed management",
+                    "role": role.role,
+                    "port": port,
+                    "clients": role.served[port],
+                }
+                out.append(self._finding(ctx, host, None, 0.5, text, ev))
+        return out
 
     def _bmc_dns(
         self, ctx: HuntContext, roles: dict[str, HostRole], window: Window

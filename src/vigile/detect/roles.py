@@ -51,6 +51,8 @@ class HostRole:
     roles: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     source: str = "traffic"
+    #: Ports the host answered for enough clients to count as a service, with their count.
+    served: dict[int, int] = field(default_factory=dict)
 
     def add(self, role: str, why: str) -> None:
         if role not in self.roles:
@@ -98,7 +100,9 @@ def infer_roles(ctx: HuntContext) -> dict[str, HostRole]:
             role = _service_role(proto, port, clients)
             if role is not None:
                 why = f"answered {port}/{proto} for {clients} client(s)"
-                roles.setdefault(row["dst"], HostRole(row["dst"])).add(role, why)
+                entry = roles.setdefault(row["dst"], HostRole(row["dst"]))
+                entry.add(role, why)
+                entry.served[port] = max(entry.served.get(port, 0), clients)
     _add_uri_roles(ctx, history, roles)
     _apply_config(ctx, roles)
     return roles

@@ -177,6 +177,8 @@ class _Signals:
         mods += self._rare("user_agent", "user agent", self.http.get(key, []))
         mods += self._rare("ja3", "JA3", self.tls.get(key, []))
         st = self.peers.get(peer)
+        if st is not None and host not in st.initiated_by:
+            st = None  # prevalence and first seen describe destinations, not clients
         if st is not None and self.active_hosts >= 3:
             if st.prevalence <= 0.1:
                 mods.append(
