@@ -180,13 +180,28 @@ def load_priors() -> list[AllowEntry]:
     return _entries_from_toml(text, "priors")
 
 
-def load_allowlist_file(path: Path) -> list[AllowEntry]:
-    """Entries of a user allowlist file (TOML with ``[[allow]]`` tables)."""
+def load_allowlist_file(path: Path, base: Path | None = None) -> list[AllowEntry]:
+    """Entries of a user allowlist file (TOML with ``[[allow]]`` tables); entries are
+    named by the path relative to ``base`` (the config file's folder) when inside it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read allowlist: {e.strerror}") from None
-    return _entries_from_toml(text, str(path))
+    return _entries_from_toml(text, display_path(path, base))
+
+
+def display_path(path: Path, base: Path | None) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else as given.
+
+    >>> display_path(Path("/etc/vigile/allow.toml"), Path("/etc/vigile"))
+    'allow.toml'
+    """
+    if base is not None:
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -196,10 +211,12 @@ class Allowlist:
     entries: tuple[AllowEntry, ...]
 
     @classmethod
-    def from_config(cls, files: Sequence[Path], options: Mapping[str, Any]) -> Allowlist:
+    def from_config(
+        cls, files: Sequence[Path], options: Mapping[str, Any], base: Path | None = None
+    ) -> Allowlist:
         """User files plus priors, unless ``priors = false``; ``disable_priors`` drops
         priors by category or by ref (``priors:cdn#3``)."""
-        entries = [e for f in files for e in load_allowlist_file(f)]
+        entries = [e for f in files for e in load_allowlist_file(f, base)]
         if options.get("priors", True):
             off = set(options.get("disable_priors", []))
             entries += [e for e in load_priors() if e.category not in off and e.ref not in off]
@@ -238,7 +255,8 @@ def _first_cover(entries: Sequence[AllowEntry], name: str) -> AllowEntry | None:
 
 def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
     """The allowlist pass: mark findings an entry covers (``suppressed_by``), keep them all."""
-    allow = Allowlist.from_config(ctx.config.allowlist_files, ctx.config.section("allowlist"))
+    base = ctx.config.path.parent if ctx.config.path else None
+    allow = Allowlist.from_config(ctx.config.allowlist_files, ctx.config.section("allowlist"), base)
     if not allow.entries:
         return findings
     names = names_by_address(ctx.store, Window(*bounds(ctx)))

@@ -31,6 +31,7 @@ from typing import Any
 from stix2patterns.v21.pattern import Pattern
 
 from vigile.config import IPNetwork
+from vigile.detect.allowlist import display_path
 from vigile.errors import ConfigError
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
@@ -104,12 +105,13 @@ class IndicatorSet:
         return None
 
 
-def load_indicator_files(paths: list[Path]) -> IndicatorSet:
-    """Read every indicator file into one set."""
+def load_indicator_files(paths: list[Path], base: Path | None = None) -> IndicatorSet:
+    """Read every indicator file into one set; origins are named relative to ``base``."""
     found = IndicatorSet()
-    for path in paths:
+    for full in paths:
+        path = Path(display_path(full, base))
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            text = full.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read indicator file: {e}") from None
         head = text.lstrip()[:1]

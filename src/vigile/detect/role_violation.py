@@ -17,8 +17,8 @@ inbound management     public hosts reach management ports (IPMI 623, SSH 22, Te
                        host does not serve as a service, or non-admin hosts reach
                        anything on a BMC; +0.2 when the service answered, +0.05 for
                        a scan (10 or more ports, or 3 or more management ports)
-exposed management     a host serves a management port to 3 or more clients (one        0.5
-                       finding per host and port, not one per scanner)
+exposed management     a host serves a management port and public addresses got         0.5
+                       answers on it (one finding per host and port, not per scanner)
 unsolicited inbound    public hosts open connections to a workstation (a host that      0.5
                        answers no service); +0.1 for 10 or more ports (a scan)
 =====================  ===============================================================  =====
@@ -92,12 +92,12 @@ class RoleViolationDetector:
                     new = ports if known is None else {q for q in ports if (src, q) not in known}
                     if new:
                         out.append(self._server_outbound(ctx, src, dst, role, p, new, known))
-            elif dst_in and not src_in:
+            if dst_in and (not src_in or role_of(roles, dst, ctx) == "bmc"):
                 f = self._inbound(ctx, src, dst, role_of(roles, dst, ctx), roles.get(dst), p)
                 if f is not None:
                     out.append(f)
         out += self._bmc_dns(ctx, roles, Window(start, end))
-        out += self._exposed(ctx, roles)
+        out += self._exposed(ctx, roles, pairs)
         return out
 
     def _pairs(self, ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
@@ -246,21 +246,33 @@ class RoleViolationDetector:
             return self._finding(ctx, src, dst, 0.5 + (0.1 if scan else 0.0), text, ev)
         return None
 
-    def _exposed(self, ctx: HuntContext, roles: dict[str, HostRole]) -> list[Finding]:
+    def _exposed(
+        self,
+        ctx: HuntContext,
+        roles: dict[str, HostRole],
+        pairs: dict[tuple[str, str], PairTraffic],
+    ) -> list[Finding]:
+        public: dict[tuple[str, int], set[str]] = defaultdict(set)
+        for (src, dst), p in pairs.items():
+            if is_public(src) and ctx.config.network.is_internal(dst):
+                for port in p.answered_ports & MGMT_PORTS:
+                    public[(dst, port)].add(src)
         out = []
-        for host, role in sorted(roles.items()):
-            for port in sorted(set(role.served) & MGMT_PORTS):
-                text = (
-                    f"{role.role} {host} answers management port {port} for "
-                    f"{role.served[port]} client(s); anyone who reaches it can try to log in."
-                )
-                ev = {
-                    "check": "exposed management",
-                    "role": role.role,
-                    "port": port,
-                    "clients": role.served[port],
-                }
-                out.append(self._finding(ctx, host, None, 0.5, text, ev))
+        for (host, port), clients in sorted(public.items()):
+            role = role_of(roles, host, ctx)
+            if port not in (roles[host].served if host in roles else {}):
+                continue  # not a service there: the per-pair check reports it
+            text = (
+                f"{role} {host} answered management port {port} for {len(clients)} public "
+                "address(es) in the window; anyone who reaches it can try to log in."
+            )
+            ev = {
+                "check": "exposed management",
+                "role": role,
+                "port": port,
+                "public_clients": len(clients),
+            }
+            out.append(self._finding(ctx, host, None, 0.5, text, ev))
         return out
 
     def _bmc_dns(

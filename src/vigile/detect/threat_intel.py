@@ -33,7 +33,7 @@ def configured_indicators(ctx: HuntContext) -> IndicatorSet:
     """Load the files named in the config (none: an empty set)."""
     files = ctx.config.section("detectors.threat_intel").get("files", [])
     base = ctx.config.path.parent if ctx.config.path else Path()
-    return load_indicator_files([base / str(f) for f in files])
+    return load_indicator_files([base / str(f) for f in files], base)
 
 
 class ThreatIntelDetector:
