@@ -63,7 +63,8 @@ def _ranked(findings: list[Finding]) -> list[Finding]:
 
 
 def _peer(f: Finding) -> str | None:
-    if f.detector == "host_score":
+    """The outside address a finding is about; host-level summaries name their top one."""
+    if f.dst is None:
         peer = f.evidence.get("top_peer")
         return str(peer) if peer else None
     return f.dst if f.src == HOST_008 else f.src
@@ -76,11 +77,12 @@ def test_008_inbound_attacks_surface_and_benign_egress_stays_quiet(
     findings = _hunt(data, f'[network]\ninternal = ["{HOST_008}/32"]\n', tmp_path)
     labels = _labels(data / "conn.log.labeled")
     ranked = _ranked(findings)
-    assert len(ranked) >= TOP
+    # precision over findings that name an outside address (a labelled pair)
+    with_peer = [(f, p) for f in ranked if (p := _peer(f)) is not None]
+    assert len(with_peer) >= TOP
     verdicts = []
-    for f in ranked[:TOP]:
-        peer = _peer(f)
-        counts = labels.get(frozenset((HOST_008, peer)), Counter()) if peer else Counter()
+    for _, peer in with_peer[:TOP]:
+        counts = labels.get(frozenset((HOST_008, peer)), Counter())
         verdicts.append(counts.most_common(1)[0][0] if counts else "unlabelled")
     precision = verdicts.count("Malicious") / TOP
     print(f"008-zeek-mixed precision@{TOP} = {precision:.2f} ({Counter(verdicts)})")

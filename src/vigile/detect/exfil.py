@@ -13,15 +13,20 @@ Three tests, each on ``bucket_minutes`` (default 60) slices over
    its own earlier slices; when it has fewer than ``min_samples`` (4) of them,
    against its role's peer group (other hosts of the same role, see
    :mod:`vigile.detect.roles`);
-2. **pair peak**: the largest slice sent to one peer against every earlier
-   (peer, slice) volume of the same host; catches one client of a busy server;
+2. **pair peak**: the largest slice sent to one peer against the largest earlier
+   (peer, slice) volume of the same host (a maximum, not a median: most single-peer
+   slices are tiny, so a median would flag every ordinary large e-mail); catches one
+   client of a busy server;
 3. **window total** against earlier windows of the same length, once there are
    ``min_samples`` of them (Splunk's "Email servers sending high volume traffic to
    hosts" uses mean + 3σ over at least 4 samples; we use median and MAD, which a
    single earlier burst cannot inflate).
 
-A test fires when the robust z-score is at least 3, the factor over the median at
-least ``min_factor`` (2) and the volume at least ``min_bytes`` (1 MB). Score:
+A test fires when the robust z-score is at least 3 (not used by the pair test), the
+factor over the median (pair test: over the maximum) at least ``min_factor`` (2) and
+the volume at least ``min_bytes`` (1 MB). A slice that reaches into the window
+counts as part of it. The explanation and the score use the first test that fired,
+in the order window total, host peak, pair peak. Score:
 ``0.5 + 0.4 · min(1, log10(factor) / 2)`` (factor 10 → 0.7, 100 → 0.9), plus the
 modifiers the explanation names: +0.1 when the peer is new (first seen in the
 window), +0.05 when it is rare, +0.05 when the upload/download ratio rose at least
@@ -103,14 +108,17 @@ class Test:
     value: float
     baseline: Baseline
     baseline_of: str
+    #: The pair test compares with the largest earlier slice, where a z-score means nothing.
+    reference: float | None = None
 
     @property
     def factor(self) -> float:
-        return self.value / max(self.baseline.median, 1.0)
+        ref = self.baseline.median if self.reference is None else self.reference
+        return self.value / max(ref, 1.0)
 
     @property
     def z(self) -> float:
-        return self.baseline.z(self.value)
+        return math.inf if self.reference is not None else self.baseline.z(self.value)
 
 
 class ExfilDetector:
@@ -125,7 +133,7 @@ class ExfilDetector:
         self.min_samples = int(opts.get("min_samples", 4))
         self.min_factor = float(opts.get("min_factor", 2.0))
         self.min_bytes = float(opts.get("min_bytes", 1_000_000))
-        bucket = timedelta(minutes=float(opts.get("bucket_minutes", 60)))
+        self.bucket = bucket = timedelta(minutes=float(opts.get("bucket_minutes", 60)))
         start, end = bounds(ctx)
         lookback = Window(start - timedelta(days=float(opts.get("lookback_days", 14))), end)
         flows = directed_flows(ctx, lookback, bucket)
@@ -156,11 +164,22 @@ class ExfilDetector:
         windows: list[tuple[datetime, datetime]],
     ) -> list[Test]:
         f = flows[host]
-        now = {b: v for b, v in f.out.items() if b >= start}
+        cut = start - self.bucket  # a slice that reaches into the window belongs to it
+        now = {b: v for b, v in f.out.items() if b > cut}
         if not now:
             return []
         tests = []
-        own = robust_baseline(v for b, v in f.out.items() if b < start)
+        if len(windows) >= self.min_samples:
+            totals = [sum(v for b, v in f.out.items() if a <= b < z) for a, z in windows]
+            tests.append(
+                Test(
+                    "window total",
+                    sum(now.values()),
+                    robust_baseline(totals),
+                    "own earlier windows",
+                )
+            )
+        own = robust_baseline(v for b, v in f.out.items() if b <= cut)
         peak = max(now.values())
         if own.samples >= self.min_samples:
             tests.append(Test("host peak", peak, own, "own history"))
@@ -173,24 +192,16 @@ class ExfilDetector:
             )
             if group.samples >= self.min_samples:
                 tests.append(Test("host peak", peak, group, f"{role[host]} peer group"))
-        pairs = robust_baseline(v for (_, b), v in f.pair.items() if b < start)
-        if pairs.samples >= self.min_samples:
+        earlier = [v for (_, b), v in f.pair.items() if b <= cut]
+        if len(earlier) >= self.min_samples:
+            pair_peak = max(v for (_, b), v in f.pair.items() if b > cut)
             tests.append(
                 Test(
                     "pair peak",
-                    max(v for (_, b), v in f.pair.items() if b >= start),
-                    pairs,
-                    "own peers",
-                )
-            )
-        if len(windows) >= self.min_samples:
-            totals = [sum(v for b, v in f.out.items() if a <= b < z) for a, z in windows]
-            tests.append(
-                Test(
-                    "window total",
-                    sum(now.values()),
-                    robust_baseline(totals),
-                    "own earlier windows",
+                    pair_peak,
+                    robust_baseline(earlier),
+                    "largest earlier single-peer slice",
+                    reference=max(earlier),
                 )
             )
         return [
@@ -209,10 +220,10 @@ class ExfilDetector:
         start: datetime,
         end: datetime,
     ) -> Finding:
-        best = max(tests, key=lambda t: t.factor)
+        best = tests[0]  # in order of preference: window total, host peak, pair peak
         by_peer: dict[str, float] = defaultdict(float)
         for (p, b), v in f.pair.items():
-            if b >= start:
+            if b > start - self.bucket:
                 by_peer[p] += v
         top, top_bytes = max(by_peer.items(), key=lambda kv: kv[1])
         total = sum(by_peer.values())
@@ -221,11 +232,16 @@ class ExfilDetector:
         score += sum(m[1] for m in modifiers)
         if best.baseline_of.endswith("peer group"):
             score = min(score, 0.6)
+        if best.reference is None:
+            against = (
+                f"the {best.baseline_of} median {_fmt(best.baseline.median)} (robust z "
+                f"{best.z:,.1f}, {best.baseline.samples} samples)"
+            )
+        else:
+            against = f"the {best.baseline_of} {_fmt(best.reference)}"
         explanation = (
             f"{host} sent {_fmt(total)} out in the window; {best.kind} {_fmt(best.value)} is "
-            f"{best.factor:.1f}× the {best.baseline_of} median {_fmt(best.baseline.median)} "
-            f"(robust z {best.z:.1f}, {best.baseline.samples} samples); {top_bytes / total:.0%} "
-            f"went to {top}"
+            f"{best.factor:,.1f}× {against}; {top_bytes / total:.0%} went to {top}"
         )
         if modifiers:
             explanation += "; raised by " + ", ".join(f"{m[0]} (+{m[1]:g})" for m in modifiers)
@@ -239,8 +255,9 @@ class ExfilDetector:
                     "median": round(t.baseline.median),
                     "sigma": round(t.baseline.sigma, 1),
                     "samples": t.baseline.samples,
+                    "reference": None if t.reference is None else round(t.reference),
                     "factor": round(t.factor, 2),
-                    "z": round(t.z, 2),
+                    "z": None if t.reference is not None else round(t.z, 2),
                     "baseline": t.baseline_of,
                 }
                 for t in tests
@@ -258,8 +275,9 @@ class ExfilDetector:
             mods.append(("new destination", 0.1))
         if peer is not None and len(peer.hosts_in_window) == 1 and peer.prevalence < 0.5:
             mods.append(("rare destination", 0.05))
-        ratio_now = _ratio(f, lambda b: b >= start)
-        ratio_then = _ratio(f, lambda b: b < start)
+        cut = start - self.bucket
+        ratio_now = _ratio(f, lambda b: b > cut)
+        ratio_then = _ratio(f, lambda b: b <= cut)
         if ratio_then is not None and ratio_now is not None and ratio_now >= 3 * ratio_then:
             mods.append(("upload/download ratio up", 0.05))
         return mods

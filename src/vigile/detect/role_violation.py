@@ -11,12 +11,16 @@ bmc dns                a BMC looks up names (implants resolve their C2)         
 server outbound        a server (server, mail, dns, ntp) opens connections to public    0.75
                        addresses on a port outside its role's allowed egress ports and
                        never did so before the window; with under 24 h of history the
-                       comparison is impossible and the score is 0.5
-inbound management     public hosts reach management ports (IPMI 623, SSH 22, Telnet    0.55
+                       comparison is impossible: only a role set in the config is
+                       judged then, at 0.5 (an inferred role is not firm enough)
+inbound management     public hosts reach management ports (IPMI 623, SSH 22, Telnet    0.75
                        23, RDP 3389, VNC 5900, WinRM 5985/5986, virtual media) that the
                        host does not serve as a service, or non-admin hosts reach
-                       anything on a BMC; +0.2 when the service answered, +0.05 for
-                       a scan (10 or more ports, or 3 or more management ports)
+                       anything on a BMC, and the port answered; unanswered 0.35,
+                       +0.1 for a scan (10 or more ports, or 3 or more management
+                       ports): internet background noise, kept low
+management probed      10 or more sources probed a host's management ports without      0.5
+                       an answer (one summary per host); 100 or more: 0.6
 exposed management     a host serves a management port and public addresses got         0.5
                        answers on it (one finding per host and port, not per scanner)
 unsolicited inbound    public hosts open connections to a workstation (a host that      0.5
@@ -49,6 +53,8 @@ DEFAULT_ALLOWED = {
     "ntp": [53, 80, 123, 443],
     "bmc": [],
 }
+#: A host probed by this many sources gets one summary finding (each probe alone is low).
+PROBED_MIN_SOURCES = 10
 MGMT_PORTS = {22, 23, 623, 664, 3389, 5900, 5985, 5986, 7578, 5120, 5121, 5122, 5123}
 
 
@@ -90,14 +96,47 @@ class RoleViolationDetector:
                     out.append(self._bmc_outbound(ctx, src, dst, p, ports))
                 elif role in SERVER_ROLES and ports:
                     new = ports if known is None else {q for q in ports if (src, q) not in known}
-                    if new:
+                    # without history only a role the user set is firm enough to judge by
+                    configured = src in roles and roles[src].source == "config"
+                    if new and (known is not None or configured):
                         out.append(self._server_outbound(ctx, src, dst, role, p, new, known))
             if dst_in and (not src_in or role_of(roles, dst, ctx) == "bmc"):
                 f = self._inbound(ctx, src, dst, role_of(roles, dst, ctx), roles.get(dst), p)
                 if f is not None:
                     out.append(f)
+        out += self._probed(ctx, out)
         out += self._bmc_dns(ctx, roles, Window(start, end))
         out += self._exposed(ctx, roles, pairs)
+        return out
+
+    def _probed(self, ctx: HuntContext, found: list[Finding]) -> list[Finding]:
+        """One finding per host that many sources probed without an answer."""
+        probes: dict[str, list[Finding]] = defaultdict(list)
+        for f in found:
+            ev = f.evidence
+            if ev.get("check") == "inbound management" and not ev["answered_ports"]:
+                probes[str(f.dst)].append(f)
+        out = []
+        for host, fs in sorted(probes.items()):
+            if len(fs) < PROBED_MIN_SOURCES:
+                continue
+            ports = sorted({q for f in fs for q in f.evidence["ports"]})
+            conns = sum(int(f.evidence["connections"]) for f in fs)
+            top = max(fs, key=lambda f: (int(f.evidence["connections"]), str(f.src)))
+            text = (
+                f"{len(fs)} outside address(es) probed management port(s) {_ports(set(ports))} "
+                f"of {fs[0].evidence['role']} {host} in {conns} connection(s), none answered; "
+                f"busiest {top.src} ({top.evidence['connections']} connection(s))."
+            )
+            ev = {
+                "check": "management probed",
+                "sources": len(fs),
+                "connections": conns,
+                "ports": ports,
+                "top_peer": top.src,
+            }
+            score = 0.5 + (0.1 if len(fs) >= 10 * PROBED_MIN_SOURCES else 0.0)
+            out.append(self._finding(ctx, host, None, score, text, ev))
         return out
 
     def _pairs(self, ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
@@ -212,7 +251,7 @@ class RoleViolationDetector:
         if mgmt and not admin and (is_public(src) or name == "bmc"):
             answered = mgmt & p.answered_ports
             scan = len(p.ports) >= 10 or len(mgmt) >= 3
-            score = 0.55 + (0.2 if answered else 0.0) + (0.05 if scan else 0.0)
+            score = 0.75 if answered else 0.35 + (0.1 if scan else 0.0)
             text = (
                 f"{src} reached management port(s) {_ports(mgmt)} of {name} {dst} in "
                 f"{p.connections} connection(s) to {len(p.ports)} port(s), answered on "
