@@ -25,11 +25,21 @@ PASS_FINDINGS = (PAIR_DETECTOR, HOST_DETECTOR)
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Highest score first; suppressed findings after every unsuppressed one."""
-    return sorted(
-        findings,
-        key=lambda f: (f.suppressed_by is not None, -f.score, f.detector, f.src or "", f.dst or ""),
-    )
+    """Highest score first (pair and host scores that reach 1 by their unclamped weight);
+    suppressed findings after every unsuppressed one."""
+
+    def key(f: Finding) -> tuple[bool, float, float, str, str, str]:
+        weight = f.evidence.get("weight", 0.0) if f.detector in PASS_FINDINGS else 0.0
+        return (
+            f.suppressed_by is not None,
+            -f.score,
+            -float(weight),
+            f.detector,
+            f.src or "",
+            f.dst or "",
+        )
+
+    return sorted(findings, key=key)
 
 
 def run_detectors(ctx: HuntContext, detectors: Sequence[type[Detector]]) -> list[Finding]:

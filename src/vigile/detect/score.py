@@ -29,6 +29,8 @@ A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
 the three best pair (or host-only) scores ``p1 ≥ p2 ≥ p3`` give
 ``1 − (1 − p1)(1 − p2/2)(1 − p3/4)``; the ``host_score`` finding names its top pair.
+Pairs are ranked by score, then by their unclamped *weight*
+``s1 + Σ s_i/2 + Σ modifiers``, so that two pairs that both reach 1 keep an order.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ class Pair:
         for f in self.findings:
             best[f.detector] = max(best.get(f.detector, 0.0), f.score)
         return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    @property
+    def weight(self) -> float:
+        """Unclamped sum ``s1 + Σ s_i/2 + Σ modifiers``: orders pairs whose scores reach 1."""
+        scores = [s for _, s in self.detector_scores]
+        return scores[0] + sum(scores[1:]) / 2 + sum(v for _, v in self.modifiers)
 
     @property
     def score(self) -> float:
@@ -122,6 +130,7 @@ def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
         "detectors": dict(pair.detector_scores),
         "modifiers": {m: v for m, v in pair.modifiers},
         "findings": sorted(f.id for f in pair.findings),
+        "weight": round(pair.weight, 4),
     }
     return Finding(
         PAIR_DETECTOR, pair.host, pair.peer, fqdn, pair.score, start, end, text, evidence
@@ -129,20 +138,25 @@ def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
 
 
 def _host_finding(host: str, pairs: Sequence[Pair], start: Any, end: Any) -> Finding:
-    ranked = sorted(pairs, key=lambda p: (-p.score, p.peer or ""))
+    ranked = sorted(pairs, key=lambda p: (-p.score, -p.weight, p.peer or ""))
     p = [x.score for x in ranked[:3]] + [0.0, 0.0]
     score = 1 - (1 - p[0]) * (1 - p[1] / 2) * (1 - p[2] / 4)
     top = ranked[0]
-    subject = f"with {top.peer}" if top.peer else "on its own"
-    text = (
-        f"Host {host}: top {subject} scores {top.score:.3f} ({_describe(top)}); "
-        f"{len(pairs)} pair(s) with findings in all."
-    )
+    if top.peer:
+        what = f"top with {top.peer} scores {top.score:.3f} ({_describe(top)})"
+    else:
+        best = max(top.findings, key=lambda f: f.score)
+        what = f"top on its own scores {top.score:.3f} ({best.detector}: {best.explanation})"
+    text = f"Host {host}: {what}; {len(pairs)} pair(s) with findings in all."
     evidence = {
         "top_peer": top.peer,
         "top_pair_score": round(top.score, 4),
-        "pairs": [{"peer": x.peer, "score": round(x.score, 4)} for x in ranked[:10]],
+        "pairs": [
+            {"peer": x.peer, "score": round(x.score, 4), "weight": round(x.weight, 4)}
+            for x in ranked[:10]
+        ],
         "pair_count": len(pairs),
+        "weight": round(top.weight, 4),
     }
     return Finding(HOST_DETECTOR, host, None, None, score, start, end, text, evidence)
 
