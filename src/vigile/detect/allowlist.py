@@ -38,7 +38,8 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,11 @@ class AllowEntry:
         """The text stored in ``findings.suppressed_by``."""
         return f"{self.ref} {self.rule} ({self.reason})"
 
-    @property
+    @cached_property
     def network(self) -> IPNetwork | None:
-        """The IP network of a CIDR rule, else ``None``."""
+        """The IP network of a CIDR rule, else ``None`` (parsed once)."""
+        if not self.rule[:1].isdigit() and ":" not in self.rule:
+            return None
         try:
             return ipaddress.ip_network(self.rule, strict=False)
         except ValueError:
@@ -209,6 +212,10 @@ class Allowlist:
     """Entries in order: user entries first, then priors; the first match wins."""
 
     entries: tuple[AllowEntry, ...]
+    _scoped: dict[str, list[AllowEntry]] = field(default_factory=dict, compare=False, repr=False)
+    _by_names: dict[tuple[str, frozenset[str]], AllowEntry | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_config(
@@ -230,7 +237,9 @@ class Allowlist:
         names_of: Mapping[str, frozenset[str]],
     ) -> AllowEntry | None:
         """The first entry that suppresses a finding of ``detector`` about these ends."""
-        scoped = [e for e in self.entries if e.applies_to(detector)]
+        scoped = self._scoped.get(detector)
+        if scoped is None:
+            scoped = self._scoped[detector] = [e for e in self.entries if e.applies_to(detector)]
         present = [a for a in ends if a]
         for entry in scoped:
             if entry.network is not None and any(entry.covers_address(a) for a in present):
@@ -240,17 +249,24 @@ class Allowlist:
         if fqdn:
             return None
         for address in present:
-            names = names_of.get(address)
-            if not names:
-                continue
-            covering = [_first_cover(scoped, n) for n in sorted(names)]
-            if all(covering):
-                return covering[0]
+            names = names_of.get(address, frozenset())
+            key = (detector, names)
+            if key not in self._by_names:
+                self._by_names[key] = _cover_all(scoped, names)
+            if self._by_names[key] is not None:
+                return self._by_names[key]
         return None
 
 
-def _first_cover(entries: Sequence[AllowEntry], name: str) -> AllowEntry | None:
-    return next((e for e in entries if e.network is None and e.covers_name(name)), None)
+def _cover_all(entries: Sequence[AllowEntry], names: frozenset[str]) -> AllowEntry | None:
+    """The entry covering the first name, if every name is covered by some entry."""
+    first = None
+    for name in sorted(names):
+        hit = next((e for e in entries if e.network is None and e.covers_name(name)), None)
+        if hit is None:
+            return None
+        first = first or hit
+    return first
 
 
 def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
