@@ -74,30 +74,40 @@ def directed_flows(ctx: HuntContext, window: Window, bucket: timedelta) -> dict[
         bucket=bucket,
     )
     nets = ctx.config.network.internal
-    s_in, d_in = match_networks(t.column("src"), nets), match_networks(t.column("dst"), nets)
-    ob = _floats(t.column("ob"))
-    rb = _floats(t.column("rb"))
+    s_in = match_networks(t.column("src"), nets)
+    d_in = match_networks(t.column("dst"), nets)
+    keep = pa.array(s_in != d_in)
+    as_src = pa.array(s_in)
+    t = t.filter(keep)
+    as_src = as_src.filter(keep)
+    ob, rb = _floats(t.column("ob")), _floats(t.column("rb"))
+    # Orient every row from the internal host's side (originator or responder).
+    oriented = pa.table(
+        {
+            "host": pc.if_else(as_src, t.column("src"), t.column("dst")),
+            "peer": pc.if_else(as_src, t.column("dst"), t.column("src")),
+            "bucket": t.column("bucket"),
+            "out": pc.if_else(as_src, ob, rb),
+            "inb": pc.if_else(as_src, rb, ob),
+        }
+    )
     hosts: dict[str, HostFlows] = defaultdict(HostFlows)
-    for i, (src, dst, b) in enumerate(
-        zip(
-            t.column("src").to_pylist(),
-            t.column("dst").to_pylist(),
-            t.column("bucket").to_pylist(),
-            strict=True,
-        )
+    per_host = oriented.group_by(["host", "bucket"]).aggregate([("out", "sum"), ("inb", "sum")])
+    for h, b, o, i in zip(
+        *(per_host.column(c).to_pylist() for c in per_host.column_names), strict=True
     ):
-        if s_in[i] == d_in[i]:
-            continue
-        host, peer, out, inb = (src, dst, ob[i], rb[i]) if s_in[i] else (dst, src, rb[i], ob[i])
-        flows = hosts[host]
-        flows.out[b] += out
-        flows.inb[b] += inb
-        flows.pair[(peer, b)] += out
+        hosts[h].out[b] += o
+        hosts[h].inb[b] += i
+    per_pair = oriented.group_by(["host", "peer", "bucket"]).aggregate([("out", "sum")])
+    for h, p, b, o in zip(
+        *(per_pair.column(c).to_pylist() for c in per_pair.column_names), strict=True
+    ):
+        hosts[h].pair[(p, b)] += o
     return hosts
 
 
-def _floats(col: pa.ChunkedArray) -> list[float]:
-    return list(pc.fill_null(col.cast(pa.float64()), 0.0).to_pylist())
+def _floats(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(col.cast(pa.float64()), 0.0)
 
 
 @dataclass

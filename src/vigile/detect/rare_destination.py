@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import maxminddb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigile.config import match_networks
 from vigile.detect import Finding, HuntContext
@@ -65,34 +67,50 @@ def peer_stats(ctx: HuntContext) -> tuple[dict[str, PeerStats], int]:
         window=Window(None, end),
     )
     nets = ctx.config.network.internal
-    src_in = match_networks(pairs.column("src"), nets)
-    dst_in = match_networks(pairs.column("dst"), nets)
-    first: dict[str, datetime] = {}
-    hosts: dict[str, set[str]] = {}
-    initiated: dict[str, set[str]] = {}
-    active: set[str] = set()
-    for row, s_in, d_in in zip(pairs.to_pylist(), src_in, dst_in, strict=True):
-        if row["last"] >= start:
-            active.update(a for a, i in ((row["src"], s_in), (row["dst"], d_in)) if i)
-        if s_in == d_in:
-            continue
-        host, peer = (row["src"], row["dst"]) if s_in else (row["dst"], row["src"])
-        first[peer] = min(first.get(peer, row["first"]), row["first"])
-        if row["last"] >= start:
-            hosts.setdefault(peer, set()).add(host)
-            if s_in and row["proto"] in ("tcp", "udp"):
-                initiated.setdefault(peer, set()).add(host)
+    s_in = match_networks(pairs.column("src"), nets)
+    d_in = match_networks(pairs.column("dst"), nets)
+    recent = pc.greater_equal(pairs.column("last"), pa.scalar(start, pairs.column("last").type))
+    recent_np = recent.to_numpy(zero_copy_only=False)
+    active = set(pc.filter(pairs.column("src"), pa.array(s_in & recent_np)).to_pylist())
+    active |= set(pc.filter(pairs.column("dst"), pa.array(d_in & recent_np)).to_pylist())
+    cross = s_in != d_in
+    t = pairs.filter(pa.array(cross))
+    as_src = pa.array(s_in[cross])
+    is_recent = pa.array(recent_np[cross])
+    transport = pc.is_in(t.column("proto"), pa.array(["tcp", "udp"]))
+    oriented = pa.table(
+        {
+            "host": pc.if_else(as_src, t.column("src"), t.column("dst")),
+            "peer": pc.if_else(as_src, t.column("dst"), t.column("src")),
+            "first": t.column("first"),
+        }
+    )
+    first = dict(
+        zip(*_columns(oriented.group_by("peer").aggregate([("first", "min")])), strict=True)
+    )
+    hosts = _host_sets(oriented.filter(is_recent))
+    initiated = _host_sets(oriented.filter(pc.and_(pc.and_(is_recent, as_src), transport)))
     n = max(len(active), 1)
     stats = {
         p: PeerStats(
             t,
-            frozenset(hosts.get(p, ())),
+            hosts.get(p, frozenset()),
             len(hosts.get(p, ())) / n,
-            frozenset(initiated.get(p, ())),
+            initiated.get(p, frozenset()),
         )
         for p, t in first.items()
     }
     return stats, len(active)
+
+
+def _columns(table: pa.Table) -> list[list[Any]]:
+    return [table.column(c).to_pylist() for c in table.column_names]
+
+
+def _host_sets(oriented: pa.Table) -> dict[str, frozenset[str]]:
+    grouped = oriented.group_by("peer").aggregate([("host", "distinct")])
+    peers, host_lists = _columns(grouped)
+    return {p: frozenset(h) for p, h in zip(peers, host_lists, strict=True)}
 
 
 class AsnLookup:

@@ -42,7 +42,7 @@ from typing import ClassVar
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import history_hours
 from vigile.detect.roles import HostRole, infer_roles, role_of
-from vigile.detect.traffic import bounds, in_networks, is_public
+from vigile.detect.traffic import bounds, in_networks, internal_lookup, is_public
 from vigile.store import Agg, Window
 
 SERVER_ROLES = ("server", "mail", "dns", "ntp")
@@ -86,9 +86,9 @@ class RoleViolationDetector:
         }
         known = self._earlier_egress(ctx, start) if history_hours(ctx) >= 24 else None
         out: list[Finding] = []
-        nets = ctx.config.network
+        internal = internal_lookup(ctx)
         for (src, dst), p in sorted(pairs.items()):
-            src_in, dst_in = nets.is_internal(src), nets.is_internal(dst)
+            src_in, dst_in = internal(src), internal(dst)
             if src_in and not dst_in and is_public(dst):
                 role = role_of(roles, src, ctx)
                 ports = {q for q in p.ports if q not in allowed.get(role, [])}
@@ -168,11 +168,11 @@ class RoleViolationDetector:
         rows = ctx.store.group(
             "conn", ["src", "dst_port"], [Agg("count", None, "n")], window=Window(None, start)
         )
-        nets = ctx.config.network
+        internal = internal_lookup(ctx)
         return {
             (r["src"], int(r["dst_port"]))
             for r in rows.to_pylist()
-            if r["dst_port"] is not None and nets.is_internal(r["src"])
+            if r["dst_port"] is not None and internal(r["src"])
         }
 
     def _finding(
@@ -292,8 +292,9 @@ class RoleViolationDetector:
         pairs: dict[tuple[str, str], PairTraffic],
     ) -> list[Finding]:
         public: dict[tuple[str, int], set[str]] = defaultdict(set)
+        internal = internal_lookup(ctx)
         for (src, dst), p in pairs.items():
-            if is_public(src) and ctx.config.network.is_internal(dst):
+            if is_public(src) and internal(dst):
                 for port in p.answered_ports & MGMT_PORTS:
                     public[(dst, port)].add(src)
         out = []

@@ -36,13 +36,13 @@ Pairs are ranked by score, then by their unclamped *weight*
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
-from vigile.detect.traffic import bounds
+from vigile.detect.traffic import bounds, internal_lookup
 from vigile.store import Agg, Window
 
 PAIR_DETECTOR = "pair_score"
@@ -82,9 +82,8 @@ class Pair:
         return min(1.0, max(0.0, combined + sum(v for _, v in self.modifiers)))
 
 
-def host_of(f: Finding, ctx: HuntContext) -> tuple[str, str | None]:
+def host_of(f: Finding, internal: Callable[[str | None], bool]) -> tuple[str, str | None]:
     """(internal host, peer) of a finding; the originator when neither end is internal."""
-    internal = ctx.config.network.is_internal
     if f.dst and internal(f.dst) and not (f.src and internal(f.src)):
         return f.dst, f.src
     return f.src or f.dst or "?", f.dst
@@ -93,10 +92,11 @@ def host_of(f: Finding, ctx: HuntContext) -> tuple[str, str | None]:
 def score_pairs_and_hosts(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
     """The scoring pass: append ``pair_score`` and ``host_score`` findings."""
     pairs: dict[tuple[str, str | None], Pair] = {}
+    internal = internal_lookup(ctx)
     for f in findings:
         if f.suppressed_by or f.detector in INFORMATIONAL or f.score <= 0:
             continue
-        host, peer = host_of(f, ctx)
+        host, peer = host_of(f, internal)
         pairs.setdefault((host, peer), Pair(host, peer)).findings.append(f)
     if not pairs:
         return findings

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from vigile.detect import Finding, HuntContext
 from vigile.detect.indicators import Indicator, IndicatorSet, load_indicator_files
-from vigile.detect.traffic import bounds
+from vigile.detect.traffic import bounds, internal_lookup
 from vigile.store import Agg, Window
 
 
@@ -77,7 +77,7 @@ class ThreatIntelDetector:
             [Agg("count", None, "n"), Agg("max", "resp_bytes", "max_resp")],
             window=window,
         )
-        internal = ctx.config.network.is_internal
+        internal = internal_lookup(ctx)
         for r in rows.to_pylist():
             answered = (r["max_resp"] or 0) > 0
             n = int(r["n"])

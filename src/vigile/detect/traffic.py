@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,6 +46,21 @@ def in_networks(address: str | None, networks: Iterable[IPNetwork]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
+def internal_lookup(ctx: HuntContext) -> Callable[[str | None], bool]:
+    """``is_internal`` with a memo: traffic repeats the same few addresses many times."""
+    nets = ctx.config.network.internal
+    memo: dict[str | None, bool] = {}
+
+    def lookup(address: str | None) -> bool:
+        hit = memo.get(address)
+        if hit is None:
+            hit = memo[address] = in_networks(address, nets)
+        return hit
+
+    return lookup
+
+
+@lru_cache(maxsize=65536)
 def is_public(address: str | None) -> bool:
     """True for a globally routable address (not private, loopback, multicast, …).
 
