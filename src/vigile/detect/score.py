@@ -9,21 +9,29 @@ Pair score. With the pair's detector scores sorted, ``s1 ≥ s2 ≥ …``::
     combined = 1 − (1 − s1) · Π (1 − s_i / 2)      (every further detector adds, halved)
     pair     = clamp(combined + Σ modifiers, 0, 1)
 
-Modifiers (after RITA v5's threat modifiers), each named with its numbers in the
-explanation:
+Modifiers, with RITA v5's default values (``defaultConfig`` in RITA's
+``config/config.go``), each named with its numbers in the explanation:
 
 ==============================  =====  =============================================
 modifier                        value  when
 ==============================  =====  =============================================
-missing HTTP Host header        +0.05  at least half of the pair's HTTP requests lack it
-rare user agent                 +0.05  the pair's most used User-Agent is used by only
+missing HTTP Host header        +0.10  any of the pair's HTTP requests lacks it
+rare user agent                 +0.15  the pair's most used User-Agent is used by only
                                        one source in the window
-rare JA3                        +0.05  the pair's most used JA3 is used by only one source
-rare destination                +0.05  prevalence ≤ 10 % with ≥ 3 internal hosts active
-common destination              −0.1   prevalence ≥ 50 % with ≥ 3 internal hosts active
-first seen                      +0.05  the peer was first seen in the window, after ≥ 24 h
+rare JA3                        +0.15  the pair's most used JA3 is used by only one source
+rare destination                +0.15  prevalence ≤ 2 % (share of active internal hosts
+                                       that opened connections to the peer)
+common destination              −0.15  prevalence ≥ 50 %
+first seen                      +0.15  the peer was first seen in the window, after ≥ 24 h
                                        of history
 ==============================  =====  =============================================
+
+Deviations from RITA, on purpose: prevalence counts only with 3 or more active
+internal hosts (on a one-host network every destination has 100 %) and covers
+internal destinations too (desktops polling a mail server); "first seen" needs
+24 h of history instead of RITA's stored history of months, so a store's first day
+calls nothing new. Prevalence and first seen apply to peers the host opened
+connections to, not to clients of its services.
 
 A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
@@ -48,6 +56,18 @@ from vigile.store import Agg, Window
 PAIR_DETECTOR = "pair_score"
 HOST_DETECTOR = "host_score"
 INFORMATIONAL = frozenset({"roles"})
+#: RITA v5's default modifier values (``defaultConfig`` in RITA's ``config/config.go``).
+RITA = {
+    "prevalence_score_increase": 0.15,
+    "prevalence_increase_threshold": 0.02,
+    "prevalence_score_decrease": 0.15,
+    "prevalence_decrease_threshold": 0.5,
+    "first_seen_score_increase": 0.15,
+    "missing_host_count_score_increase": 0.10,
+    "rare_signature_score_increase": 0.15,
+}
+#: Prevalence means nothing on a network of one or two hosts (every destination is 100 %).
+MIN_ACTIVE_HOSTS = 3
 
 
 @dataclass
@@ -173,6 +193,7 @@ class _Signals:
     tls: dict[frozenset[str], list[dict[str, Any]]]
     sources: dict[str, dict[str, int]]
     source_totals: dict[str, int]
+    internal_share: dict[tuple[str, str], float]
 
     @classmethod
     def read(cls, ctx: HuntContext) -> _Signals:
@@ -183,7 +204,8 @@ class _Signals:
         sources, totals = {}, {}
         for table, column in (("http", "user_agent"), ("tls", "ja3")):
             sources[column], totals[column] = _sources_per(ctx, table, column, window)
-        return cls(ctx, peers, active, history_hours(ctx), http, tls, sources, totals)
+        shares = _internal_shares(ctx, window, active)
+        return cls(ctx, peers, active, history_hours(ctx), http, tls, sources, totals, shares)
 
     def modifiers(self, host: str, peer: str) -> list[tuple[str, float]]:
         key = frozenset((host, peer))
@@ -193,28 +215,27 @@ class _Signals:
         st = self.peers.get(peer)
         if st is not None and host not in st.initiated_by:
             st = None  # prevalence and first seen describe destinations, not clients
-        if st is not None and self.active_hosts >= 3:
-            if st.prevalence <= 0.1:
-                mods.append(
-                    (
-                        f"rare destination ({len(st.hosts_in_window)} of "
-                        f"{self.active_hosts} hosts)",
-                        0.05,
-                    )
-                )
-            elif st.prevalence >= 0.5:
-                mods.append((f"common destination ({st.prevalence:.0%} of hosts)", -0.1))
+        share = st.prevalence if st is not None else self.internal_share.get((host, peer))
+        if share is not None and self.active_hosts >= MIN_ACTIVE_HOSTS:
+            if share <= RITA["prevalence_increase_threshold"]:
+                text = f"rare destination ({share:.0%} of {self.active_hosts} hosts)"
+                mods.append((text, RITA["prevalence_score_increase"]))
+            elif share >= RITA["prevalence_decrease_threshold"]:
+                text = f"common destination ({share:.0%} of {self.active_hosts} hosts)"
+                mods.append((text, -RITA["prevalence_score_decrease"]))
         start, _ = bounds(self.ctx)
         if st is not None and st.first_seen >= start and self.history >= 24:
-            mods.append((f"first seen {st.first_seen:%Y-%m-%d %H:%M} UTC", 0.05))
+            text = f"first seen {st.first_seen:%Y-%m-%d %H:%M} UTC"
+            mods.append((text, RITA["first_seen_score_increase"]))
         return mods
 
     @staticmethod
     def _missing_host(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
         total = sum(r["n"] for r in rows)
         missing = sum(r["n"] for r in rows if not r["host"])
-        if total and missing * 2 >= total:
-            return [(f"missing HTTP Host header on {missing} of {total} requests", 0.05)]
+        if missing:
+            text = f"missing HTTP Host header on {missing} of {total} requests"
+            return [(text, RITA["missing_host_count_score_increase"])]
         return []
 
     def _rare(self, column: str, what: str, rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -227,7 +248,8 @@ class _Signals:
         value = max(sorted(counts), key=lambda v: counts[v])
         users, total = self.sources[column].get(value, 0), self.source_totals[column]
         if users == 1 and total > 1:
-            return [(f"rare {what} '{value}' (used by 1 of {total} sources)", 0.05)]
+            text = f"rare {what} '{value}' (used by 1 of {total} sources)"
+            return [(text, RITA["rare_signature_score_increase"])]
         return []
 
 
@@ -252,3 +274,16 @@ def _sources_per(
     total = ctx.store.group(table, [], [Agg("count_distinct", "src", "n")], window=window)
     n = int(total.column("n")[0].as_py() or 0) if total.num_rows else 0
     return {r[column]: int(r["sources"]) for r in rows.to_pylist() if r[column]}, n
+
+
+def _internal_shares(ctx: HuntContext, window: Window, active: int) -> dict[tuple[str, str], float]:
+    """For internal host → internal peer pairs: the share of active internal hosts that
+    opened connections to that peer (prevalence of an internal destination)."""
+    rows = ctx.store.group("conn", ["src", "dst"], [Agg("count", None, "n")], window=window)
+    internal = internal_lookup(ctx)
+    clients: dict[str, set[str]] = defaultdict(set)
+    for src, dst in zip(*(rows.column(c).to_pylist() for c in ("src", "dst")), strict=True):
+        if internal(src) and internal(dst):
+            clients[dst].add(src)
+    n = max(active, 1)
+    return {(c, d): len(cs) / n for d, cs in clients.items() for c in cs}
