@@ -24,6 +24,9 @@ rare destination                +0.15  prevalence ≤ 2 % (share of active inter
 common destination              −0.15  prevalence ≥ 50 %
 first seen                      +0.15  the peer was first seen in the window, after ≥ 24 h
                                        of history
+admin host to management plane  −0.15  vigile's own: the host is in ``[network]
+                                       admin_hosts`` and the peer a BMC (management
+                                       subnet or configured role); prevalence is skipped
 ==============================  =====  =============================================
 
 Deviations from RITA, on purpose: prevalence counts only with 3 or more active
@@ -36,7 +39,9 @@ connections to, not to clients of its services.
 A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
 the three best pair (or host-only) scores ``p1 ≥ p2 ≥ p3`` give
-``1 − (1 − p1)(1 − p2/2)(1 − p3/4)``; the ``host_score`` finding names its top pair.
+``1 − (1 − p1)(1 − p2/4)(1 − p3/8)``: the top pair dominates, so that every desktop
+sharing the same few periodic services does not become critical by their number;
+the ``host_score`` finding names its top pair.
 Pairs are ranked by score, then by their unclamped *weight*
 ``s1 + Σ s_i/2 + Σ modifiers``, so that two pairs that both reach 1 keep an order.
 """
@@ -50,7 +55,7 @@ from typing import Any
 
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
-from vigile.detect.traffic import bounds, internal_lookup
+from vigile.detect.traffic import bounds, in_networks, internal_lookup
 from vigile.store import Agg, Window
 
 PAIR_DETECTOR = "pair_score"
@@ -68,6 +73,8 @@ RITA = {
 }
 #: Prevalence means nothing on a network of one or two hosts (every destination is 100 %).
 MIN_ACTIVE_HOSTS = 3
+#: vigile's own: an admin host (``[network] admin_hosts``) talking to a BMC is its job.
+ADMIN_DECREASE = 0.15
 
 
 @dataclass
@@ -160,7 +167,7 @@ def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
 def _host_finding(host: str, pairs: Sequence[Pair], start: Any, end: Any) -> Finding:
     ranked = sorted(pairs, key=lambda p: (-p.score, -p.weight, p.peer or ""))
     p = [x.score for x in ranked[:3]] + [0.0, 0.0]
-    score = 1 - (1 - p[0]) * (1 - p[1] / 2) * (1 - p[2] / 4)
+    score = 1 - (1 - p[0]) * (1 - p[1] / 4) * (1 - p[2] / 8)
     top = ranked[0]
     if top.peer:
         what = f"top with {top.peer} scores {top.score:.3f} ({_describe(top)})"
@@ -216,6 +223,9 @@ class _Signals:
         if st is not None and host not in st.initiated_by:
             st = None  # prevalence and first seen describe destinations, not clients
         share = st.prevalence if st is not None else self.internal_share.get((host, peer))
+        if self._admin_to_management(host, peer):
+            mods.append(("admin host to the management plane (expected)", -ADMIN_DECREASE))
+            share = None  # one admin host polling the BMCs is rare by design
         if share is not None and self.active_hosts >= MIN_ACTIVE_HOSTS:
             if share <= RITA["prevalence_increase_threshold"]:
                 text = f"rare destination ({share:.0%} of {self.active_hosts} hosts)"
@@ -228,6 +238,15 @@ class _Signals:
             text = f"first seen {st.first_seen:%Y-%m-%d %H:%M} UTC"
             mods.append((text, RITA["first_seen_score_increase"]))
         return mods
+
+    def _admin_to_management(self, host: str, peer: str) -> bool:
+        net = self.ctx.config.network
+        if not net.admin_hosts or not in_networks(host, net.admin_hosts):
+            return False
+        configured = self.ctx.config.hosts.get(peer)
+        return in_networks(peer, net.management) or (
+            configured is not None and configured.role == "bmc"
+        )
 
     @staticmethod
     def _missing_host(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
