@@ -35,14 +35,21 @@ allowed_ports`` (a table of role → port list); the defaults are below.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import history_hours
 from vigile.detect.roles import HostRole, infer_roles, role_of
-from vigile.detect.traffic import bounds, in_networks, internal_lookup, is_public
+from vigile.detect.traffic import (
+    PairTraffic,
+    bounds,
+    format_ports,
+    in_networks,
+    internal_lookup,
+    is_public,
+    pair_traffic,
+)
 from vigile.store import Agg, Window
 
 SERVER_ROLES = ("server", "mail", "dns", "ntp")
@@ -58,17 +65,6 @@ PROBED_MIN_SOURCES = 10
 MGMT_PORTS = {22, 23, 623, 664, 3389, 5900, 5985, 5986, 7578, 5120, 5121, 5122, 5123}
 
 
-@dataclass
-class PairTraffic:
-    """Connections between two hosts in the window, by responder port."""
-
-    ports: set[int] = field(default_factory=set)
-    connections: int = 0
-    answered: int = 0
-    answered_ports: set[int] = field(default_factory=set)
-    first: datetime | None = None
-
-
 class RoleViolationDetector:
     """A BMC or server initiating outbound connections, BMC DNS, exposed management."""
 
@@ -79,7 +75,7 @@ class RoleViolationDetector:
     def run(self, ctx: HuntContext) -> list[Finding]:
         start, end = bounds(ctx)
         roles = infer_roles(ctx)
-        pairs = self._pairs(ctx, Window(start, end))
+        pairs = pair_traffic(ctx, Window(start, end))
         allowed = {
             **DEFAULT_ALLOWED,
             **ctx.config.section("detectors.role_violation").get("allowed_ports", {}),
@@ -123,8 +119,9 @@ class RoleViolationDetector:
             ports = sorted({q for f in fs for q in f.evidence["ports"]})
             conns = sum(int(f.evidence["connections"]) for f in fs)
             top = max(fs, key=lambda f: (int(f.evidence["connections"]), str(f.src)))
+            listed = format_ports(set(ports))
             text = (
-                f"{len(fs)} outside address(es) probed management port(s) {_ports(set(ports))} "
+                f"{len(fs)} outside address(es) probed management port(s) {listed} "
                 f"of {fs[0].evidence['role']} {host} in {conns} connection(s), none answered; "
                 f"busiest {top.src} ({top.evidence['connections']} connection(s))."
             )
@@ -138,31 +135,6 @@ class RoleViolationDetector:
             score = 0.5 + (0.1 if len(fs) >= 10 * PROBED_MIN_SOURCES else 0.0)
             out.append(self._finding(ctx, host, None, score, text, ev))
         return out
-
-    def _pairs(self, ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
-        rows = ctx.store.group(
-            "conn",
-            ["src", "dst", "dst_port"],
-            [
-                Agg("count", None, "n"),
-                Agg("count", "resp_bytes", "has_resp"),
-                Agg("max", "resp_bytes", "max_resp"),
-                Agg("min", "ts", "first"),
-            ],
-            window=window,
-        )
-        pairs: dict[tuple[str, str], PairTraffic] = defaultdict(PairTraffic)
-        for r in rows.to_pylist():
-            p = pairs[(r["src"], r["dst"])]
-            if r["dst_port"] is not None:
-                p.ports.add(int(r["dst_port"]))
-            p.connections += int(r["n"])
-            if (r["max_resp"] or 0) > 0:
-                p.answered += int(r["n"])
-                if r["dst_port"] is not None:
-                    p.answered_ports.add(int(r["dst_port"]))
-            p.first = min(p.first or r["first"], r["first"])
-        return pairs
 
     def _earlier_egress(self, ctx: HuntContext, start: datetime) -> set[tuple[str, int]]:
         rows = ctx.store.group(
@@ -194,7 +166,7 @@ class RoleViolationDetector:
         score = 0.9 if p.answered else 0.85
         text = (
             f"BMC {src} opened {p.connections} connection(s) to public address {dst} on "
-            f"port(s) {_ports(ports)} ({p.answered} answered); a management controller "
+            f"port(s) {format_ports(ports)} ({p.answered} answered); a management controller "
             "should not start internet traffic."
         )
         ev = {
@@ -224,7 +196,7 @@ class RoleViolationDetector:
         )
         text = (
             f"{role} {src} opened {p.connections} connection(s) to public address {dst} "
-            f"on port(s) {_ports(ports)} outside its role's egress ports; {history}."
+            f"on port(s) {format_ports(ports)} outside its role's egress ports; {history}."
         )
         ev = {
             "check": "server outbound",
@@ -253,9 +225,9 @@ class RoleViolationDetector:
             scan = len(p.ports) >= 10 or len(mgmt) >= 3
             score = 0.75 if answered else 0.35 + (0.1 if scan else 0.0)
             text = (
-                f"{src} reached management port(s) {_ports(mgmt)} of {name} {dst} in "
+                f"{src} reached management port(s) {format_ports(mgmt)} of {name} {dst} in "
                 f"{p.connections} connection(s) to {len(p.ports)} port(s), answered on "
-                f"{_ports(answered) if answered else 'none'}; it is not an admin host"
+                f"{format_ports(answered) if answered else 'none'}; it is not an admin host"
                 f"{'; a scan' if scan else ''}."
             )
             ev = {
@@ -271,7 +243,7 @@ class RoleViolationDetector:
             scan = len(p.ports) >= 10
             text = (
                 f"Public host {src} opened {p.connections} connection(s) to workstation "
-                f"{dst} on {len(p.ports)} port(s) ({_ports(p.ports)}), {p.answered} "
+                f"{dst} on {len(p.ports)} port(s) ({format_ports(p.ports)}), {p.answered} "
                 f"answered{'; a port scan' if scan else ''}."
             )
             ev = {
@@ -334,14 +306,3 @@ class RoleViolationDetector:
             ev = {"check": "bmc dns", "lookups": sum(names.values()), "names": top[:10]}
             out.append(self._finding(ctx, host, None, 0.65, text, ev, fqdn=top[0]))
         return out
-
-
-def _ports(ports: set[int]) -> str:
-    """At most eight ports, sorted.
-
-    >>> _ports({443, 22}), _ports(set(range(12)))
-    ('22, 443', '0, 1, 2, 3, 4, 5, 6, 7 and 4 more')
-    """
-    s = sorted(ports)
-    text = ", ".join(str(q) for q in s[:8])
-    return text + (f" and {len(s) - 8} more" if len(s) > 8 else "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from vigile.config import IPNetwork
 from vigile.detect import HuntContext
-from vigile.store import Agg, Store, Window
+from vigile.store import Agg, Pred, Store, Window
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: MAD of a normal distribution is 0.6745 σ; scale it so robust z-scores read like z-scores.
@@ -145,3 +145,51 @@ def window_series(ctx: HuntContext, periods: int) -> list[tuple[Window, datetime
             break
         out.append((Window(w_start, w_end), w_start, w_end))
     return out
+
+
+@dataclass
+class PairTraffic:
+    """TCP/UDP connections from one address to another in a window, by responder port."""
+
+    ports: set[int] = field(default_factory=set)
+    connections: int = 0
+    answered: int = 0
+    answered_ports: set[int] = field(default_factory=set)
+
+
+def pair_traffic(ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
+    """Per (originator, responder): ports, connections and which ports answered (sent
+    payload). ICMP is left out: replies such as port-unreachable are logged with the
+    replier as originator, and they are answers, not connections a host opened."""
+    rows = ctx.store.group(
+        "conn",
+        ["src", "dst", "dst_port"],
+        [Agg("count", None, "n"), Agg("max", "resp_bytes", "max_resp")],
+        window=window,
+        where=[Pred("proto", "in", ["tcp", "udp"])],
+    )
+    pairs: dict[tuple[str, str], PairTraffic] = defaultdict(PairTraffic)
+    for src, dst, port, n, max_resp in zip(
+        *(rows.column(c).to_pylist() for c in ("src", "dst", "dst_port", "n", "max_resp")),
+        strict=True,
+    ):
+        p = pairs[(src, dst)]
+        p.connections += int(n)
+        if port is not None:
+            p.ports.add(int(port))
+        if (max_resp or 0) > 0:
+            p.answered += int(n)
+            if port is not None:
+                p.answered_ports.add(int(port))
+    return pairs
+
+
+def format_ports(ports: set[int]) -> str:
+    """At most eight ports, sorted.
+
+    >>> format_ports({443, 22}), format_ports(set(range(12)))
+    ('22, 443', '0, 1, 2, 3, 4, 5, 6, 7 and 4 more')
+    """
+    s = sorted(ports)
+    text = ", ".join(str(q) for q in s[:8])
+    return text + (f" and {len(s) - 8} more" if len(s) > 8 else "")
