@@ -38,76 +38,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from vigile.config import match_networks
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
 from vigile.detect.roles import infer_roles, role_of
-from vigile.detect.traffic import Baseline, bounds, robust_baseline
-from vigile.store import Agg, Window
+from vigile.detect.traffic import Baseline, HostFlows, bounds, directed_flows, robust_baseline
+from vigile.store import Window
 
 MIN_Z = 3.0
-
-
-@dataclass
-class HostFlows:
-    """One host's outbound/inbound bytes per slice and per (peer, slice)."""
-
-    out: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
-    inb: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
-    pair: dict[tuple[str, datetime], float] = field(default_factory=lambda: defaultdict(float))
-
-
-def directed_flows(ctx: HuntContext, window: Window, bucket: timedelta) -> dict[str, HostFlows]:
-    """Per internal host: bytes to and from external peers, by slice and by peer."""
-    t = ctx.store.group(
-        "conn",
-        ["src", "dst"],
-        [Agg("sum", "orig_ip_bytes", "ob"), Agg("sum", "resp_ip_bytes", "rb")],
-        window=window,
-        bucket=bucket,
-    )
-    nets = ctx.config.network.internal
-    s_in = match_networks(t.column("src"), nets)
-    d_in = match_networks(t.column("dst"), nets)
-    keep = pa.array(s_in != d_in)
-    as_src = pa.array(s_in)
-    t = t.filter(keep)
-    as_src = as_src.filter(keep)
-    ob, rb = _floats(t.column("ob")), _floats(t.column("rb"))
-    # Orient every row from the internal host's side (originator or responder).
-    oriented = pa.table(
-        {
-            "host": pc.if_else(as_src, t.column("src"), t.column("dst")),
-            "peer": pc.if_else(as_src, t.column("dst"), t.column("src")),
-            "bucket": t.column("bucket"),
-            "out": pc.if_else(as_src, ob, rb),
-            "inb": pc.if_else(as_src, rb, ob),
-        }
-    )
-    hosts: dict[str, HostFlows] = defaultdict(HostFlows)
-    per_host = oriented.group_by(["host", "bucket"]).aggregate([("out", "sum"), ("inb", "sum")])
-    for h, b, o, i in zip(
-        *(per_host.column(c).to_pylist() for c in per_host.column_names), strict=True
-    ):
-        hosts[h].out[b] += o
-        hosts[h].inb[b] += i
-    per_pair = oriented.group_by(["host", "peer", "bucket"]).aggregate([("out", "sum")])
-    for h, p, b, o in zip(
-        *(per_pair.column(c).to_pylist() for c in per_pair.column_names), strict=True
-    ):
-        hosts[h].pair[(p, b)] += o
-    return hosts
-
-
-def _floats(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.fill_null(col.cast(pa.float64()), 0.0)
 
 
 @dataclass

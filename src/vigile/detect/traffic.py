@@ -1,7 +1,8 @@
 """Shared reads and statistics for the server-side detectors.
 
-Helpers only (no detector here): window bounds, the names seen for each address,
-per-window byte totals for history baselines, and a robust baseline (median/MAD).
+Helpers only (no detector here): window bounds, address classes, the names seen
+for each address, traffic per pair and per port, bytes per host and time slice
+oriented from the internal host's side, and a robust baseline (median/MAD).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from vigile.config import IPNetwork
+from vigile.config import IPNetwork, match_networks
 from vigile.detect import HuntContext
 from vigile.store import Agg, Pred, Store, Window
 
@@ -131,22 +134,6 @@ def robust_baseline(values: Iterable[float]) -> Baseline:
     return Baseline(median, MAD_TO_SIGMA * mad, int(arr.size))
 
 
-def window_series(ctx: HuntContext, periods: int) -> list[tuple[Window, datetime, datetime]]:
-    """The scoring window and up to ``periods`` equal windows before it, newest first,
-    stopping at the oldest connection in the store."""
-    start, end = bounds(ctx)
-    oldest, _ = ctx.store.time_bounds("conn")
-    length = end - start
-    out = []
-    for k in range(periods + 1):
-        w_end = end - k * length
-        w_start = w_end - length
-        if k and (oldest is None or w_end <= oldest):
-            break
-        out.append((Window(w_start, w_end), w_start, w_end))
-    return out
-
-
 @dataclass
 class PairTraffic:
     """TCP/UDP connections from one address to another in a window, by responder port."""
@@ -193,3 +180,58 @@ def format_ports(ports: set[int]) -> str:
     s = sorted(ports)
     text = ", ".join(str(q) for q in s[:8])
     return text + (f" and {len(s) - 8} more" if len(s) > 8 else "")
+
+
+@dataclass
+class HostFlows:
+    """One host's outbound/inbound bytes per slice and per (peer, slice)."""
+
+    out: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
+    inb: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
+    pair: dict[tuple[str, datetime], float] = field(default_factory=lambda: defaultdict(float))
+
+
+def directed_flows(ctx: HuntContext, window: Window, bucket: timedelta) -> dict[str, HostFlows]:
+    """Per internal host: bytes to and from external peers, by slice and by peer."""
+    t = ctx.store.group(
+        "conn",
+        ["src", "dst"],
+        [Agg("sum", "orig_ip_bytes", "ob"), Agg("sum", "resp_ip_bytes", "rb")],
+        window=window,
+        bucket=bucket,
+    )
+    nets = ctx.config.network.internal
+    s_in = match_networks(t.column("src"), nets)
+    d_in = match_networks(t.column("dst"), nets)
+    keep = pa.array(s_in != d_in)
+    as_src = pa.array(s_in)
+    t = t.filter(keep)
+    as_src = as_src.filter(keep)
+    ob, rb = _floats(t.column("ob")), _floats(t.column("rb"))
+    # Orient every row from the internal host's side (originator or responder).
+    oriented = pa.table(
+        {
+            "host": pc.if_else(as_src, t.column("src"), t.column("dst")),
+            "peer": pc.if_else(as_src, t.column("dst"), t.column("src")),
+            "bucket": t.column("bucket"),
+            "out": pc.if_else(as_src, ob, rb),
+            "inb": pc.if_else(as_src, rb, ob),
+        }
+    )
+    hosts: dict[str, HostFlows] = defaultdict(HostFlows)
+    per_host = oriented.group_by(["host", "bucket"]).aggregate([("out", "sum"), ("inb", "sum")])
+    for h, b, o, i in zip(
+        *(per_host.column(c).to_pylist() for c in per_host.column_names), strict=True
+    ):
+        hosts[h].out[b] += o
+        hosts[h].inb[b] += i
+    per_pair = oriented.group_by(["host", "peer", "bucket"]).aggregate([("out", "sum")])
+    for h, p, b, o in zip(
+        *(per_pair.column(c).to_pylist() for c in per_pair.column_names), strict=True
+    ):
+        hosts[h].pair[(p, b)] += o
+    return hosts
+
+
+def _floats(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(col.cast(pa.float64()), 0.0)
