@@ -25,15 +25,18 @@ PASS_FINDINGS = (PAIR_DETECTOR, HOST_DETECTOR)
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Highest score first (pair and host scores that reach 1 by their unclamped weight);
-    suppressed findings after every unsuppressed one."""
+    """Highest score first; at equal score a detector's own finding before the pair and
+    host scores built on it, and those by their unclamped weight; suppressed findings
+    after every unsuppressed one."""
 
-    def key(f: Finding) -> tuple[bool, float, float, str, str, str]:
-        weight = f.evidence.get("weight", 0.0) if f.detector in PASS_FINDINGS else 0.0
+    def key(f: Finding) -> tuple[bool, float, bool, float, str, str, str]:
+        derived = f.detector in PASS_FINDINGS
+        weight = float(f.evidence.get("weight", 0.0)) if derived else 0.0
         return (
             f.suppressed_by is not None,
             -f.score,
-            -float(weight),
+            derived,
+            -weight,
             f.detector,
             f.src or "",
             f.dst or "",
