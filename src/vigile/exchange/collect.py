@@ -1,0 +1,236 @@
+"""Walk the inputs and turn every file into :class:`LogRecord` values.
+
+Inputs are folders copied off the server (or a mounted disk image), single files,
+or zip archives given on the command line (read in place, member by member). A zip
+found *inside* a folder is not opened: it is a file like any other, and the staging
+check looks at it.
+
+Each file is classified by its path and its first bytes: HttpProxy, ECP server and
+OAB generator logs by their ``Logging/…`` folder or ``#Log-type:`` header, IIS logs
+by ``W3SVC``/``u_ex`` or their ``#Software:`` header, Windows events by the ``.evtx``
+magic or a JSON object on the first line. Every file is also a ``file`` record for
+the web-shell and staging checks. A file that cannot be read, or that sits where
+logs live but is none of these, is reported as a :class:`Problem`; nothing raises.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from vigile.exchange import KINDS, LogRecord
+from vigile.exchange.fields import BadLine, parse_fields_log
+from vigile.exchange.winevents import read_evtx_events, read_json_events
+
+#: Files whose content the web-shell rules scan (up to :data:`MAX_SCAN_BYTES`).
+SCRIPT_SUFFIXES = {".aspx", ".ashx", ".asmx", ".asp", ".asa", ".cer", ".config", ".js", ".ps1"}
+MAX_SCAN_BYTES = 2 * 1024 * 1024
+#: Where a file is expected to be a log vigile reads.
+LOG_SUFFIXES = {".log", ".evtx", ".json", ".jsonl", ".ndjson"}
+EVTX_MAGIC = b"ElfFile\x00"
+#: Exceptions that mean "this file cannot be read", reported and skipped.
+READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile, UnicodeError)
+
+
+@dataclass
+class Coverage:
+    """What one log source held: files, rows, bad rows and the time span."""
+
+    kind: str
+    files: int = 0
+    rows: int = 0
+    bad_rows: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    first_error: str | None = None
+
+    def add(self, ts: datetime | None) -> None:
+        self.rows += 1
+        if ts is not None:
+            self.oldest = ts if self.oldest is None else min(self.oldest, ts)
+            self.newest = ts if self.newest is None else max(self.newest, ts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that could not be read or was not what its place promised."""
+
+    origin: str
+    message: str
+
+
+@dataclass
+class Collection:
+    """Coverage per kind, problems and notices gathered while walking."""
+
+    coverage: dict[str, Coverage] = field(default_factory=lambda: {k: Coverage(k) for k in KINDS})
+    problems: list[Problem] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to read: its display name, relative path, size, time and opener."""
+
+    origin: str
+    rel: PurePosixPath
+    size: int
+    mtime: datetime
+    open: Callable[[], IO[bytes]]
+
+
+def _entries(path: Path, problems: list[Problem]) -> Iterator[Entry]:
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            yield _file_entry(child, PurePosixPath(child.relative_to(path).as_posix()))
+    elif zipfile.is_zipfile(path):
+        try:
+            archive = zipfile.ZipFile(path)
+        except READ_ERRORS as e:
+            problems.append(Problem(str(path), f"unreadable zip: {e}"))
+            return
+        for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            if not info.is_dir():
+                yield Entry(
+                    f"{path}!{info.filename}",
+                    PurePosixPath(info.filename),
+                    info.file_size,
+                    datetime(*info.date_time, tzinfo=UTC),
+                    lambda info=info: archive.open(info),  # type: ignore[misc]
+                )
+    elif path.exists():
+        yield _file_entry(path, PurePosixPath(path.name))
+    else:
+        problems.append(Problem(str(path), "no such file or folder"))
+
+
+def _file_entry(path: Path, rel: PurePosixPath) -> Entry:
+    st = path.stat()
+    mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+    return Entry(str(path), rel, st.st_size, mtime, lambda: path.open("rb"))
+
+
+def classify(rel: PurePosixPath, head: bytes) -> str | None:
+    """The log kind of a file from its path and first bytes, or ``None``.
+
+    >>> classify(PurePosixPath("V15/Logging/HttpProxy/Ecp/HttpProxy_2021030304-1.LOG"), b"")
+    'httpproxy'
+    >>> classify(PurePosixPath("x/u_ex210303.log"), b"#Software: Microsoft Internet Information")
+    'iis'
+    >>> classify(PurePosixPath("notes.txt"), b"hello") is None
+    True
+    """
+    low = str(rel).lower()
+    text = head[:4096].decode("utf-8", "replace").lstrip("\ufeff")
+    if head.startswith(EVTX_MAGIC):
+        return "event-evtx"
+    if "#log-type: httpproxy" in text.lower() or "/httpproxy/" in f"/{low}":
+        return "httpproxy" if rel.suffix.lower() == ".log" else None
+    if "/ecp/server/" in f"/{low}":
+        return "ecp" if rel.suffix.lower() == ".log" else None
+    if "oabgeneratorlog" in low:
+        return "oab" if rel.suffix.lower() == ".log" else None
+    if "#Software: Microsoft Internet Information Services" in text or (
+        ("w3svc" in low or rel.name.lower().startswith("u_ex")) and "#Fields:" in text
+    ):
+        return "iis"
+    if text.lstrip().startswith("{") and rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""}:
+        return "event-json"
+    return None
+
+
+def _text_lines(opener: Callable[[], IO[bytes]]) -> Callable[[], IO[str]]:
+    def open_text() -> IO[str]:
+        raw = opener()
+        head = raw.read(2)
+        raw.close()
+        encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+        return io.TextIOWrapper(opener(), encoding=encoding, errors="replace", newline="")
+
+    return open_text
+
+
+def _fields_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRecord]:
+    cov = col.coverage[kind]
+    with _text_lines(entry.open)() as f:
+        for item in parse_fields_log(f, headerless=kind in ("oab", "ecp")):
+            if isinstance(item, BadLine):
+                _bad(cov, entry.origin, item)
+                continue
+            cov.add(item.ts)
+            yield LogRecord(kind, entry.origin, item.line, item.ts, item.fields, item.raw)
+
+
+def _bad(cov: Coverage, origin: str, bad: BadLine) -> None:
+    cov.bad_rows += 1
+    if cov.first_error is None:
+        cov.first_error = f"{origin}:{bad.line}: {bad.reason}"
+
+
+def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRecord]:
+    cov = col.coverage["event"]
+    if kind == "event-evtx":
+        events = read_evtx_events(entry.open())
+    else:
+        notices: list[str] = []
+        events = read_json_events(_text_lines(entry.open), notices)  # type: ignore[assignment]
+        first = next(events, None)
+        col.notices += [f"{entry.origin}: {n}" for n in notices]
+        if first is not None:
+            events = _chain(first, events)  # type: ignore[arg-type]
+    for item in events:
+        if isinstance(item, BadLine):
+            _bad(cov, entry.origin, item)
+            continue
+        number, ts, fields = item
+        cov.add(ts)
+        yield LogRecord("event", entry.origin, number, ts, fields, fields.get("Message", ""))
+
+
+def _chain(first: object, rest: Iterator[object]) -> Iterator[object]:
+    yield first
+    yield from rest
+
+
+def file_record(entry: Entry) -> LogRecord:
+    """The ``file`` record of an entry; script-like files carry their content."""
+    content = None
+    if entry.rel.suffix.lower() in SCRIPT_SUFFIXES and entry.size <= MAX_SCAN_BYTES:
+        with entry.open() as f:
+            content = f.read(MAX_SCAN_BYTES)
+    fields = {"path": str(entry.rel), "size": str(entry.size)}
+    return LogRecord("file", entry.origin, 0, entry.mtime, fields, str(entry.rel), content)
+
+
+def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
+    with entry.open() as f:
+        head = f.read(4096)
+    kind = classify(entry.rel, head)
+    col.coverage["file"].files += 1
+    col.coverage["file"].add(entry.mtime)
+    yield file_record(entry)
+    if kind is None:
+        if entry.rel.suffix.lower() in LOG_SUFFIXES:
+            col.problems.append(Problem(entry.origin, "not a log format vigile reads; skipped"))
+        return
+    base = "event" if kind.startswith("event") else kind
+    col.coverage[base].files += 1
+    if base == "event":
+        yield from _event_records(entry, kind, col)
+    else:
+        yield from _fields_records(entry, kind, col)
+
+
+def walk(paths: list[Path], col: Collection) -> Iterator[LogRecord]:
+    """Every record of every input, files in path order; problems go to ``col``."""
+    for path in paths:
+        for entry in _entries(path, col.problems):
+            try:
+                yield from _records_of(entry, col)
+            except READ_ERRORS as e:
+                col.problems.append(Problem(entry.origin, f"unreadable: {e}"))

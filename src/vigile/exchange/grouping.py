@@ -1,0 +1,76 @@
+"""Fold many matching log lines from one client into one finding.
+
+A scan or an exploit run leaves hundreds of matching lines; the admin needs one
+finding per client and pattern with the count, the first and last time and a few
+example lines, not hundreds of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vigile.detect import Finding
+from vigile.exchange import UNKNOWN_TIME, LogRecord
+
+EXAMPLES = 5
+
+
+@dataclass
+class Group:
+    """Matching lines of one client for one pattern."""
+
+    score: float
+    first: datetime | None = None
+    last: datetime | None = None
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    subject: str | None = None
+
+
+class Grouper:
+    """Collects ``(client, pattern)`` groups and turns them into findings."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+        self.groups: dict[tuple[str, str], Group] = {}
+
+    def add(self, client: str, pattern: str, score: float, record: LogRecord, **shown: Any) -> None:
+        group = self.groups.setdefault((client, pattern), Group(score))
+        group.score = max(group.score, score)
+        group.count += 1
+        group.subject = group.subject or shown.pop("subject", None)
+        shown.pop("subject", None)
+        if record.ts is not None:
+            group.first = record.ts if group.first is None else min(group.first, record.ts)
+            group.last = record.ts if group.last is None else max(group.last, record.ts)
+        if len(group.examples) < EXAMPLES:
+            group.examples.append({"where": record.where(), **shown})
+
+    def findings(self, describe: dict[str, str]) -> list[Finding]:
+        """One finding per group; ``describe`` maps a pattern to its sentence."""
+        out = []
+        for (client, pattern), g in sorted(self.groups.items()):
+            span = "" if g.first is None else f" between {g.first:%Y-%m-%d %H:%M:%S} and "
+            span += "" if g.last is None else f"{g.last:%H:%M:%S} UTC"
+            out.append(
+                Finding(
+                    detector=self.check,
+                    src=client or None,
+                    dst=None,
+                    fqdn=g.subject,
+                    score=g.score,
+                    window_start=g.first or UNKNOWN_TIME,
+                    window_end=g.last or UNKNOWN_TIME,
+                    explanation=f"{client or 'an unknown client'} sent {g.count} request(s)"
+                    f"{span}: {describe[pattern]}.",
+                    evidence={
+                        "pattern": pattern,
+                        "count": g.count,
+                        "examples": g.examples,
+                        "where": g.examples[0]["where"],
+                    },
+                )
+            )
+        return out
