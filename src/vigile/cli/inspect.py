@@ -1,0 +1,145 @@
+"""``vigile inspect exchange``: ProxyLogon/Hafnium traces in copies of an Exchange server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store
+from vigile.cli.ingest import EXIT_INPUT_PROBLEMS
+from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
+from vigile.detect import Finding, findings_table
+from vigile.errors import InputError, Location
+from vigile.exchange import KINDS
+from vigile.exchange.inspect import InspectResult, inspect_paths
+
+inspect_app = typer.Typer(
+    help="Inspect a server for what an intruder left behind.", no_args_is_help=True
+)
+
+
+def _when(f: Finding) -> str:
+    if f.evidence.get("time_unknown"):
+        return "time unknown"
+    start, end = f"{f.window_start:%Y-%m-%d %H:%M:%S}", f"{f.window_end:%H:%M:%S}"
+    return start if f.window_end == f.window_start else f"{start}-{end}"
+
+
+def coverage_rows(result: InspectResult) -> list[dict[str, Any]]:
+    """One row per log source: files, rows, bad rows, oldest and newest entry."""
+    rows = []
+    for kind, cov in result.collection.coverage.items():
+        note = "NO LOGS: not checked" if not cov.files else ""
+        rows.append(
+            {
+                "source": kind,
+                "what": KINDS[kind],
+                "files": cov.files,
+                "rows": cov.rows,
+                "bad_rows": cov.bad_rows,
+                "oldest": cov.oldest,
+                "newest": cov.newest,
+                "note": cov.first_error or note,
+            }
+        )
+    return rows
+
+
+def _print_tables(result: InspectResult, limit: int) -> None:
+    console.print(f"[bold]Findings[/] ({len(result.findings)} in all, ranked by score)")
+    for i, f in enumerate(result.findings[:limit], 1):
+        subject = " ".join(x for x in (f.src, f.fqdn) if x)
+        console.print(
+            f"{i:>3}. [bold]{f.severity}[/] {f.score:.2f}  {_when(f)}  {f.detector}  {subject}",
+            highlight=False,
+        )
+        console.print(f"     {f.explanation}", highlight=False)
+    if not result.findings:
+        console.print("No findings. Check the coverage below before calling the server clean.")
+    timeline = result.timeline
+    if timeline:
+        first, last = timeline[0], timeline[-1]
+        console.print(f"\n[bold]Timeline[/] ({len(timeline)} events at high or critical)")
+        console.print(f"first malicious event: {_when(first)} UTC  {first.explanation}")
+        console.print(f"last malicious event:  {_when(last)} UTC  {last.explanation}")
+        for f in timeline:
+            console.print(f"  {_when(f)}  {f.detector}: {f.explanation}", highlight=False)
+    cols = ["source", "files", "rows", "bad_rows", "oldest", "newest", "note"]
+    console.print()
+    emit_rows(coverage_rows(result), cols, Format.TABLE, title="Coverage per log source")
+    for notice in result.collection.notices:
+        err_console.print(f"[cyan]note:[/] {notice}", highlight=False)
+    for p in result.collection.problems:
+        err_console.print(f"[yellow]not read:[/] {p.origin}: {p.message}", highlight=False)
+
+
+def _print_json(result: InspectResult, limit: int) -> None:
+    def out(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+    for f in result.findings[:limit]:
+        out({"type": "finding", **f.to_json()})
+    for row in coverage_rows(result):
+        out({"type": "coverage", **row})
+    for p in result.collection.problems:
+        out({"type": "problem", "file": p.origin, "message": p.message})
+    for n in result.collection.notices:
+        out({"type": "notice", "message": n})
+
+
+@inspect_app.command("exchange")
+def exchange(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders copied off the Exchange server (Logging, inetpub, the install "
+            "folder, exported events), a mounted disk image, files, or zip archives.",
+            show_default=False,
+        ),
+    ],
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show this many findings.")] = 50,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store/--no-store",
+            help="Write the findings to the store (replacing this command's earlier ones) "
+            "so `vigile serve` shows them.",
+        ),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Look for ProxyLogon/Hafnium traces in copies of an Exchange server's logs and files.
+
+    Reads HttpProxy, ECP, OAB generator and IIS logs, Windows events (JSON lines or
+    .evtx) and the file tree, runs the checks of Test-ProxyLogon.ps1, CISA AA21-062A,
+    Volexity and the Sigma HAFNIUM rules, and prints ranked, explained findings, the
+    timeline of malicious events and, per log source, the oldest and newest entry
+    found, so "no hits" can be told apart from "no logs". Exit code 3 means some file
+    could not be read (the rest was inspected).
+    """
+    fmt = choose_format(as_json, False)
+    missing = [p for p in paths if not p.exists()]
+    if missing and len(missing) == len(paths):
+        raise InputError(Location(missing[0]), "no such file or folder")
+    result = inspect_paths(paths)
+    if store:
+        db_store = open_store(db)
+        try:
+            db_store.replace_findings(result.checks, findings_table(result.findings))
+        finally:
+            db_store.close()
+    if fmt is Format.JSON:
+        _print_json(result, limit)
+    else:
+        _print_tables(result, limit)
+    if result.collection.problems:
+        raise typer.Exit(EXIT_INPUT_PROBLEMS)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(inspect_app, name="inspect")
