@@ -59,8 +59,10 @@ class EcpVirtualDirectoryCheck:
         self.findings: list[Finding] = []
 
     def feed(self, record: LogRecord) -> None:
-        hit = script_in_vdir_change(record.raw)
-        if hit is None and TEST_PROXYLOGON_ECP.search(record.raw) is None:
+        # Headerless lines keep their CSV quoting; undo the doubled quotes to read them.
+        text = " ".join(record.fields.values()) if record.fields else record.raw.replace('""', '"')
+        hit = script_in_vdir_change(text)
+        if hit is None and TEST_PROXYLOGON_ECP.search(text) is None:
             return
         cmdlet, param, markup = hit or ("Set-*VirtualDirectory", "Url", "")
         self.findings.append(

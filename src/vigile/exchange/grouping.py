@@ -1,8 +1,8 @@
 """Fold many matching log lines from one client into one finding.
 
 A scan or an exploit run leaves hundreds of matching lines; the admin needs one
-finding per client and pattern with the count, the first and last time and a few
-example lines, not hundreds of rows.
+finding per client with the patterns it matched, their counts, the first and last
+time and a few example lines, not hundreds of rows.
 """
 
 from __future__ import annotations
@@ -19,29 +19,36 @@ EXAMPLES = 5
 
 @dataclass
 class Group:
-    """Matching lines of one client for one pattern."""
+    """Matching lines of one client."""
 
     score: float
+    patterns: dict[str, int] = field(default_factory=dict)
     first: datetime | None = None
     last: datetime | None = None
     count: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     subject: str | None = None
+    last_where: str = ""
 
 
 class Grouper:
-    """Collects ``(client, pattern)`` groups and turns them into findings."""
+    """Collects per-client groups and turns them into findings."""
 
     def __init__(self, check: str) -> None:
         self.check = check
-        self.groups: dict[tuple[str, str], Group] = {}
+        self.groups: dict[str, Group] = {}
 
     def add(self, client: str, pattern: str, score: float, record: LogRecord, **shown: Any) -> None:
-        group = self.groups.setdefault((client, pattern), Group(score))
+        """Count ``record`` for ``client`` under ``pattern`` (a record may match several)."""
+        group = self.groups.setdefault(client, Group(score))
         group.score = max(group.score, score)
+        group.patterns[pattern] = group.patterns.get(pattern, 0) + 1
+        subject = shown.pop("subject", None)
+        if group.last_where == record.where():
+            return
+        group.last_where = record.where()
         group.count += 1
-        group.subject = group.subject or shown.pop("subject", None)
-        shown.pop("subject", None)
+        group.subject = group.subject or subject
         if record.ts is not None:
             group.first = record.ts if group.first is None else min(group.first, record.ts)
             group.last = record.ts if group.last is None else max(group.last, record.ts)
@@ -51,7 +58,8 @@ class Grouper:
     def findings(self, describe: dict[str, str]) -> list[Finding]:
         """One finding per group; ``describe`` maps a pattern to its sentence."""
         out = []
-        for (client, pattern), g in sorted(self.groups.items()):
+        for client, g in sorted(self.groups.items()):
+            what = "; ".join(f"{describe[p]} ({n})" for p, n in sorted(g.patterns.items()))
             span = "" if g.first is None else f" between {g.first:%Y-%m-%d %H:%M:%S} and "
             span += "" if g.last is None else f"{g.last:%H:%M:%S} UTC"
             out.append(
@@ -63,10 +71,10 @@ class Grouper:
                     score=g.score,
                     window_start=g.first or UNKNOWN_TIME,
                     window_end=g.last or UNKNOWN_TIME,
-                    explanation=f"{client or 'an unknown client'} sent {g.count} request(s)"
-                    f"{span}: {describe[pattern]}.",
+                    explanation=f"{client or 'an unknown client'} sent {g.count} matching "
+                    f"request(s){span}: {what}.",
                     evidence={
-                        "pattern": pattern,
+                        "patterns": g.patterns,
                         "count": g.count,
                         "examples": g.examples,
                         "where": g.examples[0]["where"],

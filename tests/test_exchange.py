@@ -1,0 +1,142 @@
+"""Exchange inspection on the real OTRF ProxyLogon capture, the CLI, and parser fuzzing."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from vigile.cli import app
+from vigile.errors import InputError
+from vigile.exchange.collect import Collection, walk
+from vigile.exchange.fields import BadLine, FieldsRow, parse_fields_log
+from vigile.exchange.inspect import inspect_paths
+from vigile.exchange.winevents import read_json_events
+from vigile.store.duckdb import DuckDBStore
+
+OTRF = "exchange/otrf/proxylogon_ssrf_rce_poc.zip"
+
+
+@pytest.fixture(scope="module")
+def otrf_result(shared_data: Path):
+    return inspect_paths([shared_data / OTRF])
+
+
+def test_otrf_must_show(otrf_result) -> None:
+    high = [f for f in otrf_result.findings if f.severity in ("high", "critical")]
+    by = {(f.detector, f.window_start.isoformat()): f for f in high}
+    write = by[("exchange-webshell-write", "2021-03-14T06:40:13.660000+00:00")]
+    assert write.evidence["writer"] == "System"
+    assert write.evidence["target"].endswith("FrontEnd\\HttpProxy\\owa\\auth\\ohyeah.aspx")
+    execs = sorted(f for d, f in by if d == "exchange-webshell-exec")
+    assert len(execs) == 2
+    for ts in execs:
+        finding = by[("exchange-webshell-exec", ts)]
+        assert finding.evidence["command_line"] == "cmd /c whoami"
+        assert finding.evidence["parent"].lower().endswith("w3wp.exe")
+        assert finding.evidence["also_in"], "the Security 4688 twin is merged in"
+    vdir = by[("exchange-vdir-script", "2021-03-14T06:40:12.987000+00:00")]
+    assert vdir.evidence["cmdlet"] == "Set-OabVirtualDirectory"
+    assert len(high) == 4, [f.explanation for f in high]
+
+
+def test_otrf_timeline_and_coverage(otrf_result) -> None:
+    timeline = otrf_result.timeline
+    assert timeline[0].detector == "exchange-vdir-script"
+    assert timeline[-1].detector == "exchange-webshell-exec"
+    events = otrf_result.collection.coverage["event"]
+    assert events.rows == 10487 and events.bad_rows == 0
+    # TimeCreated in this export is local time (UTC-5); Sysmon's UtcTime corrects it.
+    assert events.oldest == datetime(2021, 3, 14, 6, 39, 32, 609000, tzinfo=UTC)
+    assert otrf_result.collection.coverage["httpproxy"].files == 0
+    assert any("+5 h" in n for n in otrf_result.collection.notices)
+
+
+def test_cli_writes_findings_to_store(shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    args = ["inspect", "exchange", str(shared_data / OTRF), "--db", str(db), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = {line["type"] for line in lines}
+    assert kinds == {"finding", "coverage", "notice"}
+    store = DuckDBStore(db, read_only=True)
+    try:
+        stored = store.scan("findings").to_pylist()
+    finally:
+        store.close()
+    assert len(stored) == sum(1 for line in lines if line["type"] == "finding")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    store = DuckDBStore(db, read_only=True)
+    try:
+        assert store.count("findings") == len(stored), "a rerun replaces, never adds"
+    finally:
+        store.close()
+
+
+def test_cli_reports_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "Logging").mkdir()
+    (tmp_path / "Logging" / "junk.log").write_bytes(b"\x00\xff garbage")
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "x.evtx").write_bytes(b"ElfFile\x00 short")
+    result = CliRunner().invoke(
+        app, ["inspect", "exchange", str(tmp_path), "--db", str(tmp_path / "v.duckdb")]
+    )
+    assert result.exit_code == 3, result.output
+    assert "x.evtx" in result.output and "junk.log" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_missing_path_is_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", "exchange", str(tmp_path / "nope")])
+    assert isinstance(result.exception, InputError)  # main() prints it as one line, exit 2
+    assert str(result.exception) == f"{tmp_path / 'nope'}: no such file or folder"
+
+
+def test_zip_members_are_read_in_place(tmp_path: Path) -> None:
+    archive = tmp_path / "logs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("W3SVC1/u_ex210303.log", "#Fields: date time cs-method\n2021-03-03 01:02:03 GET\n")
+    col = Collection()
+    records = list(walk([archive], col))
+    assert [r.kind for r in records] == ["file", "iis"]
+    assert records[1].origin == f"{archive}!W3SVC1/u_ex210303.log"
+    assert col.coverage["iis"].oldest == datetime(2021, 3, 3, 1, 2, 3, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=80), max_size=12))
+def test_fields_parser_never_raises(lines: list[str]) -> None:
+    for item in parse_fields_log(["#Fields: date time a,b", *lines]):
+        assert isinstance(item, FieldsRow | BadLine)
+    for item in parse_fields_log(lines, headerless=True):
+        assert isinstance(item, FieldsRow | BadLine)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_as_a_log_give_records_or_problems(tmp_path_factory, data: bytes) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    for name in ("Logging/HttpProxy/Owa/a.log", "W3SVC1/u_ex1.log", "ev.json", "e.evtx"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"ElfFile\x00" + data if name.endswith(".evtx") else data)
+    col = Collection()
+    for record in walk([root], col):
+        assert record.kind in ("file", "httpproxy", "iis", "event")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=60), st.just('{"UtcTime": 5}')), max_size=8))
+def test_json_events_never_raise(lines: list[str]) -> None:
+    import io
+
+    notices: list[str] = []
+    for item in read_json_events(lambda: io.StringIO("\n".join(lines)), notices):
+        assert isinstance(item, BadLine | tuple)
