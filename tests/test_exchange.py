@@ -17,7 +17,7 @@ from vigile.errors import InputError
 from vigile.exchange.collect import Collection, walk
 from vigile.exchange.fields import BadLine, FieldsRow, parse_fields_log
 from vigile.exchange.inspect import inspect_paths
-from vigile.exchange.winevents import read_json_events
+from vigile.exchange.winevents import json_clock_offset, read_json_events
 from vigile.store.duckdb import DuckDBStore
 
 OTRF = "exchange/otrf/proxylogon_ssrf_rce_poc.zip"
@@ -102,7 +102,9 @@ def test_cli_missing_path_is_one_line_error(tmp_path: Path) -> None:
 def test_zip_members_are_read_in_place(tmp_path: Path) -> None:
     archive = tmp_path / "logs.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("W3SVC1/u_ex210303.log", "#Fields: date time cs-method\n2021-03-03 01:02:03 GET\n")
+        z.writestr(
+            "W3SVC1/u_ex210303.log", "#Fields: date time cs-method\n2021-03-03 01:02:03 GET\n"
+        )
     col = Collection()
     records = list(walk([archive], col))
     assert [r.kind for r in records] == ["file", "iis"]
@@ -137,6 +139,6 @@ def test_any_bytes_as_a_log_give_records_or_problems(tmp_path_factory, data: byt
 def test_json_events_never_raise(lines: list[str]) -> None:
     import io
 
-    notices: list[str] = []
-    for item in read_json_events(lambda: io.StringIO("\n".join(lines)), notices):
+    for item in read_json_events(lambda: io.StringIO("\n".join(lines))):
         assert isinstance(item, BadLine | tuple)
+    json_clock_offset(lambda: io.StringIO("\n".join(lines)))

@@ -25,7 +25,7 @@ from typing import IO
 
 from vigile.exchange import KINDS, LogRecord
 from vigile.exchange.fields import BadLine, parse_fields_log
-from vigile.exchange.winevents import read_evtx_events, read_json_events
+from vigile.exchange.winevents import json_clock_offset, read_evtx_events, read_json_events
 
 #: Files whose content the web-shell rules scan (up to :data:`MAX_SCAN_BYTES`).
 SCRIPT_SUFFIXES = {".aspx", ".ashx", ".asmx", ".asp", ".asa", ".cer", ".config", ".js", ".ps1"}
@@ -120,7 +120,7 @@ def classify(rel: PurePosixPath, head: bytes) -> str | None:
 
     >>> classify(PurePosixPath("V15/Logging/HttpProxy/Ecp/HttpProxy_2021030304-1.LOG"), b"")
     'httpproxy'
-    >>> classify(PurePosixPath("x/u_ex210303.log"), b"#Software: Microsoft Internet Information")
+    >>> classify(PurePosixPath("u_ex210303.log"), b"#Software: Microsoft Internet Information Services")
     'iis'
     >>> classify(PurePosixPath("notes.txt"), b"hello") is None
     True
@@ -177,12 +177,13 @@ def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogReco
     if kind == "event-evtx":
         events = read_evtx_events(entry.open())
     else:
-        notices: list[str] = []
-        events = read_json_events(_text_lines(entry.open), notices)  # type: ignore[assignment]
-        first = next(events, None)
-        col.notices += [f"{entry.origin}: {n}" for n in notices]
-        if first is not None:
-            events = _chain(first, events)  # type: ignore[arg-type]
+        offset = json_clock_offset(_text_lines(entry.open))
+        if offset:
+            col.notices.append(
+                f"{entry.origin}: TimeCreated is {offset.total_seconds() / 3600:+g} h off "
+                "Sysmon's UtcTime; times were corrected to UTC"
+            )
+        events = read_json_events(_text_lines(entry.open), offset)
     for item in events:
         if isinstance(item, BadLine):
             _bad(cov, entry.origin, item)
@@ -190,11 +191,6 @@ def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogReco
         number, ts, fields = item
         cov.add(ts)
         yield LogRecord("event", entry.origin, number, ts, fields, fields.get("Message", ""))
-
-
-def _chain(first: object, rest: Iterator[object]) -> Iterator[object]:
-    yield first
-    yield from rest
 
 
 def file_record(entry: Entry) -> LogRecord:

@@ -136,5 +136,7 @@ def parse_fields_log(
         if len(values) != len(names):
             yield BadLine(number, f"expected {len(names)} fields, found {len(values)}", body)
             continue
-        fields = {n: ("" if v == "-" and not csv_mode else v) for n, v in zip(names, values)}
+        fields = {
+            n: ("" if v == "-" and not csv_mode else v) for n, v in zip(names, values, strict=True)
+        }
         yield FieldsRow(number, _row_time(fields), fields, body)

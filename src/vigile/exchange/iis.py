@@ -22,7 +22,9 @@ from vigile.detect import Finding
 from vigile.exchange import LogRecord
 from vigile.exchange.grouping import Grouper
 
-SSRF_STATIC = re.compile(r"(?:^|/)ecp/[^/?&=]{1,30}\.(?:js|flt|css)\b|/owa/auth/[^/?&=]+\.js\b", re.I)
+SSRF_STATIC = re.compile(
+    r"(?:^|/)ecp/[^/?&=]{1,30}\.(?:js|flt|css)\b|/owa/auth/[^/?&=]+\.js\b", re.IGNORECASE
+)
 THEMES_POST = re.compile(r"/owa/auth/Current/themes/resources/", re.IGNORECASE)
 RESET_SETOBJECT = re.compile(r"/ecp/DDI/DDIService\.svc/SetObject", re.IGNORECASE)
 SHELL_PARAMS = re.compile(

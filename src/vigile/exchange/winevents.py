@@ -59,8 +59,10 @@ def normalise(event: Mapping[str, Any]) -> dict[str, str]:
     ...     "Provider": {"#attributes": {"Name": "MSExchange CmdletLogs"}},
     ...     "TimeCreated": {"#attributes": {"SystemTime": "2021-03-14T06:40:12Z"}}},
     ...     "EventData": {"Data": {"#text": ["Set-OabVirtualDirectory", "-ExternalUrl x"]}}}})
-    >>> e["Channel"], e["EventID"], e["Provider"], e["Message"]
-    ('MSExchange Management', '1', 'MSExchange CmdletLogs', 'Set-OabVirtualDirectory -ExternalUrl x')
+    >>> e["Channel"], e["EventID"], e["Provider"]
+    ('MSExchange Management', '1', 'MSExchange CmdletLogs')
+    >>> e["Message"]
+    'Set-OabVirtualDirectory -ExternalUrl x'
     """
     if isinstance(event.get("Event"), dict):
         root = event["Event"]
@@ -133,21 +135,17 @@ def _json_events(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, str] | B
         yield number, normalise(event)
 
 
-def read_json_events(
-    open_text: Callable[[], IO[str]], notices: list[str]
-) -> Iterator[tuple[int, datetime | None, dict[str, str]] | BadLine]:
-    """Events of a JSON lines file as ``(line, time, fields)``, or bad lines.
-
-    ``open_text`` is called twice: once to estimate the clock offset, once to read.
-    """
+def json_clock_offset(open_text: Callable[[], IO[str]]) -> timedelta:
+    """The clock offset of a JSON lines file (see :func:`clock_offset`)."""
     with open_text() as f:
         sample = (e for _, e in _json_events(f) if isinstance(e, dict) and e.get("UtcTime"))
-        offset = clock_offset(sample)
-    if offset:
-        notices.append(
-            f"TimeCreated is {offset.total_seconds() / 3600:+g} h off Sysmon's UtcTime; "
-            "times were corrected to UTC"
-        )
+        return clock_offset(sample)
+
+
+def read_json_events(
+    open_text: Callable[[], IO[str]], offset: timedelta = timedelta(0)
+) -> Iterator[tuple[int, datetime | None, dict[str, str]] | BadLine]:
+    """Events of a JSON lines file as ``(line, time + offset, fields)``, or bad lines."""
     with open_text() as f:
         for number, item in _json_events(f):
             if isinstance(item, BadLine):
@@ -157,11 +155,14 @@ def read_json_events(
             yield number, (ts + offset if ts is not None else None), item
 
 
-def read_evtx_events(path_or_file: Any) -> Iterator[tuple[int, datetime | None, dict[str, str]]]:
+def read_evtx_events(
+    path_or_file: Any,
+) -> Iterator[tuple[int, datetime | None, dict[str, str]] | BadLine]:
     """Events of an ``.evtx`` file (read with the maintained ``evtx`` package)."""
     from evtx import PyEvtxParser
 
-    for record in PyEvtxParser(path_or_file).records_json():
+    for found in PyEvtxParser(path_or_file).records_json():
+        record: dict[str, Any] = found or {}
         fields = normalise(json.loads(record["data"]))
         ts = parse_time(fields.get("TimeCreated", "")) or parse_time(str(record["timestamp"]))
         yield int(record["event_record_id"]), ts, fields

@@ -170,10 +170,10 @@ def case_events(root: Path) -> None:
 def case_files(root: Path) -> None:
     web = "inetpub/wwwroot/aspnet_client/system_web/4_0_30319"
     auth = "Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy"
-    write(root / web / "shell.aspx", [f"<%@ Page Language=\"Jscript\"%>{CHOPPER}"])
-    write(root / auth / "owa/auth/logon.aspx", ["<%@ Page Language=\"C#\" %> product page"])
-    write(root / auth / "owa/auth/errorEE.aspx", ["<%@ Page Language=\"C#\" %> odd page"])
-    write(root / auth / "ecp/auth/TimeoutLogoff.aspx", ["<%@ Page Language=\"C#\" %>"])
+    write(root / web / "shell.aspx", [f'<%@ Page Language="Jscript"%>{CHOPPER}'])
+    write(root / auth / "owa/auth/logon.aspx", ['<%@ Page Language="C#" %> product page'])
+    write(root / auth / "owa/auth/errorEE.aspx", ['<%@ Page Language="C#" %> odd page'])
+    write(root / auth / "ecp/auth/TimeoutLogoff.aspx", ['<%@ Page Language="C#" %>'])
     write(root / "Windows/Temp/lsass.dmp", ["MDMP"])
     write(root / "ProgramData/VSN/it.zip", ["PK not really"])
     write(root / "Logging/notes.log", ["a note somebody left among the logs"])
