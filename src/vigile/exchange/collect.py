@@ -120,7 +120,7 @@ def classify(rel: PurePosixPath, head: bytes) -> str | None:
 
     >>> classify(PurePosixPath("V15/Logging/HttpProxy/Ecp/HttpProxy_2021030304-1.LOG"), b"")
     'httpproxy'
-    >>> classify(PurePosixPath("u_ex210303.log"), b"#Software: Microsoft Internet Information Services")
+    >>> classify(PurePosixPath("u_ex1.log"), b"#Software: Microsoft Internet Information Services")
     'iis'
     >>> classify(PurePosixPath("notes.txt"), b"hello") is None
     True
