@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 
@@ -75,9 +76,12 @@ class LogRecord:
         """
         value = self.fields.get(name)
         if value is None:
-            low = name.lower()
-            value = next((v for k, v in self.fields.items() if k.lower() == low), "")
+            value = self._lower_fields.get(name.lower())
         return value or ""
+
+    @cached_property
+    def _lower_fields(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.fields.items()}
 
 
 class ExchangeCheck(Protocol):

@@ -36,8 +36,10 @@ class ResponseBytesCheck:
         self.span: dict[tuple[str, date], tuple[datetime, datetime]] = {}
 
     def feed(self, record: LogRecord) -> None:
-        client = record.iget("c-ip") or record.iget("ClientIpAddress")
-        raw = record.iget("sc-bytes") or record.iget("ResponseBytes")
+        if record.kind == "iis":
+            client, raw = record.get("c-ip"), record.get("sc-bytes")
+        else:
+            client, raw = record.iget("ClientIpAddress"), record.iget("ResponseBytes")
         if not client or not raw.isdigit() or record.ts is None:
             return
         key = (client, record.ts.date())

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 ISO_IN_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?")
 FRACTION = re.compile(r"\.\d{7,}")
@@ -51,6 +52,7 @@ class BadLine:
     raw: str
 
 
+@lru_cache(maxsize=8192)  # log lines share their second; parse each stamp once
 def parse_time(value: str) -> datetime | None:
     """An ISO 8601 timestamp as aware UTC, or ``None``.
 
@@ -77,7 +79,8 @@ def parse_time(value: str) -> datetime | None:
 
 def _split(body: str, csv_mode: bool) -> list[str]:
     if csv_mode:
-        return next(csv.reader([body]), [])
+        # Most rows have no quotes; a plain split is several times faster than csv.
+        return next(csv.reader([body]), []) if '"' in body else body.split(",")
     return body.split(" ")
 
 
