@@ -162,6 +162,21 @@ def case_events(root: Path) -> None:
         event("MSExchange Management", 1, "2021-03-04T10:00:00.000Z",
               SourceName="MSExchange CmdletLogs", Message="Cmdlet suceeded. Cmdlet "
               "Set-OwaVirtualDirectory, parameters -ExternalUrl \"https://mail.contoso.com/owa\""),
+        event(sysmon, 1, "2021-03-03T04:00:00.000Z", Image="C:\\root\\procdump64.exe",
+              ParentImage="C:\\Windows\\System32\\cmd.exe", ProcessId="6000",
+              ParentProcessId="5999",
+              CommandLine="procdump64.exe -accepteula -ma lsass.exe C:\\root\\lsass.dmp"),
+        event(sysmon, 1, "2021-03-03T04:01:00.000Z", Image="C:\\Windows\\System32\\tasklist.exe",
+              ParentImage="C:\\Windows\\explorer.exe", ProcessId="6001", ParentProcessId="10",
+              CommandLine="tasklist /fi \"imagename eq lsass.exe\""),
+        event("MSExchange Management", 1, "2021-03-03T04:05:00.000Z",
+              SourceName="MSExchange CmdletLogs", Message="Cmdlet suceeded. Cmdlet "
+              "New-MailboxExportRequest, parameters -Mailbox \"ceo\" -FilePath "
+              "\"\\\\MX01\\c$\\inetpub\\wwwroot\\aspnet_client\\ceo.aspx\""),
+        event("MSExchange Management", 1, "2021-03-05T10:00:00.000Z",
+              SourceName="MSExchange CmdletLogs", Message="Cmdlet suceeded. Cmdlet "
+              "New-MailboxExportRequest, parameters -Mailbox \"leaver\" -FilePath "
+              "\"\\\\nas01\\pst\\leaver.pst\""),
         "this line is not JSON",
     ]  # fmt: skip
     write(root / "events/mx01-events.json", lines)
