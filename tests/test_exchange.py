@@ -142,3 +142,73 @@ def test_json_events_never_raise(lines: list[str]) -> None:
     for item in read_json_events(lambda: io.StringIO("\n".join(lines))):
         assert isinstance(item, BadLine | tuple)
     json_clock_offset(lambda: io.StringIO("\n".join(lines)))
+
+
+def _evtx_writer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evtx_writer", Path(__file__).parent / "evtx_writer.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _evtx_events():
+    event_element = _evtx_writer().event_element
+
+    def system(provider: str, event_id: str, ts: str, channel: str) -> dict[str, str]:
+        return {"Provider": provider, "EventID": event_id, "TimeCreated": ts,
+                "Channel": channel, "Computer": "MX01"}  # fmt: skip
+
+    sysmon = "Microsoft-Windows-Sysmon/Operational"
+    w3wp = "C:\\Windows\\System32\\inetsrv\\w3wp.exe"
+    return [
+        (datetime(2021, 3, 3, 2, 12, tzinfo=UTC), event_element(
+            system("MSExchange CmdletLogs", "1", "2021-03-03T02:12:00.000Z",
+                   "MSExchange Management"),
+            ["Set-OabVirtualDirectory", '-ExternalUrl "http://f/#<script language="JScript" '
+             'runat="server">function Page_Load(){eval(Request["c"],"unsafe");}</script>"'])),
+        (datetime(2021, 3, 3, 2, 13, tzinfo=UTC), event_element(
+            system("Microsoft-Windows-Sysmon", "11", "2021-03-03T02:13:00.000Z", sysmon),
+            {"Image": w3wp, "TargetFilename": "C:\\inetpub\\wwwroot\\aspnet_client\\x.aspx"})),
+        (datetime(2021, 3, 3, 2, 14, tzinfo=UTC), event_element(
+            system("Microsoft-Windows-Sysmon", "1", "2021-03-03T02:14:00.000Z", sysmon),
+            {"Image": "C:\\Windows\\System32\\cmd.exe", "ParentImage": w3wp,
+             "CommandLine": "cmd /c whoami", "ProcessId": "11", "ParentProcessId": "10"})),
+    ]  # fmt: skip
+
+
+def test_evtx_files_are_read(tmp_path: Path) -> None:
+    """A real-format .evtx (written by tests/evtx_writer.py) read by the evtx package."""
+    (tmp_path / "case").mkdir()
+    _evtx_writer().write_evtx(tmp_path / "case" / "Application.evtx", _evtx_events())
+    with zipfile.ZipFile(tmp_path / "case.zip", "w") as z:
+        z.write(tmp_path / "case" / "Application.evtx", "logs/Application.evtx")
+    for source in (tmp_path / "case", tmp_path / "case.zip"):
+        result = inspect_paths([source])
+        found = [(f.detector, f.severity, f.window_start.minute) for f in result.findings]
+        assert found == [
+            ("exchange-vdir-script", "critical", 12),
+            ("exchange-webshell-write", "critical", 13),
+            ("exchange-webshell-exec", "critical", 14),
+        ]
+        assert result.collection.coverage["event"].rows == 3
+        assert not result.collection.problems
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4096 + 2048), st.integers(0, 255)), max_size=6))
+def test_damaged_evtx_gives_records_or_a_problem(tmp_path_factory, flips) -> None:
+    root = tmp_path_factory.mktemp("evtx")
+    path = root / "Security.evtx"
+    _evtx_writer().write_evtx(path, _evtx_events())
+    data = bytearray(path.read_bytes())
+    for offset, value in flips:
+        data[offset] = value
+    path.write_bytes(bytes(data))
+    col = Collection()
+    records = [r for r in walk([root], col) if r.kind == "event"]
+    assert records or col.problems or col.coverage["event"].rows == 0

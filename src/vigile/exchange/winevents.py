@@ -164,5 +164,7 @@ def read_evtx_events(
     for found in PyEvtxParser(path_or_file).records_json():
         record: dict[str, Any] = found or {}
         fields = normalise(json.loads(record["data"]))
-        ts = parse_time(fields.get("TimeCreated", "")) or parse_time(str(record["timestamp"]))
+        ts = parse_time(fields.get("TimeCreated", "")) or parse_time(
+            str(record["timestamp"]).removesuffix(" UTC")
+        )
         yield int(record["event_record_id"]), ts, fields
