@@ -14,7 +14,7 @@ from vigile.cli.ingest import EXIT_INPUT_PROBLEMS
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.detect import Finding, findings_table
 from vigile.errors import InputError, Location
-from vigile.exchange import KINDS
+from vigile.exchange.collect import Coverage
 from vigile.exchange.inspect import InspectResult, inspect_paths
 
 inspect_app = typer.Typer(
@@ -29,23 +29,44 @@ def _when(f: Finding) -> str:
     return start if f.window_end == f.window_start else f"{start}-{end}"
 
 
+#: Parts of a source whose absence blinds a check, and which checks.
+EXPECTED_PARTS = {
+    "httpproxy/Ecp": "the CVE-2021-27065 reset check",
+    "event/Microsoft-Windows-Sysmon/Operational": "web shell writes (Sysmon 11)",
+    "event/Security": "process starts (4688) when Sysmon is missing",
+    "event/MSExchange Management": "virtual directory and mailbox export cmdlets",
+    "event/Application": "Unified Messaging crashes (CVE-2021-26857)",
+}
+
+
+def _coverage_row(source: str, cov: Coverage | None, note: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "files": None if source.strip().startswith("event/") else (cov.files if cov else 0),
+        "rows": cov.rows if cov else 0,
+        "bad_rows": cov.bad_rows if cov else 0,
+        "oldest": cov.oldest if cov else None,
+        "newest": cov.newest if cov else None,
+        "note": (cov.first_error if cov else None) or note,
+    }
+
+
 def coverage_rows(result: InspectResult) -> list[dict[str, Any]]:
-    """One row per log source: files, rows, bad rows, oldest and newest entry."""
+    """Per log source, then per HttpProxy folder and per event channel a check needs."""
+    col = result.collection
     rows = []
-    for kind, cov in result.collection.coverage.items():
-        note = "NO LOGS: not checked" if not cov.files else ""
-        rows.append(
-            {
-                "source": kind,
-                "what": KINDS[kind],
-                "files": cov.files,
-                "rows": cov.rows,
-                "bad_rows": cov.bad_rows,
-                "oldest": cov.oldest,
-                "newest": cov.newest,
-                "note": cov.first_error or note,
-            }
-        )
+    for kind, cov in col.coverage.items():
+        rows.append(_coverage_row(kind, cov, "" if cov.files else "NO LOGS: not checked"))
+        if not cov.files:
+            continue
+        prefix = f"{kind}/"
+        shown = sorted(k for k in col.detail if k.startswith(prefix))
+        if kind == "event":  # dozens of channels: show those the checks read
+            shown = [k for k in shown if k in EXPECTED_PARTS]
+        rows += [_coverage_row(f"  {key}", col.detail[key], "") for key in shown]
+        for key, blind in EXPECTED_PARTS.items():
+            if key.startswith(prefix) and key not in col.detail:
+                rows.append(_coverage_row(f"  {key}", None, f"none: {blind} not checked"))
     return rows
 
 

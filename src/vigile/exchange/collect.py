@@ -66,11 +66,33 @@ class Problem:
 
 @dataclass
 class Collection:
-    """Coverage per kind, problems and notices gathered while walking."""
+    """Coverage per kind (and per HttpProxy folder or event channel), problems, notices."""
 
     coverage: dict[str, Coverage] = field(default_factory=lambda: {k: Coverage(k) for k in KINDS})
+    detail: dict[str, Coverage] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+
+    def part(self, kind: str, name: str) -> Coverage:
+        """Coverage of one part of a source: ``httpproxy/Ecp``, ``event/Security``."""
+        key = f"{kind}/{name or '(none)'}"
+        found = self.detail.get(key)
+        if found is None:
+            found = self.detail[key] = Coverage(key)
+        return found
+
+
+def httpproxy_folder(rel: PurePosixPath) -> str:
+    """The protocol folder under ``HttpProxy`` (``Ecp``, ``Owa``…), or ``""``.
+
+    >>> httpproxy_folder(PurePosixPath("V15/Logging/HttpProxy/Ecp/HttpProxy_1.LOG"))
+    'Ecp'
+    """
+    parts = rel.parts
+    for i, part in enumerate(parts[:-2]):
+        if part.lower() == "httpproxy":
+            return parts[i + 1]
+    return ""
 
 
 @dataclass(frozen=True)
@@ -157,12 +179,17 @@ def _text_lines(opener: Callable[[], IO[bytes]]) -> Callable[[], IO[str]]:
 
 def _fields_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRecord]:
     cov = col.coverage[kind]
+    part = col.part(kind, httpproxy_folder(entry.rel)) if kind == "httpproxy" else None
+    if part is not None:
+        part.files += 1
     with _text_lines(entry.open)() as f:
         for item in parse_fields_log(f, headerless=kind in ("oab", "ecp")):
             if isinstance(item, BadLine):
                 _bad(cov, entry.origin, item)
                 continue
             cov.add(item.ts)
+            if part is not None:
+                part.add(item.ts)
             yield LogRecord(kind, entry.origin, item.line, item.ts, item.fields, item.raw)
 
 
@@ -190,6 +217,7 @@ def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogReco
             continue
         number, ts, fields = item
         cov.add(ts)
+        col.part("event", fields.get("Channel", "")).add(ts)
         yield LogRecord("event", entry.origin, number, ts, fields, fields.get("Message", ""))
 
 
