@@ -120,6 +120,8 @@ def make_finding(
     """
     if record.ts is None:
         evidence["time_unknown"] = True
+    if record.kind == "event":  # as written, before any clock correction
+        evidence["time_recorded"] = record.get("TimeCreated")
     ts = record.ts or UNKNOWN_TIME
     return Finding(
         detector=check,

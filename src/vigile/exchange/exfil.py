@@ -44,8 +44,11 @@ class ResponseBytesCheck:
             return
         key = (client, record.ts.date())
         self.totals[key] += int(raw)
-        first, last = self.span.get(key, (record.ts, record.ts))
-        self.span[key] = (min(first, record.ts), max(last, record.ts))
+        span = self.span.get(key)
+        if span is None:
+            self.span[key] = (record.ts, record.ts)
+        elif not span[0] <= record.ts <= span[1]:
+            self.span[key] = (min(span[0], record.ts), max(span[1], record.ts))
 
     def finish(self) -> list[Finding]:
         if len(self.totals) < 3:

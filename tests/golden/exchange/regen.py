@@ -177,6 +177,13 @@ def case_events(root: Path) -> None:
               SourceName="MSExchange CmdletLogs", Message="Cmdlet suceeded. Cmdlet "
               "New-MailboxExportRequest, parameters -Mailbox \"leaver\" -FilePath "
               "\"\\\\nas01\\pst\\leaver.pst\""),
+        event("Application", 4, "2021-03-03T02:11:06.000Z", SourceName="MSExchange Control Panel",
+              Level="2", Message="Request for URL 'https://mx01:444/ecp/about.aspx?a=]:444/ecp/"
+              "y.js(https://localhost/ecp/y.js)' failed with the following error: "
+              "System.NullReferenceException"),
+        event("Application", 4, "2021-03-04T11:00:00.000Z", SourceName="MSExchange Control Panel",
+              Level="2", Message="Request for URL 'https://mail.contoso.com/ecp/' failed with "
+              "the following error: System.Threading.ThreadAbortException"),
         "this line is not JSON",
     ]  # fmt: skip
     write(root / "events/mx01-events.json", lines)
