@@ -212,3 +212,16 @@ def test_damaged_evtx_gives_records_or_a_problem(tmp_path_factory, flips) -> Non
     col = Collection()
     records = [r for r in walk([root], col) if r.kind == "event"]
     assert records or col.problems or col.coverage["event"].rows == 0
+
+
+def test_cli_table_shows_ranking_timeline_and_coverage(shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    args = ["inspect", "exchange", str(shared_data / OTRF), "--db", str(db), "--no-store"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "  1. critical 0.95  2021-03-14 06:40:12  exchange-vdir-script" in out
+    assert "first malicious event: 2021-03-14 06:40:12 UTC" in out
+    assert "last malicious event:  2021-03-14 06:40:15 UTC" in out
+    assert "NO LOGS: not checked" in out  # no HttpProxy, ECP, OAB or IIS logs in this capture
+    assert not db.exists(), "--no-store leaves the store alone"
