@@ -225,3 +225,37 @@ def test_cli_table_shows_ranking_timeline_and_coverage(shared_data: Path, tmp_pa
     assert "last malicious event:  2021-03-14 06:40:15 UTC" in out
     assert "NO LOGS: not checked" in out  # no HttpProxy, ECP, OAB or IIS logs in this capture
     assert not db.exists(), "--no-store leaves the store alone"
+
+
+def test_powershell_json_array_export(tmp_path: Path) -> None:
+    """Get-WinEvent | ConvertTo-Json: one array, /Date()/ times, data only in Message."""
+    sysmon_message = (
+        "Process Create:\r\nRuleName: -\r\nUtcTime: 2021-03-03 02:17:00.000\r\n"
+        "ProcessId: 4242\r\nImage: C:\\Windows\\System32\\cmd.exe\r\n"
+        "CommandLine: cmd /c whoami\r\nParentProcessId: 1000\r\n"
+        "ParentImage: C:\\Windows\\System32\\inetsrv\\w3wp.exe\r\n"
+        'ParentCommandLine: c:\\windows\\system32\\inetsrv\\w3wp.exe -ap "MSExchangeOWAAppPool"'
+    )
+    security_message = (
+        "A new process has been created.\r\n\r\nCreator Subject:\r\n\tAccount Name:\t\tMX01$\r\n"
+        "\r\nProcess Information:\r\n\tNew Process ID:\t\t0x1092\r\n"
+        "\tNew Process Name:\tC:\\Windows\\System32\\cmd.exe\r\n"
+        "\tCreator Process ID:\t0x3e8\r\n"
+        "\tCreator Process Name:\tC:\\Windows\\System32\\inetsrv\\w3wp.exe\r\n"
+        "\tProcess Command Line:\tcmd /c whoami"
+    )
+    events = [
+        {"Id": 1, "LogName": "Microsoft-Windows-Sysmon/Operational", "MachineName": "MX01",
+         "ProviderName": "Microsoft-Windows-Sysmon", "TimeCreated": "/Date(1614737820000)/",
+         "Message": sysmon_message},
+        {"Id": 4688, "LogName": "Security", "MachineName": "MX01",
+         "ProviderName": "Microsoft-Windows-Security-Auditing",
+         "TimeCreated": "/Date(1614737820010)/", "Message": security_message},
+    ]  # fmt: skip
+    (tmp_path / "events.json").write_text(json.dumps(events, indent=2), encoding="utf-8")
+    result = inspect_paths([tmp_path])
+    assert [(f.detector, f.window_start.isoformat()) for f in result.findings] == [
+        ("exchange-webshell-exec", "2021-03-03T02:17:00+00:00")
+    ]
+    assert result.findings[0].evidence["also_in"], "the 4688 twin merged by process ids"
+    assert not result.collection.notices, "PowerShell times are UTC: no clock correction"

@@ -161,7 +161,9 @@ def classify(rel: PurePosixPath, head: bytes) -> str | None:
         ("w3svc" in low or rel.name.lower().startswith("u_ex")) and "#Fields:" in text
     ):
         return "iis"
-    if text.lstrip().startswith("{") and rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""}:
+    stripped = text.lstrip()
+    is_json = stripped.startswith("{") or (stripped[:1] == "[" and stripped[1:].lstrip()[:1] == "{")
+    if is_json and rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""}:
         return "event-json"
     return None
 

@@ -1,11 +1,14 @@
 """Windows events from JSON lines exports and ``.evtx`` files, normalised.
 
-Three JSON shapes are read (one event per line): flat exports such as the OTRF
-Security-Datasets (``Channel``, ``EventID``, ``SourceName``, ``Hostname``,
-``TimeCreated`` and the event data at top level), Winlogbeat (``winlog.*``) and the
-``Event.System``/``Event.EventData`` shape that the ``evtx`` package produces from
-``.evtx`` files. Every event becomes a flat mapping with ``Channel``, ``EventID``,
-``Provider``, ``Hostname``, ``Message`` and the event data fields.
+Four JSON shapes are read, one event per line or one JSON array of events: flat
+exports such as the OTRF Security-Datasets (``Channel``, ``EventID``, ``SourceName``,
+``Hostname``, ``TimeCreated`` and the event data at top level), Winlogbeat
+(``winlog.*``), the ``Event.System``/``Event.EventData`` shape that the ``evtx``
+package produces from ``.evtx`` files, and PowerShell's ``Get-WinEvent |
+ConvertTo-Json`` (``Id``, ``LogName``, ``/Date(…)/`` times, event data only in the
+rendered ``Message``, whose ``Key: value`` lines are read back). Every event becomes a
+flat mapping with ``Channel``, ``EventID``, ``Provider``, ``Hostname``, ``Message``
+and the event data fields.
 
 Some exports write local time with a ``Z`` suffix in ``TimeCreated``; Sysmon's own
 ``UtcTime`` field is always UTC. When a file holds both and they differ by the same
@@ -16,9 +19,10 @@ and reported as a notice, so all sources share one clock in the timeline.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from vigile.exchange.fields import BadLine, parse_time
@@ -92,12 +96,59 @@ def normalise(event: Mapping[str, Any]) -> dict[str, str]:
         )
         return out
     out = {k: _text(v) for k, v in event.items() if not isinstance(v, (dict, list))}
-    out["EventID"] = _text(event.get("EventID"))
+    if "LogName" in out and "Id" in out:  # PowerShell: Get-WinEvent | ConvertTo-Json
+        out.update(Channel=out["LogName"], EventID=out["Id"], Hostname=out.get("MachineName", ""))
+        out["TimeCreated"] = _dotnet_date(out.get("TimeCreated", ""))
+        out.setdefault("Level", out.get("LevelDisplayName", ""))
+    else:
+        out["EventID"] = _text(event.get("EventID"))
     out["Provider"] = out.get("SourceName") or out.get("ProviderName") or ""
     out.setdefault("TimeCreated", out.get("@timestamp", ""))
     out.setdefault("Hostname", out.get("Computer", ""))
     out.setdefault("Message", "")
+    for key, value in message_fields(out["Message"]).items():
+        out.setdefault(key, value)
     return out
+
+
+def _dotnet_date(value: str) -> str:
+    """``/Date(1614737400000)/`` (ConvertTo-Json) as ISO 8601 UTC; other text unchanged.
+
+    >>> _dotnet_date("/Date(1614737400000)/")
+    '2021-03-03T02:10:00+00:00'
+    """
+    match = re.fullmatch(r"/Date\((-?\d+)[^)]*\)/", value)
+    if match is None:
+        return value
+    return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC).isoformat()
+
+
+#: Security 4688 message labels, as field names the checks use.
+MESSAGE_ALIASES = {
+    "NewProcessID": "NewProcessId",
+    "CreatorProcessID": "ProcessId",
+    "CreatorProcessName": "ParentProcessName",
+    "ProcessCommandLine": "CommandLine",
+}
+
+
+def message_fields(message: str) -> dict[str, str]:
+    """``Key: value`` lines of a rendered message, keys without spaces.
+
+    Exports that keep only the rendered message (PowerShell, some SIEMs) still carry
+    Sysmon's and Security's event data this way.
+
+    >>> message_fields("Process Create:\\r\\nImage: C:\\\\x\\\\cmd.exe\\r\\nParentImage: w3wp.exe")
+    {'Image': 'C:\\\\x\\\\cmd.exe', 'ParentImage': 'w3wp.exe'}
+    """
+    fields: dict[str, str] = {}
+    for line in message.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if not sep or not value.strip() or len(key) > 40 or not key.replace(" ", "").isalnum():
+            continue
+        name = key.replace(" ", "")
+        fields.setdefault(MESSAGE_ALIASES.get(name, name), value.strip())
+    return fields
 
 
 def clock_offset(events: Iterator[Mapping[str, str]]) -> timedelta:
@@ -120,8 +171,14 @@ def clock_offset(events: Iterator[Mapping[str, str]]) -> timedelta:
     return timedelta(minutes=15 * quarters) if count * 2 > sum(votes.values()) else timedelta(0)
 
 
-def _json_events(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, str] | BadLine]]:
-    for number, text in enumerate(lines, 1):
+def _json_events(f: IO[str]) -> Iterator[tuple[int, dict[str, str] | BadLine]]:
+    """Events of JSON lines, or of one JSON array (PowerShell's ConvertTo-Json)."""
+    head = f.read(4096)
+    f.seek(0)
+    if head.lstrip().startswith("["):
+        yield from _json_array(f.read())
+        return
+    for number, text in enumerate(f, 1):
         if not text.strip():
             continue
         try:
@@ -133,6 +190,19 @@ def _json_events(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, str] | B
             yield number, BadLine(number, "not a JSON object", text[:4096])
             continue
         yield number, normalise(event)
+
+
+def _json_array(text: str) -> Iterator[tuple[int, dict[str, str] | BadLine]]:
+    try:
+        events = json.loads(text)
+    except ValueError as e:
+        yield 1, BadLine(1, f"not a JSON array: {e}", text[:4096])
+        return
+    for number, event in enumerate(events if isinstance(events, list) else [events], 1):
+        if isinstance(event, dict):
+            yield number, normalise(event)
+        else:
+            yield number, BadLine(number, "array item is not a JSON object", str(event)[:4096])
 
 
 def json_clock_offset(open_text: Callable[[], IO[str]]) -> timedelta:
