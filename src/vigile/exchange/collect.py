@@ -51,9 +51,12 @@ class Coverage:
 
     def add(self, ts: datetime | None) -> None:
         self.rows += 1
-        if ts is not None:
-            self.oldest = ts if self.oldest is None else min(self.oldest, ts)
-            self.newest = ts if self.newest is None else max(self.newest, ts)
+        if ts is None:
+            return
+        if self.oldest is None or ts < self.oldest:
+            self.oldest = ts
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -84,13 +84,14 @@ def _split(body: str, csv_mode: bool) -> list[str]:
     return body.split(" ")
 
 
-def _row_time(fields: dict[str, str]) -> datetime | None:
-    for name in TS_COLUMNS:
-        if name in fields:
-            return parse_time(fields[name])
-    if "date" in fields and "time" in fields:
-        return parse_time(f"{fields['date']} {fields['time']}")
-    return None
+def _time_reader(names: list[str]) -> Callable[[dict[str, str]], datetime | None]:
+    """How to read a row's time under these ``#Fields:`` (decided once per header)."""
+    column = next((n for n in TS_COLUMNS if n in names), None)
+    if column is not None:
+        return lambda fields: parse_time(fields[column])
+    if "date" in names and "time" in names:
+        return lambda fields: parse_time(f"{fields['date']} {fields['time']}")
+    return lambda fields: None
 
 
 def parse_fields_log(
@@ -123,6 +124,7 @@ def parse_fields_log(
                 spec = body[len("#Fields:") :].strip()
                 csv_mode = "," in spec
                 names = [n.strip() for n in _split(spec, csv_mode)]
+                row_time = _time_reader(names)
             continue
         if names is None and headerless:
             stamp = ISO_IN_TEXT.search(body)
@@ -142,4 +144,4 @@ def parse_fields_log(
         fields = {
             n: ("" if v == "-" and not csv_mode else v) for n, v in zip(names, values, strict=True)
         }
-        yield FieldsRow(number, _row_time(fields), fields, body)
+        yield FieldsRow(number, row_time(fields), fields, body)

@@ -74,7 +74,9 @@ def match_request(method: str, stem: str, query: str, agent: str) -> list[tuple[
     []
     """
     post = method.upper() == "POST"
-    url = f"{stem}?{unquote_plus(query)}" if query else stem
+    if query and ("%" in query or "+" in query):
+        query = unquote_plus(query)
+    url = f"{stem}?{query}" if query else stem
     hits = []
     if post and THEMES_POST.search(url):
         hits.append(("themes-post", 0.8))
@@ -84,7 +86,7 @@ def match_request(method: str, stem: str, query: str, agent: str) -> list[tuple[
         hits.append(("reset-setobject", 0.85))
     if agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS):
         hits.append(("hafnium-agent-post", 0.75) if post else ("hafnium-agent", 0.35))
-    if query and SHELL_PARAMS.search(unquote_plus(query)):
+    if query and SHELL_PARAMS.search(query):
         hits.append(("shell-params", 0.85))
     if post and re.search(r"/aspnet_client/.*\.as[hmp]x$", stem, re.IGNORECASE):
         hits.append(("aspnet-client-post", 0.85))
