@@ -259,3 +259,19 @@ def test_powershell_json_array_export(tmp_path: Path) -> None:
     ]
     assert result.findings[0].evidence["also_in"], "the 4688 twin merged by process ids"
     assert not result.collection.notices, "PowerShell times are UTC: no clock correction"
+
+
+def test_links_on_a_mounted_image_are_not_followed(tmp_path: Path) -> None:
+    """A junction-like loop and a dangling link are reported, the walk ends."""
+    (tmp_path / "Users").mkdir()
+    (tmp_path / "Users" / "Application Data").symlink_to(tmp_path / "Users")
+    (tmp_path / "gone.log").symlink_to(tmp_path / "nowhere.log")
+    (tmp_path / "Windows" / "Temp").mkdir(parents=True)
+    (tmp_path / "Windows" / "Temp" / "lsass.dmp").write_bytes(b"MDMP")
+    result = inspect_paths([tmp_path])
+    assert [f.fqdn for f in result.findings] == ["Windows/Temp/lsass.dmp"]
+    problems = sorted((Path(p.origin).name, p.message) for p in result.collection.problems)
+    assert problems == [
+        ("Application Data", "symbolic link not followed"),
+        ("gone.log", "symbolic link not followed"),
+    ]

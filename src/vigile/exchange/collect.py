@@ -16,6 +16,7 @@ logs live but is none of these, is reported as a :class:`Problem`; nothing raise
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from vigile.exchange import KINDS, LogRecord
+from vigile.exchange import KINDS, UNKNOWN_TIME, LogRecord
 from vigile.exchange.fields import BadLine, parse_fields_log
 from vigile.exchange.winevents import json_clock_offset, read_evtx_events, read_json_events
 
@@ -111,31 +112,65 @@ class Entry:
 
 def _entries(path: Path, problems: list[Problem]) -> Iterator[Entry]:
     if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            yield _file_entry(child, PurePosixPath(child.relative_to(path).as_posix()))
+        yield from _tree(path, problems)
     elif zipfile.is_zipfile(path):
-        try:
-            archive = zipfile.ZipFile(path)
-        except READ_ERRORS as e:
-            problems.append(Problem(str(path), f"unreadable zip: {e}"))
-            return
-        for info in sorted(archive.infolist(), key=lambda i: i.filename):
-            if not info.is_dir():
-                yield Entry(
-                    f"{path}!{info.filename}",
-                    PurePosixPath(info.filename),
-                    info.file_size,
-                    datetime(*info.date_time, tzinfo=UTC),
-                    lambda info=info: archive.open(info),  # type: ignore[misc]
-                )
+        yield from _zip_members(path, problems)
     elif path.exists():
-        yield _file_entry(path, PurePosixPath(path.name))
+        entry = _file_entry(path, PurePosixPath(path.name), problems)
+        if entry is not None:
+            yield entry
     else:
         problems.append(Problem(str(path), "no such file or folder"))
 
 
-def _file_entry(path: Path, rel: PurePosixPath) -> Entry:
-    st = path.stat()
+def _tree(root: Path, problems: list[Problem]) -> Iterator[Entry]:
+    def unreadable(e: OSError) -> None:
+        problems.append(Problem(str(e.filename or root), f"unreadable folder: {e.strerror}"))
+
+    # os.walk, not Path.rglob: it reports unreadable folders instead of raising, and does
+    # not follow links (NTFS junctions on a mounted image loop back on themselves).
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        links = [d for d in subfolders if os.path.islink(os.path.join(folder, d))]
+        subfolders[:] = sorted(d for d in subfolders if d not in links)
+        names += links
+        for name in sorted(names):
+            full = Path(folder, name)
+            if full.is_symlink():
+                problems.append(Problem(str(full), "symbolic link not followed"))
+                continue
+            entry = _file_entry(full, PurePosixPath(full.relative_to(root).as_posix()), problems)
+            if entry is not None:
+                yield entry
+
+
+def _zip_members(path: Path, problems: list[Problem]) -> Iterator[Entry]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except READ_ERRORS as e:
+        problems.append(Problem(str(path), f"unreadable zip: {e}"))
+        return
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        try:
+            mtime = datetime(*info.date_time, tzinfo=UTC)
+        except ValueError:
+            mtime = UNKNOWN_TIME
+        yield Entry(
+            f"{path}!{info.filename}",
+            PurePosixPath(info.filename),
+            info.file_size,
+            mtime,
+            lambda info=info: archive.open(info),  # type: ignore[misc]
+        )
+
+
+def _file_entry(path: Path, rel: PurePosixPath, problems: list[Problem]) -> Entry | None:
+    try:
+        st = path.stat()
+    except OSError as e:
+        problems.append(Problem(str(path), f"unreadable: {e.strerror}"))
+        return None
     mtime = datetime.fromtimestamp(st.st_mtime, UTC)
     return Entry(str(path), rel, st.st_size, mtime, lambda: path.open("rb"))
 
@@ -226,23 +261,34 @@ def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogReco
         yield LogRecord("event", entry.origin, number, ts, fields, fields.get("Message", ""))
 
 
-def file_record(entry: Entry) -> LogRecord:
+def file_record(entry: Entry, col: Collection) -> LogRecord:
     """The ``file`` record of an entry; script-like files carry their content."""
     content = None
     if entry.rel.suffix.lower() in SCRIPT_SUFFIXES and entry.size <= MAX_SCAN_BYTES:
-        with entry.open() as f:
-            content = f.read(MAX_SCAN_BYTES)
+        try:
+            with entry.open() as f:
+                content = f.read(MAX_SCAN_BYTES)
+        except READ_ERRORS as e:  # the path alone can still tell something
+            col.problems.append(Problem(entry.origin, f"content unreadable: {e}"))
     fields = {"path": str(entry.rel), "size": str(entry.size)}
     return LogRecord("file", entry.origin, 0, entry.mtime, fields, str(entry.rel), content)
 
 
+def _may_be_log(rel: PurePosixPath) -> bool:
+    """Worth opening to sniff: a log-like name or a place where logs live."""
+    low = str(rel).lower()
+    return rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""} or "w3svc" in low or "logging" in low
+
+
 def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
+    col.coverage["file"].files += 1
+    col.coverage["file"].add(entry.mtime)
+    yield file_record(entry, col)
+    if not _may_be_log(entry.rel):
+        return
     with entry.open() as f:
         head = f.read(4096)
     kind = classify(entry.rel, head)
-    col.coverage["file"].files += 1
-    col.coverage["file"].add(entry.mtime)
-    yield file_record(entry)
     if kind is None:
         if entry.rel.suffix.lower() in LOG_SUFFIXES:
             col.problems.append(Problem(entry.origin, "not a log format vigile reads; skipped"))
