@@ -110,9 +110,10 @@ class Entry:
     open: Callable[[], IO[bytes]]
 
 
-def _entries(path: Path, problems: list[Problem]) -> Iterator[Entry]:
+def _entries(path: Path, col: Collection) -> Iterator[Entry]:
+    problems = col.problems
     if path.is_dir():
-        yield from _tree(path, problems)
+        yield from _tree(path, col)
     elif zipfile.is_zipfile(path):
         yield from _zip_members(path, problems)
     elif path.exists():
@@ -123,9 +124,9 @@ def _entries(path: Path, problems: list[Problem]) -> Iterator[Entry]:
         problems.append(Problem(str(path), "no such file or folder"))
 
 
-def _tree(root: Path, problems: list[Problem]) -> Iterator[Entry]:
+def _tree(root: Path, col: Collection) -> Iterator[Entry]:
     def unreadable(e: OSError) -> None:
-        problems.append(Problem(str(e.filename or root), f"unreadable folder: {e.strerror}"))
+        col.problems.append(Problem(str(e.filename or root), f"unreadable folder: {e.strerror}"))
 
     # os.walk, not Path.rglob: it reports unreadable folders instead of raising, and does
     # not follow links (NTFS junctions on a mounted image loop back on themselves).
@@ -136,9 +137,10 @@ def _tree(root: Path, problems: list[Problem]) -> Iterator[Entry]:
         for name in sorted(names):
             full = Path(folder, name)
             if full.is_symlink():
-                problems.append(Problem(str(full), "symbolic link not followed"))
+                col.notices.append(f"{full}: symbolic link not followed")
                 continue
-            entry = _file_entry(full, PurePosixPath(full.relative_to(root).as_posix()), problems)
+            rel = PurePosixPath(full.relative_to(root).as_posix())
+            entry = _file_entry(full, rel, col.problems)
             if entry is not None:
                 yield entry
 
@@ -304,7 +306,7 @@ def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
 def walk(paths: list[Path], col: Collection) -> Iterator[LogRecord]:
     """Every record of every input, files in path order; problems go to ``col``."""
     for path in paths:
-        for entry in _entries(path, col.problems):
+        for entry in _entries(path, col):
             try:
                 yield from _records_of(entry, col)
             except READ_ERRORS as e:
