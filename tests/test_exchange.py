@@ -275,3 +275,15 @@ def test_links_on_a_mounted_image_are_not_followed(tmp_path: Path) -> None:
         f"{tmp_path}/Users/Application Data: symbolic link not followed",
         f"{tmp_path}/gone.log: symbolic link not followed",
     ]
+
+
+def test_gzipped_logs_are_read(tmp_path: Path) -> None:
+    import gzip
+
+    log = "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip cs(User-Agent) sc-bytes\n"
+    log += "2021-03-03 02:11:05 POST /ecp/y.js - 203.0.113.7 python-requests/2.25.1 512\n"
+    (tmp_path / "W3SVC1").mkdir()
+    (tmp_path / "W3SVC1" / "u_ex210303.log.gz").write_bytes(gzip.compress(log.encode()))
+    result = inspect_paths([tmp_path])
+    assert [f.src for f in result.findings] == ["203.0.113.7"]
+    assert result.collection.coverage["iis"].rows == 1

@@ -1,7 +1,8 @@
 """Walk the inputs and turn every file into :class:`LogRecord` values.
 
 Inputs are folders copied off the server (or a mounted disk image), single files,
-or zip archives given on the command line (read in place, member by member). A zip
+or zip archives given on the command line (read in place, member by member); logs
+compressed with gzip (``u_ex210303.log.gz``) are read as they are. A zip
 found *inside* a folder is not opened: it is a file like any other, and the staging
 check looks at it.
 
@@ -15,6 +16,7 @@ logs live but is none of these, is reported as a :class:`Problem`; nothing raise
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import zipfile
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, cast
 
 from vigile.exchange import KINDS, UNKNOWN_TIME, LogRecord
 from vigile.exchange.fields import BadLine, parse_fields_log
@@ -34,6 +36,7 @@ MAX_SCAN_BYTES = 2 * 1024 * 1024
 #: Where a file is expected to be a log vigile reads.
 LOG_SUFFIXES = {".log", ".evtx", ".json", ".jsonl", ".ndjson"}
 EVTX_MAGIC = b"ElfFile\x00"
+GZIP_MAGIC = b"\x1f\x8b"
 #: Exceptions that mean "this file cannot be read", reported and skipped.
 READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile, UnicodeError)
 
@@ -282,10 +285,25 @@ def _may_be_log(rel: PurePosixPath) -> bool:
     return rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""} or "w3svc" in low or "logging" in low
 
 
+def _gunzipped(entry: Entry) -> Entry:
+    """The entry itself, or its decompressed content when it is gzip (``x.log.gz``)."""
+    if entry.rel.suffix.lower() != ".gz":
+        return entry
+    with entry.open() as f:
+        if f.read(2) != GZIP_MAGIC:
+            return entry
+
+    def open_plain() -> IO[bytes]:
+        return cast(IO[bytes], gzip.open(entry.open()))
+
+    return Entry(entry.origin, entry.rel.with_suffix(""), entry.size, entry.mtime, open_plain)
+
+
 def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
     col.coverage["file"].files += 1
     col.coverage["file"].add(entry.mtime)
     yield file_record(entry, col)
+    entry = _gunzipped(entry)
     if not _may_be_log(entry.rel):
         return
     with entry.open() as f:
