@@ -65,7 +65,10 @@ def test_cli_writes_findings_to_store(shared_data: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = {line["type"] for line in lines}
-    assert kinds == {"finding", "coverage", "notice"}
+    assert kinds == {"finding", "timeline", "coverage", "notice"}
+    timeline = next(line for line in lines if line["type"] == "timeline")
+    assert timeline["first"] == "2021-03-14T06:40:12.987000+00:00"
+    assert timeline["last"] == "2021-03-14T06:40:15.347000+00:00"
     store = DuckDBStore(db, read_only=True)
     try:
         stored = store.scan("findings").to_pylist()

@@ -104,6 +104,16 @@ def _print_json(result: InspectResult, limit: int) -> None:
 
     for f in result.findings[:limit]:
         out({"type": "finding", **f.to_json()})
+    timeline = result.timeline
+    if timeline:
+        out(
+            {
+                "type": "timeline",
+                "first": timeline[0].window_start.isoformat(),
+                "last": timeline[-1].window_end.isoformat(),
+                "findings": [f.id for f in timeline],
+            }
+        )
     for row in coverage_rows(result):
         out({"type": "coverage", **row})
     for p in result.collection.problems:
