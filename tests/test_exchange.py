@@ -41,6 +41,7 @@ def test_otrf_must_show(otrf_result) -> None:
         assert finding.evidence["command_line"] == "cmd /c whoami"
         assert finding.evidence["parent"].lower().endswith("w3wp.exe")
         assert finding.evidence["also_in"], "the Security 4688 twin is merged in"
+        assert finding.evidence["children"] == ["whoami"]
     vdir = by[("exchange-vdir-script", "2021-03-14T06:40:12.987000+00:00")]
     assert vdir.evidence["cmdlet"] == "Set-OabVirtualDirectory"
     assert len(high) == 4, [f.explanation for f in high]

@@ -93,6 +93,9 @@ class WebProcessSpawnCheck:
 
     def __init__(self) -> None:
         self.by_process: dict[tuple[str, int, int], Finding] = {}
+        # Every process start by (host, parent pid): the shell's own children go into
+        # the evidence (cmd /c whoami -> whoami.exe), once per child pid.
+        self.children: dict[tuple[str, int], dict[int, str]] = {}
 
     def feed(self, record: LogRecord) -> None:
         if _is(record, "Microsoft-Windows-Sysmon/Operational", "1"):
@@ -103,6 +106,9 @@ class WebProcessSpawnCheck:
             pids = (_pid(record.get("NewProcessId"), 16), _pid(record.get("ProcessId"), 16))
         else:
             return
+        host = record.get("Hostname").lower()
+        cmdline = record.get("CommandLine") or child
+        self.children.setdefault((host, pids[1]), {}).setdefault(pids[0], cmdline)
         kid, dad = _base(child), _base(parent)
         if dad == "w3wp.exe" and kid in SHELLS_AND_RECON:
             why = "the IIS worker process ran a shell or recon tool, as a web shell does"
@@ -110,12 +116,11 @@ class WebProcessSpawnCheck:
             why = "Unified Messaging started a process other than WerFault (CVE-2021-26857)"
         else:
             return
-        key = (record.get("Hostname").lower(), *pids)
+        key = (host, *pids)
         seen = self.by_process.get(key)
         if seen is not None:
             seen.evidence.setdefault("also_in", []).append(record.where())
             return
-        cmdline = record.get("CommandLine") or child
         self.by_process[key] = make_finding(
             self.name,
             record,
@@ -131,6 +136,11 @@ class WebProcessSpawnCheck:
         )
 
     def finish(self) -> list[Finding]:
+        for (host, pid, _), finding in self.by_process.items():
+            kids = [c for c in self.children.get((host, pid), {}).values() if "conhost" not in c]
+            if kids:
+                finding.evidence["children"] = kids
+                finding.explanation += f" It went on to run {', '.join(f'`{k}`' for k in kids)}."
         return list(self.by_process.values())
 
 
