@@ -3,8 +3,8 @@
 Writes a synthetic IIS W3C log and an HttpProxy log (normal OWA, autodiscover and
 ActiveSync traffic with a few ProxyLogon requests mixed in) to a temporary folder,
 then times ``inspect_paths`` on them and, side by side, GNU grep -E with the IIS URL
-patterns (a lower bound: grep parses nothing and scores nothing). Prints lines/s,
-the ratio and peak memory (max RSS of this process).
+patterns (a lower bound: grep parses nothing and scores nothing), each in its own
+process. Prints lines/s, the ratio and each side's peak memory.
 
 Run from the repository root: ``.venv/bin/python -m bench.exchange [--lines N]``.
 """
@@ -12,14 +12,14 @@ Run from the repository root: ``.venv/bin/python -m bench.exchange [--lines N]``
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import resource
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from bench.common import machine, measure
 from vigile.exchange.inspect import inspect_paths
 
 IIS_HEADER = (
@@ -66,6 +66,16 @@ def write_logs(root: Path, lines: int, rng: random.Random) -> None:
             )
 
 
+def run_vigile(root: Path) -> int:
+    return len(inspect_paths([root]).findings)
+
+
+def run_grep(root: Path) -> int:
+    files = [str(p) for p in root.rglob("*") if p.is_file()]
+    done = subprocess.run(["grep", "-cE", GREP_PATTERN, *files], capture_output=True, text=True)
+    return sum(int(line.rsplit(":", 1)[1]) for line in done.stdout.splitlines())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=300_000, help="lines per log file")
@@ -74,21 +84,18 @@ def main() -> None:
         root = Path(tmp)
         write_logs(root, args.lines, random.Random(7))
         total = 2 * args.lines
-        start = time.perf_counter()
-        result = inspect_paths([root])
-        ours = time.perf_counter() - start
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        grep = shutil.which("grep")
-        start = time.perf_counter()
-        if grep:
-            subprocess.run([grep, "-cE", GREP_PATTERN, *map(str, root.rglob("*.*"))], check=False,
-                           capture_output=True)  # fmt: skip
-        theirs = time.perf_counter() - start
-    print(f"lines: {total:,} in 2 files; findings: {len(result.findings)}")
-    print(f"vigile inspect: {ours:.2f} s = {total / ours:,.0f} lines/s; peak RSS {rss_mb:,.0f} MB")
-    if grep:
-        print(f"grep -E (patterns only): {theirs:.2f} s = {total / theirs:,.0f} lines/s")
-        print(f"ratio vigile/grep time: {ours / theirs:.1f}x")
+        ours = measure("vigile inspect exchange", run_vigile, root)
+        theirs = measure("grep -E", run_grep, root) if shutil.which("grep") else None
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"lines: {total:,} in 2 files")
+    for m in (ours, theirs):
+        if m is not None:
+            print(
+                f"{m.name}: {m.seconds:.2f} s = {total / m.seconds:,.0f} lines/s, "
+                f"peak RSS {m.peak_rss_mb:,.0f} MB, result {m.result}"
+            )
+    if theirs is not None:
+        print(f"ratio vigile/grep time: {ours.seconds / theirs.seconds:.1f}x")
 
 
 if __name__ == "__main__":
