@@ -116,6 +116,8 @@ def case_iis(root: Path) -> None:
          "ExchangeServicesClient/0.0.0.0", 200),
         ("2021-03-03T02:16:00", "POST", "/aspnet_client/system_web/discover.aspx",
          "cmd=whoami", "203.0.113.8", "antSword/v2.1", 200),
+        # A client on the published HAFNIUM address list, with an ordinary-looking request.
+        ("2021-03-03T01:59:00", "GET", "/owa/", "", "103.77.192.219", BROWSER, 302),
         # Negatives: OWA logon, its static files, autodiscover, a real crawler's GET.
         ("2021-03-03T08:05:00", "POST", "/owa/auth.owa", "", "10.0.0.51", BROWSER, 302),
         ("2021-03-03T08:05:01", "GET", "/owa/auth/logon.aspx", "url=https://mail/owa",
