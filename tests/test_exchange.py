@@ -291,3 +291,38 @@ def test_gzipped_logs_are_read(tmp_path: Path) -> None:
     result = inspect_paths([tmp_path])
     assert [f.src for f in result.findings] == ["203.0.113.7"]
     assert result.collection.coverage["iis"].rows == 1
+
+
+def test_suppression_rules_mark_findings_visibly(tmp_path: Path) -> None:
+    golden = Path(__file__).parent / "golden" / "exchange" / "events" / "input"
+    config = tmp_path / "vigile.toml"
+    config.write_text(
+        "[[exchange.suppress]]\n"
+        'detector = "exchange-mailbox-export"\n'
+        'contains = "\\\\\\\\nas01\\\\pst\\\\"\n'
+        'reason = "monthly PST archive job"\n',
+        encoding="utf-8",
+    )
+    args = ["inspect", "exchange", str(golden), "--config", str(config), "--no-store", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    findings = [json.loads(x) for x in result.stdout.splitlines() if '"finding"' in x]
+    suppressed = [f for f in findings if f["suppressed_by"]]
+    assert [f["explanation"] for f in suppressed] == [
+        "Exchange PowerShell exported a mailbox to \\\\nas01\\pst\\leaver.pst; "
+        "confirm an administrator asked for it."
+    ]
+    assert suppressed[0]["suppressed_by"].endswith("monthly PST archive job")
+    assert findings[-1] is suppressed[0], "suppressed findings rank last"
+
+
+def test_suppression_rule_without_text_is_refused(tmp_path: Path) -> None:
+    from vigile.errors import ConfigError
+
+    config = tmp_path / "vigile.toml"
+    config.write_text('[[exchange.suppress]]\ndetector = "*"\nreason = "x"\n', encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["inspect", "exchange", str(tmp_path), "--config", str(config)]
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "'contains' must name the text" in str(result.exception)

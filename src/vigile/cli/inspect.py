@@ -9,13 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
-from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store
+from vigile.cli.common import (
+    DEFAULT_DB,
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    open_store,
+    read_config,
+)
 from vigile.cli.ingest import EXIT_INPUT_PROBLEMS
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.detect import Finding, findings_table
 from vigile.errors import InputError, Location
 from vigile.exchange.collect import Coverage
 from vigile.exchange.inspect import InspectResult, inspect_paths
+from vigile.exchange.suppress import parse_rules
 
 inspect_app = typer.Typer(
     help="Inspect a server for what an intruder left behind.", no_args_is_help=True
@@ -79,6 +87,8 @@ def _print_tables(result: InspectResult, limit: int) -> None:
             highlight=False,
         )
         console.print(f"     {f.explanation}", highlight=False)
+        if f.suppressed_by:
+            console.print(f"     suppressed by {f.suppressed_by}", highlight=False)
     if not result.findings:
         console.print("No findings. Check the coverage below before calling the server clean.")
     timeline = result.timeline
@@ -133,6 +143,7 @@ def exchange(
         ),
     ],
     db: DbOption = DEFAULT_DB,
+    config: ConfigOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show this many findings.")] = 50,
     store: Annotated[
         bool,
@@ -157,7 +168,8 @@ def exchange(
     missing = [p for p in paths if not p.exists()]
     if missing and len(missing) == len(paths):
         raise InputError(Location(missing[0]), "no such file or folder")
-    result = inspect_paths(paths)
+    rules = parse_rules(read_config(config).section("exchange"))
+    result = inspect_paths(paths, suppress=rules)
     if store:
         db_store = open_store(db)
         try:

@@ -2,7 +2,8 @@
 
 The steps, in order: walk the inputs (:func:`vigile.exchange.collect.walk`), feed
 each record to the checks that read its kind, collect their findings, merge those
-that share an id, rank them (score, then time) and build the timeline of events at
+that share an id, mark those the admin suppressed (:mod:`vigile.exchange.suppress`),
+rank them (unsuppressed first, score, then time) and build the timeline of events at
 high severity or above. Writing the findings to the store is the caller's choice.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from vigile.detect import Finding
 from vigile.exchange import ExchangeCheck, registered_checks
 from vigile.exchange.collect import Collection, walk
+from vigile.exchange.suppress import SuppressRule, apply_rules
 
 #: Severities that make an event part of the attack timeline.
 MALICIOUS = ("high", "critical")
@@ -31,7 +33,7 @@ class InspectResult:
     @property
     def timeline(self) -> list[Finding]:
         """High and critical findings in time order (first and last malicious event)."""
-        hits = [f for f in self.findings if f.severity in MALICIOUS]
+        hits = [f for f in self.findings if f.severity in MALICIOUS and not f.suppressed_by]
         return sorted(hits, key=lambda f: (f.window_start, f.detector))
 
 
@@ -48,9 +50,14 @@ def _merge(findings: list[Finding]) -> list[Finding]:
 
 
 def inspect_paths(
-    paths: Sequence[Path], checks: Sequence[type[ExchangeCheck]] | None = None
+    paths: Sequence[Path],
+    checks: Sequence[type[ExchangeCheck]] | None = None,
+    suppress: Sequence[SuppressRule] = (),
 ) -> InspectResult:
-    """Inspect ``paths`` (folders, files, zip archives) with ``checks`` (default: all)."""
+    """Inspect ``paths`` (folders, files, zip archives) with ``checks`` (default: all).
+
+    Findings matching a ``suppress`` rule are kept, marked and ranked last.
+    """
     classes = list(checks) if checks is not None else registered_checks()
     instances = [c() for c in classes]
     by_kind: dict[str, list[ExchangeCheck]] = {}
@@ -62,5 +69,6 @@ def inspect_paths(
         for check in by_kind.get(record.kind, ()):
             check.feed(record)
     findings = _merge([f for check in instances for f in check.finish()])
-    findings.sort(key=lambda f: (-f.score, f.window_start, f.detector, f.id))
+    apply_rules(findings, suppress)
+    findings.sort(key=lambda f: (bool(f.suppressed_by), -f.score, f.window_start, f.detector, f.id))
     return InspectResult(findings, collection, [c.name for c in classes])
