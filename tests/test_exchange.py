@@ -326,3 +326,14 @@ def test_suppression_rule_without_text_is_refused(tmp_path: Path) -> None:
     )
     assert isinstance(result.exception, ConfigError)
     assert "'contains' must name the text" in str(result.exception)
+
+
+def test_utf16_iis_log_is_read(tmp_path: Path) -> None:
+    log = "#Software: Microsoft Internet Information Services 10.0\r\n"
+    log += "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip cs(User-Agent)\r\n"
+    log += (
+        "2021-03-03 02:14:00 POST /owa/auth/Current/themes/resources/logon.css - 198.51.100.4 x\r\n"
+    )
+    (tmp_path / "u_ex210303.log").write_bytes(log.encode("utf-16"))
+    result = inspect_paths([tmp_path])
+    assert [f.src for f in result.findings] == ["198.51.100.4"]

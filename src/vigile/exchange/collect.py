@@ -191,7 +191,8 @@ def classify(rel: PurePosixPath, head: bytes) -> str | None:
     True
     """
     low = str(rel).lower()
-    text = head[:4096].decode("utf-8", "replace").lstrip("\ufeff")
+    utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff")
+    text = head[:4096].decode("utf-16" if utf16 else "utf-8", "replace").lstrip("\ufeff")
     if head.startswith(EVTX_MAGIC):
         return "event-evtx"
     if "#log-type: httpproxy" in text.lower() or "/httpproxy/" in f"/{low}":
@@ -245,17 +246,25 @@ def _bad(cov: Coverage, origin: str, bad: BadLine) -> None:
 
 
 def _event_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRecord]:
-    cov = col.coverage["event"]
     if kind == "event-evtx":
-        events = read_evtx_events(entry.open())
-    else:
-        offset = json_clock_offset(_text_lines(entry.open))
-        if offset:
-            col.notices.append(
-                f"{entry.origin}: TimeCreated is {offset.total_seconds() / 3600:+g} h off "
-                "Sysmon's UtcTime; times were corrected to UTC"
-            )
-        events = read_json_events(_text_lines(entry.open), offset)
+        with entry.open() as f:
+            yield from _events_to_records(entry, read_evtx_events(f), col)
+        return
+    offset = json_clock_offset(_text_lines(entry.open))
+    if offset:
+        col.notices.append(
+            f"{entry.origin}: TimeCreated is {offset.total_seconds() / 3600:+g} h off "
+            "Sysmon's UtcTime; times were corrected to UTC"
+        )
+    yield from _events_to_records(entry, read_json_events(_text_lines(entry.open), offset), col)
+
+
+def _events_to_records(
+    entry: Entry,
+    events: Iterator[tuple[int, datetime | None, dict[str, str]] | BadLine],
+    col: Collection,
+) -> Iterator[LogRecord]:
+    cov = col.coverage["event"]
     for item in events:
         if isinstance(item, BadLine):
             _bad(cov, entry.origin, item)
