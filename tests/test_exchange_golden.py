@@ -62,3 +62,13 @@ def test_inputs_are_what_regen_builds(tmp_path: Path) -> None:
         for built in (p for p in (tmp_path / name).rglob("*") if p.is_file()):
             committed = GOLDEN / name / "input" / built.relative_to(tmp_path / name)
             assert committed.read_bytes() == built.read_bytes(), committed
+
+
+def test_every_registered_check_is_documented_with_its_source() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "detections.md").read_text(encoding="utf-8")
+    section = doc.split("## Exchange", 1)[1].split("\n## ", 1)[0]
+    for check in registered_checks():
+        row = next((line for line in section.splitlines() if f"`{check.name}`" in line), None)
+        assert row is not None, f"{check.name} missing from docs/detections.md ## Exchange"
+        for cited in check.source.split(";"):  # each source, by its first word
+            assert cited.split()[0] in row, f"{check.name}: {cited!r} not cited in its row"

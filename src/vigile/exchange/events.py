@@ -30,6 +30,8 @@ SHELLS_AND_RECON = {
     "sc.exe", "schtasks.exe", "7z.exe", "makecab.exe", "nslookup.exe", "ping.exe",
 }  # fmt: skip
 UM_BENIGN_CHILDREN = {"werfault.exe", "wermgr.exe"}
+#: What UMWorkerProcess writes in normal operation (Sigma's CVE-2021-26858 file rule).
+UM_ROUTINE_WRITES = ("cachecleanup.bin", ".txt", ".log", ".cfg", "cleanup.bin")
 SSRF_MARKERS = re.compile(r"\]:444/|X-BEResource|~19\d{8}", re.IGNORECASE)
 
 
@@ -47,7 +49,7 @@ class WebShellWriteCheck:
     name: ClassVar[str] = "exchange-webshell-write"
     kinds: ClassVar[tuple[str, ...]] = ("event",)
     summary: ClassVar[str] = "CVE-2021-26858/27065: web page written by w3wp, System or UM"
-    source: ClassVar[str] = "Microsoft HAFNIUM blog; Test-ProxyLogon.ps1; Sigma HAFNIUM rules"
+    source: ClassVar[str] = "Microsoft HAFNIUM blog; Sigma HAFNIUM rules"
 
     def __init__(self) -> None:
         self.findings: list[Finding] = []
@@ -61,6 +63,9 @@ class WebShellWriteCheck:
         low = target.lower().replace("/", "\\")
         if WEB_SCRIPT.search(low) and any(f in low for f in WEB_FOLDERS):
             self.findings.append(self._hit(record, target, writer, 0.95, "into a served folder"))
+        elif writer == "umworkerprocess.exe" and not low.endswith(UM_ROUTINE_WRITES):
+            why = "(Unified Messaging writes only caches, logs and settings: CVE-2021-26858)"
+            self.findings.append(self._hit(record, target, writer, 0.8, why))
         elif ".aspx." in low and low.endswith(".compiled") and "temporary asp.net files" in low:
             page = _base(target).split(".aspx.")[0] + ".aspx"
             self.findings.append(
@@ -89,7 +94,7 @@ class WebProcessSpawnCheck:
     name: ClassVar[str] = "exchange-webshell-exec"
     kinds: ClassVar[tuple[str, ...]] = ("event",)
     summary: ClassVar[str] = "w3wp spawning cmd/powershell/recon; UMWorkerProcess spawning"
-    source: ClassVar[str] = "Sigma HAFNIUM rules; Microsoft HAFNIUM blog; Test-ProxyLogon.ps1"
+    source: ClassVar[str] = "Sigma HAFNIUM rules; Microsoft HAFNIUM blog"
 
     def __init__(self) -> None:
         self.by_process: dict[tuple[str, int, int], Finding] = {}

@@ -143,6 +143,11 @@ def case_events(root: Path) -> None:
               TargetFilename="C:\\inetpub\\wwwroot\\aspnet_client\\discover.aspx"),
         event(sysmon, 11, "2021-03-03T02:13:02.000Z", Image=w3wp,
               TargetFilename="C:\\inetpub\\logs\\LogFiles\\W3SVC1\\u_ex210303.log"),
+        event(sysmon, 11, "2021-03-03T03:02:30.000Z", Image=um,
+              TargetFilename="C:\\ProgramData\\Microsoft\\update.exe"),
+        event(sysmon, 11, "2021-03-03T03:05:00.000Z", Image=um,
+              TargetFilename="C:\\Program Files\\Microsoft\\Exchange Server\\V15\\"
+              "UnifiedMessaging\\temp\\CacheCleanup.bin"),
         event(sysmon, 1, "2021-03-03T02:17:00.000Z", Image="C:\\Windows\\System32\\"
               "WindowsPowerShell\\v1.0\\powershell.exe", ParentImage=w3wp, ProcessId="4242",
               ParentProcessId="1000", CommandLine="powershell -ep bypass -c whoami"),
