@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -205,11 +207,32 @@ def classify(rel: PurePosixPath, head: bytes) -> str | None:
         ("w3svc" in low or rel.name.lower().startswith("u_ex")) and "#Fields:" in text
     ):
         return "iis"
-    stripped = text.lstrip()
-    is_json = stripped.startswith("{") or (stripped[:1] == "[" and stripped[1:].lstrip()[:1] == "{")
-    if is_json and rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""}:
+    if rel.suffix.lower() in LOG_SUFFIXES | {".txt", ""} and looks_like_events(text):
         return "event-json"
     return None
+
+
+#: Keys one of which every event export shape has (see :mod:`vigile.exchange.winevents`).
+EVENT_KEYS = re.compile(r'"(EventID|EventId|Id|Channel|LogName|winlog|Event)"\s*:')
+
+
+def looks_like_events(text: str) -> bool:
+    """True for JSON lines of events or a JSON array of them (judged on the first bytes).
+
+    >>> looks_like_events('{"EventID": 1, "Channel": "Security"}\\n')
+    True
+    >>> looks_like_events('{\\n  "name": "a package manifest"\\n}')
+    False
+    """
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return stripped[1:].lstrip()[:1] == "{" and EVENT_KEYS.search(stripped) is not None
+    first = stripped.split("\n", 1)[0]
+    try:
+        event = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(event, dict) and EVENT_KEYS.search(first) is not None
 
 
 def _text_lines(opener: Callable[[], IO[bytes]]) -> Callable[[], IO[str]]:
