@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from vigile.cli.common import (
     DEFAULT_DB,
@@ -79,33 +80,47 @@ def coverage_rows(result: InspectResult) -> list[dict[str, Any]]:
 
 
 def _print_tables(result: InspectResult, limit: int) -> None:
+    # Explanations quote attacker-controlled text (URLs, user agents): never parse it as
+    # Rich markup, a stray "[/]" would break the output.
     console.print(f"[bold]Findings[/] ({len(result.findings)} in all, ranked by score)")
     for i, f in enumerate(result.findings[:limit], 1):
         subject = " ".join(x for x in (f.src, f.fqdn) if x)
         console.print(
-            f"{i:>3}. [bold]{f.severity}[/] {f.score:.2f}  {_when(f)}  {f.detector}  {subject}",
+            f"{i:>3}. [bold]{f.severity}[/] {escape(f'{f.score:.2f}  {_when(f)}  {f.detector}')}"
+            f"  {escape(subject)}",
             highlight=False,
         )
-        console.print(f"     {f.explanation}", highlight=False)
+        console.print(f"     {f.explanation}", markup=False, highlight=False)
         if f.suppressed_by:
-            console.print(f"     suppressed by {f.suppressed_by}", highlight=False)
+            console.print(f"     suppressed by {f.suppressed_by}", markup=False, highlight=False)
     if not result.findings:
         console.print("No findings. Check the coverage below before calling the server clean.")
     timeline = result.timeline
     if timeline:
         first, last = timeline[0], timeline[-1]
         console.print(f"\n[bold]Timeline[/] ({len(timeline)} events at high or critical)")
-        console.print(f"first malicious event: {_when(first)} UTC  {first.explanation}")
-        console.print(f"last malicious event:  {_when(last)} UTC  {last.explanation}")
+        console.print(
+            f"first malicious event: {_when(first)} UTC  {first.explanation}",
+            markup=False,
+            highlight=False,
+        )
+        console.print(
+            f"last malicious event:  {_when(last)} UTC  {last.explanation}",
+            markup=False,
+            highlight=False,
+        )
         for f in timeline:
-            console.print(f"  {_when(f)}  {f.detector}: {f.explanation}", highlight=False)
+            console.print(
+                f"  {_when(f)}  {f.detector}: {f.explanation}", markup=False, highlight=False
+            )
     cols = ["source", "files", "rows", "bad_rows", "oldest", "newest", "note"]
     console.print()
-    emit_rows(coverage_rows(result), cols, Format.TABLE, title="Coverage per log source")
+    rows = [{**r, "note": escape(r["note"] or "")} for r in coverage_rows(result)]
+    emit_rows(rows, cols, Format.TABLE, title="Coverage per log source")
     for notice in result.collection.notices:
-        err_console.print(f"[cyan]note:[/] {notice}", highlight=False)
+        err_console.print(f"note: {notice}", markup=False, highlight=False)
     for p in result.collection.problems:
-        err_console.print(f"[yellow]not read:[/] {p.origin}: {p.message}", highlight=False)
+        err_console.print(f"not read: {p.origin}: {p.message}", markup=False, highlight=False)
 
 
 def _print_json(result: InspectResult, limit: int) -> None:
