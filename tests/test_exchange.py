@@ -340,11 +340,14 @@ def test_utf16_iis_log_is_read(tmp_path: Path) -> None:
 
 
 def test_markup_in_attacker_text_is_printed_literally(tmp_path: Path) -> None:
-    log = "#Fields: date time cs-method cs-uri-stem cs-uri-query c-ip cs(User-Agent)\n"
-    log += "2021-03-03 02:11:05 POST /ecp/[bold]y.js - 203.0.113.7 antSword/v2.1[/]\n"
-    (tmp_path / "W3SVC1").mkdir()
-    (tmp_path / "W3SVC1" / "u_ex210303.log").write_text(log, encoding="utf-8")
+    event = {
+        "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Hostname": "MX01",
+        "TimeCreated": "2021-03-03T02:17:00Z", "ProcessId": "7", "ParentProcessId": "6",
+        "Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c echo [/] [bold]x",
+        "ParentImage": "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+    }  # fmt: skip
+    (tmp_path / "events.json").write_text(json.dumps(event) + "\n", encoding="utf-8")
     args = ["inspect", "exchange", str(tmp_path), "--no-store"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "203.0.113.7" in result.output
+    assert "`cmd /c echo [/] [bold]x`" in result.output
