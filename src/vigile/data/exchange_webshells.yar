@@ -55,7 +55,8 @@ rule vigile_aspx_file_upload
         description = "Small page that saves an uploaded file where the request says"
         score = 80
     strings:
-        $save = /Request\.Files\s*\[\s*\d+\s*\]\s*\.SaveAs/ nocase
+        $files = /Request\.Files\s*\[/ nocase
+        $save = ".SaveAs(" nocase
     condition:
-        filesize < 4KB and $save
+        filesize < 4KB and $files and $save
 }
