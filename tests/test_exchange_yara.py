@@ -22,7 +22,7 @@ CASES = {
     ),
     "vigile_aspx_file_upload": (
         '<%@ Page Language="C#" %><% HttpPostedFile f = Request.Files[0];'
-        "f.SaveAs(Request.Form[\"p\"]); %>"
+        'f.SaveAs(Request.Form["p"]); %>'
     ),
 }
 BENIGN = [
