@@ -33,7 +33,7 @@ FRACTION = re.compile(r"\.\d{7,}")
 TS_COLUMNS = ("DateTime", "date-time", "datetime", "Timestamp", "TimeStamp")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per log line: slots make it cheap to build
 class FieldsRow:
     """One log line as a mapping from the current ``#Fields:`` names to values."""
 
