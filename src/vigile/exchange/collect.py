@@ -144,7 +144,8 @@ def _tree(root: Path, col: Collection) -> Iterator[Entry]:
             if full.is_symlink():
                 col.notices.append(f"{full}: symbolic link not followed")
                 continue
-            rel = PurePosixPath(full.relative_to(root).as_posix())
+            # The folder's own name leads, so two servers' copies stay apart in findings.
+            rel = PurePosixPath(root.resolve().name, full.relative_to(root).as_posix())
             entry = _file_entry(full, rel, col.problems)
             if entry is not None:
                 yield entry
