@@ -45,7 +45,8 @@ def test_negatives_stay_quiet() -> None:
     """Normal autodiscover, localhost probes and OWA logons produce no finding."""
     iis = json.loads((GOLDEN / "iis" / "expected.json").read_text(encoding="utf-8"))
     assert {f["src"] for f in iis["findings"]} == {
-        "203.0.113.7", "203.0.113.8", "203.0.113.9", "66.249.66.1", "103.77.192.219"
+        "203.0.113.7", "203.0.113.8", "203.0.113.9", "66.249.66.1", "103.77.192.219",
+        "198.51.100.20",
     }  # fmt: skip
     proxy = json.loads((GOLDEN / "httpproxy" / "expected.json").read_text(encoding="utf-8"))
     assert {f["src"] for f in proxy["findings"]} == {"203.0.113.7"}

@@ -9,7 +9,9 @@ Patterns, each matched on ``cs-uri-stem`` and on the decoded ``cs-uri-query``:
   blog; Sigma);
 * the user agents listed by CISA AA21-062A and the Sigma HAFNIUM rule, on POSTs;
 * web-shell parameters (``=whoami``, ``cmd /c``, ``Response.Write``…) and POSTs to
-  pages under ``/aspnet_client/``.
+  pages under ``/aspnet_client/``;
+* ProxyShell's ``/autodiscover/autodiscover.json?@…`` routed to PowerShell, MAPI or
+  EWS (Sigma ProxyShell web rule), the next wave against the same servers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ SSRF_STATIC = re.compile(
 )
 THEMES_POST = re.compile(r"/owa/auth/Current/themes/resources/", re.IGNORECASE)
 RESET_SETOBJECT = re.compile(r"/ecp/DDI/DDIService\.svc/SetObject", re.IGNORECASE)
+#: ProxyShell (CVE-2021-34473): autodiscover.json?@ routed to a back end (Sigma web rule).
+PROXYSHELL = re.compile(
+    r"autodiscover\.json\?@.*(powershell|mapi/nspi|/ews|x-rps-cat|/owa/|autodiscover\.json)",
+    re.IGNORECASE,
+)
 SHELL_PARAMS = re.compile(
     r"=\s*whoami|cmd(?:\.exe)?\s+/c|powershell|Response\.Write|WScript\.Shell|eval\(",
     re.IGNORECASE,
@@ -62,6 +69,8 @@ DESCRIBE = {
     "hafnium-agent": "GETs with a user agent listed by CISA AA21-062A (crawlers use some too)",
     "shell-params": "requests whose query holds web-shell commands (whoami, cmd /c, …)",
     "aspnet-client-post": "POSTs to a page under /aspnet_client/, where no product page lives",
+    "proxyshell": "autodiscover.json?@… requests routed to a back end (ProxyShell, "
+    "CVE-2021-34473, the successor of ProxyLogon)",
 }
 
 
@@ -90,6 +99,8 @@ def match_request(method: str, stem: str, query: str, agent: str) -> list[tuple[
         hits.append(("shell-params", 0.85))
     if post and re.search(r"/aspnet_client/.*\.as[hmp]x$", stem, re.IGNORECASE):
         hits.append(("aspnet-client-post", 0.85))
+    if PROXYSHELL.search(url):
+        hits.append(("proxyshell", 0.85))
     return hits
 
 

@@ -116,6 +116,12 @@ def case_iis(root: Path) -> None:
          "ExchangeServicesClient/0.0.0.0", 200),
         ("2021-03-03T02:16:00", "POST", "/aspnet_client/system_web/discover.aspx",
          "cmd=whoami", "203.0.113.8", "antSword/v2.1", 200),
+        ("2021-08-13T10:00:00", "POST", "/autodiscover/autodiscover.json",
+         "@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp",
+         "198.51.100.20", "python-requests/2.26.0", 200),
+        ("2021-08-13T10:05:00", "GET", "/autodiscover/autodiscover.json",
+         "Email=alice%40contoso.com&Protocol=ActiveSync&RedirectCount=1", "10.0.0.60",
+         "Outlook-iOS/2.0", 200),
         # A client on the published HAFNIUM address list, with an ordinary-looking request.
         ("2021-03-03T01:59:00", "GET", "/owa/", "", "103.77.192.219", BROWSER, 302),
         # Negatives: OWA logon, its static files, autodiscover, a real crawler's GET.
