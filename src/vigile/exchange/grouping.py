@@ -60,8 +60,13 @@ class Grouper:
         out = []
         for client, g in sorted(self.groups.items()):
             what = "; ".join(f"{describe[p]} ({n})" for p, n in sorted(g.patterns.items()))
-            span = "" if g.first is None else f" between {g.first:%Y-%m-%d %H:%M:%S} and "
-            span += "" if g.last is None else f"{g.last:%H:%M:%S} UTC"
+            span = ""
+            if g.first is not None and g.last is not None:
+                span = f" at {g.first:%Y-%m-%d %H:%M:%S} UTC"
+                if g.last != g.first:
+                    span = (
+                        f" between {g.first:%Y-%m-%d %H:%M:%S} and {g.last:%Y-%m-%d %H:%M:%S} UTC"
+                    )
             out.append(
                 Finding(
                     detector=self.check,
