@@ -28,6 +28,7 @@ class Group:
     count: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     subject: str | None = None
+    server: str | None = None
     last_where: str = ""
 
 
@@ -39,16 +40,21 @@ class Grouper:
         self.groups: dict[str, Group] = {}
 
     def add(self, client: str, pattern: str, score: float, record: LogRecord, **shown: Any) -> None:
-        """Count ``record`` for ``client`` under ``pattern`` (a record may match several)."""
+        """Count ``record`` for ``client`` under ``pattern`` (a record may match several).
+
+        ``shown`` goes into the examples, except ``subject`` (the server's name, for
+        ``fqdn``) and ``server`` (its address, for ``dst``).
+        """
         group = self.groups.setdefault(client, Group(score))
         group.score = max(group.score, score)
         group.patterns[pattern] = group.patterns.get(pattern, 0) + 1
-        subject = shown.pop("subject", None)
+        subject, server = shown.pop("subject", None), shown.pop("server", None)
         if group.last_where == record.where():
             return
         group.last_where = record.where()
         group.count += 1
         group.subject = group.subject or subject
+        group.server = group.server or server
         if record.ts is not None:
             group.first = record.ts if group.first is None else min(group.first, record.ts)
             group.last = record.ts if group.last is None else max(group.last, record.ts)
@@ -71,7 +77,7 @@ class Grouper:
                 Finding(
                     detector=self.check,
                     src=client or None,
-                    dst=None,
+                    dst=g.server,
                     fqdn=g.subject,
                     score=g.score,
                     window_start=g.first or UNKNOWN_TIME,

@@ -124,7 +124,7 @@ class IisProxyLogonCheck:
                 pattern,
                 score,
                 record,
-                subject=record.get("s-ip") or None,
+                server=record.get("s-ip") or None,
                 request=f"{method} {stem}{'?' + query if query else ''}"[:500],
                 status=record.get("sc-status"),
                 user_agent=agent,
