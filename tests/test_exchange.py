@@ -351,3 +351,17 @@ def test_markup_in_attacker_text_is_printed_literally(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "`cmd /c echo [/] [bold]x`" in result.output
+
+
+def test_markdown_report(shared_data: Path, tmp_path: Path) -> None:
+    report = tmp_path / "out" / "mx01.md"
+    args = ["inspect", "exchange", str(shared_data / OTRF), "--no-store", "--report", str(report)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    text = report.read_text(encoding="utf-8")
+    assert (
+        "**Compromise indicated**: 4 events at high or critical, first 2021-03-14 06:40:12 UTC"
+        in text
+    )
+    assert "| 2021-03-14 06:40:13 UTC | exchange-webshell-write |" in text
+    assert "&lt;script language=" in text and "<script" not in text, "script shown, not rendered"
+    assert "| httpproxy | 0 | 0 | 0 | - | - | NO LOGS: not checked |" in text

@@ -22,8 +22,10 @@ from vigile.cli.ingest import EXIT_INPUT_PROBLEMS
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.detect import Finding, findings_table
 from vigile.errors import InputError, Location
+from vigile.exchange import registered_checks
 from vigile.exchange.collect import Coverage
 from vigile.exchange.inspect import InspectResult, inspect_paths
+from vigile.exchange.report import render_report
 from vigile.exchange.suppress import parse_rules
 
 inspect_app = typer.Typer(
@@ -168,6 +170,13 @@ def exchange(
             "so `vigile serve` shows them.",
         ),
     ] = True,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write the findings, timeline and coverage to this file (Markdown).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Look for ProxyLogon/Hafnium traces in copies of an Exchange server's logs and files.
@@ -191,6 +200,11 @@ def exchange(
             db_store.replace_findings(result.checks, findings_table(result.findings))
         finally:
             db_store.close()
+    if report is not None:
+        sources = {c.name: c.source for c in registered_checks()}
+        text = render_report(result, [str(p) for p in paths], coverage_rows(result), sources)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text, encoding="utf-8")
     if fmt is Format.JSON:
         _print_json(result, limit)
     else:
