@@ -32,6 +32,9 @@ COMMANDS = (
     "vigile.cli.ingest",
     "vigile.cli.hunt",
     "vigile.cli.status",
+    "vigile.cli.report",
+    "vigile.cli.serve",
+    "vigile.cli.user",
 )
 
 for _module in COMMANDS:
