@@ -3,7 +3,8 @@
  * data-json. A drawn plot gets data-rendered="1". */
 "use strict";
 
-const LAYOUT = { margin: { l: 60, r: 20, t: 10, b: 40 }, height: 300, hovermode: "closest" };
+const LAYOUT = { margin: { l: 60, r: 20, t: 30, b: 40 }, height: 300, hovermode: "closest",
+  legend: { orientation: "h", x: 0, y: 1.12 } };
 const CONFIG = { displaylogo: false, responsive: true };
 
 function traffic(d) {
