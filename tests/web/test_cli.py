@@ -1,0 +1,88 @@
+"""The console's commands: `vigile user`, `vigile serve` refusals, `vigile report`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from tests.web.conftest import PASSWORD, StoreFacts, build_store
+
+from vigile.config import Config
+from vigile.store.duckdb import DuckDBStore
+from vigile.web.app import create_app
+from vigile.web.auth import count_users
+from vigile.web.report import render_report
+
+
+def _vigile(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigile", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_user_add_list_and_refusals(tmp_path: Path) -> None:
+    db = str(tmp_path / "v.duckdb")
+    short = _vigile("user", "add", "ops", "--db", db, "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+    assert "Traceback" not in short.stderr
+    ok = _vigile("user", "add", "ops", "--db", db, "--password-stdin", stdin=PASSWORD + "\n")
+    assert ok.returncode == 0, ok.stderr
+    again = _vigile("user", "add", "ops", "--db", db, "--password-stdin", stdin=PASSWORD + "\n")
+    assert again.returncode == 2 and "--replace" in again.stderr
+    listed = _vigile("user", "list", "--db", db, "--json")
+    assert [json.loads(line)["username"] for line in listed.stdout.splitlines()] == ["ops"]
+
+
+def test_serve_refuses_a_public_address_without_an_account(tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    DuckDBStore(db).close()
+    refused = _vigile("serve", "--db", str(db), "--host", "0.0.0.0", "--port", "9")
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0 with no account" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_first_account_page_on_loopback(tmp_path: Path) -> None:
+    facts = build_store(tmp_path / "v.duckdb", with_user=False)
+    store = DuckDBStore(facts.path)
+    try:
+        app = create_app(store, Config(), allow_setup=True)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            page = client.get("/login")
+            assert page.url.path == "/setup"
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token
+            form = {
+                "username": "first",
+                "password": PASSWORD,
+                "password2": PASSWORD,
+                "csrf_token": token.group(1),
+            }
+            assert client.post("/setup", data={**form, "csrf_token": "x"}).status_code == 403
+            done = client.post("/setup", data=form, follow_redirects=False)
+            assert done.status_code == 303 and client.get("/api/me").json()["username"] == "first"
+            assert count_users(store) == 1
+            assert client.get("/setup").status_code == 404  # closed once an account exists
+    finally:
+        store.close()
+
+
+def test_report_is_self_contained(store_facts: StoreFacts) -> None:
+    store = DuckDBStore(store_facts.path, read_only=True)
+    try:
+        html = render_report(store, Config(), top=2)
+    finally:
+        store.close()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"(https?:)?//", html)
+    assert "<script src=" not in html and "plotly.js v" in html
+    assert html.count('class="chart"') == 2 + 3 + 1  # traffic per host, beacon 3, exfil 1
+    assert "Mail server 10.0.0.25 sent 1.17 GB" in html
