@@ -185,7 +185,6 @@ class DuckDBStore:
 
     # -- writes -------------------------------------------------------------------------
     def has_source(self, sha256: str) -> bool:
-        # fetchall, not fetchone: DuckDB 2 refuses new work while a result is unfinished.
         rows = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
         return bool(rows.fetchall())
 
@@ -314,9 +313,9 @@ class DuckDBStore:
         return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]:
-        # Through Arrow: DuckDB's Python rows need pytz for TIMESTAMPTZ values.
-        row = self._con.sql(f'SELECT min(ts) AS lo, max(ts) AS hi FROM "{table}"').to_arrow_table()
-        return row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
+        bounds = self._con.sql(f'SELECT min(ts) AS lo, max(ts) AS hi FROM "{table}"')
+        row = bounds.to_arrow_table().to_pylist()[0]
+        return row["lo"], row["hi"]
 
     def count(self, table: str, window: Window | None = None) -> int:
         clause, params = _where(table, window, ())
