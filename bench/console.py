@@ -25,7 +25,7 @@ from vigile.detect import Finding, findings_table
 from vigile.schema import CONN, TS, conform
 from vigile.store import SourceRecord, SourceSummary
 from vigile.store.duckdb import DuckDBStore
-from vigile.web import charts, queries
+from vigile.web import charts, hosts, queries
 from vigile.web.report import render_report
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -98,8 +98,8 @@ def main() -> None:
         assert finding is not None
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("overview", lambda: queries.overview(store, cfg)),
-            ("host page", lambda: queries.host_detail(store, cfg, top["host"])),
-            ("host traffic plot", lambda: queries.host_traffic(store, top["host"])),
+            ("host page", lambda: hosts.host_detail(store, cfg, top["host"])),
+            ("host traffic plot", lambda: hosts.host_traffic(store, top["host"])),
             ("finding check-ins plot", lambda: charts.checkins(store, finding)),
             ("finding series plot", lambda: charts.pair_series(store, finding)),
             ("sources page", lambda: queries.sources(store)),

@@ -105,7 +105,13 @@ def test_overview_ranks_hosts_and_counts(client: TestClient, store_facts: StoreF
     hosts = data["hosts"]
     assert [h["host"] for h in hosts[:2]] == [BEACON_SRC, MAIL]
     assert hosts[0]["top_finding"] == store_facts.beacon_id
-    assert {h["host"]: h["role"] for h in hosts}[MAIL] == "mail"
+    roles = {h["host"]: h["role"] for h in hosts}
+    assert (roles[MAIL], roles["10.0.0.53"], roles["10.0.9.5"], roles["10.0.1.12"]) == (
+        "mail",
+        "dns",
+        "bmc",
+        "workstation",
+    )
     assert {d["detector"]: d["findings"] for d in data["detectors"]} == {
         "beacon": 1,
         "exfil": 1,
@@ -117,6 +123,11 @@ def test_overview_ranks_hosts_and_counts(client: TestClient, store_facts: StoreF
 
 def test_host_and_finding_data(client: TestClient, store_facts: StoreFacts) -> None:
     host = client.get(f"/api/hosts/{MAIL}").json()
+    assert host["role"] == "mail"
+    assert host["role_evidence"][:2] == [
+        "reported by the exfil detector",
+        "answers tcp/25 to 204 distinct client(s)",
+    ]
     assert host["destinations"][0]["dst"] == EXFIL_DST
     assert host["destinations"][0]["bytes_out"] > 1_000_000_000
     traffic = client.get(f"/api/hosts/{MAIL}/traffic").json()

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from vigile.web import allowlist, charts, queries
+from vigile.web import allowlist, charts, hosts, queries
 from vigile.web.auth import Session
 from vigile.web.deps import api_csrf, api_session, get_console
 
@@ -43,23 +43,23 @@ async def overview(request: Request) -> dict[str, Any]:
 
 
 @router.get("/hosts", summary="Hosts ranked by their highest unsuppressed finding")
-async def hosts(request: Request) -> list[dict[str, Any]]:
+async def ranked_hosts(request: Request) -> list[dict[str, Any]]:
     c = get_console(request)
     return queries.ranked_hosts(c.store, c.config)
 
 
 @router.get("/hosts/{host}", summary="A host: role and evidence, findings, top destinations")
-async def host(request: Request, host: str) -> dict[str, Any]:
+async def host_detail(request: Request, host: str) -> dict[str, Any]:
     c = get_console(request)
-    detail = queries.host_detail(c.store, c.config, host)
+    detail = hosts.host_detail(c.store, c.config, host)
     if detail is None:
         raise HTTPException(404, f"no traffic or finding for host {host}")
     return detail
 
 
 @router.get("/hosts/{host}/traffic", summary="Bytes a host sent and received per hour")
-async def host_traffic(request: Request, host: str) -> dict[str, Any]:
-    return queries.host_traffic(get_console(request).store, host)
+async def host_traffic_series(request: Request, host: str) -> dict[str, Any]:
+    return hosts.host_traffic(get_console(request).store, host)
 
 
 @router.get("/findings", summary="Findings ranked, optionally for one host")

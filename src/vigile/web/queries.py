@@ -32,13 +32,13 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _row(row: dict[str, Any]) -> dict[str, Any]:
+def plain_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: plain(v) for k, v in row.items()}
 
 
 def load_findings(store: Store, where: Sequence[Pred] = ()) -> list[dict[str, Any]]:
     """Findings ranked: unsuppressed first, then by score, with evidence parsed."""
-    rows = [_row(r) for r in store.scan("findings", where=where).to_pylist()]
+    rows = [plain_row(r) for r in store.scan("findings", where=where).to_pylist()]
     for r in rows:
         r["evidence"] = json.loads(r["evidence"] or "{}")
         r.pop("created_at", None)
@@ -71,6 +71,8 @@ def _host_scores(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             f["src"],
             {"host": f["src"], "score": 0.0, "severity": "none", "findings": 0, "suppressed": 0},
         )
+        if isinstance(f["evidence"].get("role"), str):
+            h.setdefault("detector_role", f["evidence"]["role"])
         if f["suppressed_by"] is not None:
             h["suppressed"] += 1
             continue
@@ -84,30 +86,33 @@ def _host_scores(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def ranked_hosts(store: Store, config: Config, limit: int = HOST_LIMIT) -> list[dict[str, Any]]:
     """Hosts ranked by their highest unsuppressed finding, then internal talkers."""
     hosts = _host_scores(load_findings(store))
-    talkers = store.group(
-        "conn",
-        ["src"],
-        [Agg("sum", "orig_ip_bytes", "bytes_out")],
-        order_by=["bytes_out"],
-        descending=True,
-        limit=500,
-    )
-    for row in talkers.to_pylist():
-        if row["src"] not in hosts and config.network.is_internal(row["src"]):
-            hosts[row["src"]] = {
-                "host": row["src"],
-                "score": 0.0,
-                "severity": "none",
-                "findings": 0,
-                "suppressed": 0,
-            }
+    for side, sent in (("src", "orig_ip_bytes"), ("dst", "resp_ip_bytes")):
+        talkers = store.group(
+            "conn",
+            [side],
+            [Agg("sum", sent, "bytes_out")],
+            order_by=["bytes_out"],
+            descending=True,
+            limit=500,
+        )
+        for address in talkers.column(side).to_pylist():
+            if address not in hosts and config.network.is_internal(address):
+                hosts[address] = {
+                    "host": address,
+                    "score": 0.0,
+                    "severity": "none",
+                    "findings": 0,
+                    "suppressed": 0,
+                }
     ranked = sorted(hosts.values(), key=lambda h: (-h["score"], -h["findings"], h["host"]))
     ranked = ranked[:limit]
     roles = infer_roles(store, config, [h["host"] for h in ranked])
     for h in ranked:
         named = config.hosts.get(h["host"])
         h["name"] = named.name if named else None
-        h["role"] = roles[h["host"]].role
+        reported = h.pop("detector_role", None)
+        fixed = bool(named and named.role)
+        h["role"] = roles[h["host"]].role if fixed or not reported else reported
     return ranked
 
 
@@ -121,10 +126,10 @@ def detector_counts(store: Store) -> list[dict[str, Any]]:
             Agg("count", "suppressed_by", "suppressed"),
             Agg("max", "score", "max_score"),
         ],
-        order_by=["findings"],
+        order_by=["findings", "max_score"],
         descending=True,
     )
-    return [_row(r) for r in table.to_pylist()]
+    return [plain_row(r) for r in table.to_pylist()]
 
 
 def ingest_summary(store: Store) -> dict[str, Any]:
@@ -158,77 +163,6 @@ def overview(store: Store, config: Config) -> dict[str, Any]:
     }
 
 
-def top_destinations(
-    store: Store, config: Config, host: str, limit: int = 10
-) -> list[dict[str, Any]]:
-    """Where a host sends the most bytes, with prevalence and first seen in the store.
-
-    Prevalence is the share of internal hosts that contacted the destination.
-    """
-    top = store.group(
-        "conn",
-        ["dst"],
-        [
-            Agg("count", None, "connections"),
-            Agg("sum", "orig_ip_bytes", "bytes_out"),
-            Agg("sum", "resp_ip_bytes", "bytes_in"),
-            Agg("max", "ts", "last_seen"),
-        ],
-        where=[Pred("src", "=", host)],
-        order_by=["bytes_out"],
-        descending=True,
-        limit=limit,
-    ).to_pylist()
-    dsts = [r["dst"] for r in top]
-    contacts = store.group(
-        "conn", ["dst", "src"], [Agg("min", "ts", "first")], where=[Pred("dst", "in", dsts)]
-    ).to_pylist()
-    srcs = store.group("conn", ["src"], [Agg("count", None, "n")]).column("src").to_pylist()
-    internal = {s for s in srcs if config.network.is_internal(s)}
-    first_seen: dict[str, datetime] = {}
-    clients: dict[str, set[str]] = {d: set() for d in dsts}
-    for c in contacts:
-        first_seen[c["dst"]] = min(first_seen.get(c["dst"], c["first"]), c["first"])
-        if c["src"] in internal:
-            clients[c["dst"]].add(c["src"])
-    out = []
-    for r in top:
-        prevalence = len(clients[r["dst"]]) / len(internal) if internal else 0.0
-        out.append(
-            _row(
-                {
-                    **r,
-                    "first_seen": first_seen.get(r["dst"]),
-                    "prevalence": round(prevalence, 4),
-                    "internal": config.network.is_internal(r["dst"]),
-                }
-            )
-        )
-    return out
-
-
-def host_detail(store: Store, config: Config, host: str) -> dict[str, Any] | None:
-    """Everything the host page shows, or None for a host the store never saw."""
-    findings = host_findings(store, host)
-    answered = store.group("conn", [], [Agg("count", None, "n")], where=[Pred("dst", "=", host)])
-    role = infer_roles(store, config, [host])[host]
-    destinations = top_destinations(store, config, host)
-    if not findings and not destinations and not answered.column("n")[0].as_py():
-        return None
-    active = [f for f in findings if f["suppressed_by"] is None]
-    named = config.hosts.get(host)
-    return {
-        "host": host,
-        "name": named.name if named else None,
-        "role": role.role,
-        "role_evidence": role.evidence,
-        "score": max((f["score"] for f in active), default=0.0),
-        "severity": active[0]["severity"] if active else "none",
-        "findings": findings,
-        "destinations": destinations,
-    }
-
-
 def fill_series(
     rows: dict[datetime, dict[str, int]], every: timedelta, names: Sequence[str]
 ) -> dict[str, Any]:
@@ -241,26 +175,6 @@ def fill_series(
     for n in names:
         out[n] = [int(rows.get(t, {}).get(n, 0)) for t in times]
     return out
-
-
-def host_traffic(store: Store, host: str, every: timedelta = timedelta(hours=1)) -> dict[str, Any]:
-    """Bytes the host sent and received per time bucket (as originator and responder)."""
-    buckets: dict[datetime, dict[str, int]] = {}
-    for side, out_col, in_col in (
-        ("src", "orig_ip_bytes", "resp_ip_bytes"),
-        ("dst", "resp_ip_bytes", "orig_ip_bytes"),
-    ):
-        table = store.time_series(
-            "conn",
-            every,
-            [Agg("sum", out_col, "out"), Agg("sum", in_col, "in")],
-            where=[Pred(side, "=", host)],
-        )
-        for r in table.to_pylist():
-            b = buckets.setdefault(r["bucket"], {"bytes_out": 0, "bytes_in": 0})
-            b["bytes_out"] += int(r["out"] or 0)
-            b["bytes_in"] += int(r["in"] or 0)
-    return fill_series(buckets, every, ("bytes_out", "bytes_in"))
 
 
 def suppression_counts(store: Store) -> dict[str, int]:
@@ -276,7 +190,7 @@ def suppression_counts(store: Store) -> dict[str, int]:
 
 def sources(store: Store, reject_limit: int = 200) -> dict[str, Any]:
     """Ingested inputs (newest first) and the first bad records with where they were."""
-    inputs = [_row(r) for r in store.scan("sources").to_pylist()]
+    inputs = [plain_row(r) for r in store.scan("sources").to_pylist()]
     inputs.sort(key=lambda r: (r["ingested_at"], r["path"]), reverse=True)
     paths = {r["source_id"]: r["path"] for r in inputs}
     rejects = store.scan(

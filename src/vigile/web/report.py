@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from vigile.config import Config
 from vigile.store import Store
-from vigile.web import charts, queries
+from vigile.web import charts, hosts, queries
 from vigile.web.app import HERE, make_templates, plotly_js_path
 
 #: Findings with plots shown per host.
@@ -32,12 +32,12 @@ def _inline_script(text: str) -> Markup:
 def report_context(store: Store, config: Config, top: int) -> dict[str, Any]:
     """The data the report shows: the overview and the ``top`` hosts with plots."""
     data = queries.overview(store, config)
-    hosts = []
+    detailed = []
     for h in [h for h in data["hosts"] if h["score"] > 0][:top]:
-        detail = queries.host_detail(store, config, h["host"])
+        detail = hosts.host_detail(store, config, h["host"])
         if detail is None:
             continue
-        detail["traffic"] = json.dumps(queries.host_traffic(store, h["host"]))
+        detail["traffic"] = json.dumps(hosts.host_traffic(store, h["host"]))
         shown = [f for f in detail["findings"] if f["suppressed_by"] is None][:FINDINGS_PER_HOST]
         for f in shown:
             f["plots"] = [
@@ -45,10 +45,10 @@ def report_context(store: Store, config: Config, top: int) -> dict[str, Any]:
                 for kind in charts.chart_kinds(f)
             ]
         detail["shown"] = shown
-        hosts.append(detail)
+        detailed.append(detail)
     return {
         "data": data,
-        "hosts": hosts,
+        "hosts": detailed,
         "store": store.location,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -6,9 +6,9 @@ side of ``conn``): mail ports make a mail server, 53 a DNS server, UDP 123 an NT
 server, IPMI/RMCP, KVM or virtual-media ports a BMC, any other port answered to
 three or more distinct clients a server. Hosts in ``[network] management`` are BMCs.
 
-This is the console's own small inference so it can rank and label hosts; role
-scoring by the detectors (with peer groups) supersedes it where a detector reports a
-role in a finding's evidence (``evidence["role"]``).
+This is the console's own small inference so it can rank and label hosts; a role a
+detector reports in a finding's evidence (``evidence["role"]``) takes precedence over
+it (see :mod:`vigile.web.queries`), and the configuration over both.
 """
 
 from __future__ import annotations
