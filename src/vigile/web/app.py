@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib import import_module, resources
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
@@ -104,7 +105,7 @@ def create_app(
 
     @app.exception_handler(LoginRequiredError)
     async def to_login(request: Request, exc: LoginRequiredError) -> Response:
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
     @app.exception_handler(EntryNotFoundError)
     async def not_found(request: Request, exc: EntryNotFoundError) -> Response:
