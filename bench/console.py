@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bench.common import machine
 from vigile.config import Config
 from vigile.detect import Finding, findings_table
 from vigile.schema import CONN, TS, conform
@@ -90,6 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         build(Path(tmp) / "b.duckdb", args.rows)
+        print(f"machine: {machine()}")
         print(f"store of {args.rows:,} connections built in {time.perf_counter() - t:.1f} s")
         store = DuckDBStore(Path(tmp) / "b.duckdb", read_only=True)
         cfg = Config()
