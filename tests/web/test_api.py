@@ -6,8 +6,10 @@ tried with and without the CSRF token; wrong passwords run into the throttle.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -253,3 +255,11 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
     paths = client.get("/api/openapi.json").json()["paths"]
     assert {"/api/overview", "/api/allowlist", "/api/allowlist/{entry_id}"} <= set(paths)
     assert set(paths["/api/allowlist/{entry_id}"]) == {"put", "delete"}
+
+
+def test_openapi_doc_is_generated_from_the_app(client: TestClient) -> None:
+    from vigile.web.app import openapi_text
+
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text()
+    assert committed == openapi_text(), "docs/openapi.json is stale: run `make docs`"
+    assert json.loads(committed)["paths"] == client.get("/api/openapi.json").json()["paths"]

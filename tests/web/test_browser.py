@@ -170,6 +170,7 @@ def test_console_in_browser(browser: WebDriver, served: tuple[str, StoreFacts]) 
     )
     audit = browser.find_element(By.ID, "audit").text
     assert "allowlist.add" in audit and USER in audit
+    _shot(browser, "allowlist")
 
     browser.get(f"{base}/findings/{facts.beacon_id}")
     assert browser.find_element(By.ID, "status").text == "suppressed by console:1"

@@ -124,3 +124,21 @@ def create_app(
         return templates.TemplateResponse(request, "error.html", ctx, exc.status_code)
 
     return app
+
+
+def openapi_text() -> str:
+    """The API's OpenAPI schema as ``docs/openapi.json`` holds it (``python -m vigile.web.app``)."""
+    import json
+
+    from vigile.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(":memory:")
+    try:
+        schema = create_app(store, Config()).openapi()
+    finally:
+        store.close()
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(openapi_text(), end="")
