@@ -263,3 +263,19 @@ def test_openapi_doc_is_generated_from_the_app(client: TestClient) -> None:
     committed = (Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text()
     assert committed == openapi_text(), "docs/openapi.json is stale: run `make docs`"
     assert json.loads(committed)["paths"] == client.get("/api/openapi.json").json()["paths"]
+
+
+def test_loopback_console_refuses_foreign_host_headers(
+    console_store: DuckDBStore, config: Config
+) -> None:
+    from vigile.web.app import LOOPBACK_HOSTS
+
+    app = create_app(console_store, config, allowed_hosts=LOOPBACK_HOSTS)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/login").status_code == 200
+        assert client.get("/login", headers={"Host": "rebound.example"}).status_code == 400
+
+
+def test_static_files_may_be_cached_pages_not(client: TestClient) -> None:
+    assert client.get("/static/console.css").headers["Cache-Control"].startswith("private")
+    assert client.get("/").headers["Cache-Control"] == "no-store"

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from vigile.web.app import create_app
+        from vigile.web.app import LOOPBACK_HOSTS, create_app
         from vigile.web.auth import count_users
 
         if (tls_cert is None) != (tls_key is None):
@@ -86,7 +86,11 @@ def register(app: typer.Typer) -> None:
                 )
             allow_setup = loopback and count_users(store) == 0
             app = create_app(
-                store, cfg, secure_cookies=tls_cert is not None, allow_setup=allow_setup
+                store,
+                cfg,
+                secure_cookies=tls_cert is not None,
+                allow_setup=allow_setup,
+                allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",),
             )
             scheme = "https" if tls_cert else "http"
             shown = f"[{host}]" if ":" in host else host

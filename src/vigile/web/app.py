@@ -8,6 +8,7 @@ and the Content-Security-Policy header forbids it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module, resources
 from pathlib import Path
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from vigile import __version__
 from vigile.config import Config
@@ -74,14 +76,34 @@ async def _security_headers(request: Request, call_next: RequestResponseEndpoint
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers.setdefault("Cache-Control", "no-store")
+    # Pages hold private data: never cached. Static files (plotly.js is 4.8 MB) may be.
+    static = request.url.path.startswith("/static/")
+    response.headers["Cache-Control"] = "private, max-age=3600" if static else "no-store"
     return response
 
 
+#: Host headers accepted when the console listens on a loopback address. Refusing others
+#: stops DNS-rebinding pages from talking to the console through the user's browser.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def create_app(
-    store: Store, config: Config, *, secure_cookies: bool = False, allow_setup: bool = False
+    store: Store,
+    config: Config,
+    *,
+    secure_cookies: bool = False,
+    allow_setup: bool = False,
+    allowed_hosts: Sequence[str] = ("*",),
 ) -> FastAPI:
-    """The console over ``store``; ``allow_setup`` opens the first-account page."""
+    """The console over ``store``.
+
+    Args:
+        store: the store, opened read-write: the console writes its own state there.
+        config: the network model.
+        secure_cookies: mark cookies ``Secure`` (the console is served over TLS).
+        allow_setup: open the first-account page while no account exists.
+        allowed_hosts: Host header values accepted (``*``: any).
+    """
     app = FastAPI(
         title="vigile console API",
         version=__version__,
@@ -102,6 +124,7 @@ def create_app(
     for module in VIEWS:
         app.include_router(import_module(module).router)
     app.add_middleware(BaseHTTPMiddleware, dispatch=_security_headers)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(LoginRequiredError)
     async def to_login(request: Request, exc: LoginRequiredError) -> Response:

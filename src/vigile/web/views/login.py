@@ -22,8 +22,14 @@ router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(value: object) -> str:
+    r"""The path to go to after logging in, if it stays on this site.
+
+    >>> _safe_next("/hosts/10.0.0.1"), _safe_next("//evil.example"), _safe_next("/\\evil")
+    ('/hosts/10.0.0.1', '/', '/')
+    """
     text = str(value or "/")
-    return text if text.startswith("/") and not text.startswith("//") else "/"
+    # "//host" and "/\\host" both leave the site in browsers; only plain paths are kept.
+    return text if text.startswith("/") and not text.startswith(("//", "/\\")) else "/"
 
 
 def _form_page(request: Request, template: str, status_code: int = 200, **ctx: object) -> Response:
