@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import socket
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -14,7 +20,7 @@ from tests.web.conftest import PASSWORD, StoreFacts, build_store
 from vigile.config import Config
 from vigile.store.duckdb import DuckDBStore
 from vigile.web.app import create_app
-from vigile.web.auth import count_users
+from vigile.web.auth import count_users, verify_password
 from vigile.web.report import render_report
 
 
@@ -86,3 +92,57 @@ def test_report_is_self_contained(store_facts: StoreFacts) -> None:
     assert "<script src=" not in html and "plotly.js v" in html
     assert html.count('class="chart"') == 2 + 3 + 1  # traffic per host, beacon 3, exfil 1
     assert "Mail server 10.0.0.25 sent 1.17 GB" in html
+
+
+def _read_until(fd: int, token: bytes, seen: bytearray, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while token not in seen:
+        assert time.monotonic() < end, f"no {token!r} in {bytes(seen)!r}"
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            seen += os.read(fd, 4096)
+
+
+def _wait_echo_off(fd: int, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        assert time.monotonic() < end, "the password prompt never turned echo off"
+        time.sleep(0.05)
+
+
+def test_serve_asks_for_the_first_account_on_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    master, slave = pty.openpty()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vigile", "serve", "--db", str(db), "--port", str(port)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        for prompt, answer in (
+            (b"User name", "root-admin"),
+            (b"Password:", PASSWORD),
+            (b"confirmation:", PASSWORD),
+        ):
+            _read_until(master, prompt, seen)
+            if prompt != b"User name":
+                _wait_echo_off(master)  # getpass flushes what was typed before it hid input
+            os.write(master, answer.encode() + b"\n")
+        _read_until(master, f"http://127.0.0.1:{port}/".encode(), seen)
+        assert PASSWORD.encode() not in seen  # not echoed
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        os.close(master)
+    store = DuckDBStore(db, read_only=True)
+    try:
+        assert verify_password(store, "root-admin", PASSWORD)
+    finally:
+        store.close()
