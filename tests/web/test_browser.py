@@ -132,17 +132,24 @@ def _wait_drawn(driver: WebDriver, chart_id: str) -> None:
     assert marks > 0, f"{chart_id} has no drawn marks"
 
 
+def _log_in(driver: WebDriver, base: str, path: str) -> None:
+    """Open ``path`` logged out, log in on the page it redirects to, land on ``path``."""
+    driver.delete_all_cookies()
+    driver.get(base + path)
+    assert "/login" in driver.current_url
+    driver.find_element(By.ID, "username").send_keys(USER)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    WebDriverWait(driver, 20).until(lambda d: d.current_url == base + path)
+
+
 def _severe_logs(driver: WebDriver) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def test_console_in_browser(browser: WebDriver, served: tuple[str, StoreFacts]) -> None:
     base, facts = served
-    browser.get(base + "/")
-    assert "/login" in browser.current_url
-    browser.find_element(By.ID, "username").send_keys(USER)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    _log_in(browser, base, "/")
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "hosts")))
     _shot(browser, "overview")
 
@@ -177,6 +184,39 @@ def test_console_in_browser(browser: WebDriver, served: tuple[str, StoreFacts]) 
     browser.get(base + "/")
     row = browser.find_element(By.CSS_SELECTOR, "#hosts tbody tr").text
     assert BEACON_SRC not in row  # the suppressed beacon no longer ranks its host first
+    assert _severe_logs(browser) == []
+
+
+def test_allowlist_edit_and_remove_in_browser(
+    browser: WebDriver, served: tuple[str, StoreFacts]
+) -> None:
+    base, facts = served
+    _log_in(browser, base, f"/findings/{facts.exfil_id}")
+    browser.find_element(By.ID, "allow-link").click()
+    assert browser.find_element(By.ID, "value").get_attribute("value") == "198.51.100.77"
+    browser.find_element(By.ID, "reason").send_keys("Off-site backup target")
+    browser.find_element(By.ID, "save-entry").click()
+    row = "#entries tr[data-value='198.51.100.77/32']"
+    WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
+    browser.find_element(By.CSS_SELECTOR, f"{row} .edit-entry").click()
+    reason = browser.find_element(By.ID, "reason")
+    reason.clear()
+    reason.send_keys("Off-site backup target until the contract ends")
+    browser.find_element(By.ID, "save-entry").click()
+    WebDriverWait(browser, 20).until(
+        ec.text_to_be_present_in_element((By.ID, "audit"), "allowlist.edit")
+    )
+    assert "until the contract ends" in browser.find_element(By.CSS_SELECTOR, row).text
+
+    browser.find_element(By.CSS_SELECTOR, f"{row} .remove-entry").click()
+    WebDriverWait(browser, 10).until(ec.alert_is_present()).accept()
+    WebDriverWait(browser, 20).until(
+        ec.text_to_be_present_in_element((By.ID, "audit"), "allowlist.remove")
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, row) == []
+    browser.get(f"{base}/findings/{facts.exfil_id}")
+    assert browser.find_element(By.ID, "status").text == "active"
+    _wait_drawn(browser, "chart-series")
     assert _severe_logs(browser) == []
 
 
