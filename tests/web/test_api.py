@@ -61,6 +61,7 @@ def _urls(facts: StoreFacts) -> list[str]:
         f"/findings/{e}",
         "/allowlist",
         "/sources",
+        "/report.html",
         "/api/me",
         "/api/overview",
         "/api/hosts",
@@ -100,6 +101,9 @@ def test_every_page_and_endpoint_answers(client: TestClient, store_facts: StoreF
     assert client.get("/static/plotly.min.js").text.startswith("/**\n* plotly.js")
     assert client.get("/api/hosts/192.0.2.99").status_code == 404
     assert client.get("/findings/0000").status_code == 404
+    report = client.get("/report.html?top=1")
+    assert report.headers["Content-Disposition"].startswith("attachment;")
+    assert report.text.count('data-kind="traffic"') == 1 and "plotly.js v" in report.text
 
 
 def test_overview_ranks_hosts_and_counts(client: TestClient, store_facts: StoreFacts) -> None:
@@ -279,3 +283,18 @@ def test_loopback_console_refuses_foreign_host_headers(
 def test_static_files_may_be_cached_pages_not(client: TestClient) -> None:
     assert client.get("/static/console.css").headers["Cache-Control"].startswith("private")
     assert client.get("/").headers["Cache-Control"] == "no-store"
+
+
+def test_url_list_covers_every_route(client: TestClient, store_facts: StoreFacts) -> None:
+    """Meta-test: a new page or endpoint must join the login and answer tests above."""
+    from fastapi.routing import APIRoute
+
+    listed = {url.split("?")[0] for url in _urls(store_facts)}
+    patterns = {
+        r.path
+        for r in client.app.routes  # type: ignore[attr-defined]
+        if isinstance(r, APIRoute) and "GET" in r.methods
+    }
+    for pattern in patterns - {"/login", "/setup", "/static/plotly.min.js"}:
+        regex = re.sub(r"\{[^}]+\}", "[^/]+", pattern) + "$"
+        assert any(re.match(regex, url) for url in listed), f"{pattern} is not tested"
