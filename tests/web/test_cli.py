@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pty
 import re
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import termios
 import time
+import urllib.parse
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from tests.web.conftest import PASSWORD, StoreFacts, build_store
+from tests.conftest import require_tool
+from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
 
 from vigile.config import Config
 from vigile.store.duckdb import DuckDBStore
@@ -146,3 +150,88 @@ def test_serve_asks_for_the_first_account_on_a_terminal(tmp_path: Path) -> None:
         assert verify_password(store, "root-admin", PASSWORD)
     finally:
         store.close()
+
+
+def test_serve_over_tls_sets_secure_cookies(tmp_path: Path) -> None:
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    facts = build_store(tmp_path / "v.duckdb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vigile",
+            "serve",
+            "--db",
+            str(facts.path),
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+                conn.request("GET", "/login")
+                page = conn.getresponse()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and server.poll() is None, "no TLS server"
+                time.sleep(0.3)
+        body = page.read().decode()
+        login_cookie = page.getheader("Set-Cookie", "").split(";")[0]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', body)
+        assert token and "secure" in page.getheader("Set-Cookie", "").lower()
+        form = urllib.parse.urlencode(
+            {"username": USER, "password": PASSWORD, "csrf_token": token.group(1)}
+        )
+        headers = {"Cookie": login_cookie, "Content-Type": "application/x-www-form-urlencoded"}
+        conn.request("POST", "/login", body=form, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        session_cookie = next(
+            v for k, v in answer.getheaders() if k.lower() == "set-cookie" and "vigile_session" in v
+        )
+        assert answer.status == 303
+        assert {"secure", "httponly", "samesite=strict"} <= {
+            part.strip().lower() for part in session_cookie.split(";")
+        }
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

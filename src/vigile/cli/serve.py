@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
                 host=host,
                 port=port,
                 log_level="warning",
+                timeout_graceful_shutdown=5,  # an idle browser connection must not block a stop
                 access_log=False,
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None,
