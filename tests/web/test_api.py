@@ -199,7 +199,7 @@ def test_allowlist_suppresses_audits_and_releases(
     assert client.delete("/api/allowlist/console:2", headers=headers).status_code == 204
     assert client.get(f"/api/findings/{store_facts.exfil_id}").json()["suppressed_by"] is None
 
-    audit = client.get("/api/audit").json()
+    audit = [a for a in client.get("/api/audit").json() if a["action"].startswith("allowlist.")]
     assert [a["action"] for a in audit] == [
         "allowlist.remove",
         "allowlist.add",
@@ -225,12 +225,15 @@ def test_bad_allowlist_entries_are_refused(client: TestClient) -> None:
     assert client.delete("/api/allowlist/console:9", headers=headers).status_code == 404
 
 
-def test_wrong_password_is_throttled(anon: TestClient) -> None:
+def test_wrong_password_is_throttled(anon: TestClient, console_store: DuckDBStore) -> None:
     for _ in range(MAX_FAILURES):
         assert _login(anon, password="wrong password") == 401
     r_status = _login(anon, password=PASSWORD)
     assert r_status == 429  # even the right password waits until the window has passed
     assert _login(anon, password=PASSWORD, user="someone-else") == 429  # same client address
+    actions = console_store.scan("audit_log", ["username", "action"]).to_pylist()
+    assert actions.count({"username": USER, "action": "session.login_failed"}) == MAX_FAILURES
+    assert {"username": "someone-else", "action": "session.login_throttled"} in actions
 
 
 def test_session_cookie_flags_and_logout(anon: TestClient) -> None:
@@ -244,6 +247,9 @@ def test_session_cookie_flags_and_logout(anon: TestClient) -> None:
         anon.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
     )
     assert anon.get("/api/me").status_code == 401
+    assert _login(anon) == 303
+    actions = [a["action"] for a in anon.get("/api/audit").json()]
+    assert actions[:3] == ["session.login", "session.logout", "session.login"]
 
 
 def test_secure_cookie_over_tls(console_store: DuckDBStore, config: Config) -> None:

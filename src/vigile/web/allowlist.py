@@ -7,13 +7,13 @@ disagree. Entry semantics are in :mod:`vigile.suppression`.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from vigile.errors import ConfigError
 from vigile.store import Pred, StateWriter, Store
 from vigile.suppression import CONSOLE_PREFIX, AllowlistEntry, match_findings, normalise
+from vigile.web import audit
 from vigile.web.queries import plain
 
 
@@ -34,13 +34,6 @@ def entry_json(entry: AllowlistEntry, suppressed: int | None = None) -> dict[str
     if suppressed is not None:
         out["suppressed"] = suppressed
     return out
-
-
-def audit_log(store: Store, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest audit-log rows first."""
-    rows = store.scan("audit_log").to_pylist()
-    rows.sort(key=lambda r: r["ts"], reverse=True)
-    return [{k: plain(v) for k, v in r.items()} for r in rows[:limit]]
 
 
 def _validated(kind: str, value: str, reason: str, detector: str | None) -> dict[str, Any]:
@@ -74,20 +67,6 @@ def apply_entries(store: Store) -> None:
         _apply(store, w, list_entries(store))
 
 
-def _audit(
-    writer: StateWriter, user: str, action: str, target: str, detail: Any, client: str | None
-) -> None:
-    row = {
-        "ts": datetime.now(UTC),
-        "username": user,
-        "action": action,
-        "target": target,
-        "detail": json.dumps(detail, default=str, sort_keys=True),
-        "client": client,
-    }
-    writer.insert("audit_log", [row])
-
-
 def add_entry(
     store: Store,
     user: str,
@@ -108,7 +87,7 @@ def add_entry(
     with store.state_writer() as w:
         w.insert("allowlist_entries", [entry.__dict__])
         _apply(store, w, [*existing, entry])
-        _audit(w, user, "allowlist.add", entry.entry_id, {"after": entry_json(entry)}, client)
+        audit.write(w, user, "allowlist.add", entry.entry_id, {"after": entry_json(entry)}, client)
     return entry
 
 
@@ -148,7 +127,7 @@ def edit_entry(
             fields | {"updated_at": after.updated_at},
         )
         _apply(store, w, [after if e.entry_id == entry_id else e for e in entries])
-        _audit(w, user, "allowlist.edit", entry_id, detail, client)
+        audit.write(w, user, "allowlist.edit", entry_id, detail, client)
     return after
 
 
@@ -159,4 +138,4 @@ def remove_entry(store: Store, user: str, entry_id: str, client: str | None = No
     with store.state_writer() as w:
         w.delete("allowlist_entries", [Pred("entry_id", "=", entry_id)])
         _apply(store, w, [e for e in entries if e.entry_id != entry_id])
-        _audit(w, user, "allowlist.remove", entry_id, {"before": entry_json(before)}, client)
+        audit.write(w, user, "allowlist.remove", entry_id, {"before": entry_json(before)}, client)

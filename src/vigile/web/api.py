@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from vigile.web import allowlist, charts, hosts, queries
+from vigile.web import allowlist, audit, charts, hosts, queries
 from vigile.web.auth import Session
 from vigile.web.deps import api_csrf, api_session, get_console
 
@@ -145,9 +145,9 @@ async def remove_allowlist(
     allowlist.remove_entry(get_console(request).store, session.username, entry_id, _client(request))
 
 
-@router.get("/audit", summary="The audit log of console changes, newest first")
-async def audit(request: Request) -> list[dict[str, Any]]:
-    return allowlist.audit_log(get_console(request).store)
+@router.get("/audit", summary="The audit log (allowlist changes, log-ins), newest first")
+async def audit_log(request: Request) -> list[dict[str, Any]]:
+    return audit.entries(get_console(request).store)
 
 
 @router.get("/openapi.json", summary="This API's OpenAPI schema", include_in_schema=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from vigile.web import allowlist, queries
+from vigile.web import allowlist, audit, queries
 from vigile.web.auth import Session
 from vigile.web.deps import get_console, page_session
 from vigile.web.views import render
@@ -31,7 +31,7 @@ async def allowlist_page(
         "allowlist.html",
         session,
         entries=entries,
-        audit=allowlist.audit_log(store),
+        audit=audit.entries(store),
         detectors=detectors,
         prefill=dict(request.query_params),
     )

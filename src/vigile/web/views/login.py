@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vigile.errors import ConfigError
-from vigile.web import auth
+from vigile.web import audit, auth
 from vigile.web.deps import Console, form_csrf, get_console
 from vigile.web.views import render
 
@@ -89,20 +89,25 @@ async def login(request: Request) -> Response:
     keys = (f"user:{username}", f"client:{client}")
     wait = console.throttle.retry_after(*keys)
     if wait:
+        audit.record(console.store, username, "session.login_throttled", client=client)
         message = f"Too many failed log-ins; try again in {wait} s."
         response = _form_page(request, "login.html", 429, error=message, next=next_path)
         response.headers["Retry-After"] = str(wait)
         return response
     if not auth.verify_password(console.store, username, form.get("password", "")):
         console.throttle.failed(*keys)
+        audit.record(console.store, username, "session.login_failed", client=client)
         error = "Wrong user name or password."
         return _form_page(request, "login.html", 401, error=error, next=next_path)
     console.throttle.succeeded(*keys)
+    audit.record(console.store, username, "session.login", client=client)
     return _logged_in(request, username, next_path)
 
 
 @router.post("/logout")
-async def logout(request: Request, _: auth.Session = Depends(form_csrf)) -> Response:
+async def logout(request: Request, session: auth.Session = Depends(form_csrf)) -> Response:
+    client = request.client.host if request.client else None
+    audit.record(get_console(request).store, session.username, "session.logout", client=client)
     auth.end_session(get_console(request).store, request.cookies.get(auth.SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
