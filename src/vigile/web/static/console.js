@@ -16,7 +16,7 @@ function traffic(d) {
 
 function intervals(d) {
   return [[{ x: d.intervals, type: "histogram", name: "gaps", nbinsx: 60 }],
-    { xaxis: { title: { text: "seconds between consecutive connections" } },
+    { xaxis: { title: { text: "seconds between consecutive connections" }, rangemode: "tozero" },
       yaxis: { title: { text: "count" } } }];
 }
 
