@@ -33,6 +33,9 @@ COMMANDS = (
     "vigile.cli.hunt",
     "vigile.cli.status",
     "vigile.cli.inspect",
+    "vigile.cli.report",
+    "vigile.cli.serve",
+    "vigile.cli.user",
 )
 
 for _module in COMMANDS:
