@@ -17,7 +17,7 @@ from vigile.store.duckdb import DuckDBStore
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
-def test_group_by_time_bucket_floors_to_multiples_from_the_epoch() -> None:
+def test_time_series_floors_to_multiples_from_the_epoch() -> None:
     store = DuckDBStore(":memory:")
     times = [T0 + timedelta(minutes=m) for m in (5, 50, 70, 130)]
     batch = conform(
@@ -35,8 +35,8 @@ def test_group_by_time_bucket_floors_to_multiples_from_the_epoch() -> None:
     with store.source_writer(SourceRecord(1, "t", "h", 0, "test")) as w:
         w.append("conn", batch)
         w.finish(SourceSummary())
-    rows = store.group(
-        "conn", ["src"], [Agg("sum", "orig_ip_bytes", "b")], bucket=timedelta(hours=1)
+    rows = store.time_series(
+        "conn", timedelta(hours=1), [Agg("sum", "orig_ip_bytes", "b")], keys=["src"]
     ).to_pylist()
     got = sorted((r["src"], r["bucket"].hour, int(r["b"])) for r in rows)
     assert got == [("a", 10, 3), ("a", 11, 4), ("b", 12, 8)]

@@ -193,12 +193,12 @@ class HostFlows:
 
 def directed_flows(ctx: HuntContext, window: Window, bucket: timedelta) -> dict[str, HostFlows]:
     """Per internal host: bytes to and from external peers, by slice and by peer."""
-    t = ctx.store.group(
+    t = ctx.store.time_series(
         "conn",
-        ["src", "dst"],
+        bucket,
         [Agg("sum", "orig_ip_bytes", "ob"), Agg("sum", "resp_ip_bytes", "rb")],
         window=window,
-        bucket=bucket,
+        keys=["src", "dst"],
     )
     nets = ctx.config.network.internal
     s_in = match_networks(t.column("src"), nets)
