@@ -107,3 +107,32 @@ def test_first_day_without_history_raises_no_alarm_storm(tmp_path: Path) -> None
     assert "rare_destination" not in by_detector  # nothing can be "new" on day one
     loud = [f for f in findings if f.severity in ("high", "critical")]
     assert loud == [], [f.explanation for f in loud]
+
+
+def test_hunt_keeps_suppressions_added_in_the_console(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store, ctx = regen.prepare(tmp_path)
+    now = datetime(2024, 5, 4, tzinfo=UTC)
+    entry = {
+        "entry_id": "console:1",
+        "kind": "cidr",
+        "value": "185.220.101.7/32",
+        "detector": "threat_intel",
+        "reason": "sinkholed by our provider",
+        "created_by": "admin",
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with store.state_writer() as w:
+            w.insert("allowlist_entries", [entry])
+        findings = run_detectors(ctx, regen.DETECTORS)
+    finally:
+        store.close()
+    intel = [f for f in findings if f.detector == "threat_intel" and f.dst == "185.220.101.7"]
+    assert intel and all(f.suppressed_by == "console:1" for f in intel)
+    others = [f for f in findings if f.detector == "role_violation" and f.dst == "185.220.101.7"]
+    assert others and all(f.suppressed_by is None for f in others)
+    pair = next(f for f in findings if f.detector == "pair_score" and f.dst == "185.220.101.7")
+    assert "threat_intel" not in pair.evidence["detectors"]

@@ -11,7 +11,10 @@ Contract of an entry (:class:`AllowEntry`):
 * ``ref`` (``source#n``) names the entry stably: ``n`` is its 1-based position in
   its file, ``source`` is the file path or ``priors:<category>``;
 * ``Finding.suppressed_by`` holds :attr:`AllowEntry.label`
-  (``"<ref> <rule> (<reason>)"``); a suppressed finding is kept, not deleted.
+  (``"<ref> <rule> (<reason>)"``); a suppressed finding is kept, not deleted. Entries
+  added in the console live in the store and follow :mod:`vigile.suppression`
+  (``suppressed_by`` is then their id, ``console:<n>``); the hunt applies them after
+  the files and priors.
 
 Domain rule semantics (table-tested in ``tests/test_allowlist.py``); names are
 compared lower-case and without a trailing dot:
@@ -49,6 +52,7 @@ from vigile.detect import Finding, HuntContext
 from vigile.detect.traffic import bounds, names_by_address
 from vigile.errors import ConfigError
 from vigile.store import Window
+from vigile.suppression import AllowlistEntry, match_findings
 
 PRIORS_RESOURCE = "priors.toml"
 
@@ -270,15 +274,33 @@ def _cover_all(entries: Sequence[AllowEntry], names: frozenset[str]) -> AllowEnt
 
 
 def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
-    """The allowlist pass: mark findings an entry covers (``suppressed_by``), keep them all."""
+    """The allowlist pass: mark findings an entry covers (``suppressed_by``), keep them all.
+
+    File entries and priors come first; then the entries added in the console
+    (``allowlist_entries``, matched as :mod:`vigile.suppression` defines), so that a
+    hunt keeps the console's suppressions instead of waiting for the console to
+    re-apply them.
+    """
     base = ctx.config.path.parent if ctx.config.path else None
     allow = Allowlist.from_config(ctx.config.allowlist_files, ctx.config.section("allowlist"), base)
-    if not allow.entries:
-        return findings
-    names = names_by_address(ctx.store, Window(*bounds(ctx)))
-    for f in findings:
-        if f.suppressed_by is None:
-            entry = allow.match(f.detector, (f.src, f.dst), f.fqdn, names)
-            if entry is not None:
-                f.suppressed_by = entry.label
+    if allow.entries:
+        names = names_by_address(ctx.store, Window(*bounds(ctx)))
+        for f in findings:
+            if f.suppressed_by is None:
+                entry = allow.match(f.detector, (f.src, f.dst), f.fqdn, names)
+                if entry is not None:
+                    f.suppressed_by = entry.label
+    _apply_console_entries(ctx, findings)
     return findings
+
+
+def _apply_console_entries(ctx: HuntContext, findings: list[Finding]) -> None:
+    rows = ctx.store.scan("allowlist_entries").to_pylist()
+    if not rows:
+        return
+    open_findings = [f for f in findings if f.suppressed_by is None]
+    matches = match_findings(
+        [AllowlistEntry(**r) for r in rows], [f.to_json() for f in open_findings]
+    )
+    for f in open_findings:
+        f.suppressed_by = matches[f.id]
