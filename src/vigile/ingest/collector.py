@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.netflow import DecodeError, Flow, TemplateCache, decode_datagram
+from vigile.ingest.netflow import DecodeError, DecodeResult, Flow, TemplateCache, decode_datagram
 from vigile.schema import CONN, TS, conform
 from vigile.store import SourceRecord, SourceSummary, Store
 
@@ -112,7 +112,7 @@ class Collector:
         self.counters = Counters()
         self.session = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._batch = _Batch(1)
-        self._expected: dict[tuple[str, int, int], int] = {}
+        self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
         self._stop = threading.Event()
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=4)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer")
@@ -167,7 +167,7 @@ class Collector:
         if result.problems:
             c.malformed += 1
             batch.rejects.append((position, "; ".join(result.problems), data))
-        self._check_sequence(exporter, result.version, result.domain, result.sequence, result)
+        self._check_sequence(exporter, result)
         c.templates += result.templates
         c.options_records += result.options_records
         if result.flows:
@@ -179,17 +179,31 @@ class Collector:
             if len(batch.flows) >= self.batch_rows:
                 self._cut()
 
-    def _check_sequence(
-        self, exporter: str, version: int, domain: int, seq: int, r: object
-    ) -> None:
-        step = 1 if version == 9 else getattr(r, "data_records", 0)
-        key = (exporter, version, domain)
-        expected = self._expected.get(key)
-        if expected is not None:
-            gap = (seq - expected) & 0xFFFFFFFF
-            if 0 < gap < SEQUENCE_WINDOW:
-                self.counters.lost += gap
-        self._expected[key] = (seq + step) & 0xFFFFFFFF
+    def _check_sequence(self, exporter: str, r: DecodeResult) -> None:
+        """Count records missing by the exporter's sequence numbers.
+
+        v5 and IPFIX number data records, v9 numbers packets. RFC 7011 numbers a
+        message by the records sent before it, options records included; softflowd
+        leaves options records out and numbers a message by the records up to and
+        including it. Each of these readings is accepted; a gap under all of them
+        (the smallest) is counted as lost.
+        """
+        key = (exporter, r.version, r.domain)
+        if r.version == 9:
+            counts: tuple[int, ...] = (1,)
+        else:
+            counts = (r.data_records, r.data_records - r.options_records)
+        previous = self._expected.get(key)
+        self._expected[key] = (r.sequence, *counts)
+        if previous is None:
+            return
+        prev_seq, prev_counts = previous[0], previous[1:]
+        gaps = [(r.sequence - prev_seq - n) & 0xFFFFFFFF for n in prev_counts]
+        if r.version != 9:
+            gaps += [(r.sequence - n - prev_seq) & 0xFFFFFFFF for n in counts]
+        if 0 not in gaps:
+            gap = min(gaps)
+            self.counters.lost += gap if gap < SEQUENCE_WINDOW else 0
 
     def _tick(self, now: float) -> None:
         self.cache.expire(time.monotonic())
