@@ -37,7 +37,7 @@ def _objects(stream: IO[str]) -> Iterator[str]:
         stripped = line.strip()
         if stripped == "{":
             buf = []
-        elif stripped in ("}", "},"):
+        elif stripped in ("}", "},", "}]"):
             yield "{" + "".join(buf) + "}"
         elif stripped not in ("[", "]"):
             buf.append(line)
