@@ -25,6 +25,7 @@ Contract of :func:`decode_datagram` (and of ``v5.decode``, ``v9.decode``,
 
 from __future__ import annotations
 
+from vigile.ingest.netflow import ipfix, v5, v9
 from vigile.ingest.netflow.templates import DecodeError, DecodeResult, Flow, TemplateCache
 
 __all__ = ["DecodeError", "DecodeResult", "Flow", "TemplateCache", "decode_datagram"]
@@ -47,8 +48,6 @@ def decode_datagram(data: bytes, exporter: str, cache: TemplateCache, now: float
     ...
     vigile.ingest.netflow.templates.DecodeError: datagram of 2 bytes is too short for a header
     """
-    from vigile.ingest.netflow import ipfix, v5, v9
-
     if len(data) < 4:
         raise DecodeError(f"datagram of {len(data)} bytes is too short for a header")
     version = int.from_bytes(data[:2], "big")

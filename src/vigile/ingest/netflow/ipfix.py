@@ -102,5 +102,5 @@ def _templates(
                 element &= 0x7FFF
                 pos += 4
             fields.append((element, length, pen))
-        tmpl = Template.compile(template_id, tuple(fields), options)
+        tmpl = Template.compile_cached(template_id, tuple(fields), options)
         learn_template(cache, (exporter, domain, template_id), tmpl, result, now)

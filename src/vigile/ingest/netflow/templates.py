@@ -22,6 +22,8 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
+from vigile.ingest.netflow.compiled import Converter, build_converter
+
 #: start_us, end_us, src, src_port, dst, dst_port, proto, pkts, bytes, rev_pkts, rev_bytes
 Flow = tuple[int, int, str, int | None, str, int | None, int, int, int, int | None, int | None]
 
@@ -104,6 +106,10 @@ class Template:
     roles: dict[str, int] = field(default_factory=dict)
     address_lengths: set[int] = field(default_factory=set)
     takes: list[bool] = field(default_factory=list)
+    converter: Converter | None = None
+    converter_no_uptime: Converter | None = None
+    #: True when a value may exceed what the store holds (8-byte counters, absolute times)
+    risky: bool = False
 
     @classmethod
     def compile(
@@ -138,6 +144,28 @@ class Template:
             tmpl.roles.setdefault(role, sum(tmpl.takes) - 1)
         if not varlen and tmpl.record_len > 0:
             tmpl.struct = struct.Struct(fmt)
+            taken = [
+                (ROLES[(e, p)], n)
+                for (e, n, p), takes in zip(fields, tmpl.takes, strict=True)
+                if takes and ROLES[(e, p)] not in _ADDRESS_ROLES
+            ]
+            if all(n in _INT_CODES for _, n in taken):
+                tmpl.converter = build_converter(tmpl.roles)
+                tmpl.converter_no_uptime = build_converter(tmpl.roles, uptime=False)
+            tmpl.risky = any(n >= 8 or r.endswith("delta") for r, n in taken)
+        return tmpl
+
+    @classmethod
+    def compile_cached(
+        cls, template_id: int, fields: tuple[tuple[int, int, int], ...], options: bool = False
+    ) -> Template:
+        """:meth:`compile`, remembered: exporters resend the same templates all the time."""
+        key = (template_id, fields, options)
+        tmpl = _COMPILED.get(key)
+        if tmpl is None:
+            if len(_COMPILED) >= 4096:
+                _COMPILED.clear()
+            tmpl = _COMPILED[key] = cls.compile(template_id, fields, options)
         return tmpl
 
     def records(self, body: bytes) -> list[tuple[object, ...]]:
@@ -181,6 +209,9 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else int.from_bytes(value, "big")  # type: ignore[arg-type]
 
 
+_COMPILED: dict[tuple[int, tuple[tuple[int, int, int], ...], bool], Template] = {}
+
+
 def _address(raw: bytes) -> str:
     return socket.inet_ntoa(raw) if len(raw) == 4 else socket.inet_ntop(socket.AF_INET6, raw)
 
@@ -218,6 +249,21 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
     if i_src is None or i_dst is None:
         return
     ntoa = socket.inet_ntoa if tmpl.address_lengths == {4} else _address
+    origin = base.uptime_origin_ms
+    converter = tmpl.converter
+    if origin is None or not 0 <= origin <= _MAX_US // 1000 - (1 << 32):
+        converter, origin = tmpl.converter_no_uptime, 0
+    if converter is not None:
+        flows = converter(records, base.export_us, origin, ntoa)
+        if tmpl.risky:
+            good = [f for f in flows if _plausible(f)]
+            if len(good) < len(flows):
+                result.problems.append(
+                    f"{len(flows) - len(good)} records with impossible times or counters"
+                )
+                flows = good
+        result.flows.extend(flows)
+        return
     get = roles.get
     i_sp, i_dp, i_pr, i_icmp = get("sport"), get("dport"), get("proto"), get("icmp")
     i_pk, i_by, i_rpk, i_rby = get("pkts"), get("bytes"), get("rpkts"), get("rbytes")
@@ -253,6 +299,14 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
         append(flow)
     if implausible:
         result.problems.append(f"{implausible} records with impossible times or counters")
+
+
+def _plausible(f: Flow) -> bool:
+    return (
+        0 <= f[0] <= _MAX_US
+        and 0 <= f[1] <= _MAX_US
+        and max(f[7], f[8], f[9] or 0, f[10] or 0) <= _MAX_COUNT
+    )
 
 
 def decode_data_set(

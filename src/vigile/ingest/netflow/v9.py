@@ -84,7 +84,7 @@ def _templates(
             raise DecodeError(f"template id {template_id} is reserved")
         fields = _fields(body, pos + 4, count, template_id)
         pos += 4 + 4 * count
-        tmpl = Template.compile(template_id, tuple(fields))
+        tmpl = Template.compile_cached(template_id, tuple(fields))
         learn_template(cache, (exporter, source_id, template_id), tmpl, result, now)
 
 
@@ -107,5 +107,5 @@ def _options_template(
             break  # the rest is padding
         fields = _fields(body, pos + 6, count, template_id)
         pos += 6 + 4 * count
-        tmpl = Template.compile(template_id, tuple(fields), options=True)
+        tmpl = Template.compile_cached(template_id, tuple(fields), options=True)
         learn_template(cache, (exporter, source_id, template_id), tmpl, result, now)
