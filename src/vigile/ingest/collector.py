@@ -35,7 +35,15 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.netflow import DecodeError, DecodeResult, Flow, TemplateCache, decode_datagram
+from vigile.ingest.netflow import (
+    DecodeError,
+    DecodeResult,
+    Flow,
+    TemplateCache,
+    address_text,
+    decode_datagram,
+)
+from vigile.ingest.netflow.templates import Address
 from vigile.schema import CONN, TS, conform
 from vigile.store import SourceRecord, SourceSummary, Store
 
@@ -280,11 +288,11 @@ def flows_to_conn(
         CONN,
         {
             "ts": start.cast(TS),
-            "src": pa.array(cols[2], pa.string()),
+            "src": addresses_text(cols[2]),
             "src_port": pa.array(cols[3], pa.int32()),
-            "dst": pa.array(cols[4], pa.string()),
+            "dst": addresses_text(cols[4]),
             "dst_port": pa.array(cols[5], pa.int32()),
-            "proto": pa.array([PROTO_NAMES.get(p) or str(p) for p in cols[6]], pa.string()),
+            "proto": proto_names(pa.array(cols[6], pa.int32())),
             "duration": duration,
             "orig_pkts": pa.array(cols[7], pa.int64()),
             "orig_ip_bytes": pa.array(cols[8], pa.int64()),
@@ -297,6 +305,27 @@ def flows_to_conn(
         },
         n,
     )
+
+
+def addresses_text(values: tuple[Address, ...]) -> pa.Array:
+    """Flow addresses as text: IPv4 integers are formatted in bulk by Arrow."""
+    try:
+        ints = pa.array(values, pa.uint32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([address_text(v) for v in values], pa.string())
+    octets = [
+        pc.cast(pc.bit_wise_and(pc.shift_right(ints, shift), 255), pa.string())
+        for shift in (24, 16, 8, 0)
+    ]
+    return pc.binary_join_element_wise(*octets, ".")
+
+
+def proto_names(numbers: pa.Array) -> pa.Array:
+    """Protocol numbers as conn names (tcp, udp, icmp, icmp6, else the number)."""
+    names = pc.cast(numbers, pa.string())
+    for number, name in PROTO_NAMES.items():
+        names = pc.if_else(pc.equal(numbers, number), name, names)
+    return names
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:

@@ -20,15 +20,29 @@ Contract of :func:`decode_datagram` (and of ``v5.decode``, ``v9.decode``,
   count and age) and decoded when the template arrives; sets that expire or are
   evicted unread are counted by the cache as ``unknown_template``.
 * Each flow is a :data:`Flow` tuple; timestamps are Unix microseconds, derived
-  from the export header and the exporter's uptime as the RFCs prescribe.
+  from the export header and the exporter's uptime as the RFCs prescribe; IPv4
+  addresses are 32-bit integers, IPv6 addresses text (:func:`address_text`).
 """
 
 from __future__ import annotations
 
 from vigile.ingest.netflow import ipfix, v5, v9
-from vigile.ingest.netflow.templates import DecodeError, DecodeResult, Flow, TemplateCache
+from vigile.ingest.netflow.templates import (
+    DecodeError,
+    DecodeResult,
+    Flow,
+    TemplateCache,
+    address_text,
+)
 
-__all__ = ["DecodeError", "DecodeResult", "Flow", "TemplateCache", "decode_datagram"]
+__all__ = [
+    "DecodeError",
+    "DecodeResult",
+    "Flow",
+    "TemplateCache",
+    "address_text",
+    "decode_datagram",
+]
 
 
 def decode_datagram(data: bytes, exporter: str, cache: TemplateCache, now: float) -> DecodeResult:

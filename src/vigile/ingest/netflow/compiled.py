@@ -10,7 +10,7 @@ indices) go into the generated source, never bytes from the network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 NTP_EPOCH_OFFSET = 2_208_988_800
@@ -34,15 +34,17 @@ def _time(roles: dict[str, int], prefix: str, uptime: bool) -> str:
     return "export_us"
 
 
-def build_converter(roles: dict[str, int], uptime: bool = True) -> Converter | None:
+def build_converter(
+    roles: dict[str, int], v6_roles: Collection[str] = (), uptime: bool = True
+) -> Converter | None:
     """Source and compile the converter for a template whose role values are all ints.
 
     With ``uptime`` false, uptime-relative times are replaced by the export time (for
     an IPFIX exporter whose system init time is not known yet).
 
     >>> conv = build_converter({"src": 0, "dst": 1, "pkts": 2, "bytes": 3, "start_s": 4})
-    >>> conv([(b"\\x0a\\x00\\x00\\x01", b"\\x0a\\x00\\x00\\x02", 3, 180, 1)], 0, 0, bytes.hex)
-    [(1000000, 0, '0a000001', None, '0a000002', None, 0, 3, 180, None, None)]
+    >>> conv([(167772161, 167772162, 3, 180, 1)], 0, 0, str)
+    [(1000000, 0, 167772161, None, 167772162, None, 0, 3, 180, None, None)]
     """
     if "src" not in roles or "dst" not in roles:
         return None
@@ -60,9 +62,9 @@ def build_converter(roles: dict[str, int], uptime: bool = True) -> Converter | N
     parts = [
         _time(roles, "start_", uptime),
         _time(roles, "end_", uptime),
-        f"ntoa(r[{roles['src']}])",
+        f"ntop6(r[{roles['src']}])" if "src" in v6_roles else f"r[{roles['src']}]",
         sport,
-        f"ntoa(r[{roles['dst']}])",
+        f"ntop6(r[{roles['dst']}])" if "dst" in v6_roles else f"r[{roles['dst']}]",
         dport,
         proto,
         val("pkts", "0"),
@@ -71,7 +73,7 @@ def build_converter(roles: dict[str, int], uptime: bool = True) -> Converter | N
         val("rbytes", "None"),
     ]
     source = (
-        "def convert(records, export_us, origin_ms, ntoa):\n"
+        "def convert(records, export_us, origin_ms, ntop6):\n"
         f"    return [({', '.join(parts)}) for r in records]\n"
     )
     namespace: dict[str, Any] = {}
