@@ -50,12 +50,13 @@ RATES = [25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000]
 DATAGRAMS, FLOWS, DROPPED, LOST, MALFORMED, ROWS, RSS_KB, CPU_MS = range(8)
 
 
-def collector_main(port: Any, shared: Any, stop: Any, db: str) -> None:
+def collector_main(port: Any, shared: Any, stop: Any, db: str, rcvbuf: int | None) -> None:
     from vigile.ingest.collector import Collector
     from vigile.store.duckdb import DuckDBStore
 
     store = DuckDBStore(db)
-    collector = Collector(store, "127.0.0.1", 0)
+    kwargs = {} if rcvbuf is None else {"receive_buffer": rcvbuf}
+    collector = Collector(store, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
     port.value = collector.port
 
     def publish(c: Any) -> None:
@@ -123,82 +124,93 @@ def send_step(
     return sent, seq
 
 
-def wait_drained(shared: Any, expected: int, timeout: float = 10.0) -> float:
-    """Wait until every datagram is accounted for (received or dropped) or nothing moves."""
+def wait_drained(shared: Any, expected: int, timeout: float) -> float:
+    """Wait until every datagram is accounted for (received or dropped), or ``timeout``."""
     start = time.perf_counter()
-    last, still = -1, time.perf_counter()
     while time.perf_counter() - start < timeout:
-        seen = shared[DATAGRAMS] + shared[DROPPED]
-        if seen >= expected:
-            break
-        if seen != last:
-            last, still = seen, time.perf_counter()
-        elif time.perf_counter() - still > 1.0:
+        if shared[DATAGRAMS] + shared[DROPPED] >= expected:
             break
         time.sleep(0.02)
     return time.perf_counter() - start
 
 
-def report_step(rate: int, sent: int, got: int, drops: int, lost: int, drain: float) -> None:
-    print(f"{rate:>12,} | {sent:>14,} | {got:>8,} | {drops:>12,} | {lost:>21,} | {drain:.2f}")
-    if got < sent:
-        # Loss must be counted exactly: the kernel's count of dropped datagrams equals what
-        # did not arrive. Sequence numbers see a gap only once a later datagram arrives.
-        exact = "exact" if drops == sent - got else "MISMATCH"
+class Phase:
+    """One collector process and a generator stepping through rates."""
+
+    def __init__(self, tmp: str, rcvbuf: int | None) -> None:
+        ctx = mp.get_context("spawn")
+        self.port, self.shared, self.stop = ctx.Value("i", 0), ctx.Array("q", 8), ctx.Event()
+        db = str(Path(tmp) / f"b{rcvbuf}.duckdb")
+        args = (self.port, self.shared, self.stop, db, rcvbuf)
+        self.proc = ctx.Process(target=collector_main, args=args)
+        self.proc.start()
+        while self.port.value == 0:
+            time.sleep(0.01)
+        self.messages = build_messages()
+        self.seq = self.total = 0
+
+    def step(self, rate: int, seconds: float, wait: float) -> tuple[int, int, int, float]:
+        """Send one step; returns (sent, received, kernel drops, drain seconds)."""
+        s = self.shared
+        before = (s[DATAGRAMS], s[DROPPED], s[LOST])
+        sent, self.seq = send_step(self.port.value, rate, seconds, self.seq, self.messages)
+        self.total += sent
+        drain = wait_drained(s, self.total, wait)
+        got, drops = s[DATAGRAMS] - before[0], s[DROPPED] - before[1]
+        lost = s[LOST] - before[2]
+        print(f"{rate:>12,} | {sent:>14,} | {got:>8,} | {drops:>12,} | {lost:>13,} | {drain:.2f}")
+        return sent, got, drops, drain
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.proc.join(timeout=60)
+        s = self.shared
+        cpu = s[CPU_MS] / 1000
         print(
-            f"    missing {sent - got:,} datagrams = {(sent - got) * RECORDS:,} flows; kernel "
-            f"drop counter {drops:,} ({exact}); sequence gaps seen so far {lost:,} flows"
+            f"    stored {s[ROWS]:,} of {s[FLOWS]:,} flows received; malformed {s[MALFORMED]}; "
+            f"peak RSS {s[RSS_KB] / 1024:.0f} MB; CPU {cpu:.1f} s = "
+            f"{s[FLOWS] / max(cpu, 1e-3):,.0f} flows per CPU second"
         )
+
+
+HEAD = "rate flows/s | sent datagrams | received | kernel drops | seq. gaps (flows) | drain s"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--step-seconds", type=float, default=4.0)
-    ap.add_argument("--max-seconds", type=float, default=55.0)
+    ap.add_argument("--step-seconds", type=float, default=3.0)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
-    port, shared, stop = ctx.Value("i", 0), ctx.Array("q", 8), ctx.Event()
     began = time.perf_counter()
+    deadline = began + 55
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "b.duckdb")
-        proc = ctx.Process(target=collector_main, args=(port, shared, stop, db))
-        proc.start()
-        while port.value == 0:
-            time.sleep(0.01)
-        messages = build_messages()
-        seq, total_sent, best = 0, 0, 0
-        print(
-            "rate flows/s | sent datagrams | received | kernel drops | sequence gaps (flows) "
-            "| drain s"
-        )
+        # Phase 1: the default socket buffer. A rate is sustained when every datagram
+        # arrives and the backlog is gone within 1 s of the sender stopping.
+        print("phase 1: default receive buffer (64 MiB requested)\n" + HEAD)
+        phase, best, top = Phase(tmp, None), 0, 0
         for rate in RATES:
-            if time.perf_counter() - began + args.step_seconds + 3 > args.max_seconds:
+            if time.perf_counter() + args.step_seconds + 8 > deadline - 15:
                 break
-            before = (shared[DATAGRAMS], shared[DROPPED], shared[LOST])
-            sent, seq = send_step(port.value, rate, args.step_seconds, seq, messages)
-            total_sent += sent
-            drain = wait_drained(shared, total_sent)
-            got = shared[DATAGRAMS] - before[0]
-            drops, lost = shared[DROPPED] - before[1], shared[LOST] - before[2]
-            report_step(rate, sent, got, drops, lost, drain)
-            if got < sent:
+            sent, got, drops, drain = phase.step(rate, args.step_seconds, 6.0)
+            top = rate
+            if got < sent or drain >= 1.0:
                 break
             best = rate
-        stop.set()
-        proc.join(timeout=60)
-    cpu = shared[CPU_MS] / 1000
-    print(f"highest zero-loss rate: {best:,} flows/s")
+        phase.finish()
+        # Phase 2: a 1 MiB buffer at twice the top rate, so the kernel must drop: the
+        # collector's drop counter has to equal exactly what did not arrive.
+        print("phase 2: 1 MiB receive buffer, overload\n" + HEAD)
+        phase = Phase(tmp, 1 << 20)
+        remaining = max(deadline - time.perf_counter() - args.step_seconds - 2, 2.0)
+        sent, got, drops, _ = phase.step(2 * max(top, 50_000), args.step_seconds, remaining)
+        phase.finish()
+    verdict = "exact" if drops == sent - got else f"MISMATCH (missing {sent - got:,})"
+    print(f"highest sustained zero-loss rate: {best:,} flows/s")
     print(
-        f"rows stored {shared[ROWS]:,} of {shared[FLOWS]:,} flows received; malformed "
-        f"{shared[MALFORMED]}; collector peak RSS {shared[RSS_KB] / 1024:.0f} MB"
+        f"overload: {sent - got:,} datagrams ({(sent - got) * RECORDS:,} flows) not received, "
+        f"kernel drop counter {drops:,}: {verdict}"
     )
-    print(
-        f"collector CPU {cpu:.1f} s for {shared[FLOWS]:,} flows = "
-        f"{shared[FLOWS] / max(cpu, 1e-3):,.0f} flows per CPU second; "
-        f"wall {time.perf_counter() - began:.1f} s; load average after: "
-        f"{os.getloadavg()[0]:.1f}"
-    )
+    print(f"wall {time.perf_counter() - began:.1f} s; load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

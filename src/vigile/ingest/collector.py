@@ -26,6 +26,7 @@ import hashlib
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -107,10 +108,11 @@ class Collector:
         batch_rows: int = 50_000,
         batch_seconds: float = 5.0,
         cache: TemplateCache | None = None,
+        receive_buffer: int = RECV_BUFFER,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        _grow_receive_buffer(self.sock)
+        _grow_receive_buffer(self.sock, receive_buffer)
         self.sock.bind((host, port))
         self.sock.settimeout(0.1)
         self.host, self.port = host, self.sock.getsockname()[1]
@@ -328,16 +330,17 @@ def proto_names(numbers: pa.Array) -> pa.Array:
     return names
 
 
-def _grow_receive_buffer(sock: socket.socket) -> None:
+def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
     """Ask for a large socket buffer (SO_RCVBUFFORCE passes rmem_max when privileged)."""
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    # Python does not export SO_RCVBUFFORCE; 33 is its value in Linux <asm-generic/socket.h>.
+    force = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
     try:
         if force is not None:
-            sock.setsockopt(socket.SOL_SOCKET, force, RECV_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
             return
     except OSError:
         pass
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def socket_drops(sock: socket.socket) -> int | None:
