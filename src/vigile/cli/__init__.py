@@ -33,6 +33,7 @@ COMMANDS = (
     "vigile.cli.collect",
     "vigile.cli.hunt",
     "vigile.cli.status",
+    "vigile.cli.inspect",
 )
 
 for _module in COMMANDS:
