@@ -1,7 +1,7 @@
 """NetFlow v5, v9 and IPFIX decoding: bytes of one export datagram in, flows out.
 
 The decoders are plain functions over bytes; the only state they touch is the
-:class:`~vigile.ingest.netflow.templates.TemplateCache` passed in (templates and
+:class:`~vigile.ingest.netflow.cache.TemplateCache` passed in (templates and
 options per exporter and observation domain, data sets parked until their
 template arrives). Nothing here does I/O, so the same code serves the live UDP
 collector (:mod:`vigile.ingest.collector`) and the fuzz tests.
@@ -27,13 +27,8 @@ Contract of :func:`decode_datagram` (and of ``v5.decode``, ``v9.decode``,
 from __future__ import annotations
 
 from vigile.ingest.netflow import ipfix, v5, v9
-from vigile.ingest.netflow.templates import (
-    DecodeError,
-    DecodeResult,
-    Flow,
-    TemplateCache,
-    address_text,
-)
+from vigile.ingest.netflow.cache import TemplateCache
+from vigile.ingest.netflow.templates import DecodeError, DecodeResult, Flow, address_text
 
 __all__ = [
     "DecodeError",

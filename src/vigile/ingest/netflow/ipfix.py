@@ -6,15 +6,9 @@ from __future__ import annotations
 
 import struct
 
-from vigile.ingest.netflow.templates import (
-    DecodeError,
-    DecodeResult,
-    Template,
-    TemplateCache,
-    TimeBase,
-    decode_data_set,
-    learn_template,
-)
+from vigile.ingest.netflow.cache import TemplateCache
+from vigile.ingest.netflow.records import decode_data_set, learn_template
+from vigile.ingest.netflow.templates import DecodeError, DecodeResult, Template, TimeBase
 
 HEADER = struct.Struct("!HHIII")  # version, length, export time, sequence, domain
 SET_HEADER = struct.Struct("!HH")
