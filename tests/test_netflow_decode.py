@@ -16,6 +16,7 @@ from vigile.ingest.netflow import (
     ipfix,
     v9,
 )
+from vigile.ingest.netflow.columns import flows_to_conn
 
 EXPORTER = "192.0.2.10"
 #: sourceIPv4Address, destinationIPv4Address, ports, protocol, octets, packets,
@@ -225,6 +226,26 @@ def test_fuzz_templates_with_random_data(fields, data, options) -> None:  # type
     else:
         tset = (2, template(300, fields))
     msg = ipfix_msg([tset, (300, data)])
-    r = decode(msg, cache)
-    for flow in r.flows:
-        assert flow[0] >= 0 and flow[7] >= 0
+    r = decode_datagram(msg, EXPORTER, cache, 0.0)
+    if r.flows:  # whatever was decoded must fit the conn table
+        n = len(r.flows)
+        assert flows_to_conn(r.flows, [EXPORTER] * n, [1] * n, 1).num_rows == n
+
+
+def test_values_that_do_not_fit_the_store_are_problems() -> None:
+    """A 4-byte port of 70,000 and a 1-byte-short NTP time cannot be stored: counted."""
+    fields = [(8, 4), (12, 4), (7, 4), (11, 2), (4, 1), (2, 4), (1, 4), (154, 4)]
+    ok = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack("!IHBIII", 80, 443, 6, 1, 60, 0)
+    bad_port = bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack("!IHBIII", 70_000, 443, 6, 1, 60, 0)
+    cache = TemplateCache()
+    r = decode_datagram(
+        ipfix_msg([(2, template(300, fields)), (300, ok + bad_port)]), EXPORTER, cache, 0.0
+    )
+    assert r.flows == [] and r.problems == ["2 records with impossible times or counters"]
+    fields[-1] = (150, 4)  # flowStartSeconds: fine
+    cache = TemplateCache()
+    r = decode_datagram(
+        ipfix_msg([(2, template(300, fields)), (300, ok + bad_port)]), EXPORTER, cache, 0.0
+    )
+    assert [f[3] for f in r.flows] == [80] and len(r.problems) == 1
+    assert flows_to_conn(r.flows, [EXPORTER], [1], 1).num_rows == 1

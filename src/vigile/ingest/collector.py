@@ -170,6 +170,10 @@ class Collector:
             c.malformed += 1
             batch.rejects.append((position, str(e), data))
             return
+        except Exception as e:  # a decoder bug must not stop collection: keep the datagram
+            c.malformed += 1
+            batch.rejects.append((position, f"decoder error {type(e).__name__}: {e}", data))
+            return
         if result.problems:
             c.malformed += 1
             batch.rejects.append((position, "; ".join(result.problems), data))

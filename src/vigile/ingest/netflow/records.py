@@ -87,11 +87,7 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
             _int(rec[i_rpk]) if i_rpk is not None else None,
             _int(rec[i_rby]) if i_rby is not None else None,
         )
-        if (
-            not (0 <= flow[0] <= _MAX_US and 0 <= flow[1] <= _MAX_US)
-            or max(flow[7], flow[8], flow[9] or 0, flow[10] or 0, sport or 0, dport or 0)
-            > _MAX_COUNT
-        ):
+        if not _plausible(flow):
             implausible += 1
             continue
         append(flow)
@@ -100,10 +96,14 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
 
 
 def _plausible(f: Flow) -> bool:
+    """Times within years 1970-9999, counters below 2**63, ports and protocol in range."""
     return (
         0 <= f[0] <= _MAX_US
         and 0 <= f[1] <= _MAX_US
         and max(f[7], f[8], f[9] or 0, f[10] or 0) <= _MAX_COUNT
+        and (f[3] or 0) <= 0xFFFF
+        and (f[5] or 0) <= 0xFFFF
+        and f[6] <= 0xFF
     )
 
 

@@ -157,7 +157,13 @@ class Template:
             if all(n in _INT_CODES for _, n in taken):
                 tmpl.converter = build_converter(tmpl.roles, tmpl.v6_roles)
                 tmpl.converter_no_uptime = build_converter(tmpl.roles, tmpl.v6_roles, False)
-            tmpl.risky = any(n >= 8 or r.endswith("delta") for r, n in taken)
+            tmpl.risky = any(
+                n >= 8
+                or r.endswith(("delta", "ntp"))
+                or (r in ("sport", "dport", "icmp") and n > 2)
+                or (r == "proto" and n > 1)
+                for r, n in taken
+            )
         return tmpl
 
     @classmethod
