@@ -9,7 +9,7 @@ Storage contract:
   ``batch_seconds`` have passed. Each batch is one input in ``sources`` (one
   store transaction: all its rows or none), so a crash loses at most the batch
   being filled and never half a batch.
-* A batch's ``sha256`` hashes its datagrams (exporter address and bytes), so
+* A batch's ``sha256`` hashes its datagrams (exporter address, port and bytes), so
   committing the same batch twice, e.g. a retry, adds nothing.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
@@ -148,7 +148,7 @@ class Collector:
             except InterruptedError:
                 continue
             if data:
-                self.handle(data, peer[0])
+                self.handle(data, peer[0], peer[1])
             now = time.monotonic()
             if now >= next_tick:
                 self._tick(now)
@@ -157,15 +157,21 @@ class Collector:
             if self._error is not None:
                 raise self._error
 
-    def handle(self, data: bytes, exporter: str) -> None:
-        """Decode one datagram into the current batch."""
+    def handle(self, data: bytes, exporter: str, port: int = 0) -> None:
+        """Decode one datagram from ``exporter`` (address) and its source ``port``.
+
+        Templates and sequence numbers belong to the transport session, the exporter's
+        address and port (RFC 7011 §8.4): an exporter that restarts on a new port starts
+        afresh. The sensor recorded is the address alone.
+        """
+        session = f"{exporter}:{port}"
         c, batch = self.counters, self._batch
         c.datagrams += 1
         position = c.datagrams
-        batch.digest.update(exporter.encode() + len(data).to_bytes(4, "big") + data)
+        batch.digest.update(session.encode() + len(data).to_bytes(4, "big") + data)
         batch.size += len(data)
         try:
-            result = decode_datagram(data, exporter, self.cache, time.monotonic())
+            result = decode_datagram(data, session, self.cache, time.monotonic())
         except DecodeError as e:
             c.malformed += 1
             batch.rejects.append((position, str(e), data))
@@ -177,7 +183,7 @@ class Collector:
         if result.problems:
             c.malformed += 1
             batch.rejects.append((position, "; ".join(result.problems), data))
-        self._check_sequence(exporter, result)
+        self._check_sequence(session, result)
         c.templates += result.templates
         c.options_records += result.options_records
         if result.flows:
@@ -189,7 +195,7 @@ class Collector:
             if len(batch.flows) >= self.batch_rows:
                 self._cut()
 
-    def _check_sequence(self, exporter: str, r: DecodeResult) -> None:
+    def _check_sequence(self, session: str, r: DecodeResult) -> None:
         """Count records missing by the exporter's sequence numbers.
 
         v5 and IPFIX number data records, v9 numbers packets. RFC 7011 numbers a
@@ -198,7 +204,7 @@ class Collector:
         including it. Each of these readings is accepted; a gap under all of them
         (the smallest) is counted as lost.
         """
-        key = (exporter, r.version, r.domain)
+        key = (session, r.version, r.domain)
         if r.version == 9:
             counts: tuple[int, ...] = (1,)
         else:
