@@ -118,3 +118,17 @@ def test_cli_refuses_public_address_without_flag() -> None:
     )
     assert proc.returncode == 2
     assert "--allow-remote" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_templates_belong_to_the_transport_session(tmp_path: Path) -> None:
+    """Data from another source port than its template's waits, then counts as unknown."""
+    tmpl = ipfix_msg([(2, template(300, FIELDS))], seq=0)
+    data = ipfix_msg([(300, record("10.0.0.1", "10.0.0.2", 1, 100))], seq=0)
+    with RunningCollector(tmp_path / "v.duckdb") as run:
+        _send(run.collector.port, [tmpl])
+        _send(run.collector.port, [data])  # a new socket: another source port
+        both = ipfix_msg([(2, template(300, FIELDS)), (300, record("10.0.0.3", "10.0.0.4", 2, 2))])
+        _send(run.collector.port, [both])  # template and data in one session: decoded
+        run.wait_for(3)
+    assert (run.counters.flows, run.counters.unknown_template) == (1, 1)
+    run.store.close()
