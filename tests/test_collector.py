@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tests.netflow_peers import RunningCollector, free_udp_port
 from tests.test_netflow_decode import FIELDS, ipfix_msg, record, template
 
@@ -77,7 +78,8 @@ def test_same_batch_twice_adds_nothing(tmp_path: Path) -> None:
     run.store.close()
 
 
-def test_cli_sigterm_writes_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_signal_writes_everything(tmp_path: Path, sig: signal.Signals) -> None:
     port = free_udp_port()
     db = tmp_path / "v.duckdb"
     cmd = [
@@ -100,7 +102,7 @@ def test_cli_sigterm_writes_everything(tmp_path: Path) -> None:
         _send(port, [_flows_msg(i * 20, 20, i * 20) for i in range(5)])
         time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     counters = json.loads(out)
