@@ -11,7 +11,7 @@ import typer
 
 from vigile.cli.output import err_console
 from vigile.errors import ConfigError
-from vigile.simulate import SimulationSpec, Simulation, Writer, write_run
+from vigile.simulate import Simulation, SimulationSpec, Writer, write_run
 from vigile.simulate.scenarios import DEFAULT_SCENARIOS, SCENARIOS, parse_scenario
 from vigile.simulate.writers.parquet import ParquetWriter
 from vigile.simulate.writers.zeek import ZeekWriter
@@ -26,13 +26,16 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 7,
         days: Annotated[float, typer.Option("--days", help="Days of traffic to make.")] = 3.0,
         hosts: Annotated[
-            int, typer.Option("--hosts", help="Desktops in the office (servers, BMCs and "
-                              "printers come on top).")
+            int,
+            typer.Option(
+                "--hosts", help="Desktops in the office (servers, BMCs and printers come on top)."
+            ),
         ] = 40,
         scenario: Annotated[
             list[str] | None,
             typer.Option(
-                "--scenario", "-s",
+                "--scenario",
+                "-s",
                 help="Attack to hide, as NAME or NAME:key=value,...; repeat for several. "
                 f"Names: {', '.join(SCENARIOS)}, or 'all', or 'none' for benign traffic only. "
                 f"Default: {', '.join(DEFAULT_SCENARIOS)}.",
@@ -40,12 +43,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
         fmt: Annotated[
             list[str] | None,
-            typer.Option("--format", "-f", help="Output: zeek (TSV logs) and/or parquet "
-                         "(vigile's schema). Repeatable. Default: zeek."),
+            typer.Option(
+                "--format",
+                "-f",
+                help="Output: zeek (TSV logs) and/or parquet "
+                "(vigile's schema). Repeatable. Default: zeek.",
+            ),
         ] = None,
         rotate: Annotated[
-            bool, typer.Option("--rotate", help="Hourly, gzipped Zeek logs in one folder per "
-                               "day, as a Zeek cluster archives them.")
+            bool,
+            typer.Option(
+                "--rotate",
+                help="Hourly, gzipped Zeek logs in one folder per "
+                "day, as a Zeek cluster archives them.",
+            ),
         ] = False,
         start: Annotated[
             str, typer.Option("--start", help="First day (UTC date, YYYY-MM-DD).")
@@ -61,8 +72,12 @@ def register(app: typer.Typer) -> None:
         Deterministic: the same options give the same files. See docs/simulate.md.
         """
         spec = SimulationSpec(
-            seed=seed, days=days, workstations=hosts, start=_parse_start(start),
-            scenarios=[parse_scenario(s) for s in _scenario_names(scenario)], activity=activity,
+            seed=seed,
+            days=days,
+            workstations=hosts,
+            start=_parse_start(start),
+            scenarios=[parse_scenario(s) for s in _scenario_names(scenario)],
+            activity=activity,
         )
         formats = fmt or ["zeek"]
         unknown = sorted(set(formats) - set(FORMATS))

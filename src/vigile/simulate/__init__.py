@@ -30,6 +30,9 @@ from vigile.simulate.truth import write_truth
 from vigile.simulate.writers.columns import zeek_uids
 
 HOUR = 3600.0
+#: Connections one desktop (with its share of server traffic) makes on a weekday, measured
+#: on seed 7; used to size runs by connection count (``workstations_for``).
+CONNECTIONS_PER_DESK_DAY = 2000
 #: A Monday, so the first day is a working day.
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -93,8 +96,13 @@ class Simulation:
         t0 = self.start + hour * HOUR
         t1 = min(t0 + HOUR, self.end)
         parts = [
-            gen(self.office, np.random.default_rng([self.spec.seed, 2, hour, i]), t0, t1,
-                self.spec.activity)
+            gen(
+                self.office,
+                np.random.default_rng([self.spec.seed, 2, hour, i]),
+                t0,
+                t1,
+                self.spec.activity,
+            )
             for i, gen in enumerate(BENIGN)
         ]
         lo, hi = np.searchsorted(self.attacks.ts, [t0, t1])
@@ -129,6 +137,15 @@ class Simulation:
         }
 
 
+def workstations_for(connections: int, days: float = 1.0) -> int:
+    """Desktops needed for about ``connections`` connections in ``days`` weekdays.
+
+    >>> workstations_for(10_000_000)
+    5000
+    """
+    return max(1, min(65000, round(connections / (CONNECTIONS_PER_DESK_DAY * days))))
+
+
 def write_run(sim: Simulation, out: Path, writers: Sequence[Writer]) -> dict[str, int]:
     """Generate every hour into ``writers``, then the network model and ground truth.
 
@@ -149,4 +166,4 @@ def write_run(sim: Simulation, out: Path, writers: Sequence[Writer]) -> dict[str
     return {"conn": total}
 
 
-__all__ = ["Simulation", "SimulationSpec", "Truth", "write_run"]
+__all__ = ["Simulation", "SimulationSpec", "Truth", "workstations_for", "write_run"]

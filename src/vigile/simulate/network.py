@@ -36,15 +36,36 @@ SERVERS = (
 
 #: Sites people visit, most popular first (browsing follows a Zipf law over them).
 POPULAR_SITES = (
-    "www.google.com", "www.youtube.com", "www.microsoft.com", "www.office.com",
-    "login.microsoftonline.com", "www.wikipedia.org", "github.com", "www.linkedin.com",
-    "www.bbc.co.uk", "www.amazon.com", "www.reddit.com", "stackoverflow.com",
-    "www.nytimes.com", "www.theguardian.com", "news.ycombinator.com", "www.apple.com",
-    "docs.python.org", "www.zoom.us", "www.dropbox.com", "www.salesforce.com",
+    "www.google.com",
+    "www.youtube.com",
+    "www.microsoft.com",
+    "www.office.com",
+    "login.microsoftonline.com",
+    "www.wikipedia.org",
+    "github.com",
+    "www.linkedin.com",
+    "www.bbc.co.uk",
+    "www.amazon.com",
+    "www.reddit.com",
+    "stackoverflow.com",
+    "www.nytimes.com",
+    "www.theguardian.com",
+    "news.ycombinator.com",
+    "www.apple.com",
+    "docs.python.org",
+    "www.zoom.us",
+    "www.dropbox.com",
+    "www.salesforce.com",
 )
 CDN_NAMES = (
-    "fonts.gstatic.com", "ajax.googleapis.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com",
-    "static.xx.fbcdn.net", "i.ytimg.com", "upload.wikimedia.org", "a.akamaihd.net",
+    "fonts.gstatic.com",
+    "ajax.googleapis.com",
+    "cdn.jsdelivr.net",
+    "cdnjs.cloudflare.com",
+    "static.xx.fbcdn.net",
+    "i.ytimg.com",
+    "upload.wikimedia.org",
+    "a.akamaihd.net",
 )
 #: Services machines call on their own: (name, port, protocol, period s, spread).
 MACHINE_SERVICES = (
@@ -61,8 +82,26 @@ SERVER_SERVICES = (
 UPSTREAM_DNS = ("9.9.9.9", "149.112.112.112")
 NTP_POOL = ("162.159.200.1", "162.159.200.123", "185.125.190.56", "91.189.91.157")
 _WORDS = (
-    "blue", "river", "stone", "north", "maple", "pixel", "cloud", "green", "urban", "swift",
-    "atlas", "cedar", "delta", "ember", "fable", "grove", "haven", "iris", "jade", "kite",
+    "blue",
+    "river",
+    "stone",
+    "north",
+    "maple",
+    "pixel",
+    "cloud",
+    "green",
+    "urban",
+    "swift",
+    "atlas",
+    "cedar",
+    "delta",
+    "ember",
+    "fable",
+    "grove",
+    "haven",
+    "iris",
+    "jade",
+    "kite",
 )
 _TLDS = ("com", "net", "org", "io", "de", "fr", "co.uk", "se")
 
@@ -149,9 +188,7 @@ def build_office(workstations: int, seed: int, vocabs: Vocabs | None = None) -> 
     hosts += bmc_hosts + printers + desks
     for h in hosts:
         v.addr.id(h.address)
-    long_tail = [
-        f"{a}{b}.{t}" for i, (a, b, t) in enumerate(_combinations()) if i < 400
-    ]
+    long_tail = [f"{a}{b}.{t}" for i, (a, b, t) in enumerate(_combinations()) if i < 400]
     sites, site_addr = _name_addresses(v, rng, list(POPULAR_SITES) + long_tail)
     cdn, cdn_addr = _name_addresses(v, rng, list(CDN_NAMES))
     office = Office(
@@ -166,11 +203,15 @@ def build_office(workstations: int, seed: int, vocabs: Vocabs | None = None) -> 
         cdn,
         cdn_addr,
     )
-    for group, out in ((MACHINE_SERVICES, office.machine_services),
-                       (SERVER_SERVICES, office.server_services)):
+    for group, out in (
+        (MACHINE_SERVICES, office.machine_services),
+        (SERVER_SERVICES, office.server_services),
+    ):
         for name, port, svc, period, spread in group:
             out.append((v.name.id(name), v.addr.id(public_address(rng)), port, svc, period, spread))
-    office.remote_staff = v.addr.ids([public_address(rng) for _ in range(max(3, workstations // 8))])
+    office.remote_staff = v.addr.ids(
+        [public_address(rng) for _ in range(max(3, workstations // 8))]
+    )
     office.mail_peers = v.addr.ids([public_address(rng) for _ in range(30)])
     office.upstream_dns = v.addr.ids(list(UPSTREAM_DNS))
     office.ntp_pool = v.addr.ids(list(NTP_POOL))
@@ -178,8 +219,12 @@ def build_office(workstations: int, seed: int, vocabs: Vocabs | None = None) -> 
 
 
 def _combinations() -> list[tuple[str, str, str]]:
-    return [(a, b, _TLDS[(i + j) % len(_TLDS)]) for i, a in enumerate(_WORDS)
-            for j, b in enumerate(_WORDS) if a != b]
+    return [
+        (a, b, _TLDS[(i + j) % len(_TLDS)])
+        for i, a in enumerate(_WORDS)
+        for j, b in enumerate(_WORDS)
+        if a != b
+    ]
 
 
 def render_config(office: Office, simulation: dict[str, object]) -> str:

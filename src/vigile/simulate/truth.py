@@ -16,8 +16,19 @@ from pathlib import Path
 from vigile.errors import InputError, Location
 from vigile.simulate.scenarios.base import Truth
 
-COLUMNS = ("label", "scenario", "kind", "src", "dst", "fqdn", "start", "end", "connections",
-           "params", "summary")
+COLUMNS = (
+    "label",
+    "scenario",
+    "kind",
+    "src",
+    "dst",
+    "fqdn",
+    "start",
+    "end",
+    "connections",
+    "params",
+    "summary",
+)
 
 
 def _iso(t: float) -> str:
@@ -30,9 +41,21 @@ def write_truth(path: Path, truths: Sequence[Truth]) -> None:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(COLUMNS)
         for t in truths:
-            w.writerow([t.label, t.scenario, t.kind, t.src, t.dst or "", t.fqdn or "",
-                        _iso(t.start), _iso(t.end), t.connections,
-                        json.dumps(t.params, sort_keys=True), t.summary])
+            w.writerow(
+                [
+                    t.label,
+                    t.scenario,
+                    t.kind,
+                    t.src,
+                    t.dst or "",
+                    t.fqdn or "",
+                    _iso(t.start),
+                    _iso(t.end),
+                    t.connections,
+                    json.dumps(t.params, sort_keys=True),
+                    t.summary,
+                ]
+            )
 
 
 def read_truth(path: Path) -> list[Truth]:
@@ -44,13 +67,21 @@ def read_truth(path: Path) -> list[Truth]:
             raise InputError(Location(path, line=1), f"not a ground-truth file (need {COLUMNS})")
         for row in reader:
             try:
-                out.append(Truth(
-                    int(row["label"]), row["scenario"], row["kind"], row["src"],
-                    row["dst"] or None, row["fqdn"] or None,
-                    datetime.fromisoformat(row["start"]).timestamp(),
-                    datetime.fromisoformat(row["end"]).timestamp(), int(row["connections"]),
-                    json.loads(row["params"]), row["summary"],
-                ))
+                out.append(
+                    Truth(
+                        int(row["label"]),
+                        row["scenario"],
+                        row["kind"],
+                        row["src"],
+                        row["dst"] or None,
+                        row["fqdn"] or None,
+                        datetime.fromisoformat(row["start"]).timestamp(),
+                        datetime.fromisoformat(row["end"]).timestamp(),
+                        int(row["connections"]),
+                        json.loads(row["params"]),
+                        row["summary"],
+                    )
+                )
             except (ValueError, KeyError) as e:
                 raise InputError(Location(path, line=reader.line_num), f"bad row: {e}") from None
     return out

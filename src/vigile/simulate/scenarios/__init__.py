@@ -73,7 +73,8 @@ def parse_scenario(text: str) -> Scenario:
     cls = SCENARIOS.get(name.strip())
     if cls is None:
         raise ConfigError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    # With postponed annotations the field types are the strings "float", "int", "str".
+    types = {f.name: str(getattr(f.type, "__name__", f.type)) for f in dataclasses.fields(cls)}
     params: dict[str, Any] = {}
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, eq, value = item.partition("=")
@@ -81,12 +82,22 @@ def parse_scenario(text: str) -> Scenario:
             raise ConfigError(
                 f"scenario {name}: unknown parameter {key!r}; it has {', '.join(types)}"
             )
-        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        kind = types[key]
         try:
             params[key] = {"float": float, "int": int}.get(kind, str)(value)
         except ValueError:
             raise ConfigError(f"scenario {name}: {key}={value!r} is not a {kind}") from None
-    return cls(**params)  # type: ignore[no-any-return]
+    scenario: Scenario = cls(**params)
+    return scenario
 
 
 __all__ = ["DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "Truth", "parse_scenario"]
+
+
+def render_parameters() -> str:
+    """The Markdown table of every scenario's parameters and defaults (in docs/evaluation.md)."""
+    lines = ["| scenario | kind | what it does | parameters (defaults) |", "|---|---|---|---|"]
+    for name, cls in SCENARIOS.items():
+        params = ", ".join(f"`{f.name}={f.default!r}`" for f in dataclasses.fields(cls) if f.init)
+        lines.append(f"| `{name}` | {cls.kind} | {cls.summary} | {params} |")
+    return "\n".join(lines) + "\n"

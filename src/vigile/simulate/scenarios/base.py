@@ -91,15 +91,27 @@ def attacker_address(office: Any, rng: np.random.Generator) -> int:
 
 
 def truth_for(
-    scenario: Any, office: Any, flows: Flows, label: int, src: int, dst: int | None,
+    scenario: Any,
+    office: Any,
+    flows: Flows,
+    label: int,
+    src: int,
+    dst: int | None,
     fqdn: str | None,
 ) -> Truth:
     """The ground-truth record of a scenario's flows."""
     addr = office.vocabs.addr.values
     flows.label[:] = label
     return Truth(
-        label, scenario.name, scenario.kind, addr[src], None if dst is None else addr[dst], fqdn,
+        label,
+        scenario.name,
+        scenario.kind,
+        addr[src],
+        None if dst is None else addr[dst],
+        fqdn,
         float(flows.ts.min()) if len(flows) else 0.0,
         float((flows.ts + flows.duration).max()) if len(flows) else 0.0,
-        len(flows), params_of(scenario), scenario.summary,
+        len(flows),
+        params_of(scenario),
+        scenario.summary,
     )

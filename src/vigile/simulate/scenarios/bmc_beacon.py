@@ -42,9 +42,19 @@ class BmcBeaconScenario:
         src = int(office.bmcs[self.bmc % len(office.bmcs)])
         c2 = attacker_address(office, rng)
         flows = beacon(
-            rng, start + self.start_day * DAY, end, self.period, self.jitter, self.sleep,
-            src=src, dst=c2, sport=lambda n: ephemeral_ports(rng, n), dport=self.port,
-            service=service("ssl"), duration=lambda n: rng.uniform(0.3, 0.9, n),
-            obytes=around(rng, self.bytes_out, 0.1), rbytes=around(rng, self.bytes_in, 0.1),
+            rng,
+            start + self.start_day * DAY,
+            end,
+            self.period,
+            self.jitter,
+            self.sleep,
+            src=src,
+            dst=c2,
+            sport=lambda n: ephemeral_ports(rng, n),
+            dport=self.port,
+            service=service("ssl"),
+            duration=lambda n: rng.uniform(0.3, 0.9, n),
+            obytes=around(rng, self.bytes_out, 0.1),
+            rbytes=around(rng, self.bytes_in, 0.1),
         )
         return flows, truth_for(self, office, flows, label, src, c2, None)

@@ -37,6 +37,14 @@ class DnsBeaconScenario:
         n = len(ts)
         labels = rng.integers(0, 16**8, n)
         names = office.vocabs.name.ids([f"{x:08x}.{self.domain}" for x in labels])
-        flows = dns_lookups(office, rng, ts, np.full(n, src, np.int32), names,
-                            np.full(n, -1, np.int32), 1.0, qtype=16)
+        flows = dns_lookups(
+            office,
+            rng,
+            ts,
+            np.full(n, src, np.int32),
+            names,
+            np.full(n, -1, np.int32),
+            1.0,
+            qtype=16,
+        )
         return flows, truth_for(self, office, flows, label, src, None, self.domain)

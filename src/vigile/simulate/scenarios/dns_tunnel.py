@@ -45,9 +45,18 @@ class DnsTunnelScenario:
                 base64.b32encode(r.tobytes()).decode().lower().rstrip("=") + "." + self.domain
                 for r in raw
             ]
-            parts.append(dns_lookups(office, rng, ts, np.full(len(ts), src, np.int32),
-                                     office.vocabs.name.ids(names), np.full(len(ts), -1, np.int32),
-                                     1.0, qtype=10))
+            parts.append(
+                dns_lookups(
+                    office,
+                    rng,
+                    ts,
+                    np.full(len(ts), src, np.int32),
+                    office.vocabs.name.ids(names),
+                    np.full(len(ts), -1, np.int32),
+                    1.0,
+                    qtype=10,
+                )
+            )
         flows = Flows.concat(parts)
         flows.rbytes = flows.rbytes + rng.integers(100, 220, len(flows))
         return flows, truth_for(self, office, flows, label, src, None, self.domain)

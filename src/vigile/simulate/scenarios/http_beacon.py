@@ -45,16 +45,30 @@ class HttpBeaconScenario:
         c2 = attacker_address(office, rng)
         v = office.vocabs
         flows = beacon(
-            rng, start + self.start_day * DAY, end, self.period, self.jitter, self.sleep,
-            src=src, dst=c2, sport=lambda n: ephemeral_ports(rng, n), dport=80,
-            service=service("http"), duration=lambda n: rng.uniform(0.1, 0.4, n),
-            obytes=around(rng, self.bytes_out, 0.05), rbytes=around(rng, self.bytes_in, 0.1),
-            name=v.name.id(self.fqdn), uri=v.uri.id("/api/v2/status"), method=1, status=200,
+            rng,
+            start + self.start_day * DAY,
+            end,
+            self.period,
+            self.jitter,
+            self.sleep,
+            src=src,
+            dst=c2,
+            sport=lambda n: ephemeral_ports(rng, n),
+            dport=80,
+            service=service("http"),
+            duration=lambda n: rng.uniform(0.1, 0.4, n),
+            obytes=around(rng, self.bytes_out, 0.05),
+            rbytes=around(rng, self.bytes_in, 0.1),
+            name=v.name.id(self.fqdn),
+            uri=v.uri.id("/api/v2/status"),
+            method=1,
+            status=200,
             agent=v.agent.id("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Trident/7.0"),
         )
         n = len(flows)
-        lookups = dns_lookups(office, rng, flows.ts, flows.src, flows.name,
-                              np.full(n, c2, np.int32), 0.1)
+        lookups = dns_lookups(
+            office, rng, flows.ts, flows.src, flows.name, np.full(n, c2, np.int32), 0.1
+        )
         truth = truth_for(self, office, flows, label, src, c2, self.fqdn)
         lookups.label[:] = label
         return Flows.concat([flows, lookups]), truth

@@ -34,8 +34,15 @@ class LongConnectionScenario:
         # Zeek logs a connection when it ends; keep the end inside the simulated time.
         duration = min(self.hours * 3600, end - t0 - 1)
         flows = Flows.of(
-            1, ts=np.array([t0]), src=src, dst=dst, sport=ephemeral_ports(rng, 1), dport=self.port,
-            duration=duration, obytes=self.bytes_out, rbytes=self.bytes_in,
+            1,
+            ts=np.array([t0]),
+            src=src,
+            dst=dst,
+            sport=ephemeral_ports(rng, 1),
+            dport=self.port,
+            duration=duration,
+            obytes=self.bytes_out,
+            rbytes=self.bytes_in,
             opkts=int(duration / 30) + self.bytes_out // 1448,
             rpkts=int(duration / 30) + self.bytes_in // 1448,
         )

@@ -41,10 +41,23 @@ class MailboxExfilScenario:
         n = self.downloads
         size = np.maximum(1, rng.lognormal(np.log(self.median_mb * 1e6), 0.5, n)).astype(np.int64)
         duration = size * 8 / (self.rate_mbps * 1e6)
-        ts = start + day * DAY + self.hour * 3600 + np.concatenate([[0], np.cumsum(duration[:-1] + rng.uniform(5, 60, n - 1))])
+        ts = (
+            start
+            + day * DAY
+            + self.hour * 3600
+            + np.concatenate([[0], np.cumsum(duration[:-1] + rng.uniform(5, 60, n - 1))])
+        )
         flows = Flows.of(
-            n, ts=ts, src=client, dst=mail, sport=ephemeral_ports(rng, n), dport=443,
-            service=service("ssl"), name=office.vocabs.name.id(f"mail.{DOMAIN}"),
-            duration=duration, obytes=rng.integers(900, 1600, n), rbytes=size,
+            n,
+            ts=ts,
+            src=client,
+            dst=mail,
+            sport=ephemeral_ports(rng, n),
+            dport=443,
+            service=service("ssl"),
+            name=office.vocabs.name.id(f"mail.{DOMAIN}"),
+            duration=duration,
+            obytes=rng.integers(900, 1600, n),
+            rbytes=size,
         )
         return flows, truth_for(self, office, flows, label, client, mail, None)

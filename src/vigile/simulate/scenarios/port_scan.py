@@ -11,8 +11,41 @@ from vigile.simulate.flows import REJ, S0, SF, Flows, ephemeral_ports
 from vigile.simulate.network import Office
 from vigile.simulate.scenarios.base import DAY, Truth, pick_workstation, truth_for
 
-TOP_PORTS = (21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 139, 143, 389, 443, 445, 465, 587, 623,
-             636, 993, 995, 1433, 1723, 2049, 3306, 3389, 5432, 5900, 5985, 6379, 8080, 8443, 9100)
+TOP_PORTS = (
+    21,
+    22,
+    23,
+    25,
+    53,
+    80,
+    88,
+    110,
+    111,
+    135,
+    139,
+    143,
+    389,
+    443,
+    445,
+    465,
+    587,
+    623,
+    636,
+    993,
+    995,
+    1433,
+    1723,
+    2049,
+    3306,
+    3389,
+    5432,
+    5900,
+    5985,
+    6379,
+    8080,
+    8443,
+    9100,
+)
 
 
 @dataclass
@@ -40,8 +73,13 @@ class PortScanScenario:
         live = np.isin(dst, np.array(list(office.servers.values()), np.int32))
         state = np.where(live, np.where(rng.random(n) < 0.1, SF, REJ), S0)[order]
         flows = Flows.of(
-            n, ts=start + self.start_day * DAY + np.arange(n) / self.rate, src=src,
-            dst=dst[order], dport=port[order], sport=ephemeral_ports(rng, n), state=state,
+            n,
+            ts=start + self.start_day * DAY + np.arange(n) / self.rate,
+            src=src,
+            dst=dst[order],
+            dport=port[order],
+            sport=ephemeral_ports(rng, n),
+            state=state,
             duration=np.where(state == S0, 0.0, 0.0004),
         )
         return flows, truth_for(self, office, flows, label, src, None, None)

@@ -38,13 +38,21 @@ class UploadExfilScenario:
         duration = size * 8 / (self.rate_mbps * 1e6)
         gaps = np.concatenate([[0.0], np.cumsum(duration[:-1] + rng.uniform(1, 10, n - 1))])
         flows = Flows.of(
-            n, ts=start + day * DAY + self.hour * 3600 + gaps, src=src, dst=dst,
-            sport=ephemeral_ports(rng, n), dport=443, service=service("ssl"),
-            name=office.vocabs.name.id(self.fqdn), duration=duration, obytes=size,
+            n,
+            ts=start + day * DAY + self.hour * 3600 + gaps,
+            src=src,
+            dst=dst,
+            sport=ephemeral_ports(rng, n),
+            dport=443,
+            service=service("ssl"),
+            name=office.vocabs.name.id(self.fqdn),
+            duration=duration,
+            obytes=size,
             rbytes=rng.integers(3000, 6000, n),
         )
-        lookups = dns_lookups(office, rng, flows.ts[:1], flows.src[:1], flows.name[:1],
-                              flows.dst[:1], 1.0)
+        lookups = dns_lookups(
+            office, rng, flows.ts[:1], flows.src[:1], flows.name[:1], flows.dst[:1], 1.0
+        )
         truth = truth_for(self, office, flows, label, src, dst, self.fqdn)
         lookups.label[:] = label
         return Flows.concat([flows, lookups]), truth

@@ -66,8 +66,11 @@ def tsv_lines(columns: Sequence[pa.Array], unset: str = "-") -> bytes:
     if len(filled[0]) == 0:
         return b""
     lines = pc.binary_join_element_wise(*filled, "\t")
-    ended = pc.binary_join_element_wise(lines, "\n", "").combine_chunks() if isinstance(
-        lines, pa.ChunkedArray) else pc.binary_join_element_wise(lines, "\n", "")
+    ended = (
+        pc.binary_join_element_wise(lines, "\n", "").combine_chunks()
+        if isinstance(lines, pa.ChunkedArray)
+        else pc.binary_join_element_wise(lines, "\n", "")
+    )
     # The value buffer of a string array is every value back to back: the file body.
     offsets = np.frombuffer(ended.buffers()[1], dtype=np.int32)[ended.offset :]
     body = ended.buffers()[2]

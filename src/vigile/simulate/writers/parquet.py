@@ -47,26 +47,36 @@ def _ts(seconds: np.ndarray) -> pa.Array:
 
 def endpoint_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     return {
-        "ts": _ts(f.ts), "uid": uid, "src": lookup(v.addr.values, f.src),
-        "src_port": pa.array(f.sport), "dst": lookup(v.addr.values, f.dst),
+        "ts": _ts(f.ts),
+        "uid": uid,
+        "src": lookup(v.addr.values, f.src),
+        "src_port": pa.array(f.sport),
+        "dst": lookup(v.addr.values, f.dst),
         "dst_port": pa.array(f.dport),
     }
 
 
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
-    hist = np.where(f.proto == 0, np.array([TCP_HISTORY[s] for s in STATES])[f.state],
-                    np.array([UDP_HISTORY[s] for s in STATES])[f.state])
+    hist = np.where(
+        f.proto == 0,
+        np.array([TCP_HISTORY[s] for s in STATES])[f.state],
+        np.array([UDP_HISTORY[s] for s in STATES])[f.state],
+    )
     single = (f.state == S0) & (f.opkts <= 1)
     return {
-        **endpoint_columns(v, f, uid), "proto": lookup(PROTOS, f.proto),
+        **endpoint_columns(v, f, uid),
+        "proto": lookup(PROTOS, f.proto),
         "service": lookup(SERVICES, np.where(f.service == 0, -1, f.service.astype(np.int32))),
         "duration": pa.array(f.duration, mask=single),
-        "orig_bytes": pa.array(f.obytes, mask=single), "resp_bytes": pa.array(f.rbytes, mask=single),
+        "orig_bytes": pa.array(f.obytes, mask=single),
+        "resp_bytes": pa.array(f.rbytes, mask=single),
         "orig_ip_bytes": pa.array(f.obytes + f.opkts * hdr),
         "resp_ip_bytes": pa.array(f.rbytes + f.rpkts * hdr),
-        "orig_pkts": pa.array(f.opkts), "resp_pkts": pa.array(f.rpkts),
-        "conn_state": lookup(STATES, f.state), "history": pa.array(hist),
+        "orig_pkts": pa.array(f.opkts),
+        "resp_pkts": pa.array(f.rpkts),
+        "conn_state": lookup(STATES, f.state),
+        "history": pa.array(hist),
         "open": pa.array(np.zeros(len(f), bool)),
     }
 
@@ -77,10 +87,13 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     offsets = np.concatenate([[0], np.cumsum(f.answer >= 0)]).astype(np.int32)
     values = pc.drop_null(answers)
     return {
-        **endpoint_columns(v, f, uid), "proto": lookup(PROTOS, f.proto),
-        "query": lookup(v.name.values, f.name), "qtype": pa.array(f.qtype.astype(np.int32)),
-        "qtype_name": lookup([QTYPES.get(q, str(q)) for q in range(max(QTYPES) + 1)],
-                             f.qtype.astype(np.int32)),
+        **endpoint_columns(v, f, uid),
+        "proto": lookup(PROTOS, f.proto),
+        "query": lookup(v.name.values, f.name),
+        "qtype": pa.array(f.qtype.astype(np.int32)),
+        "qtype_name": lookup(
+            [QTYPES.get(q, str(q)) for q in range(max(QTYPES) + 1)], f.qtype.astype(np.int32)
+        ),
         "rcode": pa.array(f.rcode.astype(np.int32), mask=f.rcode < 0),
         "rcode_name": lookup([RCODES.get(r, "") for r in range(4)], f.rcode.astype(np.int32)),
         "answers": pa.ListArray.from_arrays(pa.array(offsets), values),
@@ -91,9 +104,12 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 
 def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     return {
-        **endpoint_columns(v, f, uid), "trans_depth": pa.array(np.ones(len(f), np.int32)),
-        "method": lookup(METHODS, f.method), "host": lookup(v.name.values, f.name),
-        "uri": lookup(v.uri.values, f.uri), "user_agent": lookup(v.agent.values, f.agent),
+        **endpoint_columns(v, f, uid),
+        "trans_depth": pa.array(np.ones(len(f), np.int32)),
+        "method": lookup(METHODS, f.method),
+        "host": lookup(v.name.values, f.name),
+        "uri": lookup(v.uri.values, f.uri),
+        "user_agent": lookup(v.agent.values, f.agent),
         "status": pa.array(f.status.astype(np.int32)),
         "request_body_len": pa.array(np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))),
         "response_body_len": pa.array(np.maximum(f.rbytes - 250, 0)),
@@ -104,10 +120,13 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 def tls_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     n = len(f)
     return {
-        **endpoint_columns(v, f, uid), "version": pa.array(np.full(n, "TLSv13")),
+        **endpoint_columns(v, f, uid),
+        "version": pa.array(np.full(n, "TLSv13")),
         "cipher": pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
-        "sni": lookup(v.name.values, f.name), "ja3": pa.array(np.full(n, JA3_BROWSER)),
-        "established": pa.array(np.ones(n, bool)), "open": pa.array(np.zeros(n, bool)),
+        "sni": lookup(v.name.values, f.name),
+        "ja3": pa.array(np.full(n, JA3_BROWSER)),
+        "established": pa.array(np.ones(n, bool)),
+        "open": pa.array(np.zeros(n, bool)),
     }
 
 
@@ -123,14 +142,17 @@ TABLES: dict[str, tuple[int | None, Maker]] = {
 class ParquetWriter:
     """One Parquet file per table under ``out``, appended chunk by chunk."""
 
-    def __init__(self, out: Path, vocabs: Vocabs, seed: int, tables: tuple[str, ...] = tuple(TABLES)):
+    def __init__(
+        self, out: Path, vocabs: Vocabs, seed: int, tables: tuple[str, ...] = tuple(TABLES)
+    ):
         self.out, self.vocabs, self.tables = out, vocabs, tables
         self.source_id = source_id_for(seed)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._rows: dict[str, int] = dict.fromkeys(tables, 0)
 
-    def write(self, flows: Flows, uid: pa.Array, t0: float, t1: float,
-              rng: np.random.Generator) -> None:
+    def write(
+        self, flows: Flows, uid: pa.Array, t0: float, t1: float, rng: np.random.Generator
+    ) -> None:
         for name in self.tables:
             svc, make = TABLES[name]
             if svc is None:

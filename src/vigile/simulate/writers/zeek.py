@@ -34,44 +34,108 @@ from vigile.simulate.writers.columns import decimal6, ints, lookup, tsv_lines, w
 
 LOGS: dict[str, tuple[tuple[str, str], ...]] = {
     "conn": (
-        ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
-        ("id.resp_h", "addr"), ("id.resp_p", "port"), ("proto", "enum"), ("service", "string"),
-        ("duration", "interval"), ("orig_bytes", "count"), ("resp_bytes", "count"),
-        ("conn_state", "string"), ("local_orig", "bool"), ("local_resp", "bool"),
-        ("missed_bytes", "count"), ("history", "string"), ("orig_pkts", "count"),
-        ("orig_ip_bytes", "count"), ("resp_pkts", "count"), ("resp_ip_bytes", "count"),
+        ("ts", "time"),
+        ("uid", "string"),
+        ("id.orig_h", "addr"),
+        ("id.orig_p", "port"),
+        ("id.resp_h", "addr"),
+        ("id.resp_p", "port"),
+        ("proto", "enum"),
+        ("service", "string"),
+        ("duration", "interval"),
+        ("orig_bytes", "count"),
+        ("resp_bytes", "count"),
+        ("conn_state", "string"),
+        ("local_orig", "bool"),
+        ("local_resp", "bool"),
+        ("missed_bytes", "count"),
+        ("history", "string"),
+        ("orig_pkts", "count"),
+        ("orig_ip_bytes", "count"),
+        ("resp_pkts", "count"),
+        ("resp_ip_bytes", "count"),
         ("tunnel_parents", "set[string]"),
     ),
     "dns": (
-        ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
-        ("id.resp_h", "addr"), ("id.resp_p", "port"), ("proto", "enum"), ("trans_id", "count"),
-        ("rtt", "interval"), ("query", "string"), ("qclass", "count"), ("qclass_name", "string"),
-        ("qtype", "count"), ("qtype_name", "string"), ("rcode", "count"),
-        ("rcode_name", "string"), ("AA", "bool"), ("TC", "bool"), ("RD", "bool"),
-        ("RA", "bool"), ("Z", "count"), ("answers", "vector[string]"),
-        ("TTLs", "vector[interval]"), ("rejected", "bool"),
+        ("ts", "time"),
+        ("uid", "string"),
+        ("id.orig_h", "addr"),
+        ("id.orig_p", "port"),
+        ("id.resp_h", "addr"),
+        ("id.resp_p", "port"),
+        ("proto", "enum"),
+        ("trans_id", "count"),
+        ("rtt", "interval"),
+        ("query", "string"),
+        ("qclass", "count"),
+        ("qclass_name", "string"),
+        ("qtype", "count"),
+        ("qtype_name", "string"),
+        ("rcode", "count"),
+        ("rcode_name", "string"),
+        ("AA", "bool"),
+        ("TC", "bool"),
+        ("RD", "bool"),
+        ("RA", "bool"),
+        ("Z", "count"),
+        ("answers", "vector[string]"),
+        ("TTLs", "vector[interval]"),
+        ("rejected", "bool"),
     ),
     "http": (
-        ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
-        ("id.resp_h", "addr"), ("id.resp_p", "port"), ("trans_depth", "count"),
-        ("method", "string"), ("host", "string"), ("uri", "string"), ("referrer", "string"),
-        ("version", "string"), ("user_agent", "string"), ("origin", "string"),
-        ("request_body_len", "count"), ("response_body_len", "count"),
-        ("status_code", "count"), ("status_msg", "string"), ("info_code", "count"),
-        ("info_msg", "string"), ("tags", "set[enum]"), ("username", "string"),
-        ("password", "string"), ("proxied", "set[string]"), ("orig_fuids", "vector[string]"),
-        ("orig_filenames", "vector[string]"), ("orig_mime_types", "vector[string]"),
-        ("resp_fuids", "vector[string]"), ("resp_filenames", "vector[string]"),
+        ("ts", "time"),
+        ("uid", "string"),
+        ("id.orig_h", "addr"),
+        ("id.orig_p", "port"),
+        ("id.resp_h", "addr"),
+        ("id.resp_p", "port"),
+        ("trans_depth", "count"),
+        ("method", "string"),
+        ("host", "string"),
+        ("uri", "string"),
+        ("referrer", "string"),
+        ("version", "string"),
+        ("user_agent", "string"),
+        ("origin", "string"),
+        ("request_body_len", "count"),
+        ("response_body_len", "count"),
+        ("status_code", "count"),
+        ("status_msg", "string"),
+        ("info_code", "count"),
+        ("info_msg", "string"),
+        ("tags", "set[enum]"),
+        ("username", "string"),
+        ("password", "string"),
+        ("proxied", "set[string]"),
+        ("orig_fuids", "vector[string]"),
+        ("orig_filenames", "vector[string]"),
+        ("orig_mime_types", "vector[string]"),
+        ("resp_fuids", "vector[string]"),
+        ("resp_filenames", "vector[string]"),
         ("resp_mime_types", "vector[string]"),
     ),
     "ssl": (
-        ("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
-        ("id.resp_h", "addr"), ("id.resp_p", "port"), ("version", "string"),
-        ("cipher", "string"), ("curve", "string"), ("server_name", "string"),
-        ("resumed", "bool"), ("last_alert", "string"), ("next_protocol", "string"),
-        ("established", "bool"), ("ssl_history", "string"), ("cert_chain_fps", "vector[string]"),
-        ("client_cert_chain_fps", "vector[string]"), ("sni_matches_cert", "bool"),
-        ("validation_status", "string"), ("ja3", "string"), ("ja3s", "string"),
+        ("ts", "time"),
+        ("uid", "string"),
+        ("id.orig_h", "addr"),
+        ("id.orig_p", "port"),
+        ("id.resp_h", "addr"),
+        ("id.resp_p", "port"),
+        ("version", "string"),
+        ("cipher", "string"),
+        ("curve", "string"),
+        ("server_name", "string"),
+        ("resumed", "bool"),
+        ("last_alert", "string"),
+        ("next_protocol", "string"),
+        ("established", "bool"),
+        ("ssl_history", "string"),
+        ("cert_chain_fps", "vector[string]"),
+        ("client_cert_chain_fps", "vector[string]"),
+        ("sni_matches_cert", "bool"),
+        ("validation_status", "string"),
+        ("ja3", "string"),
+        ("ja3s", "string"),
     ),
 }
 #: Zeek history strings for a normal exchange of each state (TCP, then UDP).
@@ -99,8 +163,14 @@ def header(path: str, opened: float) -> bytes:
 
 
 def _ids(v: Vocabs, f: Flows, uid: pa.Array) -> list[pa.Array]:
-    return [decimal6(f.ts), uid, lookup(v.addr.values, f.src), ints(f.sport),
-            lookup(v.addr.values, f.dst), ints(f.dport)]
+    return [
+        decimal6(f.ts),
+        uid,
+        lookup(v.addr.values, f.src),
+        ints(f.sport),
+        lookup(v.addr.values, f.dst),
+        ints(f.dport),
+    ]
 
 
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[pa.Array]:
@@ -111,12 +181,21 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
     svc = lookup(SERVICES, np.where(f.service == 0, -1, f.service.astype(np.int32)))
     return [
-        *_ids(v, f, uid), lookup(PROTOS, f.proto), svc,
+        *_ids(v, f, uid),
+        lookup(PROTOS, f.proto),
+        svc,
         where(single, "-", decimal6(f.duration)),
-        where(single, "-", ints(f.obytes)), where(single, "-", ints(f.rbytes)),
-        pa.array(states), where(local[f.src], "T", "F"), where(local[f.dst], "T", "F"),
-        ints(np.zeros(len(f), np.int64)), pa.array(np.where(f.proto == TCP, hist_tcp, hist_udp)),
-        ints(f.opkts), ints(f.obytes + f.opkts * hdr), ints(f.rpkts), ints(f.rbytes + f.rpkts * hdr),
+        where(single, "-", ints(f.obytes)),
+        where(single, "-", ints(f.rbytes)),
+        pa.array(states),
+        where(local[f.src], "T", "F"),
+        where(local[f.dst], "T", "F"),
+        ints(np.zeros(len(f), np.int64)),
+        pa.array(np.where(f.proto == TCP, hist_tcp, hist_udp)),
+        ints(f.opkts),
+        ints(f.obytes + f.opkts * hdr),
+        ints(f.rpkts),
+        ints(f.rbytes + f.rpkts * hdr),
         pa.nulls(len(f), pa.string()),
     ]
 
@@ -128,14 +207,25 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     rnames = [RCODES.get(r, str(r)) for r in range(max(RCODES) + 1)]
     responded = f.rcode >= 0
     return [
-        *_ids(v, f, uid), lookup(PROTOS, f.proto), ints(rng.integers(0, 65536, n)),
-        where(responded, decimal6(f.duration), "-"), lookup(v.name.values, f.name),
-        pa.array(np.full(n, "1")), pa.array(np.full(n, "C_INTERNET")), ints(f.qtype),
-        lookup(qnames, f.qtype.astype(np.int32)), where(responded, ints(f.rcode), "-"),
-        lookup(rnames, f.rcode.astype(np.int32)), pa.array(np.full(n, "F")),
-        pa.array(np.full(n, "F")), pa.array(np.full(n, "T")), where(responded, "T", "F"),
-        pa.array(np.full(n, "0")), lookup(v.addr.values, np.where(has_answer, f.answer, -1)),
-        where(has_answer, "300.000000", "-"), pa.array(np.full(n, "F")),
+        *_ids(v, f, uid),
+        lookup(PROTOS, f.proto),
+        ints(rng.integers(0, 65536, n)),
+        where(responded, decimal6(f.duration), "-"),
+        lookup(v.name.values, f.name),
+        pa.array(np.full(n, "1")),
+        pa.array(np.full(n, "C_INTERNET")),
+        ints(f.qtype),
+        lookup(qnames, f.qtype.astype(np.int32)),
+        where(responded, ints(f.rcode), "-"),
+        lookup(rnames, f.rcode.astype(np.int32)),
+        pa.array(np.full(n, "F")),
+        pa.array(np.full(n, "F")),
+        pa.array(np.full(n, "T")),
+        where(responded, "T", "F"),
+        pa.array(np.full(n, "0")),
+        lookup(v.addr.values, np.where(has_answer, f.answer, -1)),
+        where(has_answer, "300.000000", "-"),
+        pa.array(np.full(n, "F")),
     ]
 
 
@@ -144,11 +234,30 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -
     none = pa.nulls(n, pa.string())
     body_out = np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))
     return [
-        *_ids(v, f, uid), pa.array(np.full(n, "1")), lookup(METHODS, f.method),
-        lookup(v.name.values, f.name), lookup(v.uri.values, f.uri), none,
-        pa.array(np.full(n, "1.1")), lookup(v.agent.values, f.agent), none, ints(body_out),
-        ints(np.maximum(f.rbytes - 250, 0)), ints(f.status), pa.array(np.full(n, "OK")), none,
-        none, pa.array(np.full(n, "(empty)")), none, none, none, none, none, none, none, none,
+        *_ids(v, f, uid),
+        pa.array(np.full(n, "1")),
+        lookup(METHODS, f.method),
+        lookup(v.name.values, f.name),
+        lookup(v.uri.values, f.uri),
+        none,
+        pa.array(np.full(n, "1.1")),
+        lookup(v.agent.values, f.agent),
+        none,
+        ints(body_out),
+        ints(np.maximum(f.rbytes - 250, 0)),
+        ints(f.status),
+        pa.array(np.full(n, "OK")),
+        none,
+        none,
+        pa.array(np.full(n, "(empty)")),
+        none,
+        none,
+        none,
+        none,
+        none,
+        none,
+        none,
+        none,
         none,
     ]
 
@@ -157,11 +266,22 @@ def ssl_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     n = len(f)
     none = pa.nulls(n, pa.string())
     return [
-        *_ids(v, f, uid), pa.array(np.full(n, "TLSv13")),
-        pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")), pa.array(np.full(n, "x25519")),
-        lookup(v.name.values, f.name), pa.array(np.full(n, "F")), none,
-        where(f.name >= 0, "h2", "-"), pa.array(np.full(n, "T")), pa.array(np.full(n, "CsiI")),
-        none, none, none, none, pa.array(np.full(n, JA3_BROWSER)), pa.array(np.full(n, JA3S)),
+        *_ids(v, f, uid),
+        pa.array(np.full(n, "TLSv13")),
+        pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
+        pa.array(np.full(n, "x25519")),
+        lookup(v.name.values, f.name),
+        pa.array(np.full(n, "F")),
+        none,
+        where(f.name >= 0, "h2", "-"),
+        pa.array(np.full(n, "T")),
+        pa.array(np.full(n, "CsiI")),
+        none,
+        none,
+        none,
+        none,
+        pa.array(np.full(n, JA3_BROWSER)),
+        pa.array(np.full(n, JA3S)),
     ]
 
 
@@ -176,15 +296,17 @@ APP_LOGS: dict[str, tuple[int, ColumnMaker]] = {
 class ZeekWriter:
     """Writes one chunk of time after another into Zeek logs under ``out``."""
 
-    def __init__(self, out: Path, vocabs: Vocabs, local: Callable[[], np.ndarray],
-                 rotate: bool = False) -> None:
+    def __init__(
+        self, out: Path, vocabs: Vocabs, local: Callable[[], np.ndarray], rotate: bool = False
+    ) -> None:
         self.out, self.vocabs, self.rotate = out, vocabs, rotate
         self._local = local
         self._files: dict[str, IO[bytes]] = {}
         self._last = 0.0
 
-    def write(self, flows: Flows, uid: pa.Array, t0: float, t1: float,
-              rng: np.random.Generator) -> None:
+    def write(
+        self, flows: Flows, uid: pa.Array, t0: float, t1: float, rng: np.random.Generator
+    ) -> None:
         """Append ``flows`` (sorted, with their ``uid``) for the time ``[t0, t1)``."""
         self._last = t1
         local = self._local()
@@ -198,9 +320,10 @@ class ZeekWriter:
                 path = self.out / _ts_name(t0, "%Y-%m-%d") / stem
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # mtime=0 keeps the files byte-identical from run to run.
-                with path.open("wb") as raw, gzip.GzipFile(
-                    filename="", mode="wb", fileobj=raw, mtime=0
-                ) as gz:
+                with (
+                    path.open("wb") as raw,
+                    gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+                ):
                     gz.write(header(name, t0) + tsv_lines(cols) + self._close_line(t1))
             else:
                 handle = self._files.get(name)
