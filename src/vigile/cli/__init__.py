@@ -33,6 +33,7 @@ COMMANDS = (
     "vigile.cli.hunt",
     "vigile.cli.status",
     "vigile.cli.simulate",
+    "vigile.cli.eval",
 )
 
 for _module in COMMANDS:
