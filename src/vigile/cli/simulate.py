@@ -14,9 +14,10 @@ from vigile.errors import ConfigError
 from vigile.simulate import Simulation, SimulationSpec, Writer, write_run
 from vigile.simulate.scenarios import DEFAULT_SCENARIOS, SCENARIOS, parse_scenario
 from vigile.simulate.writers.parquet import ParquetWriter
+from vigile.simulate.writers.pcap import PcapWriter
 from vigile.simulate.writers.zeek import ZeekWriter
 
-FORMATS = ("zeek", "parquet")
+FORMATS = ("zeek", "parquet", "pcap")
 
 
 def register(app: typer.Typer) -> None:
@@ -83,6 +84,11 @@ def register(app: typer.Typer) -> None:
         unknown = sorted(set(formats) - set(FORMATS))
         if unknown:
             raise ConfigError(f"unknown --format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        if "zeek" in formats and "pcap" in formats:
+            raise ConfigError(
+                "write Zeek logs and the capture to different --out folders (a folder is "
+                "ingested as a whole); the same --seed gives the same traffic in both"
+            )
         if days <= 0 or not 1 <= hosts <= 65000:
             raise ConfigError("--days must be positive and --hosts between 1 and 65,000")
         began = time.perf_counter()
@@ -93,6 +99,8 @@ def register(app: typer.Typer) -> None:
             writers.append(ZeekWriter(out, sim.office.vocabs, sim.local_mask, rotate=rotate))
         if "parquet" in formats:
             writers.append(ParquetWriter(out, sim.office.vocabs, seed))
+        if "pcap" in formats:
+            writers.append(PcapWriter(out / "traffic.pcap", sim.office.vocabs, sim.local_mask))
         counts = write_run(sim, out, writers)
         err_console.print(
             f"wrote {counts['conn']:,} connections over {days:g} days for "

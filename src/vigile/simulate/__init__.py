@@ -12,6 +12,7 @@ writer (Zeek TSV, Parquet), then write ``vigile.toml`` and ``ground-truth.csv``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ class Chunk:
     t1: float
     flows: Flows
     uid: pa.Array
-    rng: np.random.Generator
+    hour: int
 
 
 class Writer(Protocol):
@@ -110,7 +111,12 @@ class Simulation:
         flows = Flows.concat(parts)
         flows = flows.take((flows.ts >= t0) & (flows.ts < t1)).sorted()
         rng = np.random.default_rng([self.spec.seed, 3, hour])
-        return Chunk(t0, t1, flows, zeek_uids(rng, len(flows)), rng)
+        return Chunk(t0, t1, flows, zeek_uids(rng, len(flows)), hour)
+
+    def writer_rng(self, chunk: Chunk, writer: object) -> np.random.Generator:
+        """A random stream for one writer and hour, so outputs do not depend on each other."""
+        salt = zlib.crc32(type(writer).__name__.encode())
+        return np.random.default_rng([self.spec.seed, 4, chunk.hour, salt])
 
     def chunks(self) -> Iterator[Chunk]:
         for hour in range(self.hours):
@@ -157,7 +163,7 @@ def write_run(sim: Simulation, out: Path, writers: Sequence[Writer]) -> dict[str
         for chunk in sim.chunks():
             total += len(chunk.flows)
             for w in writers:
-                w.write(chunk.flows, chunk.uid, chunk.t0, chunk.t1, chunk.rng)
+                w.write(chunk.flows, chunk.uid, chunk.t0, chunk.t1, sim.writer_rng(chunk, w))
     finally:
         for w in writers:
             w.close()

@@ -58,6 +58,15 @@ class Vocab:
             self.values.append(value)
         return found
 
+    def lengths(self) -> np.ndarray:
+        """Length of every value (cached, extended as the table grows)."""
+        cached = getattr(self, "_lengths", np.zeros(0, np.int64))
+        if len(cached) < len(self.values):
+            extra = [len(v) for v in self.values[len(cached) :]]
+            cached = np.concatenate([cached, np.array(extra, np.int64)])
+            self._lengths = cached
+        return cached
+
     def ids(self, values: list[str]) -> np.ndarray:
         return np.fromiter((self.id(v) for v in values), dtype=np.int32, count=len(values))
 
@@ -124,7 +133,8 @@ class Flows:
         if columns:
             raise TypeError(f"unknown columns: {sorted(columns)}")
         flows = cls(**out)
-        if "opkts" not in out or not out["opkts"].any():
+        flows.enforce_minimums()
+        if not out["opkts"].any():
             flows.fill_packets()
         return flows
 
@@ -145,6 +155,17 @@ class Flows:
     def sorted(self) -> Flows:
         return self.take(np.argsort(self.ts, kind="stable"))
 
+    def enforce_minimums(self) -> None:
+        """Payloads at least as large as the protocol needs (a TLS ClientHello, HTTP headers)."""
+        done = (self.state == SF) | (self.state == S1) | (self.state == RSTO)
+        for svc, low_out, low_in in (
+            (SERVICES.index("ssl"), 600, 300),
+            (SERVICES.index("http"), 420, 160),
+        ):
+            rows = (self.service == svc) & done
+            self.obytes = np.where(rows, np.maximum(self.obytes, low_out), self.obytes)
+            self.rbytes = np.where(rows, np.maximum(self.rbytes, low_in), self.rbytes)
+
     def fill_packets(self) -> None:
         """Packet counts where none were given, from payload sizes (1448-byte segments)."""
         missing = (self.opkts == 0) & (self.rpkts == 0)
@@ -152,8 +173,11 @@ class Flows:
             return
         tcp = self.proto == TCP
         seg = 1448
-        op = np.where(tcp, 3, 0) + -(-self.obytes // seg) + np.where(tcp, 0, 1)
-        rp = np.where(tcp, 2, 0) + -(-self.rbytes // seg) + np.where(tcp, 0, 1)
+        # TCP: SYN, ACK, data, FIN from the originator; SYN-ACK, data, FIN back (no final
+        # ACK). UDP: one datagram per 1,448 bytes each way, at least one from the originator.
+        data_o, data_r = -(-self.obytes // seg), -(-self.rbytes // seg)
+        op = np.where(tcp, 3 + data_o, np.maximum(1, data_o))
+        rp = np.where(tcp, 2 + data_r, data_r)
         rp = np.where(self.state == S0, 0, rp)
         rp = np.where(self.state == REJ, 1, rp)
         op = np.where((self.state == S0) | (self.state == REJ), np.where(tcp, 1, op), op)

@@ -79,6 +79,14 @@ def dns_lookups(
     ts, clients, names, answers = ts[ask] - 0.02, clients[ask], names[ask], answers[ask]
     n = len(ts)
     resolver = office.addr("dc01")
+    # Exact DNS message sizes: header 12, name (length + 2), type and class 4; an A answer
+    # is 16 bytes (name pointer, type, class, TTL, length, address); TXT/NULL answers carry
+    # 16-200 bytes of data (C2 replies).
+    query = office.vocabs.name.lengths()[names] + 18
+    data = rng.integers(16, 200, n)
+    answer = np.where(
+        answers >= 0, 16, np.where(np.isin(qtype, (10, 16)) & (rcode == 0), 12 + 1 + data, 0)
+    )
     common = {
         "proto": UDP,
         "service": service("dns"),
@@ -95,8 +103,8 @@ def dns_lookups(
         dst=resolver,
         sport=ephemeral_ports(rng, n),
         duration=rng.uniform(0.0005, 0.03, n),
-        obytes=rng.integers(30, 60, n),
-        rbytes=rng.integers(60, 200, n),
+        obytes=query,
+        rbytes=query + answer,
         **common,
     )
     fwd = rng.random(n) < 0.5

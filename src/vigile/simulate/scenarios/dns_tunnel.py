@@ -58,5 +58,4 @@ class DnsTunnelScenario:
                 )
             )
         flows = Flows.concat(parts)
-        flows.rbytes = flows.rbytes + rng.integers(100, 220, len(flows))
         return flows, truth_for(self, office, flows, label, src, None, self.domain)

@@ -31,7 +31,7 @@ from vigile.simulate.flows import (
     service,
 )
 from vigile.simulate.writers.columns import lookup
-from vigile.simulate.writers.zeek import HEADER, JA3_BROWSER, TCP_HISTORY, UDP_HISTORY
+from vigile.simulate.writers.zeek import HEADER, JA3_BROWSER, TCP_HISTORY, UDP_HISTORY, dns_ids
 
 TS_TYPE = TRAFFIC_TABLES["conn"].arrow_schema.field("ts").type
 
@@ -82,7 +82,6 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 
 
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
-    n = len(f)
     answers = lookup(v.addr.values, f.answer)
     offsets = np.concatenate([[0], np.cumsum(f.answer >= 0)]).astype(np.int32)
     values = pc.drop_null(answers)
@@ -98,7 +97,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         "rcode_name": lookup([RCODES.get(r, "") for r in range(4)], f.rcode.astype(np.int32)),
         "answers": pa.ListArray.from_arrays(pa.array(offsets), values),
         "ttls": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(len(values), 300.0))),
-        "trans_id": pa.array(np.zeros(n, np.int32)),
+        "trans_id": pa.array(dns_ids(f.ts).astype(np.int32)),
     }
 
 

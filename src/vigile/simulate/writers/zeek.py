@@ -200,6 +200,11 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[
     ]
 
 
+def dns_ids(ts: np.ndarray) -> np.ndarray:
+    """DNS transaction ids, derived from the time so every output agrees on them."""
+    return (np.round(ts * 1e6).astype(np.int64) & 0xFFFF).astype(np.int64)
+
+
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -> list[pa.Array]:
     n = len(f)
     has_answer = f.answer >= 0
