@@ -12,6 +12,7 @@ writer (Zeek TSV, Parquet), then write ``vigile.toml`` and ``ground-truth.csv``.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -80,13 +81,32 @@ class Simulation:
         self.start = spec.start.timestamp()
         self.end = self.start + spec.days * 86400.0
         parts, self.truth = [], []
+        self.skipped: list[str] = []
         for label, scenario in enumerate(spec.scenarios):
             rng = np.random.default_rng([spec.seed, 1000 + label])
             flows, truth = scenario.generate(self.office, rng, self.start, self.end, label)
-            keep = (flows.ts >= self.start) & (flows.ts < self.end)
-            parts.append(flows.take(keep))
-            self.truth.append(truth)
+            kept = flows.take((flows.ts >= self.start) & (flows.ts < self.end))
+            if len(kept) == 0:
+                self.skipped.append(scenario.name)  # starts after the run ends
+                continue
+            parts.append(kept)
+            self.truth.append(
+                dataclasses.replace(
+                    truth,
+                    start=float(kept.ts.min()),
+                    end=float((kept.ts + kept.duration).max()),
+                    connections=self._count(kept, truth),
+                )
+            )
         self.attacks = Flows.concat(parts).sorted()
+
+    def _count(self, flows: Flows, truth: Truth) -> int:
+        """Connections from the truth's source (to its peer, when it has one)."""
+        addr = self.office.vocabs.addr
+        mine = flows.src == addr.id(truth.src)
+        if truth.dst is not None:
+            mine &= flows.dst == addr.id(truth.dst)
+        return int(mine.sum())
 
     @property
     def hours(self) -> int:

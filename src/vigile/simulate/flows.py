@@ -249,6 +249,8 @@ def beacon_times(
     >>> t.tolist()[:3], len(t)
     ([0.0, 10.0, 20.0], 10)
     """
+    if end <= start:
+        return np.zeros(0)
     n = int((end - start) / (period * (1 - jitter / 2))) + 2
     sleeps = period * (1 - rng.random(n) * jitter)
     ts = start + np.concatenate([[0.0], np.cumsum(sleeps)])

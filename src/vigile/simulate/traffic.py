@@ -116,8 +116,8 @@ def dns_lookups(
         dst=rng.choice(office.upstream_dns, m),
         sport=ephemeral_ports(rng, m),
         duration=rng.uniform(0.005, 0.06, m),
-        obytes=rng.integers(30, 60, m),
-        rbytes=rng.integers(60, 200, m),
+        obytes=query[fwd],
+        rbytes=(query + answer)[fwd],
         **{k: v[fwd] if isinstance(v, np.ndarray) else v for k, v in common.items()},
     )
     return Flows.concat([local, upstream])

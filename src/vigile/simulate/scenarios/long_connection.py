@@ -33,12 +33,13 @@ class LongConnectionScenario:
         t0 = start + self.start_day * DAY
         # Zeek logs a connection when it ends; keep the end inside the simulated time.
         duration = min(self.hours * 3600, end - t0 - 1)
+        n = 1 if duration > 0 else 0
         flows = Flows.of(
-            1,
-            ts=np.array([t0]),
+            n,
+            ts=np.full(n, t0),
             src=src,
             dst=dst,
-            sport=ephemeral_ports(rng, 1),
+            sport=ephemeral_ports(rng, n),
             dport=self.port,
             duration=duration,
             obytes=self.bytes_out,
