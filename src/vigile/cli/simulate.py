@@ -108,6 +108,12 @@ def register(app: typer.Typer) -> None:
             f"scenarios: {', '.join(t.scenario for t in sim.truth) or 'none'}",
             highlight=False,
         )
+        if sim.skipped:
+            err_console.print(
+                f"[yellow]not in the data[/] (they would start after the run ends): "
+                f"{', '.join(sim.skipped)}; use more --days or set start_day",
+                highlight=False,
+            )
 
 
 def _scenario_names(given: list[str] | None) -> list[str]:
