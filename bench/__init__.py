@@ -1,8 +1,8 @@
-"""Benchmarks: ``python -m bench`` runs them all, ``python -m bench.NAME`` runs one.
+"""Benchmarks: peers measured side by side in the same run (ratios and peak memory).
 
-Convention for a benchmark module ``bench/NAME.py``: it exposes ``main()``, runs its
-peers side by side in one process, and either returns the Markdown body of its
-section of ``docs/benchmarks.md`` (the runner writes it under the module's
-``HEADING``) or writes the section itself and returns None. Figures are reported,
-never asserted.
+``python -m bench`` runs them all, ``python -m bench.NAME`` runs one. Convention for a
+benchmark module ``bench/NAME.py``: it exposes ``main()``, runs its peers side by side,
+and either returns the Markdown body of its section of ``docs/benchmarks.md`` (the
+runner writes it under the module's ``HEADING``, default: its name) or writes the
+section itself and returns None. Figures are reported, never asserted.
 """

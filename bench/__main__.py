@@ -44,7 +44,8 @@ def run(name: str) -> bool:
         finally:
             sys.argv = saved
         if isinstance(body, str):
-            update_section(getattr(module, "HEADING", name), body)
+            heading = getattr(module, "HEADING", name.replace("_", " ").capitalize())
+            update_section(heading, body)
     except Exception:
         traceback.print_exc()
         print(f"   bench.{name} FAILED after {time.perf_counter() - began:.0f} s", flush=True)
