@@ -192,4 +192,35 @@ def write_run(sim: Simulation, out: Path, writers: Sequence[Writer]) -> dict[str
     return {"conn": total}
 
 
-__all__ = ["Simulation", "SimulationSpec", "Truth", "workstations_for", "write_run"]
+def make_conn_parquet(
+    out: Path, connections: int, *, seed: int = 7, scenarios: Sequence[Scenario] = ()
+) -> Path:
+    """One weekday of an office sized for about ``connections`` connections, as
+    ``out/conn.parquet`` in vigile's schema (the input of the detection benchmarks).
+
+    Made hour by hour, so memory stays bounded by one hour of traffic; reuses the file
+    when a previous call with the same arguments left it complete.
+    """
+    from vigile.simulate.writers.parquet import ParquetWriter
+
+    path = out / "conn.parquet"
+    stamp = out / f".complete-{seed}-{connections}-{len(scenarios)}"
+    if path.exists() and stamp.exists():
+        return path
+    spec = SimulationSpec(
+        seed=seed, days=1, workstations=workstations_for(connections), scenarios=scenarios
+    )
+    sim = Simulation(spec)
+    write_run(sim, out, [ParquetWriter(out, sim.office.vocabs, seed, ("conn",))])
+    stamp.touch()
+    return path
+
+
+__all__ = [
+    "Simulation",
+    "SimulationSpec",
+    "Truth",
+    "make_conn_parquet",
+    "workstations_for",
+    "write_run",
+]
