@@ -13,6 +13,7 @@ from vigile.cli.output import err_console
 from vigile.errors import ConfigError
 from vigile.simulate import Simulation, SimulationSpec, Writer, write_run
 from vigile.simulate.scenarios import DEFAULT_SCENARIOS, SCENARIOS, parse_scenario
+from vigile.simulate.writers.netflow import NetflowExporter
 from vigile.simulate.writers.parquet import ParquetWriter
 from vigile.simulate.writers.pcap import PcapWriter
 from vigile.simulate.writers.zeek import ZeekWriter
@@ -62,6 +63,17 @@ def register(app: typer.Typer) -> None:
         start: Annotated[
             str, typer.Option("--start", help="First day (UTC date, YYYY-MM-DD).")
         ] = "2026-03-02",
+        export: Annotated[
+            str | None,
+            typer.Option(
+                "--export",
+                help="Also send the flows to a NetFlow/IPFIX collector "
+                "at HOST:PORT (UDP), one record per direction, in simulated time.",
+            ),
+        ] = None,
+        export_version: Annotated[
+            int, typer.Option("--export-version", help="5 (NetFlow v5) or 10 (IPFIX).")
+        ] = 10,
         activity: Annotated[
             float, typer.Option("--activity", help="Multiply people's browsing rate by this.")
         ] = 1.0,
@@ -89,6 +101,8 @@ def register(app: typer.Typer) -> None:
                 "write Zeek logs and the capture to different --out folders (a folder is "
                 "ingested as a whole); the same --seed gives the same traffic in both"
             )
+        if export_version not in (5, 10):
+            raise ConfigError("--export-version must be 5 (NetFlow v5) or 10 (IPFIX)")
         if days <= 0 or not 1 <= hosts <= 65000:
             raise ConfigError("--days must be positive and --hosts between 1 and 65,000")
         began = time.perf_counter()
@@ -101,6 +115,10 @@ def register(app: typer.Typer) -> None:
             writers.append(ParquetWriter(out, sim.office.vocabs, seed))
         if "pcap" in formats:
             writers.append(PcapWriter(out / "traffic.pcap", sim.office.vocabs, sim.local_mask))
+        exporter = None
+        if export is not None:
+            exporter = NetflowExporter(sim.office.vocabs, *_host_port(export), export_version)
+            writers.append(exporter)
         counts = write_run(sim, out, writers)
         err_console.print(
             f"wrote {counts['conn']:,} connections over {days:g} days for "
@@ -108,12 +126,25 @@ def register(app: typer.Typer) -> None:
             f"scenarios: {', '.join(t.scenario for t in sim.truth) or 'none'}",
             highlight=False,
         )
+        if exporter is not None:
+            err_console.print(
+                f"sent {exporter.records:,} flow records in {exporter.datagrams:,} datagrams "
+                f"to {export}",
+                highlight=False,
+            )
         if sim.skipped:
             err_console.print(
                 f"[yellow]not in the data[/] (they would start after the run ends): "
                 f"{', '.join(sim.skipped)}; use more --days or set start_day",
                 highlight=False,
             )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--export {text!r}: expected HOST:PORT, e.g. 127.0.0.1:2055")
+    return host, int(port)
 
 
 def _scenario_names(given: list[str] | None) -> list[str]:
