@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from typer.testing import CliRunner
 
+from vigile.cli import app
 from vigile.config import load_config
 from vigile.detect import Finding, HuntContext
+from vigile.errors import ConfigError, InputError
 from vigile.evaluate import matches, score_findings
 from vigile.evaluate.labels import read_stratosphere_truth
 from vigile.evaluate.report import plot_sweeps
@@ -93,7 +97,8 @@ class ManagementEgressDetector:
 @pytest.fixture(scope="module")
 def office_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simulation]:
     out = tmp_path_factory.mktemp("eval") / "logs"
-    scenarios = [parse_scenario(n) for n in ("bmc_beacon", "mailbox_exfil", "port_scan")]
+    names = ("bmc_beacon", "mailbox_exfil", "port_scan:start_day=0.5")
+    scenarios = [parse_scenario(n) for n in names]
     sim = Simulation(SimulationSpec(seed=5, days=1, workstations=8, scenarios=scenarios))
     simulate_logs(sim, out)
     return out, sim
@@ -198,3 +203,31 @@ def test_sweep_point_and_plot(tmp_path: Path) -> None:
     png = tmp_path / "sweep.png"
     plot_sweeps([point], png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_command_reads_ground_truth_beside_the_logs(
+    office_logs: tuple[Path, Simulation], tmp_path: Path
+) -> None:
+    logs, sim = office_logs
+    report = tmp_path / "eval.md"
+    result = CliRunner().invoke(app, ["eval", str(logs), "--json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    scenarios = [r for r in rows if "scenario" in r]
+    assert [r["scenario"] for r in scenarios] == [t.scenario for t in sim.truth]
+    summary = {r["metric"]: r["value"] for r in rows if "metric" in r}
+    assert summary["scenarios"] == 3 and summary["hosts"] == sim.office.internal_hosts
+    assert "| scenario | kind |" in report.read_text()
+
+
+def test_eval_command_errors_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "--detector", "nosuch", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError)
+    assert "no detector 'nosuch'" in str(result.exception)
+    result = CliRunner().invoke(app, ["eval", "--sweep", "colour"])
+    assert isinstance(result.exception, ConfigError)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["eval", str(empty)])
+    assert isinstance(result.exception, InputError)
+    assert "no ground-truth.csv" in str(result.exception)
