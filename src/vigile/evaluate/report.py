@@ -98,7 +98,7 @@ def plot_sweeps(points: Sequence[SweepPoint], path: Path) -> None:
         else:
             ax.set_xlabel("beacon jitter (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed metadata keeps the PNG byte-identical from run to run.
