@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vigile.simulate.activity import dns_lookups
 from vigile.simulate.flows import Flows, ephemeral_ports, service
 from vigile.simulate.network import Office
 from vigile.simulate.scenarios.base import (
@@ -18,7 +19,6 @@ from vigile.simulate.scenarios.base import (
     pick_workstation,
     truth_for,
 )
-from vigile.simulate.traffic import dns_lookups
 
 
 @dataclass

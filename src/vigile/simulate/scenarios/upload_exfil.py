@@ -7,10 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from vigile.simulate.activity import dns_lookups
 from vigile.simulate.flows import Flows, ephemeral_ports, service
 from vigile.simulate.network import Office
 from vigile.simulate.scenarios.base import DAY, Truth, attacker_address, truth_for
-from vigile.simulate.traffic import dns_lookups
 
 
 @dataclass
