@@ -164,7 +164,8 @@ def _finding(
         (_finding("10.0.0.9", "10.0.0.1", "a.c2.net"), _truth(dst=None, fqdn="c2.net"), True),
         (_finding("10.0.0.9", "10.0.0.1", "c2.net"), _truth(dst=None, fqdn="x.c2.net"), True),
         (_finding("10.0.0.9", None, "net"), _truth(dst=None, fqdn="c2.net"), False),
-        (_finding("10.0.0.5", "10.20.1.1"), _truth(dst=None, fqdn=None), True),  # scan source
+        (_finding("10.0.0.5", None), _truth(dst=None, fqdn=None), True),  # the scanning host
+        (_finding("10.0.0.5", "10.20.1.1"), _truth(dst=None, fqdn=None), False),  # other traffic
         (_finding("6.6.6.6", "10.0.0.5", hours=5), _truth(), False),  # outside the window
     ],
 )

@@ -6,8 +6,9 @@ what was hidden (from ``vigile simulate`` or from labeled captures). A finding
 
 * the truth's pair of addresses (either direction), or
 * the truth's domain (equal, or one a subdomain of the other), or
-* only a host (no peer, no name) that is one of the truth's two ends, or, for truth
-  without a peer (a scan), any finding from the truth's source.
+* only a host (no peer, no name) that is one of the truth's two ends (for a scan,
+  which has no single peer, that is the only way to match it: its source's other
+  findings are about other traffic).
 
 An *alert* is a finding with score at or above ``alert_score`` that no allowlist
 suppressed. A scenario is *detected* when a matching alert exists. Passes of an
@@ -114,9 +115,7 @@ def matches(f: Finding, t: Truth) -> bool:
         return True
     if _fqdn_match(f.fqdn, t.fqdn):
         return True
-    if f.dst is None and f.fqdn is None and f.src in (t.src, t.dst):
-        return True
-    return t.dst is None and t.fqdn is None and f.src == t.src
+    return f.dst is None and f.fqdn is None and f.src in (t.src, t.dst)
 
 
 def score_findings(
