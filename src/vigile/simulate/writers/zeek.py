@@ -138,8 +138,9 @@ LOGS: dict[str, tuple[tuple[str, str], ...]] = {
         ("ja3s", "string"),
     ),
 }
-#: Zeek history strings for a normal exchange of each state (TCP, then UDP).
-TCP_HISTORY = {"SF": "ShADadFf", "S0": "S", "REJ": "Sr", "S1": "ShADad", "RSTO": "ShADadR"}
+#: Zeek history strings of each state (TCP, then UDP), as Zeek writes them for the packets
+#: the capture writer builds (the responder sends no pure ACK, hence no ``a``).
+TCP_HISTORY = {"SF": "ShADdFf", "S0": "S", "REJ": "Sr", "S1": "ShADd", "RSTO": "ShADdR"}
 UDP_HISTORY = {"SF": "Dd", "S0": "D", "REJ": "D", "S1": "Dd", "RSTO": "Dd"}
 #: JA3 of Chrome 124 on Windows, and of a Go-written implant.
 JA3_BROWSER = "cd08e31494f9531f560d64c695473da9"
