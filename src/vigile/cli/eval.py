@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vigile.cli.common import ConfigOption, CsvOption, JsonOption
-from vigile.cli.output import Format, choose_format, console, emit_rows
+from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.config import Config, load_config
 from vigile.detect import Detector, registered_detectors
 from vigile.errors import ConfigError, InputError, Location
@@ -144,6 +144,12 @@ def _print(result: EvalResult, fmt: Format) -> None:
     emit_rows([s.row() for s in result.scenarios], SCENARIO_COLUMNS, fmt, title="Scenarios")
     summary = [{"metric": k, "value": v} for k, v in result.summary().items()]
     emit_rows(summary, ["metric", "value"], fmt, title="Summary")
+    if result.hosts == 0:
+        err_console.print(
+            "[yellow]no internal host in the data[/]: give --config with its internal "
+            "networks, or alert rates per 1,000 hosts mean nothing",
+            highlight=False,
+        )
     if fmt is Format.TABLE and result.findings == 0:
         console.print("No findings at all: are detectors installed (`vigile status`)?")
 
