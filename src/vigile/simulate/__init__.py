@@ -129,7 +129,10 @@ class Simulation:
         lo, hi = np.searchsorted(self.attacks.ts, [t0, t1])
         parts.append(self.attacks.take(np.arange(lo, hi)))
         flows = Flows.concat(parts)
-        flows = flows.take((flows.ts >= t0) & (flows.ts < t1)).sorted()
+        # Sort and keep the hour's rows in one gather (one copy, not two: memory at scale).
+        order = np.argsort(flows.ts, kind="stable")
+        inside = flows.ts[order]
+        flows = flows.take(order[(inside >= t0) & (inside < t1)])
         rng = np.random.default_rng([self.spec.seed, 3, hour])
         return Chunk(t0, t1, flows, zeek_uids(rng, len(flows)), hour)
 
