@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.config import Config, load_config
 from vigile.detect import Detector, registered_detectors
@@ -53,7 +53,14 @@ def register(app: typer.Typer) -> None:
                 "the folder, else the label columns of the conn logs given.",
             ),
         ] = None,
-        config: ConfigOption = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config",
+                help="Network model (TOML). Default: the vigile.toml in the folder given "
+                "(simulated runs write one), else the built-in defaults.",
+            ),
+        ] = None,
         detector: Annotated[
             list[str] | None,
             typer.Option("--detector", "-d", help="Evaluate only this detector (repeatable)."),

@@ -48,8 +48,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--format",
                 "-f",
-                help="Output: zeek (TSV logs) and/or parquet "
-                "(vigile's schema). Repeatable. Default: zeek.",
+                help="Output: zeek (TSV logs), parquet (vigile's schema) and/or pcap "
+                "(packets, for small runs; not with zeek in one folder). Repeatable. "
+                "Default: zeek.",
             ),
         ] = None,
         rotate: Annotated[
@@ -80,8 +81,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate an office network for some days, with attacks hidden in it.
 
-        Writes Zeek logs (or Parquet), a vigile.toml describing the network, and
-        ground-truth.csv saying which host, pair and time window each attack occupies.
+        Writes Zeek logs (or Parquet, or a packet capture; or sends NetFlow/IPFIX), a
+        vigile.toml describing the network, and ground-truth.csv saying which host,
+        pair and time window each attack occupies.
         Deterministic: the same options give the same files. See docs/simulate.md.
         """
         spec = SimulationSpec(
