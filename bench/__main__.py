@@ -14,8 +14,18 @@ from pathlib import Path
 
 from bench.common import update_section
 
-#: Preferred order (ingest, capture, flows, detection, generation); others follow by name.
-ORDER = ("zeek_ingest", "pcap", "netflow", "detect", "simulate")
+#: Preferred order (ingest, capture, flows, detection, Exchange, generation); others follow
+#: by name.
+ORDER = (
+    "zeek_ingest",
+    "pcap",
+    "netflow",
+    "netflow_collector",
+    "detect",
+    "server_detectors",
+    "exchange",
+    "simulate",
+)
 NOT_BENCHMARKS = {"__init__", "__main__", "common"}
 
 
