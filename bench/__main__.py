@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.common import update_section
 
-#: Preferred order (ingest, capture, flows, detection, Exchange, generation); others follow
-#: by name.
+#: Preferred order (ingest, capture, flows, detection, Exchange, console, generation); others
+#: follow by name.
 ORDER = (
     "zeek_ingest",
     "pcap",
@@ -24,6 +24,7 @@ ORDER = (
     "detect",
     "server_detectors",
     "exchange",
+    "console",
     "simulate",
 )
 NOT_BENCHMARKS = {"__init__", "__main__", "common"}
