@@ -232,3 +232,25 @@ def test_eval_command_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(empty)])
     assert isinstance(result.exception, InputError)
     assert "no ground-truth.csv" in str(result.exception)
+
+
+def test_window_hours_scores_only_the_last_hours(
+    office_logs: tuple[Path, Simulation], tmp_path: Path
+) -> None:
+    logs, sim = office_logs
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    try:
+        ingest_checked(store, [logs])
+        result, _ = evaluate_store(
+            store,
+            load_config(logs / "vigile.toml"),
+            sim.truth,
+            [BigDownloadDetector, ManagementEgressDetector],
+            window_hours=6,
+        )
+    finally:
+        store.close()
+    # The exfiltration (02:00) and the scan (12:00) are outside the last 6 hours of the day;
+    # the BMC beacon goes on until the end.
+    assert [s.truth.scenario for s in result.scenarios] == ["bmc_beacon"]
+    assert result.days == pytest.approx(0.25, abs=0.01)

@@ -69,6 +69,14 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option("--alert-score", help="A finding scoring at least this is an alert."),
         ] = DEFAULT_ALERT_SCORE,
+        window_hours: Annotated[
+            float | None,
+            typer.Option(
+                "--window-hours",
+                help="Score only the hours ending at the newest connection, as `vigile hunt` "
+                "does (scenarios outside them are left out). Default: the whole time span.",
+            ),
+        ] = None,
         benign: Annotated[
             bool,
             typer.Option("--benign", help="Simulate benign traffic only (measures false alerts)."),
@@ -123,7 +131,13 @@ def register(app: typer.Typer) -> None:
                 simulate_logs(sim, paths[0])
                 cfg, truths = load_config(paths[0] / "vigile.toml"), sim.truth
             result = _evaluate(
-                Path(tmp) / "eval.duckdb", paths, cfg, truths, detectors, alert_score
+                Path(tmp) / "eval.duckdb",
+                paths,
+                cfg,
+                truths,
+                detectors,
+                alert_score,
+                window_hours,
             )
         _print(result, fmt)
         if report is not None:
@@ -137,11 +151,14 @@ def _evaluate(
     truths: list[Truth],
     detectors: list[type[Detector]],
     alert_score: float,
+    window_hours: float | None,
 ) -> EvalResult:
     store = DuckDBStore(db)
     try:
         ingest_checked(store, paths)
-        result, _ = evaluate_store(store, cfg, truths, detectors, alert_score=alert_score)
+        result, _ = evaluate_store(
+            store, cfg, truths, detectors, alert_score=alert_score, window_hours=window_hours
+        )
     finally:
         store.close()
     return result

@@ -41,12 +41,21 @@ def count_internal_hosts(store: Store, config: Config) -> int:
     return len(seen)
 
 
-def hunt_whole_span(
-    store: Store, config: Config, detectors: Sequence[type[Detector]]
+def hunt_window(
+    store: Store,
+    config: Config,
+    detectors: Sequence[type[Detector]],
+    window_hours: float | None = None,
 ) -> tuple[list[Finding], Window]:
-    """Run ``detectors`` over everything in the store, as one window."""
+    """Run ``detectors`` over everything in the store as one window, or, with
+    ``window_hours``, over the hours ending at the newest connection (as ``vigile hunt``)."""
     window = whole_span(store)
-    ctx = HuntContext(store, config, window, "the whole evaluated time span")
+    kind = "the whole evaluated time span"
+    if window_hours is not None:
+        assert window.end is not None and window.start is not None
+        window = Window(max(window.start, window.end - timedelta(hours=window_hours)), window.end)
+        kind = f"last {window_hours:g} h ending at the newest connection"
+    ctx = HuntContext(store, config, window, kind)
     return run_detectors(ctx, detectors), window
 
 
@@ -58,11 +67,15 @@ def evaluate_store(
     *,
     ks: Sequence[int] = DEFAULT_K,
     alert_score: float = DEFAULT_ALERT_SCORE,
+    window_hours: float | None = None,
 ) -> tuple[EvalResult, list[Finding]]:
-    """Hunt the whole store with ``detectors`` and score the findings against ``truths``."""
-    findings, window = hunt_whole_span(store, config, detectors)
+    """Hunt with ``detectors`` (see :func:`hunt_window`) and score the findings against
+    the ``truths`` that overlap the window (the others cannot be found in it)."""
+    findings, window = hunt_window(store, config, detectors, window_hours)
     assert window.start is not None and window.end is not None
     days = (window.end - window.start).total_seconds() / 86400
+    lo, hi = window.start.timestamp(), window.end.timestamp()
+    truths = [t for t in truths if t.start < hi and t.end >= lo]
     hosts = config.section("simulation").get("internal_hosts") or count_internal_hosts(
         store, config
     )
