@@ -37,6 +37,8 @@ COMMANDS = (
     "vigile.cli.report",
     "vigile.cli.serve",
     "vigile.cli.user",
+    "vigile.cli.simulate",
+    "vigile.cli.eval",
 )
 
 for _module in COMMANDS:
