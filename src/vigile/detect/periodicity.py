@@ -23,7 +23,7 @@ against the Poisson null hypothesis of unrelated, memoryless connections:
    probability at most about 0.45 and shorter than ``0.4P`` with probability about
    0.3 (exponential intervals, ``P`` near their mean), while a beacon jittered by up
    to +-50 % never has such short intervals. Two one-sided binomial tests against
-   conservative nulls (on period: ``p0 = 0.55``, too many; short: ``q0 = 0.25``, too
+   conservative nulls (on period: ``p0 = 0.6``, too many; short: ``q0 = 0.2``, too
    few) give ``p`` as the larger of their p-values, and the score uses ``1 - p``.
    This is the renewal-process dispersion test of Cox & Lewis, *The Statistical
    Analysis of Series of Events* (1966), ch. 6, applied to folded intervals; it plays
@@ -34,9 +34,10 @@ against the Poisson null hypothesis of unrelated, memoryless connections:
    standard deviation is the efficient estimator here, the MAD too noisy at 20
    check-ins.
 
-``timing = on_share x (1 - 0.4 x jitter) x (1 - p)``; the byte regularity
-``1 - MAD/median`` of bytes per check-in can lower the score by at most a fifth:
-``score = timing x (0.8 + 0.2 x byte_regularity)``.
+``timing = on_share x (1 - p)``: jitter is reported but not penalised, since a
+randomised sleep is a property of the implant, not evidence against a beacon. The
+byte regularity ``1 - MAD/median`` of bytes per check-in can lower the score by at
+most a fifth: ``score = timing x (0.8 + 0.2 x byte_regularity)``.
 """
 
 from __future__ import annotations
@@ -60,9 +61,8 @@ MIN_CHECKINS = 4
 MAX_BURST_GAP_MS = 5_000
 BAND = 0.6
 GAP_CREDIT = 0.5
-NULL_ON_SHARE = 0.55
-NULL_SHORT_SHARE = 0.25
-JITTER_WEIGHT = 0.4
+NULL_ON_SHARE = 0.6
+NULL_SHORT_SHARE = 0.2
 BYTES_WEIGHT = 0.2
 
 
@@ -155,7 +155,7 @@ def periodicity_scores(
     p_value = np.maximum(
         binom.sf(n_on - 1, n_d, NULL_ON_SHARE), binom.cdf(n_short, n_d, NULL_SHORT_SHARE)
     )
-    timing = on_share * (1 - JITTER_WEIGHT * jitter) * (1 - p_value)
+    timing = on_share * (1 - p_value)
 
     cb = np.rint(cbytes).astype(np.int64)
     cb_sorted = segmented_sort(cb, segment_ids(c_off))

@@ -46,7 +46,12 @@ class Window:
 
 @dataclass(frozen=True)
 class Pred:
-    """A filter on one column, e.g. ``Pred("proto", "=", "tcp")``."""
+    """A filter on one column, e.g. ``Pred("proto", "=", "tcp")``.
+
+    ``in`` and ``not in`` take any sequence or an Arrow array; engines must handle
+    sets of hundreds of thousands of values (e.g. connection uids) without spelling
+    them out one parameter each.
+    """
 
     column: str
     op: PredOp

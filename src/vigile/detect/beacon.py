@@ -1,0 +1,258 @@
+"""Beacons: hosts that call home on a schedule.
+
+Every IP pair and FQDN pair (see :mod:`vigile.detect.pairs`) with at least four
+connections gets two scores side by side:
+
+* ``rita_*``: RITA v5's beacon score, re-implemented for parity
+  (:mod:`vigile.detect.rita`);
+* ``score``: vigile's own jitter-tolerant periodicity score
+  (:mod:`vigile.detect.periodicity`), which is the finding's score.
+
+A pair is reported when either score is notable (vigile's >= 0.3, or RITA's >= 0.5,
+RITA's own lowest reporting threshold). Pairs with 86,400 or more connections are
+strobes and are left to :mod:`vigile.detect.strobe`, as RITA does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from vigile.detect import Finding, HuntContext
+from vigile.detect.pairs import (
+    PairLists,
+    ScoringWindow,
+    fqdn_connections,
+    fqdn_pairs,
+    ip_pairs,
+    missing_host,
+    scorable,
+    scoring_window,
+)
+from vigile.detect.periodicity import PeriodicityScores, periodicity_scores
+from vigile.detect.rita import STROBE_CONNECTIONS, RitaScores, rita_scores
+from vigile.store import Agg, Pred
+
+REPORT_SCORE = 0.3
+REPORT_RITA_SCORE = 0.5
+#: A beacon active this long (or the whole window, if shorter) is fully persistent;
+#: RITA's ``duration_consistency_ideal_hours_seen``.
+PERSISTENCE_S = 12 * 3600
+#: RITA's ``missing_host_count_score_increase`` modifier.
+MISSING_HOST_BONUS = 0.1
+#: Built-in priors: protocols that poll on a schedule by design.
+PRIORS = {("udp", 123): "prior: NTP polling (udp/123)"}
+PRIOR_FACTOR = 0.2
+
+
+class BeaconDetector:
+    """Periodic check-ins per IP pair and per destination name."""
+
+    name: ClassVar[str] = "beacon"
+    tables: ClassVar[tuple[str, ...]] = ("conn", "http", "tls")
+    summary: ClassVar[str] = "Hosts that connect on a schedule (jitter-tolerant; RITA v5 parity)."
+
+    def run(self, ctx: HuntContext) -> list[Finding]:
+        win = scoring_window(ctx)
+        if win is None:
+            return []
+        names = fqdn_connections(ctx.store, win)
+        by_name = fqdn_pairs(ctx.store, win, names)
+        scored = names.join(by_name.keys.select(["src", "fqdn"]), ["src", "fqdn"], join_type="left semi")
+        by_ip = ip_pairs(ctx.store, win, scored.column("uid").combine_chunks())
+        no_host = missing_host(ctx.store, win)
+        return _findings(ctx, win, by_ip, "ip", no_host) + _findings(
+            ctx, win, by_name, "sni", no_host
+        )
+
+
+def _findings(
+    ctx: HuntContext,
+    win: ScoringWindow,
+    pairs: PairLists,
+    kind: str,
+    no_host: dict[tuple[str, str], tuple[int, str]],
+) -> list[Finding]:
+    if not len(pairs.counts):
+        return []
+    ts_s = pairs.ts_us // 1_000_000
+    rita = rita_scores(ts_s, pairs.orig_bytes, pairs.offsets, win.start_s, win.end_s)
+    own = periodicity_scores(pairs.ts_us // 1000, pairs.orig_bytes, pairs.offsets)
+    notable = (own.valid & (own.score >= REPORT_SCORE)) | (
+        rita.valid & (rita.score >= REPORT_RITA_SCORE)
+    )
+    report = np.flatnonzero(
+        notable & (pairs.counts < STROBE_CONNECTIONS) & scorable(pairs.keys)
+    )
+    keys = pairs.keys.take(pa.array(report, type=pa.int64())).to_pylist()
+    context = _ip_context(ctx, win, keys) if kind == "ip" else {}
+    net = ctx.config.network
+    out = []
+    for i, key in zip(report, keys, strict=True):
+        start, end = pairs.offsets[i], pairs.offsets[i + 1]
+        ev = _evidence(i, rita, own, pairs.counts[i], pairs.orig_bytes[start:end])
+        ev.update(win.evidence())
+        span = float(ts_s[end - 1] - ts_s[start])
+        ev["active_span_s"] = span
+        ev["persistence"] = round(min(1.0, span / min(PERSISTENCE_S, win.end_s - win.start_s)), 3)
+        ev.update(context.get((key["src"], key.get("dst")), {"answered_share": 1.0}))
+        ev["pair_kind"] = kind
+        ev["period_range_s"] = _period_range(ts_s[start:end], own.period_s[i])
+        ev["direction"] = _direction(net.is_internal(key["src"]), _dst_internal(net, key))
+        fqdn = key.get("fqdn")
+        dst = key.get("dst")
+        if kind == "sni":
+            ev["proxy"] = bool(key["proxy"])
+            ev["destination_ips"] = int(key["dst_count"])
+        else:
+            n, ua = no_host.get((key["src"], dst), (0, None))
+            ev["missing_host_header"] = int(n)
+            ev["missing_host_user_agent"] = ua
+        score, suppressed = _final_score(float(own.score[i]) if own.valid[i] else 0.0, ev)
+        out.append(
+            Finding(
+                detector="beacon",
+                src=key["src"],
+                dst=dst,
+                fqdn=fqdn,
+                score=score,
+                suppressed_by=suppressed,
+                window_start=win.rows.start or ctx.window.start,  # type: ignore[arg-type]
+                window_end=win.rows.end or ctx.window.end,  # type: ignore[arg-type]
+                explanation=_explain(key["src"], fqdn or dst, ev),
+                evidence=ev,
+            )
+        )
+    return out
+
+
+def _final_score(periodicity: float, ev: dict[str, Any]) -> tuple[float, str | None]:
+    """Periodicity weighed by persistence, two-way traffic and duty cycle, plus modifiers.
+
+    Each weight maps its share ``x`` in [0, 1] to ``0.5 + 0.5 x``, so a beacon that
+    lasts, is answered and rarely misses keeps its periodicity score, and a scanner's
+    short burst of unanswered probes keeps an eighth of it.
+    """
+    checkins = max(ev["checkins"], 1)
+    ev["duty_cycle"] = round(checkins / (checkins + ev["missed_checkins"]), 3)
+    score = periodicity
+    for factor in ("persistence", "answered_share", "duty_cycle"):
+        score *= 0.5 + 0.5 * ev[factor]
+    if ev.get("missing_host_header"):
+        score += MISSING_HOST_BONUS
+    ev["periodicity_score"] = round(periodicity, 4)
+    prior = PRIORS.get((ev.get("proto"), ev.get("dst_port")))
+    if prior:
+        score *= PRIOR_FACTOR
+    return min(score, 1.0), prior
+
+
+def _ip_context(
+    ctx: HuntContext, win: ScoringWindow, keys: list[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Main service and the share of connections the responder answered, per IP pair."""
+    if not keys:
+        return {}
+    where = [Pred("open", "=", False), Pred("src", "in", sorted({k["src"] for k in keys}))]
+    services = ctx.store.group(
+        "conn", ["src", "dst", "proto", "dst_port"], [Agg("count", None, "n")], win.rows, where
+    )
+    answered = ctx.store.group(
+        "conn", ["src", "dst"], [Agg("count", None, "n")], win.rows,
+        [*where, Pred("resp_bytes", ">", 0)],
+    )
+    totals: dict[tuple[str, str], int] = {}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(services.to_pylist(), key=lambda r: -r["n"]):
+        pair = (r["src"], r["dst"])
+        totals[pair] = totals.get(pair, 0) + r["n"]
+        if pair not in out:
+            out[pair] = {"proto": r["proto"], "dst_port": r["dst_port"]}
+    got = {(r["src"], r["dst"]): r["n"] for r in answered.to_pylist()}
+    for pair, info in out.items():
+        info["answered_share"] = round(got.get(pair, 0) / max(totals[pair], 1), 3)
+    return out
+
+
+def _dst_internal(net: Any, key: dict[str, Any]) -> bool:
+    return bool(key.get("dst")) and net.is_internal(key["dst"])
+
+
+def _direction(src_internal: bool, dst_internal: bool) -> str:
+    if src_internal and dst_internal:
+        return "internal"
+    if src_internal:
+        return "outbound"
+    return "inbound" if dst_internal else "external"
+
+
+def _evidence(
+    i: int, rita: RitaScores, own: PeriodicityScores, count: int, orig_bytes: np.ndarray
+) -> dict[str, Any]:
+    def f(x: Any, nd: int = 3) -> float | None:
+        return None if x is None or np.isnan(x) else round(float(x), nd)
+
+    return {
+        "connections": int(count),
+        "bytes_out": int(orig_bytes.sum()),
+        "period_s": f(own.period_s[i], 1),
+        "jitter": f(own.jitter[i]),
+        "checkins": int(own.checkins[i]),
+        "missed_checkins": int(own.missed[i]),
+        "connections_per_checkin": f(own.conns_per_checkin[i], 2),
+        "on_period_share": f(own.on_share[i]),
+        "p_value": float(f"{own.p_value[i]:.3g}"),
+        "bytes_per_checkin_median": f(own.bytes_median[i], 1),
+        "bytes_regularity": f(own.bytes_regularity[i]),
+        "rita_scored": bool(rita.valid[i]),
+        "rita_score": f(rita.score[i]) if rita.valid[i] else None,
+        "rita_ts_score": f(rita.ts_score[i]) if rita.valid[i] else None,
+        "rita_ds_score": f(rita.ds_score[i]) if rita.valid[i] else None,
+        "rita_dur_score": f(rita.dur_score[i]) if rita.valid[i] else None,
+        "rita_hist_score": f(rita.hist_score[i]) if rita.valid[i] else None,
+        "rita_ts_skew": f(rita.ts_skew[i]),
+        "rita_ts_mad_s": f(rita.ts_mad[i], 1),
+        "rita_ds_skew": f(rita.ds_skew[i]),
+        "rita_ds_mad_bytes": f(rita.ds_mad[i], 1),
+        "rita_hours_seen": int(rita.hours_seen[i]),
+        "rita_longest_run_hours": int(rita.longest_run[i]),
+        "rita_coverage": f(rita.coverage[i]),
+        "rita_consistency": f(rita.consistency[i]),
+    }
+
+
+def _period_range(ts_s: np.ndarray, period: float) -> list[int] | None:
+    """5th-95th percentile of the on-period intervals between distinct seconds."""
+    d = np.diff(np.unique(ts_s)).astype(np.float64)
+    if np.isnan(period) or not len(d):
+        return None
+    on = d[np.abs(d - period) <= 0.6 * period]
+    if not len(on):
+        return None
+    lo, hi = np.percentile(on, [5, 95])
+    return [round(float(lo)), round(float(hi))]
+
+
+def _explain(src: str, dst: str, ev: dict[str, Any]) -> str:
+    rng = ev["period_range_s"]
+    every = f"every {rng[0]}–{rng[1]} s" if rng else "irregularly"
+    text = (
+        f"{src} → {dst} ({ev['direction']}) checked in {ev['checkins']} times {every} "
+        f"in {ev['connections']} connections"
+    )
+    if ev["period_s"] is not None:
+        text += (
+            f" (period ≈ {ev['period_s']:g} s, jitter {round(100 * (ev['jitter'] or 0))} %,"
+            f" {ev['missed_checkins']} missed)"
+        )
+    if ev.get("proxy"):
+        text += " through a proxy (HTTP CONNECT)"
+    if ev.get("missing_host_header"):
+        text += (
+            f"; {ev['missing_host_header']} HTTP requests had no Host header"
+            f" (user agent {ev['missing_host_user_agent']!r})"
+        )
+    rita = ev["rita_score"]
+    return text + (f"; RITA v5 score {rita:.3f}." if rita is not None else ".")
