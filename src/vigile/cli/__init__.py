@@ -31,6 +31,7 @@ COMMANDS = (
     "vigile.cli.init",
     "vigile.cli.ingest",
     "vigile.cli.hunt",
+    "vigile.cli.explain",
     "vigile.cli.status",
 )
 
