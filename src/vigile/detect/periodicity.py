@@ -19,12 +19,14 @@ against the Poisson null hypothesis of unrelated, memoryless connections:
    ``on / (intervals - 0.5 x gaps)``: a gap is half excused, as a sleeping laptop or a
    dropped check-in is still consistent with a beacon while an off-rhythm interval
    is not.
-4. **Significance.** Under the Poisson null an interval is on period with
-   probability at most about 0.45 and shorter than ``0.4P`` with probability about
-   0.3 (exponential intervals, ``P`` near their mean), while a beacon jittered by up
-   to +-50 % never has such short intervals. Two one-sided binomial tests against
-   conservative nulls (on period: ``p0 = 0.6``, too many; short: ``q0 = 0.2``, too
-   few) give ``p`` as the larger of their p-values, and the score uses ``1 - p``.
+4. **Significance.** The tolerance ``w = clip(1.5 x jitter + 0.05, 0.05, 0.6)``
+   follows the measured jitter. Under the Poisson null (exponential intervals with
+   mean near ``P``) an interval falls within ``P +- wP`` with probability
+   ``e^-(1-w) - e^-(1+w)`` and below ``(1-w)P`` with probability ``1 - e^-(1-w)``;
+   a beacon jittered by less than ``w`` does the first always and the second never.
+   Two one-sided binomial tests against conservative versions of these nulls (the
+   first times 1.3, capped at 0.6; the second times 0.6) give ``p`` as the larger of
+   their p-values, and the score uses ``1 - p``.
    This is the renewal-process dispersion test of Cox & Lewis, *The Statistical
    Analysis of Series of Events* (1966), ch. 6, applied to folded intervals; it plays
    the role of BAYWATCH's periodogram verification step (Hu et al., DSN 2016)
@@ -62,7 +64,8 @@ MAX_BURST_GAP_MS = 5_000
 BAND = 0.6
 GAP_CREDIT = 0.5
 NULL_ON_SHARE = 0.6
-NULL_SHORT_SHARE = 0.2
+NULL_MARGIN = 1.3
+NULL_MARGIN_SHORT = 0.6
 BYTES_WEIGHT = 0.2
 
 
@@ -112,6 +115,22 @@ def _band_mean(d: np.ndarray, seg: np.ndarray, n: int, period: np.ndarray) -> np
         return np.where(count > 0, total / np.maximum(count, 1), period)
 
 
+def _poisson_share(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Probability that an exponential interval with mean ``P`` lies in ``[lo, hi] x P``."""
+    return np.exp(-lo) - np.exp(-hi)
+
+
+def _p_value(d, seg, p_each, n_d, jitter):  # type: ignore[no-untyped-def]
+    """Larger p-value of the two binomial tests against Poisson (see the module doc)."""
+    w = np.clip(1.5 * jitter + 0.05, 0.05, BAND)
+    w_each = w[seg]
+    tight = np.bincount(seg[np.abs(d - p_each) <= w_each * p_each], minlength=len(n_d))
+    short = np.bincount(seg[d < (1 - w_each) * p_each], minlength=len(n_d))
+    p_on = np.minimum(NULL_MARGIN * _poisson_share(1 - w, 1 + w), NULL_ON_SHARE)
+    q_short = NULL_MARGIN_SHORT * _poisson_share(np.zeros_like(w), 1 - w)
+    return np.maximum(binom.sf(tight - 1, n_d, p_on), binom.cdf(short, n_d, q_short))
+
+
 def periodicity_scores(
     ts_ms: np.ndarray, orig_bytes: np.ndarray, offsets: np.ndarray
 ) -> PeriodicityScores:
@@ -151,10 +170,7 @@ def periodicity_scores(
         jitter = np.clip(np.nan_to_num(jitter, nan=1.0), 0.0, 1.0)
         n_gaps = np.bincount(d_seg[gaps], minlength=len(n_d))
         on_share = np.where(n_d > 0, n_on / np.maximum(n_d - GAP_CREDIT * n_gaps, 1), 0.0)
-    n_short = np.bincount(d_seg[d_sorted < (1 - BAND) * p_each], minlength=len(n_d))
-    p_value = np.maximum(
-        binom.sf(n_on - 1, n_d, NULL_ON_SHARE), binom.cdf(n_short, n_d, NULL_SHORT_SHARE)
-    )
+    p_value = _p_value(d_sorted, d_seg, p_each, n_d, np.nan_to_num(jitter, nan=1.0))
     timing = on_share * (1 - p_value)
 
     cb = np.rint(cbytes).astype(np.int64)

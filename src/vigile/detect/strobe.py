@@ -3,7 +3,7 @@
 RITA v5 (``analysis/analysis.go``) marks a pair with 86,400 or more connections in
 its window as a strobe, places it in the "high" category (0.8) and skips beacon
 scoring for it; vigile does the same, scaling the threshold to the window length
-(86,400 per 24 h).
+(86,400 per 24 h; ``[detectors.strobe] per_day`` in vigile.toml changes it).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class StrobeDetector:
         if win is None:
             return []
         days = max((win.end_s - win.start_s) / 86_400, 1.0)
-        threshold = int(STROBE_PER_DAY * days)
+        per_day = int(ctx.config.section("detectors.strobe").get("per_day", STROBE_PER_DAY))
+        threshold = int(per_day * days)
         table = ctx.store.group(
             "conn",
             ["src", "dst"],
