@@ -63,7 +63,7 @@ class StrobeDetector:
                         "connections": r["n"],
                         "threshold": threshold,
                         "per_second": round(rate, 4),
-                        "bytes_out": r["bytes_out"],
+                        "bytes_out": int(r["bytes_out"] or 0),
                         **win.evidence(),
                     },
                 )
