@@ -43,7 +43,7 @@ PERSISTENCE_S = 12 * 3600
 #: RITA's ``missing_host_count_score_increase`` modifier.
 MISSING_HOST_BONUS = 0.1
 #: Built-in priors: protocols that poll on a schedule by design.
-PRIORS = {("udp", 123): "prior: NTP polling (udp/123)"}
+PRIORS: dict[tuple[str, int], str] = {("udp", 123): "prior: NTP polling (udp/123)"}
 PRIOR_FACTOR = 0.2
 
 
@@ -60,7 +60,9 @@ class BeaconDetector:
             return []
         names = fqdn_connections(ctx.store, win)
         by_name = fqdn_pairs(ctx.store, win, names)
-        scored = names.join(by_name.keys.select(["src", "fqdn"]), ["src", "fqdn"], join_type="left semi")
+        scored = names.join(
+            by_name.keys.select(["src", "fqdn"]), ["src", "fqdn"], join_type="left semi"
+        )
         by_ip = ip_pairs(ctx.store, win, scored.column("uid").combine_chunks())
         no_host = missing_host(ctx.store, win)
         return _findings(ctx, win, by_ip, "ip", no_host) + _findings(
@@ -83,16 +85,14 @@ def _findings(
     notable = (own.valid & (own.score >= REPORT_SCORE)) | (
         rita.valid & (rita.score >= REPORT_RITA_SCORE)
     )
-    report = np.flatnonzero(
-        notable & (pairs.counts < STROBE_CONNECTIONS) & scorable(pairs.keys)
-    )
+    report = np.flatnonzero(notable & (pairs.counts < STROBE_CONNECTIONS) & scorable(pairs.keys))
     keys = pairs.keys.take(pa.array(report, type=pa.int64())).to_pylist()
     context = _ip_context(ctx, win, keys) if kind == "ip" else {}
     net = ctx.config.network
     out = []
     for i, key in zip(report, keys, strict=True):
         start, end = pairs.offsets[i], pairs.offsets[i + 1]
-        ev = _evidence(i, rita, own, pairs.counts[i], pairs.orig_bytes[start:end])
+        ev = _evidence(int(i), rita, own, int(pairs.counts[i]), pairs.orig_bytes[start:end])
         ev.update(win.evidence())
         span = float(ts_s[end - 1] - ts_s[start])
         ev["active_span_s"] = span
@@ -143,7 +143,7 @@ def _final_score(periodicity: float, ev: dict[str, Any]) -> tuple[float, str | N
     if ev.get("missing_host_header"):
         score += MISSING_HOST_BONUS
     ev["periodicity_score"] = round(periodicity, 4)
-    prior = PRIORS.get((ev.get("proto"), ev.get("dst_port")))
+    prior = PRIORS.get((str(ev.get("proto")), int(ev.get("dst_port") or 0)))
     if prior:
         score *= PRIOR_FACTOR
     return min(score, 1.0), prior
@@ -160,7 +160,10 @@ def _ip_context(
         "conn", ["src", "dst", "proto", "dst_port"], [Agg("count", None, "n")], win.rows, where
     )
     answered = ctx.store.group(
-        "conn", ["src", "dst"], [Agg("count", None, "n")], win.rows,
+        "conn",
+        ["src", "dst"],
+        [Agg("count", None, "n")],
+        win.rows,
         [*where, Pred("resp_bytes", ">", 0)],
     )
     totals: dict[tuple[str, str], int] = {}

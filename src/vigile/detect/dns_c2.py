@@ -28,6 +28,7 @@ Registered domains come from the Public Suffix List (:mod:`vigile.detect.domains
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -103,7 +104,9 @@ class DnsC2Detector:
             if rcode == NXDOMAIN:
                 failing[src].add(domain)
         first, last = ctx.store.time_bounds("dns")
-        win = (ctx.window.start or first, ctx.window.end or last)
+        start, end = ctx.window.start or first, ctx.window.end or last
+        assert start is not None and end is not None  # the table has rows
+        win = (start, end)
         out = [f for dom, d in by_domain.items() if (f := _tunnel(dom, d, win, ctx)) is not None]
         out += [f for src, doms in failing.items() if (f := _dga(src, doms, queried, win, ctx))]
         return out
@@ -116,7 +119,9 @@ def _domain(name: str) -> str | None:
     return registered_domain(name)
 
 
-def _tunnel(domain: str, d: dict[str, Any], win: tuple, ctx: HuntContext) -> Finding | None:
+def _tunnel(
+    domain: str, d: dict[str, Any], win: tuple[datetime, datetime], ctx: HuntContext
+) -> Finding | None:
     if len(d["names"]) < TUNNEL_MIN_SUBDOMAINS:
         return None
     levels = {x for n in d["names"] for x in exploded(n, domain)}
@@ -149,11 +154,15 @@ def _tunnel(domain: str, d: dict[str, Any], win: tuple, ctx: HuntContext) -> Fin
         f"(mean label length {mean_len:.0f}, entropy {mean_entropy:.1f} bits/char, "
         f"{100 * payload_share:.0f} % TXT/NULL/CNAME), mostly from {src}."
     )
-    return Finding("dns_c2", src, None, domain, score, *win, text, ev)
+    return Finding("dns_c2", src, None, domain, score, win[0], win[1], text, ev)
 
 
 def _dga(
-    src: str, doms: set[str], queried: dict[str, set[str]], win: tuple, ctx: HuntContext
+    src: str,
+    doms: set[str],
+    queried: dict[str, set[str]],
+    win: tuple[datetime, datetime],
+    ctx: HuntContext,
 ) -> Finding | None:
     if len(doms) < DGA_MIN_FAILING:
         return None
@@ -175,4 +184,4 @@ def _dga(
         f"{len(queried[src])} it queried, random-looking names such as "
         f"{', '.join(examples[:3])}: a domain generation algorithm (DGA)."
     )
-    return Finding("dns_c2", src, None, None, score, *win, text, ev)
+    return Finding("dns_c2", src, None, None, score, win[0], win[1], text, ev)

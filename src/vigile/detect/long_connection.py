@@ -80,7 +80,9 @@ class LongConnectionDetector:
         ]
 
 
-def _open_sessions(ctx: HuntContext, end: datetime | None) -> dict[tuple[str, str], tuple[float, int]]:
+def _open_sessions(
+    ctx: HuntContext, end: datetime | None
+) -> dict[tuple[str, str], tuple[float, int]]:
     """Latest duration of each still-open connection (one per uid), per pair."""
     snaps = ctx.store.group(
         "conn",
@@ -107,7 +109,9 @@ def _open_sessions(ctx: HuntContext, end: datetime | None) -> dict[tuple[str, st
     return out
 
 
-def _finding(ctx: HuntContext, win: ScoringWindow, src: str, dst: str, t: dict[str, float]) -> Finding:
+def _finding(
+    ctx: HuntContext, win: ScoringWindow, src: str, dst: str, t: dict[str, float]
+) -> Finding:
     total = t["closed"] + t["open"]
     score = bucketed_score(total)
     ev = {

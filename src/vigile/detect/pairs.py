@@ -89,7 +89,7 @@ def scoring_window(ctx: HuntContext) -> ScoringWindow | None:
     start_s = max(int(start.timestamp()), int(first.timestamp()))
     if ctx.window.start is not None and ctx.window.end is not None:
         span = (ctx.window.end - ctx.window.start).total_seconds()
-        start_s = max(end_s - int(round(span)), int(first.timestamp()))
+        start_s = max(end_s - round(span), int(first.timestamp()))
     hour = datetime.fromtimestamp(start_s - start_s % 3600, UTC)
     rows = Window(hour, datetime.fromtimestamp(end_s, UTC) + timedelta(seconds=1))
     return ScoringWindow(start_s, end_s, rows, ctx.window_kind)
@@ -215,9 +215,7 @@ def fqdn_pairs(store: Store, win: ScoringWindow, names: pa.Table) -> PairLists:
             ("proxy_max", "max"),
         ]
     )
-    grouped = grouped.rename_columns(
-        ["src", "fqdn", "ts", "bytes", "dst", "dst_count", "proxy"]
-    )
+    grouped = grouped.rename_columns(["src", "fqdn", "ts", "bytes", "dst", "dst_count", "proxy"])
     return _pairs_from_lists(grouped, ["src", "fqdn", "dst", "dst_count", "proxy"])
 
 

@@ -53,7 +53,6 @@ from vigile.detect.kernels import (
     offsets_from_counts,
     segment_ids,
     segmented_diff,
-    segmented_filter,
     segmented_mad,
     segmented_median,
     segmented_sort,
@@ -120,7 +119,9 @@ def _poisson_share(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.exp(-lo) - np.exp(-hi)
 
 
-def _p_value(d, seg, p_each, n_d, jitter):  # type: ignore[no-untyped-def]
+def _p_value(
+    d: np.ndarray, seg: np.ndarray, p_each: np.ndarray, n_d: np.ndarray, jitter: np.ndarray
+) -> np.ndarray:
     """Larger p-value of the two binomial tests against Poisson (see the module doc)."""
     w = np.clip(1.5 * jitter + 0.05, 0.05, BAND)
     w_each = w[seg]

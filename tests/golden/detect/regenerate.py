@@ -22,10 +22,25 @@ from vigile.store.duckdb import DuckDBStore
 
 HERE = Path(__file__).resolve().parent
 T0 = 1_700_000_000.0
-CONN_FIELDS = (
-    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes "
-    "resp_bytes conn_state history orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes"
-).split()
+CONN_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+]
 
 
 def _write(path: Path, log: str, fields: list[str], rows: Iterable[list[object]]) -> None:
@@ -62,9 +77,16 @@ def beacon_inputs(folder: Path, rng: np.random.Generator) -> None:
         http.append([f"{t + 0.01:.6f}", uid, "10.0.0.6", 50000, "198.51.100.9", 80, 1, "GET",
                      None, "/c", "Mozilla/4.0"])  # fmt: skip
     for i, t in enumerate(T0 + np.cumsum(rng.exponential(900, 90))):
-        conn.append(_conn(t, f"CP{i}", "10.0.0.7", "192.0.2.10", 443, out=int(rng.integers(200, 9000))))
+        conn.append(
+            _conn(t, f"CP{i}", "10.0.0.7", "192.0.2.10", 443, out=int(rng.integers(200, 9000)))
+        )
     _write(folder / "conn.log", "conn", CONN_FIELDS, sorted(conn, key=lambda r: r[0]))
-    _write(folder / "ssl.log", "ssl", "ts uid id.orig_h id.orig_p id.resp_h id.resp_p server_name".split(), ssl)
+    _write(
+        folder / "ssl.log",
+        "ssl",
+        ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "server_name"],
+        ssl,
+    )
     fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p trans_depth method host uri user_agent"
     _write(folder / "http.log", "http", fields.split(), http)
 
@@ -105,9 +127,12 @@ def dns_c2_inputs(folder: Path, rng: np.random.Generator) -> None:
         cons, vow = list("bcdfghjklmnpqrstvwxz"), list("aeiouy")
         label = "".join(rng.choice(cons) + rng.choice(vow) for _ in range(3)) + rng.choice(cons)
         q(1000 + i, "10.0.0.9", f"{label}.com", "A", 3)
-    for i, name in enumerate(["www.example.com", "mail.example.com", "example.org", "typo.exmple.com"] * 5):
+    for i, name in enumerate(
+        ["www.example.com", "mail.example.com", "example.org", "typo.exmple.com"] * 5
+    ):
         q(2000 + i, "10.0.0.10", name, "A", 3 if "exmple" in name else 0)
-    fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query qtype qtype_name rcode rcode_name answers"
+    fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query qtype"
+    fields += " qtype_name rcode rcode_name answers"
     _write(folder / "dns.log", "dns", fields.split(), rows)
 
 
@@ -131,7 +156,9 @@ def findings_for(name: str, folder: Path, db: Path) -> list[dict[str, object]]:
     finally:
         store.close()
     rows = [f.to_json() for f in findings]
-    return sorted(rows, key=lambda r: (-r["score"], r["src"] or "", r["dst"] or "", r["fqdn"] or ""))
+    return sorted(
+        rows, key=lambda r: (-r["score"], r["src"] or "", r["dst"] or "", r["fqdn"] or "")
+    )
 
 
 def main(argv: list[str]) -> None:
