@@ -41,7 +41,7 @@ def missing_host(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     config = tmp / "vigile.toml"
     config.write_text(
         '[network]\ninternal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", '
-        '"64.225.56.201/32"]\n'
+        '"64.225.56.201/32"]\n[detectors.beacon]\nrita_parity = true\n'
     )
     return _store(tmp, shared_data / "zeek/rita/missing_host"), config
 
@@ -113,7 +113,9 @@ def test_proxy_sni_beacons_match_rita(
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         _store(db.parent, shared_data / "zeek/rita/proxy")
-    f = _one(_run(db, BeaconDetector), src="10.136.0.18", fqdn=fqdn)
+    config = db.parent / "vigile.toml"
+    config.write_text("[detectors.beacon]\nrita_parity = true\n")
+    f = _one(_run(db, BeaconDetector, config), src="10.136.0.18", fqdn=fqdn)
     ev = f.evidence
     assert ev["proxy"] is True and f.dst == "10.136.0.16"
     for key, want in [("", score), ("ts_", ts), ("ds_", ds), ("dur_", dur), ("hist_", hist)]:

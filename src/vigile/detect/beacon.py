@@ -8,8 +8,10 @@ connections gets two scores side by side:
 * ``score``: vigile's own jitter-tolerant periodicity score
   (:mod:`vigile.detect.periodicity`), which is the finding's score.
 
-A pair is reported when either score is notable (vigile's >= 0.3, or RITA's >= 0.5,
-RITA's own lowest reporting threshold). Pairs with 86,400 or more connections are
+A pair is reported when vigile's score is at least 0.3. With ``rita_parity = true``
+under ``[detectors.beacon]`` in vigile.toml, every pair RITA would list (RITA score
+>= 0.5, its lowest reporting threshold) is reported too, whatever vigile's score: RITA
+rates Poisson-like background highly, so this is off by default to stay quiet. Pairs with 86,400 or more connections are
 strobes and are left to :mod:`vigile.detect.strobe`, as RITA does.
 """
 
@@ -77,15 +79,22 @@ def _findings(
     kind: str,
     no_host: dict[tuple[str, str], tuple[int, str]],
 ) -> list[Finding]:
+    parity = bool(ctx.config.section("detectors.beacon").get("rita_parity", False))
     if not len(pairs.counts):
         return []
+    candidates = (pairs.counts < STROBE_CONNECTIONS) & scorable(pairs.keys)
+    if not parity:
+        # vigile's score is linear-time; RITA's needs sorts, so it runs on candidates only
+        own = periodicity_scores(pairs.ts_us // 1000, pairs.orig_bytes, pairs.offsets)
+        candidates &= own.valid & (own.score >= REPORT_SCORE)
+    pairs = pairs.take(np.flatnonzero(candidates))
     ts_s = pairs.ts_us // 1_000_000
     rita = rita_scores(ts_s, pairs.orig_bytes, pairs.offsets, win.start_s, win.end_s)
     own = periodicity_scores(pairs.ts_us // 1000, pairs.orig_bytes, pairs.offsets)
-    notable = (own.valid & (own.score >= REPORT_SCORE)) | (
-        rita.valid & (rita.score >= REPORT_RITA_SCORE)
-    )
-    report = np.flatnonzero(notable & (pairs.counts < STROBE_CONNECTIONS) & scorable(pairs.keys))
+    notable = own.valid & (own.score >= REPORT_SCORE)
+    if parity:
+        notable |= rita.valid & (rita.score >= REPORT_RITA_SCORE)
+    report = np.flatnonzero(notable)
     keys = pairs.keys.take(pa.array(report, type=pa.int64())).to_pylist()
     context = _ip_context(ctx, win, keys) if kind == "ip" else {}
     net = ctx.config.network
@@ -207,7 +216,7 @@ def _evidence(
         "connections_per_checkin": f(own.conns_per_checkin[i], 2),
         "on_period_share": f(own.on_share[i]),
         "p_value": float(f"{own.p_value[i]:.3g}"),
-        "bytes_per_checkin_median": f(own.bytes_median[i], 1),
+        "bytes_per_checkin_mean": f(own.bytes_mean[i], 1),
         "bytes_regularity": f(own.bytes_regularity[i]),
         "rita_scored": bool(rita.valid[i]),
         "rita_score": f(rita.score[i]) if rita.valid[i] else None,

@@ -108,6 +108,18 @@ class PairLists:
     def counts(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def take(self, idx: np.ndarray) -> PairLists:
+        """The pairs at positions ``idx`` (ascending), with their connections."""
+        mask = np.zeros(len(self.counts), dtype=bool)
+        mask[idx] = True
+        rows = np.repeat(mask, self.counts)
+        return PairLists(
+            self.keys.take(pa.array(idx, type=pa.int64())),
+            self.ts_us[rows],
+            self.orig_bytes[rows],
+            offsets_from_counts(self.counts[idx]),
+        )
+
 
 def _flatten(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

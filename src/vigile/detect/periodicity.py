@@ -7,12 +7,14 @@ connections. This score models the traffic as a *renewal process* and tests it
 against the Poisson null hypothesis of unrelated, memoryless connections:
 
 1. **Check-ins.** Connections closer than the burst gap
-   (``min(5 s, 0.2 x the 90th-percentile interval)``) are one check-in, so
-   bursts of several connections per check-in count once.
-2. **Period.** ``P`` starts as the median interval between check-ins and is refined
-   twice as the mean of the intervals within ``[0.5, 1.5] x P`` (the mean is the
-   efficient estimator under uniform jitter); missed check-ins (intervals near
-   ``2P``, ``3P``) fall outside that band and do not pull it up.
+   (``min(5 s, 0.2 x the mean interval)``) are one check-in, so bursts of several
+   connections per check-in count once.
+2. **Period.** ``P`` starts at the densest half-octave of the intervals between
+   check-ins (a log-scale histogram per pair) and is refined three times as the mean
+   of the intervals within ``[0.5, 1.75] x P`` (the mean is the efficient estimator
+   under uniform jitter); missed check-ins (intervals near ``2P``, ``3P``) fall
+   outside that band and do not pull it up. Nothing is sorted, so the whole score
+   is a few linear passes over the data.
 3. **On-period share.** An interval is on period when it lies in ``[0.4P, 1.6P]``:
    uniform jitter of up to +-50 % always does. Longer intervals are gaps (missed
    check-ins, ``round(d/P) - 1`` of them), shorter ones are off-rhythm. The share is
@@ -38,8 +40,8 @@ against the Poisson null hypothesis of unrelated, memoryless connections:
 
 ``timing = on_share x (1 - p)``: jitter is reported but not penalised, since a
 randomised sleep is a property of the implant, not evidence against a beacon. The
-byte regularity ``1 - MAD/median`` of bytes per check-in can lower the score by at
-most a fifth: ``score = timing x (0.8 + 0.2 x byte_regularity)``.
+byte regularity ``1 - CV`` (coefficient of variation, capped at 1) of bytes per
+check-in can lower the score by at most a fifth: ``score = timing x (0.8 + 0.2 x byte_regularity)``.
 """
 
 from __future__ import annotations
@@ -53,9 +55,6 @@ from vigile.detect.kernels import (
     offsets_from_counts,
     segment_ids,
     segmented_diff,
-    segmented_mad,
-    segmented_median,
-    segmented_sort,
 )
 
 MIN_CHECKINS = 4
@@ -82,18 +81,16 @@ class PeriodicityScores:
     p_value: np.ndarray
     conns_per_checkin: np.ndarray
     bytes_regularity: np.ndarray
-    bytes_median: np.ndarray
+    bytes_mean: np.ndarray
 
 
 def _checkins(ts_ms: np.ndarray, orig_bytes: np.ndarray, offsets: np.ndarray):
     """Collapse bursts: return check-in times, bytes per check-in and their offsets."""
-    raw, raw_off = segmented_diff(ts_ms, offsets)
-    raw_sorted = segmented_sort(raw, segment_ids(raw_off))
-    n = np.diff(raw_off)
-    q90 = np.zeros(len(n))
-    has = n > 0
-    q90[has] = raw_sorted[raw_off[:-1][has] + np.floor(0.9 * (n[has] - 1)).astype(np.int64)]
-    gap = np.minimum(MAX_BURST_GAP_MS, 0.2 * q90)
+    n = np.diff(offsets)
+    first = ts_ms[np.minimum(offsets[:-1], max(len(ts_ms) - 1, 0))] if len(ts_ms) else n
+    last = ts_ms[np.maximum(offsets[1:] - 1, 0)] if len(ts_ms) else n
+    mean_interval = (last - first) / np.maximum(n - 1, 1)
+    gap = np.minimum(MAX_BURST_GAP_MS, 0.2 * mean_interval)
     seg = segment_ids(offsets)
     starts = np.ones(len(ts_ms), dtype=bool)
     if len(ts_ms) > 1:
@@ -102,6 +99,30 @@ def _checkins(ts_ms: np.ndarray, orig_bytes: np.ndarray, offsets: np.ndarray):
     per_checkin_bytes = np.bincount(checkin_id, weights=orig_bytes.astype(np.float64))
     counts = np.bincount(seg[starts], minlength=len(offsets) - 1)
     return ts_ms[starts], per_checkin_bytes, offsets_from_counts(counts)
+
+
+def _mode_start(d: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
+    """A first period estimate without sorting: the densest half-octave of intervals.
+
+    Intervals are binned by ``log2`` in half-octave bins per pair (one ``bincount``);
+    the estimate is the mean log of the densest bin and its two neighbours.
+    """
+    bins = 128
+    logd = np.log2(np.maximum(d, 1).astype(np.float64))
+    b = np.clip((2 * logd).astype(np.int64), 0, bins - 1)
+    hist = np.bincount(seg * bins + b, minlength=n * bins).reshape(n, bins)
+    sums = np.bincount(seg * bins + b, weights=logd, minlength=n * bins).reshape(n, bins)
+    best = hist.argmax(axis=1)
+    rows = np.arange(n)
+    count = np.zeros(n)
+    total = np.zeros(n)
+    for k in (-1, 0, 1):
+        j = np.clip(best + k, 0, bins - 1)
+        keep = (k == 0) | (j != best)
+        count += np.where(keep, hist[rows, j], 0)
+        total += np.where(keep, sums[rows, j], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.exp2(total / np.maximum(count, 1)), np.nan)
 
 
 def _band_mean(d: np.ndarray, seg: np.ndarray, n: int, period: np.ndarray) -> np.ndarray:
@@ -145,12 +166,11 @@ def periodicity_scores(
     conns = np.diff(offsets)
     times, cbytes, c_off = _checkins(ts_ms, orig_bytes, offsets)
     checkins = np.diff(c_off)
-    d, d_off = segmented_diff(times, c_off)
+    d_sorted, d_off = segmented_diff(times, c_off)  # not sorted: no statistic needs order
     d_seg = segment_ids(d_off)
-    d_sorted = segmented_sort(d, d_seg)
     n_d = np.diff(d_off)
-    period = segmented_median(d_sorted, d_off[:-1], n_d)
-    for _ in range(2):
+    period = _mode_start(d_sorted, d_seg, len(n_d))
+    for _ in range(3):
         period = _band_mean(d_sorted, d_seg, len(n_d), period)
     period = np.where(period > 0, period, np.nan)
 
@@ -174,12 +194,13 @@ def periodicity_scores(
     p_value = _p_value(d_sorted, d_seg, p_each, n_d, np.nan_to_num(jitter, nan=1.0))
     timing = on_share * (1 - p_value)
 
-    cb = np.rint(cbytes).astype(np.int64)
-    cb_sorted = segmented_sort(cb, segment_ids(c_off))
-    b_med = segmented_median(cb_sorted, c_off[:-1], checkins)
-    b_mad = segmented_mad(cb_sorted, c_off, np.nan_to_num(b_med))
+    c_seg = segment_ids(c_off)
+    c_n = np.maximum(checkins, 1)
+    b_mean = np.bincount(c_seg, weights=cbytes, minlength=len(checkins)) / c_n
+    b_var = np.bincount(c_seg, weights=cbytes**2, minlength=len(checkins)) / c_n - b_mean**2
     with np.errstate(invalid="ignore", divide="ignore"):
-        regularity = np.where(b_med >= 1, 1 - np.minimum(b_mad / b_med, 1.0), 1.0)
+        cv = np.sqrt(np.maximum(b_var, 0)) / b_mean
+        regularity = np.where(b_mean >= 1, 1 - np.minimum(np.nan_to_num(cv), 1.0), 1.0)
     valid = (checkins >= MIN_CHECKINS) & ~np.isnan(period)
     score = np.where(valid, timing * (1 - BYTES_WEIGHT + BYTES_WEIGHT * regularity), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -195,5 +216,5 @@ def periodicity_scores(
         p_value=p_value,
         conns_per_checkin=per_checkin,
         bytes_regularity=regularity,
-        bytes_median=b_med,
+        bytes_mean=b_mean,
     )
