@@ -8,10 +8,12 @@ The day is generated once per size (vectorised NumPy, written through the store'
 one write path) into ``/tmp/vigile-bench-detect-<rows>.duckdb`` by a child process,
 so the measured process starts clean: it opens the store read-only, runs beacon,
 long_connection, strobe and dns_c2 as ``vigile hunt`` would, and reports wall-clock
-seconds per detector and the peak resident memory of the whole process (NumPy,
-Arrow and DuckDB alike, from ``getrusage``).
+seconds and CPU seconds per detector, the peak resident memory of the whole process
+(NumPy, Arrow and DuckDB alike, from ``getrusage``), and the machine's load average
+(the wall-clock figures mean little on a machine shared with other work).
 
-Traffic model: one internal host per 10,000 connections, 100 destinations each
+Traffic model (rows written in time order, as logs arrive): one internal host per
+10,000 connections, 100 destinations each
 (Zipf-distributed popularity over 20,000 external addresses), connection counts per
 pair log-normal (a few pairs above 86,400, i.e. strobes), Poisson start times, and
 1 % of the pairs beaconing with up to 50 % jitter. DNS: one lookup per 50
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -62,24 +65,32 @@ def generate(db: Path, rows: int, seed: int = 42) -> None:
     counts = np.maximum(1, np.round(counts / counts.sum() * rows)).astype(np.int64)
     beacon = rng.random(pairs) < 0.01
     src_names, dst_names = _ips("10.1", hosts), _ips("198.18", 20_000)
+    pair_parts, ts_parts = [], []
+    for lo in range(0, pairs, 50_000):
+        idx = np.arange(lo, min(lo + 50_000, pairs))
+        n = counts[idx]
+        pair = np.repeat(idx, n).astype(np.int32)
+        ts = T0 + rng.random(len(pair)) * DAY
+        b = np.repeat(beacon[idx], n)
+        if b.any():
+            period = np.repeat(DAY / n, n)[b]
+            k = np.concatenate([np.arange(c) for c in n[beacon[idx]]])
+            ts[b] = T0 + (k + rng.uniform(-0.25, 0.25, len(k))) * period
+        pair_parts.append(pair)
+        ts_parts.append(ts)
+    pair, ts = np.concatenate(pair_parts), np.concatenate(ts_parts)
+    order = np.argsort(ts, kind="stable")  # logs arrive in time order
+    pair, ts = pair[order], ts[order]
     store = DuckDBStore(db)
     record = SourceRecord(1, f"simulated:{rows}", f"bench-{rows}-{seed}", 0, "simulated")
     with store.source_writer(record) as w:
-        for lo in range(0, pairs, 20_000):
-            idx = np.arange(lo, min(lo + 20_000, pairs))
-            n = counts[idx]
-            pair = np.repeat(idx, n)
-            ts = T0 + rng.random(len(pair)) * DAY
-            b = np.repeat(beacon[idx], n)
-            if b.any():
-                period = np.repeat(DAY / n, n)[b]
-                k = np.concatenate([np.arange(c) for c in n[beacon[idx]]])
-                ts[b] = T0 + (k + rng.uniform(-0.25, 0.25, len(k))) * period
-            total = len(pair)
+        for lo in range(0, len(pair), 2_000_000):
+            p, t = pair[lo : lo + 2_000_000], ts[lo : lo + 2_000_000]
+            total = len(p)
             cols = {
-                "ts": pa.array((ts * 1e6).astype(np.int64)).cast(TS),
-                "src": src_names.take(pa.array(src_of_pair[pair])),
-                "dst": dst_names.take(pa.array(zipf[pair])),
+                "ts": pa.array((t * 1e6).astype(np.int64)).cast(TS),
+                "src": src_names.take(pa.array(src_of_pair[p])),
+                "dst": dst_names.take(pa.array(zipf[p])),
                 "dst_port": pa.array(np.full(total, 443, dtype=np.int32)),
                 "proto": pa.array(np.full(total, "tcp", dtype=object)),
                 "duration": pa.array(rng.exponential(2.0, total)),
@@ -114,19 +125,29 @@ def _dns(rng: np.random.Generator, n: int, hosts: pa.Array) -> pa.RecordBatch:
     return conform(DNS, cols, n)
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run(db: Path) -> dict[str, object]:
     """Run the C2 detectors as a hunt does; seconds per detector and in all."""
     store = DuckDBStore(db, read_only=True)
     ctx = HuntContext(store, Config(), default_window(store, 24))
     out: dict[str, object] = {"connections": store.count("conn", ctx.window)}
-    start = time.perf_counter()
-    for detector in registered_detectors():
-        if detector.name not in C2_DETECTORS:
-            continue
-        t = time.perf_counter()
+    detectors = [d for d in registered_detectors() if d.name in C2_DETECTORS]  # imports
+    start, cpu0 = time.perf_counter(), _cpu()
+    for detector in detectors:
+        t, c = time.perf_counter(), _cpu()
         found = detector().run(ctx)
-        out[detector.name] = {"seconds": round(time.perf_counter() - t, 2), "findings": len(found)}
+        out[detector.name] = {
+            "seconds": round(time.perf_counter() - t, 2),
+            "cpu_seconds": round(_cpu() - c, 2),
+            "findings": len(found),
+        }
     out["seconds"] = round(time.perf_counter() - start, 2)
+    out["cpu_seconds"] = round(_cpu() - cpu0, 2)
+    out["load_average_1m"] = round(os.getloadavg()[0], 1)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     store.close()
     return out

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from vigile.config import match_networks
 from vigile.detect import HuntContext
-from vigile.detect.kernels import offsets_from_counts
+from vigile.detect.kernels import offsets_from_counts, segment_ids
 from vigile.store import Agg, Pred, Store, Window
 
 #: Pairs with fewer connections than this are not worth a beacon score.
@@ -136,17 +136,45 @@ def ip_pairs(store: Store, win: ScoringWindow, exclude_uids: pa.Array | None) ->
     table = store.group(
         "conn",
         ["src", "dst"],
-        [Agg("list", "ts", "ts"), Agg("list", "orig_ip_bytes", "bytes")],
+        [Agg("bag", "ts", "ts"), Agg("bag", "orig_ip_bytes", "bytes")],
         window=win.rows,
         where=where,
     )
     return _pairs_from_lists(table, ["src", "dst"])
 
 
+def time_order(ts: np.ndarray, other: np.ndarray, offsets: np.ndarray):  # type: ignore[no-untyped-def]
+    """Sort each pair's connections by time (only the pairs that are out of order).
+
+    >>> time_order(np.array([3, 1, 5, 7]), np.array([30, 10, 50, 70]), np.array([0, 2, 4]))
+    (array([1, 3, 5, 7]), array([10, 30, 50, 70]))
+    """
+    if len(ts) < 2:
+        return ts, other
+    seg = segment_ids(offsets)
+    back = (np.diff(ts) < 0) & (seg[1:] == seg[:-1])
+    if not back.any():
+        return ts, other
+    bad = np.zeros(len(offsets) - 1, dtype=bool)
+    bad[seg[1:][back]] = True
+    rows = np.flatnonzero(bad[seg])
+    rel = ts[rows] - ts[rows].min()
+    if int(rel.max()) < (1 << 40) and len(bad) < (1 << 23):
+        # one SIMD argsort of (pair, time) packed in an int64: ~10x faster than lexsort
+        order = rows[np.argsort((seg[rows] << 40) | rel)]
+    else:
+        order = rows[np.lexsort((ts[rows], seg[rows]))]
+    ts, other = ts.copy(), other.copy()
+    ts[rows], other[rows] = ts[order], other[order]
+    return ts, other
+
+
 def _pairs_from_lists(table: pa.Table, keys: list[str]) -> PairLists:
     ts, offsets = _flatten(table.column("ts"))
     b, _ = _flatten(table.column("bytes"))
     ts_us = ts.astype("datetime64[us]").astype(np.int64) if ts.dtype.kind == "M" else ts
+    b = np.nan_to_num(b.astype(np.float64)).astype(np.int64)
+    ts_us = ts_us.astype(np.int64)
     keep = np.diff(offsets) >= MIN_CONNECTIONS
     if not keep.all():
         idx = np.flatnonzero(keep)
@@ -154,8 +182,8 @@ def _pairs_from_lists(table: pa.Table, keys: list[str]) -> PairLists:
         ts_us, b = ts_us[mask], b[mask]
         offsets = offsets_from_counts(np.diff(offsets)[keep])
         table = table.take(pa.array(idx))
-    b = np.nan_to_num(b.astype(np.float64)).astype(np.int64)
-    return PairLists(table.select(keys), ts_us.astype(np.int64), b, offsets)
+    ts_us, b = time_order(ts_us, b, offsets)
+    return PairLists(table.select(keys), ts_us, b, offsets)
 
 
 def _strip_port(names: pa.Array) -> pa.Array:

@@ -16,6 +16,10 @@ Contract, per method:
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting.
+  ``bag`` aggregates collect the same values in no promised order (each ``bag`` of
+  one query in the same order as the others, so parallel columns stay aligned); they
+  spare the engine a sort per group, which costs more than the whole aggregation on
+  large tables, and suit callers that sort (or check the order) themselves.
 * ``replace_findings(detectors, batch)`` atomically replaces every finding of the
   named detectors (a hunt recomputes them) and is idempotent.
 * Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
@@ -33,7 +37,7 @@ from typing import Any, Literal, Protocol
 import pyarrow as pa
 
 PredOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
-AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "any"]
+AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "bag", "any"]
 
 
 @dataclass(frozen=True)
