@@ -11,8 +11,9 @@ connections gets two scores side by side:
 A pair is reported when vigile's score is at least 0.3. With ``rita_parity = true``
 under ``[detectors.beacon]`` in vigile.toml, every pair RITA would list (RITA score
 >= 0.5, its lowest reporting threshold) is reported too, whatever vigile's score: RITA
-rates Poisson-like background highly, so this is off by default to stay quiet. Pairs with 86,400 or more connections are
-strobes and are left to :mod:`vigile.detect.strobe`, as RITA does.
+rates Poisson-like background highly, so this is off by default to stay quiet. Pairs
+with 86,400 or more connections are strobes and are left to :mod:`vigile.detect.strobe`,
+as RITA does.
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ class BeaconDetector:
         scored = names.join(
             by_name.keys.select(["src", "fqdn"]), ["src", "fqdn"], join_type="left semi"
         )
-        by_ip = ip_pairs(ctx.store, win, scored.column("uid").combine_chunks())
         no_host = missing_host(ctx.store, win)
-        return _findings(ctx, win, by_ip, "ip", no_host) + _findings(
-            ctx, win, by_name, "sni", no_host
-        )
+        out = _findings(ctx, win, by_name, "sni", no_host)
+        for by_ip in ip_pairs(ctx.store, win, scored.column("uid").combine_chunks()):
+            out += _findings(ctx, win, by_ip, "ip", no_host)
+        return out
 
 
 def _findings(
@@ -165,16 +166,14 @@ def _ip_context(
     if not keys:
         return {}
     where = [Pred("open", "=", False), Pred("src", "in", sorted({k["src"] for k in keys}))]
+    wanted = pa.table({"src": [k["src"] for k in keys], "dst": [k["dst"] for k in keys]})
     services = ctx.store.group(
         "conn", ["src", "dst", "proto", "dst_port"], [Agg("count", None, "n")], win.rows, where
-    )
+    ).join(wanted, ["src", "dst"], join_type="inner")
     answered = ctx.store.group(
-        "conn",
-        ["src", "dst"],
-        [Agg("count", None, "n")],
-        win.rows,
+        "conn", ["src", "dst"], [Agg("count", None, "n")], win.rows,
         [*where, Pred("resp_bytes", ">", 0)],
-    )
+    ).join(wanted, ["src", "dst"], join_type="inner")  # fmt: skip
     totals: dict[tuple[str, str], int] = {}
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for r in sorted(services.to_pylist(), key=lambda r: -r["n"]):

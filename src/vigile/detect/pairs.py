@@ -19,6 +19,7 @@ its hourly aggregates with ``hour >= toStartOfHour(min_ts)``).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 
 from vigile.config import match_networks
 from vigile.detect import HuntContext
-from vigile.detect.kernels import offsets_from_counts, segment_ids
+from vigile.detect.kernels import offsets_from_counts
 from vigile.store import Agg, Pred, Store, Window
 
 #: Pairs with fewer connections than this are not worth a beacon score.
@@ -121,69 +122,77 @@ class PairLists:
         )
 
 
-def _flatten(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    offsets = arr.offsets.to_numpy().astype(np.int64)
-    values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    return values.to_numpy(zero_copy_only=False), offsets - offsets[0]
+#: Rows per pass when assembling IP pairs; bounds memory (about 100 bytes per row).
+PARTITION_ROWS = 6_000_000
 
 
-def ip_pairs(store: Store, win: ScoringWindow, exclude_uids: pa.Array | None) -> PairLists:
-    """IP pairs from closed connections in the window, lists ordered by time."""
+def ip_pairs(
+    store: Store, win: ScoringWindow, exclude_uids: pa.Array | None
+) -> Iterator[PairLists]:
+    """IP pairs from closed connections in the window, in passes of whole sources.
+
+    Each pass reads the rows of a share of the sources (``hash mod`` partitions, sized
+    by :data:`PARTITION_ROWS`) and groups them in NumPy: one SIMD argsort of
+    (pair, time) packed in an int64 both groups the pairs and orders each pair's
+    connections by time. (A database ``list(ts ORDER BY ts)`` aggregation measured
+    20-40x slower on 10 M rows, and a window-function ``lag()`` slower still.)
+    """
     where = [Pred("open", "=", False)]
     if exclude_uids is not None and len(exclude_uids):
         where.append(Pred("uid", "not in", exclude_uids))
-    table = store.group(
-        "conn",
-        ["src", "dst"],
-        [Agg("bag", "ts", "ts"), Agg("bag", "orig_ip_bytes", "bytes")],
-        window=win.rows,
-        where=where,
-    )
-    return _pairs_from_lists(table, ["src", "dst"])
+    k = max(1, -(-store.count("conn", win.rows) // PARTITION_ROWS))
+    for i in range(k):
+        part = [Pred("src", "hash mod", (k, i))] if k > 1 else []
+        rows = store.scan("conn", ["src", "dst", "ts", "orig_ip_bytes"], win.rows, [*where, *part])
+        yield pairs_from_rows(rows, ["src", "dst"])
 
 
-def time_order(ts: np.ndarray, other: np.ndarray, offsets: np.ndarray):  # type: ignore[no-untyped-def]
-    """Sort each pair's connections by time (only the pairs that are out of order).
+def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(col)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64), len(encoded.dictionary) + 1
 
-    >>> time_order(np.array([3, 1, 5, 7]), np.array([30, 10, 50, 70]), np.array([0, 2, 4]))
-    (array([1, 3, 5, 7]), array([10, 30, 50, 70]))
+
+def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
+    """Group connection rows (``ts``, ``orig_ip_bytes`` and ``keys``) into time-ordered pairs.
+
+    >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array([5, 1, 3, 9, 7],
+    ...     pa.timestamp("us")), "orig_ip_bytes": [50, 10, 30, 90, 70]})
+    >>> p = pairs_from_rows(t, ["src"])
+    >>> p.keys.to_pylist(), p.ts_us.tolist(), p.orig_bytes.tolist()
+    ([{'src': 'a'}], [3, 5, 7, 9], [30, 50, 70, 90])
     """
-    if len(ts) < 2:
-        return ts, other
-    seg = segment_ids(offsets)
-    back = (np.diff(ts) < 0) & (seg[1:] == seg[:-1])
-    if not back.any():
-        return ts, other
-    bad = np.zeros(len(offsets) - 1, dtype=bool)
-    bad[seg[1:][back]] = True
-    rows = np.flatnonzero(bad[seg])
-    rel = ts[rows] - ts[rows].min()
-    if int(rel.max()) < (1 << 40) and len(bad) < (1 << 23):
-        # one SIMD argsort of (pair, time) packed in an int64: ~10x faster than lexsort
-        order = rows[np.argsort((seg[rows] << 40) | rel)]
+    if not rows.num_rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
+    pair = np.zeros(rows.num_rows, dtype=np.int64)
+    for key in keys:
+        codes, n = _codes(rows.column(key))
+        pair = pair * n + codes
+    if len(keys) > 1:
+        pair, _ = _codes(pa.array(pair))
+    ts = rows.column("ts").combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    b = rows.column("orig_ip_bytes").combine_chunks().fill_null(0)
+    b = b.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    rel_ms = (ts - ts.min()) // 1000
+    if int(rel_ms.max()) < (1 << 40) and int(pair.max()) < (1 << 23):
+        order = np.argsort((pair << 40) | rel_ms)  # one SIMD sort: ~10x faster than lexsort
     else:
-        order = rows[np.lexsort((ts[rows], seg[rows]))]
-    ts, other = ts.copy(), other.copy()
-    ts[rows], other[rows] = ts[order], other[order]
-    return ts, other
+        order = np.lexsort((ts, pair))
+    counts = np.bincount(pair, minlength=int(pair.max()) + 1)
+    offsets = offsets_from_counts(counts)
+    present = counts > 0
+    first_rows = order[offsets[:-1][present]]
+    table = rows.select(keys).take(pa.array(first_rows))
+    offsets = offsets_from_counts(counts[present])
+    return _keep_busy(PairLists(table, ts[order], b[order], offsets))
 
 
-def _pairs_from_lists(table: pa.Table, keys: list[str]) -> PairLists:
-    ts, offsets = _flatten(table.column("ts"))
-    b, _ = _flatten(table.column("bytes"))
-    ts_us = ts.astype("datetime64[us]").astype(np.int64) if ts.dtype.kind == "M" else ts
-    b = np.nan_to_num(b.astype(np.float64)).astype(np.int64)
-    ts_us = ts_us.astype(np.int64)
-    keep = np.diff(offsets) >= MIN_CONNECTIONS
-    if not keep.all():
-        idx = np.flatnonzero(keep)
-        mask = np.repeat(keep, np.diff(offsets))
-        ts_us, b = ts_us[mask], b[mask]
-        offsets = offsets_from_counts(np.diff(offsets)[keep])
-        table = table.take(pa.array(idx))
-    ts_us, b = time_order(ts_us, b, offsets)
-    return PairLists(table.select(keys), ts_us, b, offsets)
+def _keep_busy(pairs: PairLists) -> PairLists:
+    keep = pairs.counts >= MIN_CONNECTIONS
+    return pairs if keep.all() else pairs.take(np.flatnonzero(keep))
 
 
 def _strip_port(names: pa.Array) -> pa.Array:
@@ -243,20 +252,15 @@ def fqdn_pairs(store: Store, win: ScoringWindow, names: pa.Table) -> PairLists:
         window=win.rows,
         where=[Pred("open", "=", False), Pred("uid", "in", uids)],
     )
-    joined = names.join(conns, "uid", join_type="inner").sort_by(
-        [("src", "ascending"), ("fqdn", "ascending"), ("ts", "ascending")]
+    joined = names.join(conns, "uid", join_type="inner")
+    pairs = pairs_from_rows(joined, ["src", "fqdn"])
+    attrs = joined.group_by(["src", "fqdn"], use_threads=False).aggregate(
+        [("via_min", "min"), ("via_min", "count_distinct"), ("proxy_max", "max")]
     )
-    grouped = joined.group_by(["src", "fqdn"], use_threads=False).aggregate(
-        [
-            ("ts", "list"),
-            ("orig_ip_bytes", "list"),
-            ("via_min", "min"),
-            ("via_min", "count_distinct"),
-            ("proxy_max", "max"),
-        ]
-    )
-    grouped = grouped.rename_columns(["src", "fqdn", "ts", "bytes", "dst", "dst_count", "proxy"])
-    return _pairs_from_lists(grouped, ["src", "fqdn", "dst", "dst_count", "proxy"])
+    attrs = attrs.rename_columns(["src", "fqdn", "dst", "dst_count", "proxy"])
+    keys = pairs.keys.append_column("_i", pa.array(np.arange(pairs.keys.num_rows)))
+    keys = keys.join(attrs, ["src", "fqdn"]).sort_by("_i").drop_columns(["_i"])
+    return PairLists(keys, pairs.ts_us, pairs.orig_bytes, pairs.offsets)
 
 
 def missing_host(store: Store, win: ScoringWindow) -> dict[tuple[str, str], tuple[int, str]]:

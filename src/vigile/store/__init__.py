@@ -16,10 +16,6 @@ Contract, per method:
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting.
-  ``bag`` aggregates collect the same values in no promised order (each ``bag`` of
-  one query in the same order as the others, so parallel columns stay aligned); they
-  spare the engine a sort per group, which costs more than the whole aggregation on
-  large tables, and suit callers that sort (or check the order) themselves.
 * ``replace_findings(detectors, batch)`` atomically replaces every finding of the
   named detectors (a hunt recomputes them) and is idempotent.
 * Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
@@ -36,8 +32,10 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-PredOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
-AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "bag", "any"]
+PredOp = Literal[
+    "=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null", "hash mod"
+]
+AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "any"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,11 @@ class Pred:
     ``in`` and ``not in`` take any sequence or an Arrow array; engines must handle
     sets of hundreds of thousands of values (e.g. connection uids) without spelling
     them out one parameter each.
+
+    ``hash mod`` takes ``(k, i)`` and keeps the rows whose column value falls in
+    partition ``i`` of ``k`` under the engine's own hash: the ``k`` partitions are
+    disjoint, cover every row, and put equal values together, so a caller can process
+    a large table in ``k`` bounded-memory passes (e.g. all pairs of one source at once).
     """
 
     column: str

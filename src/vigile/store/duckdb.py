@@ -37,7 +37,6 @@ _AGG_SQL = {
     "max": "max({c})",
     "count_distinct": "count(DISTINCT {c})",
     "list": "list({c} ORDER BY ts)",
-    "bag": "list({c})",
     "any": "any_value({c})",
 }
 
@@ -74,7 +73,10 @@ def _where(
         params.append(window.end)
     for p in where:
         col = _ident(table, p.column)
-        if p.op in ("is null", "is not null"):
+        if p.op == "hash mod":
+            k, i = (int(x) for x in p.value)
+            clauses.append(f"hash({col}) % {k} = {i}")
+        elif p.op in ("is null", "is not null"):
             clauses.append(f"{col} {p.op.upper()}")
         elif p.op in ("in", "not in"):
             if len(p.value) == 0:
@@ -93,21 +95,6 @@ def _where(
             clauses.append(f"{col} {p.op} ?")
             params.append(p.value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def _split_bags(result: pa.Table, aggs: Sequence[Agg]) -> pa.Table:
-    """Turn the ``__bag`` list of structs into one list column per ``bag`` aggregate."""
-    bag = result.column("__bag").combine_chunks()
-    columns = {name: result.column(name) for name in result.column_names if name != "__bag"}
-    out = []
-    for a in aggs:
-        if a.op == "bag":
-            values = bag.values.field(a.alias)
-            out.append((a.alias, pa.ListArray.from_arrays(bag.offsets, values)))
-        else:
-            out.append((a.alias, columns.pop(a.alias)))
-    keys = list(columns.items())
-    return pa.table(dict(keys + out))
 
 
 class _DuckDBSourceWriter:
@@ -251,16 +238,9 @@ class DuckDBStore:
     ) -> pa.Table:
         key_sql = [_ident(table, k) for k in keys]
         agg_sql = []
-        bags = [a for a in aggs if a.op == "bag"]
         for a in aggs:
-            if a.op == "bag":
-                continue
             col = "*" if a.column is None else _ident(table, a.column)
             agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
-        if bags:
-            # one list of structs keeps the bags aligned row for row
-            fields = ", ".join(f'"{a.alias}": {_ident(table, a.column or "")}' for a in bags)
-            agg_sql.append(f'list({{{fields}}}) AS "__bag"')
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
         sql = f'SELECT {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
@@ -272,8 +252,7 @@ class DuckDBStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._registered(big):
-            result = self._con.sql(sql, params=params).to_arrow_table()
-        return _split_bags(result, aggs) if bags else result
+            return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]:
         bounds = self._con.sql(f'SELECT min(ts) AS lo, max(ts) AS hi FROM "{table}"')
