@@ -109,7 +109,8 @@ def _findings(
         ev["persistence"] = round(min(1.0, span / min(PERSISTENCE_S, win.end_s - win.start_s)), 3)
         ev.update(context.get((key["src"], key.get("dst")), {"answered_share": 1.0}))
         ev["pair_kind"] = kind
-        ev["period_range_s"] = _period_range(ts_s[start:end], own.period_s[i])
+        lo, hi = own.range_s[i]
+        ev["period_range_s"] = [round(lo), round(hi)] if np.isfinite(lo) else None
         ev["direction"] = _direction(net.is_internal(key["src"]), _dst_internal(net, key))
         fqdn = key.get("fqdn")
         dst = key.get("dst")
@@ -232,18 +233,6 @@ def _evidence(
         "rita_coverage": f(rita.coverage[i]),
         "rita_consistency": f(rita.consistency[i]),
     }
-
-
-def _period_range(ts_s: np.ndarray, period: float) -> list[int] | None:
-    """5th-95th percentile of the on-period intervals between distinct seconds."""
-    d = np.diff(np.unique(ts_s)).astype(np.float64)
-    if np.isnan(period) or not len(d):
-        return None
-    on = d[np.abs(d - period) <= 0.6 * period]
-    if not len(on):
-        return None
-    lo, hi = np.percentile(on, [5, 95])
-    return [round(float(lo)), round(float(hi))]
 
 
 def _explain(src: str, dst: str, ev: dict[str, Any]) -> str:

@@ -74,6 +74,7 @@ class PeriodicityScores:
     valid: np.ndarray
     score: np.ndarray
     period_s: np.ndarray
+    range_s: np.ndarray
     jitter: np.ndarray
     checkins: np.ndarray
     missed: np.ndarray
@@ -186,6 +187,10 @@ def periodicity_scores(
     on_x = d_sorted[on].astype(np.float64)
     on_mean = np.bincount(d_seg[on], weights=on_x, minlength=len(n_d)) / on_n
     on_var = np.bincount(d_seg[on], weights=on_x**2, minlength=len(n_d)) / on_n - on_mean**2
+    on_min = np.full(len(n_d), np.inf)
+    on_max = np.full(len(n_d), -np.inf)
+    np.minimum.at(on_min, d_seg[on], on_x)
+    np.maximum.at(on_max, d_seg[on], on_x)
     with np.errstate(invalid="ignore", divide="ignore"):
         jitter = np.sqrt(3 * np.maximum(on_var, 0)) / period
         jitter = np.clip(np.nan_to_num(jitter, nan=1.0), 0.0, 1.0)
@@ -209,6 +214,7 @@ def periodicity_scores(
         valid=valid,
         score=np.clip(np.nan_to_num(score), 0.0, 1.0),
         period_s=period / 1000.0,
+        range_s=np.stack([on_min, on_max], axis=1) / 1000.0,
         jitter=jitter,
         checkins=checkins,
         missed=missed,
