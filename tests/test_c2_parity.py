@@ -90,6 +90,10 @@ def test_missing_host_beacon_is_the_top_hunt_finding(missing_host: tuple[Path, P
     assert "no Host header" in top["explanation"]
     shown = runner.invoke(app, ["explain", top["id"], "--db", str(db), "--json"])
     assert json.loads(shown.stdout) == top
+    table = runner.invoke(app, ["explain", top["id"], "--db", str(db)])
+    assert table.exit_code == 0 and "rita_ts_score" in table.stdout
+    missing = runner.invoke(app, ["explain", "0000000000000000", "--db", str(db)])
+    assert missing.exit_code == 2
 
 
 @pytest.mark.parametrize(
