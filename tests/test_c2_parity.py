@@ -133,3 +133,16 @@ def test_dns_c2_flags_the_simda_dga_host(shared_data: Path, tmp_path: Path) -> N
     dga = _one(findings, src="fd77:48a1:c0bb:0:b96c:506d:6c7f:e8be")
     assert dga.score >= 0.9 and dga.evidence["failing_domains"] >= 100
     assert "domain generation algorithm" in dga.explanation
+
+
+def test_multi_day_window_is_visible_in_the_evidence(missing_host: tuple[Path, Path]) -> None:
+    db, config = missing_host
+    args = ["hunt", "--db", str(db), "--config", str(config), "--window-hours", "72", "--json"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    top = next(r for r in rows if r["detector"] == "beacon" and r["src"] == "73.54.23.243")
+    ev = top["evidence"]
+    assert ev["window"] == "last 72 h ending at the newest connection"
+    assert ev["window_end_s"] - ev["window_start_s"] == 72 * 3600
+    assert ev["connections"] == 951  # every connection of the pair in the three days
