@@ -151,8 +151,10 @@ def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     encoded = pc.dictionary_encode(col)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.unify_dictionaries().combine_chunks()
-    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
-    return codes.astype(np.int64), len(encoded.dictionary) + 1
+    indices = encoded.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(encoded.dictionary))
+    return indices.to_numpy(zero_copy_only=False), len(encoded.dictionary) + 1
 
 
 def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
