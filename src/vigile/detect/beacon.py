@@ -36,7 +36,6 @@ from vigile.detect.pairs import (
 )
 from vigile.detect.periodicity import PeriodicityScores, periodicity_scores
 from vigile.detect.rita import STROBE_CONNECTIONS, RitaScores, rita_scores
-from vigile.store import Agg, Pred
 
 REPORT_SCORE = 0.3
 REPORT_RITA_SCORE = 0.5
@@ -97,7 +96,6 @@ def _findings(
         notable |= rita.valid & (rita.score >= REPORT_RITA_SCORE)
     report = np.flatnonzero(notable)
     keys = pairs.keys.take(pa.array(report, type=pa.int64())).to_pylist()
-    context = _ip_context(ctx, win, keys) if kind == "ip" else {}
     net = ctx.config.network
     out = []
     for i, key in zip(report, keys, strict=True):
@@ -107,7 +105,9 @@ def _findings(
         span = float(ts_s[end - 1] - ts_s[start])
         ev["active_span_s"] = span
         ev["persistence"] = round(min(1.0, span / min(PERSISTENCE_S, win.end_s - win.start_s)), 3)
-        ev.update(context.get((key["src"], key.get("dst")), {"answered_share": 1.0}))
+        ev["answered_share"] = float(key.get("answered_share", 1.0))
+        if "dst_port" in key:
+            ev["proto"], ev["dst_port"] = key["proto"], key["dst_port"]
         ev["pair_kind"] = kind
         lo, hi = own.range_s[i]
         ev["period_range_s"] = [round(lo), round(hi)] if np.isfinite(lo) else None
@@ -158,34 +158,6 @@ def _final_score(periodicity: float, ev: dict[str, Any]) -> tuple[float, str | N
     if prior:
         score *= PRIOR_FACTOR
     return min(score, 1.0), prior
-
-
-def _ip_context(
-    ctx: HuntContext, win: ScoringWindow, keys: list[dict[str, Any]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """Main service and the share of connections the responder answered, per IP pair."""
-    if not keys:
-        return {}
-    where = [Pred("open", "=", False), Pred("src", "in", sorted({k["src"] for k in keys}))]
-    wanted = pa.table({"src": [k["src"] for k in keys], "dst": [k["dst"] for k in keys]})
-    services = ctx.store.group(
-        "conn", ["src", "dst", "proto", "dst_port"], [Agg("count", None, "n")], win.rows, where
-    ).join(wanted, ["src", "dst"], join_type="inner")
-    answered = ctx.store.group(
-        "conn", ["src", "dst"], [Agg("count", None, "n")], win.rows,
-        [*where, Pred("resp_bytes", ">", 0)],
-    ).join(wanted, ["src", "dst"], join_type="inner")  # fmt: skip
-    totals: dict[tuple[str, str], int] = {}
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in sorted(services.to_pylist(), key=lambda r: -r["n"]):
-        pair = (r["src"], r["dst"])
-        totals[pair] = totals.get(pair, 0) + r["n"]
-        if pair not in out:
-            out[pair] = {"proto": r["proto"], "dst_port": r["dst_port"]}
-    got = {(r["src"], r["dst"]): r["n"] for r in answered.to_pylist()}
-    for pair, info in out.items():
-        info["answered_share"] = round(got.get(pair, 0) / max(totals[pair], 1), 3)
-    return out
 
 
 def _dst_internal(net: Any, key: dict[str, Any]) -> bool:

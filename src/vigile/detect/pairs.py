@@ -143,7 +143,8 @@ def ip_pairs(
     k = max(1, -(-store.count("conn", win.rows) // PARTITION_ROWS))
     for i in range(k):
         part = [Pred("src", "hash mod", (k, i))] if k > 1 else []
-        rows = store.scan("conn", ["src", "dst", "ts", "orig_ip_bytes"], win.rows, [*where, *part])
+        columns = ["src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto"]
+        rows = store.scan("conn", columns, win.rows, [*where, *part])
         yield pairs_from_rows(rows, ["src", "dst"])
 
 
@@ -159,6 +160,10 @@ def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
 
 def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     """Group connection rows (``ts``, ``orig_ip_bytes`` and ``keys``) into time-ordered pairs.
+
+    Optional columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of
+    the first connection, and ``answered_share``, the share of connections whose
+    responder sent payload (``resp_bytes > 0``).
 
     >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array(
     ...     [5_000, 1_000, 3_000, 9_000, 7_000], pa.timestamp("ms")).cast(pa.timestamp("us")),
@@ -186,7 +191,16 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
         order = np.lexsort((ts, pair))
     grouped = pair[order]
     starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]]))
-    table = rows.select(keys).take(pa.array(order[starts]))
+    firsts = pa.array(order[starts])
+    table = rows.select(keys).take(firsts)
+    for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
+        if extra in rows.column_names:
+            table = table.append_column(extra, rows.column(extra).take(firsts))
+    if "resp_bytes" in rows.column_names:
+        resp = rows.column("resp_bytes").combine_chunks().fill_null(0).to_numpy(False)
+        answered = np.add.reduceat((resp[order] > 0).astype(np.int64), starts)
+        share = np.round(answered / np.diff(np.append(starts, len(order))), 3)
+        table = table.append_column("answered_share", pa.array(share))
     offsets = np.append(starts, len(order)).astype(np.int64)
     return _keep_busy(PairLists(table, ts[order], b[order], offsets))
 
