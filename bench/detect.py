@@ -16,7 +16,7 @@ Traffic model (rows written in time order, as logs arrive): one internal host pe
 10,000 connections, 100 destinations each
 (Zipf-distributed popularity over 20,000 external addresses), connection counts per
 pair log-normal (a few pairs above 86,400, i.e. strobes), Poisson start times, and
-1 % of the pairs beaconing with up to 50 % jitter. DNS: one lookup per 50
+1 % of the pairs beaconing with +-25 % jitter. DNS: one lookup per 50
 connections, a few DGA hosts.
 
 ``--compare`` also computes the median interval per pair with a DuckDB ``lag()``
