@@ -19,6 +19,7 @@ from vigile.detect import HuntContext, default_window
 from vigile.detect.beacon import BeaconDetector
 from vigile.detect.dns_c2 import DnsC2Detector
 from vigile.detect.long_connection import LongConnectionDetector
+from vigile.errors import UserError
 from vigile.ingest import ingest_paths
 from vigile.store.duckdb import DuckDBStore
 
@@ -93,7 +94,8 @@ def test_missing_host_beacon_is_the_top_hunt_finding(missing_host: tuple[Path, P
     table = runner.invoke(app, ["explain", top["id"], "--db", str(db)])
     assert table.exit_code == 0 and "rita_ts_score" in table.stdout
     missing = runner.invoke(app, ["explain", "0000000000000000", "--db", str(db)])
-    assert missing.exit_code == 2
+    assert isinstance(missing.exception, UserError)  # main() prints it as one line, exit 2
+    assert "no finding with id '0000000000000000'" in str(missing.exception)
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ class PairLists:
 
 
 #: Rows per pass when assembling IP pairs; bounds memory (about 100 bytes per row).
-PARTITION_ROWS = 6_000_000
+PARTITION_ROWS = 4_000_000
 
 
 def ip_pairs(
