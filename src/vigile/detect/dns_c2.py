@@ -41,6 +41,7 @@ from vigile.store import Pred
 RITA_C2_STEPS = ((100.0, 0.2), (500.0, 0.4), (800.0, 0.6), (1000.0, 0.8))
 TUNNEL_MIN_SUBDOMAINS = 20
 PAYLOAD_TYPES = frozenset({"TXT", "NULL", "CNAME"})
+PAYLOAD_QTYPES = frozenset({16, 10, 5})  # the same by number, when a source has no names
 DGA_MIN_FAILING = 10
 DGA_FULL_FAILING = 40
 REPORT_SCORE = 0.3
@@ -70,7 +71,7 @@ class DnsC2Detector:
     def run(self, ctx: HuntContext) -> list[Finding]:
         t = ctx.store.scan(
             "dns",
-            ["src", "query", "qtype_name", "rcode"],
+            ["src", "query", "qtype_name", "qtype", "rcode"],
             window=ctx.window,
             where=[Pred("query", "is not null")],
         )
@@ -82,6 +83,7 @@ class DnsC2Detector:
             t.column("src").to_pylist(),
             t.column("query").to_pylist(),
             t.column("qtype_name").to_pylist(),
+            t.column("qtype").to_pylist(),
             t.column("rcode").to_pylist(),
             strict=True,
         )
@@ -90,14 +92,14 @@ class DnsC2Detector:
         )
         failing: dict[str, set[str]] = defaultdict(set)
         queried: dict[str, set[str]] = defaultdict(set)
-        for src, query, qtype, rcode in rows:
+        for src, query, qtype, qcode, rcode in rows:
             domain = domain_of[query]
             if domain is None:
                 continue
             d = by_domain[domain]
             d["names"].add(query)
             d["queries"] += 1
-            d["payload"] += qtype in PAYLOAD_TYPES
+            d["payload"] += qtype in PAYLOAD_TYPES or qcode in PAYLOAD_QTYPES
             d["nx"] += rcode == NXDOMAIN
             d["src"][src] += 1
             queried[src].add(domain)
