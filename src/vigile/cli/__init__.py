@@ -30,6 +30,7 @@ app = typer.Typer(
 COMMANDS = (
     "vigile.cli.init",
     "vigile.cli.ingest",
+    "vigile.cli.collect",
     "vigile.cli.hunt",
     "vigile.cli.explain",
     "vigile.cli.status",
