@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -165,3 +166,22 @@ def test_restore_into_live_mailbox_adds_only_missing(
         target.close()
     finally:
         vault.close()
+
+
+def test_without_condstore_a_scan_finds_flag_changes_and_expunges(
+    account: ImapAccount, vault_root: Path
+) -> None:
+    account = replace(account, condstore=False)
+    client = open_client(account, PASSWORD)
+    fill(client, {"INBOX": 6}, seed=6)
+    run_backup(vault_root, account)
+    client.select_folder("INBOX")
+    uids = sorted(client.search("ALL"))
+    client.set_flags(uids[:2], ["\\Answered"])
+    client.delete_messages(uids[-1:])
+    client.expunge()
+    client.logout()
+    snap, stats = run_backup(vault_root, account)
+    assert snap.folders[0].highestmodseq is None
+    assert (stats.flag_changes, stats.expunged, stats.fetched) == (2, 1, 0)
+    assert stats.folders_unchanged == 0  # without HIGHESTMODSEQ a folder is always scanned

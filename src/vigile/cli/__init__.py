@@ -32,6 +32,7 @@ COMMANDS = (
     "vigile.cli.ingest",
     "vigile.cli.hunt",
     "vigile.cli.status",
+    "vigile.cli.vault",
 )
 
 for _module in COMMANDS:

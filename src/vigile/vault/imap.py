@@ -83,7 +83,7 @@ class ImapSource:
         self._settings = account
         self.client = connect(account)
         self._selected: str | None = None
-        self.condstore = self.client.has_capability("CONDSTORE")
+        self.condstore = account.condstore and self.client.has_capability("CONDSTORE")
         if self.condstore:
             self._guard(lambda: self.client.enable("CONDSTORE"))
 

@@ -46,12 +46,19 @@ class Index:
             self.db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is not None
         )
 
-    def add_pack(self, name: str, size: int, records: Iterable[RecordRef]) -> None:
-        """Record a published pack and its records in one transaction (idempotent)."""
+    def add_pack(
+        self, name: str, size: int, records: Iterable[RecordRef], *, move: bool = False
+    ) -> None:
+        """Record a published pack and its records in one transaction (idempotent).
+
+        A record already indexed keeps its old location, unless ``move`` (a rewritten
+        pack taking over records from the pack it replaces).
+        """
+        verb = "REPLACE" if move else "IGNORE"
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (name, size))
             self.db.executemany(
-                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?)",
+                f"INSERT OR {verb} INTO blobs VALUES (?, ?, ?, ?, ?)",
                 ((r.blob_id, r.kind, r.pack, r.offset, r.length) for r in records),
             )
 

@@ -17,6 +17,8 @@ Example::
     password_command = "pass show mail/alice"  # or password_env = "ALICE_PASSWORD"
     # oauth2_token_command = "oauth2-token alice"  (with auth = "xoauth2")
     folders = ["*"]             # fnmatch patterns; default every folder
+    # condstore = false         # ignore CONDSTORE even if offered (always scan UIDs+flags)
+    # timeout = 60              # seconds per network operation
 
 Secrets are never stored in the file itself: they come from a command's standard output or
 an environment variable, are read when a connection opens, and never logged.
@@ -64,6 +66,7 @@ class ImapAccount:
     oauth2_token_command: str | None = None
     folders: tuple[str, ...] = ("*",)
     timeout: float = 60.0
+    condstore: bool = True
 
     def __repr__(self) -> str:  # keeps secret sources out of tracebacks and logs
         return f"ImapAccount({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -122,6 +125,7 @@ def parse_account(entry: dict[str, Any], where: str) -> ImapAccount:
         oauth2_token_command=entry.get("oauth2_token_command"),
         folders=tuple(folders),
         timeout=float(entry.get("timeout", 60)),
+        condstore=bool(entry.get("condstore", True)),
     )
 
 
