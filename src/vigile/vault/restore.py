@@ -47,10 +47,23 @@ class RestoreReport:
     damaged: list[dict[str, Any]] = field(default_factory=list)
 
 
-def select_trees(vault: Vault, snapshot: Snapshot, pattern: str | None) -> Iterator[FolderTree]:
+def select_trees(
+    vault: Vault, snapshot: Snapshot, pattern: str | None, report: RestoreReport
+) -> Iterator[FolderTree]:
+    """The snapshot's folder trees; a damaged tree is reported and its folder skipped."""
     for ref in snapshot.folders:
         if pattern is None or fnmatchcase(ref.name, pattern):
-            yield vault.get_tree(ref.tree)
+            try:
+                yield vault.get_tree(ref.tree)
+            except VaultDamagedError as e:
+                report.damaged.append(
+                    {
+                        "account": snapshot.account,
+                        "folder": ref.name,
+                        "uid": None,
+                        "error": f"folder listing damaged, {ref.count} messages unknown: {e}",
+                    }
+                )
 
 
 def match_key(raw_or_header: bytes, size: int) -> bytes:
@@ -126,7 +139,7 @@ def restore_files(
     """Write the snapshot's messages under ``out`` as Maildir, mbox or .eml files."""
     report = RestoreReport()
     out.mkdir(parents=True, exist_ok=True)
-    for tree in select_trees(vault, snapshot, pattern):
+    for tree in select_trees(vault, snapshot, pattern, report):
         box = mailbox.mbox(out / f"{_safe(tree.name)}.mbox") if fmt == "mbox" else None
         for entry, raw in _messages(vault, snapshot, tree, report):
             if box is not None:
@@ -156,7 +169,7 @@ def restore_imap(
 ) -> RestoreReport:
     """Append to ``target`` every message of the snapshot that it does not hold."""
     report = RestoreReport()
-    for tree in select_trees(vault, snapshot, pattern):
+    for tree in select_trees(vault, snapshot, pattern, report):
         target.ensure_folder(tree.name)
         live = Counter(match_key(h, size) for h, size, _ in target.headers(tree.name).values())
         for entry, raw in _messages(vault, snapshot, tree, report):
@@ -178,7 +191,7 @@ def diff_imap(
     """Rows describing how the live mailbox differs from the snapshot (nothing is written)."""
     rows: list[dict[str, Any]] = []
     report = RestoreReport()
-    for tree in select_trees(vault, snapshot, pattern):
+    for tree in select_trees(vault, snapshot, pattern, report):
         live: dict[bytes, list[tuple[int, bytes, tuple[str, ...]]]] = {}
         for uid, (header, size, flags) in sorted(target.headers(tree.name).items()):
             live.setdefault(match_key(header, size), []).append((uid, header, flags))
