@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client, snapshot_state
+from typer.testing import CliRunner
+
+from vigile.cli import app
+from vigile.errors import VigileError
 from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.errors import SourceError
 from vigile.vault.imap import ImapSource
@@ -55,7 +58,8 @@ timeout = 10
     return config
 
 
-def vigile(config: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+def vigile_process(config: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real command in a new process (exit status, stderr, kills, limits)."""
     return subprocess.run(
         [sys.executable, "-m", "vigile", "vault", *args, "--config", str(config)],
         capture_output=True,
@@ -63,6 +67,19 @@ def vigile(config: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[s
         timeout=300,
         **kw,
     )
+
+
+def vigile(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same command in this process (no interpreter start-up), with main()'s handling
+    of user errors: exit status from the error, one ``error:`` line on stderr."""
+    result = CliRunner().invoke(app, ["vault", *args, "--config", str(config)])
+    error = result.exception
+    if isinstance(error, VigileError):
+        stderr = f"{result.stderr}error: {error}"
+        return subprocess.CompletedProcess([], error.exit_code, result.stdout, stderr)
+    if error is not None and not isinstance(error, SystemExit):
+        raise error
+    return subprocess.CompletedProcess([], result.exit_code, result.stdout, result.stderr)
 
 
 def rows(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -122,7 +139,7 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
 def test_wrong_key_is_one_clear_line(filled: ImapAccount, tmp_path: Path) -> None:
     config = write_config(tmp_path, filled)
     (tmp_path / "key").write_bytes(b"not the key")
-    done = vigile(config, "snapshots")
+    done = vigile_process(config, "snapshots")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: wrong passphrase or key file for this vault"
 
@@ -243,7 +260,7 @@ def _limit_file_size() -> None:
 def test_write_failure_leaves_the_vault_consistent(filled: ImapAccount, tmp_path: Path) -> None:
     # RLIMIT_FSIZE makes writes fail midway (EFBIG) the way a full disk does (ENOSPC).
     config = write_config(tmp_path, filled, pack_mb=4)
-    done = vigile(config, "backup", preexec_fn=_limit_file_size)
+    done = vigile_process(config, "backup", preexec_fn=_limit_file_size)
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: ") and "Traceback" not in done.stderr
     assert not list((tmp_path / "vault" / "packs").glob(".tmp-*"))
