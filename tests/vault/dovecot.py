@@ -9,6 +9,7 @@ its life so it stops by itself even if the test process dies; ``running_dovecot`
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vigile.vault.settings import ImapAccount
@@ -33,7 +35,9 @@ state_dir = {root}/state
 instance_name = vigile-test-{port}
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+ssl = yes
+ssl_cert = <{root}/tls/cert.pem
+ssl_key = <{root}/tls/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {root}/dovecot.log
@@ -57,7 +61,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -84,6 +89,7 @@ def _free_port() -> int:
 class Dovecot:
     root: Path
     port: int
+    tls_port: int
     uid: int
     gid: int
     process: subprocess.Popen[bytes] | None = None
@@ -144,6 +150,46 @@ class Dovecot:
         return str(done.stdout)
 
 
+def write_tls_certificate(folder: Path) -> None:
+    """A self-signed certificate for 127.0.0.1 and localhost (``ca.pem`` = the cert)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vigile test dovecot")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / "cert.pem").write_bytes(pem)
+    (folder / "ca.pem").write_bytes(pem)
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 @contextmanager
 def running_dovecot() -> Iterator[Dovecot]:
     """Start a Dovecot in a new temporary folder; stop it and remove the folder on exit."""
@@ -153,16 +199,18 @@ def running_dovecot() -> Iterator[Dovecot]:
     else:
         uid, gid = os.getuid(), os.getgid()
     root = Path(tempfile.mkdtemp(prefix="vigile-dovecot-"))
-    port = _free_port()
+    port, tls_port = _free_port(), _free_port()
     user, group = pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name
     for sub in ("run", "state", "home", "users"):
         (root / sub).mkdir()
-    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port, user=user, group=group))
+    write_tls_certificate(root / "tls")
+    config = CONFIG.format(root=root, port=port, tls_port=tls_port, user=user, group=group)
+    (root / "dovecot.conf").write_text(config)
     for path in (root, *root.rglob("*")):
         os.chown(path, uid, gid)
     root.chmod(0o755)
     os.environ[PASSWORD_ENV] = PASSWORD
-    server = Dovecot(root, port, uid, gid)
+    server = Dovecot(root, port, tls_port, uid, gid)
     server.start()
     try:
         yield server

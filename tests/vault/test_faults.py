@@ -303,3 +303,26 @@ def test_refused_login_is_not_retried(filled: ImapAccount) -> None:
     with pytest.raises(SourceError, match="login refused"):
         RetryingSource(lambda: ImapSource(bad), sleep=sleeps.append)
     assert sleeps == []
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_with_a_pinned_ca(
+    dovecot: Dovecot, filled: ImapAccount, security: str
+) -> None:
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    secured = ImapAccount(
+        **{
+            **filled.__dict__,
+            "security": security,
+            "port": port,
+            "ca_file": dovecot.root / "tls" / "ca.pem",
+        }
+    )
+    source = ImapSource(secured)
+    try:
+        assert source.status("INBOX").messages == 20
+    finally:
+        source.close()
+    untrusted = ImapAccount(**{**secured.__dict__, "ca_file": None})
+    with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+        ImapSource(untrusted)

@@ -44,7 +44,7 @@ def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
 def connect(account: ImapAccount) -> IMAPClient:
     """Open an authenticated connection (the secret is fetched here, never logged)."""
     try:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=account.ca_file)
         client = IMAPClient(
             account.host,
             port=account.port,
@@ -55,6 +55,10 @@ def connect(account: ImapAccount) -> IMAPClient:
         client.normalise_times = False
         if account.security == "starttls":
             client.starttls(context)
+    except ssl.SSLCertVerificationError as e:  # permanent: retrying cannot fix a certificate
+        raise SourceError(
+            f"{account.host}:{account.port}: {e.verify_message} ({e.reason})"
+        ) from None
     except (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error) as e:
         raise SourceConnectionError(f"{account.host}:{account.port}: cannot connect: {e}") from None
     secret = account.secret()

@@ -19,6 +19,7 @@ Example::
     folders = ["*"]             # fnmatch patterns; default every folder
     # condstore = false         # ignore CONDSTORE even if offered (always scan UIDs+flags)
     # timeout = 60              # seconds per network operation
+    # ca_file = "/etc/ssl/mail-ca.pem"  # trust this CA instead of the system store
 
 Secrets are never stored in the file itself: they come from a command's standard output or
 an environment variable, are read when a connection opens, and never logged.
@@ -67,6 +68,7 @@ class ImapAccount:
     folders: tuple[str, ...] = ("*",)
     timeout: float = 60.0
     condstore: bool = True
+    ca_file: Path | None = None
 
     def __repr__(self) -> str:  # keeps secret sources out of tracebacks and logs
         return f"ImapAccount({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -97,7 +99,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def parse_account(entry: dict[str, Any], where: str) -> ImapAccount:
+def parse_account(entry: dict[str, Any], where: str, root: Path = Path()) -> ImapAccount:
     """Validate one ``[[vault.accounts]]`` table."""
     for key in ("name", "host", "username"):
         if not isinstance(entry.get(key), str) or not entry[key]:
@@ -126,6 +128,7 @@ def parse_account(entry: dict[str, Any], where: str) -> ImapAccount:
         folders=tuple(folders),
         timeout=float(entry.get("timeout", 60)),
         condstore=bool(entry.get("condstore", True)),
+        ca_file=root / entry["ca_file"] if entry.get("ca_file") else None,
     )
 
 
@@ -153,7 +156,7 @@ def parse_settings(section: dict[str, Any], base: Path | None) -> VaultSettings:
     accounts = []
     names: set[str] = set()
     for i, entry in enumerate(section.get("accounts", [])):
-        account = parse_account(entry, f"[[vault.accounts]] #{i + 1}")
+        account = parse_account(entry, f"[[vault.accounts]] #{i + 1}", root)
         if account.name in names:
             raise VaultConfigError(f"[[vault.accounts]]: account {account.name!r} appears twice")
         names.add(account.name)
