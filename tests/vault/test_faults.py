@@ -326,3 +326,28 @@ def test_tls_and_starttls_with_a_pinned_ca(
     untrusted = ImapAccount(**{**secured.__dict__, "ca_file": None})
     with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
         ImapSource(untrusted)
+
+
+def test_dry_run_then_prune_keeps_the_newest_state(filled: ImapAccount, tmp_path: Path) -> None:
+    config = write_config(tmp_path, filled, pack_mb=0.05)
+    assert vigile(config, "backup").returncode == 0
+    client = open_client(filled, PASSWORD)
+    client.select_folder("Archive")
+    client.delete_messages(client.search("ALL")[:4])
+    client.expunge()
+    client.logout()
+    done = vigile(config, "restore", "-a", filled.name, "--to", "imap", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [r["change"] for r in rows(done)] == ["deleted since"] * 4
+    assert vigile(config, "backup").returncode == 0
+
+    done = vigile(config, "prune", "--keep-within", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    (stats,) = rows(done)
+    assert stats["snapshots_deleted"] == 1 and stats["records_dropped"] >= 4
+    assert stats["bytes_freed"] > 0
+    assert vigile(config, "verify").returncode == 0
+    out = tmp_path / "eml"
+    done = vigile(config, "restore", "-a", filled.name, "--to", "eml", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.rglob("*.eml"))) == 35 - 4
