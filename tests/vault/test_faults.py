@@ -34,6 +34,7 @@ FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
 
 def write_config(tmp: Path, account: ImapAccount, pack_mb: float = 0.25) -> Path:
+    tmp.mkdir(exist_ok=True)
     (tmp / "key").write_bytes(SECRET)
     config = tmp / "vigile.toml"
     config.write_text(
@@ -106,6 +107,7 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     config = write_config(tmp_path, filled)
     done = vigile(config, "backup", "--json")
     assert done.returncode == 0, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
     (summary,) = rows(done)
     assert (summary["messages"], summary["fetched"], summary["stored"]) == (35, 35, 35)
     again = rows(vigile(config, "backup", "--json"))[0]
@@ -142,6 +144,12 @@ def test_wrong_key_is_one_clear_line(filled: ImapAccount, tmp_path: Path) -> Non
     done = vigile_process(config, "snapshots")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: wrong passphrase or key file for this vault"
+    refused = ImapAccount(**{**filled.__dict__, "password_env": "VIGILE_TEST_WRONG"})
+    config = write_config(tmp_path / "again", refused)
+    os.environ["VIGILE_TEST_WRONG"] = "wrong-password-value"
+    done = vigile_process(config, "backup")
+    assert done.returncode == 1 and "login refused" in done.stderr
+    assert "wrong-password-value" not in done.stdout + done.stderr
 
 
 def test_flipped_byte_names_the_message_and_the_rest_restores(
@@ -276,7 +284,7 @@ def test_disconnect_is_retried(dovecot: Dovecot, filled: ImapAccount) -> None:
         assert "Archive" in source.folders()
         dovecot.doveadm("kick", filled.username)
         assert source.status("INBOX").messages == 20
-        fetched = list(source.fetch("INBOX", source.uids("INBOX")))
+        fetched = list(source.fetch("INBOX", source.metadata("INBOX")))
         assert len(fetched) == 20
         assert source.retries >= 1 and sleeps[0] == 0.5
     finally:

@@ -98,7 +98,7 @@ def sync_folder(
     for meta in changed:
         entry = messages.get(meta.uid)
         if entry is None:
-            to_fetch.append(meta.uid)
+            to_fetch.append(meta)
         elif entry.flags != meta.flags:
             messages[meta.uid] = MessageEntry(
                 meta.uid, entry.blob_id, entry.size, entry.internaldate, meta.flags

@@ -30,7 +30,6 @@ from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
 
 #: Messages per FETCH of bodies: bounds memory while keeping round trips few.
 FETCH_BATCH = 256
-FETCH_ITEMS = ["BODY.PEEK[]", "FLAGS", "RFC822.SIZE", "INTERNALDATE"]
 META_ITEMS = ["FLAGS", "RFC822.SIZE", "INTERNALDATE"]
 
 T = TypeVar("T")
@@ -152,19 +151,18 @@ class ImapSource:
             key=lambda m: m.uid,
         )
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[FetchedMessage]:
+    def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
+        # Only the body is fetched: flags, size and date came with the listing, and asking
+        # for them again doubles the response text IMAPClient's lexer has to walk.
         self._examine(folder)
-        for start in range(0, len(uids), FETCH_BATCH):
-            batch = list(uids[start : start + FETCH_BATCH])
-            rows = self._guard(partial(self.client.fetch, batch, FETCH_ITEMS))
-            for uid in batch:
-                r = rows.get(uid)
-                if r is None or b"BODY[]" not in r:
-                    continue  # expunged since it was listed
-                meta = MessageMeta(
-                    uid, int(r[b"RFC822.SIZE"]), r[b"INTERNALDATE"], _flags(r[b"FLAGS"])
-                )
-                yield FetchedMessage(meta, bytes(r[b"BODY[]"]))
+        for start in range(0, len(metas), FETCH_BATCH):
+            batch = metas[start : start + FETCH_BATCH]
+            uids = [m.uid for m in batch]
+            rows = self._guard(partial(self.client.fetch, uids, ["BODY.PEEK[]"]))
+            for meta in batch:
+                r = rows.get(meta.uid)
+                if r is not None and b"BODY[]" in r:  # else expunged since it was listed
+                    yield FetchedMessage(meta, bytes(r[b"BODY[]"]))
 
     def close(self) -> None:
         with contextlib.suppress(

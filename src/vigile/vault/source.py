@@ -14,8 +14,10 @@ Contract, per method (every implementation must hold to it):
 * ``metadata`` returns flags, size and internal date; with ``changed_since`` only messages
   whose modification sequence is greater (new ones included). Sources without modification
   sequences return ``None`` for ``FolderStatus.highestmodseq`` and are never given one.
-* ``fetch`` yields raw messages (exact bytes) in the order of ``uids``, skipping UIDs that
-  no longer exist; its memory is bounded by one batch, not by the folder.
+* ``fetch`` takes messages as ``metadata`` listed them and yields each with its raw bytes
+  (exact), in the given order, skipping messages that no longer exist; its memory is
+  bounded by one batch, not by the folder. Flags that change in between are caught by
+  the next run, whose markers date from before the listing.
 * Errors: :class:`SourceAuthError` is **permanent** (never retried); a dropped or refused
   connection is :class:`SourceConnectionError`, **transient**: :class:`RetryingSource`
   reconnects with exponential backoff and re-issues the call. Anything else is permanent.
@@ -75,7 +77,7 @@ class Source(Protocol):
 
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]: ...
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[FetchedMessage]: ...
+    def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]: ...
 
     def close(self) -> None: ...
 
@@ -143,16 +145,16 @@ class RetryingSource:
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]:
         return self._call(lambda s: s.metadata(folder, changed_since))
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[FetchedMessage]:
-        """Yield every message once; after a reconnect, resume with the UIDs not yet seen."""
-        remaining = list(uids)
+    def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
+        """Yield every message once; after a reconnect, resume with the ones not yet seen."""
+        remaining = list(metas)
         failures = 0
         while remaining:
             done = 0
             try:
                 for message in self._current().fetch(folder, remaining):
                     yield message
-                    while remaining[done] != message.meta.uid:
+                    while remaining[done].uid != message.meta.uid:
                         done += 1  # skipped: expunged since the listing
                     done += 1
                 return
