@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import machine
 from tests.vault.dovecot import Dovecot, running_dovecot
 from tests.vault.mailgen import make_message
 

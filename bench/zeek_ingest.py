@@ -16,11 +16,15 @@ from pathlib import Path
 from bench.common import OUT, machine, measure
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeek" / "rita" / "missing_host"
-HEADER_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration "
-                 "orig_bytes resp_bytes conn_state local_orig local_resp missed_bytes history "
-                 "orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes tunnel_parents").split()
-TYPES = ("time string addr port addr port enum string interval count count string bool bool "
-         "count string count count count count set[string]").split()
+HEADER_FIELDS = (
+    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration "
+    "orig_bytes resp_bytes conn_state local_orig local_resp missed_bytes history "
+    "orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes tunnel_parents"
+).split()
+TYPES = (
+    "time string addr port addr port enum string interval count count string bool bool "
+    "count string count count count count set[string]"
+).split()
 
 
 def build_log(rows: int, path: Path) -> int:
@@ -32,8 +36,10 @@ def build_log(rows: int, path: Path) -> int:
     rng = random.Random(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
-        out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
-                  "#path\tconn\n#open\t2024-04-19-00-00-00\n")
+        out.write(
+            "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+            "#path\tconn\n#open\t2024-04-19-00-00-00\n"
+        )
         out.write("#fields\t" + "\t".join(HEADER_FIELDS) + "\n#types\t" + "\t".join(TYPES) + "\n")
         for i in range(rows):
             row = list(sample[i % len(sample)])
@@ -77,12 +83,17 @@ def main(rows: int = 2_000_000) -> str:
         db.unlink(missing_ok=True)
         results.append(measure(name, fn, str(log), str(db)))
         db.unlink(missing_ok=True)
-    lines = [f"Zeek TSV ingest of {results[0].result:,} conn rows "
-             f"({log.stat().st_size / 1e6:.0f} MB uncompressed), {machine()}", "",
-             "| contender | seconds | rows/s | peak RSS MB |", "|---|---|---|---|"]
+    lines = [
+        f"Zeek TSV ingest of {results[0].result:,} conn rows "
+        f"({log.stat().st_size / 1e6:.0f} MB uncompressed), {machine()}",
+        "",
+        "| contender | seconds | rows/s | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
     for m in results:
-        lines.append(f"| {m.name} | {m.seconds:.2f} | {m.result / m.seconds:,.0f} | "
-                     f"{m.peak_rss_mb:.0f} |")
+        lines.append(
+            f"| {m.name} | {m.seconds:.2f} | {m.result / m.seconds:,.0f} | {m.peak_rss_mb:.0f} |"
+        )
     ratio = (results[0].result / results[0].seconds) / (results[1].result / results[1].seconds)
     lines += ["", f"Ratio vigile / DuckDB read_csv: {ratio:.2f} (target ≥ 0.5)"]
     text = "\n".join(lines)
