@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine
 from tests.vault.dovecot import Dovecot, running_dovecot
 from tests.vault.mailgen import make_message
 
+from bench.common import machine
 from vigile.vault.backup import backup_account
 from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.imap import ImapSource
@@ -189,7 +189,7 @@ def main() -> None:
         nofsync = ["mbsync", "-q", "-c", str(mbsync_config(work, server, user, False)), "-a"]
         print(
             f"mailbox: {args.messages:,} messages, {args.folders} folders, "
-            f"{total / 1e6:.1f} MB; {os.cpu_count()} CPUs"
+            f"{total / 1e6:.1f} MB; {machine()}"
         )
         print(f"{'run':<20}{'peer':<17}{'seconds':>9}{'msgs/s':>10}{'MB/s':>8}{'peak MiB':>10}")
         results = {}
