@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.vault.dovecot import PASSWORD, Dovecot
+from tests.vault.dovecot import PASSWORD, PASSWORD_ENV, Dovecot
 from tests.vault.mailgen import fill, open_client, snapshot_state
 from typer.testing import CliRunner
 
@@ -147,9 +147,17 @@ def test_wrong_key_is_one_clear_line(filled: ImapAccount, tmp_path: Path) -> Non
     refused = ImapAccount(**{**filled.__dict__, "password_env": "VIGILE_TEST_WRONG"})
     config = write_config(tmp_path / "again", refused)
     os.environ["VIGILE_TEST_WRONG"] = "wrong-password-value"
-    done = vigile_process(config, "backup")
+    good = config.read_text().split("[[vault.accounts]]")[1].replace(refused.name, "good", 1)
+    config.write_text(
+        config.read_text()
+        + "\n[[vault.accounts]]"
+        + good.replace("VIGILE_TEST_WRONG", PASSWORD_ENV)
+    )
+    done = vigile_process(config, "backup", "--json")
     assert done.returncode == 1 and "login refused" in done.stderr
+    assert "backup failed for 1 account(s)" in done.stderr
     assert "wrong-password-value" not in done.stdout + done.stderr
+    assert [r.get("messages") for r in rows(done)] == [None, 35]  # the other account ran
 
 
 def test_flipped_byte_names_the_message_and_the_rest_restores(

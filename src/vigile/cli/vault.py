@@ -22,12 +22,17 @@ from vigile.cli.common import ConfigOption, CsvOption, JsonOption, read_config
 from vigile.cli.output import choose_format, emit_rows, err_console
 from vigile.errors import ConfigError
 from vigile.vault.backup import backup_account
-from vigile.vault.errors import VaultDamagedError
+from vigile.vault.errors import SourceError, VaultDamagedError
 from vigile.vault.imap import ImapSource, ImapTarget
 from vigile.vault.prune import forget, prune
 from vigile.vault.repo import Vault
 from vigile.vault.restore import FORMATS, diff_imap, restore_files, restore_imap
-from vigile.vault.settings import VaultSettings, parse_settings, run_secret_command
+from vigile.vault.settings import (
+    ImapAccount,
+    VaultSettings,
+    parse_settings,
+    run_secret_command,
+)
 from vigile.vault.source import RetryingSource
 from vigile.vault.verify import verify
 
@@ -167,35 +172,15 @@ def backup_cmd(
     if not accounts:
         raise ConfigError("no [[vault.accounts]] configured")
     store = _open(config, vault, key_file, write=True)
-    rows = []
+    rows, failed = [], []
     try:
         for acc in accounts:
-            source = RetryingSource(lambda acc=acc: ImapSource(acc))  # type: ignore[misc]
-            with _progress() as bar:
-                task = bar.add_task(acc.name, total=None, messages=0)
-
-                def tick(
-                    folder: str,
-                    size: int,
-                    task: Any = task,
-                    bar: Progress = bar,
-                    name: str = acc.name,
-                ) -> None:
-                    done = bar.tasks[0].fields["messages"] + 1
-                    bar.update(task, advance=size, messages=done, description=f"{name} {folder}")
-
-                try:
-                    snap, stats = backup_account(store, source, tick)
-                finally:
-                    source.close()
-            rows.append(
-                {
-                    "account": acc.name,
-                    "snapshot": snap.name,
-                    **vars(stats),
-                    "retries": source.retries,
-                }
-            )
+            try:
+                rows.append(_backup_one(store, acc))
+            except SourceError as e:  # the next account may well be reachable
+                err_console.print(f"[bold red]{acc.name}:[/] {e}", highlight=False)
+                failed.append(acc.name)
+                rows.append({"account": acc.name, "error": str(e)})
     finally:
         store.close()
     columns = [
@@ -210,8 +195,28 @@ def backup_cmd(
         "flag_changes",
         "expunged",
         "retries",
+        "error",
     ]
     emit_rows(rows, columns, fmt, title="Backup")
+    if failed:
+        raise SourceError(f"backup failed for {len(failed)} account(s): {', '.join(failed)}")
+
+
+def _backup_one(store: Vault, acc: ImapAccount) -> dict[str, Any]:
+    """One account's run, with a progress bar of messages, bytes and rate."""
+    with _progress() as bar:
+        task = bar.add_task(acc.name, total=None, messages=0)
+
+        def tick(folder: str, size: int) -> None:
+            done = bar.tasks[0].fields["messages"] + 1
+            bar.update(task, advance=size, messages=done, description=f"{acc.name} {folder}")
+
+        source = RetryingSource(lambda: ImapSource(acc))
+        try:
+            snap, stats = backup_account(store, source, tick)
+        finally:
+            source.close()
+    return {"account": acc.name, "snapshot": snap.name, **vars(stats), "retries": source.retries}
 
 
 @vault_app.command("snapshots")
