@@ -15,7 +15,8 @@ Example::
     username = "alice@example.org"
     auth = "login"              # login | plain | xoauth2
     password_command = "pass show mail/alice"  # or password_env = "ALICE_PASSWORD"
-    # oauth2_token_command = "oauth2-token alice"  (with auth = "xoauth2")
+    # oauth2_token_command = "oauth2-token alice"  (with auth = "xoauth2"),
+    # or oauth2_token_env = "ALICE_TOKEN" for a token you supply
     folders = ["*"]             # fnmatch patterns; default every folder
     # condstore = false         # ignore CONDSTORE even if offered (always scan UIDs+flags)
     # timeout = 60              # seconds per network operation
@@ -65,6 +66,7 @@ class ImapAccount:
     password_command: str | None = None
     password_env: str | None = None
     oauth2_token_command: str | None = None
+    oauth2_token_env: str | None = None
     folders: tuple[str, ...] = ("*",)
     timeout: float = 60.0
     condstore: bool = True
@@ -77,17 +79,25 @@ class ImapAccount:
         """The password or OAuth2 access token, fetched now."""
         where = f"account {self.name!r}"
         if self.auth == "xoauth2":
+            if self.oauth2_token_env:
+                return _env_value(self.oauth2_token_env, where)
             if not self.oauth2_token_command:
-                raise VaultConfigError(f"{where}: auth = xoauth2 needs oauth2_token_command")
+                raise VaultConfigError(
+                    f"{where}: auth = xoauth2 needs oauth2_token_command or oauth2_token_env"
+                )
             return run_secret_command(self.oauth2_token_command, f"{where} oauth2_token_command")
         if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise VaultConfigError(f"{where}: environment variable {self.password_env} unset")
-            return value
+            return _env_value(self.password_env, where)
         if self.password_command:
             return run_secret_command(self.password_command, f"{where} password_command")
         raise VaultConfigError(f"{where}: set password_command or password_env")
+
+
+def _env_value(name: str, where: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise VaultConfigError(f"{where}: environment variable {name} unset")
+    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,6 +135,7 @@ def parse_account(entry: dict[str, Any], where: str, root: Path = Path()) -> Ima
         password_command=entry.get("password_command"),
         password_env=entry.get("password_env"),
         oauth2_token_command=entry.get("oauth2_token_command"),
+        oauth2_token_env=entry.get("oauth2_token_env"),
         folders=tuple(folders),
         timeout=float(entry.get("timeout", 60)),
         condstore=bool(entry.get("condstore", True)),
