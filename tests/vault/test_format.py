@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vigile.vault.crypto import DEFAULT_KDF, Keys
 from vigile.vault.errors import VaultConfigError, VaultDamagedError, VaultError, WrongKeyError
+from vigile.vault.imap import message_set, parse_internaldate
 from vigile.vault.pack import scan_pack
 from vigile.vault.repo import Vault
 from vigile.vault.settings import parse_settings
@@ -106,3 +107,27 @@ def test_settings_validate_accounts(tmp_path: Path) -> None:
         parse_settings({"accounts": [{**good, "password_env": "VIGILE_NOPE_X"}]}, base).accounts[
             0
         ].secret()
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.integers(-14 * 60, 14 * 60),
+)
+def test_internaldate_parses_what_imap_writes(when: datetime, offset_min: int) -> None:
+    zone = timezone(timedelta(minutes=offset_min))
+    when = when.replace(microsecond=0, tzinfo=zone)
+    sign = "-" if offset_min < 0 else "+"
+    text = (
+        when.strftime("%d-%b-%Y %H:%M:%S ")
+        + f"{sign}{abs(offset_min) // 60:02d}{abs(offset_min) % 60:02d}"
+    )
+    assert parse_internaldate(text.encode()) == when
+
+
+@given(st.lists(st.integers(1, 500), min_size=1, unique=True))
+def test_message_set_names_exactly_the_uids(uids: list[int]) -> None:
+    named: set[int] = set()
+    for part in message_set(uids).split(","):
+        low, _, high = part.partition(":")
+        named.update(range(int(low), int(high or low) + 1))
+    assert named == set(uids)
