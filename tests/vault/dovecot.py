@@ -94,7 +94,7 @@ class Dovecot:
     gid: int
     process: subprocess.Popen[bytes] | None = None
 
-    def _run_as(self) -> dict[str, object]:
+    def run_as(self) -> dict[str, object]:
         return {"user": self.uid, "group": self.gid, "extra_groups": []} if os.getuid() == 0 else {}
 
     def start(self) -> None:
@@ -102,7 +102,7 @@ class Dovecot:
             ["timeout", str(LIFETIME_S), "dovecot", "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            **self._run_as(),  # type: ignore[arg-type]
+            **self.run_as(),  # type: ignore[arg-type]
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -145,7 +145,7 @@ class Dovecot:
             capture_output=True,
             text=True,
             check=True,
-            **self._run_as(),  # type: ignore[call-overload]
+            **self.run_as(),  # type: ignore[call-overload]
         )
         return str(done.stdout)
 
