@@ -131,3 +131,16 @@ def test_message_set_names_exactly_the_uids(uids: list[int]) -> None:
         low, _, high = part.partition(":")
         named.update(range(int(low), int(high or low) + 1))
     assert named == set(uids)
+
+
+def test_the_commented_example_in_the_default_config_parses(tmp_path: Path) -> None:
+    import tomllib
+
+    from vigile.config import DEFAULT_CONFIG
+
+    example = "\n".join(
+        line[2:] for line in DEFAULT_CONFIG.split("# [vault]", 1)[1].splitlines() if line
+    )
+    section = tomllib.loads("[vault]\n" + example)["vault"]
+    settings = parse_settings(section, tmp_path / "vigile.toml")
+    assert settings.accounts[0].name == "alice" and settings.key_file is not None
