@@ -163,6 +163,10 @@ def test_restore_into_live_mailbox_adds_only_missing(
         assert (again.restored, again.present) == (0, 9)
         left = sorted((r["folder"], r["change"]) for r in diff_imap(vault, snap, target))
         assert left == [("INBOX", "added since"), ("INBOX", "flags changed")]
+        reset = restore_imap(vault, snap, target, reset_flags=True)
+        assert (reset.restored, reset.present, reset.reflagged) == (0, 9, 1)
+        left = sorted((r["folder"], r["change"]) for r in diff_imap(vault, snap, target))
+        assert left == [("INBOX", "added since")]
         target.close()
     finally:
         vault.close()

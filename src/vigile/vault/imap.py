@@ -287,5 +287,11 @@ class ImapTarget:
             lambda: self.client.append(folder, raw, flags=list(flags), msg_time=when)
         )
 
+    def set_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        """Replace one message's flags (the folder is selected read-write for this)."""
+        self.source._selected = None
+        self.source._guard(lambda: self.client.select_folder(folder))
+        self.source._guard(lambda: self.client.set_flags([uid], list(flags), silent=True))
+
     def close(self) -> None:
         self.source.close()

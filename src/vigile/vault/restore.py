@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import mailbox
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -44,6 +43,7 @@ MAILDIR_FLAGS = {
 class RestoreReport:
     restored: int = 0
     present: int = 0
+    reflagged: int = 0
     damaged: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -166,17 +166,27 @@ def restore_imap(
     target: ImapTarget,
     pattern: str | None = None,
     progress: Callable[[int], None] | None = None,
+    reset_flags: bool = False,
 ) -> RestoreReport:
-    """Append to ``target`` every message of the snapshot that it does not hold."""
+    """Append to ``target`` every message of the snapshot that it does not hold.
+
+    With ``reset_flags``, messages it does hold also get their flags set back to the
+    snapshot's (otherwise they are left exactly as they are).
+    """
     report = RestoreReport()
     for tree in select_trees(vault, snapshot, pattern, report):
         target.ensure_folder(tree.name)
-        live = Counter(match_key(h, size) for h, size, _ in target.headers(tree.name).values())
+        live: dict[bytes, list[tuple[int, tuple[str, ...]]]] = {}
+        for uid, (header, size, flags) in sorted(target.headers(tree.name).items()):
+            live.setdefault(match_key(header, size), []).append((uid, flags))
         for entry, raw in _messages(vault, snapshot, tree, report):
-            key = match_key(raw, entry.size)
-            if live[key] > 0:
-                live[key] -= 1
+            matches = live.get(match_key(raw, entry.size))
+            if matches:
+                uid, flags = matches.pop(0)
                 report.present += 1
+                if reset_flags and flags != entry.flags:
+                    target.set_flags(tree.name, uid, entry.flags)
+                    report.reflagged += 1
                 continue
             target.append(tree.name, raw, entry.flags, entry.internaldate)
             report.restored += 1

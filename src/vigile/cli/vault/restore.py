@@ -49,6 +49,14 @@ def restore_cmd(
             "in the mailbox since that time.",
         ),
     ] = False,
+    reset_flags: Annotated[
+        bool,
+        typer.Option(
+            "--reset-flags",
+            help="With --to imap: also set the flags of messages already in the mailbox back "
+            "to what they were at --at (by default they are left as they are).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
@@ -65,6 +73,8 @@ def restore_cmd(
         raise ConfigError(f"--to {to!r}: choose one of {', '.join(FORMATS)}")
     if to != "imap" and out is None:
         raise ConfigError(f"--to {to} needs --out DIR")
+    if reset_flags and to != "imap":
+        raise ConfigError("--reset-flags sets flags in a live mailbox: use it with --to imap")
     if dry_run and to != "imap":
         raise ConfigError("--dry-run compares with a live mailbox: use it with --to imap")
     settings = load_settings(config)
@@ -89,7 +99,12 @@ def restore_cmd(
                 with progress_bar() as bar:
                     task = bar.add_task("restore", total=None, messages=0)
                     report = restore_imap(
-                        store, snap, target, folder, lambda n: bar.update(task, advance=n)
+                        store,
+                        snap,
+                        target,
+                        folder,
+                        lambda n: bar.update(task, advance=n),
+                        reset_flags=reset_flags,
                     )
             finally:
                 target.close()
@@ -104,10 +119,11 @@ def restore_cmd(
                 "snapshot": snap.name,
                 "restored": report.restored,
                 "present": report.present,
+                "reflagged": report.reflagged,
                 "damaged": len(report.damaged),
             }
         ],
-        ["snapshot", "restored", "present", "damaged"],
+        ["snapshot", "restored", "present", "reflagged", "damaged"],
         fmt,
         title="Restore",
     )
