@@ -357,9 +357,12 @@ def test_dry_run_then_prune_keeps_the_newest_state(filled: ImapAccount, tmp_path
     assert [r["change"] for r in rows(done)] == ["deleted since"] * 4
     assert vigile(config, "backup").returncode == 0
 
+    planned = rows(vigile(config, "prune", "--keep-within", "0", "--dry-run", "--json"))
+    assert len(rows(vigile(config, "snapshots", "--json"))) == 2  # nothing deleted yet
     done = vigile(config, "prune", "--keep-within", "0", "--json")
     assert done.returncode == 0, done.stderr
     (stats,) = rows(done)
+    assert planned == [stats]
     assert stats["snapshots_deleted"] == 1 and stats["records_dropped"] >= 4
     assert stats["bytes_freed"] > 0
     assert vigile(config, "verify").returncode == 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from vigile.vault.pack import PackWriter, pack_path, read_record
+from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record
 from vigile.vault.repo import Vault
 
 
@@ -30,7 +30,9 @@ class PruneStats:
     bytes_freed: int = 0
 
 
-def forget(vault: Vault, keep_within: timedelta, now: datetime | None = None) -> list[str]:
+def forget(
+    vault: Vault, keep_within: timedelta, now: datetime | None = None, dry_run: bool = False
+) -> list[str]:
     """Delete snapshots older than ``keep_within``, keeping each account's newest one."""
     cutoff = (now or datetime.now(UTC)) - keep_within
     newest = {}
@@ -38,16 +40,19 @@ def forget(vault: Vault, keep_within: timedelta, now: datetime | None = None) ->
     for snap in snapshots:
         newest[snap.account] = snap.name
     doomed = [s.name for s in snapshots if s.time < cutoff and newest[s.account] != s.name]
-    for name in doomed:
-        vault.delete_snapshot(name)
+    if not dry_run:
+        for name in doomed:
+            vault.delete_snapshot(name)
     return doomed
 
 
-def _mark_referenced(vault: Vault) -> None:
+def _mark_referenced(vault: Vault, forgotten: set[str]) -> None:
     db = vault.index.db
     db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id BLOB PRIMARY KEY) WITHOUT ROWID")
     db.execute("DELETE FROM keep")
     for snap in vault.snapshots():
+        if snap.name in forgotten:
+            continue
         for ref in snap.folders:
             db.execute("INSERT OR IGNORE INTO keep VALUES (?)", (ref.tree,))
             tree = vault.get_tree(ref.tree)
@@ -57,10 +62,14 @@ def _mark_referenced(vault: Vault) -> None:
             )
 
 
-def prune(vault: Vault) -> PruneStats:
-    """Remove records no snapshot references; see the module docstring for the order."""
+def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False) -> PruneStats:
+    """Remove records no snapshot references; see the module docstring for the order.
+
+    With ``dry_run`` nothing is written: the snapshots named in ``forgotten`` are treated
+    as already deleted and the figures say what a real run would free.
+    """
     stats = PruneStats()
-    _mark_referenced(vault)
+    _mark_referenced(vault, forgotten or set())
     db = vault.index.db
     for name, size in sorted(vault.index.packs().items()):
         total, kept = db.execute(
@@ -71,6 +80,11 @@ def prune(vault: Vault) -> PruneStats:
         if kept == total:
             continue
         stats.records_dropped += total - kept
+        if dry_run:
+            stats.packs_rewritten += kept > 0
+            stats.packs_deleted += kept == 0
+            stats.bytes_freed += _dropped_bytes(vault, name) if kept else size
+            continue
         if kept:
             writer = PackWriter(vault.root)
             for ref in vault.index.records(name):
@@ -88,3 +102,12 @@ def prune(vault: Vault) -> PruneStats:
         vault.index.drop_pack(name)
         pack_path(vault.root, name).unlink()
     return stats
+
+
+def _dropped_bytes(vault: Vault, pack: str) -> int:
+    row = vault.index.db.execute(
+        "SELECT coalesce(sum(length), 0) + count(*) * ? FROM blobs "
+        "WHERE pack = ? AND id NOT IN (SELECT id FROM keep)",
+        (RECORD_HEAD, pack),
+    ).fetchone()
+    return int(row[0])

@@ -28,6 +28,10 @@ def prune_cmd(
             "(the newest of each account is always kept).",
         ),
     ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Delete nothing; show what a real run would delete."),
+    ] = False,
     config: ConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
@@ -38,9 +42,11 @@ def prune_cmd(
     fmt = choose_format(as_json, as_csv)
     store = open_vault(config, vault, key_file, write=True)
     try:
-        deleted = forget(store, timedelta(days=keep_within))
-        stats = prune(store)
+        deleted = forget(store, timedelta(days=keep_within), dry_run=dry_run)
+        stats = prune(store, set(deleted), dry_run=dry_run)
     finally:
         store.close()
     stats.snapshots_deleted = len(deleted)
-    emit_rows([vars(stats)], list(vars(stats)), fmt, title="Prune")
+    emit_rows(
+        [vars(stats)], list(vars(stats)), fmt, title="Prune (dry run)" if dry_run else "Prune"
+    )
