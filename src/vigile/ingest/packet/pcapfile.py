@@ -195,7 +195,7 @@ class _PcapngFramer(_Framer):
                 break
             if code == 9 and length >= 1:  # if_tsresol: power of 10, or of 2 if MSB set
                 r = buf[opt + 4]
-                unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
+                unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0**-r
                 iface.ns_per_unit = unit * 1e9
             elif code == 14 and length == 8:  # if_tsoffset, seconds
                 iface.offset_s = struct.unpack_from(e + "q", buf, opt + 4)[0]
@@ -231,7 +231,8 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
     """Chunks of packets from a capture stream, then a :class:`Damage` if it is damaged.
 
     >>> import io
-    >>> hdr = b"\\xd4\\xc3\\xb2\\xa1" + bytes(12) + (65535).to_bytes(4, "little") + bytes([1, 0, 0, 0])
+    >>> hdr = b"\\xd4\\xc3\\xb2\\xa1" + bytes(12) + (65535).to_bytes(4, "little")
+    >>> hdr += bytes([1, 0, 0, 0])
     >>> rec = (7).to_bytes(4, "little") + bytes(4) + (3).to_bytes(4, "little") * 2 + b"abc"
     >>> [type(x).__name__ for x in read_packets(io.BytesIO(hdr + rec + rec[:5]))]
     ['Packets', 'Damage']

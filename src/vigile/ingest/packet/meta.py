@@ -1,0 +1,179 @@
+"""DNS, HTTP and TLS metadata of flows, held until their flow is handed out.
+
+A vectorised pre-filter picks the few packets whose payload can carry metadata
+(DNS ports, an HTTP method or status line, a TLS handshake record); only those are
+parsed in Python. What they yield is kept per flow (keyed by the byte offset of the
+flow's first packet) and turned into rows when the flow ends, since only then are
+its originator and uid final.
+
+Pairing follows Zeek: a DNS query and its response (same transaction id in the same
+flow) make one row; HTTP responses answer the oldest unanswered request of their
+flow; one ``tls`` row per flow from its ClientHello and ServerHello.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vigile.ingest.packet import dns, http, tls
+from vigile.ingest.packet.decode import Decoded
+from vigile.ingest.packet.link import u8, u16, u32
+from vigile.ingest.packet.pcapfile import Packets
+
+DNS_PORTS = (53, 5353, 5355)
+HTTP_PREFIXES = np.array([int.from_bytes(p.ljust(4), "big") for p in http.PREFIXES])
+HTTP_STATUS = int.from_bytes(b"HTTP", "big")
+MAX_SEGMENTS = 12
+
+
+@dataclass
+class FlowMeta:
+    """What the payloads of one flow said so far."""
+
+    dns: list[dict[str, Any]] = field(default_factory=list)
+    open_dns: dict[int, int] = field(default_factory=dict)  # transaction id -> row index
+    http: list[dict[str, Any]] = field(default_factory=list)
+    tls: dict[str, Any] | None = None
+    services: list[str] = field(default_factory=list)
+
+    def service(self, name: str) -> None:
+        if name not in self.services:
+            self.services.append(name)
+
+
+class Metadata:
+    """Parses metadata packets chunk by chunk and holds it per active flow."""
+
+    def __init__(self) -> None:
+        self.flows: dict[int, FlowMeta] = {}
+
+    def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
+        """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
+        fp = np.full(len(pk), -1, np.int64)
+        fp[d.ok] = flow_pos
+        v, po, cap, proto = pk.buf, d.payload_off, d.payload_cap, d.proto
+        first4 = np.where(cap >= 4, u32(v, po), -1)
+        tcp, udp = d.ok & (proto == 6), d.ok & (proto == 17)
+        on_dns = np.isin(d.sport, DNS_PORTS) | np.isin(d.dport, DNS_PORTS)
+        dns_udp = udp & on_dns & (cap >= 12)
+        dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
+        req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
+        status = tcp & (first4 == HTTP_STATUS)
+        hello = tcp & (cap >= 6) & (u16(v, po) >> 8 == 22) & (u8(v, po + 1) == 3)
+        hello &= np.isin(u8(v, po + 5), (1, 2))
+        seg = _Segments(pk, d, fp)
+        for i in np.flatnonzero(dns_udp | dns_tcp | req | status | hello).tolist():
+            payload = bytes(v[po[i] : po[i] + cap[i]])
+            meta = self.flows.setdefault(int(fp[i]), FlowMeta())
+            ts = int(pk.ts_ns[i])
+            if dns_udp[i]:
+                _dns(meta, payload, ts, "udp")
+            elif dns_tcp[i]:
+                _dns(meta, payload[2 : 2 + int.from_bytes(payload[:2], "big")], ts, "tcp")
+            elif req[i]:
+                _http_request(meta, payload, ts)
+            elif status[i]:
+                _http_status(meta, payload)
+            else:
+                _tls(meta, seg.hello(i, payload), ts)
+
+    def pop(self, first_pos: int) -> FlowMeta | None:
+        return self.flows.pop(first_pos, None)
+
+
+def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
+    try:
+        m = dns.parse(payload)
+    except dns.DnsError:
+        return
+    meta.service("dns")
+    row_at = meta.open_dns.get(m.trans_id)
+    if row_at is None or m.response == meta.dns[row_at]["_response"]:
+        row = {"ts_ns": ts, "proto": proto, "trans_id": m.trans_id, "_response": False}
+        row.update(query=m.query, qtype=m.qtype)
+        meta.dns.append(row)
+        row_at = meta.open_dns[m.trans_id] = len(meta.dns) - 1
+    row = meta.dns[row_at]
+    if m.response:
+        row.update(rcode=m.rcode, answers=m.answers, ttls=m.ttls, _response=True)
+        if row.get("query") is None:
+            row.update(query=m.query, qtype=m.qtype)
+        del meta.open_dns[m.trans_id]
+
+
+def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
+    r = http.parse_request(payload)
+    if r is None:
+        return
+    meta.service("http")
+    meta.http.append(
+        {"ts_ns": ts, "trans_depth": len(meta.http) + 1, "method": r.method, "host": r.host}
+        | {"uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
+    )
+
+
+def _http_status(meta: FlowMeta, payload: bytes) -> None:
+    code = http.parse_status(payload)
+    pending = [row for row in meta.http if "status" not in row]
+    if code is not None and pending:
+        pending[0]["status"] = code
+
+
+def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
+    if msg is None:
+        return
+    try:
+        h = tls.parse_hello(msg)
+    except tls.TlsError:
+        return
+    meta.service("ssl")
+    row = meta.tls if meta.tls is not None else {"ts_ns": ts, "established": False}
+    meta.tls = row
+    if h.client:
+        row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
+        row.setdefault("version", h.version_name)
+    else:
+        row.update(version=h.version_name, cipher=h.cipher_name, ja3s=h.ja3(), established=True)
+
+
+class _Segments:
+    """Follows a TCP direction over the next segments of a chunk to complete a hello."""
+
+    def __init__(self, pk: Packets, d: Decoded, fp: np.ndarray) -> None:
+        self.pk, self.d, self.fp = pk, d, fp
+        self.order: np.ndarray | None = None
+        self.rank: np.ndarray | None = None
+
+    def hello(self, i: int, payload: bytes) -> bytes | None:
+        try:
+            msg = tls.handshake_message(payload)
+        except tls.TlsError:
+            return None
+        if msg is not None:
+            return msg
+        if self.order is None:
+            self.order = np.argsort(self.fp, kind="stable")
+            self.rank = np.empty(len(self.fp), np.int64)
+            self.rank[self.order] = np.arange(len(self.fp))
+        assert self.rank is not None
+        d, v, expect = self.d, self.pk.buf, (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
+        data, seen = payload, 0
+        for j in self.order[self.rank[i] + 1 :].tolist():
+            if self.fp[j] != self.fp[i] or seen >= MAX_SEGMENTS:
+                break
+            same_side = (d.src[j] == d.src[i]).all() and d.sport[j] == d.sport[i]
+            if not same_side or int(d.seq[j]) != expect or d.payload_cap[j] == 0:
+                continue
+            seen += 1
+            data += bytes(v[d.payload_off[j] : d.payload_off[j] + d.payload_cap[j]])
+            expect = (expect + int(d.payload_cap[j])) & 0xFFFFFFFF
+            try:
+                msg = tls.handshake_message(data)
+            except tls.TlsError:
+                return None
+            if msg is not None:
+                return msg
+        return None

@@ -1,0 +1,149 @@
+"""Packet captures (pcap, pcapng) into the ``conn``, ``dns``, ``http`` and ``tls`` tables.
+
+The passes are listed in :mod:`vigile.ingest.packet`. Every row's ``source_pos`` is
+the byte offset of its flow's first packet record in the file (``position_unit``
+``byte``); the uid is derived from the file and that offset, so it is the same on
+every run. A damaged file keeps every complete packet before the damage; the damage
+is rejected with its byte offset and nothing after it is read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from vigile.ingest.base import Sink, SourceFile
+from vigile.ingest.packet import dns
+from vigile.ingest.packet.connstate import conn_columns
+from vigile.ingest.packet.decode import FragmentTable, decode
+from vigile.ingest.packet.flows import FlowTable, Parts, Timeouts
+from vigile.ingest.packet.meta import Metadata
+from vigile.ingest.packet.pcapfile import Damage, capture_kind, read_packets
+from vigile.schema import TS
+
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class PcapReader:
+    """pcap and pcapng captures, recognised by their magic number."""
+
+    name: ClassVar[str] = "pcap"
+    position_unit: ClassVar[str] = "byte"
+    description: ClassVar[str] = "Packet captures (pcap, pcapng): flows with DNS, HTTP and TLS"
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self._addr_text: dict[tuple[int, int], str] = {}
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return capture_kind(head) is not None
+
+    def read(self, source: SourceFile, sink: Sink) -> None:
+        sink.set_log_type("packets")
+        self.source_id = source.source_id
+        flows, meta, fragments = FlowTable(self.timeouts), Metadata(), FragmentTable()
+        packets = not_ip = 0
+        with source.open() as stream:
+            for chunk in read_packets(stream):
+                if isinstance(chunk, Damage):
+                    sink.reject(chunk.position, chunk.reason, chunk.raw)
+                    sink.notice(f"nothing after byte {chunk.position} was read")
+                    break
+                d = decode(chunk, fragments)
+                packets += len(chunk)
+                not_ip += len(chunk) - int(d.ok.sum())
+                finished, flow_pos = flows.add(chunk, d)
+                meta.scan(chunk, d, flow_pos)
+                self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
+                sink.progress(stream.consumed_counter.consumed)  # type: ignore[attr-defined]
+        last = flows.finish()
+        if last is not None:
+            self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)
+        if not_ip:
+            sink.notice(f"{not_ip} of {packets} packets carry no IP flow (ARP, …): not counted")
+
+    def _emit(self, sink: Sink, c: dict[str, np.ndarray], meta: Metadata) -> None:
+        n = len(c["proto"])
+        if not n:
+            return
+        uids = [self._uid(int(p)) for p in c["first_pos"].tolist()]
+        src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
+        services: list[str | None] = []
+        rows: dict[str, list[dict[str, Any]]] = {"dns": [], "http": [], "tls": []}
+        for i, pos in enumerate(c["first_pos"].tolist()):
+            fm = meta.pop(pos)
+            services.append(",".join(fm.services) if fm and fm.services else None)
+            if fm is None:
+                continue
+            ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
+            ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
+            rows["dns"] += [r | ends for r in fm.dns]
+            rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
+            if fm.tls is not None:
+                rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
+        proto = [PROTO_NAMES.get(p, str(p)) for p in c["proto"].tolist()]
+        columns = {
+            "ts": pa.array(c["ts_ns"] // 1000, pa.int64()).cast(TS),
+            "uid": pa.array(uids),
+            "src": pa.array(src),
+            "dst": pa.array(dst),
+            "src_port": pa.array(c["sport"], pa.int32()),
+            "dst_port": pa.array(c["dport"], pa.int32()),
+            "proto": pa.array(proto),
+            "service": pa.array(services, pa.string()),
+            "conn_state": pa.array(c["conn_state"].tolist(), pa.string()),
+            "history": pa.array(c["history"].tolist(), pa.string()),
+            "source_pos": pa.array(c["first_pos"], pa.int64()),
+        }
+        for k in ("duration", "open", "orig_bytes", "resp_bytes", "orig_ip_bytes"):
+            columns[k] = pa.array(c[k])
+        for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
+            columns[k] = pa.array(c[k])
+        sink.emit("conn", columns, n)
+        for table, table_rows in rows.items():
+            if table_rows:
+                sink.emit(table, _columns(table, table_rows), len(table_rows))
+
+    def _uid(self, pos: int) -> str:
+        """Zeek-style uid: 'C' and base62 of a 64-bit mix of the file id and offset."""
+        x = (self.source_id * 0x9E3779B97F4A7C15 + pos) & 0xFFFF_FFFF_FFFF_FFFF
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
+        x ^= x >> 31
+        out = ""
+        while x:
+            x, r = divmod(x, 62)
+            out += BASE62[r]
+        return "C" + out
+
+    def _addresses(self, a: np.ndarray) -> list[str]:
+        keys, inverse = np.unique(a, axis=0, return_inverse=True)
+        texts = [self._text(int(hi), int(lo)) for hi, lo in keys.tolist()]
+        return [texts[i] for i in inverse.reshape(-1).tolist()]
+
+    def _text(self, hi: int, lo: int) -> str:
+        text = self._addr_text.get((hi, lo))
+        if text is None:
+            addr = ipaddress.IPv6Address(hi << 64 | lo)
+            text = str(addr.ipv4_mapped or addr)
+            if len(self._addr_text) < 1 << 20:
+                self._addr_text[(hi, lo)] = text
+        return text
+
+
+def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+    """Row dicts to Arrow columns; ``ts_ns`` becomes ``ts``."""
+    names = {k for r in rows for k in r if not k.startswith("_")} - {"ts_ns"}
+    out = {k: pa.array([r.get(k) for r in rows]) for k in names}
+    out["ts"] = pa.array([r["ts_ns"] // 1000 for r in rows], pa.int64()).cast(TS)
+    if table == "dns":
+        out["qtype_name"] = pa.array([dns.QTYPES.get(r.get("qtype") or -1) for r in rows])
+        out["rcode_name"] = pa.array(
+            [dns.RCODES.get(r["rcode"]) if r.get("rcode") is not None else None for r in rows],
+            pa.string(),
+        )
+    return out
