@@ -142,8 +142,8 @@ class DuckDBStore:
 
     # -- writes -------------------------------------------------------------------------
     def has_source(self, sha256: str) -> bool:
-        row = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
-        return row.fetchone() is not None
+        rows = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
+        return bool(rows.fetchall())
 
     @contextmanager
     def source_writer(self, record: SourceRecord) -> Iterator[_DuckDBSourceWriter]:
@@ -233,15 +233,14 @@ class DuckDBStore:
         return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]:
-        row = self._con.execute(f'SELECT min(ts), max(ts) FROM "{table}"').fetchone()
-        assert row is not None
-        return row[0], row[1]
+        bounds = self._con.sql(f'SELECT min(ts) AS lo, max(ts) AS hi FROM "{table}"')
+        row = bounds.to_arrow_table().to_pylist()[0]
+        return row["lo"], row["hi"]
 
     def count(self, table: str, window: Window | None = None) -> int:
         clause, params = _where(table, window, ())
-        row = self._con.execute(f'SELECT count(*) FROM "{table}"{clause}', params).fetchone()
-        assert row is not None
-        return int(row[0])
+        rows = self._con.execute(f'SELECT count(*) FROM "{table}"{clause}', params).fetchall()
+        return int(rows[0][0])
 
     def close(self) -> None:
         self._con.close()
