@@ -20,7 +20,7 @@ import numpy as np
 
 from vigile.ingest.packet import dns, http, tls
 from vigile.ingest.packet.decode import Decoded
-from vigile.ingest.packet.link import u8, u16, u32
+from vigile.ingest.packet.link import u8, u32
 from vigile.ingest.packet.pcapfile import Packets
 
 DNS_PORTS = (53, 5353, 5355)
@@ -62,8 +62,11 @@ class Metadata:
         dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
         req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
         status = tcp & (first4 == HTTP_STATUS)
-        hello = tcp & (cap >= 6) & (u16(v, po) >> 8 == 22) & (u8(v, po + 1) == 3)
-        hello &= np.isin(u8(v, po + 5), (1, 2))
+        # A handshake record holding a hello, or an alert/change_cipher_spec record that
+        # may precede one in the same segment.
+        ctype = u8(v, po)
+        hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
+        hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
         seg = _Segments(pk, d, fp)
         for i in np.flatnonzero(dns_udp | dns_tcp | req | status | hello).tolist():
             payload = bytes(v[po[i] : po[i] + cap[i]])
@@ -159,7 +162,8 @@ class _Segments:
             self.rank = np.empty(len(self.fp), np.int64)
             self.rank[self.order] = np.arange(len(self.fp))
         assert self.rank is not None
-        d, v, expect = self.d, self.pk.buf, (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
+        d, v = self.d, self.pk.buf
+        expect = (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
         data, seen = payload, 0
         for j in self.order[self.rank[i] + 1 :].tolist():
             if self.fp[j] != self.fp[i] or seen >= MAX_SEGMENTS:

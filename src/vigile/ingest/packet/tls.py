@@ -114,6 +114,9 @@ def handshake_message(data: bytes) -> bytes | None:
     body, off = b"", 0
     while off + 5 <= len(data):
         ctype, major, length = data[off], data[off + 1], struct.unpack_from("!H", data, off + 3)[0]
+        if ctype in (20, 21) and not body and major == 3:
+            off += 5 + length  # an alert or change_cipher_spec before the hello
+            continue
         if ctype != 22 or major != 3:
             raise TlsError("not a TLS handshake record")
         body += data[off + 5 : off + 5 + length]
@@ -124,7 +127,7 @@ def handshake_message(data: bytes) -> bytes | None:
                 raise TlsError("handshake message too long")
             if len(body) >= need:
                 return body[:need]
-    if off == 0 and len(data) >= 1 and data[0] != 22:
+    if len(data) >= 1 and data[0] not in (20, 21, 22):
         raise TlsError("not a TLS handshake record")
     return None
 
