@@ -23,6 +23,10 @@ RCODES = {
 }  # fmt: skip
 NAME_TYPES = (2, 5, 12)
 MAX_POINTERS = 32
+#: Bytes shown as themselves in a name; every other byte is written as ``\\DDD``.
+PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in (0x2E, 0x5C))
+PLAIN_OR_DOT = PLAIN + b"."
+ESCAPED = [chr(b) if b in PLAIN else f"\\{b:03d}" for b in range(256)]
 
 
 class DnsError(ValueError):
@@ -51,14 +55,16 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
     >>> read_name(b"\\x03www\\x07example\\x03com\\x00", 0)
     ('www.example.com', 17)
     """
-    labels: list[str] = []
-    end, jumps = -1, 0
+    labels: list[bytes] = []
+    end, jumps, size = -1, 0, len(msg)
     while True:
-        if off >= len(msg):
+        if off >= size:
             raise DnsError("name runs past the message")
         n = msg[off]
-        if n & 0xC0 == 0xC0:
-            if off + 1 >= len(msg) or jumps >= MAX_POINTERS:
+        if n == 0:
+            return _text(labels), end if end >= 0 else off + 1
+        if n >= 0xC0:
+            if off + 1 >= size or jumps >= MAX_POINTERS:
                 raise DnsError("bad compression pointer")
             if end < 0:
                 end = off + 2
@@ -66,19 +72,17 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
             continue
         if n & 0xC0:
             raise DnsError("unknown label type")
-        if n == 0:
-            return ".".join(labels), end if end >= 0 else off + 1
-        label = msg[off + 1 : off + 1 + n]
-        if len(label) < n:
+        if off + 1 + n > size:
             raise DnsError("label runs past the message")
-        labels.append("".join(_char(b) for b in label))
+        labels.append(msg[off + 1 : off + 1 + n])
         off += 1 + n
 
 
-def _char(b: int) -> str:
-    if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C):
-        return chr(b)
-    return f"\\{b:03d}"
+def _text(labels: list[bytes]) -> str:
+    name = b".".join(labels)
+    if not name.translate(None, PLAIN_OR_DOT) and name.count(b".") == len(labels) - 1:
+        return name.decode("ascii")
+    return ".".join("".join(ESCAPED[b] for b in label) for label in labels)
 
 
 def parse(msg: bytes) -> DnsMessage:

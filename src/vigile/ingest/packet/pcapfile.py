@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 32 << 20
 #: Zero bytes after each chunk so fixed-size header gathers never run off the end.
 PAD = 256
 #: Largest record accepted (Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD).
@@ -243,15 +243,15 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         yield Damage(0, "not a pcap or pcapng file (bad magic)", head)
         return
     framer: _Framer = _PcapFramer(head) if kind == "pcap" else _PcapngFramer()
-    buf = bytearray(head)
-    base, start, eof = 0, 24 if kind == "pcap" else 0, False
+    carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
     while True:
-        if not eof:
-            more = stream.read(chunk_bytes)
-            eof = len(more) < chunk_bytes
-            buf += more
+        # A fresh buffer per chunk: the Packets handed out keep a view of it.
+        buf = bytearray(len(carry) + chunk_bytes + PAD)
+        buf[: len(carry)] = carry
+        got = 0 if eof else _fill(stream, memoryview(buf)[len(carry) : len(carry) + chunk_bytes])
+        eof = eof or got < chunk_bytes
+        end = len(carry) + got
         walk = _Walk()
-        end = len(buf)
         off = framer.walk(buf, end, start, base, walk)
         if walk.pos or walk.singles:
             yield _packets(framer, buf, end, base, walk)
@@ -261,15 +261,26 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         if eof and off == start and not (walk.pos or walk.singles):
             if off < end:
                 reason = "truncated record at end of file"
-                yield Damage(base + off, reason, bytes(buf[off : off + 64]))
+                yield Damage(base + off, reason, bytes(buf[off : min(end, off + 64)]))
             return
         base += off
-        buf = buf[off:]
+        carry = bytes(buf[off:end])
         start = 0
 
 
+def _fill(stream: BinaryIO, target: memoryview) -> int:
+    """Read until ``target`` is full or the stream ends; the number of bytes read."""
+    got = 0
+    while got < len(target):
+        n = stream.readinto(target[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _packets(framer: _Framer, buf: bytearray, end: int, base: int, walk: _Walk) -> Packets:
-    view = np.frombuffer(bytes(buf[:end]) + bytes(PAD), dtype=np.uint8)
+    view = np.frombuffer(buf, dtype=np.uint8)
     pos = np.array(walk.pos, dtype=np.int64)
     data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos)
     if walk.singles:
