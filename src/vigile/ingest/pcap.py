@@ -52,8 +52,12 @@ class PcapReader:
             for chunk in read_packets(stream):
                 if isinstance(chunk, Damage):
                     sink.reject(chunk.position, chunk.reason, chunk.raw)
+                    if not chunk.fatal:
+                        continue
                     sink.notice(f"nothing after byte {chunk.position} was read")
                     break
+                if not len(chunk):
+                    continue
                 d = decode(chunk, fragments)
                 packets += len(chunk)
                 not_ip += len(chunk) - int(d.ok.sum())

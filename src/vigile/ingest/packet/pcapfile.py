@@ -68,14 +68,22 @@ class Packets:
     def __len__(self) -> int:
         return len(self.data_off)
 
+    def select(self, keep: np.ndarray) -> Packets:
+        """The records where ``keep`` is true (same buffer)."""
+        if keep.all():
+            return self
+        cols = (self.data_off, self.caplen, self.wirelen, self.ts_ns, self.linktype, self.pos)
+        return Packets(self.buf, *(c[keep] for c in cols))
+
 
 @dataclass
 class Damage:
-    """Where the file stops being a readable capture, and why."""
+    """Where the file stops being a readable capture (``fatal``), or a bad record, and why."""
 
     position: int
     reason: str
     raw: bytes
+    fatal: bool = True
 
 
 @dataclass
@@ -254,7 +262,9 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         walk = _Walk()
         off = framer.walk(buf, end, start, base, walk)
         if walk.pos or walk.singles:
-            yield _packets(framer, buf, end, base, walk)
+            packets = _packets(framer, buf, end, base, walk)
+            yield from _bad_records(packets, framer.interfaces)
+            yield packets.select(packets.caplen > 0)
         if framer.damage is not None:
             yield framer.damage
             return
@@ -266,6 +276,24 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         base += off
         carry = bytes(buf[off:end])
         start = 0
+
+
+def _bad_records(pk: Packets, interfaces: list[_Interface]) -> Iterator[Damage]:
+    """Records that are framed but wrong: no bytes, or more bytes than the snap length.
+
+    Their caplen is set to 0 so the caller drops them; the walk goes on after them.
+    """
+    snap = interfaces[0].snaplen if len(interfaces) == 1 else 0
+    over = (snap > 0) & (pk.caplen > snap)
+    for i in np.flatnonzero((pk.caplen == 0) | over).tolist():
+        start = int(pk.data_off[i])
+        raw = bytes(pk.buf[start : start + min(int(pk.caplen[i]), 64)])
+        if pk.caplen[i] == 0:
+            reason = "record with no captured bytes"
+        else:
+            reason = f"record length {int(pk.caplen[i])} exceeds the snap length {int(snap)}"
+        yield Damage(int(pk.pos[i]), reason, raw, fatal=False)
+        pk.caplen[i] = 0
 
 
 def _fill(stream: BinaryIO, target: memoryview) -> int:
