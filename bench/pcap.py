@@ -33,10 +33,10 @@ import dpkt
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIGILE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-TSHARK_FIELDS = (
-    "ip.src ipv6.src tcp.srcport udp.srcport dns.qry.name "
-    "tls.handshake.extensions_server_name tls.handshake.ja3 http.host"
-).split()
+TSHARK_FIELDS = [
+    *("ip.src", "ipv6.src", "tcp.srcport", "udp.srcport", "dns.qry.name"),
+    *("tls.handshake.extensions_server_name", "tls.handshake.ja3", "http.host"),
+]
 
 
 def build_capture(out: Path, copies: int) -> int:
@@ -94,7 +94,9 @@ def run_tshark(path: Path) -> str:
     return f"{out.count(b'<->'):,} conversation lines"
 
 
-def _child(fn: Callable[[Path], str], path: Path, conn: multiprocessing.connection.Connection) -> None:
+def _child(
+    fn: Callable[[Path], str], path: Path, conn: multiprocessing.connection.Connection
+) -> None:
     start = time.perf_counter()
     what = fn(path)
     elapsed = time.perf_counter() - start

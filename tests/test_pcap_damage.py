@@ -12,9 +12,9 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from conftest import require_tool
 from typer.testing import CliRunner
 
+from conftest import require_tool
 from vigile.cli import app
 from vigile.ingest import ingest_file, registered_readers
 from vigile.store.duckdb import DuckDBStore

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import shared_data_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_data_dir
 from vigile.ingest.base import SourceFile
 from vigile.ingest.pcap import PcapReader
 from vigile.schema import TRAFFIC_TABLES, conform

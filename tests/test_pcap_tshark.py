@@ -17,8 +17,8 @@ Deliberate differences, each applied below where it matters and listed in docs/p
 * DNS names: vigile lower-cases them and escapes unusual bytes as ``\\DDD``
   (decimal, RFC 4343); tshark keeps the case and escapes as ``\\ooo`` (octal). Both
   are turned back into bytes before comparing; tshark prints bytes that are not
-  UTF-8 as U+FFFD, so runs of bytes above 0x7F are compared as one character. The root name is ``""`` in
-  vigile and ``<Root>`` in tshark. vigile reads DNS on Zeek's DNS ports only.
+  UTF-8 as U+FFFD, so runs of bytes above 0x7F are compared as one character. The
+  root name is ``""`` in vigile and ``<Root>`` in tshark. vigile reads DNS on Zeek's DNS ports only.
 * QUIC: tshark decrypts QUIC Initial packets and shows their SNI; vigile does not
   decrypt QUIC, so QUIC SNI values are left out of the comparison.
 """
@@ -38,13 +38,14 @@ from conftest import require_tool, shared_data_dir
 from vigile.ingest import ingest_file, registered_readers
 from vigile.store.duckdb import DuckDBStore
 
-FIELDS = (
-    "frame.protocols ip.src ip.dst ip.proto ip.len ip.id ip.frag_offset ip.flags.mf "
-    "ipv6.src ipv6.dst ipv6.plen ipv6.nxt ipv6.fraghdr.nxt ipv6.fraghdr.offset ipv6.fraghdr.ident "
-    "ipv6.fraghdr.more tcp.srcport tcp.dstport udp.srcport udp.dstport "
-    "dns.qry.name dns.flags.response tls.handshake.extensions_server_name http.host tls.handshake.ja3 "
-    "tls.handshake.ja3s"
-).split()
+FIELDS = [
+    *("frame.protocols", "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.id", "ip.frag_offset"),
+    *("ip.flags.mf", "ipv6.src", "ipv6.dst", "ipv6.plen", "ipv6.nxt", "ipv6.fraghdr.nxt"),
+    *("ipv6.fraghdr.offset", "ipv6.fraghdr.ident", "ipv6.fraghdr.more", "tcp.srcport"),
+    *("tcp.dstport", "udp.srcport", "udp.dstport", "dns.qry.name", "dns.flags.response"),
+    *("tls.handshake.extensions_server_name", "http.host", "tls.handshake.ja3"),
+    "tls.handshake.ja3s",
+]
 TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "igmp": 2, "gre": 47}
 SEP = "\x1f"
 HIGH_RUN = re.compile(rb"[\x80-\xff]+")

@@ -19,7 +19,7 @@ from vigile.ingest.base import Sink, SourceFile
 from vigile.ingest.packet import dns
 from vigile.ingest.packet.connstate import conn_columns
 from vigile.ingest.packet.decode import FragmentTable, decode
-from vigile.ingest.packet.flows import FlowTable, Parts, Timeouts
+from vigile.ingest.packet.flows import FlowTable, Timeouts
 from vigile.ingest.packet.meta import Metadata
 from vigile.ingest.packet.pcapfile import Damage, capture_kind, read_packets
 from vigile.schema import TS

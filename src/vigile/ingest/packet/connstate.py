@@ -20,9 +20,11 @@ from vigile.ingest.packet.flows import BIG, LETTERS, SYN, Parts, Timeouts
 
 #: Ports Zeek's analyzers register as likely server ports (subset of ``likely_server_ports``).
 LIKELY_SERVER_PORTS = np.array(
-    [21, 22, 23, 25, 53, 80, 88, 110, 123, 135, 137, 139, 143, 161, 389, 443, 445, 465, 502]
-    + [514, 587, 623, 636, 853, 993, 995, 1080, 1194, 1433, 1812, 3128, 3306, 3389, 3544]
-    + [5060, 5061, 5353, 5355, 5432, 5900, 6379, 6667, 8080, 8443, 9200]
+    [
+        *(21, 22, 23, 25, 53, 80, 88, 110, 123, 135, 137, 139, 143, 161, 389, 443, 445),
+        *(465, 502, 514, 587, 623, 636, 853, 993, 995, 1080, 1194, 1433, 1812, 3128, 3306),
+        *(3389, 3544, 5060, 5061, 5353, 5355, 5432, 5900, 6379, 6667, 8080, 8443, 9200),
+    ]
 )
 INACTIVE, PARTIAL, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, CLOSED, RESET = range(7)
 S, H, A, D, F, R = range(6)

@@ -255,7 +255,11 @@ class FragmentTable:
         _, dense = np.unique(key, return_inverse=True)
         packed = dense.reshape(-1) * (len(d.ok) + 1) + frag
         order = np.argsort(packed[heads])
-        head_packed, head_idx, head_keys = packed[heads][order], frag[heads][order], key[heads][order]
+        head_packed, head_idx, head_keys = (
+            packed[heads][order],
+            frag[heads][order],
+            key[heads][order],
+        )
         tails, tail_keys = frag[~heads], key[~heads]
         at = np.searchsorted(head_packed, packed[~heads]) - 1
         found = at >= 0

@@ -32,7 +32,7 @@ class HttpRequest:
 def parse_request(data: bytes) -> HttpRequest | None:
     """The request head at the start of ``data``, or None if there is none.
 
-    >>> r = parse_request(b"GET /a HTTP/1.1\\r\\nHost: Example.org:8080\\r\\nUser-Agent: x\\r\\n\\r\\n")
+    >>> r = parse_request(b"GET /a HTTP/1.1\\r\\nHost: Example.org:8080\\r\\nUser-Agent: x\\r\\n")
     >>> r.method, r.uri, r.host, r.user_agent
     ('GET', '/a', 'Example.org:8080', 'x')
     """

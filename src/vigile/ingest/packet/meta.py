@@ -133,7 +133,7 @@ def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
     except tls.TlsError:
         return
     meta.service("ssl")
-    row = meta.tls if meta.tls is not None else {"ts_ns": ts, "established": False}
+    row: dict[str, Any] = meta.tls if meta.tls is not None else {"ts_ns": ts, "established": False}
     meta.tls = row
     if h.client:
         row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
