@@ -68,17 +68,23 @@ class Metadata:
         hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
         hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
         seg = _Segments(pk, d, fp)
-        for i in np.flatnonzero(dns_udp | dns_tcp | req | status | hello).tolist():
-            payload = bytes(v[po[i] : po[i] + cap[i]])
-            meta = self.flows.setdefault(int(fp[i]), FlowMeta())
-            ts = int(pk.ts_ns[i])
-            if dns_udp[i]:
+        kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
+        cand = np.flatnonzero(kind)
+        mem = memoryview(v)
+        columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns))
+        rows = zip(cand.tolist(), *columns, strict=True)
+        for i, k, start, size, flow, ts in rows:
+            payload = mem[start : start + size].tobytes()
+            meta = self.flows.get(flow)
+            if meta is None:
+                meta = self.flows[flow] = FlowMeta()
+            if k == 1:
                 _dns(meta, payload, ts, "udp")
-            elif dns_tcp[i]:
+            elif k == 2:
                 _dns(meta, payload[2 : 2 + int.from_bytes(payload[:2], "big")], ts, "tcp")
-            elif req[i]:
+            elif k == 3:
                 _http_request(meta, payload, ts)
-            elif status[i]:
+            elif k == 4:
                 _http_status(meta, payload)
             else:
                 _tls(meta, seg.hello(i, payload), ts)

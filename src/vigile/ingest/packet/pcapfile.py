@@ -238,6 +238,9 @@ def _gather_u32(view: np.ndarray, starts: np.ndarray, count: int, little: bool) 
 def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Packets | Damage]:
     """Chunks of packets from a capture stream, then a :class:`Damage` if it is damaged.
 
+    Each :class:`Packets` is valid until the next item is asked for (the buffer is
+    reused). Non-fatal :class:`Damage` items (bad records) come before their chunk.
+
     >>> import io
     >>> hdr = b"\\xd4\\xc3\\xb2\\xa1" + bytes(12) + (65535).to_bytes(4, "little")
     >>> hdr += bytes([1, 0, 0, 0])
@@ -252,13 +255,16 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         return
     framer: _Framer = _PcapFramer(head) if kind == "pcap" else _PcapngFramer()
     carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
+    buf = bytearray()
     while True:
-        # A fresh buffer per chunk: the Packets handed out keep a view of it.
-        buf = bytearray(len(carry) + chunk_bytes + PAD)
+        # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
+        if len(buf) < len(carry) + chunk_bytes + PAD:
+            buf = bytearray(len(carry) + chunk_bytes + PAD)
         buf[: len(carry)] = carry
         got = 0 if eof else _fill(stream, memoryview(buf)[len(carry) : len(carry) + chunk_bytes])
         eof = eof or got < chunk_bytes
         end = len(carry) + got
+        buf[end : end + PAD] = bytes(PAD)
         walk = _Walk()
         off = framer.walk(buf, end, start, base, walk)
         if walk.pos or walk.singles:
