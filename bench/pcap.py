@@ -39,10 +39,12 @@ TSHARK_FIELDS = [
 ]
 
 
-def build_capture(out: Path, copies: int) -> int:
+def build_capture(out: Path, copies: int, exclude: tuple[str, ...] = ()) -> int:
     """Write the shared Ethernet captures ``copies`` times, time-shifted; return packets."""
     records = []
     for path in sorted((SHARED / "pcap").glob("*/*")):
+        if path.name in exclude:
+            continue
         with path.open("rb") as f:
             reader = dpkt.pcap.UniversalReader(f)
             if reader.datalink() == dpkt.pcap.DLT_EN10MB:
@@ -94,21 +96,27 @@ def run_tshark(path: Path) -> str:
     return f"{out.count(b'<->'):,} conversation lines"
 
 
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _child(
     fn: Callable[[Path], str], path: Path, conn: multiprocessing.connection.Connection
 ) -> None:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     what = fn(path)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     peak_kib = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     )
-    conn.send((elapsed, peak_kib, what))
+    conn.send((elapsed, cpu, peak_kib, what))
 
 
-def measure(fn: Callable[[Path], str], path: Path) -> tuple[float, int, str]:
-    """Seconds, peak resident memory (KiB) and a summary of ``fn(path)`` in a fresh process."""
+def measure(fn: Callable[[Path], str], path: Path) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds, peak memory (KiB) and a summary of ``fn(path)``, in a child."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(fn, path, child))
@@ -122,10 +130,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=200, help="copies of the shared captures")
     parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
+    parser.add_argument("--exclude", nargs="*", default=[], help="shared captures to leave out")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.pcap"
-        packets = build_capture(path, args.copies)
+        packets = build_capture(path, args.copies, tuple(args.exclude))
         size = path.stat().st_size
         print(f"input: {packets:,} packets, {size / 1e6:,.1f} MB ({args.copies} copies)")
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -136,17 +145,22 @@ def main() -> None:
         for name, fn in contenders.items():
             if name in args.skip:
                 continue
-            elapsed, peak, what = measure(fn, path)
-            results[name] = elapsed
-            rate = packets / elapsed
+            elapsed, cpu, peak, what = measure(fn, path)
+            results[name] = (elapsed, cpu)
             print(
-                f"{name:7s} {elapsed:7.2f} s  {rate / 1e6:6.3f} M packets/s  "
-                f"{size / elapsed / 1e6:7.1f} MB/s  peak {peak / 1024:7.1f} MiB  ({what})"
+                f"{name:7s} wall {elapsed:7.2f} s ({packets / elapsed / 1e6:5.3f} M packets/s)  "
+                f"cpu {cpu:7.2f} s ({packets / cpu / 1e6:5.3f} M packets/cpu-s, "
+                f"{size / cpu / 1e6:6.1f} MB/cpu-s)  peak {peak / 1024:6.1f} MiB  ({what})"
             )
         if "vigile" in results:
+            (wall, cpu) = results["vigile"]
             for name in ("tshark", "dpkt"):
                 if name in results:
-                    print(f"vigile is {results[name] / results['vigile']:.1f}x {name}")
+                    other_wall, other_cpu = results[name]
+                    print(
+                        f"vigile vs {name}: {other_wall / wall:.1f}x faster (wall), "
+                        f"{other_cpu / cpu:.1f}x less CPU"
+                    )
 
 
 if __name__ == "__main__":
