@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.packet import dns
 from vigile.ingest.packet.connstate import conn_columns
 from vigile.ingest.packet.decode import FragmentTable, decode
 from vigile.ingest.packet.flows import FlowTable, Timeouts
@@ -111,7 +110,7 @@ class PcapReader:
         sink.emit("conn", columns, n)
         for table, table_rows in rows.items():
             if table_rows:
-                sink.emit(table, _columns(table, table_rows), len(table_rows))
+                sink.emit(table, _columns(table_rows), len(table_rows))
 
     def _uid(self, pos: int) -> str:
         """Zeek-style uid: 'C' and base62 of a 64-bit mix of the file id and offset."""
@@ -139,15 +138,9 @@ class PcapReader:
         return text
 
 
-def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
-    """Row dicts to Arrow columns; ``ts_ns`` becomes ``ts``."""
-    names = {k for r in rows for k in r if not k.startswith("_")} - {"ts_ns"}
-    out = {k: pa.array([r.get(k) for r in rows]) for k in names}
-    out["ts"] = pa.array([r["ts_ns"] // 1000 for r in rows], pa.int64()).cast(TS)
-    if table == "dns":
-        out["qtype_name"] = pa.array([dns.QTYPES.get(r.get("qtype") or -1) for r in rows])
-        out["rcode_name"] = pa.array(
-            [dns.RCODES.get(r["rcode"]) if r.get("rcode") is not None else None for r in rows],
-            pa.string(),
-        )
+def _columns(rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+    """Row dicts (``ts`` in µs since the epoch) to Arrow columns."""
+    batch = pa.RecordBatch.from_pylist(rows)
+    out = dict(zip(batch.schema.names, batch.columns, strict=True))
+    out["ts"] = out["ts"].cast(pa.int64()).cast(TS)
     return out

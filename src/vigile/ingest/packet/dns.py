@@ -26,7 +26,7 @@ MAX_POINTERS = 32
 #: Bytes shown as themselves in a name; every other byte is written as ``\\DDD``.
 PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in (0x2E, 0x5C))
 PLAIN_OR_DOT = PLAIN + b"."
-ESCAPED = [chr(b) if b in PLAIN else f"\\{b:03d}" for b in range(256)]
+ESCAPES = {b: f"\\{b:03d}" for b in range(256) if b not in PLAIN}
 
 
 class DnsError(ValueError):
@@ -82,7 +82,7 @@ def _text(labels: list[bytes]) -> str:
     name = b".".join(labels)
     if not name.translate(None, PLAIN_OR_DOT) and name.count(b".") == len(labels) - 1:
         return name.decode("ascii")
-    return ".".join("".join(ESCAPED[b] for b in label) for label in labels)
+    return ".".join(label.decode("latin-1").translate(ESCAPES) for label in labels)
 
 
 def parse(msg: bytes) -> DnsMessage:

@@ -27,6 +27,9 @@ DNS_PORTS = (53, 5353, 5355)
 HTTP_PREFIXES = np.array([int.from_bytes(p.ljust(4), "big") for p in http.PREFIXES])
 HTTP_STATUS = int.from_bytes(b"HTTP", "big")
 MAX_SEGMENTS = 12
+TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
+    "established": False
+}
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Metadata:
         seg = _Segments(pk, d, fp)
         kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
         cand = np.flatnonzero(kind)
-        mem = memoryview(v)
+        mem = memoryview(v.data)
         columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns))
         rows = zip(cand.tolist(), *columns, strict=True)
         for i, k, start, size, flow, ts in rows:
@@ -100,17 +103,21 @@ def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
         return
     meta.service("dns")
     row_at = meta.open_dns.get(m.trans_id)
-    if row_at is None or m.response == meta.dns[row_at]["_response"]:
-        row = {"ts_ns": ts, "proto": proto, "trans_id": m.trans_id, "_response": False}
-        row.update(query=m.query, qtype=m.qtype)
-        meta.dns.append(row)
-        row_at = meta.open_dns[m.trans_id] = len(meta.dns) - 1
-    row = meta.dns[row_at]
-    if m.response:
-        row.update(rcode=m.rcode, answers=m.answers, ttls=m.ttls, _response=True)
-        if row.get("query") is None:
-            row.update(query=m.query, qtype=m.qtype)
+    if row_at is None or m.response:
+        if row_at is None:
+            row = {"ts": ts // 1000, "proto": proto, "trans_id": m.trans_id, "query": m.query}
+            row |= {"qtype": m.qtype, "qtype_name": dns.QTYPES.get(m.qtype or -1)}
+            row |= {"rcode": None, "rcode_name": None, "answers": None, "ttls": None}
+            meta.dns.append(row)
+            row_at = meta.open_dns[m.trans_id] = len(meta.dns) - 1
+        if m.response:
+            row = meta.dns[row_at]
+            row |= {"rcode": m.rcode, "rcode_name": dns.RCODES.get(m.rcode)}
+            row |= {"answers": m.answers, "ttls": m.ttls}
+            del meta.open_dns[m.trans_id]
+    else:  # a second query with an open transaction id: a new transaction
         del meta.open_dns[m.trans_id]
+        _dns(meta, payload, ts, proto)
 
 
 def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
@@ -119,14 +126,15 @@ def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
         return
     meta.service("http")
     meta.http.append(
-        {"ts_ns": ts, "trans_depth": len(meta.http) + 1, "method": r.method, "host": r.host}
-        | {"uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
+        {"ts": ts // 1000, "trans_depth": len(meta.http) + 1, "method": r.method}
+        | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
+        | {"status": None}
     )
 
 
 def _http_status(meta: FlowMeta, payload: bytes) -> None:
     code = http.parse_status(payload)
-    pending = [row for row in meta.http if "status" not in row]
+    pending = [row for row in meta.http if row["status"] is None]
     if code is not None and pending:
         pending[0]["status"] = code
 
@@ -139,7 +147,7 @@ def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
     except tls.TlsError:
         return
     meta.service("ssl")
-    row: dict[str, Any] = meta.tls if meta.tls is not None else {"ts_ns": ts, "established": False}
+    row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
     meta.tls = row
     if h.client:
         row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
