@@ -106,12 +106,17 @@ def parse(msg: bytes) -> DnsMessage:
         if i == 0:
             out.query, out.qtype = name.lower(), struct.unpack_from("!H", msg, off)[0]
         off += 4
-    for _ in range(an):
+    read_answers(msg, off, an, out)
+    return out
+
+
+def read_answers(msg: bytes, off: int, count: int, out: DnsMessage) -> None:
+    """Append ``count`` answer records from ``off`` to ``out`` (as many as are whole)."""
+    for _ in range(count):
         try:
             off = _answer(msg, off, out)
         except DnsError:
             break  # keep the answers read so far: a truncated response is still useful
-    return out
 
 
 def _answer(msg: bytes, off: int, out: DnsMessage) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from vigile.ingest.packet import dns, http, tls
 from vigile.ingest.packet.decode import Decoded
+from vigile.ingest.packet.dnsbatch import parse_batch
 from vigile.ingest.packet.link import u8, u32
 from vigile.ingest.packet.pcapfile import Packets
 
@@ -74,6 +75,8 @@ class Metadata:
         kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
         cand = np.flatnonzero(kind)
         mem = memoryview(v.data)
+        udp_dns = np.flatnonzero(dns_udp)
+        parsed = dict(zip(udp_dns.tolist(), parse_batch(v, po[udp_dns], cap[udp_dns]), strict=True))
         columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns))
         rows = zip(cand.tolist(), *columns, strict=True)
         for i, k, start, size, flow, ts in rows:
@@ -82,7 +85,11 @@ class Metadata:
             if meta is None:
                 meta = self.flows[flow] = FlowMeta()
             if k == 1:
-                _dns(meta, payload, ts, "udp")
+                message = parsed[i]
+                if message is None:
+                    _dns(meta, payload, ts, "udp")
+                else:
+                    _dns_message(meta, message, ts, "udp")
             elif k == 2:
                 _dns(meta, payload[2 : 2 + int.from_bytes(payload[:2], "big")], ts, "tcp")
             elif k == 3:
@@ -101,6 +108,10 @@ def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
         m = dns.parse(payload)
     except dns.DnsError:
         return
+    _dns_message(meta, m, ts, proto)
+
+
+def _dns_message(meta: FlowMeta, m: dns.DnsMessage, ts: int, proto: str) -> None:
     meta.service("dns")
     row_at = meta.open_dns.get(m.trans_id)
     if row_at is None or m.response:
@@ -117,7 +128,7 @@ def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
             del meta.open_dns[m.trans_id]
     else:  # a second query with an open transaction id: a new transaction
         del meta.open_dns[m.trans_id]
-        _dns(meta, payload, ts, proto)
+        _dns_message(meta, m, ts, proto)
 
 
 def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
