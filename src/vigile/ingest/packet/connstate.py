@@ -28,6 +28,11 @@ LIKELY_SERVER_PORTS = np.array(
 )
 INACTIVE, PARTIAL, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, CLOSED, RESET = range(7)
 S, H, A, D, F, R = range(6)
+#: conn_state names by code; codes 1 to 13 follow the order of the rules in _state.
+STATES = np.array(
+    "OTH REJ RSTRH RSTR RSTOS0 OTH RSTO SF SH S2 SHR S3 S0 S1".split(),
+    dtype=object,
+)
 
 
 def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, np.ndarray]:
@@ -119,25 +124,11 @@ def _state(
             (os_ == SYN_SENT) & (rs == INACTIVE),
             (os_ == ESTABLISHED) & (rs == ESTABLISHED),
         ],
-        [
-            "REJ",
-            "RSTRH",
-            "RSTR",
-            "RSTOS0",
-            "OTH",
-            "RSTO",
-            "SF",
-            "SH",
-            "S2",
-            "SHR",
-            "S3",
-            "S0",
-            "S1",
-        ],
-        "OTH",
+        list(range(1, 14)),
+        0,
     )
-    udp = np.where(o_pk > 0, np.where(r_pk > 0, "SF", "S0"), np.where(r_pk > 0, "SHR", "OTH"))
-    return np.where(proto == 6, tcp, np.where(proto == 17, udp, "OTH")).astype(object)
+    udp = np.where(o_pk > 0, np.where(r_pk > 0, 7, 12), np.where(r_pk > 0, 10, 0))
+    return STATES[np.where(proto == 6, tcp, np.where(proto == 17, udp, 0))]
 
 
 def _history(hist: np.ndarray, o: np.ndarray, flip: np.ndarray, proto: np.ndarray) -> np.ndarray:
