@@ -30,7 +30,22 @@ INACTIVE, PARTIAL, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, CLOSED, RESET = range(7)
 S, H, A, D, F, R = range(6)
 #: conn_state names by code; codes 1 to 13 follow the order of the rules in _state.
 STATES = np.array(
-    "OTH REJ RSTRH RSTR RSTOS0 OTH RSTO SF SH S2 SHR S3 S0 S1".split(),
+    [
+        "OTH",
+        "REJ",
+        "RSTRH",
+        "RSTR",
+        "RSTOS0",
+        "OTH",
+        "RSTO",
+        "SF",
+        "SH",
+        "S2",
+        "SHR",
+        "S3",
+        "S0",
+        "S1",
+    ],
     dtype=object,
 )
 
