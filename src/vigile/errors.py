@@ -8,7 +8,7 @@ and exits non-zero without a traceback. The hierarchy::
     │   ├── InputError            a file is unreadable or malformed; carries a Location
     │   │   └── UnknownFormatError  no reader recognises the content
     │   └── ConfigError           vigile.toml or a command-line option is wrong
-    └── StoreError                the database cannot be opened or written
+    └── StoreError                the store is missing, locked or unwritable (exit code 2)
 
 Anything else escaping to the CLI is a bug and keeps its traceback.
 """
@@ -71,4 +71,6 @@ class ConfigError(UserError):
 
 
 class StoreError(VigileError):
-    """The store cannot be opened, read or written."""
+    """The store cannot be opened, read or written (missing, locked by another writer)."""
+
+    exit_code = 2

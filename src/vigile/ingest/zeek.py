@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,14 @@ class _Block:
 
 
 @dataclass
+class _Comment:
+    """A ``#`` line and its line number."""
+
+    line: int
+    text: str
+
+
+@dataclass
 class _Header:
     separator: str = "\t"
     set_separator: str = ","
@@ -62,7 +71,7 @@ class _Header:
     types: list[str] = field(default_factory=list)
 
 
-def _blocks(stream: BinaryIO, sink: Sink) -> Iterator[_Block | str]:
+def _blocks(stream: BinaryIO, sink: Sink) -> Iterator[_Block | _Comment]:
     """Yield data blocks and ``#`` lines (as text) in file order.
 
     A damaged compressed stream ends the iteration after the last complete line;
@@ -96,14 +105,14 @@ def _blocks(stream: BinaryIO, sink: Sink) -> Iterator[_Block | str]:
             return
 
 
-def _split_comments(body: bytes, line: int, cut: bool) -> Iterator[_Block | str]:
+def _split_comments(body: bytes, line: int, cut: bool) -> Iterator[_Block | _Comment]:
     """Separate ``#`` lines from data lines in a block of complete lines."""
     start = 0
     while start < len(body):
         if body[start : start + 1] == b"#":
             eol = body.find(b"\n", start)
             eol = len(body) if eol < 0 else eol
-            yield body[start:eol].decode("utf-8", "backslashreplace")
+            yield _Comment(line, body[start:eol].decode("utf-8", "backslashreplace"))
             line += 1
             start = eol + 1
             continue
@@ -113,6 +122,24 @@ def _split_comments(body: bytes, line: int, cut: bool) -> Iterator[_Block | str]
         yield _Block(line, chunk, cut and end == len(body))
         line += chunk.count(b"\n")
         start = end
+
+
+def _blank_invalid_utf8(block: _Block, sink: Sink) -> bytes:
+    """Zeek escapes every non-printable byte, so a line that is not UTF-8 is damaged:
+    reject it and blank it (keeping line numbers) so the rest of the block parses."""
+    try:
+        block.data.decode("utf-8")
+        return block.data
+    except UnicodeDecodeError:
+        pass
+    lines = block.data.split(b"\n")
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            sink.reject(block.first_line + i, "not valid UTF-8 (Zeek escapes raw bytes)", line)
+            lines[i] = b""
+    return b"\n".join(lines)
 
 
 class ZeekTsvReader:
@@ -139,13 +166,16 @@ class ZeekTsvReader:
         closed = False
         with source.open() as stream:
             for item in _blocks(stream, sink):
-                if isinstance(item, str):
-                    if item.startswith("#close"):
+                if isinstance(item, _Comment):
+                    if item.text.startswith("#close"):
                         closed = True
                         continue
                     if not in_header:
                         header, in_header = _Header(), True
-                    _parse_header_line(item, header)
+                    try:
+                        _parse_header_line(item.text, header)
+                    except ValueError as e:
+                        raise InputError(Location(source.path, line=item.line), str(e)) from None
                     continue
                 if in_header:
                     self._check_header(header, source, item.first_line)
@@ -179,7 +209,7 @@ class ZeekTsvReader:
         table = PATH_TABLE[header.path]
         fields = [f or f"_unnamed_{i}" for i, f in enumerate(header.fields)]
         skipped: list[tuple[int, str, str]] = []
-        data = block.data
+        data = _blank_invalid_utf8(block, sink)
         # The file ends without a newline: its last line is kept if it is whole.
         last_row = data.count(b"\n") + 1 if block.cut else -1
         if block.cut:
@@ -303,7 +333,10 @@ def _unknown_fields_notice(fields: list[str], table: str, sink: Sink) -> None:
 def _parse_header_line(line: str, header: _Header) -> None:
     if line.startswith("#separator "):
         value = line.split(" ", 1)[1].strip()
-        header.separator = value.encode().decode("unicode_escape") if "\\x" in value else value
+        sep = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+        if len(sep) != 1 or ord(sep) > 127 or sep in "\r\n#":
+            raise ValueError(f"unsupported Zeek #separator {value!r} (one character expected)")
+        header.separator = sep
         return
     key, _, value = line[1:].partition(header.separator)
     if key == "fields":
@@ -357,7 +390,7 @@ class ZeekJsonReader:
         path: str | None = None
         with source.open() as stream:
             for item in _blocks(stream, sink):
-                if isinstance(item, str):  # a '#' line is not JSON
+                if isinstance(item, _Comment):  # a '#' line is not JSON
                     continue
                 records, lines = _json_records(item, sink)
                 if not records:

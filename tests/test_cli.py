@@ -1,0 +1,90 @@
+"""The CLI as a user runs it: exit codes, one-line errors, output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RITA = "zeek/rita"
+
+
+def vigile(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigile", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def test_text_file_is_refused_with_nonzero_exit(shared_data, tmp_path):
+    r = vigile("ingest", str(shared_data / RITA / "text_file"), "--db", "v.duckdb", cwd=tmp_path)
+    assert r.returncode == 3
+    assert "not a Zeek log" in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_truncated_exit_code_and_json_listing(shared_data, tmp_path):
+    r = vigile(
+        "ingest", str(shared_data / RITA / "truncated"), "--db", "v.duckdb", "--json", cwd=tmp_path
+    )
+    assert r.returncode == 3
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {row["status"] for row in rows} == {"partial", "refused"}
+    assert sum(row["conn"] for row in rows) == 61
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ingest", "does-not-exist.log"], "does-not-exist.log: no such file or directory"),
+        (["hunt", "--config", "nope.toml"], "nope.toml: configuration file not found"),
+        (["status", "--db", "absent.duckdb"], "no store here yet"),
+        (["ingest", "x", "--json", "--csv"], "choose one of --json and --csv"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+    (tmp_path / "x").write_text("")
+    r = vigile(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 3  # one message, maybe wrapped
+
+
+def test_status_csv_after_ingest(shared_data, tmp_path):
+    r = vigile("ingest", str(shared_data / RITA / "proxy"), "--db", "v.duckdb", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = vigile("status", "--db", "v.duckdb", "--csv", cwd=tmp_path)
+    rows = {row["table"]: row for row in csv.DictReader(io.StringIO(r.stdout))}
+    assert rows["conn"]["rows"] == "463" and rows["sources"]["rows"] == "4"
+
+
+def test_init_writes_a_config_and_refuses_to_overwrite(tmp_path):
+    assert vigile("init", cwd=tmp_path).returncode == 0
+    assert "[network]" in (tmp_path / "vigile.toml").read_text()
+    again = vigile("init", cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_hunt_writes_a_report(shared_data, tmp_path):
+    r = vigile(
+        "hunt",
+        str(shared_data / RITA / "proxy"),
+        "--db",
+        "v.duckdb",
+        "--report",
+        "out/report.md",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.startswith("# vigile hunt report")
+    assert "Window: 20" in text

@@ -1,0 +1,167 @@
+"""The store contract, exercised on the DuckDB engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from vigile.errors import InputError, Location
+from vigile.ingest import ingest_file
+from vigile.ingest.base import Sink, SourceFile
+from vigile.schema import CONN, TS, conform
+from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
+from vigile.store.duckdb import DuckDBStore
+
+T0 = datetime(2024, 4, 19, tzinfo=UTC)
+
+
+def _conn_batch(rows: list[tuple[int, str, str, int]]) -> pa.RecordBatch:
+    n = len(rows)
+    return conform(
+        CONN,
+        {
+            "ts": pa.array([T0 + timedelta(seconds=s) for s, *_ in rows], TS),
+            "src": pa.array([r[1] for r in rows]),
+            "dst": pa.array([r[2] for r in rows]),
+            "orig_ip_bytes": pa.array([r[3] for r in rows], pa.int64()),
+            "open": pa.array([False] * n),
+            "source_id": pa.array([1] * n, pa.int64()),
+        },
+        n,
+    )
+
+
+def _store_with_rows(rows) -> DuckDBStore:
+    store = DuckDBStore(":memory:")
+    record = SourceRecord(1, "test", "h" * 64, 0, "test")
+    with store.source_writer(record) as w:
+        w.append("conn", _conn_batch(rows))
+        w.finish(SourceSummary(rows={"conn": len(rows)}))
+    return store
+
+
+def test_group_lists_are_ordered_by_time():
+    store = _store_with_rows(
+        [(30, "a", "b", 3), (10, "a", "b", 1), (20, "a", "b", 2), (5, "c", "b", 9)]
+    )
+    out = store.group(
+        "conn",
+        ["src", "dst"],
+        [
+            Agg("count", None, "n"),
+            Agg("list", "orig_ip_bytes", "sizes"),
+            Agg("sum", "orig_ip_bytes", "total"),
+        ],
+        order_by=["src"],
+    )
+    assert out.to_pylist() == [
+        {"src": "a", "dst": "b", "n": 3, "sizes": [1, 2, 3], "total": 6},
+        {"src": "c", "dst": "b", "n": 1, "sizes": [9], "total": 9},
+    ]
+
+
+def test_window_and_predicates():
+    store = _store_with_rows([(0, "a", "b", 1), (100, "a", "c", 2), (200, "d", "c", 3)])
+    w = Window(T0 + timedelta(seconds=50), T0 + timedelta(seconds=200))
+    assert store.count("conn", w) == 1
+    got = store.scan("conn", ["src"], where=[Pred("dst", "in", ["c"]), Pred("src", "!=", "a")])
+    assert got.column("src").to_pylist() == ["d"]
+    assert store.scan("conn", ["src"], where=[Pred("dst", "in", [])]).num_rows == 0
+    lo, hi = store.time_bounds("conn")
+    assert (lo, hi) == (T0, T0 + timedelta(seconds=200))
+    with pytest.raises(ValueError):
+        store.scan("conn", ["nope"])
+
+
+def test_interrupted_source_leaves_no_rows(tmp_path: Path):
+    """A reader dying midway (Ctrl-C here) leaves nothing of that file behind."""
+
+    class DyingReader:
+        name = "dying"
+        position_unit = "line"
+        description = "test reader that stops after one batch"
+
+        @classmethod
+        def sniff(cls, head: bytes) -> bool:
+            return True
+
+        def read(self, source: SourceFile, sink: Sink) -> None:
+            batch = _conn_batch([(1, "a", "b", 1)])
+            sink.emit("conn", {n: batch.column(n) for n in ("ts", "src", "dst", "open")}, 1)
+            raise KeyboardInterrupt
+
+    path = tmp_path / "x.log"
+    path.write_text("anything")
+    store = DuckDBStore(tmp_path / "v.duckdb")
+    with pytest.raises(KeyboardInterrupt):
+        ingest_file(store, path, [DyingReader])
+    assert store.count("conn") == 0 and store.count("sources") == 0
+    store.close()
+    reopened = DuckDBStore(tmp_path / "v.duckdb")
+    assert reopened.count("conn") == 0
+
+
+def test_fatal_input_error_rolls_back(tmp_path: Path):
+    class FailingReader:
+        name = "failing"
+        position_unit = "line"
+        description = "test reader that finds a fatal problem"
+
+        @classmethod
+        def sniff(cls, head: bytes) -> bool:
+            return True
+
+        def read(self, source: SourceFile, sink: Sink) -> None:
+            batch = _conn_batch([(1, "a", "b", 1)])
+            sink.emit("conn", {n: batch.column(n) for n in ("ts", "src", "dst", "open")}, 1)
+            raise InputError(Location(source.path, line=7), "boom")
+
+    path = tmp_path / "x.log"
+    path.write_text("anything")
+    store = DuckDBStore(":memory:")
+    result = ingest_file(store, path, [FailingReader])
+    assert result.status == "refused" and result.message == f"{path}:7: boom"
+    assert store.count("conn") == 0
+
+
+def test_replace_findings_is_idempotent():
+    from vigile.detect import Finding, findings_table
+
+    store = DuckDBStore(":memory:")
+    f = Finding("beacon", "10.0.0.1", "1.2.3.4", None, 0.8, T0, T0 + timedelta(days=1), "x")
+    store.replace_findings(["beacon"], findings_table([f]))
+    store.replace_findings(["beacon"], findings_table([f]))
+    assert store.count("findings") == 1
+    store.replace_findings(["beacon"], findings_table([]))
+    assert store.count("findings") == 0
+
+
+def test_locked_store_is_a_clear_error(tmp_path: Path):
+    """DuckDB allows one writer per file; a second one gets a StoreError, not a traceback."""
+    import subprocess
+    import sys
+
+    from vigile.errors import StoreError
+
+    db = tmp_path / "v.duckdb"
+    DuckDBStore(db).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,sys,time; c=duckdb.connect({str(db)!r}); print('ok', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with pytest.raises(StoreError, match="cannot open store"):
+            DuckDBStore(db)
+    finally:
+        holder.communicate("")
