@@ -23,13 +23,14 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import dpkt
+
+from bench.common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIGILE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -137,7 +138,7 @@ def main() -> None:
         packets = build_capture(path, args.copies, tuple(args.exclude))
         size = path.stat().st_size
         print(f"input: {packets:,} packets, {size / 1e6:,.1f} MB ({args.copies} copies)")
-        print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        print(f"machine: {machine()}")
         contenders = {"vigile": run_vigile, "tshark": run_tshark, "dpkt": run_dpkt}
         if shutil.which("tshark") is None:
             args.skip.append("tshark")
