@@ -25,6 +25,7 @@ Deliberate differences, each applied below where it matters and listed in docs/p
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import subprocess
@@ -56,6 +57,12 @@ def captures() -> list[Path]:
 
 
 def tshark_frames(path: Path, tls_ports: Iterable[int] = ()) -> list[dict[str, list[str]]]:
+    """tshark's fields of every frame (cached: several tests read the same capture)."""
+    return _tshark_frames(path, tuple(sorted(tls_ports)))
+
+
+@functools.cache
+def _tshark_frames(path: Path, tls_ports: tuple[int, ...]) -> list[dict[str, list[str]]]:
     tshark = require_tool("tshark")
     cmd = [tshark, "-r", str(path), "-n", "-T", "fields", "-E", "occurrence=a"]
     for port in tls_ports:

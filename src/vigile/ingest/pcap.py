@@ -20,7 +20,7 @@ from vigile.ingest.packet.connstate import conn_columns
 from vigile.ingest.packet.decode import FragmentTable, decode
 from vigile.ingest.packet.flows import FlowTable, Timeouts
 from vigile.ingest.packet.meta import Metadata
-from vigile.ingest.packet.pcapfile import Damage, capture_kind, read_packets
+from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
 from vigile.schema import TS
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
@@ -34,8 +34,9 @@ class PcapReader:
     position_unit: ClassVar[str] = "byte"
     description: ClassVar[str] = "Packet captures (pcap, pcapng): flows with DNS, HTTP and TLS"
 
-    def __init__(self, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, timeouts: Timeouts | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.timeouts = timeouts or Timeouts()
+        self.chunk_bytes = chunk_bytes
         self._addr_text: dict[tuple[int, int], str] = {}
 
     @classmethod
@@ -48,7 +49,7 @@ class PcapReader:
         flows, meta, fragments = FlowTable(self.timeouts), Metadata(), FragmentTable()
         packets = not_ip = 0
         with source.open() as stream:
-            for chunk in read_packets(stream):
+            for chunk in read_packets(stream, self.chunk_bytes):
                 if isinstance(chunk, Damage):
                     sink.reject(chunk.position, chunk.reason, chunk.raw)
                     if not chunk.fatal:
