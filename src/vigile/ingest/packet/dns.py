@@ -119,8 +119,29 @@ def read_answers(msg: bytes, off: int, count: int, out: DnsMessage) -> None:
             break  # keep the answers read so far: a truncated response is still useful
 
 
+def skip_name(msg: bytes, off: int) -> int:
+    """The offset after the name at ``off``, without reading it (owner names of answers).
+
+    >>> skip_name(bytes([1, 97, 0xC0, 0]) + b"rest", 0)
+    4
+    """
+    size = len(msg)
+    while off < size:
+        n = msg[off]
+        if n == 0:
+            return off + 1
+        if n >= 0xC0:
+            if off + 1 >= size:
+                break
+            return off + 2
+        if n & 0xC0:
+            raise DnsError("unknown label type")
+        off += 1 + n
+    raise DnsError("name runs past the message")
+
+
 def _answer(msg: bytes, off: int, out: DnsMessage) -> int:
-    _, off = read_name(msg, off)
+    off = skip_name(msg, off)
     if off + 10 > len(msg):
         raise DnsError("record runs past the message")
     rtype, _, ttl, rdlen = struct.unpack_from("!HHIH", msg, off)
