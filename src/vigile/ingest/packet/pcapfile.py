@@ -27,6 +27,9 @@ from typing import BinaryIO
 import numpy as np
 
 CHUNK_BYTES = 32 << 20
+#: At most this many records per chunk, which bounds the per-packet arrays of a chunk
+#: of small packets.
+MAX_RECORDS = 1 << 17
 #: Zero bytes after each chunk so fixed-size header gathers never run off the end.
 PAD = 256
 #: Largest record accepted (Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD).
@@ -139,7 +142,9 @@ class _PcapFramer(_Framer):
     def walk(self, buf: bytearray, end: int, start: int, base: int, walk: _Walk) -> int:
         caplen_at, limit, pos = self.caplen_at, self.limit, walk.pos
         off = start
-        while off + 16 <= end:
+        for _ in range(MAX_RECORDS):
+            if off + 16 > end:
+                break
             caplen = caplen_at(buf, off + 8)[0]
             if caplen > limit:
                 return self.fail(buf, off, base, f"record length {caplen} exceeds {limit}")
@@ -164,7 +169,7 @@ class _PcapngFramer(_Framer):
     def walk(self, buf: bytearray, end: int, start: int, base: int, walk: _Walk) -> int:
         off = start
         u32 = struct.Struct("<I" if self.little else ">I").unpack_from
-        while off + 12 <= end:
+        while off + 12 <= end and len(walk.pos) < MAX_RECORDS:
             btype = u32(buf, off)[0]
             if btype == 0x0A0D0D0A:
                 if walk.pos or walk.singles:
@@ -255,14 +260,19 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         return
     framer: _Framer = _PcapFramer(head) if kind == "pcap" else _PcapngFramer()
     carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
-    buf = bytearray()
+    buf, stuck = bytearray(), False
     while True:
         # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
-        if len(buf) < len(carry) + chunk_bytes + PAD:
+        if len(buf) < len(carry) + chunk_bytes + PAD or len(buf) > 2 * (chunk_bytes + PAD):
             buf = bytearray(len(carry) + chunk_bytes + PAD)
         buf[: len(carry)] = carry
-        got = 0 if eof else _fill(stream, memoryview(buf)[len(carry) : len(carry) + chunk_bytes])
-        eof = eof or got < chunk_bytes
+        # Top the buffer up to a chunk; read a whole chunk more if the last walk was stuck
+        # on one record longer than what the buffer held.
+        want = chunk_bytes if stuck else max(chunk_bytes - len(carry), 0)
+        got = (
+            0 if eof or not want else _fill(stream, memoryview(buf)[len(carry) : len(carry) + want])
+        )
+        eof = eof or got < want
         end = len(carry) + got
         buf[end : end + PAD] = bytes(PAD)
         walk = _Walk()
@@ -279,6 +289,7 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
                 reason = "truncated record at end of file"
                 yield Damage(base + off, reason, bytes(buf[off : min(end, off + 64)]))
             return
+        stuck = not (walk.pos or walk.singles)
         base += off
         carry = bytes(buf[off:end])
         start = 0
