@@ -35,6 +35,7 @@ test: lint typecheck pytest
 
 docs: $(STAMP)
 	$(BIN)/python -m vigile.cli.docgen > docs/cli.md
+	$(BIN)/python -m vigile.web.app > docs/openapi.json
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -88,3 +88,13 @@ def test_hunt_writes_a_report(shared_data, tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.startswith("# vigile hunt report")
     assert "Window: 20" in text
+
+
+def test_markup_in_data_is_printed_not_interpreted(tmp_path):
+    """File names and log content may hold Rich markup such as '[bold]'; it is shown as text."""
+    bad = tmp_path / "weird[red]name[bold].log"
+    bad.write_text("no zeek here\n")
+    r = vigile("ingest", str(bad), "--db", "v.duckdb", cwd=tmp_path)
+    assert r.returncode == 3
+    assert "Traceback" not in r.stderr and "MarkupError" not in r.stderr
+    assert "weird[red]name[bold].log" in "".join((r.stdout + r.stderr).split())

@@ -212,12 +212,68 @@ FINDINGS = Table(
     ),
 )
 
+USERS = Table(
+    "console_users",
+    "Console accounts (`vigile user add`). Passwords are stored only as Argon2id hashes.",
+    (
+        Column("username", pa.string(), "Login name, unique.", False),
+        Column("password_hash", pa.string(), "Argon2id hash in PHC string format.", False),
+        Column("created_at", TS, "When the account was created.", False),
+    ),
+)
+
+SESSIONS = Table(
+    "console_sessions",
+    "Console log-in sessions. Only a hash of the cookie's token is kept, so a copy of the "
+    "store does not let anyone log in.",
+    (
+        Column("token_sha256", pa.string(), "SHA-256 of the session cookie's token.", False),
+        Column("username", pa.string(), "Who logged in.", False),
+        Column("csrf_token", pa.string(), "Token every state-changing request must echo.", False),
+        Column("created_at", TS, "When the session started.", False),
+        Column("expires_at", TS, "When the session stops being accepted.", False),
+    ),
+)
+
+ALLOWLIST = Table(
+    "allowlist_entries",
+    "Suppression rules added in the console (see `vigile.suppression` for their meaning).",
+    (
+        Column("entry_id", pa.string(), "Stable id, `console:<n>`; findings.suppressed_by.", False),
+        Column(
+            "kind", pa.string(), "cidr, domain (exact name) or wildcard (`*.example.com`).", False
+        ),
+        Column("value", pa.string(), "The network, name or pattern, normalised.", False),
+        Column("detector", pa.string(), "Only this detector's findings (null: every detector)."),
+        Column("reason", pa.string(), "Why it is allowed, in the user's words.", False),
+        Column("created_by", pa.string(), "Who added it.", False),
+        Column("created_at", TS, "When it was added.", False),
+        Column("updated_at", TS, "When it was last edited.", False),
+    ),
+)
+
+AUDIT = Table(
+    "audit_log",
+    "Every change made in the console, with who and when. Rows are only ever added.",
+    (
+        Column("ts", TS, "When it happened.", False),
+        Column("username", pa.string(), "Who did it.", False),
+        Column("action", pa.string(), "allowlist.add, allowlist.edit, allowlist.remove, …", False),
+        Column("target", pa.string(), "What it was done to (an allowlist entry id)."),
+        Column("detail", pa.string(), "JSON: the entry before and after the change."),
+        Column("client", pa.string(), "Address the request came from."),
+    ),
+)
+
 #: Tables that inputs are normalised into.
 TRAFFIC_TABLES: Mapping[str, Table] = {t.name: t for t in (CONN, DNS, HTTP, TLS)}
 #: Every table a store holds.
 ALL_TABLES: Mapping[str, Table] = {
-    t.name: t for t in (CONN, DNS, HTTP, TLS, SOURCES, REJECTS, FINDINGS)
+    t.name: t
+    for t in (CONN, DNS, HTTP, TLS, SOURCES, REJECTS, FINDINGS, USERS, SESSIONS, ALLOWLIST, AUDIT)
 }
+#: Tables holding the console's own state, written through ``Store.state_writer``.
+STATE_TABLES: Mapping[str, Table] = {t.name: t for t in (USERS, SESSIONS, ALLOWLIST, AUDIT)}
 
 
 def conform(table: Table, columns: Mapping[str, pa.Array], num_rows: int) -> pa.RecordBatch:

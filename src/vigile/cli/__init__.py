@@ -32,6 +32,10 @@ COMMANDS = (
     "vigile.cli.ingest",
     "vigile.cli.hunt",
     "vigile.cli.status",
+    "vigile.cli.inspect",
+    "vigile.cli.report",
+    "vigile.cli.serve",
+    "vigile.cli.user",
 )
 
 for _module in COMMANDS:
@@ -43,7 +47,10 @@ def main() -> None:
     try:
         app()
     except VigileError as e:
+        from rich.markup import escape
+
         from vigile.cli.output import err_console
 
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # The message names files and quotes their content: never read it as markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vigile.cli.common import (
     DEFAULT_DB,
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
                         f for f in ingest_report.files if f.status in ("refused", "partial")
                     )
                     err_console.print(
-                        f"[yellow]ingest problem:[/] {first.message}", highlight=False
+                        f"[yellow]ingest problem:[/] {escape(first.message or '')}", highlight=False
                     )
             hours = window_hours if window_hours is not None else cfg.window_hours
             window = default_window(store, hours)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -88,7 +89,9 @@ def print_report(report: IngestReport, fmt: Format) -> None:
         )
         first = next((f for f in report.files if f.status in ("refused", "partial")), None)
         if first is not None:
-            err_console.print(f"[yellow]first problem:[/] {first.message}", highlight=False)
+            err_console.print(
+                f"[yellow]first problem:[/] {escape(first.message or '')}", highlight=False
+            )
     else:
         emit_rows(rows, columns, fmt)
 

@@ -26,4 +26,4 @@ def register(app: typer.Typer) -> None:
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; use --force to overwrite it")
         path.write_text(DEFAULT_CONFIG, encoding="utf-8")
-        err_console.print(f"wrote {path}", highlight=False)
+        err_console.print(f"wrote {path}", markup=False, highlight=False)

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,5 +69,6 @@ def emit_rows(
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        # Text, not str: cells quote logs and traffic, which must never be read as markup.
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     console.print(table)

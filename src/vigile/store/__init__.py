@@ -18,16 +18,24 @@ Contract, per method:
   the rows' order by ``ts`` so interval statistics can be computed without sorting.
 * ``replace_findings(detectors, batch)`` atomically replaces every finding of the
   named detectors (a hunt recomputes them) and is idempotent.
+* ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)
+  that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
+  multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
+* ``state_writer()`` opens one transaction over the console's own tables
+  (:data:`vigile.schema.STATE_TABLES`) and ``findings.suppressed_by``: every change
+  made through it is committed together when the block exits normally, or not at all.
+  The process holding the store read-write (``vigile serve`` while it runs) is the
+  only writer, as DuckDB allows one writer per file.
 * Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
   user can retry once the other writer is gone); any other exception is a bug.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import pyarrow as pa
@@ -99,6 +107,22 @@ class SourceWriter(Protocol):
         """Record the input in ``sources``; called once, last, before commit."""
 
 
+class StateWriter(Protocol):
+    """Changes the console's own tables inside one transaction (see the module contract)."""
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add rows to a state table; missing nullable columns are null."""
+
+    def update(self, table: str, where: Sequence[Pred], values: Mapping[str, Any]) -> int:
+        """Set ``values`` on the rows of a state table matching every ``where``; count."""
+
+    def delete(self, table: str, where: Sequence[Pred]) -> int:
+        """Remove the rows of a state table matching every ``where`` (at least one)."""
+
+    def set_suppressed(self, assignments: Mapping[str, str | None]) -> None:
+        """Set ``findings.suppressed_by`` by finding id; ids not named are left alone."""
+
+
 class Store(Protocol):
     """A place that holds the normalised tables and the findings."""
 
@@ -138,10 +162,22 @@ class Store(Protocol):
         limit: int | None = None,
     ) -> pa.Table: ...
 
+    def time_series(
+        self,
+        table: str,
+        every: timedelta,
+        aggs: Sequence[Agg],
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        keys: Sequence[str] = (),
+    ) -> pa.Table: ...
+
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]: ...
 
     def count(self, table: str, window: Window | None = None) -> int: ...
 
     def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None: ...
+
+    def state_writer(self) -> AbstractContextManager[StateWriter]: ...
 
     def close(self) -> None: ...

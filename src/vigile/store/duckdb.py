@@ -7,9 +7,9 @@ writes DuckDB SQL; detectors use the engine-neutral query vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from vigile.errors import StoreError
-from vigile.schema import ALL_TABLES, SOURCES, TRAFFIC_TABLES, Table
+from vigile.schema import ALL_TABLES, SOURCES, STATE_TABLES, TRAFFIC_TABLES, Table
 from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
 
 _SQL_TYPES = {
@@ -117,6 +117,49 @@ class _DuckDBSourceWriter:
         self._con.execute(f"INSERT INTO sources VALUES ({marks})", row)
 
 
+class _DuckDBStateWriter:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    @staticmethod
+    def _state(table: str) -> Table:
+        if table not in STATE_TABLES:
+            raise ValueError(f"not a state table: {table}")
+        return STATE_TABLES[table]
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        spec = self._state(table)
+        marks = ", ".join("?" * len(spec.columns))
+        values = [[row.get(c) for c in spec.column_names] for row in rows]
+        if values:
+            self._con.executemany(f'INSERT INTO "{table}" VALUES ({marks})', values)
+
+    def update(self, table: str, where: Sequence[Pred], values: Mapping[str, Any]) -> int:
+        self._state(table)
+        sets = ", ".join(f"{_ident(table, c)} = ?" for c in values)
+        clause, params = _where(table, None, where)
+        row = self._con.execute(
+            f'UPDATE "{table}" SET {sets}{clause} RETURNING 1', [*values.values(), *params]
+        ).fetchall()
+        return len(row)
+
+    def delete(self, table: str, where: Sequence[Pred]) -> int:
+        self._state(table)
+        if not where:
+            raise ValueError("delete needs at least one condition")
+        clause, params = _where(table, None, where)
+        return len(
+            self._con.execute(f'DELETE FROM "{table}"{clause} RETURNING 1', params).fetchall()
+        )
+
+    def set_suppressed(self, assignments: Mapping[str, str | None]) -> None:
+        if assignments:
+            self._con.executemany(
+                "UPDATE findings SET suppressed_by = ? WHERE id = ?",
+                [[entry, fid] for fid, entry in assignments.items()],
+            )
+
+
 class DuckDBStore:
     """A store in one DuckDB file (or ``:memory:``)."""
 
@@ -167,6 +210,16 @@ class DuckDBStore:
                 self._con.register("__vigile_findings", batch)
                 self._con.execute("INSERT INTO findings SELECT * FROM __vigile_findings")
                 self._con.unregister("__vigile_findings")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    @contextmanager
+    def state_writer(self) -> Iterator[_DuckDBStateWriter]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield _DuckDBStateWriter(self._con)
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
@@ -230,6 +283,33 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        return self._con.sql(sql, params=params).to_arrow_table()
+
+    def time_series(
+        self,
+        table: str,
+        every: timedelta,
+        aggs: Sequence[Agg],
+        window: Window | None = None,
+        where: Sequence[Pred] = (),
+        keys: Sequence[str] = (),
+    ) -> pa.Table:
+        seconds = every.total_seconds()
+        if seconds <= 0:
+            raise ValueError("every must be positive")
+        # Epoch-aligned buckets (not time_bucket's 2000-01-03 origin) so any engine can agree.
+        bucket = f"to_timestamp(floor(epoch(ts) / {seconds!r}) * {seconds!r})"
+        key_sql = [_ident(table, k) for k in keys]
+        agg_sql = []
+        for a in aggs:
+            col = "*" if a.column is None else _ident(table, a.column)
+            agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
+        clause, params = _where(table, window, where)
+        groups = ", ".join([bucket, *key_sql])
+        sql = (
+            f'SELECT {bucket} AS bucket, {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
+            f" GROUP BY {groups} ORDER BY {groups}"
+        )
         return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_bounds(self, table: str) -> tuple[datetime | None, datetime | None]:

@@ -1,0 +1,156 @@
+"""The console's JSON API, which its pages use; its OpenAPI schema is at /api/openapi.json.
+
+Every endpoint needs a session cookie (401 without one); every state-changing one
+also needs the session's CSRF token in the ``X-CSRF-Token`` header (403 without it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from vigile.web import allowlist, audit, charts, hosts, queries
+from vigile.web.auth import Session
+from vigile.web.deps import api_csrf, api_session, get_console
+
+router = APIRouter(prefix="/api", tags=["console"], dependencies=[Depends(api_session)])
+
+
+class EntryIn(BaseModel):
+    """An allowlist entry as sent by the client (semantics in vigile.suppression)."""
+
+    kind: Literal["cidr", "domain", "wildcard"] = Field(description="What `value` is.")
+    value: str = Field(description="Network (CIDR), exact name, or `*.name` wildcard.")
+    reason: str = Field(description="Why it is allowed (required).")
+    detector: str | None = Field(None, description="Only this detector; null for all.")
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.get("/me", summary="Who is logged in, and the CSRF token for state changes")
+async def me(session: Session = Depends(api_session)) -> dict[str, Any]:
+    return {"username": session.username, "csrf_token": session.csrf_token}
+
+
+@router.get("/overview", summary="Ranked hosts, findings per detector, what is ingested")
+async def overview(request: Request) -> dict[str, Any]:
+    c = get_console(request)
+    return queries.overview(c.store, c.config)
+
+
+@router.get("/hosts", summary="Hosts ranked by their highest unsuppressed finding")
+async def ranked_hosts(request: Request) -> list[dict[str, Any]]:
+    c = get_console(request)
+    return queries.ranked_hosts(c.store, c.config)
+
+
+@router.get("/hosts/{host}", summary="A host: role and evidence, findings, top destinations")
+async def host_detail(request: Request, host: str) -> dict[str, Any]:
+    c = get_console(request)
+    detail = hosts.host_detail(c.store, c.config, host)
+    if detail is None:
+        raise HTTPException(404, f"no traffic or finding for host {host}")
+    return detail
+
+
+@router.get("/hosts/{host}/traffic", summary="Bytes a host sent and received per hour")
+async def host_traffic_series(request: Request, host: str) -> dict[str, Any]:
+    return hosts.host_traffic(get_console(request).store, host)
+
+
+@router.get("/findings", summary="Findings ranked, optionally for one host")
+async def findings(request: Request, host: str | None = None) -> list[dict[str, Any]]:
+    store = get_console(request).store
+    return queries.host_findings(store, host) if host else queries.load_findings(store)
+
+
+def _finding(request: Request, finding_id: str) -> dict[str, Any]:
+    found = queries.find_finding(get_console(request).store, finding_id)
+    if found is None:
+        raise HTTPException(404, f"no finding {finding_id}")
+    return found
+
+
+@router.get("/findings/{finding_id}", summary="A finding with all its evidence and its plots")
+async def finding(request: Request, finding_id: str) -> dict[str, Any]:
+    found = _finding(request, finding_id)
+    return {**found, "charts": charts.chart_kinds(found)}
+
+
+@router.get("/findings/{finding_id}/charts/{kind}", summary="The data of one plot of a finding")
+async def finding_chart(request: Request, finding_id: str, kind: str) -> dict[str, Any]:
+    found = _finding(request, finding_id)
+    if kind not in charts.chart_kinds(found):
+        raise HTTPException(404, f"finding {finding_id} has no {kind} plot")
+    return charts.chart_data(get_console(request).store, found, kind)
+
+
+@router.get("/sources", summary="Ingested inputs with rows and bad rows, and where bad rows are")
+async def sources(request: Request) -> dict[str, Any]:
+    return queries.sources(get_console(request).store)
+
+
+@router.get("/allowlist", summary="Allowlist entries with how many findings each suppresses")
+async def list_allowlist(request: Request) -> list[dict[str, Any]]:
+    store = get_console(request).store
+    counts = queries.suppression_counts(store)
+    return [
+        allowlist.entry_json(e, counts.get(e.entry_id, 0)) for e in allowlist.list_entries(store)
+    ]
+
+
+@router.post("/allowlist", status_code=201, summary="Add an allowlist entry")
+async def add_allowlist(
+    request: Request, body: EntryIn, session: Session = Depends(api_csrf)
+) -> dict[str, Any]:
+    c = get_console(request)
+    entry = allowlist.add_entry(
+        c.store,
+        session.username,
+        body.kind,
+        body.value,
+        body.reason,
+        body.detector,
+        _client(request),
+    )
+    return allowlist.entry_json(entry)
+
+
+@router.put("/allowlist/{entry_id}", summary="Change an allowlist entry")
+async def edit_allowlist(
+    request: Request, entry_id: str, body: EntryIn, session: Session = Depends(api_csrf)
+) -> dict[str, Any]:
+    c = get_console(request)
+    entry = allowlist.edit_entry(
+        c.store,
+        session.username,
+        entry_id,
+        body.kind,
+        body.value,
+        body.reason,
+        body.detector,
+        _client(request),
+    )
+    return allowlist.entry_json(entry)
+
+
+@router.delete("/allowlist/{entry_id}", status_code=204, summary="Remove an allowlist entry")
+async def remove_allowlist(
+    request: Request, entry_id: str, session: Session = Depends(api_csrf)
+) -> None:
+    allowlist.remove_entry(get_console(request).store, session.username, entry_id, _client(request))
+
+
+@router.get("/audit", summary="The audit log (allowlist changes, log-ins), newest first")
+async def audit_log(request: Request) -> list[dict[str, Any]]:
+    return audit.entries(get_console(request).store)
+
+
+@router.get("/openapi.json", summary="This API's OpenAPI schema", include_in_schema=False)
+async def openapi(request: Request) -> dict[str, Any]:
+    schema: dict[str, Any] = request.app.openapi()
+    return schema

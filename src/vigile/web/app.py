@@ -1,0 +1,167 @@
+"""Build the console's FastAPI application over a store.
+
+The application is the store's one writer while it runs (accounts, sessions,
+allowlist, audit log, ``findings.suppressed_by``). Everything it serves, plotly.js
+included, comes from the installed package: no page loads anything from elsewhere,
+and the Content-Security-Policy header forbids it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import import_module, resources
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from vigile import __version__
+from vigile.config import Config
+from vigile.errors import ConfigError
+from vigile.store import Store
+from vigile.web import api
+from vigile.web.allowlist import EntryNotFoundError, apply_entries
+from vigile.web.deps import Console, LoginRequiredError
+from vigile.web.views import VIEWS
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'"
+)
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as shipped inside the pinned ``plotly`` package."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def make_templates() -> Jinja2Templates:
+    """The Jinja2 templates (autoescaped) with the filters the pages use."""
+    templates = Jinja2Templates(directory=HERE / "templates")
+    env = templates.env
+    env.filters["bytes"] = human_bytes
+    env.filters["pct"] = lambda v: f"{100 * float(v or 0):.1f} %"
+    env.filters["ts"] = lambda v: (str(v)[:19].replace("T", " ") + " UTC") if v else "-"
+    env.globals["version"] = __version__
+    return templates
+
+
+def human_bytes(value: object) -> str:
+    """Bytes in binary units.
+
+    >>> human_bytes(1536), human_bytes(None)
+    ('1.5 KiB', '-')
+    """
+    if value is None:
+        return "-"
+    n = float(str(value))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+async def _security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    response = await call_next(request)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    # Pages hold private data: never cached. Static files (plotly.js is 4.8 MB) may be.
+    static = request.url.path.startswith("/static/")
+    response.headers["Cache-Control"] = "private, max-age=3600" if static else "no-store"
+    return response
+
+
+#: Host headers accepted when the console listens on a loopback address. Refusing others
+#: stops DNS-rebinding pages from talking to the console through the user's browser.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(
+    store: Store,
+    config: Config,
+    *,
+    secure_cookies: bool = False,
+    allow_setup: bool = False,
+    allowed_hosts: Sequence[str] = ("*",),
+) -> FastAPI:
+    """The console over ``store``.
+
+    Args:
+        store: the store, opened read-write: the console writes its own state there.
+        config: the network model.
+        secure_cookies: mark cookies ``Secure`` (the console is served over TLS).
+        allow_setup: open the first-account page while no account exists.
+        allowed_hosts: Host header values accepted (``*``: any).
+    """
+    app = FastAPI(
+        title="vigile console API",
+        version=__version__,
+        description="The JSON API behind the vigile console pages.",
+        docs_url=None,  # Swagger UI and ReDoc load their code from a CDN: not offered.
+        redoc_url=None,
+        openapi_url=None,  # served at /api/openapi.json behind the login instead
+    )
+    app.state.console = Console(store, config, make_templates(), secure_cookies, allow_setup)
+    apply_entries(store)
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> FileResponse:
+        return FileResponse(plotly_js_path(), media_type="text/javascript")
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api.router)
+    for module in VIEWS:
+        app.include_router(import_module(module).router)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=_security_headers)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    @app.exception_handler(LoginRequiredError)
+    async def to_login(request: Request, exc: LoginRequiredError) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(EntryNotFoundError)
+    async def not_found(request: Request, exc: EntryNotFoundError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConfigError)
+    async def bad_request(request: Request, exc: ConfigError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api/") or request.method != "GET":
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        templates = app.state.console.templates
+        ctx = {"status": exc.status_code, "detail": exc.detail, "session": None}
+        return templates.TemplateResponse(request, "error.html", ctx, exc.status_code)
+
+    return app
+
+
+def openapi_text() -> str:
+    """The API's OpenAPI schema as ``docs/openapi.json`` holds it (``python -m vigile.web.app``)."""
+    import json
+
+    from vigile.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(":memory:")
+    try:
+        schema = create_app(store, Config()).openapi()
+    finally:
+        store.close()
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(openapi_text(), end="")

@@ -1,0 +1,19 @@
+"""The overview page: hosts ranked by score, findings per detector, what is ingested."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from vigile.web import queries
+from vigile.web.auth import Session
+from vigile.web.deps import get_console, page_session
+from vigile.web.views import render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview_page(request: Request, session: Session = Depends(page_session)) -> HTMLResponse:
+    c = get_console(request)
+    return render(request, "overview.html", session, data=queries.overview(c.store, c.config))

@@ -1,0 +1,1 @@
+<%@ Page Language="C#" %> product page
