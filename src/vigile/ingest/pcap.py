@@ -24,7 +24,9 @@ from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, rea
 from vigile.schema import TS
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
-BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BASE62_BYTES = np.frombuffer(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8
+)
 
 
 class PcapReader:
@@ -75,7 +77,7 @@ class PcapReader:
         n = len(c["proto"])
         if not n:
             return
-        uids = [self._uid(int(p)) for p in c["first_pos"].tolist()]
+        uids = self._uids(c["first_pos"])
         src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
         services: list[str | None] = []
         rows: dict[str, list[dict[str, Any]]] = {"dns": [], "http": [], "tls": []}
@@ -113,16 +115,18 @@ class PcapReader:
             if table_rows:
                 sink.emit(table, _columns(table_rows), len(table_rows))
 
-    def _uid(self, pos: int) -> str:
-        """Zeek-style uid: 'C' and base62 of a 64-bit mix of the file id and offset."""
-        x = (self.source_id * 0x9E3779B97F4A7C15 + pos) & 0xFFFF_FFFF_FFFF_FFFF
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
-        x ^= x >> 31
-        out = ""
-        while x:
-            x, r = divmod(x, 62)
-            out += BASE62[r]
-        return "C" + out
+    def _uids(self, positions: np.ndarray) -> list[str]:
+        """Zeek-style uids: 'C' and 11 base-62 digits of a 64-bit mix of file id and offset."""
+        with np.errstate(over="ignore"):
+            seed = np.uint64(self.source_id) * np.uint64(0x9E3779B97F4A7C15)
+            x = positions.astype(np.uint64) + seed
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x ^= x >> np.uint64(31)
+        digits = np.empty((len(positions), 11), np.uint8)
+        for k in range(11):
+            x, digits[:, k] = x // np.uint64(62), (x % np.uint64(62)).astype(np.uint8)
+        text = BASE62_BYTES[digits].tobytes().decode("ascii")
+        return ["C" + text[i : i + 11] for i in range(0, 11 * len(positions), 11)]
 
     def _addresses(self, a: np.ndarray) -> list[str]:
         keys, inverse = np.unique(a, axis=0, return_inverse=True)

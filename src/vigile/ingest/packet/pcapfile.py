@@ -263,8 +263,9 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
     buf, stuck = bytearray(), False
     while True:
         # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
-        if len(buf) < len(carry) + chunk_bytes + PAD or len(buf) > 2 * (chunk_bytes + PAD):
-            buf = bytearray(len(carry) + chunk_bytes + PAD)
+        if len(buf) < len(carry) + chunk_bytes + PAD or len(buf) > 3 * (chunk_bytes + PAD):
+            # Room for a partial record carried over, so the buffer is rarely replaced.
+            buf = bytearray(len(carry) + chunk_bytes + PAD + min(chunk_bytes, MAX_CAPLEN))
         buf[: len(carry)] = carry
         # Top the buffer up to a chunk; read a whole chunk more if the last walk was stuck
         # on one record longer than what the buffer held.
