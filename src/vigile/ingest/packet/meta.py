@@ -160,10 +160,12 @@ def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
     meta.service("ssl")
     row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
     meta.tls = row
-    if h.client:
+    # The first hello of each side counts (a retransmission or a renegotiation does not).
+    if h.client and row["ja3"] is None:
         row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
-        row.setdefault("version", h.version_name)
-    else:
+        if row["version"] is None:
+            row["version"] = h.version_name
+    elif not h.client and row["ja3s"] is None:
         row.update(version=h.version_name, cipher=h.cipher_name, ja3s=h.ja3(), established=True)
 
 

@@ -147,6 +147,9 @@ def _parse(msg: bytes) -> Hello:
     client = kind == 1
     version = struct.unpack_from("!H", msg, 4)[0]
     off = 4 + 2 + 32
+    # An encrypted handshake record can start with 1 or 2 by chance: check the layout.
+    if msg[4] != 3 or msg[off] > 32:
+        raise TlsError("not a hello")
     off += 1 + msg[off]  # session id
     if client:
         (n,) = struct.unpack_from("!H", msg, off)
