@@ -21,19 +21,26 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
-CHUNK_BYTES = 32 << 20
-#: At most this many records per chunk, which bounds the per-packet arrays of a chunk
-#: of small packets.
-MAX_RECORDS = 1 << 17
-#: Zero bytes after each chunk so fixed-size header gathers never run off the end.
-PAD = 256
-#: Largest record accepted (Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD).
-MAX_CAPLEN = 262_144
+from vigile.ingest.packet.pcapng import PcapngFramer
+from vigile.ingest.packet.records import (
+    CHUNK_BYTES,
+    MAX_CAPLEN,
+    MAX_RECORDS,
+    PAD,
+    Damage,
+    Framer,
+    Interface,
+    Packets,
+    Walk,
+    gather_u32,
+)
+
+__all__ = ["CHUNK_BYTES", "MAX_RECORDS", "Damage", "Packets", "capture_kind", "read_packets"]
+
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
@@ -56,78 +63,7 @@ def capture_kind(head: bytes) -> str | None:
     return None
 
 
-@dataclass
-class Packets:
-    """One chunk of records: ``buf`` holds the bytes, the arrays one entry per record."""
-
-    buf: np.ndarray  # uint8, chunk bytes followed by PAD zero bytes
-    data_off: np.ndarray  # int64 offset of each packet's first byte in buf
-    caplen: np.ndarray  # int64 captured length
-    wirelen: np.ndarray  # int64 original length on the wire
-    ts_ns: np.ndarray  # int64 nanoseconds since the epoch
-    linktype: np.ndarray  # int64 link-layer header type
-    pos: np.ndarray  # int64 byte offset of the record in the file
-
-    def __len__(self) -> int:
-        return len(self.data_off)
-
-    def select(self, keep: np.ndarray) -> Packets:
-        """The records where ``keep`` is true (same buffer)."""
-        if keep.all():
-            return self
-        cols = (self.data_off, self.caplen, self.wirelen, self.ts_ns, self.linktype, self.pos)
-        return Packets(self.buf, *(c[keep] for c in cols))
-
-
-@dataclass
-class Damage:
-    """Where the file stops being a readable capture (``fatal``), or a bad record, and why."""
-
-    position: int
-    reason: str
-    raw: bytes
-    fatal: bool = True
-
-
-@dataclass
-class _Interface:
-    linktype: int
-    snaplen: int
-    ns_per_unit: float  # 1e3 for microseconds, 1 for nanoseconds
-    offset_s: int = 0
-
-
-class _Walk:
-    """What a framer found in one chunk, before conversion to arrays."""
-
-    def __init__(self) -> None:
-        self.pos: list[int] = []  # record offsets in the chunk
-        # Records parsed one by one (pcapng simple/obsolete blocks): pos, data offset,
-        # caplen, wirelen, interface, raw timestamp.
-        self.singles: list[tuple[int, int, int, int, int, int]] = []
-
-
-class _Framer:
-    """Walks the records of one chunk; subclasses know one file format."""
-
-    def __init__(self) -> None:
-        self.interfaces: list[_Interface] = []
-        self.damage: Damage | None = None
-
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: _Walk) -> int:
-        """Note the complete records in ``buf[start:end]``; return where the next begins."""
-        raise NotImplementedError
-
-    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
-        """data offset, caplen, wirelen, interface and raw timestamp of each record."""
-        raise NotImplementedError
-
-    def fail(self, buf: bytearray, off: int, base: int, reason: str) -> int:
-        self.damage = Damage(base + off, reason, bytes(buf[off : off + 64]))
-        return off
-
-
-class _PcapFramer(_Framer):
+class _PcapFramer(Framer):
     def __init__(self, header: bytes) -> None:
         super().__init__()
         endian, ns_per_unit = PCAP_MAGICS[header[:4]]
@@ -135,11 +71,11 @@ class _PcapFramer(_Framer):
         self.caplen_at = struct.Struct(endian + "I").unpack_from
         snaplen, network = struct.unpack_from(endian + "II", header, 16)
         # The top bits of the link type field carry FCS information (pcap draft §4).
-        self.interfaces.append(_Interface(network & 0x03FF_FFFF, snaplen, ns_per_unit))
+        self.interfaces.append(Interface(network & 0x03FF_FFFF, snaplen, ns_per_unit))
         # libpcap refuses a record longer than both the snap length and its own maximum.
         self.limit = max(snaplen, MAX_CAPLEN)
 
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: _Walk) -> int:
+    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
         caplen_at, limit, pos = self.caplen_at, self.limit, walk.pos
         off = start
         for _ in range(MAX_RECORDS):
@@ -155,89 +91,9 @@ class _PcapFramer(_Framer):
         return off
 
     def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
-        f = _gather_u32(view, pos, 4, self.little)
+        f = gather_u32(view, pos, 4, self.little)
         units = 1_000_000_000 // int(self.interfaces[0].ns_per_unit)
         return pos + 16, f[:, 2], f[:, 3], np.zeros(len(pos), np.int64), f[:, 0] * units + f[:, 1]
-
-
-class _PcapngFramer(_Framer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.little = True
-        self.iface_base = 0  # interfaces of earlier sections come first in the list
-
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: _Walk) -> int:
-        off = start
-        u32 = struct.Struct("<I" if self.little else ">I").unpack_from
-        while off + 12 <= end and len(walk.pos) < MAX_RECORDS:
-            btype = u32(buf, off)[0]
-            if btype == 0x0A0D0D0A:
-                if walk.pos or walk.singles:
-                    return off  # a new section starts a new chunk (byte order may change)
-                bom = bytes(buf[off + 8 : off + 12])
-                if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
-                    return self.fail(buf, off, base, "section header without byte-order magic")
-                self.little = bom == b"\x4d\x3c\x2b\x1a"
-                u32 = struct.Struct("<I" if self.little else ">I").unpack_from
-            blen = u32(buf, off + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_CAPLEN + 1024:
-                return self.fail(buf, off, base, f"block length {blen} is not valid")
-            if off + blen > end:
-                break
-            if btype == 6:
-                if blen < 32:
-                    return self.fail(buf, off, base, "packet block shorter than its header")
-                walk.pos.append(off)
-            elif btype == 0x0A0D0D0A:
-                self.iface_base = len(self.interfaces)
-            elif btype == 1:
-                self._interface(buf, off, blen)
-            elif btype in (2, 3):
-                self._single(buf, off, blen, walk)
-            off += blen
-        return off
-
-    def _interface(self, buf: bytearray, off: int, blen: int) -> None:
-        e = "<" if self.little else ">"
-        linktype, _, snaplen = struct.unpack_from(e + "HHI", buf, off + 8)
-        iface = _Interface(linktype, snaplen, 1_000.0)
-        opt, stop = off + 16, off + blen - 4
-        while opt + 4 <= stop:
-            code, length = struct.unpack_from(e + "HH", buf, opt)
-            if code == 0:
-                break
-            if code == 9 and length >= 1:  # if_tsresol: power of 10, or of 2 if MSB set
-                r = buf[opt + 4]
-                unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0**-r
-                iface.ns_per_unit = unit * 1e9
-            elif code == 14 and length == 8:  # if_tsoffset, seconds
-                iface.offset_s = struct.unpack_from(e + "q", buf, opt + 4)[0]
-            opt += 4 + (length + 3) // 4 * 4
-        self.interfaces.append(iface)
-
-    def _single(self, buf: bytearray, off: int, blen: int, walk: _Walk) -> None:
-        e = "<" if self.little else ">"
-        if buf[off] == 3 or (not self.little and buf[off + 3] == 3):  # simple packet block
-            (wire,) = struct.unpack_from(e + "I", buf, off + 8)
-            cap = min(wire, blen - 16)
-            walk.singles.append((off, off + 12, cap, wire, self.iface_base, -1))
-            return
-        iface, _, hi, lo, cap, wire = struct.unpack_from(e + "HHIIII", buf, off + 8)
-        cap = min(cap, blen - 32)
-        walk.singles.append((off, off + 28, cap, wire, self.iface_base + iface, hi << 32 | lo))
-
-    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
-        f = _gather_u32(view, pos + 8, 5, self.little)
-        return pos + 28, f[:, 3], f[:, 4], f[:, 0] + self.iface_base, f[:, 1] << 32 | f[:, 2]
-
-
-def _gather_u32(view: np.ndarray, starts: np.ndarray, count: int, little: bool) -> np.ndarray:
-    """``count`` consecutive 32-bit integers at each of ``starts``, as int64 columns."""
-    idx = starts[:, None] + np.arange(count * 4)
-    raw = view[idx].reshape(len(starts), count, 4).astype(np.int64)
-    if little:
-        return raw[..., 0] | raw[..., 1] << 8 | raw[..., 2] << 16 | raw[..., 3] << 24
-    return raw[..., 3] | raw[..., 2] << 8 | raw[..., 1] << 16 | raw[..., 0] << 24
 
 
 def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Packets | Damage]:
@@ -258,7 +114,7 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
     if kind is None:
         yield Damage(0, "not a pcap or pcapng file (bad magic)", head)
         return
-    framer: _Framer = _PcapFramer(head) if kind == "pcap" else _PcapngFramer()
+    framer: Framer = _PcapFramer(head) if kind == "pcap" else PcapngFramer()
     carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
     buf, stuck = bytearray(), False
     while True:
@@ -276,7 +132,7 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         eof = eof or got < want
         end = len(carry) + got
         buf[end : end + PAD] = bytes(PAD)
-        walk = _Walk()
+        walk = Walk()
         off = framer.walk(buf, end, start, base, walk)
         if walk.pos or walk.singles:
             packets = _packets(framer, buf, end, base, walk)
@@ -296,7 +152,7 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         start = 0
 
 
-def _bad_records(pk: Packets, interfaces: list[_Interface]) -> Iterator[Damage]:
+def _bad_records(pk: Packets, interfaces: list[Interface]) -> Iterator[Damage]:
     """Records that are framed but wrong: no bytes, or more bytes than the snap length.
 
     Their caplen is set to 0 so the caller drops them; the walk goes on after them.
@@ -325,7 +181,7 @@ def _fill(stream: BinaryIO, target: memoryview) -> int:
     return got
 
 
-def _packets(framer: _Framer, buf: bytearray, end: int, base: int, walk: _Walk) -> Packets:
+def _packets(framer: Framer, buf: bytearray, end: int, base: int, walk: Walk) -> Packets:
     view = np.frombuffer(buf, dtype=np.uint8)
     pos = np.array(walk.pos, dtype=np.int64)
     data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos)
@@ -337,7 +193,7 @@ def _packets(framer: _Framer, buf: bytearray, end: int, base: int, walk: _Walk) 
         data_off, caplen, wirelen, iface, ts_raw = (
             np.concatenate([c, e])[order] for c, e in zip(cols, extra[1:], strict=True)
         )
-    ifaces = framer.interfaces or [_Interface(-1, 0, 1000.0)]
+    ifaces = framer.interfaces or [Interface(-1, 0, 1000.0)]
     iface = np.clip(iface, 0, len(ifaces) - 1)
     linktype = np.array([i.linktype for i in ifaces], np.int64)[iface]
     ts_ns = np.zeros(len(pos), np.int64)
