@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigile.ingest.packet import dns
-from vigile.ingest.packet.decode import FragmentTable, decode
+from vigile.ingest.packet.decode import decode
 from vigile.ingest.packet.dnsbatch import parse_batch
+from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.pcapfile import Packets, read_packets
 
 CAPTURES = ["dns-tunnel-iodine.pcap", "bad-dns-traffic.pcap", "dns_fragmented.pcap"]

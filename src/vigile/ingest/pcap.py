@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from vigile.ingest.base import Sink, SourceFile
 from vigile.ingest.packet.connstate import conn_columns
-from vigile.ingest.packet.decode import FragmentTable, decode
+from vigile.ingest.packet.decode import decode
 from vigile.ingest.packet.flows import FlowTable, Timeouts
+from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.meta import Metadata
 from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
 from vigile.schema import TS
