@@ -1,10 +1,11 @@
-"""Shared benchmark plumbing: run a contender in a fresh process, report time and peak RSS."""
+"""Shared benchmark plumbing: contenders in fresh processes, the machine, docs sections."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import platform
+import re
 import resource
 import time
 from collections.abc import Callable
@@ -14,6 +15,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+PREAMBLE = (
+    "# Benchmarks\n\n"
+    "Measured with `make bench` (or `python -m bench.NAME` for one section) from the "
+    "repository root. Every section names the exact command, the machine and the peers "
+    "run side by side in the same process; figures are measured, never asserted in tests.\n"
+)
 
 
 @dataclass
@@ -51,7 +59,8 @@ def measure(name: str, fn: Callable[..., Any], *args: Any) -> Measure:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
+    """One line describing the machine: CPU model, cores usable, memory, Python, OS."""
+    cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -59,6 +68,35 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    mem = ""
+    try:
+        kb = int(re.findall(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[0])
+        mem = f", {kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, IndexError):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+        f"{cpu}, {cores} cores{mem}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
     )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def update_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section ``## heading`` of docs/benchmarks.md with ``body``.
+
+    Other sections are left byte for byte as they are, so each area owns its own.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else PREAMBLE
+    section = f"## {heading}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -152,6 +152,25 @@ TLS = Table(
     ),
 )
 
+ALERTS = Table(
+    "alerts",
+    "One row per IDS alert (Suricata EVE `alert` events): the signature that fired and the "
+    "connection it fired on.",
+    (
+        *_endpoints(),
+        Column("proto", pa.string(), "Transport protocol: tcp, udp, icmp, icmp6 or a number."),
+        Column("app_proto", pa.string(), "Application protocol the IDS saw, if any."),
+        Column("action", pa.string(), "What the IDS did: allowed or blocked."),
+        Column("gid", pa.int32(), "Signature generator id."),
+        Column("signature_id", pa.int64(), "Signature id (sid).", False),
+        Column("rev", pa.int32(), "Signature revision."),
+        Column("signature", pa.string(), "Signature message."),
+        Column("category", pa.string(), "Signature classification."),
+        Column("severity", pa.int32(), "Severity: 1 (highest) to 4."),
+        *_provenance(),
+    ),
+)
+
 SOURCES = Table(
     "sources",
     "One row per ingested input (file or collector session). Its content hash makes "
@@ -172,6 +191,7 @@ SOURCES = Table(
         Column("rows_dns", pa.int64(), "Rows written to dns.", False),
         Column("rows_http", pa.int64(), "Rows written to http.", False),
         Column("rows_tls", pa.int64(), "Rows written to tls.", False),
+        Column("rows_alerts", pa.int64(), "Rows written to alerts.", False),
         Column("bad_rows", pa.int64(), "Records rejected (kept in `rejects`).", False),
         Column("first_error", pa.string(), "The first problem found, as file:line: message."),
         Column("notices", pa.string(), "Non-fatal remarks (unknown fields, truncation)."),
@@ -266,11 +286,24 @@ AUDIT = Table(
 )
 
 #: Tables that inputs are normalised into.
-TRAFFIC_TABLES: Mapping[str, Table] = {t.name: t for t in (CONN, DNS, HTTP, TLS)}
+TRAFFIC_TABLES: Mapping[str, Table] = {t.name: t for t in (CONN, DNS, HTTP, TLS, ALERTS)}
 #: Every table a store holds.
 ALL_TABLES: Mapping[str, Table] = {
     t.name: t
-    for t in (CONN, DNS, HTTP, TLS, SOURCES, REJECTS, FINDINGS, USERS, SESSIONS, ALLOWLIST, AUDIT)
+    for t in (
+        CONN,
+        DNS,
+        HTTP,
+        TLS,
+        ALERTS,
+        SOURCES,
+        REJECTS,
+        FINDINGS,
+        USERS,
+        SESSIONS,
+        ALLOWLIST,
+        AUDIT,
+    )
 }
 #: Tables holding the console's own state, written through ``Store.state_writer``.
 STATE_TABLES: Mapping[str, Table] = {t.name: t for t in (USERS, SESSIONS, ALLOWLIST, AUDIT)}

@@ -30,12 +30,15 @@ app = typer.Typer(
 COMMANDS = (
     "vigile.cli.init",
     "vigile.cli.ingest",
+    "vigile.cli.collect",
     "vigile.cli.hunt",
     "vigile.cli.status",
     "vigile.cli.inspect",
     "vigile.cli.report",
     "vigile.cli.serve",
     "vigile.cli.user",
+    "vigile.cli.simulate",
+    "vigile.cli.eval",
 )
 
 for _module in COMMANDS:

@@ -41,6 +41,7 @@ CANDIDATE_SUFFIXES = (
     ".labeled",
     ".eve",
     ".nfcapd",
+    "nfcapd.",  # nfcapd names its files nfcapd.YYYYMMDDhhmm
 )
 MAX_RAW = 4096
 

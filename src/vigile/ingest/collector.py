@@ -1,0 +1,315 @@
+"""The live NetFlow/IPFIX collector: UDP datagrams in, ``conn`` rows in batches.
+
+One thread receives and decodes (:func:`vigile.ingest.netflow.decode_datagram`);
+a second one writes finished batches, so a slow commit does not stop reception.
+
+Storage contract:
+
+* Flows are written in batches, cut when ``batch_rows`` flows are waiting or
+  ``batch_seconds`` have passed. Each batch is one input in ``sources`` (one
+  store transaction: all its rows or none), so a crash loses at most the batch
+  being filled and never half a batch.
+* A batch's ``sha256`` hashes its datagrams (exporter address, port and bytes), so
+  committing the same batch twice, e.g. a retry, adds nothing.
+* Every flow keeps its exporter address as ``sensor`` and the number of its
+  datagram in the session as ``source_pos``; malformed datagrams go to
+  ``rejects`` under the same position.
+* Each batch's ``notices`` holds the session counters at that moment; the last
+  batch, written by :meth:`Collector.close` even when empty, holds the totals.
+* :meth:`Collector.stop` (called from a SIGINT/SIGTERM handler) ends the loop;
+  :meth:`Collector.close` then writes everything received before returning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow.compute as pc
+
+from vigile.ingest.netflow import (
+    DecodeError,
+    DecodeResult,
+    Flow,
+    TemplateCache,
+    decode_datagram,
+)
+from vigile.ingest.netflow.columns import flows_to_conn
+from vigile.store import SourceRecord, SourceSummary, Store
+
+RECV_BUFFER = 64 << 20
+SEQUENCE_WINDOW = 1 << 31
+
+
+@dataclass
+class Counters:
+    """What the collector has seen this session (shown live, stored with each batch)."""
+
+    datagrams: int = 0
+    flows: int = 0
+    options_records: int = 0
+    templates: int = 0
+    unknown_template: int = 0
+    malformed: int = 0
+    dropped: int | None = None  # datagrams the kernel dropped (socket buffer full)
+    lost: int = 0  # records (v5, IPFIX) or packets (v9) missing by exporter sequence
+    batches: int = 0
+    rows_written: int = 0
+
+    def text(self) -> str:
+        return " ".join(f"{k}={'unknown' if v is None else v}" for k, v in asdict(self).items())
+
+
+@dataclass
+class _Batch:
+    number: int
+    flows: list[Flow] = field(default_factory=list)
+    sensors: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    rejects: list[tuple[int, str, bytes]] = field(default_factory=list)
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` to a (host, port) pair.
+
+    >>> parse_listen("127.0.0.1:2055"), parse_listen("[::1]:4739")
+    (('127.0.0.1', 2055), ('::1', 4739))
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Collector:
+    """Receives export datagrams on one UDP socket and stores their flows."""
+
+    def __init__(
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 2055,
+        *,
+        batch_rows: int = 50_000,
+        batch_seconds: float = 5.0,
+        cache: TemplateCache | None = None,
+        receive_buffer: int = RECV_BUFFER,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        _grow_receive_buffer(self.sock, receive_buffer)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.1)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.store = store
+        self.batch_rows, self.batch_seconds = batch_rows, batch_seconds
+        self.cache = cache or TemplateCache()
+        self.counters = Counters()
+        self.session = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self._batch = _Batch(1)
+        self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
+        self._stop = threading.Event()
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=4)
+        self._writer = threading.Thread(target=self._write_loop, name="collector-writer")
+        self._writer.start()
+        self._error: BaseException | None = None
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"udp://{host}:{self.port}"
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to return (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def serve(
+        self, on_tick: Callable[[Counters], None] = lambda c: None, tick: float = 0.5
+    ) -> None:
+        """Receive until :meth:`stop`; calls ``on_tick`` about every ``tick`` seconds."""
+        recv = self.sock.recvfrom
+        next_tick = time.monotonic() + tick
+        while not self._stop.is_set():
+            try:
+                data, peer = recv(65535)
+            except TimeoutError:
+                data = b""
+            except InterruptedError:
+                continue
+            if data:
+                self.handle(data, peer[0], peer[1])
+            now = time.monotonic()
+            if now >= next_tick:
+                self._tick(now)
+                on_tick(self.counters)
+                next_tick = now + tick
+            if self._error is not None:
+                raise self._error
+
+    def handle(self, data: bytes, exporter: str, port: int = 0) -> None:
+        """Decode one datagram from ``exporter`` (address) and its source ``port``.
+
+        Templates and sequence numbers belong to the transport session, the exporter's
+        address and port (RFC 7011 §8.4): an exporter that restarts on a new port starts
+        afresh. The sensor recorded is the address alone.
+        """
+        session = f"{exporter}:{port}"
+        c, batch = self.counters, self._batch
+        c.datagrams += 1
+        position = c.datagrams
+        batch.digest.update(session.encode() + len(data).to_bytes(4, "big") + data)
+        batch.size += len(data)
+        try:
+            result = decode_datagram(data, session, self.cache, time.monotonic())
+        except DecodeError as e:
+            c.malformed += 1
+            batch.rejects.append((position, str(e), data))
+            return
+        except Exception as e:  # a decoder bug must not stop collection: keep the datagram
+            c.malformed += 1
+            batch.rejects.append((position, f"decoder error {type(e).__name__}: {e}", data))
+            return
+        if result.problems:
+            c.malformed += 1
+            batch.rejects.append((position, "; ".join(result.problems), data))
+        self._check_sequence(session, result)
+        c.templates += result.templates
+        c.options_records += result.options_records
+        if result.flows:
+            n = len(result.flows)
+            c.flows += n
+            batch.flows.extend(result.flows)
+            batch.sensors.extend([exporter] * n)
+            batch.positions.extend([position] * n)
+            if len(batch.flows) >= self.batch_rows:
+                self._cut()
+
+    def _check_sequence(self, session: str, r: DecodeResult) -> None:
+        """Count records missing by the exporter's sequence numbers.
+
+        v5 and IPFIX number data records, v9 numbers packets. RFC 7011 numbers a
+        message by the records sent before it, options records included; softflowd
+        leaves options records out and numbers a message by the records up to and
+        including it. Each of these readings is accepted; a gap under all of them
+        (the smallest) is counted as lost.
+        """
+        key = (session, r.version, r.domain)
+        if r.version == 9:
+            counts: tuple[int, ...] = (1,)
+        else:
+            counts = (r.data_records, r.data_records - r.options_records)
+        previous = self._expected.get(key)
+        self._expected[key] = (r.sequence, *counts)
+        if previous is None:
+            return
+        prev_seq, prev_counts = previous[0], previous[1:]
+        gaps = [(r.sequence - prev_seq - n) & 0xFFFFFFFF for n in prev_counts]
+        if r.version != 9:
+            gaps += [(r.sequence - n - prev_seq) & 0xFFFFFFFF for n in counts]
+        if 0 not in gaps:
+            gap = min(gaps)
+            self.counters.lost += gap if gap < SEQUENCE_WINDOW else 0
+
+    def _tick(self, now: float) -> None:
+        self.cache.expire(time.monotonic())
+        self.counters.unknown_template = self.cache.unknown_template
+        self.counters.dropped = socket_drops(self.sock)
+        batch = self._batch
+        if (batch.flows or batch.rejects) and now - batch.started >= self.batch_seconds:
+            self._cut()
+
+    def _cut(self) -> None:
+        self.counters.batches += 1
+        self._queue.put(self._batch)
+        self._batch = _Batch(self._batch.number + 1)
+
+    def close(self) -> Counters:
+        """Write what was received (parked sets count as unknown template) and stop."""
+        self.counters.dropped = socket_drops(self.sock)
+        self.sock.close()
+        self.cache.expire(float("inf"))
+        self.counters.unknown_template = self.cache.unknown_template
+        self.counters.batches += 1
+        self._queue.put(self._batch)  # written even if empty: it holds the final counters
+        self._queue.put(None)
+        self._writer.join()
+        if self._error is not None:
+            raise self._error
+        return self.counters
+
+    def _write_loop(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(batch)
+                except BaseException as e:  # reported to the receiving thread
+                    self._error = e
+
+    def _write(self, batch: _Batch) -> None:
+        if not (batch.flows or batch.rejects):
+            batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
+        sha = batch.digest.hexdigest()
+        if self.store.has_source(sha):
+            return
+        path = f"{self.address}#{self.session}/{batch.number}"
+        record = SourceRecord(int(sha[:16], 16) >> 1, path, sha, batch.size, "netflow-collector")
+        summary = SourceSummary(log_type="conn", bad_rows=len(batch.rejects))
+        with self.store.source_writer(record) as writer:
+            if batch.flows:
+                conn = flows_to_conn(batch.flows, batch.sensors, batch.positions, record.source_id)
+                writer.append("conn", conn)
+                summary.rows["conn"] = conn.num_rows
+                lo, hi = pc.min_max(conn.column("ts")).values()
+                summary.first_ts, summary.last_ts = lo.as_py(), hi.as_py()
+            for position, reason, raw in batch.rejects:
+                text = raw[:4096].decode("utf-8", "backslashreplace")
+                writer.reject(position, "record", f"datagram {position}: {reason}", text)
+            if batch.rejects:
+                first = batch.rejects[0]
+                summary.first_error = f"{path}@datagram {first[0]}: {first[1]}"
+            self.counters.rows_written += len(batch.flows)
+            summary.notices.append(f"collector counters: {self.counters.text()}")
+            writer.finish(summary)
+
+
+def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for a large socket buffer (SO_RCVBUFFORCE passes rmem_max when privileged)."""
+    # Python does not export SO_RCVBUFFORCE; 33 is its value in Linux <asm-generic/socket.h>.
+    force = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
+    try:
+        if force is not None:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+    except OSError:
+        pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for this socket (Linux ``/proc/net/udp``), else None."""
+    try:
+        inode = os.fstat(sock.fileno()).st_ino
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 13 and parts[9] == str(inode):
+                        return int(parts[-1])
+        except OSError:
+            continue
+    return None

@@ -1,0 +1,301 @@
+"""Suricata EVE JSON (one event object per line), plain or gzipped.
+
+Event types read (Suricata's "EVE JSON Output" documentation,
+https://docs.suricata.io/en/latest/output/eve/eve-json-format.html):
+``flow`` and ``netflow`` → ``conn``, ``dns`` → ``dns``, ``http`` → ``http``,
+``tls`` → ``tls``, ``alert`` → ``alerts``. Every event becomes one row, so the row
+counts equal the event counts. Other event types (``stats``, ``fileinfo``,
+``anomaly``, …) are counted in a notice. Positions are line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from vigile.ingest.base import Sink, SourceFile
+from vigile.schema import TRAFFIC_TABLES
+
+BATCH_LINES = 20_000
+PROTOS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmp6", "icmpv6": "icmp6"}
+QTYPES = {
+    "A": 1,
+    "NS": 2,
+    "CNAME": 5,
+    "SOA": 6,
+    "PTR": 12,
+    "MX": 15,
+    "TXT": 16,
+    "AAAA": 28,
+    "SRV": 33,
+    "NAPTR": 35,
+    "DS": 43,
+    "RRSIG": 46,
+    "DNSKEY": 48,
+    "HTTPS": 65,
+    "ANY": 255,
+}
+RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5}
+TLS_VERSIONS = {
+    "TLS 1.0": "TLSv10",
+    "TLS 1.1": "TLSv11",
+    "TLS 1.2": "TLSv12",
+    "TLS 1.3": "TLSv13",
+    "SSLv3": "SSLv3",
+    "SSLv2": "SSLv2",
+}
+_SNIFF = re.compile(rb'^\s*\{.*"event_type"\s*:', re.S)
+
+
+class EveRecordError(ValueError):
+    """An event that cannot be turned into a row."""
+
+
+def _ts(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise EveRecordError("missing or non-text timestamp")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise EveRecordError(f"bad timestamp {value[:40]!r}") from None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _endpoints(e: dict[str, Any]) -> dict[str, Any]:
+    src, dst = e.get("src_ip"), e.get("dest_ip")
+    if not isinstance(src, str) or not isinstance(dst, str):
+        raise EveRecordError("missing src_ip or dest_ip")
+    proto = str(e.get("proto", "")).lower()
+    icmp = proto in ("icmp", "ipv6-icmp", "icmpv6")
+    flow_id = e.get("flow_id")
+    host = e.get("host")
+    return {
+        "sensor": host if isinstance(host, str) else None,
+        "ts": _ts(e.get("timestamp")),
+        "uid": None if flow_id is None else str(flow_id),
+        "src": src,
+        "src_port": _int(e.get("icmp_type") if icmp else e.get("src_port")),
+        "dst": dst,
+        "dst_port": _int(e.get("icmp_code") if icmp else e.get("dest_port")),
+    }
+
+
+def _proto(e: dict[str, Any]) -> str | None:
+    p = e.get("proto")
+    return None if p is None else PROTOS.get(str(p).lower(), str(p).lower())
+
+
+def _conn(e: dict[str, Any]) -> dict[str, Any]:
+    row = _endpoints(e)
+    netflow = e.get("netflow")
+    flow = netflow if isinstance(netflow, dict) else e.get("flow") or {}
+    start = _ts(flow["start"]) if "start" in flow else row["ts"]
+    end = _ts(flow["end"]) if "end" in flow else start
+    app = e.get("app_proto")
+    row.update(
+        ts=start,
+        proto=_proto(e),
+        service=app if isinstance(app, str) and app not in ("failed", "unknown") else None,
+        duration=max((end - start).total_seconds(), 0.0),
+        open=flow.get("reason") == "shutdown",
+    )
+    if isinstance(netflow, dict):  # one direction only
+        row.update(orig_pkts=_int(flow.get("pkts")), orig_ip_bytes=_int(flow.get("bytes")))
+    else:
+        row.update(
+            orig_pkts=_int(flow.get("pkts_toserver")),
+            resp_pkts=_int(flow.get("pkts_toclient")),
+            orig_ip_bytes=_int(flow.get("bytes_toserver")),
+            resp_ip_bytes=_int(flow.get("bytes_toclient")),
+        )
+    return row
+
+
+def _dns(e: dict[str, Any]) -> dict[str, Any]:
+    row = _endpoints(e)
+    d = e.get("dns") or {}
+    queries = d.get("queries")
+    q = queries[0] if isinstance(queries, list) and queries and isinstance(queries[0], dict) else d
+    name, rrtype, rcode = q.get("rrname"), q.get("rrtype"), d.get("rcode")
+    answers, ttls = [], []
+    for a in d.get("answers") or []:
+        if isinstance(a, dict) and "rdata" in a:
+            answers.append(str(a["rdata"]))
+            ttl = a.get("ttl")
+            ttls.append(float(ttl) if isinstance(ttl, int | float) else None)
+    if not answers and isinstance(d.get("grouped"), dict):
+        answers = [
+            str(v) for vals in d["grouped"].values() for v in vals if not isinstance(v, dict)
+        ]
+        ttls = [None] * len(answers)
+    row.update(
+        proto=_proto(e),
+        trans_id=_int(d.get("id")),
+        query=name.lower().rstrip(".") if isinstance(name, str) else None,
+        qtype=QTYPES.get(rrtype) if isinstance(rrtype, str) else None,
+        qtype_name=rrtype if isinstance(rrtype, str) else None,
+        rcode=RCODES.get(rcode) if isinstance(rcode, str) else None,
+        rcode_name=rcode if isinstance(rcode, str) else None,
+        answers=answers or None,
+        ttls=ttls or None,
+    )
+    return row
+
+
+def _http(e: dict[str, Any]) -> dict[str, Any]:
+    row = _endpoints(e)
+    h = e.get("http") or {}
+    tx = _int(e.get("tx_id"))
+    host = h.get("hostname")
+    mime = h.get("http_content_type")
+    row.update(
+        trans_depth=None if tx is None else tx + 1,
+        method=h.get("http_method"),
+        host=host if isinstance(host, str) and host.strip() else None,
+        uri=h.get("url"),
+        referrer=h.get("http_refer"),
+        user_agent=h.get("http_user_agent"),
+        status=_int(h.get("status")),
+        response_body_len=_int(h.get("length")),
+        resp_mime_types=[mime] if isinstance(mime, str) else None,
+        open=False,
+    )
+    return row
+
+
+def _hash(value: Any) -> str | None:
+    return (
+        value.get("hash") if isinstance(value, dict) else value if isinstance(value, str) else None
+    )
+
+
+def _tls(e: dict[str, Any]) -> dict[str, Any]:
+    row = _endpoints(e)
+    t = e.get("tls") or {}
+    version = t.get("version")
+    row.update(
+        version=TLS_VERSIONS.get(version, version) if isinstance(version, str) else None,
+        sni=t.get("sni"),
+        ja3=_hash(t.get("ja3")),
+        ja3s=_hash(t.get("ja3s")),
+        ja4=_hash(t.get("ja4")),
+        subject=t.get("subject"),
+        issuer=t.get("issuerdn"),
+        open=False,
+    )
+    return row
+
+
+def _alert(e: dict[str, Any]) -> dict[str, Any]:
+    row = _endpoints(e)
+    a = e.get("alert") or {}
+    sid = _int(a.get("signature_id"))
+    if sid is None:
+        raise EveRecordError("alert without signature_id")
+    row.update(
+        proto=_proto(e),
+        app_proto=e.get("app_proto"),
+        action=a.get("action"),
+        gid=_int(a.get("gid")),
+        signature_id=sid,
+        rev=_int(a.get("rev")),
+        signature=a.get("signature"),
+        category=a.get("category"),
+        severity=_int(a.get("severity")),
+    )
+    return row
+
+
+#: event type -> (table, row builder)
+EVENTS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "flow": ("conn", _conn),
+    "netflow": ("conn", _conn),
+    "dns": ("dns", _dns),
+    "http": ("http", _http),
+    "tls": ("tls", _tls),
+    "alert": ("alerts", _alert),
+}
+
+
+class EveReader:
+    """Suricata EVE JSON lines."""
+
+    name: ClassVar[str] = "suricata-eve"
+    position_unit: ClassVar[str] = "line"
+    description: ClassVar[str] = "Suricata EVE JSON (flow, netflow, dns, http, tls, alert)"
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        first = head.lstrip().split(b"\n", 1)[0]
+        try:
+            event = json.loads(first)
+        except ValueError:
+            return bool(_SNIFF.match(first)) and b'"timestamp"' in first
+        return isinstance(event, dict) and "event_type" in event and "timestamp" in event
+
+    def read(self, source: SourceFile, sink: Sink) -> None:
+        sink.set_log_type("eve")
+        rows: dict[str, list[dict[str, Any]]] = {t: [] for t, _ in EVENTS.values()}
+        other: dict[str, int] = {}
+        with source.open() as stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                    if not isinstance(event, dict):
+                        raise EveRecordError("not a JSON object")
+                    kind = event.get("event_type")
+                    if kind not in EVENTS:
+                        if not isinstance(kind, str):
+                            raise EveRecordError("no event_type")
+                        other[kind] = other.get(kind, 0) + 1
+                        continue
+                    table, build = EVENTS[kind]
+                    rows[table].append({**build(event), "source_pos": number})
+                except (ValueError, TypeError, KeyError, AttributeError) as e:
+                    reason = str(e) if isinstance(e, EveRecordError) else f"bad event: {e}"
+                    sink.reject(number, reason, line)
+                    continue
+                if len(rows[table]) >= BATCH_LINES:
+                    _emit(sink, table, rows[table])
+                    sink.progress(stream.consumed_counter.consumed)  # type: ignore[attr-defined]
+        for table, pending in rows.items():
+            _emit(sink, table, pending)
+        if other:
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(other.items()))
+            sink.notice(f"event types not stored: {kinds}")
+
+
+def _emit(sink: Sink, table: str, rows: list[dict[str, Any]]) -> None:
+    """Hand rows to the sink; a row whose values do not fit the schema is rejected."""
+    if not rows:
+        return
+    try:
+        columns = _columns(table, rows)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        good = []
+        for row in rows:
+            try:
+                _columns(table, [row])
+                good.append(row)
+            except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
+                sink.reject(row["source_pos"], f"value out of range or of the wrong type: {e}")
+        columns = _columns(table, good)
+        rows[:] = good
+    sink.emit(table, columns, len(rows))
+    rows.clear()
+
+
+def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+    schema = TRAFFIC_TABLES[table].arrow_schema
+    names = {k for r in rows for k in r}
+    return {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}

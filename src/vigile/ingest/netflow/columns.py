@@ -1,0 +1,64 @@
+"""Decoded flows as a ``conn`` batch, converted in bulk with Arrow."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vigile.ingest.netflow.templates import Address, Flow, address_text
+from vigile.schema import CONN, TS, conform
+
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
+
+
+def flows_to_conn(
+    flows: list[Flow], sensors: list[str], positions: list[int], source_id: int
+) -> pa.RecordBatch:
+    """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null)."""
+    cols = list(zip(*flows, strict=True))
+    start = pa.array(cols[0], pa.int64())
+    end = pa.array(cols[1], pa.int64())
+    duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
+    n = len(flows)
+    return conform(
+        CONN,
+        {
+            "ts": start.cast(TS),
+            "src": addresses_text(cols[2]),
+            "src_port": pa.array(cols[3], pa.int32()),
+            "dst": addresses_text(cols[4]),
+            "dst_port": pa.array(cols[5], pa.int32()),
+            "proto": proto_names(pa.array(cols[6], pa.int32())),
+            "duration": duration,
+            "orig_pkts": pa.array(cols[7], pa.int64()),
+            "orig_ip_bytes": pa.array(cols[8], pa.int64()),
+            "resp_pkts": pa.array(cols[9], pa.int64()),
+            "resp_ip_bytes": pa.array(cols[10], pa.int64()),
+            "open": pa.array([False] * n, pa.bool_()),
+            "sensor": pa.array(sensors, pa.string()),
+            "source_id": pa.array([source_id] * n, pa.int64()),
+            "source_pos": pa.array(positions, pa.int64()),
+        },
+        n,
+    )
+
+
+def addresses_text(values: tuple[Address, ...]) -> pa.Array:
+    """Flow addresses as text: IPv4 integers are formatted in bulk by Arrow."""
+    try:
+        ints = pa.array(values, pa.uint32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([address_text(v) for v in values], pa.string())
+    octets = [
+        pc.cast(pc.bit_wise_and(pc.shift_right(ints, shift), 255), pa.string())
+        for shift in (24, 16, 8, 0)
+    ]
+    return pc.binary_join_element_wise(*octets, ".")
+
+
+def proto_names(numbers: pa.Array) -> pa.Array:
+    """Protocol numbers as conn names (tcp, udp, icmp, icmp6, else the number)."""
+    names = pc.cast(numbers, pa.string())
+    for number, name in PROTO_NAMES.items():
+        names = pc.if_else(pc.equal(numbers, number), name, names)
+    return names

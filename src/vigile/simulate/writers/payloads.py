@@ -1,0 +1,152 @@
+"""Application payloads of exact sizes: DNS, HTTP/1.1, TLS 1.3 hellos and records, NTP.
+
+Each builder returns (originator bytes, responder bytes) of exactly the sizes the
+conn row says, so the capture and the Zeek logs of a run agree byte for byte.
+References: RFC 1035 (DNS), RFC 9112 (HTTP/1.1), RFC 8446 (TLS 1.3), RFC 5905 (NTP).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from vigile.simulate.flows import METHODS, Flows, Vocabs
+
+_FILL = bytes(np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8))
+
+
+def _fill(n: int) -> bytes:
+    reps = n // len(_FILL) + 1
+    return (_FILL * reps)[:n] if n > len(_FILL) else _FILL[:n]
+
+
+def _qname(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
+
+
+def dns(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
+    ident = round(float(f.ts[i]) * 1e6) & 0xFFFF  # as writers.zeek.dns_ids
+    question = _qname(v.name.values[f.name[i]]) + struct.pack("!HH", int(f.qtype[i]), 1)
+    query = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question
+    if f.rcode[i] < 0:
+        return query, b""
+    answer = b""
+    size = rb - len(query)
+    if f.answer[i] >= 0:
+        ip = bytes(int(x) for x in v.addr.values[f.answer[i]].split("."))
+        answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + ip
+    elif size > 12:
+        data = _fill(size - 12)
+        if f.qtype[i] == 16:  # TXT: one character-string of printable data
+            text = data[: size - 13].hex()[: size - 13].encode()
+            data = bytes([len(text)]) + text
+        answer = struct.pack("!HHHIH", 0xC00C, int(f.qtype[i]), 1, 60, len(data)) + data
+    flags = 0x8180 | max(0, int(f.rcode[i]))
+    head = struct.pack("!HHHHHH", ident, flags, 1, 1 if answer else 0, 0, 0)
+    return query, head + question + answer
+
+
+def http(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
+    host = v.name.values[f.name[i]] if f.name[i] >= 0 else None
+    uri = v.uri.values[f.uri[i]] if f.uri[i] >= 0 else "/"
+    lines = [f"{METHODS[f.method[i]] or 'GET'} {uri} HTTP/1.1"]
+    lines += [f"Host: {host}"] if host else []
+    if f.agent[i] >= 0:
+        lines.append(f"User-Agent: {v.agent.values[f.agent[i]]}")
+    lines.append("Accept: */*")
+    head = "\r\n".join(lines) + "\r\n"
+    pad = ob - len(head) - len("X-Pad: \r\n\r\n")
+    request = (head + (f"X-Pad: {'a' * pad}\r\n" if pad >= 0 else "") + "\r\n").encode()
+    body = 0
+    for _ in range(3):  # the length's own digits change the header size; converge
+        top = (
+            f"HTTP/1.1 {int(f.status[i]) or 200} OK\r\nContent-Type: application/octet-stream"
+            f"\r\nContent-Length: {body}\r\n\r\n"
+        ).encode()
+        body = max(0, rb - len(top))
+    return request[:ob] if len(request) > ob else request, top + _fill(body)
+
+
+def _records(total: int) -> bytes:
+    """TLS application-data records filling exactly ``total`` bytes (0 or >= 6)."""
+    out = []
+    while total > 0:
+        n = min(total, 16384 + 5)
+        if 0 < total - n < 6:
+            n -= 6
+        out.append(struct.pack("!BHH", 23, 0x0303, n - 5) + _fill(n - 5))
+        total -= n
+    return b"".join(out)
+
+
+def _ext(kind: int, body: bytes) -> bytes:
+    return struct.pack("!HH", kind, len(body)) + body
+
+
+def client_hello(sni: str | None, size: int) -> bytes:
+    """A TLS 1.3 ClientHello record of exactly ``size`` bytes (padding extension)."""
+    exts = b""
+    if sni:
+        name = sni.encode()
+        exts += _ext(0, struct.pack("!HBH", len(name) + 3, 0, len(name)) + name)
+    exts += _ext(10, struct.pack("!HH", 2, 0x001D))  # supported_groups: x25519
+    exts += _ext(13, struct.pack("!HHH", 4, 0x0403, 0x0804))  # signature_algorithms
+    exts += _ext(43, bytes([2]) + struct.pack("!H", 0x0304))  # supported_versions
+    exts += _ext(51, struct.pack("!HHH", 36, 0x001D, 32) + _fill(32))  # key_share
+    fixed = 5 + 4 + 2 + 32 + 33 + 2 + 6 + 2 + 2 + len(exts) + 4
+    exts += _ext(21, bytes(max(0, size - fixed)))  # padding (RFC 7685)
+    suites = struct.pack("!HHHH", 6, 0x1301, 0x1302, 0x1303)
+    body = struct.pack("!H", 0x0303) + _fill(32) + bytes([32]) + _fill(32) + suites + b"\x01\x00"
+    body += struct.pack("!H", len(exts)) + exts
+    hs = struct.pack("!I", (1 << 24) | len(body))[:4] + body
+    return struct.pack("!BHH", 22, 0x0301, len(hs)) + hs
+
+
+def server_hello() -> bytes:
+    exts = _ext(43, struct.pack("!H", 0x0304)) + _ext(
+        51, struct.pack("!HH", 0x001D, 32) + _fill(32)
+    )
+    body = struct.pack("!H", 0x0303) + _fill(32) + bytes([32]) + _fill(32)
+    body += struct.pack("!HB", 0x1301, 0) + struct.pack("!H", len(exts)) + exts
+    hs = struct.pack("!I", (2 << 24) | len(body)) + body
+    ccs = struct.pack("!BHHB", 20, 0x0303, 1, 1)
+    return struct.pack("!BHH", 22, 0x0303, len(hs)) + hs + ccs
+
+
+def tls(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
+    sni = v.name.values[f.name[i]] if f.name[i] >= 0 else None
+    hello_size = min(ob, 517)
+    if 0 < ob - hello_size < 6:
+        hello_size = ob
+    hello = client_hello(sni, hello_size)
+    sh = server_hello()
+    rest = rb - len(sh)
+    if 0 < rest < 6:
+        rest = 0
+    return hello + _records(ob - len(hello)), sh + _records(max(rest, 0))
+
+
+def ntp(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
+    now = int(f.ts[i]) + 2208988800  # NTP era 0 starts in 1900
+    client = struct.pack("!BBbb", 0x23, 0, 10, -20) + bytes(36) + struct.pack("!II", now, 0)
+    server = (
+        struct.pack("!BBbb", 0x24, 2, 10, -20)
+        + bytes(12)
+        + struct.pack("!IIIIII", now, 0, now, 0, now, 0)
+        + struct.pack("!II", now, 0)
+    )
+    return client[:ob], server[:rb]
+
+
+BUILDERS = {"dns": dns, "http": http, "ssl": tls, "ntp": ntp}
+
+
+def build(
+    service: str, v: Vocabs, f: Flows, i: int, ob: int, rb: int, rng: np.random.Generator
+) -> tuple[bytes, bytes]:
+    """Payloads for connection ``i``; zero-filled for services without a builder."""
+    maker = BUILDERS.get(service)
+    if maker is None:
+        return bytes(ob), bytes(rb)
+    return maker(v, f, i, ob, rb)

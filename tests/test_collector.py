@@ -1,0 +1,136 @@
+"""The collector's own duties: batches, counters, rejects, loss, signals, idempotency."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.netflow_peers import RunningCollector, free_udp_port
+from tests.test_netflow_decode import FIELDS, ipfix_msg, record, template
+
+from vigile.store.duckdb import DuckDBStore
+
+
+def _send(port: int, messages: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for m in messages:
+            s.sendto(m, ("127.0.0.1", port))
+            time.sleep(0.001)
+
+
+def _flows_msg(seq: int, n: int, base: int = 0) -> bytes:
+    recs = b"".join(record("10.0.0.1", "10.0.0.2", 1, 100 + base + i, 1000 + i) for i in range(n))
+    return ipfix_msg([(2, template(300, FIELDS)), (300, recs)], seq=seq)
+
+
+def test_counters_loss_rejects_and_batches(tmp_path: Path) -> None:
+    with RunningCollector(tmp_path / "v.duckdb", batch_rows=25, batch_seconds=60) as run:
+        port = run.collector.port
+        msgs = [_flows_msg(0, 10), _flows_msg(10, 10, 10), _flows_msg(27, 10, 20)]  # 7 lost
+        msgs += [b"\x00\x0a\x00\x05garbage", b"\x00\x63" + b"\x00" * 30]  # malformed, v99
+        msgs += [ipfix_msg([(301, b"\x00" * 20)], seq=37)]  # template never sent
+        _send(port, msgs)
+        run.wait_for(len(msgs))
+    c = run.counters
+    assert (c.datagrams, c.flows, c.malformed, c.lost, c.unknown_template) == (6, 30, 2, 7, 1)
+    assert c.rows_written == 30 and c.batches == 2  # one cut by count (25+), one on close
+    store = run.store
+    assert store.count("conn") == 30
+    rejects = store.scan("rejects").to_pylist()
+    assert sorted(r["position"] for r in rejects) == [4, 5]
+    assert any("unknown NetFlow version 99" in r["reason"] for r in rejects)
+    sources = store.scan("sources", order_by=["path"]).to_pylist()
+    assert [s["rows_conn"] for s in sources] == [30, 0]
+    assert "lost=7" in sources[-1]["notices"] and "malformed=2" in sources[-1]["notices"]
+    store.close()
+
+
+def test_batches_by_time(tmp_path: Path) -> None:
+    with RunningCollector(tmp_path / "v.duckdb", batch_seconds=0.2) as run:
+        _send(run.collector.port, [_flows_msg(0, 5)])
+        run.wait_for(1)
+        time.sleep(1.0)
+        assert run.store.count("conn") == 5  # written before the collector stops
+        _send(run.collector.port, [_flows_msg(5, 5, 5)])
+        run.wait_for(2)
+    assert run.store.count("conn") == 10
+    run.store.close()
+
+
+def test_same_batch_twice_adds_nothing(tmp_path: Path) -> None:
+    from vigile.ingest.collector import _Batch
+
+    with RunningCollector(tmp_path / "v.duckdb") as run:
+        pass
+    collector = run.collector
+    batch = _Batch(7)
+    collector._batch = batch
+    collector.handle(_flows_msg(0, 4), "192.0.2.1")
+    collector._write(batch)
+    collector._write(batch)  # a retried commit of the same datagrams
+    assert run.store.count("conn") == 4
+    run.store.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_signal_writes_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    port = free_udp_port()
+    db = tmp_path / "v.duckdb"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vigile",
+        "collect",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--db",
+        str(db),
+        "--batch-seconds",
+        "3600",
+        "--json",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "listening on" in proc.stderr.readline()
+        _send(port, [_flows_msg(i * 20, 20, i * 20) for i in range(5)])
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    counters = json.loads(out)
+    assert counters["datagrams"] == 5 and counters["flows"] == 100
+    store = DuckDBStore(db, read_only=True)
+    assert store.count("conn") == 100
+    store.close()
+
+
+def test_cli_refuses_public_address_without_flag() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vigile", "collect", "--listen", "0.0.0.0:2055"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "--allow-remote" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_templates_belong_to_the_transport_session(tmp_path: Path) -> None:
+    """Data from another source port than its template's waits, then counts as unknown."""
+    tmpl = ipfix_msg([(2, template(300, FIELDS))], seq=0)
+    data = ipfix_msg([(300, record("10.0.0.1", "10.0.0.2", 1, 100))], seq=0)
+    with RunningCollector(tmp_path / "v.duckdb") as run:
+        _send(run.collector.port, [tmpl])
+        _send(run.collector.port, [data])  # a new socket: another source port
+        both = ipfix_msg([(2, template(300, FIELDS)), (300, record("10.0.0.3", "10.0.0.4", 2, 2))])
+        _send(run.collector.port, [both])  # template and data in one session: decoded
+        run.wait_for(3)
+    assert (run.counters.flows, run.counters.unknown_template) == (1, 1)
+    run.store.close()

@@ -1,0 +1,92 @@
+"""Simulated captures, checked by tshark (the real peer): same traffic as the other outputs."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from tests.conftest import require_tool
+from typer.testing import CliRunner
+
+from vigile.cli import app
+
+SCENARIOS = (
+    "bmc_beacon:start_day=0,sleep=",
+    "http_beacon:start_day=0",
+    "https_beacon:start_day=0",
+    "dns_beacon:start_day=0",
+    "dns_tunnel:start_day=0.05,minutes=2",
+    "port_scan:start_day=0.05,targets=8",
+    "long_connection:start_day=0,hours=2",
+)
+#: Protocols whose payloads the simulator builds for real; tshark must find no fault in them.
+BUILT = {"DNS", "HTTP", "TLS", "NTP", "TCP", "UDP", "IPv4", "Ethernet"}
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pcap")
+    args = ["simulate", "--out", str(out), "--days", "0.125", "--hosts", "4", "--seed", "11"]
+    args += ["-f", "pcap", "-f", "parquet"]
+    for s in SCENARIOS:
+        args += ["-s", s]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _tshark(pcap: Path, *args: str) -> str:
+    tshark = require_tool("tshark")
+    done = subprocess.run(
+        [tshark, "-n", "-r", str(pcap), *args], capture_output=True, text=True, check=True
+    )
+    complaints = [
+        line for line in done.stderr.splitlines() if line.strip() and "Running as user" not in line
+    ]
+    assert complaints == [], complaints
+    return done.stdout
+
+
+def test_tshark_counts_the_packets_and_bytes_of_the_conn_rows(capture: Path) -> None:
+    conn = pq.read_table(capture / "conn.parquet")
+    frames = pc.sum(pc.add(conn["orig_pkts"], conn["resp_pkts"])).as_py()
+    ip_bytes = pc.sum(pc.add(conn["orig_ip_bytes"], conn["resp_ip_bytes"])).as_py()
+    lengths = _tshark(capture / "traffic.pcap", "-T", "fields", "-e", "frame.len").split()
+    assert len(lengths) == frames
+    assert sum(map(int, lengths)) == ip_bytes + 14 * frames  # Ethernet headers on top
+
+
+def _multiset(values: list[str | None]) -> collections.Counter[str]:
+    return collections.Counter(v for v in values if v)
+
+
+def test_tshark_reads_the_same_names(capture: Path) -> None:
+    pcap = capture / "traffic.pcap"
+    queries = _tshark(pcap, "-Y", "dns.flags.response == 0", "-T", "fields", "-e", "dns.qry.name")
+    dns = pq.read_table(capture / "dns.parquet")
+    assert _multiset(queries.split()) == _multiset(dns["query"].to_pylist())
+    snis = _tshark(
+        pcap,
+        "-Y",
+        "tls.handshake.type == 1",
+        "-T",
+        "fields",
+        "-e",
+        "tls.handshake.extensions_server_name",
+    )
+    tls = pq.read_table(capture / "tls.parquet")
+    assert _multiset(snis.split()) == _multiset(tls["sni"].to_pylist())
+    assert sum(_multiset(snis.split()).values()) > 50
+    hosts = _tshark(pcap, "-Y", "http.request", "-T", "fields", "-e", "http.host")
+    http = pq.read_table(capture / "http.parquet")
+    assert _multiset(hosts.split()) == _multiset(http["host"].to_pylist())
+
+
+def test_built_protocols_have_no_malformed_packets(capture: Path) -> None:
+    expert = _tshark(capture / "traffic.pcap", "-q", "-z", "expert,warn")
+    faulty = {line.split()[2] for line in expert.splitlines() if "Malformed" in line}
+    assert not faulty & BUILT, expert
