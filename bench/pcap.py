@@ -129,7 +129,7 @@ def measure(fn: Callable[[Path], str], path: Path) -> tuple[float, float, int, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=200, help="copies of the shared captures")
+    parser.add_argument("--copies", type=int, default=100, help="copies of the shared captures")
     parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
     parser.add_argument("--exclude", nargs="*", default=[], help="shared captures to leave out")
     args = parser.parse_args()
