@@ -32,6 +32,7 @@ COMMANDS = (
     "vigile.cli.ingest",
     "vigile.cli.collect",
     "vigile.cli.hunt",
+    "vigile.cli.explain",
     "vigile.cli.status",
     "vigile.cli.inspect",
     "vigile.cli.report",

@@ -78,6 +78,23 @@ class Finding:
         key = f"{self.detector}|{self.src}|{self.dst}|{self.fqdn}|{self.window_start.isoformat()}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Finding:
+        """A finding read back from the ``findings`` table (its id is unchanged)."""
+        return cls(
+            detector=row["detector"],
+            src=row["src"],
+            dst=row["dst"],
+            fqdn=row["fqdn"],
+            score=row["score"],
+            window_start=row["window_start"],
+            window_end=row["window_end"],
+            explanation=row["explanation"],
+            evidence=json.loads(row["evidence"]),
+            severity=row["severity"],
+            suppressed_by=row["suppressed_by"],
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The stable JSON shape documented in docs/findings.md."""
         return {

@@ -40,7 +40,9 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-PredOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
+PredOp = Literal[
+    "=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null", "hash mod"
+]
 AggOp = Literal["count", "sum", "min", "max", "count_distinct", "list", "any"]
 
 
@@ -54,7 +56,17 @@ class Window:
 
 @dataclass(frozen=True)
 class Pred:
-    """A filter on one column, e.g. ``Pred("proto", "=", "tcp")``."""
+    """A filter on one column, e.g. ``Pred("proto", "=", "tcp")``.
+
+    ``in`` and ``not in`` take any sequence or an Arrow array; engines must handle
+    sets of hundreds of thousands of values (e.g. connection uids) without spelling
+    them out one parameter each.
+
+    ``hash mod`` takes ``(k, i)`` and keeps the rows whose column value falls in
+    partition ``i`` of ``k`` under the engine's own hash: the ``k`` partitions are
+    disjoint, cover every row, and put equal values together, so a caller can process
+    a large table in ``k`` bounded-memory passes (e.g. all pairs of one source at once).
+    """
 
     column: str
     op: PredOp

@@ -54,7 +54,15 @@ def _ident(table: str, column: str) -> str:
     return f'"{column}"'
 
 
-def _where(table: str, window: Window | None, where: Sequence[Pred]) -> tuple[str, list[Any]]:
+#: Above this many values an ``in`` filter is joined against a registered Arrow table
+#: instead of being spelled out as parameters.
+_INLINE_IN_MAX = 256
+
+
+def _where(
+    table: str, window: Window | None, where: Sequence[Pred], big: dict[str, pa.Table] | None = None
+) -> tuple[str, list[Any]]:
+    """SQL for a window and predicates; large ``in`` lists go into ``big`` as tables."""
     clauses: list[str] = []
     params: list[Any] = []
     if window is not None and window.start is not None:
@@ -65,13 +73,21 @@ def _where(table: str, window: Window | None, where: Sequence[Pred]) -> tuple[st
         params.append(window.end)
     for p in where:
         col = _ident(table, p.column)
-        if p.op in ("is null", "is not null"):
+        if p.op == "hash mod":
+            k, i = (int(x) for x in p.value)
+            clauses.append(f"hash({col}) % {k} = {i}")
+        elif p.op in ("is null", "is not null"):
             clauses.append(f"{col} {p.op.upper()}")
         elif p.op in ("in", "not in"):
-            values = list(p.value)
-            if not values:
+            if len(p.value) == 0:
                 clauses.append("FALSE" if p.op == "in" else "TRUE")
                 continue
+            if big is not None and len(p.value) > _INLINE_IN_MAX:
+                name = f"__vigile_in_{len(big)}"
+                big[name] = pa.table({"v": pa.array(p.value)})
+                clauses.append(f"{col} {p.op.upper()} (SELECT v FROM {name})")
+                continue
+            values = p.value.to_pylist() if hasattr(p.value, "to_pylist") else list(p.value)
             marks = ", ".join("?" * len(values))
             clauses.append(f"{col} {p.op.upper()} ({marks})")
             params.extend(values)
@@ -239,13 +255,15 @@ class DuckDBStore:
         order_by: Sequence[str] = (),
         limit: int | None = None,
     ) -> pa.Table:
-        clause, params = _where(table, window, where)
+        big: dict[str, pa.Table] = {}
+        clause, params = _where(table, window, where, big)
         sql = self._select(table, columns) + clause
         if order_by:
             sql += " ORDER BY " + ", ".join(_ident(table, c) for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self._conform(self._con.sql(sql, params=params).to_arrow_table())
+        with self._registered(big):
+            return self._conform(self._con.sql(sql, params=params).to_arrow_table())
 
     def scan_batches(
         self,
@@ -254,9 +272,11 @@ class DuckDBStore:
         window: Window | None = None,
         where: Sequence[Pred] = (),
     ) -> Iterator[pa.RecordBatch]:
-        clause, params = _where(table, window, where)
-        reader = self._con.sql(self._select(table, columns) + clause, params=params)
-        yield from reader.to_arrow_reader(1 << 17)
+        big: dict[str, pa.Table] = {}
+        clause, params = _where(table, window, where, big)
+        with self._registered(big):
+            reader = self._con.sql(self._select(table, columns) + clause, params=params)
+            yield from reader.to_arrow_reader(1 << 17)
 
     def group(
         self,
@@ -274,7 +294,8 @@ class DuckDBStore:
         for a in aggs:
             col = "*" if a.column is None else _ident(table, a.column)
             agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
-        clause, params = _where(table, window, where)
+        big: dict[str, pa.Table] = {}
+        clause, params = _where(table, window, where, big)
         sql = f'SELECT {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
         if key_sql:
             sql += " GROUP BY " + ", ".join(key_sql)
@@ -283,7 +304,8 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self._con.sql(sql, params=params).to_arrow_table()
+        with self._registered(big):
+            return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_series(
         self,
@@ -324,6 +346,16 @@ class DuckDBStore:
 
     def close(self) -> None:
         self._con.close()
+
+    @contextmanager
+    def _registered(self, big: dict[str, pa.Table]) -> Iterator[None]:
+        for name, values in big.items():
+            self._con.register(name, values)
+        try:
+            yield
+        finally:
+            for name in big:
+                self._con.unregister(name)
 
     @staticmethod
     def _conform(result: pa.Table) -> pa.Table:

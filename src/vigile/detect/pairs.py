@@ -1,0 +1,290 @@
+"""Connection pairs for the C2 detectors: who talked to whom, when, with how many bytes.
+
+Two kinds of pair, as in RITA v5 (``analysis/spagooper.go``):
+
+* **IP pairs** ``src -> dst`` from ``conn``.
+* **FQDN pairs** ``src -> name`` where the name is the TLS SNI or the HTTP ``Host``
+  (an HTTP ``CONNECT`` through a proxy names the real destination, so a beacon
+  through a proxy is scored against its destination name, with the proxy recorded
+  in the evidence). Each connection (Zeek ``uid``) counts once per name even when
+  both ``http`` and ``tls`` name it; its time and bytes come from ``conn``.
+  Connections that belong to an FQDN pair are left out of the IP pairs, so one
+  beacon is not reported twice.
+
+Time handling follows RITA's: the scoring window ends at the newest timestamp, and
+rows are read from the start of the hour in which the window starts (RITA filters
+its hourly aggregates with ``hour >= toStartOfHour(min_ts)``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vigile.config import match_networks
+from vigile.detect import HuntContext
+from vigile.detect.kernels import offsets_from_counts
+from vigile.store import Agg, Pred, Store, Window
+
+#: Pairs with fewer connections than this are not worth a beacon score.
+MIN_CONNECTIONS = 4
+
+#: Never scored, as in RITA's mandatory ``never_included_subnets``
+#: (``config/filter.go``): unspecified, loopback, link-local, multicast, broadcast.
+NEVER_SCORED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/32",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "::1/128",
+        "::/128",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+
+
+def scorable(keys: pa.Table) -> np.ndarray:
+    """Mask of pairs whose addresses are not in :data:`NEVER_SCORED`."""
+    mask = ~match_networks(keys.column("src"), NEVER_SCORED)
+    if "dst" in keys.column_names:
+        dst = keys.column("dst").fill_null("")
+        mask &= ~match_networks(dst, NEVER_SCORED)
+    return mask
+
+
+@dataclass(frozen=True)
+class ScoringWindow:
+    """RITA's beacon window in whole seconds and the rows it reads."""
+
+    start_s: int
+    end_s: int
+    rows: Window
+    kind: str
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "window": self.kind,
+            "window_start_s": self.start_s,
+            "window_end_s": self.end_s,
+            "rows_from": self.rows.start.isoformat() if self.rows.start else None,
+        }
+
+
+def scoring_window(ctx: HuntContext) -> ScoringWindow | None:
+    """The window of ``ctx`` in RITA's terms (None when the store holds no connection)."""
+    first, newest = ctx.store.time_bounds("conn")
+    if newest is None or first is None:
+        return None
+    end_s = int(newest.timestamp())
+    start = ctx.window.start if ctx.window.start is not None else first
+    start_s = max(int(start.timestamp()), int(first.timestamp()))
+    if ctx.window.start is not None and ctx.window.end is not None:
+        span = (ctx.window.end - ctx.window.start).total_seconds()
+        start_s = max(end_s - round(span), int(first.timestamp()))
+    hour = datetime.fromtimestamp(start_s - start_s % 3600, UTC)
+    rows = Window(hour, datetime.fromtimestamp(end_s, UTC) + timedelta(seconds=1))
+    return ScoringWindow(start_s, end_s, rows, ctx.window_kind)
+
+
+@dataclass
+class PairLists:
+    """Pairs with their connections' times (µs) and originator IP bytes, flattened."""
+
+    keys: pa.Table
+    ts_us: np.ndarray
+    orig_bytes: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, idx: np.ndarray) -> PairLists:
+        """The pairs at positions ``idx`` (ascending), with their connections."""
+        mask = np.zeros(len(self.counts), dtype=bool)
+        mask[idx] = True
+        rows = np.repeat(mask, self.counts)
+        return PairLists(
+            self.keys.take(pa.array(idx, type=pa.int64())),
+            self.ts_us[rows],
+            self.orig_bytes[rows],
+            offsets_from_counts(self.counts[idx]),
+        )
+
+
+#: Rows per pass when assembling IP pairs; bounds memory (about 100 bytes per row).
+PARTITION_ROWS = 4_000_000
+
+
+def ip_pairs(
+    store: Store, win: ScoringWindow, exclude_uids: pa.Array | None
+) -> Iterator[PairLists]:
+    """IP pairs from closed connections in the window, in passes of whole sources.
+
+    Each pass reads the rows of a share of the sources (``hash mod`` partitions, sized
+    by :data:`PARTITION_ROWS`) and groups them in NumPy: one SIMD argsort of
+    (pair, time) packed in an int64 both groups the pairs and orders each pair's
+    connections by time. (A database ``list(ts ORDER BY ts)`` aggregation measured
+    20-40x slower on 10 M rows, and a window-function ``lag()`` slower still.)
+    """
+    where = [Pred("open", "=", False)]
+    if exclude_uids is not None and len(exclude_uids):
+        where.append(Pred("uid", "not in", exclude_uids))
+    k = max(1, -(-store.count("conn", win.rows) // PARTITION_ROWS))
+    for i in range(k):
+        part = [Pred("src", "hash mod", (k, i))] if k > 1 else []
+        columns = ["src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto"]
+        rows = store.scan("conn", columns, win.rows, [*where, *part])
+        yield pairs_from_rows(rows, ["src", "dst"])
+
+
+def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(col)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    indices = encoded.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(encoded.dictionary))
+    return indices.to_numpy(zero_copy_only=False), len(encoded.dictionary) + 1
+
+
+def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
+    """Group connection rows (``ts``, ``orig_ip_bytes`` and ``keys``) into time-ordered pairs.
+
+    Optional columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of
+    the first connection, and ``answered_share``, the share of connections whose
+    responder sent payload (``resp_bytes > 0``).
+
+    >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array(
+    ...     [5_000, 1_000, 3_000, 9_000, 7_000], pa.timestamp("ms")).cast(pa.timestamp("us")),
+    ...     "orig_ip_bytes": [50, 10, 30, 90, 70]})
+    >>> p = pairs_from_rows(t, ["src"])
+    >>> p.keys.to_pylist(), p.ts_us.tolist(), p.orig_bytes.tolist()
+    ([{'src': 'a'}], [3000000, 5000000, 7000000, 9000000], [30, 50, 70, 90])
+    """
+    if not rows.num_rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
+    pair = np.zeros(rows.num_rows, dtype=np.int64)
+    space = 1
+    for key in keys:
+        codes, n = _codes(rows.column(key))
+        pair, space = pair * n + codes, space * n
+    ts = rows.column("ts").combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    b = rows.column("orig_ip_bytes").combine_chunks().fill_null(0)
+    b = b.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    rel_ms = (ts - ts.min()) // 1000
+    time_bits = max(int(rel_ms.max()).bit_length(), 1)
+    if space.bit_length() + time_bits <= 63:
+        order = np.argsort((pair << time_bits) | rel_ms)  # one SIMD sort, ~10x lexsort's speed
+    else:
+        order = np.lexsort((ts, pair))
+    grouped = pair[order]
+    starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]]))
+    firsts = pa.array(order[starts])
+    table = rows.select(keys).take(firsts)
+    for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
+        if extra in rows.column_names:
+            table = table.append_column(extra, rows.column(extra).take(firsts))
+    if "resp_bytes" in rows.column_names:
+        resp = rows.column("resp_bytes").combine_chunks().fill_null(0).to_numpy(False)
+        answered = np.add.reduceat((resp[order] > 0).astype(np.int64), starts)
+        share = np.round(answered / np.diff(np.append(starts, len(order))), 3)
+        table = table.append_column("answered_share", pa.array(share))
+    offsets = np.append(starts, len(order)).astype(np.int64)
+    return _keep_busy(PairLists(table, ts[order], b[order], offsets))
+
+
+def _keep_busy(pairs: PairLists) -> PairLists:
+    keep = pairs.counts >= MIN_CONNECTIONS
+    return pairs if keep.all() else pairs.take(np.flatnonzero(keep))
+
+
+def _strip_port(names: pa.Array) -> pa.Array:
+    lowered = pc.utf8_lower(names)
+    return pc.replace_substring_regex(lowered, r":\d+$", "")
+
+
+def fqdn_connections(store: Store, win: ScoringWindow) -> pa.Table:
+    """One row per (src, name, uid): names from HTTP Host / CONNECT and TLS SNI."""
+    http = store.scan(
+        "http",
+        ["uid", "src", "dst", "host", "method"],
+        window=win.rows,
+        where=[Pred("host", "is not null"), Pred("uid", "is not null")],
+    )
+    tls = store.scan(
+        "tls",
+        ["uid", "src", "dst", "sni"],
+        window=win.rows,
+        where=[Pred("sni", "is not null"), Pred("uid", "is not null")],
+    )
+    proxy = pc.equal(http.column("method"), "CONNECT").fill_null(False)
+    names = pa.table(
+        {
+            "uid": pa.concat_arrays(
+                [http.column("uid").combine_chunks(), tls.column("uid").combine_chunks()]
+            ),
+            "src": pa.concat_arrays(
+                [http.column("src").combine_chunks(), tls.column("src").combine_chunks()]
+            ),
+            "fqdn": pa.concat_arrays(
+                [
+                    _strip_port(http.column("host").combine_chunks()),
+                    _strip_port(tls.column("sni").combine_chunks()),
+                ]
+            ),
+            "via": pa.concat_arrays(
+                [http.column("dst").combine_chunks(), tls.column("dst").combine_chunks()]
+            ),
+            "proxy": pa.concat_arrays(
+                [proxy.combine_chunks(), pa.array(np.zeros(tls.num_rows, dtype=bool))]
+            ),
+        }
+    )
+    names = names.filter(pc.not_equal(names.column("fqdn"), ""))
+    return names.group_by(["src", "fqdn", "uid"], use_threads=False).aggregate(
+        [("via", "min"), ("proxy", "max")]
+    )
+
+
+def fqdn_pairs(store: Store, win: ScoringWindow, names: pa.Table) -> PairLists:
+    """FQDN pairs with the times and bytes of their connections from ``conn``."""
+    uids = pc.unique(names.column("uid"))
+    conns = store.scan(
+        "conn",
+        ["uid", "ts", "orig_ip_bytes"],
+        window=win.rows,
+        where=[Pred("open", "=", False), Pred("uid", "in", uids)],
+    )
+    joined = names.join(conns, "uid", join_type="inner")
+    pairs = pairs_from_rows(joined, ["src", "fqdn"])
+    attrs = joined.group_by(["src", "fqdn"], use_threads=False).aggregate(
+        [("via_min", "min"), ("via_min", "count_distinct"), ("proxy_max", "max")]
+    )
+    attrs = attrs.rename_columns(["src", "fqdn", "dst", "dst_count", "proxy"])
+    keys = pairs.keys.append_column("_i", pa.array(np.arange(pairs.keys.num_rows)))
+    keys = keys.join(attrs, ["src", "fqdn"]).sort_by("_i").drop_columns(["_i"])
+    return PairLists(keys, pairs.ts_us, pairs.orig_bytes, pairs.offsets)
+
+
+def missing_host(store: Store, win: ScoringWindow) -> dict[tuple[str, str], tuple[int, str]]:
+    """HTTP requests without a Host header per IP pair, with one of their user agents."""
+    t = store.group(
+        "http",
+        ["src", "dst"],
+        [Agg("count", None, "n"), Agg("any", "user_agent", "ua")],
+        window=win.rows,
+        where=[Pred("host", "is null")],
+    )
+    return {(r["src"], r["dst"]): (r["n"], r["ua"]) for r in t.to_pylist()}

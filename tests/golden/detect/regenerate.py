@@ -1,0 +1,179 @@
+"""Regenerate the detector golden files: ``python tests/golden/detect/regenerate.py``.
+
+Each detector has a folder here with ``input/`` (small Zeek logs and a vigile.toml,
+written by this script from a fixed seed when missing, or always with ``--inputs``)
+and ``expected.jsonl`` (the detector's findings on that input, one JSON object per
+line, as ``vigile hunt --json`` prints them). Review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from vigile.config import Config, load_config
+from vigile.detect import HuntContext, default_window, registered_detectors
+from vigile.ingest import ingest_paths
+from vigile.store.duckdb import DuckDBStore
+
+HERE = Path(__file__).resolve().parent
+T0 = 1_700_000_000.0
+CONN_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+]
+
+
+def _write(path: Path, log: str, fields: list[str], rows: Iterable[list[object]]) -> None:
+    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-"]
+    lines += [f"#path\t{log}", "#fields\t" + "\t".join(fields)]
+    lines += ["\t".join("-" if v is None else str(v) for v in row) for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _conn(ts: float, uid: str, src: str, dst: str, port: int, *, proto: str = "tcp",
+          service: str | None = None, duration: float = 0.5, out: int = 300,
+          back: int = 1200) -> list[object]:  # fmt: skip
+    return [f"{ts:.6f}", uid, src, 50000, dst, port, proto, service, f"{duration:.6f}",
+            out, back, "SF", "ShADadFf", 6, out + 320, 6, back + 320]  # fmt: skip
+
+
+def _times(rng: np.random.Generator, period: float, jitter: float, span: float) -> np.ndarray:
+    d = period * (1 + rng.uniform(-jitter, jitter, int(span / period) + 2))
+    t = T0 + np.cumsum(d)
+    return t[t < T0 + span]
+
+
+def beacon_inputs(folder: Path, rng: np.random.Generator) -> None:
+    conn, http, ssl = [], [], []
+    for i, t in enumerate(_times(rng, 600, 0.3, 86_400)):
+        uid = f"CT{i}"
+        conn.append(_conn(t, uid, "10.0.0.5", "203.0.113.7", 443, service="ssl"))
+        ssl.append([f"{t + 0.05:.6f}", uid, "10.0.0.5", 50000, "203.0.113.7", 443,
+                    "update.example-c2.net"])  # fmt: skip
+    for i, t in enumerate(_times(rng, 300, 0.1, 86_400)):
+        uid = f"CH{i}"
+        conn.append(_conn(t, uid, "10.0.0.6", "198.51.100.9", 80, service="http", out=180))
+        http.append([f"{t + 0.01:.6f}", uid, "10.0.0.6", 50000, "198.51.100.9", 80, 1, "GET",
+                     None, "/c", "Mozilla/4.0"])  # fmt: skip
+    for i, t in enumerate(T0 + np.cumsum(rng.exponential(900, 90))):
+        conn.append(
+            _conn(t, f"CP{i}", "10.0.0.7", "192.0.2.10", 443, out=int(rng.integers(200, 9000)))
+        )
+    _write(folder / "conn.log", "conn", CONN_FIELDS, sorted(conn, key=lambda r: r[0]))
+    _write(
+        folder / "ssl.log",
+        "ssl",
+        ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "server_name"],
+        ssl,
+    )
+    fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p trans_depth method host uri user_agent"
+    _write(folder / "http.log", "http", fields.split(), http)
+
+
+def long_connection_inputs(folder: Path, rng: np.random.Generator) -> None:
+    conn = [_conn(T0 + 600 * i, f"CL{i}", "10.0.0.5", "198.51.100.20", 443, duration=400.0)
+            for i in range(100)]  # fmt: skip
+    conn += [_conn(T0 + 900 * i, f"CS{i}", "10.0.0.8", "198.51.100.21", 443, duration=2.0)
+             for i in range(50)]  # fmt: skip
+    _write(folder / "conn.log", "conn", CONN_FIELDS, conn)
+    snaps = [_conn(T0 - 3600, "COPEN", "203.0.113.50", "10.0.0.22", 22, service="ssh",
+                   duration=3600.0 * h) for h in range(1, 26)]  # fmt: skip
+    _write(folder / "open_conn.log", "open_conn", CONN_FIELDS, snaps)
+
+
+def strobe_inputs(folder: Path, rng: np.random.Generator) -> None:
+    conn = [_conn(T0 + 100 * i, f"CX{i}", "10.0.0.5", "198.51.100.30", 53, proto="udp")
+            for i in range(600)]  # fmt: skip
+    conn += [_conn(T0 + 200 * i + 7, f"CY{i}", "10.0.0.6", "198.51.100.31", 53, proto="udp")
+             for i in range(400)]  # fmt: skip
+    _write(folder / "conn.log", "conn", CONN_FIELDS, sorted(conn, key=lambda r: r[0]))
+    (folder / "vigile.toml").write_text("[detectors.strobe]\nper_day = 500\n", encoding="utf-8")
+
+
+def dns_c2_inputs(folder: Path, rng: np.random.Generator) -> None:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz234567"))
+    rows = []
+
+    def q(i: int, src: str, name: str, qtype: str, rcode: int) -> None:
+        code = {"A": 1, "TXT": 16, "NULL": 10}[qtype]
+        rname = {0: "NOERROR", 3: "NXDOMAIN"}[rcode]
+        rows.append([f"{T0 + i:.6f}", f"CD{i}", src, 5353, "10.0.0.53", 53, "udp", i % 65536,
+                     name, code, qtype, rcode, rname, None])  # fmt: skip
+
+    for i in range(150):
+        q(i, "10.0.0.5", "".join(rng.choice(letters, 52)) + ".t.tunnel-example.org", "TXT", 0)
+    for i in range(45):
+        cons, vow = list("bcdfghjklmnpqrstvwxz"), list("aeiouy")
+        label = "".join(rng.choice(cons) + rng.choice(vow) for _ in range(3)) + rng.choice(cons)
+        q(1000 + i, "10.0.0.9", f"{label}.com", "A", 3)
+    for i, name in enumerate(
+        ["www.example.com", "mail.example.com", "example.org", "typo.exmple.com"] * 5
+    ):
+        q(2000 + i, "10.0.0.10", name, "A", 3 if "exmple" in name else 0)
+    fields = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query qtype"
+    fields += " qtype_name rcode rcode_name answers"
+    _write(folder / "dns.log", "dns", fields.split(), rows)
+
+
+INPUTS = {
+    "beacon": beacon_inputs,
+    "long_connection": long_connection_inputs,
+    "strobe": strobe_inputs,
+    "dns_c2": dns_c2_inputs,
+}
+
+
+def findings_for(name: str, folder: Path, db: Path) -> list[dict[str, object]]:
+    """The detector's findings on ``folder``, as JSON objects in a stable order."""
+    (detector,) = [d for d in registered_detectors() if d.name == name]
+    config_path = folder / "vigile.toml"
+    config = load_config(config_path) if config_path.exists() else Config()
+    store = DuckDBStore(db)
+    try:
+        ingest_paths(store, [folder])
+        findings = detector().run(HuntContext(store, config, default_window(store, 24)))
+    finally:
+        store.close()
+    rows = [f.to_json() for f in findings]
+    return sorted(
+        rows, key=lambda r: (-r["score"], r["src"] or "", r["dst"] or "", r["fqdn"] or "")
+    )
+
+
+def main(argv: list[str]) -> None:
+    import tempfile
+
+    for i, (name, make) in enumerate(INPUTS.items()):
+        folder = HERE / name / "input"
+        if "--inputs" in argv or not folder.exists():
+            make(folder, np.random.default_rng(1000 + i))
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = findings_for(name, folder, Path(tmp) / "golden.duckdb")
+        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+        (HERE / name / "expected.jsonl").write_text(text, encoding="utf-8")
+        print(f"{name}: {len(rows)} findings")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
