@@ -153,8 +153,8 @@ def test_multi_day_window_is_visible_in_the_evidence(missing_host: tuple[Path, P
 def _tshark_dns_log(pcap: Path, out: Path) -> None:
     """DNS queries of a capture as a Zeek dns.log, dissected by tshark (a real peer).
 
-    Until pcap ingest lands this is how the iodine capture reaches the dns table; bytes
-    outside printable ASCII are escaped as ``\\xHH``, as Zeek does.
+    The iodine capture read by an independent dissector; bytes outside printable ASCII
+    are escaped as ``\\xHH``, as Zeek does.
     """
     import subprocess
 
@@ -186,3 +186,14 @@ def test_dns_c2_flags_the_iodine_tunnel(shared_data: Path, tmp_path: Path) -> No
     assert tunnel.src == "10.0.2.30"
     assert tunnel.score >= 0.9 and tunnel.evidence["unique_subdomains"] >= 200
     assert tunnel.evidence["payload_record_share"] == 1.0  # iodine's NULL records
+
+
+def test_dns_c2_flags_the_iodine_tunnel_from_the_capture_itself(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The same tunnel through vigile's own pcap reader, no Zeek and no tshark involved."""
+    db = _store(tmp_path, shared_data / "pcap/ndpi/dns-tunnel-iodine.pcap")
+    tunnel = _one(_run(db, DnsC2Detector), fqdn="pirate.sea")
+    assert tunnel.src == "10.0.2.30"
+    assert tunnel.score >= 0.9 and tunnel.evidence["unique_subdomains"] >= 200
+    assert tunnel.evidence["payload_record_share"] == 1.0

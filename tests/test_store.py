@@ -165,3 +165,10 @@ def test_locked_store_is_a_clear_error(tmp_path: Path):
             DuckDBStore(db)
     finally:
         holder.communicate("")
+
+
+def test_integer_sums_keep_an_integer_type():
+    store = _store_with_rows([(0, "a", "b", 5), (1, "a", "b", 7)])
+    out = store.group("conn", ["src"], [Agg("sum", "orig_ip_bytes", "total")])
+    assert out.schema.field("total").type == pa.int64()
+    assert out.column("total").to_pylist() == [12]

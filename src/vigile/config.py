@@ -61,6 +61,18 @@ files = []
 [hunt]
 # Scoring window in hours, ending at the newest timestamp in the store (RITA uses 24).
 window_hours = 24
+
+# Mail backup (`vigile vault`); see docs/vault.md. Uncomment to use.
+# [vault]
+# path = "/srv/vigile-vault"
+# key_file = "/root/vigile-vault.key"    # or passphrase_command = "pass show vigile/vault"
+#
+# [[vault.accounts]]
+# name = "alice"
+# host = "mail.example.org"
+# security = "tls"                       # tls | starttls | plain (loopback only)
+# username = "alice@example.org"
+# password_command = "pass show mail/alice"
 """
 
 

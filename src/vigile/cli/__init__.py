@@ -40,6 +40,7 @@ COMMANDS = (
     "vigile.cli.user",
     "vigile.cli.simulate",
     "vigile.cli.eval",
+    "vigile.cli.vault",
 )
 
 for _module in COMMANDS:

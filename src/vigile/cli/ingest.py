@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
         as_csv: CsvOption = False,
     ) -> None:
-        """Read Zeek logs, Suricata EVE JSON and nfdump nfcapd files into the store.
+        """Read Zeek logs, packet captures, Suricata EVE JSON and nfcapd files into the store.
 
         Each file is stored whole or not at all, and a file already ingested (same
         content) is skipped, so running this twice adds nothing. Bad records are

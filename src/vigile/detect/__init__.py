@@ -140,8 +140,17 @@ def registered_detectors() -> list[type[Detector]]:
 
 
 def default_window(store: Store, hours: float) -> Window:
-    """RITA's choice: the ``hours`` ending at the newest connection in the store."""
-    _, newest = store.time_bounds("conn")
+    """RITA's choice: the ``hours`` ending at the newest timestamp in the store.
+
+    The newest of every traffic table counts, not only ``conn``: a capture's flow row
+    carries its first packet's time while its DNS transactions run on after it, and a
+    store may hold DNS logs alone.
+    """
+    newest = None
+    for table in ("conn", "dns", "http", "tls"):
+        _, last = store.time_bounds(table)
+        if last is not None and (newest is None or last > newest):
+            newest = last
     if newest is None:
         return Window()
     end = newest + timedelta(microseconds=1)

@@ -15,7 +15,8 @@ Contract, per method:
 * ``scan`` and ``group`` are read-only and may run while no writer is open; results
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
-  the rows' order by ``ts`` so interval statistics can be computed without sorting.
+  the rows' order by ``ts`` so interval statistics can be computed without sorting;
+  ``sum`` of an integer column is a 64-bit integer, of a float column a double.
 * ``replace_findings(detectors, batch)`` atomically replaces every finding of the
   named detectors (a hunt recomputes them) and is idempotent.
 * ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)

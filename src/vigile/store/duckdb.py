@@ -48,6 +48,19 @@ def _ddl(table: Table) -> str:
     return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})'
 
 
+def _agg_expr(table: str, agg: Agg) -> str:
+    """SQL for one aggregate. DuckDB sums integers into HUGEINT (Arrow decimal128); the
+    contract promises the column's own type, so integer sums come back as BIGINT."""
+    col = "*" if agg.column is None else _ident(table, agg.column)
+    expr = _AGG_SQL[agg.op].format(c=col)
+    column_type = (
+        None if agg.column is None else ALL_TABLES[table].arrow_schema.field(agg.column).type
+    )
+    if agg.op == "sum" and column_type is not None and pa.types.is_integer(column_type):
+        expr = f"CAST({expr} AS BIGINT)"
+    return expr
+
+
 def _ident(table: str, column: str) -> str:
     if column not in ALL_TABLES[table].column_names:
         raise ValueError(f"unknown column {table}.{column}")
@@ -292,8 +305,7 @@ class DuckDBStore:
         key_sql = [_ident(table, k) for k in keys]
         agg_sql = []
         for a in aggs:
-            col = "*" if a.column is None else _ident(table, a.column)
-            agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
+            agg_sql.append(f'{_agg_expr(table, a)} AS "{a.alias}"')
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
         sql = f'SELECT {", ".join(key_sql + agg_sql)} FROM "{table}"{clause}'
@@ -324,8 +336,7 @@ class DuckDBStore:
         key_sql = [_ident(table, k) for k in keys]
         agg_sql = []
         for a in aggs:
-            col = "*" if a.column is None else _ident(table, a.column)
-            agg_sql.append(f'{_AGG_SQL[a.op].format(c=col)} AS "{a.alias}"')
+            agg_sql.append(f'{_agg_expr(table, a)} AS "{a.alias}"')
         clause, params = _where(table, window, where)
         groups = ", ".join([bucket, *key_sql])
         sql = (

@@ -1,0 +1,245 @@
+"""Mail vault benchmark: vigile against mbsync (isync) on the same Dovecot mailbox.
+
+    python -m bench.vault [--messages 20000] [--folders 50]
+
+Starts a throwaway Dovecot (as the vault tests do), writes generated mail straight into
+the account's Maildir, has Dovecot index and cache all of it once (so no peer pays for that), then
+times, each peer in its own child process measured with ``wait4`` (wall time, peak RSS):
+
+* full backup: ``vigile vault backup`` into a new vault; ``mbsync -a`` into a new Maildir;
+* no-change incremental: the same commands again.
+
+Messages/s and MB/s are over the raw message bytes in the mailbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.vault.dovecot import Dovecot, running_dovecot
+from tests.vault.mailgen import make_message
+
+from bench.common import machine
+from vigile.vault.backup import backup_account
+from vigile.vault.crypto import DEFAULT_KDF
+from vigile.vault.imap import ImapSource
+from vigile.vault.repo import Vault
+from vigile.vault.settings import ImapAccount
+
+BENCH_PASSWORD = "bench-password"
+
+
+def write_maildir(home: Path, messages: int, folders: int, uid: int, gid: int) -> int:
+    """Generated mail directly into Maildir++ folders; returns total bytes (CRLF counted).
+
+    Building 20,000 messages with the ``email`` package takes minutes on a busy machine,
+    so 400 are built and the rest are copies made unique by their Message-ID line.
+    """
+    rng = random.Random(42)
+    templates = [make_message(rng, i).replace(b"\r\n", b"\n") for i in range(400)]
+    names = ["INBOX"] + [f"Folder{i:02d}" for i in range(1, folders)]
+    total = 0
+    for i in range(messages):
+        name = names[i % folders]
+        box = home / "Maildir" / ("" if name == "INBOX" else f".{name}")
+        cur = box / "cur"
+        if not cur.exists():
+            for sub in ("cur", "new", "tmp"):
+                (box / sub).mkdir(parents=True, exist_ok=True)
+        raw = f"X-Bench-Id: {i}\n".encode() + templates[i % len(templates)]  # Maildir is LF
+        total += len(raw) + raw.count(b"\n")  # IMAP sizes count CRLF
+        (cur / f"{1700000000 + i}.M{i}P1.bench:2,{'S' if i % 3 else ''}").write_bytes(raw)
+    for path in (home, *home.rglob("*")):
+        os.chown(path, uid, gid)
+    return total
+
+
+def warm_up(server: Dovecot, user: str) -> None:
+    """Have Dovecot index and cache every message, and the OS cache every file, once.
+
+    Without it the first peer to run pays for Dovecot's index and cache build and for
+    cold disk reads, and the peers after it do not.
+    """
+    subprocess.run(
+        [
+            "doveadm",
+            "-c",
+            str(server.root / "dovecot.conf"),
+            "fetch",
+            "-u",
+            user,
+            "uid flags size.virtual date.received text",
+            "mailbox",
+            "*",
+            "all",
+        ],
+        stdout=subprocess.DEVNULL,
+        check=True,
+        **server.run_as(),  # type: ignore[call-overload]
+    )
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one child process.
+
+    Peak RSS is the child's own ``VmHWM``, polled from /proc: ``ru_maxrss`` from ``wait4``
+    would include the benchmark's own memory, which Linux carries across fork and exec.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak_kib = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_kib = max(peak_kib, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError, ValueError):
+            pass  # exiting between poll() and the read
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        assert proc.stderr is not None
+        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode(errors='replace')}")
+    return elapsed, peak_kib // 1024
+
+
+def mbsync_config(work: Path, server: Dovecot, user: str, fsync: bool) -> Path:
+    name = "mbsync" if fsync else "mbsync-nofsync"
+    (work / name).mkdir()
+    rc = work / f"{name}rc"
+    rc.write_text(
+        f"""FSync {"yes" if fsync else "no"}
+
+IMAPAccount bench
+Host 127.0.0.1
+Port {server.port}
+User {user}
+Pass {BENCH_PASSWORD}
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path {work}/{name}/
+Inbox {work}/{name}/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync Pull
+SyncState *
+"""
+    )
+    return rc
+
+
+def vigile_config(work: Path, server: Dovecot, user: str) -> Path:
+    (work / "key").write_bytes(os.urandom(32))
+    Vault.create(work / "vault", (work / "key").read_bytes(), dict(DEFAULT_KDF))
+    config = work / "vigile.toml"
+    config.write_text(
+        f"""[vault]
+path = "vault"
+key_file = "key"
+
+[[vault.accounts]]
+name = "bench"
+host = "127.0.0.1"
+port = {server.port}
+security = "plain"
+username = "{user}"
+password_env = "BENCH_IMAP_PASSWORD"
+"""
+    )
+    return config
+
+
+def no_change_in_process(work: Path, server: Dovecot, user: str) -> float:
+    """The engine alone: one more no-change run, timed from connect to saved snapshot."""
+    os.environ["BENCH_IMAP_PASSWORD"] = BENCH_PASSWORD
+    account = ImapAccount(
+        "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
+    )
+    vault = Vault.open(work / "vault", (work / "key").read_bytes(), writable=True)
+    try:
+        start = time.perf_counter()
+        source = ImapSource(account)
+        _, stats = backup_account(vault, source)
+        source.close()
+        elapsed = time.perf_counter() - start
+    finally:
+        vault.close()
+    assert stats.fetched == 0 and stats.folders_unchanged == stats.folders
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--folders", type=int, default=50)
+    args = parser.parse_args()
+    with running_dovecot() as server, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        user = "bench"
+        line = (
+            f"{user}:{{PLAIN}}{BENCH_PASSWORD}:{server.uid}:{server.gid}::{server.root}/home/{user}"
+        )
+        (server.root / "users" / user).write_text(line + "\n")
+        total = write_maildir(
+            server.root / "home" / user, args.messages, args.folders, server.uid, server.gid
+        )
+        warm_up(server, user)
+        env = {**os.environ, "BENCH_IMAP_PASSWORD": BENCH_PASSWORD}
+        vigile = [
+            sys.executable,
+            "-m",
+            "vigile",
+            "vault",
+            "backup",
+            "--config",
+            str(vigile_config(work, server, user)),
+        ]
+        mbsync = ["mbsync", "-q", "-c", str(mbsync_config(work, server, user, True)), "-a"]
+        nofsync = ["mbsync", "-q", "-c", str(mbsync_config(work, server, user, False)), "-a"]
+        print(
+            f"mailbox: {args.messages:,} messages, {args.folders} folders, "
+            f"{total / 1e6:.1f} MB; {machine()}"
+        )
+        print(f"{'run':<20}{'peer':<17}{'seconds':>9}{'msgs/s':>10}{'MB/s':>8}{'peak MiB':>10}")
+        results = {}
+        for run in ("full", "no-change"):
+            peers = [("vigile", vigile), ("mbsync", mbsync), ("mbsync FSync no", nofsync)]
+            for peer, cmd in peers:
+                secs, rss = timed(cmd, env)
+                results[(run, peer)] = secs
+                rate = args.messages / secs if run == "full" else float("nan")
+                mbs = total / 1e6 / secs if run == "full" else float("nan")
+                print(
+                    f"{run + ' backup':<20}{peer:<17}{secs:>9.2f}{rate:>10.0f}{mbs:>8.1f}{rss:>10}"
+                )
+        for run in ("full", "no-change"):
+            for peer in ("mbsync", "mbsync FSync no"):
+                ratio = results[(run, peer)] / results[(run, "vigile")]
+                print(f"{run}: vigile is {ratio:.2f}x the speed of {peer}")
+        engine = no_change_in_process(work, server, user)
+        print(
+            f"no-change backup, in process (no interpreter start, no KDF): {engine:.2f} s "
+            f"for {args.folders} folders"
+        )
+        vault_bytes = sum(p.stat().st_size for p in (work / "vault").rglob("*") if p.is_file())
+        print(f"vault size {vault_bytes / 1e6:.1f} MB for {total / 1e6:.1f} MB of mail")
+
+
+if __name__ == "__main__":
+    main()

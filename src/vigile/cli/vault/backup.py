@@ -1,0 +1,106 @@
+"""``vigile vault init`` and ``vigile vault backup``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.output import choose_format, emit_rows, err_console
+from vigile.cli.vault.common import (
+    KeyFileOption,
+    VaultOption,
+    load_settings,
+    open_vault,
+    progress_bar,
+    vault_app,
+    vault_root,
+    vault_secret,
+)
+from vigile.errors import ConfigError
+from vigile.vault.backup import backup_account
+from vigile.vault.errors import SourceError
+from vigile.vault.imap import ImapSource
+from vigile.vault.repo import Vault
+from vigile.vault.settings import (
+    ImapAccount,
+)
+from vigile.vault.source import RetryingSource
+
+
+@vault_app.command("init")
+def init_cmd(
+    config: ConfigOption = None, vault: VaultOption = None, key_file: KeyFileOption = None
+) -> None:
+    """Create an empty vault: new random keys, sealed under your passphrase or key file."""
+    settings = load_settings(config)
+    root = vault_root(settings, vault)
+    Vault.create(root, vault_secret(settings, key_file, confirm=True))
+    err_console.print(f"created vault {root}", highlight=False)
+
+
+@vault_app.command("backup")
+def backup_cmd(
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", "-a", help="Account(s) to back up. Default: all."),
+    ] = None,
+    config: ConfigOption = None,
+    vault: VaultOption = None,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Back up accounts: fetch what changed since the last run and record a snapshot."""
+    fmt = choose_format(as_json, as_csv)
+    settings = load_settings(config)
+    accounts = [settings.account(a) for a in account] if account else list(settings.accounts)
+    if not accounts:
+        raise ConfigError("no [[vault.accounts]] configured")
+    store = open_vault(config, vault, key_file, write=True)
+    rows, failed = [], []
+    try:
+        for acc in accounts:
+            try:
+                rows.append(_backup_one(store, acc))
+            except SourceError as e:  # the next account may well be reachable
+                err_console.print(f"[bold red]{acc.name}:[/] {e}", highlight=False)
+                failed.append(acc.name)
+                rows.append({"account": acc.name, "error": str(e)})
+    finally:
+        store.close()
+    columns = [
+        "account",
+        "snapshot",
+        "folders",
+        "folders_unchanged",
+        "messages",
+        "fetched",
+        "stored",
+        "bytes_fetched",
+        "flag_changes",
+        "expunged",
+        "retries",
+        "error",
+    ]
+    emit_rows(rows, columns, fmt, title="Backup")
+    if failed:
+        raise SourceError(f"backup failed for {len(failed)} account(s): {', '.join(failed)}")
+
+
+def _backup_one(store: Vault, acc: ImapAccount) -> dict[str, Any]:
+    """One account's run, with a progress bar of messages, bytes and rate."""
+    with progress_bar() as bar:
+        task = bar.add_task(acc.name, total=None, messages=0)
+
+        def tick(folder: str, size: int) -> None:
+            done = bar.tasks[0].fields["messages"] + 1
+            bar.update(task, advance=size, messages=done, description=f"{acc.name} {folder}")
+
+        source = RetryingSource(lambda: ImapSource(acc))
+        try:
+            snap, stats = backup_account(store, source, tick)
+        finally:
+            source.close()
+    return {"account": acc.name, "snapshot": snap.name, **vars(stats), "retries": source.retries}

@@ -1,0 +1,136 @@
+"""Shared pieces of ``vigile vault``: the sub-app, options, opening the vault."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from vigile.cli.common import read_config
+from vigile.cli.output import err_console
+from vigile.errors import ConfigError
+from vigile.vault.repo import Vault
+from vigile.vault.settings import (
+    VaultSettings,
+    parse_settings,
+    run_secret_command,
+)
+
+PASSPHRASE_ENV = "VIGILE_VAULT_PASSPHRASE"
+
+vault_app = typer.Typer(
+    name="vault",
+    help=(
+        "Back up mail accounts (IMAP) into an encrypted, deduplicated vault and restore "
+        "them to a point in time. Accounts and the vault are set in the \\[vault] section "
+        "of vigile.toml (see docs/vault.md)."
+    ),
+    no_args_is_help=True,
+)
+
+VaultOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault",
+        envvar="VIGILE_VAULT",
+        help="Vault folder. Default: \\[vault] path in the config.",
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help=(
+            f"File whose bytes are the vault secret. Otherwise ${PASSPHRASE_ENV}, then "
+            "\\[vault] key_file or passphrase_command, then a prompt."
+        ),
+    ),
+]
+AccountOption = Annotated[
+    str | None, typer.Option("--account", "-a", help="Account name from \\[\\[vault.accounts]].")
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Point in time (ISO 8601, e.g. 2026-11-20T08:00; no zone means UTC). Default: now.",
+    ),
+]
+FolderOption = Annotated[
+    str | None, typer.Option("--folder", "-f", help="Only folders matching this pattern.")
+]
+
+
+def load_settings(config: Path | None) -> VaultSettings:
+    cfg = read_config(config)
+    return parse_settings(cfg.section("vault"), cfg.path)
+
+
+def vault_root(settings: VaultSettings, vault: Path | None) -> Path:
+    root = vault or settings.path
+    if root is None:
+        raise ConfigError("no vault given: use --vault or set [vault] path in the config")
+    return root
+
+
+def vault_secret(settings: VaultSettings, key_file: Path | None, confirm: bool = False) -> bytes:
+    key_file = key_file or (None if os.environ.get(PASSPHRASE_ENV) else settings.key_file)
+    if key_file is not None:
+        try:
+            return key_file.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{key_file}: cannot read key file: {e.strerror}") from None
+    if value := os.environ.get(PASSPHRASE_ENV):
+        return value.encode()
+    if settings.passphrase_command:
+        return run_secret_command(settings.passphrase_command, "passphrase_command").encode()
+    if not sys.stdin.isatty():
+        raise ConfigError(f"no vault secret: use --key-file, ${PASSPHRASE_ENV} or a terminal")
+    return str(
+        typer.prompt("Vault passphrase", hide_input=True, confirmation_prompt=confirm)
+    ).encode()
+
+
+def open_vault(
+    config: Path | None, vault: Path | None, key_file: Path | None, write: bool
+) -> Vault:
+    settings = load_settings(config)
+    root = vault_root(settings, vault)
+    return Vault.open(
+        root, vault_secret(settings, key_file), writable=write, pack_size=settings.pack_size
+    )
+
+
+def parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--at {value!r}: not an ISO 8601 time (2026-11-20T08:00)") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[messages]} msgs"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )

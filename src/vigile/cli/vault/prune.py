@@ -1,0 +1,52 @@
+"""``vigile vault prune``: retention, the one command that deletes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.output import choose_format, emit_rows
+from vigile.cli.vault.common import (
+    KeyFileOption,
+    VaultOption,
+    open_vault,
+    vault_app,
+)
+from vigile.vault.prune import forget, prune
+
+
+@vault_app.command("prune")
+def prune_cmd(
+    keep_within: Annotated[
+        float,
+        typer.Option(
+            "--keep-within",
+            help="Keep snapshots newer than this many days "
+            "(the newest of each account is always kept).",
+        ),
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Delete nothing; show what a real run would delete."),
+    ] = False,
+    config: ConfigOption = None,
+    vault: VaultOption = None,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Delete snapshots older than --keep-within days, then the data only they used."""
+    fmt = choose_format(as_json, as_csv)
+    store = open_vault(config, vault, key_file, write=True)
+    try:
+        deleted = forget(store, timedelta(days=keep_within), dry_run=dry_run)
+        stats = prune(store, set(deleted), dry_run=dry_run)
+    finally:
+        store.close()
+    stats.snapshots_deleted = len(deleted)
+    emit_rows(
+        [vars(stats)], list(vars(stats)), fmt, title="Prune (dry run)" if dry_run else "Prune"
+    )

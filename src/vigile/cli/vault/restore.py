@@ -1,0 +1,135 @@
+"""``vigile vault restore``: to a live mailbox, Maildir, mbox or .eml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.output import choose_format, emit_rows, err_console
+from vigile.cli.vault.common import (
+    AtOption,
+    FolderOption,
+    KeyFileOption,
+    VaultOption,
+    load_settings,
+    open_vault,
+    parse_at,
+    progress_bar,
+    vault_app,
+)
+from vigile.errors import ConfigError
+from vigile.vault.errors import VaultDamagedError
+from vigile.vault.imap import ImapTarget
+from vigile.vault.restore import FORMATS, diff_imap, restore_files, restore_imap
+
+
+@vault_app.command("restore")
+def restore_cmd(
+    account: Annotated[str, typer.Option("--account", "-a", help="Account whose mail to restore.")],
+    to: Annotated[str, typer.Option("--to", help=f"Where to: {', '.join(FORMATS)}.")] = "imap",
+    at: AtOption = None,
+    folder: FolderOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder for maildir, mbox and eml.")
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into", help="With --to imap: restore into this account. Default: the same."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="With --to imap: write nothing; list what was added, deleted and re-flagged "
+            "in the mailbox since that time.",
+        ),
+    ] = False,
+    reset_flags: Annotated[
+        bool,
+        typer.Option(
+            "--reset-flags",
+            help="With --to imap: also set the flags of messages already in the mailbox back "
+            "to what they were at --at (by default they are left as they are).",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    vault: VaultOption = None,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Bring an account back as it was at --at, into a mailbox or to files.
+
+    Into a live mailbox (--to imap) only what is missing is added, with its flags and
+    date; --dry-run shows the difference instead. Maildir, mbox and .eml go under --out.
+    """
+    fmt = choose_format(as_json, as_csv)
+    if to not in FORMATS:
+        raise ConfigError(f"--to {to!r}: choose one of {', '.join(FORMATS)}")
+    if to != "imap" and out is None:
+        raise ConfigError(f"--to {to} needs --out DIR")
+    if reset_flags and to != "imap":
+        raise ConfigError("--reset-flags sets flags in a live mailbox: use it with --to imap")
+    if dry_run and to != "imap":
+        raise ConfigError("--dry-run compares with a live mailbox: use it with --to imap")
+    settings = load_settings(config)
+    store = open_vault(config, vault, key_file, write=False)
+    try:
+        snap = store.snapshot_at(account, parse_at(at))
+        err_console.print(
+            f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False
+        )
+        if to == "imap":
+            target = ImapTarget(settings.account(into or account))
+            try:
+                if dry_run:
+                    rows = diff_imap(store, snap, target, folder)
+                    emit_rows(
+                        rows,
+                        ["folder", "change", "subject", "vault_flags", "live_flags"],
+                        fmt,
+                        title="Mailbox now versus vault",
+                    )
+                    return
+                with progress_bar() as bar:
+                    task = bar.add_task("restore", total=None, messages=0)
+                    report = restore_imap(
+                        store,
+                        snap,
+                        target,
+                        folder,
+                        lambda n: bar.update(task, advance=n),
+                        reset_flags=reset_flags,
+                    )
+            finally:
+                target.close()
+        else:
+            assert out is not None
+            report = restore_files(store, snap, to, out, folder)
+    finally:
+        store.close()
+    emit_rows(
+        [
+            {
+                "snapshot": snap.name,
+                "restored": report.restored,
+                "present": report.present,
+                "reflagged": report.reflagged,
+                "damaged": len(report.damaged),
+            }
+        ],
+        ["snapshot", "restored", "present", "reflagged", "damaged"],
+        fmt,
+        title="Restore",
+    )
+    if report.damaged:
+        for d in report.damaged:
+            err_console.print(
+                f"damaged: {d['folder']} uid {d['uid']}: {d['error']}", highlight=False
+            )
+        raise VaultDamagedError(f"{len(report.damaged)} message(s) could not be restored")

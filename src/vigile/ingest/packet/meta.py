@@ -1,0 +1,210 @@
+"""DNS, HTTP and TLS metadata of flows, held until their flow is handed out.
+
+A vectorised pre-filter picks the few packets whose payload can carry metadata
+(DNS ports, an HTTP method or status line, a TLS handshake record); only those are
+parsed in Python. What they yield is kept per flow (keyed by the byte offset of the
+flow's first packet) and turned into rows when the flow ends, since only then are
+its originator and uid final.
+
+Pairing follows Zeek: a DNS query and its response (same transaction id in the same
+flow) make one row; HTTP responses answer the oldest unanswered request of their
+flow; one ``tls`` row per flow from its ClientHello and ServerHello.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vigile.ingest.packet import dns, http, tls
+from vigile.ingest.packet.decode import Decoded
+from vigile.ingest.packet.dnsbatch import parse_batch
+from vigile.ingest.packet.link import u8, u32
+from vigile.ingest.packet.pcapfile import Packets
+
+DNS_PORTS = (53, 5353, 5355)
+HTTP_PREFIXES = np.array([int.from_bytes(p.ljust(4), "big") for p in http.PREFIXES])
+HTTP_STATUS = int.from_bytes(b"HTTP", "big")
+MAX_SEGMENTS = 12
+TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
+    "established": False
+}
+
+
+@dataclass
+class FlowMeta:
+    """What the payloads of one flow said so far."""
+
+    dns: list[dict[str, Any]] = field(default_factory=list)
+    open_dns: dict[int, int] = field(default_factory=dict)  # transaction id -> row index
+    http: list[dict[str, Any]] = field(default_factory=list)
+    tls: dict[str, Any] | None = None
+    services: list[str] = field(default_factory=list)
+
+    def service(self, name: str) -> None:
+        if name not in self.services:
+            self.services.append(name)
+
+
+class Metadata:
+    """Parses metadata packets chunk by chunk and holds it per active flow."""
+
+    def __init__(self) -> None:
+        self.flows: dict[int, FlowMeta] = {}
+
+    def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
+        """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
+        fp = np.full(len(pk), -1, np.int64)
+        fp[d.ok] = flow_pos
+        v, po, cap, proto = pk.buf, d.payload_off, d.payload_cap, d.proto
+        first4 = np.where(cap >= 4, u32(v, po), -1)
+        tcp, udp = d.ok & (proto == 6), d.ok & (proto == 17)
+        on_dns = np.isin(d.sport, DNS_PORTS) | np.isin(d.dport, DNS_PORTS)
+        dns_udp = udp & on_dns & (cap >= 12)
+        dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
+        req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
+        status = tcp & (first4 == HTTP_STATUS)
+        # A handshake record holding a hello, or an alert/change_cipher_spec record that
+        # may precede one in the same segment.
+        ctype = u8(v, po)
+        hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
+        hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
+        seg = _Segments(pk, d, fp)
+        kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
+        cand = np.flatnonzero(kind)
+        mem = memoryview(v.data)
+        udp_dns = np.flatnonzero(dns_udp)
+        parsed = dict(zip(udp_dns.tolist(), parse_batch(v, po[udp_dns], cap[udp_dns]), strict=True))
+        columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns))
+        rows = zip(cand.tolist(), *columns, strict=True)
+        for i, k, start, size, flow, ts in rows:
+            payload = mem[start : start + size].tobytes()
+            meta = self.flows.get(flow)
+            if meta is None:
+                meta = self.flows[flow] = FlowMeta()
+            if k == 1:
+                message = parsed[i]
+                if message is None:
+                    _dns(meta, payload, ts, "udp")
+                else:
+                    _dns_message(meta, message, ts, "udp")
+            elif k == 2:
+                _dns(meta, payload[2 : 2 + int.from_bytes(payload[:2], "big")], ts, "tcp")
+            elif k == 3:
+                _http_request(meta, payload, ts)
+            elif k == 4:
+                _http_status(meta, payload)
+            else:
+                _tls(meta, seg.hello(i, payload), ts)
+
+    def pop(self, first_pos: int) -> FlowMeta | None:
+        return self.flows.pop(first_pos, None)
+
+
+def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
+    try:
+        m = dns.parse(payload)
+    except dns.DnsError:
+        return
+    _dns_message(meta, m, ts, proto)
+
+
+def _dns_message(meta: FlowMeta, m: dns.DnsMessage, ts: int, proto: str) -> None:
+    meta.service("dns")
+    row_at = meta.open_dns.get(m.trans_id)
+    if row_at is None or m.response:
+        if row_at is None:
+            row = {"ts": ts // 1000, "proto": proto, "trans_id": m.trans_id, "query": m.query}
+            row |= {"qtype": m.qtype, "qtype_name": dns.QTYPES.get(m.qtype or -1)}
+            row |= {"rcode": None, "rcode_name": None, "answers": None, "ttls": None}
+            meta.dns.append(row)
+            row_at = meta.open_dns[m.trans_id] = len(meta.dns) - 1
+        if m.response:
+            row = meta.dns[row_at]
+            row |= {"rcode": m.rcode, "rcode_name": dns.RCODES.get(m.rcode)}
+            row |= {"answers": m.answers, "ttls": m.ttls}
+            del meta.open_dns[m.trans_id]
+    else:  # a second query with an open transaction id: a new transaction
+        del meta.open_dns[m.trans_id]
+        _dns_message(meta, m, ts, proto)
+
+
+def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
+    r = http.parse_request(payload)
+    if r is None:
+        return
+    meta.service("http")
+    meta.http.append(
+        {"ts": ts // 1000, "trans_depth": len(meta.http) + 1, "method": r.method}
+        | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
+        | {"status": None}
+    )
+
+
+def _http_status(meta: FlowMeta, payload: bytes) -> None:
+    code = http.parse_status(payload)
+    pending = [row for row in meta.http if row["status"] is None]
+    if code is not None and pending:
+        pending[0]["status"] = code
+
+
+def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
+    if msg is None:
+        return
+    try:
+        h = tls.parse_hello(msg)
+    except tls.TlsError:
+        return
+    meta.service("ssl")
+    row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
+    meta.tls = row
+    # The first hello of each side counts (a retransmission or a renegotiation does not).
+    if h.client and row["ja3"] is None:
+        row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
+        if row["version"] is None:
+            row["version"] = h.version_name
+    elif not h.client and row["ja3s"] is None:
+        row.update(version=h.version_name, cipher=h.cipher_name, ja3s=h.ja3(), established=True)
+
+
+class _Segments:
+    """Follows a TCP direction over the next segments of a chunk to complete a hello."""
+
+    def __init__(self, pk: Packets, d: Decoded, fp: np.ndarray) -> None:
+        self.pk, self.d, self.fp = pk, d, fp
+        self.order: np.ndarray | None = None
+        self.rank: np.ndarray | None = None
+
+    def hello(self, i: int, payload: bytes) -> bytes | None:
+        try:
+            msg = tls.handshake_message(payload)
+        except tls.TlsError:
+            return None
+        if msg is not None:
+            return msg
+        if self.order is None:
+            self.order = np.argsort(self.fp, kind="stable")
+            self.rank = np.empty(len(self.fp), np.int64)
+            self.rank[self.order] = np.arange(len(self.fp))
+        assert self.rank is not None
+        d, v = self.d, self.pk.buf
+        expect = (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
+        data, seen = payload, 0
+        for j in self.order[self.rank[i] + 1 :].tolist():
+            if self.fp[j] != self.fp[i] or seen >= MAX_SEGMENTS:
+                break
+            same_side = (d.src[j] == d.src[i]).all() and d.sport[j] == d.sport[i]
+            if not same_side or int(d.seq[j]) != expect or d.payload_cap[j] == 0:
+                continue
+            seen += 1
+            data += bytes(v[d.payload_off[j] : d.payload_off[j] + d.payload_cap[j]])
+            expect = (expect + int(d.payload_cap[j])) & 0xFFFFFFFF
+            try:
+                msg = tls.handshake_message(data)
+            except tls.TlsError:
+                return None
+            if msg is not None:
+                return msg
+        return None

@@ -1,0 +1,210 @@
+"""Framing of pcap and pcapng files into arrays of packet records.
+
+The file is read in chunks of :data:`CHUNK_BYTES`; each chunk becomes one
+:class:`Packets` (its bytes as a NumPy buffer plus one array entry per record).
+Only the record walk is a Python loop (each record's length gives the next one's
+offset, so it cannot be vectorised); everything else is read from the buffer with
+NumPy gathers.
+
+Formats: pcap (both byte orders, micro- and nanosecond) as in
+https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-03.html and pcapng (sections of
+either byte order, several interfaces with their own link type, ``if_tsresol`` and
+``if_tsoffset``; enhanced, simple and obsolete packet blocks) as in
+https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-01.html.
+
+Damage (a bad magic, a block or record length that cannot be right, a truncated
+last record) ends the walk: every complete record before it is returned, then a
+:class:`Damage` with the byte offset where the file stops making sense.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from vigile.ingest.packet.pcapng import PcapngFramer
+from vigile.ingest.packet.records import (
+    CHUNK_BYTES,
+    MAX_CAPLEN,
+    MAX_RECORDS,
+    PAD,
+    Damage,
+    Framer,
+    Interface,
+    Packets,
+    Walk,
+    gather_u32,
+)
+
+__all__ = ["CHUNK_BYTES", "MAX_RECORDS", "Damage", "Packets", "capture_kind", "read_packets"]
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+
+def capture_kind(head: bytes) -> str | None:
+    """``pcap``, ``pcapng`` or None, from the first bytes of a file.
+
+    >>> capture_kind(b"\\xd4\\xc3\\xb2\\xa1" + bytes(20)), capture_kind(b"#fields")
+    ('pcap', None)
+    """
+    if head[:4] in PCAP_MAGICS and len(head) >= 24:
+        return "pcap"
+    if head[:4] == PCAPNG_SHB and head[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+        return "pcapng"
+    return None
+
+
+class _PcapFramer(Framer):
+    def __init__(self, header: bytes) -> None:
+        super().__init__()
+        endian, ns_per_unit = PCAP_MAGICS[header[:4]]
+        self.little = endian == "<"
+        self.caplen_at = struct.Struct(endian + "I").unpack_from
+        snaplen, network = struct.unpack_from(endian + "II", header, 16)
+        # The top bits of the link type field carry FCS information (pcap draft §4).
+        self.interfaces.append(Interface(network & 0x03FF_FFFF, snaplen, ns_per_unit))
+        # libpcap refuses a record longer than both the snap length and its own maximum.
+        self.limit = max(snaplen, MAX_CAPLEN)
+
+    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
+        caplen_at, limit, pos = self.caplen_at, self.limit, walk.pos
+        off = start
+        for _ in range(MAX_RECORDS):
+            if off + 16 > end:
+                break
+            caplen = caplen_at(buf, off + 8)[0]
+            if caplen > limit:
+                return self.fail(buf, off, base, f"record length {caplen} exceeds {limit}")
+            if off + 16 + caplen > end:
+                break
+            pos.append(off)
+            off += 16 + caplen
+        return off
+
+    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+        f = gather_u32(view, pos, 4, self.little)
+        units = 1_000_000_000 // int(self.interfaces[0].ns_per_unit)
+        return pos + 16, f[:, 2], f[:, 3], np.zeros(len(pos), np.int64), f[:, 0] * units + f[:, 1]
+
+
+def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Packets | Damage]:
+    """Chunks of packets from a capture stream, then a :class:`Damage` if it is damaged.
+
+    Each :class:`Packets` is valid until the next item is asked for (the buffer is
+    reused). Non-fatal :class:`Damage` items (bad records) come before their chunk.
+
+    >>> import io
+    >>> hdr = b"\\xd4\\xc3\\xb2\\xa1" + bytes(12) + (65535).to_bytes(4, "little")
+    >>> hdr += bytes([1, 0, 0, 0])
+    >>> rec = (7).to_bytes(4, "little") + bytes(4) + (3).to_bytes(4, "little") * 2 + b"abc"
+    >>> [type(x).__name__ for x in read_packets(io.BytesIO(hdr + rec + rec[:5]))]
+    ['Packets', 'Damage']
+    """
+    head = stream.read(24)
+    kind = capture_kind(head)
+    if kind is None:
+        yield Damage(0, "not a pcap or pcapng file (bad magic)", head)
+        return
+    framer: Framer = _PcapFramer(head) if kind == "pcap" else PcapngFramer()
+    carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
+    buf, stuck = bytearray(), False
+    while True:
+        # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
+        if len(buf) < len(carry) + chunk_bytes + PAD or len(buf) > 3 * (chunk_bytes + PAD):
+            # Room for a partial record carried over, so the buffer is rarely replaced.
+            buf = bytearray(len(carry) + chunk_bytes + PAD + min(chunk_bytes, MAX_CAPLEN))
+        buf[: len(carry)] = carry
+        # Top the buffer up to a chunk; read a whole chunk more if the last walk was stuck
+        # on one record longer than what the buffer held.
+        want = chunk_bytes if stuck else max(chunk_bytes - len(carry), 0)
+        got = (
+            0 if eof or not want else _fill(stream, memoryview(buf)[len(carry) : len(carry) + want])
+        )
+        eof = eof or got < want
+        end = len(carry) + got
+        buf[end : end + PAD] = bytes(PAD)
+        walk = Walk()
+        off = framer.walk(buf, end, start, base, walk)
+        if walk.pos or walk.singles:
+            packets = _packets(framer, buf, end, base, walk)
+            yield from _bad_records(packets, framer.interfaces)
+            yield packets.select(packets.caplen > 0)
+        if framer.damage is not None:
+            yield framer.damage
+            return
+        if eof and off == start and not (walk.pos or walk.singles):
+            if off < end:
+                reason = "truncated record at end of file"
+                yield Damage(base + off, reason, bytes(buf[off : min(end, off + 64)]))
+            return
+        stuck = not (walk.pos or walk.singles)
+        base += off
+        carry = bytes(buf[off:end])
+        start = 0
+
+
+def _bad_records(pk: Packets, interfaces: list[Interface]) -> Iterator[Damage]:
+    """Records that are framed but wrong: no bytes, or more bytes than the snap length.
+
+    Their caplen is set to 0 so the caller drops them; the walk goes on after them.
+    """
+    snap = interfaces[0].snaplen if len(interfaces) == 1 else 0
+    over = (snap > 0) & (pk.caplen > snap)
+    for i in np.flatnonzero((pk.caplen == 0) | over).tolist():
+        start = int(pk.data_off[i])
+        raw = bytes(pk.buf[start : start + min(int(pk.caplen[i]), 64)])
+        if pk.caplen[i] == 0:
+            reason = "record with no captured bytes"
+        else:
+            reason = f"record length {int(pk.caplen[i])} exceeds the snap length {int(snap)}"
+        yield Damage(int(pk.pos[i]), reason, raw, fatal=False)
+        pk.caplen[i] = 0
+
+
+def _fill(stream: BinaryIO, target: memoryview) -> int:
+    """Read until ``target`` is full or the stream ends; the number of bytes read."""
+    got = 0
+    while got < len(target):
+        n = stream.readinto(target[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _packets(framer: Framer, buf: bytearray, end: int, base: int, walk: Walk) -> Packets:
+    view = np.frombuffer(buf, dtype=np.uint8)
+    pos = np.array(walk.pos, dtype=np.int64)
+    data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos)
+    if walk.singles:
+        extra = np.array(walk.singles, dtype=np.int64).T
+        order = np.argsort(np.concatenate([pos, extra[0]]), kind="stable")
+        pos = np.concatenate([pos, extra[0]])[order]
+        cols = [data_off, caplen, wirelen, iface, ts_raw]
+        data_off, caplen, wirelen, iface, ts_raw = (
+            np.concatenate([c, e])[order] for c, e in zip(cols, extra[1:], strict=True)
+        )
+    ifaces = framer.interfaces or [Interface(-1, 0, 1000.0)]
+    iface = np.clip(iface, 0, len(ifaces) - 1)
+    linktype = np.array([i.linktype for i in ifaces], np.int64)[iface]
+    ts_ns = np.zeros(len(pos), np.int64)
+    for k, itf in enumerate(ifaces):
+        sel = iface == k
+        if not sel.any():
+            continue
+        if itf.ns_per_unit == int(itf.ns_per_unit):
+            ts_ns[sel] = ts_raw[sel] * int(itf.ns_per_unit)
+        else:
+            ts_ns[sel] = (ts_raw[sel] * itf.ns_per_unit).astype(np.int64)
+        ts_ns[sel] += itf.offset_s * 1_000_000_000
+    caplen = np.minimum(caplen, np.maximum(end - data_off, 0))
+    return Packets(view, data_off, caplen, wirelen, ts_ns, linktype, pos + base)

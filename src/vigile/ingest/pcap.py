@@ -1,0 +1,152 @@
+"""Packet captures (pcap, pcapng) into the ``conn``, ``dns``, ``http`` and ``tls`` tables.
+
+The passes are listed in :mod:`vigile.ingest.packet`. Every row's ``source_pos`` is
+the byte offset of its flow's first packet record in the file (``position_unit``
+``byte``); the uid is derived from the file and that offset, so it is the same on
+every run. A damaged file keeps every complete packet before the damage; the damage
+is rejected with its byte offset and nothing after it is read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from vigile.ingest.base import Sink, SourceFile
+from vigile.ingest.packet.connstate import conn_columns
+from vigile.ingest.packet.decode import decode
+from vigile.ingest.packet.flows import FlowTable, Timeouts
+from vigile.ingest.packet.fragments import FragmentTable
+from vigile.ingest.packet.meta import Metadata
+from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
+from vigile.schema import TS
+
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+BASE62_BYTES = np.frombuffer(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8
+)
+
+
+class PcapReader:
+    """pcap and pcapng captures, recognised by their magic number."""
+
+    name: ClassVar[str] = "pcap"
+    position_unit: ClassVar[str] = "byte"
+    description: ClassVar[str] = "Packet captures (pcap, pcapng): flows with DNS, HTTP and TLS"
+
+    def __init__(self, timeouts: Timeouts | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.chunk_bytes = chunk_bytes
+        self._addr_text: dict[tuple[int, int], str] = {}
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return capture_kind(head) is not None
+
+    def read(self, source: SourceFile, sink: Sink) -> None:
+        sink.set_log_type("packets")
+        self.source_id = source.source_id
+        flows, meta, fragments = FlowTable(self.timeouts), Metadata(), FragmentTable()
+        packets = not_ip = 0
+        with source.open() as stream:
+            for chunk in read_packets(stream, self.chunk_bytes):
+                if isinstance(chunk, Damage):
+                    sink.reject(chunk.position, chunk.reason, chunk.raw)
+                    if not chunk.fatal:
+                        continue
+                    sink.notice(f"nothing after byte {chunk.position} was read")
+                    break
+                if not len(chunk):
+                    continue
+                d = decode(chunk, fragments)
+                packets += len(chunk)
+                not_ip += len(chunk) - int(d.ok.sum())
+                finished, flow_pos = flows.add(chunk, d)
+                meta.scan(chunk, d, flow_pos)
+                self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
+                sink.progress(stream.consumed_counter.consumed)  # type: ignore[attr-defined]
+        last = flows.finish()
+        if last is not None:
+            self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)
+        if not_ip:
+            sink.notice(f"{not_ip} of {packets} packets carry no IP flow (ARP, …): not counted")
+
+    def _emit(self, sink: Sink, c: dict[str, np.ndarray], meta: Metadata) -> None:
+        n = len(c["proto"])
+        if not n:
+            return
+        uids = self._uids(c["first_pos"])
+        src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
+        services: list[str | None] = []
+        rows: dict[str, list[dict[str, Any]]] = {"dns": [], "http": [], "tls": []}
+        for i, pos in enumerate(c["first_pos"].tolist()):
+            fm = meta.pop(pos)
+            services.append(",".join(fm.services) if fm and fm.services else None)
+            if fm is None:
+                continue
+            ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
+            ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
+            rows["dns"] += [r | ends for r in fm.dns]
+            rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
+            if fm.tls is not None:
+                rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
+        proto = [PROTO_NAMES.get(p, str(p)) for p in c["proto"].tolist()]
+        columns = {
+            "ts": pa.array(c["ts_ns"] // 1000, pa.int64()).cast(TS),
+            "uid": pa.array(uids),
+            "src": pa.array(src),
+            "dst": pa.array(dst),
+            "src_port": pa.array(c["sport"], pa.int32()),
+            "dst_port": pa.array(c["dport"], pa.int32()),
+            "proto": pa.array(proto),
+            "service": pa.array(services, pa.string()),
+            "conn_state": pa.array(c["conn_state"].tolist(), pa.string()),
+            "history": pa.array(c["history"].tolist(), pa.string()),
+            "source_pos": pa.array(c["first_pos"], pa.int64()),
+        }
+        for k in ("duration", "open", "orig_bytes", "resp_bytes", "orig_ip_bytes"):
+            columns[k] = pa.array(c[k])
+        for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
+            columns[k] = pa.array(c[k])
+        sink.emit("conn", columns, n)
+        for table, table_rows in rows.items():
+            if table_rows:
+                sink.emit(table, _columns(table_rows), len(table_rows))
+
+    def _uids(self, positions: np.ndarray) -> list[str]:
+        """Zeek-style uids: 'C' and 11 base-62 digits of a 64-bit mix of file id and offset."""
+        with np.errstate(over="ignore"):
+            seed = np.uint64(self.source_id) * np.uint64(0x9E3779B97F4A7C15)
+            x = positions.astype(np.uint64) + seed
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x ^= x >> np.uint64(31)
+        digits = np.empty((len(positions), 11), np.uint8)
+        for k in range(11):
+            x, digits[:, k] = x // np.uint64(62), (x % np.uint64(62)).astype(np.uint8)
+        text = BASE62_BYTES[digits].tobytes().decode("ascii")
+        return ["C" + text[i : i + 11] for i in range(0, 11 * len(positions), 11)]
+
+    def _addresses(self, a: np.ndarray) -> list[str]:
+        keys, inverse = np.unique(a, axis=0, return_inverse=True)
+        texts = [self._text(int(hi), int(lo)) for hi, lo in keys.tolist()]
+        return [texts[i] for i in inverse.reshape(-1).tolist()]
+
+    def _text(self, hi: int, lo: int) -> str:
+        text = self._addr_text.get((hi, lo))
+        if text is None:
+            addr = ipaddress.IPv6Address(hi << 64 | lo)
+            text = str(addr.ipv4_mapped or addr)
+            if len(self._addr_text) < 1 << 20:
+                self._addr_text[(hi, lo)] = text
+        return text
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+    """Row dicts (``ts`` in µs since the epoch) to Arrow columns."""
+    batch = pa.RecordBatch.from_pylist(rows)
+    out = dict(zip(batch.schema.names, batch.columns, strict=True))
+    out["ts"] = out["ts"].cast(pa.int64()).cast(TS)
+    return out

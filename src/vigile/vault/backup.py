@@ -1,0 +1,139 @@
+"""One backup run: bring the vault's view of an account up to date and record a snapshot.
+
+Per folder, in order, the cheapest path that is still exact:
+
+1. ``STATUS`` (one round trip). Same UIDVALIDITY, UIDNEXT, message count and
+   HIGHESTMODSEQ as the previous snapshot: the folder did not change; its tree is reused.
+2. Same UIDVALIDITY and both runs have HIGHESTMODSEQ (CONDSTORE): fetch flags, size and
+   date only of messages changed since (new ones included). Expunges are detected by
+   arithmetic (previous count + new - now); only if some happened are all UIDs listed.
+3. Otherwise (no CONDSTORE, first run, or UIDVALIDITY changed): a UID-and-size scan of
+   the whole folder. After a UIDVALIDITY change every UID is new, so every message is
+   fetched again, but its content id is unchanged and nothing is stored twice.
+
+New messages are fetched in batches and stored by content id; a message already in the
+vault (another folder, account or run) costs no space.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vigile.vault.repo import Vault
+from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
+from vigile.vault.source import FolderStatus, MessageMeta, Source
+
+
+@dataclass
+class BackupStats:
+    """Counts of one run, for the progress display and ``--json``."""
+
+    folders: int = 0
+    folders_unchanged: int = 0
+    messages: int = 0
+    fetched: int = 0
+    stored: int = 0
+    bytes_fetched: int = 0
+    flag_changes: int = 0
+    expunged: int = 0
+    resynced_folders: list[str] = field(default_factory=list)
+
+
+#: Called after each fetched message with (folder, bytes) for progress bars.
+Progress = Callable[[str, int], None]
+
+
+def _unchanged(prev: FolderRef, st: FolderStatus) -> bool:
+    return st.highestmodseq is not None and (
+        prev.uidvalidity,
+        prev.uidnext,
+        prev.count,
+        prev.highestmodseq,
+    ) == (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq)
+
+
+def _changed_metadata(
+    source: Source, st: FolderStatus, prev: FolderRef, old: dict[int, MessageEntry]
+) -> tuple[list[MessageMeta], set[int] | None]:
+    """Metadata of changed messages, and the full UID set only if expunges happened."""
+    assert prev.highestmodseq is not None
+    changed = source.metadata(st.name, changed_since=prev.highestmodseq)
+    new = sum(1 for m in changed if m.uid not in old)
+    if len(old) + new == st.messages:
+        return changed, None
+    return changed, set(source.uids(st.name))
+
+
+def sync_folder(
+    vault: Vault,
+    source: Source,
+    st: FolderStatus,
+    prev: FolderRef | None,
+    stats: BackupStats,
+    progress: Progress | None = None,
+) -> FolderRef:
+    """Bring one folder up to date; returns the reference the new snapshot records."""
+    if prev is not None and _unchanged(prev, st):
+        stats.folders_unchanged += 1
+        stats.messages += prev.count
+        return prev
+    same_epoch = prev is not None and prev.uidvalidity == st.uidvalidity
+    if prev is not None and not same_epoch:
+        stats.resynced_folders.append(st.name)
+    messages = dict(vault.get_tree(prev.tree).messages) if prev is not None and same_epoch else {}
+    if prev is not None and same_epoch and prev.highestmodseq and st.highestmodseq:
+        changed, present = _changed_metadata(source, st, prev, messages)
+    else:
+        changed = source.metadata(st.name)
+        present = {m.uid for m in changed}
+    if present is not None:
+        gone = [uid for uid in messages if uid not in present]
+        stats.expunged += len(gone)
+        for uid in gone:
+            del messages[uid]
+    to_fetch = []
+    for meta in changed:
+        entry = messages.get(meta.uid)
+        if entry is None:
+            to_fetch.append(meta)
+        elif entry.flags != meta.flags:
+            messages[meta.uid] = MessageEntry(
+                meta.uid, entry.blob_id, entry.size, entry.internaldate, meta.flags
+            )
+            stats.flag_changes += 1
+    for fetched in source.fetch(st.name, to_fetch):
+        blob_id, stored = vault.put(b"M", fetched.raw)
+        m = fetched.meta
+        messages[m.uid] = MessageEntry(m.uid, blob_id, len(fetched.raw), m.internaldate, m.flags)
+        stats.fetched += 1
+        stats.stored += stored
+        stats.bytes_fetched += len(fetched.raw)
+        if progress is not None:
+            progress(st.name, len(fetched.raw))
+    tree_id = vault.put_tree(FolderTree(st.name, st.uidvalidity, messages))
+    stats.messages += len(messages)
+    return FolderRef(st.name, st.uidvalidity, st.uidnext, st.highestmodseq, len(messages), tree_id)
+
+
+def backup_account(
+    vault: Vault, source: Source, progress: Progress | None = None, now: datetime | None = None
+) -> tuple[Snapshot, BackupStats]:
+    """Back up every selected folder of ``source`` and save a snapshot of the account."""
+    previous = vault.snapshots(source.account)
+    last = previous[-1] if previous else None
+    stats = BackupStats()
+    refs = []
+    for folder in source.folders():
+        st = source.status(folder)
+        prev = last.folder(folder) if last is not None else None
+        refs.append(sync_folder(vault, source, st, prev, stats, progress))
+        stats.folders += 1
+    when = now or datetime.now(UTC)
+    name = f"{when.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
+    counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
+    snapshot = Snapshot(name, source.account, when, tuple(refs), counts)
+    vault.save_snapshot(snapshot)
+    return snapshot, stats

@@ -1,0 +1,125 @@
+"""Keys and sealing for the vault.
+
+A vault has two random 256-bit keys, drawn once at ``vault init``:
+
+* the *data key* seals every record with AES-256-GCM (``cryptography``'s AEAD), a fresh
+  96-bit random nonce per record and the record's kind and id as associated data, so a
+  record cannot be moved under another id without the tag failing;
+* the *id key* names content: a message's id is HMAC-SHA256(id key, raw message). Keying the
+  hash means the vault does not reveal whether it holds a message an attacker already has
+  (a plain SHA-256 would), while identical messages still get identical ids and are stored
+  once.
+
+Both keys are stored in the vault's ``config`` file, sealed under a key-encryption key
+derived from the passphrase (or the bytes of a key file) with argon2id (RFC 9106).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from vigile.vault.errors import VaultDamagedError, WrongKeyError
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+ID_SIZE = 32
+
+#: argon2id cost: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes).
+DEFAULT_KDF = {"alg": "argon2id", "time_cost": 3, "memory_kib": 65536, "parallelism": 4}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The two vault keys (never written anywhere unsealed)."""
+
+    data: bytes
+    ident: bytes
+
+    @classmethod
+    def generate(cls) -> Keys:
+        return cls(os.urandom(32), os.urandom(32))
+
+    def blob_id(self, content: bytes) -> bytes:
+        """The content address of ``content``.
+
+        >>> k = Keys(b"d" * 32, b"i" * 32)
+        >>> k.blob_id(b"mail") == k.blob_id(b"mail") != k.blob_id(b"mail!")
+        True
+        """
+        return hmac.new(self.ident, content, hashlib.sha256).digest()
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Encrypt and authenticate: ``nonce || ciphertext || tag``."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + AESGCM(self.data).encrypt(nonce, plaintext, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`seal`; raises :class:`VaultDamagedError` on any change.
+
+        >>> k = Keys.generate()
+        >>> k.open(k.seal(b"hello", b"m"), b"m")
+        b'hello'
+        """
+        try:
+            return AESGCM(self.data).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
+        except (InvalidTag, ValueError):
+            raise VaultDamagedError("authentication tag does not match") from None
+
+
+def _kek(secret: bytes, salt: bytes, kdf: dict[str, Any]) -> bytes:
+    return hash_secret_raw(
+        secret,
+        salt,
+        time_cost=int(kdf["time_cost"]),
+        memory_cost=int(kdf["memory_kib"]),
+        parallelism=int(kdf["parallelism"]),
+        hash_len=32,
+        type=Type.ID,
+    )
+
+
+def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document stored as the vault's ``config``: KDF parameters and sealed keys."""
+    kdf = dict(kdf or DEFAULT_KDF)
+    salt = os.urandom(16)
+    kek = Keys(_kek(secret, salt, kdf), b"")
+    sealed = kek.seal(keys.data + keys.ident, b"vigile-vault-keys")
+    return {
+        "version": 1,
+        "kdf": kdf,
+        "salt": base64.b64encode(salt).decode(),
+        "keys": base64.b64encode(sealed).decode(),
+    }
+
+
+def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
+    """Open the sealed keys; a wrong secret raises :class:`WrongKeyError`.
+
+    >>> doc = wrap_keys(Keys(b"d" * 32, b"i" * 32), b"pw", dict(DEFAULT_KDF, memory_kib=64))
+    >>> unwrap_keys(doc, b"pw").data == b"d" * 32
+    True
+    >>> unwrap_keys(doc, b"nope")
+    Traceback (most recent call last):
+    vigile.vault.errors.WrongKeyError: wrong passphrase or key file for this vault
+    """
+    kdf = document["kdf"]
+    kek = Keys(_kek(secret, base64.b64decode(document["salt"]), kdf), b"")
+    try:
+        raw = kek.open(base64.b64decode(document["keys"]), b"vigile-vault-keys")
+    except VaultDamagedError:
+        raise WrongKeyError("wrong passphrase or key file for this vault") from None
+    return Keys(raw[:32], raw[32:])
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=1, sort_keys=True).encode()

@@ -1,0 +1,139 @@
+"""Pack files: the only place message content is stored.
+
+A pack is an append-only file of bounded size, named by the SHA-256 of its bytes::
+
+    header   b"VGPACK\\x00\\x01"                      8 bytes
+    record   kind (1 byte: M message, T folder tree)
+             id (32 bytes: HMAC-SHA256 of the uncompressed content)
+             length (4 bytes, big endian) of what follows
+             nonce (12) || AES-256-GCM(zstd(content), aad = kind || id) || tag (16)
+
+A pack is written under a temporary name, flushed to disk and renamed into place only when
+complete, so a crash leaves either a whole pack or a ``.tmp-*`` file that the next writer
+removes. Because a pack is named by its hash, one flipped byte anywhere in it (header, gap,
+record) is noticed by re-hashing; the per-record tags tell *which* records are damaged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"VGPACK\x00\x01"
+_HEAD = struct.Struct(">c32sI")
+RECORD_HEAD = _HEAD.size  # 37
+KINDS = (b"M", b"T")
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where a record sits: its pack, the offset of its header and its sealed length."""
+
+    kind: bytes
+    blob_id: bytes
+    pack: str
+    offset: int
+    length: int
+
+
+def pack_path(root: Path, name: str) -> Path:
+    return root / "packs" / name[:2] / name
+
+
+class PackWriter:
+    """Appends records to one temporary pack; :meth:`finish` publishes it under its hash."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "packs").mkdir(parents=True, exist_ok=True)
+        self.tmp = root / "packs" / f".tmp-{os.urandom(8).hex()}"
+        self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._hash = hashlib.sha256()
+        self.records: list[tuple[bytes, bytes, int, int]] = []
+        self.size = 0
+        self._write(MAGIC)
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def add(self, kind: bytes, blob_id: bytes, sealed: bytes) -> None:
+        offset = self.size
+        self._write(_HEAD.pack(kind, blob_id, len(sealed)))
+        self._write(sealed)
+        self.records.append((kind, blob_id, offset, len(sealed)))
+
+    def finish(self) -> tuple[str, list[RecordRef]]:
+        """Flush, fsync and rename into place; returns the pack name and its records."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        name = self._hash.hexdigest()
+        final = pack_path(self.root, name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, final)
+        _fsync_dir(final.parent)
+        return name, [RecordRef(k, i, name, o, n) for k, i, o, n in self.records]
+
+    def abort(self) -> None:
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_record(path: Path, offset: int, length: int) -> tuple[bytes, bytes, bytes]:
+    """Read one record: ``(kind, id, sealed)``; short reads raise :class:`ValueError`."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(RECORD_HEAD)
+        if len(head) < RECORD_HEAD:
+            raise ValueError("record header cut short")
+        kind, blob_id, n = _HEAD.unpack(head)
+        if n != length:
+            raise ValueError(f"record length {n} where the index says {length}")
+        sealed = f.read(n)
+        if len(sealed) < n:
+            raise ValueError("record cut short")
+    return kind, blob_id, sealed
+
+
+def scan_pack(path: Path) -> Iterator[RecordRef]:
+    """Walk a pack's record headers (used to re-index packs the index does not know).
+
+    Stops with :class:`ValueError` at the first header that cannot be a record.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a vigile pack (bad magic)")
+        offset = len(MAGIC)
+        while offset < size:
+            head = f.read(RECORD_HEAD)
+            if len(head) < RECORD_HEAD:
+                raise ValueError(f"record header cut short at byte {offset}")
+            kind, blob_id, n = _HEAD.unpack(head)
+            if kind not in KINDS or offset + RECORD_HEAD + n > size:
+                raise ValueError(f"bad record header at byte {offset}")
+            yield RecordRef(kind, blob_id, path.name, offset, n)
+            f.seek(n, os.SEEK_CUR)
+            offset += RECORD_HEAD + n
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

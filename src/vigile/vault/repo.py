@@ -1,0 +1,237 @@
+"""The vault on disk: one folder, append-only.
+
+Layout::
+
+    config              KDF parameters and the sealed keys (see crypto.py)
+    packs/xx/<sha256>   message and tree records (see pack.py)
+    snapshots/<name>    one sealed snapshot per account per run
+    index.sqlite        local cache: record id -> pack, offset (see index.py)
+    lock                held (flock) by the one process that writes
+
+Write order, which is what makes an interrupted run harmless: records go to a temporary
+pack; a full pack is fsynced and renamed; then its index rows are committed; the snapshot
+is written last, also by rename. A run killed at any point leaves either nothing new, or
+published packs whose records the next run finds in the index (or re-indexes from the pack
+headers at open) and does not store again. Nothing is ever overwritten in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import zstandard
+
+from vigile.vault.crypto import Keys, dumps, unwrap_keys, wrap_keys
+from vigile.vault.errors import VaultDamagedError, VaultError
+from vigile.vault.index import Index
+from vigile.vault.pack import PackWriter, RecordRef, pack_path, read_record, scan_pack
+from vigile.vault.snapshot import FolderTree, Snapshot
+
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+
+
+def _disk_error(e: OSError, what: Path) -> VaultError:
+    if e.errno == errno.ENOSPC:
+        return VaultError(f"{what}: no space left on device; the vault is unchanged by this run")
+    return VaultError(f"{what}: {e.strerror}")
+
+
+class Vault:
+    """An open vault. Use :meth:`create` or :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, root: Path, keys: Keys, *, writable: bool, pack_size: int) -> None:
+        self.root = root
+        self.keys = keys
+        self.writable = writable
+        self.pack_size = pack_size
+        self._lock: IO[bytes] | None = None
+        if writable:
+            self._lock = open(root / "lock", "wb")  # noqa: SIM115 - held until close()
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise VaultError(f"{root}: another vigile process is writing this vault") from None
+        self.index = Index(root / "index.sqlite")
+        self._writer: PackWriter | None = None
+        self._pending: set[bytes] = set()
+        self._zc = zstandard.ZstdCompressor(level=3)
+        self._zd = zstandard.ZstdDecompressor()
+        if writable:
+            self.recover()
+
+    @classmethod
+    def create(cls, root: Path, secret: bytes, kdf: dict[str, int | str] | None = None) -> None:
+        """Make a new, empty vault at ``root`` (which must not hold one)."""
+        if (root / "config").exists():
+            raise VaultError(f"{root}: a vault already exists here")
+        for sub in ("packs", "snapshots"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "config").write_bytes(dumps(wrap_keys(Keys.generate(), secret, kdf)))
+
+    @classmethod
+    def open(
+        cls, root: Path, secret: bytes, *, writable: bool = False, pack_size: int | None = None
+    ) -> Vault:
+        """Open the vault at ``root``; a wrong secret raises ``WrongKeyError``."""
+        try:
+            document = json.loads((root / "config").read_bytes())
+        except FileNotFoundError:
+            raise VaultError(f"{root}: no vault here (run `vigile vault init`)") from None
+        keys = unwrap_keys(document, secret)
+        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self.index.close()
+        if self._lock is not None:
+            self._lock.close()
+
+    # ---- records -------------------------------------------------------------------
+
+    def has(self, blob_id: bytes) -> bool:
+        return blob_id in self._pending or self.index.has(blob_id)
+
+    def put(self, kind: bytes, content: bytes) -> tuple[bytes, bool]:
+        """Store ``content`` unless already present; returns ``(id, newly_stored)``."""
+        blob_id = self.keys.blob_id(content)
+        if self.has(blob_id):
+            return blob_id, False
+        sealed = self.keys.seal(self._zc.compress(content), kind + blob_id)
+        try:
+            if self._writer is None:
+                self._writer = PackWriter(self.root)
+            self._writer.add(kind, blob_id, sealed)
+        except OSError as e:
+            self._abort_pack()
+            raise _disk_error(e, self.root) from None
+        self._pending.add(blob_id)
+        if self._writer.size >= self.pack_size:
+            self.flush()
+        return blob_id, True
+
+    def _abort_pack(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+        self._writer = None
+        self._pending.clear()
+
+    def flush(self) -> None:
+        """Publish the current pack and index it."""
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            name, records = writer.finish()
+        except OSError as e:
+            writer.abort()
+            self._pending.clear()
+            raise _disk_error(e, self.root) from None
+        self.index.add_pack(name, writer.size, records)
+        self._pending.clear()
+
+    def get(self, blob_id: bytes) -> bytes:
+        """The content stored under ``blob_id``; damage raises :class:`VaultDamagedError`."""
+        ref = self.index.lookup(blob_id)
+        if ref is None:
+            raise VaultDamagedError(f"record {blob_id.hex()[:16]} is not in the vault")
+        return self.read(ref)
+
+    def read(self, ref: RecordRef) -> bytes:
+        """Read, authenticate, decompress and re-hash one record."""
+        where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        try:
+            kind, blob_id, sealed = read_record(
+                pack_path(self.root, ref.pack), ref.offset, ref.length
+            )
+        except (OSError, ValueError) as e:
+            raise VaultDamagedError(f"{where}: {e}") from None
+        if (kind, blob_id) != (ref.kind, ref.blob_id):
+            raise VaultDamagedError(f"{where}: record header does not match the index")
+        try:
+            content = self._zd.decompress(self.keys.open(sealed, kind + blob_id))
+        except VaultDamagedError as e:
+            raise VaultDamagedError(f"{where}: {e}") from None
+        except zstandard.ZstdError as e:  # authentic but undecodable: a bug, still reported
+            raise VaultDamagedError(f"{where}: {e}") from None
+        if self.keys.blob_id(content) != blob_id:
+            raise VaultDamagedError(f"{where}: content hash does not match")
+        return content
+
+    # ---- recovery ------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Remove unpublished packs and index published packs the index lacks."""
+        known = self.index.packs()
+        found = []
+        for path in sorted((self.root / "packs").glob("*/*")):
+            if path.name not in known:
+                self.index.add_pack(path.name, path.stat().st_size, scan_pack(path))
+                found.append(path.name)
+        for tmp in (self.root / "packs").glob(".tmp-*"):
+            tmp.unlink()
+        return found
+
+    # ---- snapshots -----------------------------------------------------------------
+
+    def put_tree(self, tree: FolderTree) -> bytes:
+        return self.put(b"T", tree.encode())[0]
+
+    def get_tree(self, tree_id: bytes) -> FolderTree:
+        return FolderTree.decode(self.get(tree_id))
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Flush pending records, then write the snapshot by atomic rename."""
+        self.flush()
+        path = self.root / "snapshots" / snapshot.name
+        tmp = path.with_name(f".tmp-{snapshot.name}")
+        sealed = self.keys.seal(self._zc.compress(snapshot.encode()), b"S" + snapshot.name.encode())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(sealed)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _disk_error(e, path) from None
+
+    def snapshots(self, account: str | None = None) -> list[Snapshot]:
+        """Every snapshot (of ``account``), oldest first."""
+        out = []
+        for path in (self.root / "snapshots").iterdir():
+            if path.name.startswith("."):
+                continue
+            snap = self._load_snapshot(path)
+            if account is None or snap.account == account:
+                out.append(snap)
+        return sorted(out, key=lambda s: (s.time, s.name))
+
+    def _load_snapshot(self, path: Path) -> Snapshot:
+        try:
+            plain = self.keys.open(path.read_bytes(), b"S" + path.name.encode())
+        except VaultDamagedError:
+            raise VaultDamagedError(f"{path}: snapshot fails its authentication tag") from None
+        return Snapshot.decode(self._zd.decompress(plain))
+
+    def snapshot_at(self, account: str, at: datetime | None) -> Snapshot:
+        """The newest snapshot of ``account`` taken at or before ``at`` (now if ``None``)."""
+        at = at or datetime.now(UTC)
+        candidates = [s for s in self.snapshots(account) if s.time <= at]
+        if not candidates:
+            raise VaultError(f"no snapshot of account {account!r} at or before {at.isoformat()}")
+        return candidates[-1]
+
+    def delete_snapshot(self, name: str) -> None:
+        (self.root / "snapshots" / name).unlink()
+
+    def pack_files(self) -> Iterator[Path]:
+        yield from sorted((self.root / "packs").glob("*/*"))

@@ -1,0 +1,102 @@
+"""What a backup run records: snapshots, folder trees and message entries.
+
+A *snapshot* is the state of one account at one time: for each folder its UIDVALIDITY,
+UIDNEXT, HIGHESTMODSEQ and the id of its *tree*. A tree lists every message of the folder
+(UID, message id, size, internal date, flags) and is itself stored as a record in the packs,
+so a folder that did not change between runs points at the same tree and costs nothing.
+Snapshots are never rewritten; only ``vault prune`` deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MessageEntry:
+    """One message in a folder at snapshot time."""
+
+    uid: int
+    blob_id: bytes
+    size: int
+    internaldate: datetime
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FolderTree:
+    """Every message of one folder, keyed by UID."""
+
+    name: str
+    uidvalidity: int
+    messages: dict[int, MessageEntry] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        rows = [
+            [m.uid, m.blob_id.hex(), m.size, m.internaldate.isoformat(), list(m.flags)]
+            for m in sorted(self.messages.values(), key=lambda m: m.uid)
+        ]
+        doc = {"name": self.name, "uidvalidity": self.uidvalidity, "messages": rows}
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> FolderTree:
+        """Inverse of :meth:`encode`.
+
+        >>> t = FolderTree("Ünï", 7, {3: MessageEntry(3, b"\\x01" * 32, 10,
+        ...     datetime.fromisoformat("2024-01-02T03:04:05+00:00"), ("\\\\Seen",))})
+        >>> FolderTree.decode(t.encode()) == t
+        True
+        """
+        doc = json.loads(data)
+        messages = {
+            uid: MessageEntry(uid, bytes.fromhex(h), size, datetime.fromisoformat(d), tuple(f))
+            for uid, h, size, d, f in doc["messages"]
+        }
+        return cls(doc["name"], doc["uidvalidity"], messages)
+
+
+@dataclass(frozen=True)
+class FolderRef:
+    """A folder as a snapshot records it: sync markers and the id of its tree."""
+
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int | None
+    count: int
+    tree: bytes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One account at one time."""
+
+    name: str
+    account: str
+    time: datetime
+    folders: tuple[FolderRef, ...]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def folder(self, name: str) -> FolderRef | None:
+        return next((f for f in self.folders if f.name == name), None)
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = asdict(self)
+        doc["time"] = self.time.isoformat()
+        for f in doc["folders"]:
+            f["tree"] = f["tree"].hex()
+        return json.dumps(doc, ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Snapshot:
+        doc = json.loads(data)
+        folders = tuple(
+            FolderRef(**{**f, "tree": bytes.fromhex(f["tree"])}) for f in doc["folders"]
+        )
+        return cls(
+            doc["name"], doc["account"], datetime.fromisoformat(doc["time"]), folders, doc["stats"]
+        )

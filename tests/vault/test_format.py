@@ -1,0 +1,146 @@
+"""The vault format without a mail server: packs, sealing, trees, settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vigile.vault.crypto import DEFAULT_KDF, Keys
+from vigile.vault.errors import VaultConfigError, VaultDamagedError, VaultError, WrongKeyError
+from vigile.vault.imap import message_set, parse_internaldate
+from vigile.vault.pack import scan_pack
+from vigile.vault.repo import Vault
+from vigile.vault.settings import parse_settings
+from vigile.vault.snapshot import FolderTree, MessageEntry
+
+FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_scan_as_records_or_a_clear_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "pack"
+    path.write_bytes(b"VGPACK\x00\x01" + data)
+    try:
+        records = list(scan_pack(path))
+    except ValueError as e:
+        assert "byte" in str(e)
+        return
+    assert all(r.kind in (b"M", b"T") for r in records)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=2000), st.binary(min_size=1, max_size=8))
+def test_seal_round_trip_and_any_change_fails(content: bytes, aad: bytes) -> None:
+    keys = Keys.generate()
+    sealed = keys.seal(content, aad)
+    assert keys.open(sealed, aad) == content
+    for pos in (0, len(sealed) // 2, len(sealed) - 1):
+        flipped = bytearray(sealed)
+        flipped[pos] ^= 1
+        with pytest.raises(VaultDamagedError):
+            keys.open(bytes(flipped), aad)
+    with pytest.raises(VaultDamagedError):
+        keys.open(sealed, aad + b"x")
+
+
+names = st.text(min_size=1, max_size=20)
+entries = st.builds(
+    MessageEntry,
+    uid=st.integers(1, 2**32 - 1),
+    blob_id=st.binary(min_size=32, max_size=32),
+    size=st.integers(0, 2**31),
+    internaldate=st.datetimes(timezones=st.just(UTC)),
+    flags=st.lists(st.sampled_from(["\\Seen", "\\Flagged", "$Label1", "Ünï"]), unique=True)
+    .map(sorted)
+    .map(tuple),
+)
+
+
+@given(names, st.integers(1, 2**32 - 1), st.lists(entries, max_size=20))
+def test_tree_round_trip(name: str, uidvalidity: int, items: list[MessageEntry]) -> None:
+    tree = FolderTree(name, uidvalidity, {m.uid: m for m in items})
+    assert FolderTree.decode(tree.encode()) == tree
+
+
+def test_dedup_and_wrong_secret(tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF)
+    with pytest.raises(VaultError, match="already exists"):
+        Vault.create(root, b"pw", FAST_KDF)
+    with pytest.raises(WrongKeyError):
+        Vault.open(root, b"other")
+    vault = Vault.open(root, b"pw", writable=True)
+    try:
+        first = vault.put(b"M", b"same message")
+        assert vault.put(b"M", b"same message") == (first[0], False)
+        vault.flush()
+        assert vault.get(first[0]) == b"same message"
+        assert vault.index.count() == 1
+    finally:
+        vault.close()
+
+
+def test_settings_validate_accounts(tmp_path: Path) -> None:
+    base = tmp_path / "vigile.toml"
+    good = {"name": "a", "host": "mail.example.org", "username": "a"}
+    parsed = parse_settings({"path": "v", "accounts": [good]}, base)
+    assert parsed.path == tmp_path / "v" and parsed.accounts[0].port == 993
+    assert "secret" not in repr(parsed.accounts[0])
+    for bad, message in (
+        ({**good, "security": "plain"}, "only to a loopback"),
+        ({**good, "auth": "ntlm"}, "auth must be"),
+        ({"host": "h", "username": "u"}, "name is required"),
+    ):
+        with pytest.raises(VaultConfigError, match=message):
+            parse_settings({"accounts": [bad]}, base)
+    with pytest.raises(VaultConfigError, match="appears twice"):
+        parse_settings({"accounts": [good, good]}, base)
+    assert parse_settings({"accounts": [{**good, "host": "127.0.0.1", "security": "plain"}]}, base)
+    with pytest.raises(VaultConfigError, match="unset"):
+        parse_settings({"accounts": [{**good, "password_env": "VIGILE_NOPE_X"}]}, base).accounts[
+            0
+        ].secret()
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.integers(-14 * 60, 14 * 60),
+)
+def test_internaldate_parses_what_imap_writes(when: datetime, offset_min: int) -> None:
+    zone = timezone(timedelta(minutes=offset_min))
+    when = when.replace(microsecond=0, tzinfo=zone)
+    sign = "-" if offset_min < 0 else "+"
+    text = (
+        when.strftime("%d-%b-%Y %H:%M:%S ")
+        + f"{sign}{abs(offset_min) // 60:02d}{abs(offset_min) % 60:02d}"
+    )
+    assert parse_internaldate(text.encode()) == when
+
+
+@given(st.lists(st.integers(1, 500), min_size=1, unique=True))
+def test_message_set_names_exactly_the_uids(uids: list[int]) -> None:
+    named: set[int] = set()
+    for part in message_set(uids).split(","):
+        low, _, high = part.partition(":")
+        named.update(range(int(low), int(high or low) + 1))
+    assert named == set(uids)
+
+
+def test_the_commented_example_in_the_default_config_parses(tmp_path: Path) -> None:
+    import tomllib
+
+    from vigile.config import DEFAULT_CONFIG
+
+    example = "\n".join(
+        line[2:] for line in DEFAULT_CONFIG.split("# [vault]", 1)[1].splitlines() if line
+    )
+    section = tomllib.loads("[vault]\n" + example)["vault"]
+    settings = parse_settings(section, tmp_path / "vigile.toml")
+    assert settings.accounts[0].name == "alice" and settings.key_file is not None
