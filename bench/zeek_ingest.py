@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import random
 from pathlib import Path
 
 from bench.common import OUT, machine, measure
+
+HEADING = "Zeek TSV ingest"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeek" / "rita" / "missing_host"
 HEADER_FIELDS = (
@@ -64,6 +67,7 @@ def run_duckdb(log: str, db: str) -> int:
     import duckdb
 
     con = duckdb.connect(db)
+    con.execute("SET enable_progress_bar = false")
     cols = ", ".join(f"'{f}': 'VARCHAR'" for f in HEADER_FIELDS)
     con.execute(f"""CREATE TABLE conn AS SELECT * FROM read_csv('{log}', delim='\t',
         header=false, skip=8, comment='#', nullstr='-', quote='', escape='',
@@ -74,7 +78,7 @@ def run_duckdb(log: str, db: str) -> int:
 
 
 def main(rows: int = 2_000_000) -> str:
-    log = OUT / "zeek_conn_big.log"
+    log = OUT / f"zeek_conn_{rows}.log"
     if not log.exists() or log.stat().st_size == 0:
         build_log(rows, log)
     results = []
@@ -83,7 +87,12 @@ def main(rows: int = 2_000_000) -> str:
         db.unlink(missing_ok=True)
         results.append(measure(name, fn, str(log), str(db)))
         db.unlink(missing_ok=True)
+    load = os.getloadavg()[0]
     lines = [
+        f"Command: `.venv/bin/python -m bench.zeek_ingest --rows {rows}`. Each contender runs "
+        "in its own process, parses the same uncompressed conn.log and stores it in a new "
+        f"DuckDB file. Load average at the end: {load:.1f}.",
+        "",
         f"Zeek TSV ingest of {results[0].result:,} conn rows "
         f"({log.stat().st_size / 1e6:.0f} MB uncompressed), {machine()}",
         "",

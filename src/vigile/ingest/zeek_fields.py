@@ -163,7 +163,7 @@ KNOWN_UNUSED = frozenset(
 
 _INT = re.compile(r"^-?[0-9]+$").pattern
 _FLOAT = re.compile(r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$").pattern
-_TIME = re.compile(r"^-?[0-9]+(\.[0-9]+)?$").pattern
+_TIME = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$").pattern
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 _MICRO = pa.scalar(1_000_000, pa.decimal128(7, 0))
 
@@ -199,8 +199,8 @@ def _unescape_array(arr: pa.Array) -> pa.Array:
 
 def _bad_mask(arr: pa.Array, pattern: str) -> np.ndarray | None:
     ok = pc.match_substring_regex(arr, pattern)
-    bad = pc.and_(pc.is_valid(arr), pc.invert(ok))
-    mask = bad.to_numpy(zero_copy_only=False)
+    bad = pc.and_(pc.is_valid(arr), pc.invert(ok)).fill_null(False)
+    mask = bad.to_numpy(zero_copy_only=False).astype(bool)
     return mask if mask.any() else None
 
 
@@ -210,13 +210,30 @@ def _masked(arr: pa.Array, bad: np.ndarray | None) -> pa.Array:
     return pc.if_else(pa.array(bad), pa.nulls(len(arr), arr.type), arr)
 
 
+def _cast_number(values: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast text to a number or a time; raises ``ArrowInvalid`` on any bad value."""
+    if pa.types.is_timestamp(target):
+        # Through a decimal, not a float: 1713484795.943239 keeps its last microsecond.
+        exact = pc.cast(values, pa.decimal128(24, 6))
+        return pc.cast(pc.multiply(exact, _MICRO), pa.int64()).cast(TS)
+    return pc.cast(values, target)
+
+
 def convert_tsv(values: pa.Array, target: pa.DataType, set_sep: str, empty: str) -> Converted:
-    """Convert a column of Zeek TSV text (``-`` already null) to ``target``."""
+    """Convert a column of Zeek TSV text (``-`` already null) to ``target``.
+
+    Numbers and times are first cast directly, which validates every value in C++; only
+    a column holding a bad value takes the slower path that finds which rows are bad.
+    """
+    if pa.types.is_timestamp(target) or pa.types.is_integer(target) or pa.types.is_floating(target):
+        try:
+            return Converted(_cast_number(values, target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if pa.types.is_timestamp(target):
         bad = _bad_mask(values, _TIME)
         clean = _masked(values, bad)
-        micros = pc.cast(pc.multiply(pc.cast(clean, pa.decimal128(24, 6)), _MICRO), pa.int64())
-        return Converted(micros.cast(TS), bad)
+        return Converted(_cast_number(clean, target), bad)
     if pa.types.is_integer(target) or pa.types.is_floating(target):
         bad = _bad_mask(values, _INT if pa.types.is_integer(target) else _FLOAT)
         clean = _masked(values, bad)
@@ -234,7 +251,9 @@ def convert_tsv(values: pa.Array, target: pa.DataType, set_sep: str, empty: str)
                 clean = _masked(clean, bad)
         return Converted(pc.cast(clean, target), bad)
     if pa.types.is_boolean(target):
-        bad = _bad_mask(values, "^[TF]$")
+        valid = pc.or_kleene(pc.is_in(values, pa.array(["T", "F"])), pc.is_null(values))
+        bad_np = pc.invert(valid).to_numpy(zero_copy_only=False)
+        bad = bad_np if bad_np.any() else None
         return Converted(pc.equal(_masked(values, bad), "T"), bad)
     if pa.types.is_list(target):
         is_empty = pc.equal(values, empty)

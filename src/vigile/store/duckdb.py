@@ -207,6 +207,7 @@ class DuckDBStore:
         except duckdb.Error as e:
             raise StoreError(f"cannot open store {self.location}: {e}") from None
         self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if not read_only:
             for table in ALL_TABLES.values():
