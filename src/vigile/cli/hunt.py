@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.padding import Padding
+from rich.text import Text
 
 from vigile.cli.common import (
     DEFAULT_DB,
@@ -21,8 +23,33 @@ from vigile.cli.common import (
 )
 from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, run_ingest
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
-from vigile.detect import HuntContext, default_window, registered_detectors
+from vigile.detect import Finding, HuntContext, default_window, registered_detectors
 from vigile.hunt import run_detectors, top_talkers, write_report
+
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
+
+
+def print_ranked(findings: list[Finding], total: int) -> None:
+    """Ranked findings as readable blocks: a heading line, then the explanation wrapped.
+
+    A table with a sentence per row is unreadable at 80 columns, where most terminals
+    and every pipe sit; blocks read the same at any width.
+    """
+    if not findings:
+        console.print("No findings in the window.")
+        return
+    console.print(Text(f"Findings ({total} in all, ranked by score)", style="bold"))
+    for rank, f in enumerate(findings, 1):
+        subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
+        head = Text(f"{rank:>3}. ")
+        head.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(f.severity or "", ""))
+        head.append(f" {f.score:.3f}  {f.detector:<16} {subject}")
+        console.print(head)
+        console.print(Padding(Text(f.explanation), (0, 0, 0, 5)))
+        if f.suppressed_by:
+            console.print(
+                Padding(Text(f"suppressed by {f.suppressed_by}", style="dim"), (0, 0, 0, 5))
+            )
 
 
 def register(app: typer.Typer) -> None:
@@ -115,13 +142,13 @@ def register(app: typer.Typer) -> None:
         if fmt is Format.JSON:
             for f in shown[:limit]:
                 sys.stdout.write(json.dumps(f.to_json(), default=str) + "\n")
-        else:
+        elif fmt is Format.CSV:
             rows = [{"rank": i + 1, **f.to_json()} for i, f in enumerate(shown[:limit])]
             cols = ["rank", "score", "severity", "detector", "src", "dst", "fqdn", "explanation"]
             cols += ["suppressed_by"] if show_suppressed else []
-            emit_rows(rows, cols, fmt, title=f"Findings ({len(shown)} in all)")
-            if fmt is Format.TABLE and not shown:
-                console.print("No findings in the window.")
+            emit_rows(rows, cols, fmt)
+        else:
+            print_ranked(shown[:limit], len(shown))
         if hidden and fmt is Format.TABLE:
             err_console.print(
                 f"{hidden} finding(s) suppressed by allowlists or priors; "
