@@ -90,7 +90,9 @@ def print_report(report: IngestReport, fmt: Format) -> None:
         first = next((f for f in report.files if f.status in ("refused", "partial")), None)
         if first is not None:
             err_console.print(
-                f"[yellow]first problem:[/] {escape(first.message or '')}", highlight=False
+                f"[yellow]first problem:[/] {escape(first.message or '')}",
+                highlight=False,
+                soft_wrap=True,
             )
     else:
         emit_rows(rows, columns, fmt)
