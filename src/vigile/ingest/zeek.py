@@ -15,7 +15,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, ClassVar
@@ -227,30 +227,15 @@ class ZeekTsvReader:
             return "skip"
 
         wanted = [f for f in fields if f in FIELD_MAP[table]]
-        parsed = (
-            pcsv.read_csv(
-                io.BytesIO(data),
-                read_options=pcsv.ReadOptions(
-                    column_names=fields, use_threads=False, block_size=max(1 << 20, len(data) + 1)
-                ),
-                parse_options=pcsv.ParseOptions(
-                    delimiter=header.separator,
-                    quote_char=False,
-                    escape_char=False,
-                    ignore_empty_lines=False,
-                    invalid_row_handler=on_invalid,
-                ),
-                convert_options=pcsv.ConvertOptions(
-                    column_types=dict.fromkeys(fields, pa.string()),
-                    include_columns=wanted,
-                    null_values=[header.unset],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-            if data
-            else pa.table({f: pa.array([], pa.string()) for f in wanted})
-        )
+        if not data:
+            parsed = pa.table({f: pa.array([], pa.string()) for f in wanted})
+        else:
+            # Threads first: row numbers of bad rows are only known single-threaded, so a
+            # block with a bad row (rare) is parsed again without threads.
+            parsed = _parse_tsv(data, fields, wanted, header, on_invalid, threads=True)
+            if skipped:
+                skipped.clear()
+                parsed = _parse_tsv(data, fields, wanted, header, on_invalid, threads=False)
         total = parsed.num_rows + len(skipped)
         lines = np.arange(block.first_line, block.first_line + total, dtype=np.int64)
         if skipped:
@@ -286,6 +271,39 @@ class ZeekTsvReader:
                     reasons[int(i)] = f"bad value for {zeek_name}: {arr[int(i)].as_py()!r}"
                 bad |= conv.bad
         _emit_rows(table, out, lines, bad, reasons, raw, sink, is_open)
+
+
+def _parse_tsv(
+    data: bytes,
+    fields: list[str],
+    wanted: list[str],
+    header: _Header,
+    on_invalid: Callable[[pcsv.InvalidRow], str],
+    *,
+    threads: bool,
+) -> pa.Table:
+    """Parse a block of TSV lines into string columns (``-`` is null)."""
+    block_size = max(1 << 20, (len(data) // 4 if threads else len(data)) + 1)
+    return pcsv.read_csv(
+        io.BytesIO(data),
+        read_options=pcsv.ReadOptions(
+            column_names=fields, use_threads=threads, block_size=block_size
+        ),
+        parse_options=pcsv.ParseOptions(
+            delimiter=header.separator,
+            quote_char=False,
+            escape_char=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pcsv.ConvertOptions(
+            column_types=dict.fromkeys(fields, pa.string()),
+            include_columns=wanted,
+            null_values=[header.unset],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
 
 
 def _emit_rows(
