@@ -1,28 +1,18 @@
-"""A slow beacon: one HTTPS check-in an hour, too sparse for most 24-hour scores."""
+"""A slow beacon: one HTTPS check-in an hour, too sparse for most 24-hour scores.
+
+The traffic is the HTTPS beacon's; only the parameters differ.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
-from vigile.simulate.activity import dns_lookups
-from vigile.simulate.flows import Flows, ephemeral_ports, service
-from vigile.simulate.network import Office
-from vigile.simulate.scenarios.base import (
-    DAY,
-    Truth,
-    around,
-    attacker_address,
-    beacon,
-    pick_workstation,
-    truth_for,
-)
+from vigile.simulate.scenarios.https_beacon import HttpsBeaconScenario
 
 
 @dataclass
-class SlowBeaconScenario:
+class SlowBeaconScenario(HttpsBeaconScenario):
     """Parameters: ``period`` (s), ``jitter`` (0-1), bytes each way, quiet hours, host."""
 
     name: ClassVar[str] = "slow_beacon"
@@ -37,34 +27,3 @@ class SlowBeaconScenario:
     fqdn: str = "metrics.telemetry-sync.org"
     start_day: float = 0.0
     host: int = 17
-
-    def generate(
-        self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
-    ) -> tuple[Flows, Truth]:
-        src = pick_workstation(office, self.host)
-        c2 = attacker_address(office, rng)
-        v = office.vocabs
-        flows = beacon(
-            rng,
-            start + self.start_day * DAY,
-            end,
-            self.period,
-            self.jitter,
-            self.sleep,
-            src=src,
-            dst=c2,
-            sport=lambda n: ephemeral_ports(rng, n),
-            dport=443,
-            service=service("ssl"),
-            duration=lambda n: rng.uniform(0.1, 0.4, n),
-            obytes=around(rng, self.bytes_out, 0.05),
-            rbytes=around(rng, self.bytes_in, 0.1),
-            name=v.name.id(self.fqdn),
-        )
-        n = len(flows)
-        lookups = dns_lookups(
-            office, rng, flows.ts, flows.src, flows.name, np.full(n, c2, np.int32), 0.1
-        )
-        truth = truth_for(self, office, flows, label, src, c2, self.fqdn)
-        lookups.label[:] = label
-        return Flows.concat([flows, lookups]), truth
