@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,13 @@ class HttpsBeaconScenario:
     start_day: float = 0.5
     host: int = 9
 
+    port: ClassVar[int] = 443
+    protocol: ClassVar[str] = "ssl"
+
+    def request(self, office: Office) -> dict[str, Any]:
+        """Per-request fields of the protocol (none for TLS: the payload is opaque)."""
+        return {}
+
     def generate(
         self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
     ) -> tuple[Flows, Truth]:
@@ -54,12 +61,13 @@ class HttpsBeaconScenario:
             src=src,
             dst=c2,
             sport=lambda n: ephemeral_ports(rng, n),
-            dport=443,
-            service=service("ssl"),
+            dport=self.port,
+            service=service(self.protocol),
             duration=lambda n: rng.uniform(0.1, 0.4, n),
             obytes=around(rng, self.bytes_out, 0.05),
             rbytes=around(rng, self.bytes_in, 0.1),
             name=v.name.id(self.fqdn),
+            **self.request(office),
         )
         n = len(flows)
         lookups = dns_lookups(
