@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigile.simulate.flows import TCP, UDP, Flows, Vocabs, service
-from vigile.simulate.writers import payloads
+from vigile.simulate.writers import services
 
 NAMES = st.from_regex(r"[a-z0-9]{1,40}(\.[a-z0-9]{1,20}){1,3}", fullmatch=True)
 
@@ -41,9 +40,7 @@ def test_http_and_tls_payloads_have_the_row_sizes(
         status=200,
     )
     # Rows are raised to what the protocol needs before any writer sees them.
-    out, back = payloads.build(
-        svc, v, f, 0, int(f.obytes[0]), int(f.rbytes[0]), np.random.default_rng(seed)
-    )
+    out, back = services.build(v, f, 0, int(f.obytes[0]), int(f.rbytes[0]))
     assert (len(out), len(back)) == (f.obytes[0], f.rbytes[0])
     assert f.obytes[0] >= ob and f.rbytes[0] >= rb
 
@@ -69,6 +66,6 @@ def test_dns_messages_have_the_row_sizes(name: str, qtype: int, data: int, answe
         rcode=0,
         answer=v.addr.id("192.0.2.7") if qtype == 1 and answered else -1,
     )
-    out, back = payloads.build("dns", v, f, 0, query, query + answer, np.random.default_rng(0))
+    out, back = services.build(v, f, 0, query, query + answer)
     assert len(out) == query
     assert len(back) == query + answer

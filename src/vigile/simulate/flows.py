@@ -156,15 +156,29 @@ class Flows:
         return self.take(np.argsort(self.ts, kind="stable"))
 
     def enforce_minimums(self) -> None:
-        """Payloads at least as large as the protocol needs (a TLS ClientHello, HTTP headers)."""
+        """Payloads at least as large as the protocol needs (a ClientHello, HTTP headers, ...).
+
+        The sizes are those of the smallest exchange each builder in
+        :mod:`vigile.simulate.writers` makes (a test holds them together).
+        """
         done = (self.state == SF) | (self.state == S1) | (self.state == RSTO)
         for svc, low_out, low_in in (
-            (SERVICES.index("ssl"), 600, 300),
-            (SERVICES.index("http"), 420, 160),
+            ("ssl", 600, 300),
+            ("http", 420, 160),
+            ("krb", 480, 400),  # TGS-REQ with a TGT, TGS-REP with a ticket
+            ("ldap", 200, 200),  # a bind and one search; one result more per search
+            ("smb", 345, 300),  # NEGOTIATE, READ, WRITE; one READ more per 8 MiB
+            ("smtp", 300, 400),  # envelope and headers; the server's replies
         ):
-            rows = (self.service == svc) & done
+            rows = (self.service == SERVICES.index(svc)) & done
             self.obytes = np.where(rows, np.maximum(self.obytes, low_out), self.obytes)
             self.rbytes = np.where(rows, np.maximum(self.rbytes, low_in), self.rbytes)
+        ldap = (self.service == SERVICES.index("ldap")) & done
+        low = 200 + 14 * (self.obytes // 130)
+        self.rbytes = np.where(ldap, np.maximum(self.rbytes, low), self.rbytes)
+        smb = (self.service == SERVICES.index("smb")) & done
+        low = 345 + 117 * (np.maximum(1, -(-self.rbytes // (8 << 20))) - 1)
+        self.obytes = np.where(smb, np.maximum(self.obytes, low), self.obytes)
 
     def fill_packets(self) -> None:
         """Packet counts where none were given, from payload sizes (1448-byte segments)."""

@@ -1,5 +1,7 @@
 """Application payloads of exact sizes: DNS, HTTP/1.1, TLS 1.3 hellos and records, NTP.
 
+:mod:`.services` picks the builder of each connection.
+
 Each builder returns (originator bytes, responder bytes) of exactly the sizes the
 conn row says, so the capture and the Zeek logs of a run agree byte for byte.
 References: RFC 1035 (DNS), RFC 9112 (HTTP/1.1), RFC 8446 (TLS 1.3), RFC 5905 (NTP).
@@ -137,16 +139,3 @@ def ntp(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
         + struct.pack("!II", now, 0)
     )
     return client[:ob], server[:rb]
-
-
-BUILDERS = {"dns": dns, "http": http, "ssl": tls, "ntp": ntp}
-
-
-def build(
-    service: str, v: Vocabs, f: Flows, i: int, ob: int, rb: int, rng: np.random.Generator
-) -> tuple[bytes, bytes]:
-    """Payloads for connection ``i``; zero-filled for services without a builder."""
-    maker = BUILDERS.get(service)
-    if maker is None:
-        return bytes(ob), bytes(rb)
-    return maker(v, f, i, ob, rb)
