@@ -225,6 +225,52 @@ _DTYPES: dict[str, tuple[Any, Any]] = {
 }
 
 
+def request_times(ts: np.ndarray, duration: np.ndarray) -> np.ndarray:
+    """When the originator's first payload leaves: after the handshake, 1.5 round trips in.
+
+    The round trip is a quarter of the connection, at most 20 ms. Zeek stamps its
+    http.log and ssl.log rows with this time (the request, the ClientHello), and the
+    capture writer sends the first data segment then.
+
+    >>> request_times(np.array([10.0]), np.array([1.0])).tolist()
+    [10.03]
+    """
+    return ts + 1.5 * np.minimum(duration / 4, 0.02)
+
+
+#: Seconds a packet reader (and Zeek, ``udp_inactivity_timeout``) keeps a UDP flow open.
+UDP_TIMEOUT = 60.0
+
+
+def unique_udp_ports(flows: Flows, rng: np.random.Generator) -> None:
+    """New client ports for UDP rows that reuse a 4-tuple too soon after another row.
+
+    Two datagram exchanges on one 4-tuple less than :data:`UDP_TIMEOUT` apart are one
+    connection to Zeek and to a packet reader; a random client port repeats that
+    soon more often than an operating system's would, so such rows get new ports.
+    (NTP from port 123 to 123 every 1,024 s keeps its ports.)
+    """
+    udp = np.flatnonzero(flows.proto == UDP)
+    for _ in range(8):
+        order = udp[
+            np.lexsort(
+                (flows.ts[udp], flows.sport[udp], flows.dport[udp], flows.dst[udp], flows.src[udp])
+            )
+        ]
+        a, b = order[:-1], order[1:]
+        same = (
+            (flows.src[a] == flows.src[b])
+            & (flows.dst[a] == flows.dst[b])
+            & (flows.dport[a] == flows.dport[b])
+            & (flows.sport[a] == flows.sport[b])
+            & (flows.ts[b] - flows.ts[a] - flows.duration[a] < UDP_TIMEOUT)
+        )
+        again = b[same]
+        if not len(again):
+            return
+        flows.sport[again] = ephemeral_ports(rng, len(again))
+
+
 def ephemeral_ports(rng: np.random.Generator, n: int) -> np.ndarray:
     """Client ports from the IANA ephemeral range, as Windows and Linux pick them."""
     return rng.integers(49152, 65535, n, dtype=np.int32)

@@ -28,10 +28,18 @@ from vigile.simulate.flows import (
     STATES,
     Flows,
     Vocabs,
+    request_times,
     service,
 )
 from vigile.simulate.writers.columns import lookup
-from vigile.simulate.writers.zeek import HEADER, JA3_BROWSER, TCP_HISTORY, UDP_HISTORY, dns_ids
+from vigile.simulate.writers.zeek import (
+    HEADER,
+    JA3_BROWSER,
+    JA3_NO_SNI,
+    TCP_HISTORY,
+    UDP_HISTORY,
+    dns_ids,
+)
 
 TS_TYPE = TRAFFIC_TABLES["conn"].arrow_schema.field("ts").type
 
@@ -45,9 +53,11 @@ def _ts(seconds: np.ndarray) -> pa.Array:
     return pa.array(np.round(seconds * 1e6).astype(np.int64), pa.int64()).cast(TS_TYPE)
 
 
-def endpoint_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
+def endpoint_columns(
+    v: Vocabs, f: Flows, uid: pa.Array, ts: np.ndarray | None = None
+) -> dict[str, pa.Array]:
     return {
-        "ts": _ts(f.ts),
+        "ts": _ts(f.ts if ts is None else ts),
         "uid": uid,
         "src": lookup(v.addr.values, f.src),
         "src_port": pa.array(f.sport),
@@ -103,7 +113,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 
 def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     return {
-        **endpoint_columns(v, f, uid),
+        **endpoint_columns(v, f, uid, request_times(f.ts, f.duration)),
         "trans_depth": pa.array(np.ones(len(f), np.int32)),
         "method": lookup(METHODS, f.method),
         "host": lookup(v.name.values, f.name),
@@ -119,11 +129,11 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 def tls_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     n = len(f)
     return {
-        **endpoint_columns(v, f, uid),
+        **endpoint_columns(v, f, uid, request_times(f.ts, f.duration)),
         "version": pa.array(np.full(n, "TLSv13")),
         "cipher": pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
         "sni": lookup(v.name.values, f.name),
-        "ja3": pa.array(np.full(n, JA3_BROWSER)),
+        "ja3": pa.array(np.where(f.name >= 0, JA3_BROWSER, JA3_NO_SNI)),
         "established": pa.array(np.ones(n, bool)),
         "open": pa.array(np.zeros(n, bool)),
     }

@@ -23,7 +23,7 @@ from typing import IO
 import numpy as np
 import pyarrow as pa
 
-from vigile.simulate.flows import REJ, S0, TCP, Flows, Vocabs
+from vigile.simulate.flows import REJ, S0, TCP, Flows, Vocabs, request_times
 from vigile.simulate.writers import services
 
 MSS = 1448
@@ -170,10 +170,12 @@ class PcapWriter:
         # Pure ACKs (keep-alives) make up any packets the conn row has beyond the minimum.
         extra_a = max(0, int(f.opkts[i]) - 3 - len(a_segs))
         extra_b = max(0, int(f.rpkts[i]) - 2 - len(b_segs))
-        body = dur - 2 * rtt
+        # The first request segment leaves at the request time the logs give (Zeek stamps
+        # http and ssl rows with it); the rest spread over the connection until the FINs.
+        first = float(request_times(np.array([ts]), np.array([dur]))[0])
         n = len(a_segs) + len(b_segs) + extra_a + extra_b
-        step = body / (n + 1) if n else 0.0
-        t = ts + rtt
+        step = (ts + dur - rtt - first) / n if n else 0.0
+        t = first - step
         for seg in a_segs:
             t += step
             out.append((t, _frame(a, b, 6, _tcp(a, b, sa, sb, PSH | ACK, seg), 3)))

@@ -158,7 +158,7 @@ def ldap(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     request, n, left = [bind], 1, ob - len(bind)
     while left > 2 * LDAP_SEARCH:  # full-size searches, then one of the size left
         n += 1
-        msg = fit(lambda pad, knob: _search(integer(n), f"{user}-{'x' * pad}"), LDAP_SEARCH)
+        msg = fit(lambda pad, knob, n=n: _search(integer(n), f"{user}-{'x' * pad}"), LDAP_SEARCH)
         request.append(msg)
         left -= len(msg)
     n += 1

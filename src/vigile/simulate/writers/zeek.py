@@ -9,6 +9,7 @@ hourly, gzipped and foldered by day, as a Zeek cluster archives them
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from vigile.simulate.flows import (
     TCP,
     Flows,
     Vocabs,
+    request_times,
     service,
 )
 from vigile.simulate.writers.columns import decimal6, ints, lookup, tsv_lines, where
@@ -143,7 +145,15 @@ LOGS: dict[str, tuple[tuple[str, str], ...]] = {
 TCP_HISTORY = {"SF": "ShADdFf", "S0": "S", "REJ": "Sr", "S1": "ShADd", "RSTO": "ShADdR"}
 UDP_HISTORY = {"SF": "Dd", "S0": "D", "REJ": "D", "S1": "Dd", "RSTO": "Dd"}
 #: JA3 of Chrome 124 on Windows, and of a Go-written implant.
-JA3_BROWSER = "cd08e31494f9531f560d64c695473da9"
+#: JA3 (https://github.com/salesforce/ja3) of the simulator's ClientHello (writers.payloads):
+#: TLS 1.2 record version, three TLS 1.3 suites, extensions (server_name when there is
+#: an SNI) supported_groups, signature_algorithms, supported_versions, key_share, padding.
+JA3_BROWSER = hashlib.md5(
+    b"771,4865-4866-4867,0-10-13-43-51-21,29,", usedforsecurity=False
+).hexdigest()
+JA3_NO_SNI = hashlib.md5(
+    b"771,4865-4866-4867,10-13-43-51-21,29,", usedforsecurity=False
+).hexdigest()
 JA3S = "f4febc55ea12b31ae17cfb7e614afda8"
 #: Bytes of IP and transport headers per packet (IPv4 without options).
 HEADER = {0: 40, 1: 28, 2: 28}
@@ -163,9 +173,9 @@ def header(path: str, opened: float) -> bytes:
     ).encode()
 
 
-def _ids(v: Vocabs, f: Flows, uid: pa.Array) -> list[pa.Array]:
+def _ids(v: Vocabs, f: Flows, uid: pa.Array, ts: np.ndarray | None = None) -> list[pa.Array]:
     return [
-        decimal6(f.ts),
+        decimal6(f.ts if ts is None else ts),
         uid,
         lookup(v.addr.values, f.src),
         ints(f.sport),
@@ -215,7 +225,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     return [
         *_ids(v, f, uid),
         lookup(PROTOS, f.proto),
-        ints(rng.integers(0, 65536, n)),
+        ints(dns_ids(f.ts)),  # as in the packets
         where(responded, decimal6(f.duration), "-"),
         lookup(v.name.values, f.name),
         pa.array(np.full(n, "1")),
@@ -240,7 +250,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -
     none = pa.nulls(n, pa.string())
     body_out = np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))
     return [
-        *_ids(v, f, uid),
+        *_ids(v, f, uid, request_times(f.ts, f.duration)),  # Zeek: when the request came
         pa.array(np.full(n, "1")),
         lookup(METHODS, f.method),
         lookup(v.name.values, f.name),
@@ -272,7 +282,7 @@ def ssl_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     n = len(f)
     none = pa.nulls(n, pa.string())
     return [
-        *_ids(v, f, uid),
+        *_ids(v, f, uid, request_times(f.ts, f.duration)),  # Zeek: at the ClientHello
         pa.array(np.full(n, "TLSv13")),
         pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
         pa.array(np.full(n, "x25519")),
@@ -286,7 +296,7 @@ def ssl_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
         none,
         none,
         none,
-        pa.array(np.full(n, JA3_BROWSER)),
+        where(f.name >= 0, JA3_BROWSER, JA3_NO_SNI),
         pa.array(np.full(n, JA3S)),
     ]
 
