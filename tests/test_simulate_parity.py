@@ -39,7 +39,17 @@ COMPARED = {
         "conn_state",
         "history",
     ),
-    "dns": ("proto", "trans_id", "query", "qtype", "qtype_name", "rcode", "rcode_name", "answers"),
+    "dns": (
+        "proto",
+        "trans_id",
+        "query",
+        "qtype",
+        "qtype_name",
+        "rcode",
+        "rcode_name",
+        "answers",
+        "ttls",
+    ),
     "http": ("trans_depth", "method", "host", "uri", "user_agent", "status"),
     "tls": ("version", "cipher", "sni", "ja3", "ja3s", "established"),
 }
@@ -99,7 +109,7 @@ def _documented(table: str, column: str, z: dict, p: dict) -> bool:
     if table == "conn" and column == "history":
         return zv == pv.replace("a", "")  # the responder's pure keep-alive ACKs
     if table == "dns" and column == "answers":
-        return zv is None and z["qtype_name"] in ("TXT", "NULL") and bool(pv)
+        return zv == ["<unknown type=10>"] and pv == ["<NULL>"]  # how each names a NULL answer
     return False
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vigile.schema import TRAFFIC_TABLES, conform
@@ -32,6 +31,7 @@ from vigile.simulate.flows import (
     service,
 )
 from vigile.simulate.writers.columns import lookup
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers
 from vigile.simulate.writers.zeek import (
     HEADER,
     JA3_BROWSER,
@@ -91,10 +91,27 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     }
 
 
+def _answers(v: Vocabs, f: Flows) -> tuple[pa.Array, pa.Array]:
+    """Answers and TTLs as lists: A answers, and the TXT and NULL ones the packets carry."""
+    records = record_answers(v, f)
+    has = (f.answer >= 0) | np.isin(np.arange(len(f)), list(records))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(has)]).astype(np.int32))
+    text = lookup(v.addr.values, f.answer)
+    ttl = np.where(f.answer >= 0, 300.0, RECORD_TTL)
+    if records:
+        listed = text.to_pylist()
+        for i, answer in records.items():
+            listed[i] = answer
+        text = pa.array(listed, pa.string())
+    rows = np.flatnonzero(has)
+    return (
+        pa.ListArray.from_arrays(offsets, text.take(pa.array(rows))),
+        pa.ListArray.from_arrays(offsets, pa.array(ttl[rows])),
+    )
+
+
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
-    answers = lookup(v.addr.values, f.answer)
-    offsets = np.concatenate([[0], np.cumsum(f.answer >= 0)]).astype(np.int32)
-    values = pc.drop_null(answers)
+    answers, ttls = _answers(v, f)
     return {
         **endpoint_columns(v, f, uid),
         "proto": lookup(PROTOS, f.proto),
@@ -105,8 +122,8 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         ),
         "rcode": pa.array(f.rcode.astype(np.int32), mask=f.rcode < 0),
         "rcode_name": lookup([RCODES.get(r, "") for r in range(4)], f.rcode.astype(np.int32)),
-        "answers": pa.ListArray.from_arrays(pa.array(offsets), values),
-        "ttls": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(len(values), 300.0))),
+        "answers": answers,
+        "ttls": ttls,
         "trans_id": pa.array(dns_ids(f.ts).astype(np.int32)),
     }
 

@@ -27,6 +27,19 @@ def _qname(name: str) -> bytes:
     return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
 
 
+def _record_data(qtype: int, size: int) -> bytes:
+    """Data of a TXT or NULL answer filling a record of ``size`` bytes (12 of them header)."""
+    data = _fill(size - 12)
+    if qtype == 16:  # TXT: one character-string of printable data
+        text = data[: size - 13].hex()[: size - 13].encode()
+        data = bytes([len(text)]) + text
+    return data
+
+
+def _query_size(v: Vocabs, f: Flows, i: int) -> int:
+    return 12 + len(_qname(v.name.values[f.name[i]])) + 4
+
+
 def dns(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     ident = round(float(f.ts[i]) * 1e6) & 0xFFFF  # as writers.zeek.dns_ids
     question = _qname(v.name.values[f.name[i]]) + struct.pack("!HH", int(f.qtype[i]), 1)
@@ -39,14 +52,35 @@ def dns(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
         ip = bytes(int(x) for x in v.addr.values[f.answer[i]].split("."))
         answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + ip
     elif size > 12:
-        data = _fill(size - 12)
-        if f.qtype[i] == 16:  # TXT: one character-string of printable data
-            text = data[: size - 13].hex()[: size - 13].encode()
-            data = bytes([len(text)]) + text
+        data = _record_data(int(f.qtype[i]), size)
         answer = struct.pack("!HHHIH", 0xC00C, int(f.qtype[i]), 1, 60, len(data)) + data
     flags = 0x8180 | max(0, int(f.rcode[i]))
     head = struct.pack("!HHHHHH", ident, flags, 1, 1 if answer else 0, 0, 0)
     return query, head + question + answer
+
+
+#: TTL of the TXT and NULL answers :func:`dns` writes (A answers: 300 s).
+RECORD_TTL = 60.0
+
+
+def record_answers(v: Vocabs, f: Flows) -> dict[int, str]:
+    """The TXT and NULL answers of the rows that have one, as Zeek writes them in dns.log.
+
+    Zeek's base DNS scripts write a TXT answer as ``TXT <length> <string>`` and a
+    record type it has no event for (NULL) as ``<unknown type=10>``.
+    """
+    rows = np.flatnonzero((f.answer < 0) & (f.rcode >= 0) & ((f.qtype == 16) | (f.qtype == 10)))
+    out = {}
+    for i in rows.tolist():
+        size = int(f.rbytes[i]) - _query_size(v, f, i)
+        if size <= 12:
+            continue
+        if f.qtype[i] == 16:
+            data = _record_data(16, size)
+            out[i] = f"TXT {data[0]} {data[1:].decode()}"
+        else:
+            out[i] = "<unknown type=10>"
+    return out
 
 
 def http(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:

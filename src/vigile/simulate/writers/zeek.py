@@ -33,6 +33,7 @@ from vigile.simulate.flows import (
     service,
 )
 from vigile.simulate.writers.columns import decimal6, ints, lookup, tsv_lines, where
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers
 
 LOGS: dict[str, tuple[tuple[str, str], ...]] = {
     "conn": (
@@ -216,6 +217,19 @@ def dns_ids(ts: np.ndarray) -> np.ndarray:
     return (np.round(ts * 1e6).astype(np.int64) & 0xFFFF).astype(np.int64)
 
 
+def _answers(v: Vocabs, f: Flows, has_answer: np.ndarray) -> list[pa.Array]:
+    """The answers and TTLs columns: A answers, then TXT and NULL ones where rows have them."""
+    answers = lookup(v.addr.values, np.where(has_answer, f.answer, -1))
+    ttls = where(has_answer, "300.000000", "-")
+    records = record_answers(v, f)
+    if not records:
+        return [answers, ttls]
+    text, ttl = answers.to_pylist(), ttls.to_pylist()
+    for i, answer in records.items():
+        text[i], ttl[i] = answer, f"{RECORD_TTL:.6f}"
+    return [pa.array(text, pa.string()), pa.array(ttl, pa.string())]
+
+
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -> list[pa.Array]:
     n = len(f)
     has_answer = f.answer >= 0
@@ -239,8 +253,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
         pa.array(np.full(n, "T")),
         where(responded, "T", "F"),
         pa.array(np.full(n, "0")),
-        lookup(v.addr.values, np.where(has_answer, f.answer, -1)),
-        where(has_answer, "300.000000", "-"),
+        *_answers(v, f, has_answer),
         pa.array(np.full(n, "F")),
     ]
 
