@@ -174,7 +174,7 @@ class Flows:
             self.obytes = np.where(rows, np.maximum(self.obytes, low_out), self.obytes)
             self.rbytes = np.where(rows, np.maximum(self.rbytes, low_in), self.rbytes)
         ldap = (self.service == SERVICES.index("ldap")) & done
-        low = 200 + 14 * (self.obytes // 130)
+        low = 200 + 16 * (self.obytes // 130)
         self.rbytes = np.where(ldap, np.maximum(self.rbytes, low), self.rbytes)
         smb = (self.service == SERVICES.index("smb")) & done
         low = 345 + 117 * (np.maximum(1, -(-self.rbytes // (8 << 20))) - 1)

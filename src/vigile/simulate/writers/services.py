@@ -38,15 +38,23 @@ def _snmp(pdu: int, reqid: bytes, binds: list[bytes]) -> bytes:
 
 
 @functools.cache
-def _snmp_shape(size: int) -> Shape | None:
-    """(request-id length, system objects, index width per counter) of a GetRequest."""
+def _snmp_shapes() -> dict[int, Shape]:
+    """Request size -> (request-id length, system objects, index width per counter).
+
+    Every shape is built once; the first (fewest counters) of each size is kept.
+    """
+    out: dict[int, Shape] = {}
     for count in range(9):
         for widths in _widths(count):
             for system in range(2, len(SYSTEM) + 1):
                 for idlen in range(1, 5):
-                    if len(_snmp_request((idlen, system, widths), 0)) == size:
-                        return idlen, system, widths
-    return None
+                    shape = (idlen, system, widths)
+                    out.setdefault(len(_snmp_request(shape, 0)), shape)
+    return out
+
+
+def _snmp_shape(size: int) -> Shape | None:
+    return _snmp_shapes().get(size)
 
 
 def _widths(count: int) -> list[tuple[int, ...]]:
@@ -67,11 +75,16 @@ def _snmp_request(shape: Shape, seed: int) -> bytes:
     return _snmp(0, integer_of_length(shape[0], seed), binds)
 
 
+def _snmp_smallest() -> int:
+    return min(_snmp_shapes())
+
+
 def snmp_size(size: np.ndarray) -> np.ndarray:
-    """The largest GetRequest size of a poll at most ``size`` (each at least 58)."""
-    out = np.maximum(np.asarray(size, np.int64), 58)
+    """The largest GetRequest size of a poll at most ``size`` (or the smallest there is)."""
+    low = _snmp_smallest()
+    out = np.maximum(np.asarray(size, np.int64), low)
     for k, n in enumerate(out):
-        while n > 58 and _snmp_shape(int(n)) is None:
+        while n > low and _snmp_shape(int(n)) is None:
             n -= 1
         out[k] = n
     return out

@@ -180,11 +180,6 @@ def ldap(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     return b"".join(request), b"".join(response) + fit(entry, left) + done
 
 
-def ldap_minimum(obytes: int) -> int:
-    """Fewest response bytes for a request of ``obytes`` (one result per search)."""
-    return 200 + 14 * (obytes // LDAP_SEARCH)
-
-
 SMB_CHUNK = 8 << 20  # MaxReadSize offered by the simulated server
 _SMB_NEG_REQ = 4 + 64 + 36 + 8
 _SMB_READ_REQ = 4 + 64 + 49
@@ -198,14 +193,6 @@ FILE_ID = bytes(range(16))
 def smb_reads(rbytes: int) -> int:
     """READ requests a response of ``rbytes`` needs (one per 8 MiB)."""
     return max(1, -(-rbytes // SMB_CHUNK))
-
-
-def smb_minimum(rbytes: int) -> tuple[int, int]:
-    """Fewest (request, response) bytes of an exchange whose response is ``rbytes``."""
-    reads = smb_reads(rbytes)
-    return _SMB_NEG_REQ + reads * _SMB_READ_REQ + _SMB_WRITE_REQ, (
-        _SMB_NEG_RESP + reads * _SMB_READ_RESP + _SMB_WRITE_RESP
-    )
 
 
 def _smb2(command: int, mid: int, body: bytes, response: bool, status: int = 0) -> bytes:
