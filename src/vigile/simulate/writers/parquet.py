@@ -36,9 +36,8 @@ from vigile.simulate.writers.zeek import (
     HEADER,
     JA3_BROWSER,
     JA3_NO_SNI,
-    TCP_HISTORY,
-    UDP_HISTORY,
     dns_ids,
+    histories,
 )
 
 TS_TYPE = TRAFFIC_TABLES["conn"].arrow_schema.field("ts").type
@@ -68,11 +67,7 @@ def endpoint_columns(
 
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
-    hist = np.where(
-        f.proto == 0,
-        np.array([TCP_HISTORY[s] for s in STATES])[f.state],
-        np.array([UDP_HISTORY[s] for s in STATES])[f.state],
-    )
+    hist = histories(f)
     single = (f.state == S0) & (f.opkts <= 1)
     return {
         **endpoint_columns(v, f, uid),

@@ -145,7 +145,6 @@ LOGS: dict[str, tuple[tuple[str, str], ...]] = {
 #: the capture writer builds (the responder sends no pure ACK, hence no ``a``).
 TCP_HISTORY = {"SF": "ShADdFf", "S0": "S", "REJ": "Sr", "S1": "ShADd", "RSTO": "ShADdR"}
 UDP_HISTORY = {"SF": "Dd", "S0": "D", "REJ": "D", "S1": "Dd", "RSTO": "Dd"}
-#: JA3 of Chrome 124 on Windows, and of a Go-written implant.
 #: JA3 (https://github.com/salesforce/ja3) of the simulator's ClientHello (writers.payloads):
 #: TLS 1.2 record version, three TLS 1.3 suites, extensions (server_name when there is
 #: an SNI) supported_groups, signature_algorithms, supported_versions, key_share, padding.
@@ -185,11 +184,27 @@ def _ids(v: Vocabs, f: Flows, uid: pa.Array, ts: np.ndarray | None = None) -> li
     ]
 
 
+def histories(f: Flows) -> np.ndarray:
+    """Zeek's history string of every row, for the packets the capture writer sends.
+
+    A completed TCP connection is ``ShA``, then ``D``/``d`` if each side sent data,
+    ``a`` if the responder also sent pure ACKs (keep-alives), then ``Ff``.
+    """
+    hist = np.where(
+        f.proto == TCP,
+        np.array([TCP_HISTORY[s] for s in STATES])[f.state],
+        np.array([UDP_HISTORY[s] for s in STATES])[f.state],
+    )
+    done = (f.proto == TCP) & (f.state == STATES.index("SF"))
+    keepalive = f.rpkts > 2 + -(-f.rbytes // 1448)
+    parts = [np.where(f.obytes > 0, "D", ""), np.where(f.rbytes > 0, "d", "")]
+    middle = np.char.add(np.char.add(parts[0], parts[1]), np.where(keepalive, "a", ""))
+    return np.where(done, np.char.add(np.char.add("ShA", middle), "Ff"), hist)
+
+
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[pa.Array]:
     states = np.array(STATES)[f.state]
     single = (f.state == S0) & (f.opkts <= 1)
-    hist_tcp = np.array([TCP_HISTORY[s] for s in STATES])[f.state]
-    hist_udp = np.array([UDP_HISTORY[s] for s in STATES])[f.state]
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
     svc = lookup(SERVICES, np.where(f.service == 0, -1, f.service.astype(np.int32)))
     return [
@@ -203,7 +218,7 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[
         where(local[f.src], "T", "F"),
         where(local[f.dst], "T", "F"),
         ints(np.zeros(len(f), np.int64)),
-        pa.array(np.where(f.proto == TCP, hist_tcp, hist_udp)),
+        pa.array(histories(f)),
         ints(f.opkts),
         ints(f.obytes + f.opkts * hdr),
         ints(f.rpkts),
