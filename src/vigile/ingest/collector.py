@@ -50,7 +50,7 @@ from vigile.ingest.netflow.columns import flows_to_conn
 from vigile.store import SourceRecord, SourceSummary, Store
 
 RECV_BUFFER = 64 << 20
-PENDING_BATCHES = 64
+PENDING_BATCHES = 16
 SEQUENCE_WINDOW = 1 << 31
 
 
