@@ -10,8 +10,10 @@ of SMB over TCP port 445).
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
+from collections.abc import Callable
 
 from vigile.simulate.flows import Flows, Vocabs
 from vigile.simulate.network import DOMAIN
@@ -106,9 +108,9 @@ def _tgs_rep(user: str, service: str, host: str, pad: int, knob: int) -> bytes:
     )
 
 
-def _tcp_record(size: int, make: object) -> bytes:
+def _tcp_record(size: int, make: Callable[[int, int], bytes]) -> bytes:
     """A Kerberos message behind its 4-byte length (RFC 4120 7.2.2) in ``size`` bytes."""
-    msg = fit(make, size - 4)  # type: ignore[arg-type]
+    msg = fit(make, size - 4)
     return struct.pack("!I", len(msg)) + msg
 
 
@@ -146,6 +148,10 @@ def _search(msgid: bytes, name: str) -> bytes:
     return _ldap(msgid, op)
 
 
+def _account_search(msgid: int, user: str, pad: int, knob: int) -> bytes:
+    return _search(integer(msgid), f"{user}-{'x' * pad}")
+
+
 def _result(tag: int, msgid: int) -> bytes:
     return _ldap(integer(msgid), app(tag, tlv(ENUMERATED, b"\x00"), octets(b""), octets(b"")))
 
@@ -158,7 +164,7 @@ def ldap(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     request, n, left = [bind], 1, ob - len(bind)
     while left > 2 * LDAP_SEARCH:  # full-size searches, then one of the size left
         n += 1
-        msg = fit(lambda pad, knob, n=n: _search(integer(n), f"{user}-{'x' * pad}"), LDAP_SEARCH)
+        msg = fit(functools.partial(_account_search, n, user), LDAP_SEARCH)
         request.append(msg)
         left -= len(msg)
     n += 1
