@@ -18,7 +18,8 @@ from vigile.simulate.flows import METHODS, Flows, Vocabs
 _FILL = bytes(np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8))
 
 
-def _fill(n: int) -> bytes:
+def fill(n: int) -> bytes:
+    """``n`` bytes that look random (encrypted data, nonces), the same in every run."""
     reps = n // len(_FILL) + 1
     return (_FILL * reps)[:n] if n > len(_FILL) else _FILL[:n]
 
@@ -29,7 +30,7 @@ def _qname(name: str) -> bytes:
 
 def _record_data(qtype: int, size: int) -> bytes:
     """Data of a TXT or NULL answer filling a record of ``size`` bytes (12 of them header)."""
-    data = _fill(size - 12)
+    data = fill(size - 12)
     if qtype == 16:  # TXT: one character-string of printable data
         text = data[: size - 13].hex()[: size - 13].encode()
         data = bytes([len(text)]) + text
@@ -101,7 +102,7 @@ def http(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
             f"\r\nContent-Length: {body}\r\n\r\n"
         ).encode()
         body = max(0, rb - len(top))
-    return request[:ob] if len(request) > ob else request, top + _fill(body)
+    return request[:ob] if len(request) > ob else request, top + fill(body)
 
 
 def _records(total: int) -> bytes:
@@ -111,7 +112,7 @@ def _records(total: int) -> bytes:
         n = min(total, 16384 + 5)
         if 0 < total - n < 6:
             n -= 6
-        out.append(struct.pack("!BHH", 23, 0x0303, n - 5) + _fill(n - 5))
+        out.append(struct.pack("!BHH", 23, 0x0303, n - 5) + fill(n - 5))
         total -= n
     return b"".join(out)
 
@@ -129,21 +130,19 @@ def client_hello(sni: str | None, size: int) -> bytes:
     exts += _ext(10, struct.pack("!HH", 2, 0x001D))  # supported_groups: x25519
     exts += _ext(13, struct.pack("!HHH", 4, 0x0403, 0x0804))  # signature_algorithms
     exts += _ext(43, bytes([2]) + struct.pack("!H", 0x0304))  # supported_versions
-    exts += _ext(51, struct.pack("!HHH", 36, 0x001D, 32) + _fill(32))  # key_share
+    exts += _ext(51, struct.pack("!HHH", 36, 0x001D, 32) + fill(32))  # key_share
     fixed = 5 + 4 + 2 + 32 + 33 + 2 + 6 + 2 + 2 + len(exts) + 4
     exts += _ext(21, bytes(max(0, size - fixed)))  # padding (RFC 7685)
     suites = struct.pack("!HHHH", 6, 0x1301, 0x1302, 0x1303)
-    body = struct.pack("!H", 0x0303) + _fill(32) + bytes([32]) + _fill(32) + suites + b"\x01\x00"
+    body = struct.pack("!H", 0x0303) + fill(32) + bytes([32]) + fill(32) + suites + b"\x01\x00"
     body += struct.pack("!H", len(exts)) + exts
     hs = struct.pack("!I", (1 << 24) | len(body))[:4] + body
     return struct.pack("!BHH", 22, 0x0301, len(hs)) + hs
 
 
 def server_hello() -> bytes:
-    exts = _ext(43, struct.pack("!H", 0x0304)) + _ext(
-        51, struct.pack("!HH", 0x001D, 32) + _fill(32)
-    )
-    body = struct.pack("!H", 0x0303) + _fill(32) + bytes([32]) + _fill(32)
+    exts = _ext(43, struct.pack("!H", 0x0304)) + _ext(51, struct.pack("!HH", 0x001D, 32) + fill(32))
+    body = struct.pack("!H", 0x0303) + fill(32) + bytes([32]) + fill(32)
     body += struct.pack("!HB", 0x1301, 0) + struct.pack("!H", len(exts)) + exts
     hs = struct.pack("!I", (2 << 24) | len(body)) + body
     ccs = struct.pack("!BHHB", 20, 0x0303, 1, 1)

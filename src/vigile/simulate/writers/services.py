@@ -4,7 +4,7 @@ SNMPv2c polls (RFC 3416), IPMI 2.0 RMCP+ sessions (IPMI v2.0 spec 13.6: the payl
 is encrypted, so only its header and length show), SMTP (RFC 5321), the monitoring
 agent (Zabbix protocol: ``ZBXD`` header and JSON), raw printing (PJL and PostScript
 to port 9100). A connection on any other port with no service is an opaque channel
-(an implant's own encryption): random bytes, as a capture shows them.
+(an implant's own encryption): TLS application-data records without a handshake.
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ def rmcp_plus_size(size: np.ndarray) -> np.ndarray:
 
 
 def _rmcp_plus(session: int, seq_no: int, size: int) -> bytes:
-    payload = payloads._fill(size - 32)  # 16-byte IV + AES-CBC blocks (13.29)
+    payload = payloads.fill(size - 32)  # 16-byte IV + AES-CBC blocks (13.29)
     head = struct.pack("<BBIIH", 0x06, 0xC0, session, seq_no, len(payload))  # RMCP+, enc+auth
-    trailer = b"\xff\xff" + bytes([2, 0x07]) + payloads._fill(12)  # pad, length, next header
+    trailer = b"\xff\xff" + bytes([2, 0x07]) + payloads.fill(12)  # pad, length, next header
     return struct.pack("!BBBB", 6, 0, 0xFF, 7) + head + payload + trailer
 
 
@@ -143,7 +143,7 @@ def smtp(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     ).encode()
     tail = b"\r\n.\r\nQUIT\r\n"
     room = max(0, ob - len(head) - len(tail))
-    text = base64.encodebytes(payloads._fill(room)).replace(b"\n", b"\r\n")[:room]
+    text = base64.encodebytes(payloads.fill(room)).replace(b"\n", b"\r\n")[:room]
     client = head + text + tail
     replies = (
         f"220 mail.{DOMAIN} Microsoft ESMTP MAIL Service ready\r\n250-mail.{DOMAIN} Hello\r\n"
@@ -179,7 +179,7 @@ def printing(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, byte
     head = b'\x1b%-12345X@PJL JOB NAME="doc"\r\n@PJL ENTER LANGUAGE=POSTSCRIPT\r\n%!PS-Adobe-3.0\n'
     tail = b"showpage\n\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"
     body = (
-        payloads._fill(max(0, ob - len(head) - len(tail)))
+        payloads.fill(max(0, ob - len(head) - len(tail)))
         .hex()
         .encode()[: max(0, ob - len(head) - len(tail))]
     )
@@ -197,9 +197,9 @@ def _records(total: int, mss: int = 1448) -> bytes:
     sizes = [mss] * (total // mss) + ([total % mss] if total % mss else [])
     if sizes and sizes[-1] < 6:
         if len(sizes) == 1:
-            return payloads._fill(total)  # too short for a record: a bare fragment
+            return payloads.fill(total)  # too short for a record: a bare fragment
         sizes[-2:] = [sizes[-2] + sizes[-1] - 6, 6]
-    return b"".join(struct.pack("!BHH", 23, 0x0303, n - 5) + payloads._fill(n - 5) for n in sizes)
+    return b"".join(struct.pack("!BHH", 23, 0x0303, n - 5) + payloads.fill(n - 5) for n in sizes)
 
 
 def opaque(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:

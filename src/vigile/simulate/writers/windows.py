@@ -32,7 +32,7 @@ from vigile.simulate.writers.der import (
     seq,
     tlv,
 )
-from vigile.simulate.writers.payloads import _fill
+from vigile.simulate.writers.payloads import fill
 
 REALM = DOMAIN.upper()
 BASE_DN = ",".join(f"DC={p}" for p in DOMAIN.split("."))
@@ -54,7 +54,7 @@ def _encrypted(cipher: bytes, kvno: int | None = None) -> bytes:
 
 
 def _ticket(sname: bytes, cipher_size: int) -> bytes:
-    enc = _encrypted(_fill(cipher_size), 2)
+    enc = _encrypted(fill(cipher_size), 2)
     return app(
         1,
         seq(
@@ -79,7 +79,7 @@ def _tgs_req(ts: float, service: str, host: str, pad: int, knob: int) -> bytes:
             ctx(1, integer(14)),
             ctx(2, tlv(BIT_STRING, bytes(5))),
             ctx(3, tgt),
-            ctx(4, _encrypted(_fill(180))),
+            ctx(4, _encrypted(fill(180))),
         ),
     )
     padata = seq(seq(ctx(1, integer(1)), ctx(2, octets(ap_req))))  # PA-TGS-REQ
@@ -103,7 +103,7 @@ def _tgs_rep(user: str, service: str, host: str, pad: int, knob: int) -> bytes:
             ctx(3, tlv(GENERAL_STRING, REALM.encode())),
             ctx(4, _principal(1, user)),
             ctx(5, _ticket(_principal(2, service, host), pad)),
-            ctx(6, _encrypted(_fill(200 + knob), None)),
+            ctx(6, _encrypted(fill(200 + knob), None)),
         ),
     )
 
@@ -122,9 +122,8 @@ def kerberos(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, byte
     return req, rep
 
 
-#: Bytes of request or response the LDAP exchange cannot go below (checked in tests).
-KRB_MIN = (420, 420)
-LDAP_SEARCH = 130  # a search request of the usual size
+#: Bytes of an LDAP search for an account; a request holds as many as its size allows.
+LDAP_SEARCH = 130
 
 
 def _ldap(msgid: bytes, op: bytes) -> bytes:
@@ -160,7 +159,7 @@ def ldap(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     """A simple bind, then searches for accounts; the last one finds an entry."""
     user = _user(v, f, i)
     dn = f"CN={user},CN=Users,{BASE_DN}".encode()
-    bind = _ldap(integer(1), app(0, integer(3), octets(dn), tlv(0x80, _fill(12).hex().encode())))
+    bind = _ldap(integer(1), app(0, integer(3), octets(dn), tlv(0x80, fill(12).hex().encode())))
     request, n, left = [bind], 1, ob - len(bind)
     while left > 2 * LDAP_SEARCH:  # full-size searches, then one of the size left
         n += 1
@@ -179,7 +178,7 @@ def ldap(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
         attrs = seq(
             seq(octets(b"userAccountControl"), tlv(0x31, octets(b"512"))),
             seq(octets(b"description"), tlv(0x31, octets(b"d" * (1 + knob)))),
-            seq(octets(b"thumbnailPhoto"), tlv(0x31, octets(_fill(pad)))),
+            seq(octets(b"thumbnailPhoto"), tlv(0x31, octets(fill(pad)))),
         )
         return _ldap(integer(n), app(4, octets(f"CN=a,CN=Users,{BASE_DN}".encode()), attrs))
 
@@ -233,11 +232,11 @@ def smb(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     for k, n in enumerate(sizes, 1):
         body = struct.pack("<HBBIQ", 49, 0x50, 0, n, offset) + FILE_ID
         req.append(_smb2(8, k, body + struct.pack("<IIIHH", 1, 0, 0, 0, 0) + b"\0", False))
-        resp.append(_smb2(8, k, struct.pack("<HBBIII", 17, 80, 0, n, 0, 0) + _fill(n), True))
+        resp.append(_smb2(8, k, struct.pack("<HBBIII", 17, 80, 0, n, 0, 0) + fill(n), True))
         offset += n
     write = (
         struct.pack("<HHIQ", 49, 112, data_w, 0) + FILE_ID + struct.pack("<IIHHI", 0, 0, 0, 0, 0)
     )
-    req.append(_smb2(9, reads + 1, write + _fill(data_w), False))
+    req.append(_smb2(9, reads + 1, write + fill(data_w), False))
     resp.append(_smb2(9, reads + 1, struct.pack("<HHIIHH", 17, 0, data_w, 0, 0, 0), True))
     return b"".join(req), b"".join(resp)
