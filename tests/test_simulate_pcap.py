@@ -85,6 +85,9 @@ def test_tshark_reads_the_same_names(capture: Path) -> None:
     hosts = _tshark(pcap, "-Y", "http.request", "-T", "fields", "-e", "http.host")
     http = pq.read_table(capture / "http.parquet")
     assert _multiset(hosts.split()) == _multiset(http["host"].to_pylist())
+    lengths = _tshark(pcap, "-Y", "http.response", "-T", "fields", "-e", "http.content_length")
+    logged = [str(n) for n in http["response_body_len"].to_pylist()]
+    assert _multiset(lengths.split()) == _multiset(logged)
 
 
 def _expert(pcap: Path) -> dict[str, list[tuple[int, str, str, str]]]:

@@ -31,7 +31,7 @@ from vigile.simulate.flows import (
     service,
 )
 from vigile.simulate.writers.columns import lookup
-from vigile.simulate.writers.payloads import RECORD_TTL, record_answers
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers, response_body
 from vigile.simulate.writers.zeek import (
     HEADER,
     JA3_BROWSER,
@@ -133,7 +133,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         "user_agent": lookup(v.agent.values, f.agent),
         "status": pa.array(f.status.astype(np.int32)),
         "request_body_len": pa.array(np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))),
-        "response_body_len": pa.array(np.maximum(f.rbytes - 250, 0)),
+        "response_body_len": pa.array(response_body(f.rbytes, f.status)[0]),
         "open": pa.array(np.zeros(len(f), bool)),
     }
 

@@ -95,14 +95,43 @@ def http(v: Vocabs, f: Flows, i: int, ob: int, rb: int) -> tuple[bytes, bytes]:
     head = "\r\n".join(lines) + "\r\n"
     pad = ob - len(head) - len("X-Pad: \r\n\r\n")
     request = (head + (f"X-Pad: {'a' * pad}\r\n" if pad >= 0 else "") + "\r\n").encode()
-    body = 0
-    for _ in range(3):  # the length's own digits change the header size; converge
-        top = (
-            f"HTTP/1.1 {int(f.status[i]) or 200} OK\r\nContent-Type: application/octet-stream"
-            f"\r\nContent-Length: {body}\r\n\r\n"
-        ).encode()
-        body = max(0, rb - len(top))
+    status = int(f.status[i]) or 200
+    body, extra = (int(x[0]) for x in response_body(np.array([rb]), np.array([status])))
+    top = (
+        f"HTTP/1.1 {status} OK\r\nContent-Type: application/octet-stream{' ' * extra}"
+        f"\r\nContent-Length: {body}\r\n\r\n"
+    ).encode()
     return request[:ob] if len(request) > ob else request, top + fill(body)
+
+
+#: The response head of :func:`http` without its status code and Content-Length digits.
+_HEAD = len("HTTP/1.1  OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \r\n\r\n")
+
+
+def response_body(rbytes: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body length of each HTTP response of ``rbytes`` bytes, and the spaces its head needs.
+
+    The Content-Length's own digits count toward the head, so a body of ``d`` digits is
+    ``rbytes - head - d``; where no ``d`` fits (at 99 -> 100, say), one space after the
+    Content-Type value (optional whitespace, RFC 9110 5.6.3) makes it fit.
+
+    >>> response_body(np.array([200, 179]), np.array([200, 200]))
+    (array([120,  99]), array([0, 1]))
+    """
+    status = np.where(status > 0, status, 200)
+    room = rbytes - _HEAD - np.char.str_len(status.astype(str))
+    body, spaces = np.zeros(len(rbytes), np.int64), np.zeros(len(rbytes), np.int64)
+    found = np.zeros(len(rbytes), bool)
+    for extra in (0, 1):
+        for digits in range(1, 13):
+            size = room - extra - digits
+            fits = ~found & (size >= 0) & (np.char.str_len(size.clip(0).astype(str)) == digits)
+            body, spaces, found = (
+                np.where(fits, size, body),
+                np.where(fits, extra, spaces),
+                found | fits,
+            )
+    return body, spaces
 
 
 def _records(total: int) -> bytes:

@@ -33,7 +33,7 @@ from vigile.simulate.flows import (
     service,
 )
 from vigile.simulate.writers.columns import decimal6, ints, lookup, tsv_lines, where
-from vigile.simulate.writers.payloads import RECORD_TTL, record_answers
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers, response_body
 
 LOGS: dict[str, tuple[tuple[str, str], ...]] = {
     "conn": (
@@ -288,7 +288,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -
         lookup(v.agent.values, f.agent),
         none,
         ints(body_out),
-        ints(np.maximum(f.rbytes - 250, 0)),
+        ints(response_body(f.rbytes, f.status)[0]),  # the Content-Length sent
         ints(f.status),
         pa.array(np.full(n, "OK")),
         none,
