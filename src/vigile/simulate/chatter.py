@@ -16,19 +16,6 @@ from vigile.simulate.network import DOMAIN, Office
 from vigile.simulate.writers.services import rmcp_plus_size, snmp_size
 
 
-def with_keepalives(flows: Flows, every: float) -> Flows:
-    """Add a TCP keep-alive each way every ``every`` seconds of a long, quiet connection.
-
-    A connection silent for longer than a monitor's inactivity timeout (Zeek's
-    ``tcp_inactivity_timeout``, 5 minutes) is cut in two by it; an ActiveSync long
-    poll of 15 minutes keeps itself alive, as mobile clients and Exchange do.
-    """
-    alive = (flows.duration // every).astype(np.int64)
-    flows.opkts = flows.opkts + alive
-    flows.rpkts = flows.rpkts + alive
-    return flows
-
-
 def machine_timers(
     office: Office, rng: np.random.Generator, t0: float, t1: float, act: float
 ) -> Flows:
@@ -197,21 +184,18 @@ def mail_traffic(
             obytes=lognormal(rng, 2500, 0.8, len(owa)),
             rbytes=lognormal(rng, 40000, 1.3, len(owa)),
         ),
-        with_keepalives(
-            Flows.of(
-                len(sync),
-                ts=sts,
-                src=sync,
-                dst=mail,
-                sport=ephemeral_ports(rng, len(sync)),
-                dport=443,
-                service=service("ssl"),
-                name=sni,
-                duration=rng.uniform(850, 900, len(sync)),
-                obytes=lognormal(rng, 1400, 0.2, len(sync)),
-                rbytes=lognormal(rng, 900, 0.8, len(sync)),
-            ),
-            120.0,
+        Flows.of(
+            len(sync),
+            ts=sts,
+            src=sync,
+            dst=mail,
+            sport=ephemeral_ports(rng, len(sync)),
+            dport=443,
+            service=service("ssl"),
+            name=sni,
+            duration=rng.uniform(850, 900, len(sync)),
+            obytes=lognormal(rng, 1400, 0.2, len(sync)),
+            rbytes=lognormal(rng, 900, 0.8, len(sync)),
         ),
         Flows.of(
             n_in,

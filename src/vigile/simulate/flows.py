@@ -136,6 +136,7 @@ class Flows:
         flows.enforce_minimums()
         if not out["opkts"].any():
             flows.fill_packets()
+        flows.keep_alive()
         return flows
 
     @classmethod
@@ -179,6 +180,22 @@ class Flows:
         smb = (self.service == SERVICES.index("smb")) & done
         low = 345 + 117 * (np.maximum(1, -(-self.rbytes // (8 << 20))) - 1)
         self.obytes = np.where(smb, np.maximum(self.obytes, low), self.obytes)
+
+    def keep_alive(self, every: float = 250.0) -> None:
+        """Keep-alive ACKs in long, quiet TCP connections: a packet at least every ``every`` s.
+
+        A connection silent for longer than a monitor's inactivity timeout (Zeek's
+        ``tcp_inactivity_timeout``, 5 minutes, as vigile's pcap reader) is cut in two by
+        it; an ActiveSync long poll or a slow download keeps itself alive instead. The
+        capture writer spreads a connection's data and keep-alive packets evenly over
+        its duration, so ``ceil(duration / every)`` of them keep every gap under ``every``.
+        """
+        spread = np.maximum(self.opkts - 3, 0) + np.maximum(self.rpkts - 2, 0)
+        long = (self.proto == TCP) & (self.state == SF) & (self.duration > every)
+        need = np.where(long, np.ceil(self.duration / every), 0).astype(np.int64)
+        short = np.maximum(need - spread, 0)
+        self.rpkts = self.rpkts + short // 2
+        self.opkts = self.opkts + short - short // 2
 
     def fill_packets(self) -> None:
         """Packet counts where none were given, from payload sizes (1448-byte segments)."""

@@ -6,7 +6,7 @@ the same run describe the same traffic: TCP with handshake, data in 1,448-byte
 segments and FINs (or a lone SYN, or SYN and RST); UDP as datagrams. Payloads are
 real protocol messages of every service the simulator makes (see
 :mod:`.services`): DNS, HTTP/1.1, TLS 1.3, NTP, Kerberos, LDAP, SMB2, SNMP, IPMI,
-SMTP, the monitoring agent and printing; any other connection carries random bytes.
+SMTP, the monitoring agent and printing; any other connection carries TLS records.
 
 Written by hand with ``struct`` because no packet library here builds exact-size
 protocol messages at this rate; tshark (a real peer) checks the result in the tests.
