@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vigile.config import Config, load_config
-from vigile.store.duckdb import DuckDBStore
+
+if TYPE_CHECKING:  # imported in open_store: commands without a store do not load DuckDB
+    from vigile.store.duckdb import DuckDBStore
 
 DbOption = Annotated[
     Path,
@@ -32,6 +34,8 @@ def open_store(db: Path, *, read_only: bool = False) -> DuckDBStore:
         from vigile.errors import StoreError
 
         raise StoreError(f"{db}: no store here yet; run `vigile ingest` first")
+    from vigile.store.duckdb import DuckDBStore
+
     return DuckDBStore(db, read_only=read_only)
 
 
