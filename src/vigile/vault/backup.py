@@ -18,13 +18,16 @@ vault (another folder, account or run) costs no space.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from vigile.vault.repo import Vault
 from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 from vigile.vault.source import FolderStatus, MessageMeta, Source
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +47,25 @@ class BackupStats:
 
 #: Called after each fetched message with (folder, bytes) for progress bars.
 Progress = Callable[[str, int], None]
+
+#: Fetched messages handed to the vault together (one index look-up for the group).
+STORE_GROUP = 32
+
+
+def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last one shorter).
+
+    >>> list(_groups(range(5), 2))
+    [[0, 1], [2, 3], [4]]
+    """
+    group: list[T] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _unchanged(prev: FolderRef, st: FolderStatus) -> bool:
@@ -104,15 +126,16 @@ def sync_folder(
                 meta.uid, entry.blob_id, entry.size, entry.internaldate, meta.flags
             )
             stats.flag_changes += 1
-    for fetched in source.fetch(st.name, to_fetch):
-        blob_id, stored = vault.put(b"M", fetched.raw)
-        m = fetched.meta
-        messages[m.uid] = MessageEntry(m.uid, blob_id, len(fetched.raw), m.internaldate, m.flags)
-        stats.fetched += 1
-        stats.stored += stored
-        stats.bytes_fetched += len(fetched.raw)
-        if progress is not None:
-            progress(st.name, len(fetched.raw))
+    for group in _groups(source.fetch(st.name, to_fetch), STORE_GROUP):
+        ids = vault.put_many(b"M", [fetched.raw for fetched in group])
+        for fetched, (blob_id, stored) in zip(group, ids, strict=True):
+            m, size = fetched.meta, len(fetched.raw)
+            messages[m.uid] = MessageEntry(m.uid, blob_id, size, m.internaldate, m.flags)
+            stats.fetched += 1
+            stats.stored += stored
+            stats.bytes_fetched += size
+            if progress is not None:
+                progress(st.name, size)
     tree_id = vault.put_tree(FolderTree(st.name, st.uidvalidity, messages))
     stats.messages += len(messages)
     return FolderRef(st.name, st.uidvalidity, st.uidnext, st.highestmodseq, len(messages), tree_id)

@@ -1,11 +1,10 @@
-"""IMAP source and restore target, over IMAPClient (and imaplib for the bulk FETCHes).
+"""IMAP source and restore target, over IMAPClient (and a pipelined reader for FETCH).
 
-IMAPClient rather than bare stdlib ``imaplib`` for everything but the two bulk FETCHes,
+IMAPClient rather than bare stdlib ``imaplib`` for everything but the bulk FETCHes,
 because it handles TLS, STARTTLS, LOGIN, AUTHENTICATE PLAIN, XOAUTH2, modified UTF-7
-folder names, LIST, STATUS, SEARCH and APPEND for us. Its pure-Python response lexer is,
-however, the bottleneck of a full backup, so message listings and bodies are fetched on
-the underlying imaplib connection and parsed with a pattern per item (measured 2.3x
-faster end to end; docs/benchmarks.md).
+folder names, LIST, STATUS, SEARCH and APPEND for us. Message listings and bodies are
+fetched on the underlying imaplib connection with ``imapstream.stream_fetch`` (pipelined,
+streamed; see there why) and their items parsed with a pattern each.
 
 Every source call examines folders read-only (``EXAMINE``) and fetches with ``BODY.PEEK``;
 connection failures become :class:`SourceConnectionError` so :class:`RetryingSource` can
@@ -19,7 +18,7 @@ import fnmatch
 import imaplib
 import re
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, TypeVar
@@ -28,18 +27,20 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
+from vigile.vault.imapstream import FetchRefused, Response, body_of, stream_fetch
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
 
-#: Messages per FETCH of bodies: bounds memory while keeping round trips few.
+#: Messages per FETCH command of bodies: bounds memory (a command's messages can be held
+#: until the one expected next arrives) while keeping commands few.
 FETCH_BATCH = 256
-META_ITEMS = ["FLAGS", "RFC822.SIZE", "INTERNALDATE"]
+META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
 
 T = TypeVar("T")
-_UID_IN_FETCH = re.compile(rb"[( ]UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_END = object()
 _MONTHS = {
     m.encode(): i
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)
@@ -130,16 +131,21 @@ class ImapSource:
         self._settings = account
         self.client = connect(account)
         self._selected: str | None = None
+        self._broken = False
         self.condstore = account.condstore and self.client.has_capability("CONDSTORE")
         if self.condstore:
             self._guard(lambda: self.client.enable("CONDSTORE"))
 
     def _guard(self, op: Callable[[], T]) -> T:
+        if self._broken:
+            raise SourceConnectionError(f"{self._settings.host}: connection left mid-response")
         try:
             return op()
-        except (OSError, imaplib.IMAP4.abort) as e:  # TimeoutError is an OSError
+        except (OSError, EOFError, imaplib.IMAP4.abort) as e:  # TimeoutError is an OSError
             self._selected = None
             raise SourceConnectionError(f"{self._settings.host}: connection lost: {e}") from None
+        except FetchRefused as e:
+            raise SourceError(f"{self._settings.host}: FETCH refused: {e}") from None
         except (IMAPClientError, imaplib.IMAP4.error) as e:
             raise SourceError(f"{self._settings.host}: {e}") from None
 
@@ -177,74 +183,73 @@ class ImapSource:
         return sorted(self._guard(lambda: self.client.search("ALL")))
 
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]:
-        # SEARCH first, then FETCH those UIDs: IMAPClient 4 drops FETCH responses for
-        # messages not named in the request, so "1:*" cannot be used. SEARCH MODSEQ is the
-        # CONDSTORE way to ask which messages changed (RFC 7162 section 3.1.5).
+        # One UID FETCH 1:* rather than SEARCH then FETCH; with CONDSTORE, the CHANGEDSINCE
+        # modifier asks for messages changed since (RFC 7162 section 3.1.4).
         self._examine(folder)
-        criteria: list[str | int] = ["ALL"] if changed_since is None else ["MODSEQ", changed_since]
-        uids = self._guard(lambda: self.client.search(criteria))
-        if not uids:
-            return []
-        return self._guard(partial(self._fetch_meta, sorted(uids)))
+        since = "" if changed_since is None else f"(CHANGEDSINCE {changed_since})"
+        return self._guard(partial(self._fetch_meta, since))
 
-    def _fetch_meta(self, uids: list[int]) -> list[MessageMeta]:
-        """``UID FETCH uids (FLAGS RFC822.SIZE INTERNALDATE)``, parsed with regular expressions.
+    def _fetch_meta(self, modifiers: str) -> list[MessageMeta]:
+        """Flags, size and date of every message, parsed with a pattern per item.
 
-        By hand for the same measured reason as :meth:`_fetch_bodies`: these three items
-        are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a pattern per
-        item is exact; responses without a size (unsolicited flag updates) are skipped.
+        These items are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a
+        pattern each is exact; responses without a size (unsolicited flag updates) are
+        skipped.
         """
-        typ, data = self.client._imap.uid(
-            "FETCH", message_set(uids), "(" + " ".join(META_ITEMS) + ")"
-        )
-        if typ != "OK":
-            raise SourceError(f"{self._settings.host}: FETCH failed: {data!r}")
         out = {}
-        for line in data:
-            text = line[0] if isinstance(line, tuple) else line
-            if not isinstance(text, bytes):
+        for response in self._stream(["1:*"], META_ITEMS, modifiers):
+            if response is None:
                 continue
-            uid, size = _UID_IN_FETCH.search(text), _SIZE.search(text)
+            text = response.text
+            uid, size = response.uid, _SIZE.search(text)
             flags, date = _FLAGS.search(text), _DATE.search(text)
             if uid and size and flags and date:
-                meta = MessageMeta(
-                    int(uid.group(1)),
+                out[uid] = MessageMeta(
+                    uid,
                     int(size.group(1)),
                     parse_internaldate(date.group(1)),
                     _flags(flags.group(1).split()),
                 )
-                out[meta.uid] = meta
         return sorted(out.values(), key=lambda m: m.uid)
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
+        """Bodies in the given order, FETCH_BATCH per command, several commands in flight."""
         self._examine(folder)
-        for start in range(0, len(metas), FETCH_BATCH):
-            batch = metas[start : start + FETCH_BATCH]
-            bodies = self._guard(partial(self._fetch_bodies, [m.uid for m in batch]))
-            for meta in batch:
-                raw = bodies.get(meta.uid)
-                if raw is not None:  # else expunged since it was listed
-                    yield FetchedMessage(meta, raw)
+        batches = [metas[i : i + FETCH_BATCH] for i in range(0, len(metas), FETCH_BATCH)]
+        sets = (message_set([m.uid for m in batch]) for batch in batches)
+        responses = self._stream(sets, "(UID BODY.PEEK[])")
+        for batch in batches:
+            got: dict[int, bytes] = {}
+            following = 0
+            for response in responses:
+                if response is None:  # this batch's command is complete
+                    break
+                body = body_of(response)
+                if response.uid is not None and body is not None:
+                    got[response.uid] = body
+                while following < len(batch) and batch[following].uid in got:
+                    yield FetchedMessage(batch[following], got.pop(batch[following].uid))
+                    following += 1
+            for meta in batch[following:]:
+                if meta.uid in got:  # else expunged since it was listed
+                    yield FetchedMessage(meta, got.pop(meta.uid))
+        for _ in responses:  # read to the end, so that the connection is in step again
+            pass
 
-    def _fetch_bodies(self, uids: list[int]) -> dict[int, bytes]:
-        """``UID FETCH uids (BODY.PEEK[])`` on the underlying imaplib connection.
-
-        Written against imaplib rather than through IMAPClient.fetch because IMAPClient's
-        pure-Python lexer walks every response and made body fetching ~1.5x slower for
-        the same bytes (measured, docs/benchmarks.md). imaplib already splits each body
-        out as a literal; only the UID needs finding in the text before it.
-        """
-        imap = self.client._imap
-        typ, data = imap.uid("FETCH", message_set(uids), "(BODY.PEEK[])")
-        if typ != "OK":
-            raise SourceError(f"{self._settings.host}: FETCH failed: {data!r}")
-        bodies = {}
-        for item in data:
-            if isinstance(item, tuple) and b"BODY[]" in item[0]:
-                found = _UID_IN_FETCH.search(item[0])
-                if found is not None:
-                    bodies[int(found.group(1))] = bytes(item[1])
-        return bodies
+    def _stream(
+        self, uid_sets: Iterable[str], items: str, modifiers: str = ""
+    ) -> Iterator[Response | None]:
+        """:func:`stream_fetch` with errors mapped; the connection is marked broken until
+        the stream has been read to its end."""
+        stream = stream_fetch(self.client._imap, uid_sets, items, modifiers)
+        self._broken = False
+        while True:
+            response = self._guard(partial(next, stream, _END))
+            if response is _END:
+                return
+            self._broken = True  # until the stream ends: a caller that stops leaves it so
+            yield response
+            self._broken = False
 
     def close(self) -> None:
         with contextlib.suppress(
