@@ -126,8 +126,9 @@ def connect(account: ImapAccount) -> IMAPClient:
 class ImapSource:
     """A :class:`~vigile.vault.source.Source` over one IMAP connection."""
 
-    def __init__(self, account: ImapAccount) -> None:
+    def __init__(self, account: ImapAccount, fetch_batch: int = FETCH_BATCH) -> None:
         self.account = account.name
+        self.fetch_batch = fetch_batch
         self._settings = account
         self.client = connect(account)
         self._selected: str | None = None
@@ -198,7 +199,7 @@ class ImapSource:
         """
         out = {}
         for response in self._stream(["1:*"], META_ITEMS, modifiers):
-            if response is None:
+            if isinstance(response, int):
                 continue
             text = response.text
             uid, size = response.uid, _SIZE.search(text)
@@ -213,32 +214,38 @@ class ImapSource:
         return sorted(out.values(), key=lambda m: m.uid)
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
-        """Bodies in the given order, FETCH_BATCH per command, several commands in flight."""
+        """Bodies in the given order, FETCH_BATCH per command, several commands in flight.
+
+        A message is given up as expunged only once the command that asked for it has
+        completed; one that arrives early (commands run concurrently) waits its turn.
+        """
         self._examine(folder)
-        batches = [metas[i : i + FETCH_BATCH] for i in range(0, len(metas), FETCH_BATCH)]
-        sets = (message_set([m.uid for m in batch]) for batch in batches)
-        responses = self._stream(sets, "(UID BODY.PEEK[])")
-        for batch in batches:
-            got: dict[int, bytes] = {}
-            following = 0
-            for response in responses:
-                if response is None:  # this batch's command is complete
-                    break
-                body = body_of(response)
-                if response.uid is not None and body is not None:
-                    got[response.uid] = body
-                while following < len(batch) and batch[following].uid in got:
-                    yield FetchedMessage(batch[following], got.pop(batch[following].uid))
-                    following += 1
-            for meta in batch[following:]:
-                if meta.uid in got:  # else expunged since it was listed
+        step = self.fetch_batch
+        sets = (
+            message_set([m.uid for m in metas[i : i + step]]) for i in range(0, len(metas), step)
+        )
+        wanted = {m.uid for m in metas}
+        got: dict[int, bytes] = {}
+        completed: set[int] = set()
+        following = 0
+        for item in self._stream(sets, "(UID BODY.PEEK[])"):
+            if isinstance(item, int):
+                completed.add(item)
+            else:
+                uid, body = item.uid, body_of(item)
+                if uid in wanted and body is not None:
+                    got[uid] = body
+            while following < len(metas):
+                meta = metas[following]
+                if meta.uid in got:
                     yield FetchedMessage(meta, got.pop(meta.uid))
-        for _ in responses:  # read to the end, so that the connection is in step again
-            pass
+                elif following // step not in completed:
+                    break  # not here yet
+                following += 1  # else expunged since it was listed
 
     def _stream(
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""
-    ) -> Iterator[Response | None]:
+    ) -> Iterator[Response | int]:
         """:func:`stream_fetch` with errors mapped; the connection is marked broken until
         the stream has been read to its end."""
         stream = stream_fetch(self.client._imap, uid_sets, items, modifiers)

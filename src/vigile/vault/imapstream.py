@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: Commands in flight at once: enough that the server always has the next one queued.
 WINDOW = 3
@@ -45,17 +43,21 @@ class FetchRefused(Exception):
     """The server answered a FETCH with NO or BAD."""
 
 
-@dataclass(frozen=True)
-class Response:
-    """One untagged FETCH response: its text (literals cut out) and its literals, in order."""
+class Response(NamedTuple):
+    """One server response: its text cut where literals were, and the literals."""
 
-    text: bytes
-    parts: tuple[bytes, ...]
-    literals: tuple[bytes, ...]
+    parts: list[bytes]
+    literals: list[bytes]
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(self.parts)
 
     @property
     def uid(self) -> int | None:
-        found = _UID.search(self.text)
+        found = _UID.search(self.parts[0])
+        if found is None and len(self.parts) > 1:
+            found = _UID.search(self.text)
         return int(found.group(1)) if found else None
 
 
@@ -65,7 +67,7 @@ def read_response(conn: Connection) -> Response:
     >>> import io
     >>> r = read_response(io.BytesIO(b"* 1 FETCH (UID 7 BODY[] {3}\\r\\nabc)\\r\\n"))
     >>> r.uid, r.literals, body_of(r)
-    (7, (b'abc',), b'abc')
+    (7, [b'abc'], b'abc')
     """
     line = conn.readline()
     parts, literals = [], []
@@ -83,7 +85,7 @@ def read_response(conn: Connection) -> Response:
             raise EOFError("connection closed in the middle of a literal")
         literals.append(literal)
         line = conn.readline()
-    return Response(b"".join(parts), tuple(parts), tuple(literals))
+    return Response(parts, literals)
 
 
 def body_of(response: Response) -> bytes | None:
@@ -96,44 +98,46 @@ def body_of(response: Response) -> bytes | None:
 
 def stream_fetch(
     conn: Connection, uid_sets: Iterable[str], items: str, modifiers: str = ""
-) -> Iterator[Response | None]:
+) -> Iterator[Response | int]:
     """``UID FETCH <set> <items> <modifiers>`` for every set, pipelined; yields responses.
 
-    FETCH responses are yielded in the order they arrive, unsolicited ones (a flag change
-    made by another client) included: the caller picks what it asked for. ``None`` is
-    yielded each time a command completes, in the order the sets were given. Other
-    untagged responses (``EXISTS``, ``EXPUNGE``…) are skipped. If the caller stops early,
-    the connection is left mid-stream and must be dropped.
+    FETCH responses are yielded as they arrive, unsolicited ones (a flag change made by
+    another client) included: the caller picks what it asked for. When a command
+    completes, the position of its set (0 for the first) is yielded. The server may run
+    the commands concurrently (RFC 3501 section 5.5; Dovecot does), so the responses of
+    one set can arrive before the previous set has completed, and completions can come in
+    any order. Other untagged responses (``EXISTS``, ``EXPUNGE``…) are skipped. If the
+    caller stops early, the connection is left mid-stream and must be dropped.
     """
-    pending = iter(uid_sets)
-    in_flight: deque[bytes] = deque()
-    suffix = f" {items}{' ' + modifiers if modifiers else ''}\r\n"
+    pending = enumerate(uid_sets)
+    in_flight: dict[bytes, int] = {}
+    suffix = f" {items}{' ' + modifiers if modifiers else ''}\r\n".encode()
 
     def send_next() -> None:
-        uid_set = next(pending, None)
-        if uid_set is not None:
+        position, uid_set = next(pending, (-1, ""))
+        if position >= 0:
             tag = next(_TAGS).encode()
-            conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix.encode())
-            in_flight.append(tag)
+            conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix)
+            in_flight[tag] = position
 
     for _ in range(WINDOW):
         send_next()
     refused = None
     while in_flight:
         response = read_response(conn)
-        text = response.text
-        if text.startswith(b"* "):
-            if refused is None and b" FETCH " in text[:32]:
+        head = response.parts[0]
+        if head.startswith(b"* "):
+            if refused is None and b" FETCH " in head[:32]:
                 yield response
             continue
-        tag, _, rest = text.partition(b" ")
-        if tag != in_flight[0]:
-            raise EOFError(f"out of step with the server at {text[:80]!r}")
-        in_flight.popleft()
+        tag, _, rest = head.partition(b" ")
+        position = in_flight.pop(tag, None)
+        if position is None:
+            raise EOFError(f"out of step with the server at {head[:80]!r}")
         if not rest.startswith(b"OK"):
             refused = refused or rest.decode(errors="replace").strip()
         elif refused is None:
-            yield None
+            yield position
             send_next()
     if refused is not None:
         raise FetchRefused(refused)
