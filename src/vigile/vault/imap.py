@@ -20,7 +20,7 @@ import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
@@ -37,6 +37,8 @@ FETCH_BATCH = 256
 META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
 
 T = TypeVar("T")
+#: The items in the order Dovecot (and most servers) return them; else one pattern each.
+_META = re.compile(rb'UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+) INTERNALDATE "([^"]+)"')
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -55,10 +57,14 @@ def parse_internaldate(value: bytes) -> datetime:
     """
     day, month, rest = value.strip().split(b"-", 2)
     year, clock, zone = rest.split()
-    hh, mm, ss = (int(x) for x in clock.split(b":"))
+    hh, mm, ss = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])  # time = 2DIGIT ":" ...
+    return datetime(int(year), _MONTHS[month], int(day), hh, mm, ss, tzinfo=_zone(zone))
+
+
+@lru_cache(maxsize=256)
+def _zone(zone: bytes) -> timezone:
     sign = -1 if zone[:1] == b"-" else 1
-    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-    return datetime(int(year), _MONTHS[month], int(day), hh, mm, ss, tzinfo=timezone(offset))
+    return timezone(timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign)
 
 
 def message_set(uids: Sequence[int]) -> str:
@@ -83,6 +89,12 @@ def message_set(uids: Sequence[int]) -> str:
 def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
     out = (f.decode() if isinstance(f, bytes) else f for f in raw)
     return tuple(sorted(f for f in out if f != "\\Recent"))
+
+
+@lru_cache(maxsize=1024)
+def _flag_list(raw: bytes) -> tuple[str, ...]:
+    """Flags from the text inside ``FLAGS (...)``; a mailbox uses few distinct sets."""
+    return _flags(raw.split())
 
 
 def connect(account: ImapAccount) -> IMAPClient:
@@ -201,15 +213,21 @@ class ImapSource:
         for response in self._stream(["1:*"], META_ITEMS, modifiers):
             if isinstance(response, int):
                 continue
+            found = _META.search(response.parts[0])
+            if found is not None:
+                uid, flags, size, date = found.groups()
+                meta = MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+                out[meta.uid] = meta
+                continue
             text = response.text
-            uid, size = response.uid, _SIZE.search(text)
-            flags, date = _FLAGS.search(text), _DATE.search(text)
-            if uid and size and flags and date:
-                out[uid] = MessageMeta(
-                    uid,
-                    int(size.group(1)),
-                    parse_internaldate(date.group(1)),
-                    _flags(flags.group(1).split()),
+            uid_, size_ = response.uid, _SIZE.search(text)
+            flags_, date_ = _FLAGS.search(text), _DATE.search(text)
+            if uid_ and size_ and flags_ and date_:
+                out[uid_] = MessageMeta(
+                    uid_,
+                    int(size_.group(1)),
+                    parse_internaldate(date_.group(1)),
+                    _flag_list(flags_.group(1)),
                 )
         return sorted(out.values(), key=lambda m: m.uid)
 

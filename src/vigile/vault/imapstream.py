@@ -90,6 +90,8 @@ def read_response(conn: Connection) -> Response:
 
 def body_of(response: Response) -> bytes | None:
     """The ``BODY[]`` literal of a FETCH response, or ``None`` if it carries none."""
+    if response.literals and response.parts[0].endswith(b"BODY[] "):
+        return response.literals[0]
     for before, literal in zip(response.parts, response.literals, strict=False):
         if before.endswith(b"BODY[] "):
             return literal
