@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.vault.dovecot import PASSWORD
+from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client
 
 from vigile.vault.crypto import DEFAULT_KDF
@@ -81,6 +81,28 @@ def test_abandoned_fetch_is_reconnected_not_misread(
         assert {f.meta.uid: f.raw for f in retrying.fetch("INBOX", metas)} == expected
     finally:
         retrying.close()
+
+
+def test_one_pass_fetch_resumes_after_a_disconnect(
+    dovecot: Dovecot, inbox: tuple[ImapAccount, dict[int, bytes]]
+) -> None:
+    account, expected = inbox
+    listed = ImapSource(account)
+    metas = {m.uid: m for m in listed.metadata("INBOX")}
+    listed.close()
+    sleeps: list[float] = []
+    source = RetryingSource(lambda: ImapSource(account), sleep=sleeps.append)
+    got: dict[int, bytes] = {}
+    try:
+        for message in source.fetch_folder("INBOX"):
+            if not got:  # the 2 MB messages come first: the rest is still on the server
+                dovecot.doveadm("kick", account.username)
+            assert message.meta.uid not in got and message.meta == metas[message.meta.uid]
+            got[message.meta.uid] = message.raw
+        assert list(got) == sorted(got)
+        assert got == expected and source.retries >= 1 and sleeps[0] == 0.5
+    finally:
+        source.close()
 
 
 def _wire(parts: list[bytes], literals: list[bytes]) -> bytes:

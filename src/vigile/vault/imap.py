@@ -35,6 +35,7 @@ from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
 #: until the one expected next arrives) while keeping commands few.
 FETCH_BATCH = 256
 META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
+FULL_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
 
 T = TypeVar("T")
 #: The items in the order Dovecot (and most servers) return them; else one pattern each.
@@ -65,6 +66,27 @@ def parse_internaldate(value: bytes) -> datetime:
 def _zone(zone: bytes) -> timezone:
     sign = -1 if zone[:1] == b"-" else 1
     return timezone(timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign)
+
+
+def _meta_of(response: Response) -> MessageMeta | None:
+    """Flags, size and date from a FETCH response, parsed with a pattern per item.
+
+    These items are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a
+    pattern each is exact; a response that lacks one (an unsolicited flag update) gives
+    ``None``.
+    """
+    found = _META.search(response.parts[0])
+    if found is not None:
+        uid, flags, size, date = found.groups()
+        return MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+    text = response.text
+    uid_, size_ = response.uid, _SIZE.search(text)
+    flags_, date_ = _FLAGS.search(text), _DATE.search(text)
+    if not (uid_ and size_ and flags_ and date_):
+        return None
+    return MessageMeta(
+        uid_, int(size_.group(1)), parse_internaldate(date_.group(1)), _flag_list(flags_.group(1))
+    )
 
 
 def message_set(uids: Sequence[int]) -> str:
@@ -203,32 +225,11 @@ class ImapSource:
         return self._guard(partial(self._fetch_meta, since))
 
     def _fetch_meta(self, modifiers: str) -> list[MessageMeta]:
-        """Flags, size and date of every message, parsed with a pattern per item.
-
-        These items are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a
-        pattern each is exact; responses without a size (unsolicited flag updates) are
-        skipped.
-        """
+        """Flags, size and date of every message (see :func:`_meta_of`)."""
         out = {}
         for response in self._stream(["1:*"], META_ITEMS, modifiers):
-            if isinstance(response, int):
-                continue
-            found = _META.search(response.parts[0])
-            if found is not None:
-                uid, flags, size, date = found.groups()
-                meta = MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+            if not isinstance(response, int) and (meta := _meta_of(response)) is not None:
                 out[meta.uid] = meta
-                continue
-            text = response.text
-            uid_, size_ = response.uid, _SIZE.search(text)
-            flags_, date_ = _FLAGS.search(text), _DATE.search(text)
-            if uid_ and size_ and flags_ and date_:
-                out[uid_] = MessageMeta(
-                    uid_,
-                    int(size_.group(1)),
-                    parse_internaldate(date_.group(1)),
-                    _flag_list(flags_.group(1)),
-                )
         return sorted(out.values(), key=lambda m: m.uid)
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
@@ -260,6 +261,17 @@ class ImapSource:
                 elif following // step not in completed:
                     break  # not here yet
                 following += 1  # else expunged since it was listed
+
+    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
+        """Metadata and bytes of every message above UID ``after``, in one FETCH."""
+        self._examine(folder)
+        for item in self._stream([f"{after + 1}:*"], FULL_ITEMS):
+            if isinstance(item, int):
+                continue
+            meta, body = _meta_of(item), body_of(item)
+            # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
+            if meta is not None and body is not None and meta.uid > after:
+                yield FetchedMessage(meta, body)
 
     def _stream(
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""
