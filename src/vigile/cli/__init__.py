@@ -41,11 +41,22 @@ COMMANDS = (
     "vigile.cli.vault",
 )
 
-_registered: list[str] = []
+#: Settings of the app, and of the app each command module registers on when loaded.
+_SETTINGS: dict[str, Any] = {"pretty_exceptions_enable": False, "rich_markup_mode": "rich"}
+_loaded: dict[str, dict[str, Any]] = {}
+
+
+def _commands_of(module: str) -> dict[str, Any]:
+    """The click commands a module registers, by name (imports it the first time)."""
+    if module not in _loaded:
+        own = typer.Typer(**_SETTINGS)
+        import_module(module).register(own)
+        _loaded[module] = dict(typer.main.get_group(own).commands)
+    return _loaded[module]
 
 
 class LazyCommandGroup(TyperGroup):
-    """The top-level group: registers a command module on first use of its command.
+    """The top-level group: imports a command module on first use of its command.
 
     Contexts and commands are typed ``Any``: Typer vendors its own click as a private
     module (``typer._click``), which is what the overridden methods take.
@@ -64,15 +75,14 @@ class LazyCommandGroup(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
     def _load(self, modules: tuple[str, ...] | list[str]) -> None:
-        if all(m in _registered for m in modules) and self.commands:
-            return
         for module in modules:
-            if module not in _registered:
-                import_module(module).register(app)
-                _registered.append(module)
-        # Rebuilt from the Typer app so that commands keep the order and settings an
-        # eager registration would give them.
-        self.commands = dict(typer.main.get_group(app).commands)
+            _commands_of(module)
+        # The order of an eager registration on one app: commands, then groups, each in
+        # COMMANDS order, whichever module was loaded first.
+        loaded = [c for m in COMMANDS if m in _loaded for c in _loaded[m].values()]
+        commands = [c for c in loaded if not hasattr(c, "list_commands")]
+        groups = [c for c in loaded if hasattr(c, "list_commands")]
+        self.commands = {c.name: c for c in commands + groups}
 
 
 def _root() -> None:
@@ -88,9 +98,8 @@ app = typer.Typer(
     cls=LazyCommandGroup,
     callback=_root,
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    **_SETTINGS,
 )
 
 

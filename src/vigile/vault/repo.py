@@ -82,12 +82,18 @@ class Vault:
         cls, root: Path, secret: bytes, *, writable: bool = False, pack_size: int | None = None
     ) -> Vault:
         """Open the vault at ``root``; a wrong secret raises ``WrongKeyError``."""
+        keys = cls.unlock(root, secret)
+        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+
+    @staticmethod
+    def unlock(root: Path, secret: bytes) -> Keys:
+        """The vault's keys, from its ``config`` and the secret (the slow part of opening:
+        the argon2id derivation, which runs without the GIL)."""
         try:
             document = json.loads((root / "config").read_bytes())
         except FileNotFoundError:
             raise VaultError(f"{root}: no vault here (run `vigile vault init`)") from None
-        keys = unwrap_keys(document, secret)
-        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+        return unwrap_keys(document, secret)
 
     def close(self) -> None:
         self._abort_pack()
