@@ -208,10 +208,13 @@ class ImapSource:
             int(modseq) if modseq is not None else None,
         )
 
-    def _examine(self, folder: str) -> None:
-        if self._selected != folder:
-            self._guard(lambda: self.client.select_folder(folder, readonly=True))
-            self._selected = folder
+    def _examine(self, folder: str) -> int | None:
+        """Open ``folder`` read-only; the message count if it was opened just now."""
+        if self._selected == folder:
+            return None
+        info = self._guard(lambda: self.client.select_folder(folder, readonly=True))
+        self._selected = folder
+        return int(info[b"EXISTS"]) if b"EXISTS" in info else None
 
     def uids(self, folder: str) -> list[int]:
         self._examine(folder)
@@ -220,7 +223,8 @@ class ImapSource:
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]:
         # One UID FETCH 1:* rather than SEARCH then FETCH; with CONDSTORE, the CHANGEDSINCE
         # modifier asks for messages changed since (RFC 7162 section 3.1.4).
-        self._examine(folder)
+        if self._examine(folder) == 0:
+            return []  # an empty folder, just opened: nothing to ask for
         since = "" if changed_since is None else f"(CHANGEDSINCE {changed_since})"
         return self._guard(partial(self._fetch_meta, since))
 
@@ -264,7 +268,8 @@ class ImapSource:
 
     def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
         """Metadata and bytes of every message above UID ``after``, in one FETCH."""
-        self._examine(folder)
+        if self._examine(folder) == 0:
+            return
         for item in self._stream([f"{after + 1}:*"], FULL_ITEMS):
             if isinstance(item, int):
                 continue
