@@ -150,13 +150,12 @@ def _destination(f: Finding) -> tuple[Any, ...]:
 def _same_rhythm(group: Sequence[Finding]) -> list[Finding]:
     """The findings whose period lies within the tolerance of the group's median."""
     periods = [f.evidence.get("period_s") for f in group]
-    if any(p is None for p in periods):
+    known = [float(p) for p in periods if p is not None]
+    if len(known) < len(periods):
         return list(group)
-    median = statistics.median(periods)
+    median = statistics.median(known)
     return [
-        f
-        for f, p in zip(group, periods, strict=True)
-        if abs(p - median) <= PERIOD_TOLERANCE * median
+        f for f, p in zip(group, known, strict=True) if abs(p - median) <= PERIOD_TOLERANCE * median
     ]
 
 
