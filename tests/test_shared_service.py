@@ -1,5 +1,5 @@
-"""Shared services, monitoring and one-session keep-alives (the hunt passes that explain
-periodic benign traffic), on simulated and real traffic and on hand-made groups."""
+"""Significance, shared services, monitoring and one-session keep-alives (the hunt passes
+that explain periodic benign traffic), on simulated and real traffic and hand-made cases."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from vigile.config import Config, Network, load_config
 from vigile.detect import Detector, Finding, HuntContext, default_window, registered_detectors
 from vigile.detect.beacon import BeaconDetector
 from vigile.detect.shared_service import FACTOR, NetworkView, _fan_in, _fan_out
+from vigile.detect.significance import (
+    NOT_SIGNIFICANT_CAP,
+    SIGNIFICANCE_LEVEL,
+    cap_insignificant_beacons,
+)
 from vigile.hunt import run_detectors
 from vigile.ingest import ingest_paths
 from vigile.store import Window
@@ -150,3 +155,25 @@ def test_a_beacon_of_new_connections_is_not_capped(shared_data: Path, tmp_path: 
     found = _hunt(data, cfg, [BeaconDetector])
     [beacon] = [f for f in found if f.detector == "beacon" and f.src == "73.54.23.243"]
     assert "single_session" not in beacon.evidence and beacon.score >= 0.9
+
+
+def test_a_rhythm_chance_explains_is_capped_at_low(office: list[Finding]) -> None:
+    beacons = [f for f in office if f.detector == "beacon"]
+    loose = [f for f in beacons if f.evidence["p_value"] > SIGNIFICANCE_LEVEL]
+    assert loose and all(f.score <= NOT_SIGNIFICANT_CAP for f in loose)
+    capped = [f for f in loose if "not_significant" in f.evidence]
+    assert all(f.evidence["not_significant"]["score_before"] > f.score for f in capped)
+    [hidden] = [f for f in beacons if f.fqdn == "cdn.static-assets-cache.net"]
+    assert hidden.evidence["p_value"] < 1e-6 and "not_significant" not in hidden.evidence
+
+
+def test_significance_cap_keeps_the_finding_and_says_why() -> None:
+    loose = Finding("beacon", "10.0.0.1", "1.2.3.4", None, 0.58, W, W, "x.", {"p_value": 0.33})
+    tight = Finding("beacon", "10.0.0.1", "1.2.3.5", None, 0.58, W, W, "x.", {"p_value": 0.01})
+    other = Finding("exfil", "10.0.0.1", "1.2.3.6", None, 0.8, W, W, "x.", {"p_value": 0.5})
+    ctx = HuntContext(DuckDBStore(":memory:"), Config(), Window())
+    kept = cap_insignificant_beacons(ctx, [loose, tight, other])
+    assert kept == [loose, tight, other]
+    assert (loose.score, loose.severity) == (NOT_SIGNIFICANT_CAP, "low")
+    assert "not significant (p = 0.33" in loose.explanation
+    assert (tight.score, other.score) == (0.58, 0.8)
