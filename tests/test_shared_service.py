@@ -177,3 +177,12 @@ def test_significance_cap_keeps_the_finding_and_says_why() -> None:
     assert (loose.score, loose.severity) == (NOT_SIGNIFICANT_CAP, "low")
     assert "not significant (p = 0.33" in loose.explanation
     assert (tight.score, other.score) == (0.58, 0.8)
+
+
+def test_desktops_polling_a_desktop_are_no_shared_service() -> None:
+    hosts = {f"10.0.0.{i}": "workstation" for i in range(1, 6)}
+    view = _view(hosts)
+    polls = [_finding(f"10.0.0.{i}", "10.0.0.5", 300) for i in range(1, 5)]
+    assert _fan_in(view, ("beacon", "address", "10.0.0.5", "tcp", 445), polls, set()) == []
+    served = _view({**hosts, "10.0.0.5": "server"})
+    assert _fan_in(served, ("beacon", "address", "10.0.0.5", "tcp", 445), polls, set())

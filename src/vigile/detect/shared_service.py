@@ -16,7 +16,8 @@ destination is a shared service when
 
 * **internal sources**: at least 3 members, and at least half of the internal hosts
   active in the window in the members' role classes (workstations, servers, BMCs,
-  printers; roles as :mod:`vigile.detect.roles` infers them). This is RITA v5's
+  printers; roles as :mod:`vigile.detect.roles` infers them); an internal
+  destination must have a non-workstation role. This is RITA v5's
   prevalence decrease threshold (50 %), counted within the peer group so that the
   five servers reporting to the monitoring host count as "all servers", not as 5 of
   54 hosts;
@@ -171,7 +172,9 @@ def _fan_in(
     classes = sorted({view.class_of(s) for s in sources})
     peers = sum(view.active.get(c, 0) for c in classes)
     shared = len(sources) >= MIN_MEMBERS and len(sources) >= PEER_SHARE * peers
-    if shared and not any(f.dst in new for f in inside):
+    # an internal destination must serve: desktops polling a desktop is no service
+    serving = all(view.class_of(f.dst) != "workstation" for f in inside if view.internal(f.dst))
+    if shared and serving and not any(f.dst in new for f in inside):
         text = (
             f"shared service: {len(sources)} of {peers} active {'/'.join(classes)} "
             f"hosts reach {what} with the same pattern{_rhythm(inside)}"
