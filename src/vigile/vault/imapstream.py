@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 
 #: Commands in flight at once: enough that the server always has the next one queued.
 WINDOW = 3
-_TAGS = (f"VGF{n}" for n in itertools.count(1))
+_TAG_NUMBERS = itertools.count(1)  # next() on a count is atomic: tags stay unique
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n\Z")
 _UID = re.compile(rb"[( ]UID (\d+)")
 
@@ -118,7 +118,7 @@ def stream_fetch(
     def send_next() -> None:
         position, uid_set = next(pending, (-1, ""))
         if position >= 0:
-            tag = next(_TAGS).encode()
+            tag = f"VGF{next(_TAG_NUMBERS)}".encode()
             conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix)
             in_flight[tag] = position
 
