@@ -49,6 +49,8 @@ from vigile.detect.traffic import Baseline, HostFlows, bounds, directed_flows, r
 from vigile.store import Window
 
 MIN_Z = 3.0
+#: History a store must hold before a slice (or a destination) can be judged new.
+HISTORY = timedelta(hours=24)
 
 
 @dataclass
@@ -92,6 +94,8 @@ class ExfilDetector:
         role = {h: role_of(roles, h, ctx) for h in flows}
         peers, _ = peer_stats(ctx)
         windows = self._earlier_windows(ctx, flows, start, end)
+        oldest, _ = ctx.store.time_bounds("conn")
+        self.oldest = oldest or start
         out = []
         for host in sorted(flows):
             tests = self._tests(host, flows, role, start, windows)
@@ -132,8 +136,11 @@ class ExfilDetector:
             )
         own = robust_baseline(v for b, v in f.out.items() if b <= cut)
         peak = max(now.values())
+        rolling = self._rolling_peak(f, now)
         if own.samples >= self.min_samples:
             tests.append(Test("host peak", peak, own, "own history"))
+        elif rolling is not None:
+            tests.append(rolling)
         else:
             group = robust_baseline(
                 v
@@ -160,6 +167,23 @@ class ExfilDetector:
             for t in tests
             if t.z >= MIN_Z and t.factor >= self.min_factor and t.value >= self.min_bytes
         ]
+
+    def _rolling_peak(self, f: HostFlows, now: dict[datetime, float]) -> Test | None:
+        """The window's largest slice judged against the host's slices before *it*.
+
+        For a window with little or no history before it (a hunt over the whole store,
+        as ``vigile eval`` runs): the slices earlier in the window are the host's own
+        history too. Only slices after the store's first ``HISTORY_HOURS`` count, so a
+        store's first day is still not judged against a few hours of itself.
+        """
+        ready = {b: v for b, v in now.items() if b >= self.oldest + HISTORY}
+        if not ready:
+            return None
+        when = max(ready, key=lambda b: (ready[b], b))
+        before = robust_baseline(v for b, v in f.out.items() if b < when)
+        if before.samples < self.min_samples:
+            return None
+        return Test("host peak", ready[when], before, "own earlier slices")
 
     def _finding(
         self,
@@ -222,7 +246,7 @@ class ExfilDetector:
         self, f: HostFlows, peer: PeerStats | None, start: datetime, ctx: HuntContext
     ) -> list[tuple[str, float]]:
         mods = []
-        if peer is not None and peer.first_seen >= start and history_hours(ctx) >= 24:
+        if peer is not None and peer.first_seen >= max(start, self.oldest + HISTORY):
             mods.append(("new destination", 0.1))
         if peer is not None and len(peer.hosts_in_window) == 1 and peer.prevalence < 0.5:
             mods.append(("rare destination", 0.05))

@@ -139,7 +139,11 @@ def score_findings(
     >>> r.scenarios[0].rank, r.scenarios[0].host_rank, r.recall, r.precision_at[1]
     (2, 1, 1.0, 0.0)
     """
-    ranked = sorted(findings, key=lambda f: (-f.score, f.detector, f.src or "", f.dst or ""))
+    # As ``vigile hunt`` lists them: suppressed findings after every unsuppressed one.
+    ranked = sorted(
+        findings,
+        key=lambda f: (f.suppressed_by is not None, -f.score, f.detector, f.src or "", f.dst or ""),
+    )
     hits = [[matches(f, t) for t in truths] for f in ranked]
     results = []
     for j, t in enumerate(truths):
