@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigile.detect import Finding
+from vigile.hunt import rank
 from vigile.simulate.scenarios.base import Truth
 
 DEFAULT_K = (1, 5, 10)
@@ -106,6 +107,22 @@ def _fqdn_match(a: str | None, b: str | None) -> bool:
     return a == b or ("." in short and long_.endswith("." + short))
 
 
+def detector_label(f: Finding) -> str:
+    """The detector, or for a pair score the detectors (and modifiers) it combines.
+
+    >>> from datetime import UTC, datetime
+    >>> w = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> ev = {"detectors": {"role_violation": 0.9, "beacon": 0.77}, "modifiers": {"x": 0.15}}
+    >>> detector_label(Finding("pair_score", "a", "b", None, 1, w, w, "", ev))
+    'role_violation+beacon, modifiers +0.15'
+    """
+    if f.detector != "pair_score":
+        return f.detector
+    label = "+".join(f.evidence.get("detectors", {})) or f.detector
+    shift = sum(f.evidence.get("modifiers", {}).values())
+    return label + (f", modifiers {shift:+.2f}" if shift else "")
+
+
 def matches(f: Finding, t: Truth) -> bool:
     """Whether finding ``f`` is about scenario ``t`` (see the module docstring)."""
     if f.window_start.timestamp() > t.end or f.window_end.timestamp() < t.start:
@@ -139,11 +156,7 @@ def score_findings(
     >>> r.scenarios[0].rank, r.scenarios[0].host_rank, r.recall, r.precision_at[1]
     (2, 1, 1.0, 0.0)
     """
-    # As ``vigile hunt`` lists them: suppressed findings after every unsuppressed one.
-    ranked = sorted(
-        findings,
-        key=lambda f: (f.suppressed_by is not None, -f.score, f.detector, f.src or "", f.dst or ""),
-    )
+    ranked = rank(list(findings))  # as ``vigile hunt`` lists them: suppressed ones last
     hits = [[matches(f, t) for t in truths] for f in ranked]
     results = []
     for j, t in enumerate(truths):
@@ -166,7 +179,7 @@ def score_findings(
                 best[0] if best else None,
                 best[1] if best else None,
                 round(best[2].score, 4) if best else None,
-                best[2].detector if best else None,
+                detector_label(best[2]) if best else None,
             )
         )
     alerts = [i for i, f in enumerate(ranked) if f.score >= alert_score and not f.suppressed_by]
