@@ -12,9 +12,9 @@ from pathlib import Path
 
 from vigile.config import Config
 from vigile.detect import Detector, Finding, HuntContext
+from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR
 from vigile.errors import InputError, Location
 from vigile.evaluate import DEFAULT_ALERT_SCORE, DEFAULT_K, EvalResult, score_findings
-from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR
 from vigile.hunt import run_detectors
 from vigile.ingest import IngestReport, ingest_paths
 from vigile.simulate import Simulation, write_run
