@@ -17,7 +17,7 @@ from vigile.errors import ConfigError, InputError
 from vigile.evaluate import matches, score_findings
 from vigile.evaluate.labels import read_stratosphere_truth
 from vigile.evaluate.report import plot_sweeps
-from vigile.evaluate.run import evaluate_store, ingest_checked, simulate_logs
+from vigile.evaluate.run import evaluate_store, ingest_checked, one_per_subject, simulate_logs
 from vigile.evaluate.sweep import run_point
 from vigile.simulate import Simulation, SimulationSpec
 from vigile.simulate.scenarios import parse_scenario
@@ -256,3 +256,19 @@ def test_window_hours_scores_only_the_last_hours(
     # the BMC beacon goes on until the end.
     assert [s.truth.scenario for s in result.scenarios] == ["bmc_beacon"]
     assert result.days == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_pair_score_stands_for_the_findings_it_combines() -> None:
+    role = Finding("role_violation", "10.0.0.5", "6.6.6.6", None, 0.9, W, W, "")
+    beacon = Finding("beacon", "10.0.0.5", "6.6.6.6", None, 0.7, W, W, "")
+    other = Finding("beacon", "10.0.0.7", "1.1.1.1", None, 0.8, W, W, "")
+    ev = {"detectors": {"role_violation": 0.9, "beacon": 0.7}, "findings": [role.id, beacon.id]}
+    pair = Finding("pair_score", "10.0.0.5", "6.6.6.6", None, 1.0, W, W, "", ev)
+    host = Finding("host_score", "10.0.0.5", None, None, 1.0, W, W, "")
+    units = one_per_subject([role, beacon, other, pair, host])
+    assert units == [other, pair]
+    r = score_findings(
+        units, [_truth()], is_internal=lambda a: a.startswith("10."), hosts=2, days=1
+    )
+    assert (r.scenarios[0].rank, r.scenarios[0].detector) == (1, "role_violation+beacon")
+    assert (r.alerts, r.false_alerts) == (2, 1)
