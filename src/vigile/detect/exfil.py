@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import numpy as np
+
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
 from vigile.detect.roles import infer_roles, role_of
@@ -63,6 +65,10 @@ class Test:
     baseline_of: str
     #: The pair test compares with the largest earlier slice, where a z-score means nothing.
     reference: float | None = None
+    #: Host peaks must also clear ``min_factor`` × the busy-hour level (95th percentile)
+    #: of the baseline: hourly traffic follows the working day, so the median is a night
+    #: hour and an ordinary busy hour would otherwise stand far above it.
+    busy: float | None = None
 
     @property
     def factor(self) -> float:
@@ -134,22 +140,26 @@ class ExfilDetector:
                     "own earlier windows",
                 )
             )
-        own = robust_baseline(v for b, v in f.out.items() if b <= cut)
+        history = [v for b, v in f.out.items() if b <= cut]
+        own = robust_baseline(history)
         peak = max(now.values())
         rolling = self._rolling_peak(f, now)
         if own.samples >= self.min_samples:
-            tests.append(Test("host peak", peak, own, "own history"))
+            tests.append(Test("host peak", peak, own, "own history", busy=_busy(history)))
         elif rolling is not None:
             tests.append(rolling)
         else:
-            group = robust_baseline(
+            others = [
                 v
                 for h, g in flows.items()
                 if h != host and role[h] == role[host]
                 for v in g.out.values()
-            )
+            ]
+            group = robust_baseline(others)
             if group.samples >= self.min_samples:
-                tests.append(Test("host peak", peak, group, f"{role[host]} peer group"))
+                tests.append(
+                    Test("host peak", peak, group, f"{role[host]} peer group", busy=_busy(others))
+                )
         earlier = [v for (_, b), v in f.pair.items() if b <= cut]
         if len(earlier) >= self.min_samples:
             pair_peak = max(v for (_, b), v in f.pair.items() if b > cut)
@@ -165,7 +175,10 @@ class ExfilDetector:
         return [
             t
             for t in tests
-            if t.z >= MIN_Z and t.factor >= self.min_factor and t.value >= self.min_bytes
+            if t.z >= MIN_Z
+            and t.factor >= self.min_factor
+            and t.value >= self.min_bytes
+            and (t.busy is None or t.value >= self.min_factor * t.busy)
         ]
 
     def _rolling_peak(self, f: HostFlows, now: dict[datetime, float]) -> Test | None:
@@ -180,10 +193,11 @@ class ExfilDetector:
         if not ready:
             return None
         when = max(ready, key=lambda b: (ready[b], b))
-        before = robust_baseline(v for b, v in f.out.items() if b < when)
+        earlier = [v for b, v in f.out.items() if b < when]
+        before = robust_baseline(earlier)
         if before.samples < self.min_samples:
             return None
-        return Test("host peak", ready[when], before, "own earlier slices")
+        return Test("host peak", ready[when], before, "own earlier slices", busy=_busy(earlier))
 
     def _finding(
         self,
@@ -212,6 +226,8 @@ class ExfilDetector:
                 f"the {best.baseline_of} median {_fmt(best.baseline.median)} (robust z "
                 f"{best.z:,.1f}, {best.baseline.samples} samples)"
             )
+            if best.busy is not None:
+                against += f" and {best.value / max(best.busy, 1.0):,.1f}× its busy hours"
         else:
             against = f"the {best.baseline_of} {_fmt(best.reference)}"
         explanation = (
@@ -231,6 +247,7 @@ class ExfilDetector:
                     "sigma": round(t.baseline.sigma, 1),
                     "samples": t.baseline.samples,
                     "reference": None if t.reference is None else round(t.reference),
+                    "busy_p95": None if t.busy is None else round(t.busy),
                     "factor": round(t.factor, 2),
                     "z": None if t.reference is not None else round(t.z, 2),
                     "baseline": t.baseline_of,
@@ -256,6 +273,15 @@ class ExfilDetector:
         if ratio_then is not None and ratio_now is not None and ratio_now >= 3 * ratio_then:
             mods.append(("upload/download ratio up", 0.05))
         return mods
+
+
+def _busy(values: list[float]) -> float:
+    """The busy-hour level of earlier slices: their 95th percentile.
+
+    >>> _busy([1.0] * 19 + [100.0])
+    5.95
+    """
+    return round(float(np.percentile(values, 95)), 6) if values else 0.0
 
 
 def _ratio(f: HostFlows, keep: Any) -> float | None:
