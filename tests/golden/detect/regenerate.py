@@ -96,6 +96,12 @@ def long_connection_inputs(folder: Path, rng: np.random.Generator) -> None:
             for i in range(100)]  # fmt: skip
     conn += [_conn(T0 + 900 * i, f"CS{i}", "10.0.0.8", "198.51.100.21", 443, duration=2.0)
              for i in range(50)]  # fmt: skip
+    # An outside client's IMAP sessions to the mail server, 30 min each, one after
+    # another (15 h in all), and three more clients of that service: halved.
+    conn += [_conn(T0 + 1800 * i, f"CM{i}", "198.51.100.40", "10.0.0.25", 993, duration=1790.0)
+             for i in range(30)]  # fmt: skip
+    conn += [_conn(T0 + 60 * i, f"CC{i}", f"10.0.0.{60 + i}", "10.0.0.25", 993, duration=30.0)
+             for i in range(3)]  # fmt: skip
     _write(folder / "conn.log", "conn", CONN_FIELDS, conn)
     snaps = [_conn(T0 - 3600, "COPEN", "203.0.113.50", "10.0.0.22", 22, service="ssh",
                    duration=3600.0 * h) for h in range(1, 26)]  # fmt: skip
