@@ -160,11 +160,12 @@ def _finding(
     [
         (_finding("6.6.6.6", "10.0.0.5"), _truth(), True),  # pair, reversed
         (_finding("10.0.0.5", "7.7.7.7"), _truth(), False),  # same host, other peer
-        (_finding("10.0.0.5", None), _truth(), True),  # host-level finding
+        (_finding("10.0.0.5", None), _truth(), False),  # host-level: not about the peer
         (_finding("10.0.0.9", "10.0.0.1", "a.c2.net"), _truth(dst=None, fqdn="c2.net"), True),
         (_finding("10.0.0.9", "10.0.0.1", "c2.net"), _truth(dst=None, fqdn="x.c2.net"), True),
         (_finding("10.0.0.9", None, "net"), _truth(dst=None, fqdn="c2.net"), False),
         (_finding("10.0.0.5", None), _truth(dst=None, fqdn=None), True),  # the scanning host
+        (_finding("10.0.0.9", None), _truth(dst=None, fqdn=None), False),  # another host
         (_finding("10.0.0.5", "10.20.1.1"), _truth(dst=None, fqdn=None), False),  # other traffic
         (_finding("6.6.6.6", "10.0.0.5", hours=5), _truth(), False),  # outside the window
     ],

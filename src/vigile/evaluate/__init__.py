@@ -6,9 +6,10 @@ what was hidden (from ``vigile simulate`` or from labeled captures). A finding
 
 * the truth's pair of addresses (either direction), or
 * the truth's domain (equal, or one a subdomain of the other), or
-* only a host (no peer, no name) that is one of the truth's two ends (for a scan,
-  which has no single peer, that is the only way to match it: its source's other
-  findings are about other traffic).
+* for a truth with no single peer (a scan), only its source host (no peer, no name):
+  the source's other findings are about other traffic. A host-level finding does not
+  match a truth that has a peer: a summary of the internet scanners probing a server
+  says nothing about the client that downloaded its mailboxes.
 
 An *alert* is a finding with score at or above ``alert_score`` that no allowlist
 suppressed. A scenario is *detected* when a matching alert exists. Passes of an
@@ -132,7 +133,7 @@ def matches(f: Finding, t: Truth) -> bool:
         return True
     if _fqdn_match(f.fqdn, t.fqdn):
         return True
-    return f.dst is None and f.fqdn is None and f.src in (t.src, t.dst)
+    return t.dst is None and f.dst is None and f.fqdn is None and f.src == t.src
 
 
 def score_findings(
