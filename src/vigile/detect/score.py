@@ -112,7 +112,9 @@ def _describe(pair: Pair) -> str:
 
 
 def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
-    fqdn = next((f.fqdn for f in pair.findings if f.fqdn), None)
+    # The peer's name: a finding about traffic *to* the host carries the host's own name
+    # (the SNI its clients used), which would read as if the host went to itself.
+    fqdn = next((f.fqdn for f in pair.findings if f.fqdn and f.dst == pair.peer), None)
     text = f"{pair.host} with {pair.peer}: {_describe(pair)} → {pair.score:.3f}."
     evidence = {
         "detectors": dict(pair.detector_scores),
