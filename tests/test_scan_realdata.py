@@ -3,7 +3,8 @@
 Stratosphere CTU-Normal-40 day 1 (``008-zeek-mixed``): hundreds of outside addresses
 knock on the management ports of one host, and nothing answers them. The two
 detectors must complement each other (slow probes with `role_violation`, Zeek-style
-sweeps with `scan`, combined in the pair score) and stay below the alert line.
+sweeps with `scan`, combined in the pair score) and keep each scanner below the alert
+line; one summary per probed host says medium.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def test_scanners_on_008_surface_together_without_alerting(
     assert len(probes) >= 100 and SWEEPER in {f.src for f in probes}
     (pair,) = [f for f in found if f.detector == "pair_score" and f.dst == SWEEPER]
     assert set(pair.evidence["detectors"]) == {"role_violation", "scan"}
-    # nothing answered: every finding, alone or combined per pair, stays below the alert
-    # line (the host score, three of them stacked, reads medium: a much-probed host)
-    assert max(f.score for f in found if f.detector != "host_score") < 0.5
-    (host,) = [f for f in found if f.detector == "host_score"]
-    assert host.src == HOST and host.severity == "medium"
+    # Nothing answered: every scanner's finding, alone or combined per pair, stays below
+    # the alert line; the one summary says medium (the firewall lets them reach the host).
+    per_scanner = [f for f in found if f.detector not in ("host_score",) and f is not summary]
+    assert max(f.score for f in per_scanner) < 0.5
+    assert summary.severity == "medium"

@@ -19,8 +19,8 @@ inbound management     public hosts reach management ports (IPMI 623, SSH 22, Te
                        anything on a BMC, and the port answered; unanswered 0.35
                        (internet background noise, kept low; a scan from inside,
                        10 or more ports or 3 or more management ports, +0.1)
-management probed      10 or more sources probed a host's management ports without      0.4
-                       an answer (one summary per host); 100 or more: 0.45
+management probed      10 or more sources probed a host's management ports without      0.5
+                       an answer (one summary per host); 100 or more: 0.6
 exposed management     a host serves a management port and public addresses got         0.5
                        answers on it (one finding per host and port, not per scanner)
 unsolicited inbound    public hosts open connections to a workstation (a host that      0.5
@@ -132,8 +132,9 @@ class RoleViolationDetector:
                 "ports": ports,
                 "top_peer": top.src,
             }
-            # Nothing answered: exposure attempts, not a compromise; below the alert line.
-            score = 0.4 + (0.05 if len(fs) >= 10 * PROBED_MIN_SOURCES else 0.0)
+            # Nothing answered, but the probes reached the host: its management ports are
+            # open to the internet at the firewall, an exposure worth a look (medium).
+            score = 0.5 + (0.1 if len(fs) >= 10 * PROBED_MIN_SOURCES else 0.0)
             out.append(self._finding(ctx, host, None, score, text, ev))
         return out
 
