@@ -12,9 +12,9 @@ Pair score. With the pair's detector scores sorted, ``s1 ≥ s2 ≥ …``::
 Modifiers (RITA v5's, with its default values) are defined and tabled in
 :mod:`vigile.detect.modifiers`. Two rules keep one fact from counting twice: a
 modifier that restates the pair's only detector (a lone ``rare_destination`` finding
-already scores novelty and rarity) is not added, and a pair whose every finding a hunt pass capped
-(not significant, one session's keep-alive) stays at or below that cap however many
-modifiers apply.
+already scores novelty and rarity) is not added, and modifiers cannot lift a pair
+whose every finding a hunt pass capped (not significant, one session's keep-alive)
+over that cap.
 
 A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
