@@ -175,7 +175,7 @@ def _host_finding(host: str, pairs: Sequence[Pair], start: Any, end: Any) -> Fin
     ranked = sorted(pairs, key=lambda p: (-p.score, -p.weight, p.peer or ""))
     p = [x.score for x in ranked[:3]] + [0.0, 0.0]
     combined = 1 - (1 - p[0]) * (1 - p[1] / 4) * (1 - p[2] / 8)
-    score = min(combined, band_ceiling(p[0]))
+    score = min(combined, max(p[0], band_ceiling(p[0])))
     top = ranked[0]
     if top.peer:
         what = f"top with {top.peer} scores {top.score:.3f} ({_describe(top)})"
