@@ -18,6 +18,7 @@ import pyarrow as pa
 from vigile.ingest.base import Sink, SourceFile
 from vigile.ingest.packet.connstate import conn_columns
 from vigile.ingest.packet.decode import decode
+from vigile.ingest.packet.dnsrows import named
 from vigile.ingest.packet.flows import FlowTable, Timeouts
 from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.meta import Metadata
@@ -81,7 +82,7 @@ class PcapReader:
         uids = self._uids(c["first_pos"])
         src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
         services: list[str | None] = []
-        rows: dict[str, list[dict[str, Any]]] = {"dns": [], "http": [], "tls": []}
+        rows: dict[str, list[dict[str, Any]]] = {"http": [], "tls": []}
         for i, pos in enumerate(c["first_pos"].tolist()):
             fm = meta.pop(pos)
             services.append(",".join(fm.services) if fm and fm.services else None)
@@ -89,7 +90,6 @@ class PcapReader:
                 continue
             ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
             ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
-            rows["dns"] += [r | ends for r in fm.dns]
             rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
             if fm.tls is not None:
                 rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
@@ -112,9 +112,38 @@ class PcapReader:
         for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
             columns[k] = pa.array(c[k])
         sink.emit("conn", columns, n)
+        self._emit_dns(sink, c, meta, uids, src, dst)
         for table, table_rows in rows.items():
             if table_rows:
                 sink.emit(table, _columns(table_rows), len(table_rows))
+
+    def _emit_dns(
+        self,
+        sink: Sink,
+        c: dict[str, np.ndarray],
+        meta: Metadata,
+        uids: list[str],
+        src: list[str],
+        dst: list[str],
+    ) -> None:
+        """The ``dns`` rows of the flows in ``c``, with their flow's uid and endpoints."""
+        rows = meta.dns.pop(c["first_pos"])
+        if rows is None:
+            return
+        order = np.argsort(c["first_pos"])
+        flow = rows["flow"].to_numpy()
+        at = order[np.searchsorted(c["first_pos"], flow, sorter=order)]
+        columns = named(rows)
+        columns["ts"] = columns["ts"].cast(pa.int64()).cast(TS)
+        columns |= {
+            "uid": pa.array(uids).take(at),
+            "src": pa.array(src).take(at),
+            "dst": pa.array(dst).take(at),
+            "src_port": pa.array(c["sport"][at], pa.int32()),
+            "dst_port": pa.array(c["dport"][at], pa.int32()),
+            "source_pos": pa.array(flow, pa.int64()),
+        }
+        sink.emit("dns", columns, rows.num_rows)
 
     def _uids(self, positions: np.ndarray) -> list[str]:
         """Zeek-style uids: 'C' and 11 base-62 digits of a 64-bit mix of file id and offset."""
