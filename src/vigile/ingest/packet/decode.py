@@ -62,7 +62,7 @@ def decode(pk: Packets, fragments: FragmentTable) -> Decoded:
     by :func:`decode_vectorised`.
     """
     slow, *fields = decode_common(pk.buf, pk.data_off, pk.caplen, pk.linktype)
-    d = Decoded(*fields, np.zeros(len(slow), bool))
+    d = Decoded(**dict(zip(DECODED_FIELDS, [*fields, np.zeros(len(slow), bool)], strict=True)))
     if not slow.any():
         return d
     if slow.all():

@@ -43,7 +43,7 @@ def _u64(v: np.ndarray, p: int) -> np.uint64:
 
 @njit(cache=True, nogil=True, inline="always")
 def _unusual(p: int) -> bool:
-    for q in UNUSUAL:
+    for q in UNUSUAL:  # noqa: SIM110 (numba compiles this loop, not any() over a generator)
         if p == q:
             return True
     return False
