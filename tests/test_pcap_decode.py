@@ -46,7 +46,7 @@ def test_same_fields_on_every_capture(path: Path) -> None:
 
 def packets(frames: list[bytes], linktype: int = 1) -> Packets:
     """One chunk holding ``frames`` back to back, as the framer lays them out."""
-    buf = np.frombuffer(b"".join(frames) + bytes(PAD), np.uint8)
+    buf = np.frombuffer(bytearray(b"".join(frames) + bytes(PAD)), np.uint8)
     sizes = np.array([len(f) for f in frames], np.int64)
     off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     n = len(frames)

@@ -58,6 +58,8 @@ class Batch:
 
 def parse_columns(view: np.ndarray, start: np.ndarray, size: np.ndarray) -> Batch:
     """The messages at ``view[start:start + size]`` as a :class:`Batch`."""
+    if not view.flags.writeable:  # one compiled signature: the reader's buffers are writable
+        view = view.copy()
     start = np.ascontiguousarray(start, np.int64)
     size = np.ascontiguousarray(size, np.int64)
     return Batch(*parse_messages(view, start, size))

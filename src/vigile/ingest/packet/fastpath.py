@@ -21,27 +21,27 @@ TEREDO_PORT = 3544
 UNUSUAL = np.array([0, 43, 60, 135, 139, 140, 44, 51, 4, 41, 47], np.int64)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _u8(v: np.ndarray, p: int) -> int:
     return int(v[min(max(p, 0), len(v) - 1)])  # as ndarray.take(mode="clip")
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _u16(v: np.ndarray, p: int) -> int:
     return _u8(v, p) << 8 | _u8(v, p + 1)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _u32(v: np.ndarray, p: int) -> int:
     return _u16(v, p) << 16 | _u16(v, p + 2)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _u64(v: np.ndarray, p: int) -> np.uint64:
     return np.uint64(_u32(v, p)) << np.uint64(32) | np.uint64(_u32(v, p + 4))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _unusual(p: int) -> bool:
     for q in UNUSUAL:  # noqa: SIM110 (numba compiles this loop, not any() over a generator)
         if p == q:
