@@ -25,6 +25,8 @@ from vigile.ingest.packet.meta import Metadata
 from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
 from vigile.schema import TS
 
+#: Rows of one table held back before they are emitted together (one insert).
+EMIT_ROWS = 65_536
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 BASE62_BYTES = np.frombuffer(
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8
@@ -42,6 +44,7 @@ class PcapReader:
         self.timeouts = timeouts or Timeouts()
         self.chunk_bytes = chunk_bytes
         self._addr_text: dict[tuple[int, int], str] = {}
+        self._held: dict[str, list[pa.Table]] = {}
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -72,6 +75,8 @@ class PcapReader:
         last = flows.finish()
         if last is not None:
             self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)
+        for table in list(self._held):
+            self._flush(sink, table)
         if not_ip:
             sink.notice(f"{not_ip} of {packets} packets carry no IP flow (ARP, …): not counted")
 
@@ -111,11 +116,11 @@ class PcapReader:
             columns[k] = pa.array(c[k])
         for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
             columns[k] = pa.array(c[k])
-        sink.emit("conn", columns, n)
+        self._hold(sink, "conn", columns)
         self._emit_dns(sink, c, meta, uids, src, dst)
         for table, table_rows in rows.items():
             if table_rows:
-                sink.emit(table, _columns(table_rows), len(table_rows))
+                self._hold(sink, table, _columns(table_rows))
 
     def _emit_dns(
         self,
@@ -143,7 +148,27 @@ class PcapReader:
             "dst_port": pa.array(c["dport"][at], pa.int32()),
             "source_pos": pa.array(flow, pa.int64()),
         }
-        sink.emit("dns", columns, rows.num_rows)
+        self._hold(sink, "dns", columns)
+
+    def _hold(self, sink: Sink, table: str, columns: dict[str, pa.Array]) -> None:
+        """Rows to emit, held until there are :data:`EMIT_ROWS` of them.
+
+        Each emit is one insert into the store, whose fixed cost outweighs a few
+        thousand rows; memory stays bounded by the limit.
+        """
+        held = self._held.setdefault(table, [])
+        held.append(pa.table(columns))
+        if sum(t.num_rows for t in held) >= EMIT_ROWS:
+            self._flush(sink, table)
+
+    def _flush(self, sink: Sink, table: str) -> None:
+        held = pa.concat_tables(self._held.pop(table, []), promote_options="default")
+        if held.num_rows:
+            columns = {
+                name: col.combine_chunks()
+                for name, col in zip(held.column_names, held.columns, strict=True)
+            }
+            sink.emit(table, columns, held.num_rows)
 
     def _uids(self, positions: np.ndarray) -> list[str]:
         """Zeek-style uids: 'C' and 11 base-62 digits of a 64-bit mix of file id and offset."""

@@ -15,6 +15,7 @@ flow; one ``tls`` row per flow from its ClientHello and ServerHello.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,6 +221,14 @@ class _Segments:
         self.order: np.ndarray | None = None
         self.rank: np.ndarray | None = None
 
+    def _following(self, i: int) -> Iterator[int]:
+        """The packets after ``i`` in flow order, a few at a time (the walk stops soon)."""
+        assert self.order is not None and self.rank is not None
+        start = int(self.rank[i]) + 1
+        while start < len(self.order):
+            yield from self.order[start : start + 64].tolist()
+            start += 64
+
     def hello(self, i: int, payload: bytes) -> bytes | None:
         try:
             msg = tls.handshake_message(payload)
@@ -235,7 +244,7 @@ class _Segments:
         d, v = self.d, self.pk.buf
         expect = (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
         data, seen = payload, 0
-        for j in self.order[self.rank[i] + 1 :].tolist():
+        for j in self._following(i):
             if self.fp[j] != self.fp[i] or seen >= MAX_SEGMENTS:
                 break
             same_side = (d.src[j] == d.src[i]).all() and d.sport[j] == d.sport[i]
