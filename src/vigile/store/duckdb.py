@@ -7,7 +7,9 @@ writes DuckDB SQL; detectors use the engine-neutral query vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,6 +191,35 @@ class _DuckDBStateWriter:
             )
 
 
+def _connect(
+    location: str, read_only: bool, wait: float, on_wait: Callable[[str], None] | None
+) -> duckdb.DuckDBPyConnection:
+    deadline, told, pause = time.monotonic() + wait, False, 0.05
+    while True:
+        try:
+            return duckdb.connect(location, read_only=read_only)
+        except duckdb.IOException as e:
+            held = "Conflicting lock" in str(e)
+            if not held or time.monotonic() >= deadline:
+                why = _lock_holder(str(e)) if held else str(e)
+                raise StoreError(f"cannot open store {location}: {why}") from None
+            if not told and on_wait is not None:
+                on_wait(_lock_holder(str(e)))
+                told = True
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot open store {location}: {e}") from None
+
+
+def _lock_holder(message: str) -> str:
+    """DuckDB's lock message, cut to the part that names the holding process."""
+    m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
+    if m is None:
+        return message
+    return f"in use by another process ({Path(m.group(1)).name}, PID {m.group(2)})"
+
+
 class DuckDBStore:
     """A store in one DuckDB file (or ``:memory:``)."""
 
@@ -198,14 +229,20 @@ class DuckDBStore:
         *,
         read_only: bool = False,
         memory_limit: str = "1500MB",
+        wait: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
+        """Open (or create) the store.
+
+        DuckDB lets one process write a file and, while it does, no other process open
+        it at all. ``wait`` is how many seconds to keep retrying while another process
+        holds the file (``on_wait`` is told once, with DuckDB's message naming that
+        process); after that the open fails with a :class:`StoreError`.
+        """
         self.location = str(path)
-        try:
-            if self.location != ":memory:" and not read_only:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(self.location, read_only=read_only)
-        except duckdb.Error as e:
-            raise StoreError(f"cannot open store {self.location}: {e}") from None
+        if self.location != ":memory:" and not read_only:
+            Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+        self._con = _connect(self.location, read_only, wait, on_wait)
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
