@@ -30,10 +30,11 @@ def walk_pcap(
     stops before a record that is not complete; ``bad caplen`` is the length of a
     record longer than ``limit`` at the next offset (the damage), else -1.
     """
-    pos = np.empty(max_records, np.int64)
-    fields = np.empty((max_records, 4), np.int64)
+    room = min(max_records, max(end - start, 0) // 16 + 1)  # a record takes 16 bytes or more
+    pos = np.empty(room, np.int64)
+    fields = np.empty((room, 4), np.int64)
     off, n, bad = start, 0, -1
-    while n < max_records and off + 16 <= end:
+    while n < room and off + 16 <= end:
         caplen = _u32(v, off + 8, little)
         if caplen > limit:
             bad = caplen
