@@ -1,4 +1,4 @@
-"""The compiled decoder of common packets gives what the NumPy decoder gives.
+"""The compiled decoder and pre-filter give what the NumPy code gives.
 
 :func:`vigile.ingest.packet.decode.decode` decodes Ethernet/IP/TCP/UDP packets in
 compiled code and leaves the rest to :func:`decode_vectorised`; every field of every
@@ -15,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_data_dir
-from vigile.ingest.packet.decode import DECODED_FIELDS, decode, decode_vectorised
+from vigile.ingest.packet.classify import DNS_PORTS, HTTP_PREFIXES, STATUS_PREFIX, classify
+from vigile.ingest.packet.decode import DECODED_FIELDS, Decoded, decode, decode_vectorised
 from vigile.ingest.packet.fragments import FragmentTable
+from vigile.ingest.packet.link import u8, u32
 from vigile.ingest.packet.pcapfile import Packets, read_packets
 from vigile.ingest.packet.records import PAD
 
@@ -89,3 +91,30 @@ def frames(draw: st.DrawFn) -> bytes:
 @given(st.lists(frames(), min_size=1, max_size=12), st.sampled_from([1, 1, 1, 101, 113]))
 def test_same_fields_on_any_frame(frames: list[bytes], linktype: int) -> None:
     assert_same(packets(frames, linktype))
+
+
+def reference_kinds(pk: Packets, d: Decoded) -> np.ndarray:
+    """The metadata pre-filter written with NumPy over whole arrays."""
+    v, po, cap, proto = pk.buf, d.payload_off, d.payload_cap, d.proto
+    first4 = np.where(cap >= 4, u32(v, po), -1)
+    tcp, udp = d.ok & (proto == 6), d.ok & (proto == 17)
+    on_dns = np.isin(d.sport, DNS_PORTS) | np.isin(d.dport, DNS_PORTS)
+    dns_udp = udp & on_dns & (cap >= 12)
+    dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
+    req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
+    status = tcp & (first4 == STATUS_PREFIX)
+    ctype = u8(v, po)
+    hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
+    hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
+    return np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
+
+
+@pytest.mark.parametrize("path", captures(), ids=lambda p: p.name)
+def test_metadata_kinds_on_every_capture(path: Path) -> None:
+    with path.open("rb") as f:
+        for chunk in read_packets(f):
+            if isinstance(chunk, Packets):
+                d = decode(chunk, FragmentTable())
+                args = (d.ok, d.proto, d.sport, d.dport, d.payload_off, d.payload_cap)
+                got = classify(chunk.buf, *args)
+                np.testing.assert_array_equal(got, reference_kinds(chunk, d))

@@ -1,9 +1,9 @@
 """DNS, HTTP and TLS metadata of flows, held until their flow is handed out.
 
-A vectorised pre-filter picks the packets whose payload can carry metadata (DNS
-ports, an HTTP method or status line, a TLS handshake record). DNS over UDP is read
-for the whole chunk in compiled code (:mod:`.dnsbatch`) and paired into rows with
-NumPy (:mod:`.dnsrows`); the rest (DNS over TCP, unusual DNS messages, HTTP, TLS) is
+A compiled pre-filter (:mod:`.classify`) picks the packets whose payload can carry
+metadata (DNS ports, an HTTP method or status line, a TLS handshake record). DNS over
+UDP is read for the whole chunk in compiled code (:mod:`.dnsbatch`) and paired into
+rows with NumPy (:mod:`.dnsrows`); the rest (DNS over TCP, unusual DNS messages, HTTP, TLS) is
 parsed in Python. What they yield is kept per flow (keyed by the byte offset of the
 flow's first packet) and turned into rows when the flow ends, since only then are
 its originator and uid final.
@@ -23,15 +23,19 @@ import numpy as np
 import pyarrow as pa
 
 from vigile.ingest.packet import dns, http, tls
+from vigile.ingest.packet.classify import (
+    DNS_TCP,
+    DNS_UDP,
+    HTTP_REQUEST,
+    HTTP_STATUS,
+    NONE,
+    classify,
+)
 from vigile.ingest.packet.decode import Decoded
 from vigile.ingest.packet.dnsbatch import Batch, parse_columns
 from vigile.ingest.packet.dnsrows import MESSAGE, DnsRows
-from vigile.ingest.packet.link import u8, u32
 from vigile.ingest.packet.pcapfile import Packets
 
-DNS_PORTS = (53, 5353, 5355)
-HTTP_PREFIXES = np.array([int.from_bytes(p.ljust(4), "big") for p in http.PREFIXES])
-HTTP_STATUS = int.from_bytes(b"HTTP", "big")
 MAX_SEGMENTS = 12
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
     "established": False
@@ -66,25 +70,13 @@ class Metadata:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
         fp = np.full(len(pk), -1, np.int64)
         fp[d.ok] = flow_pos
-        v, po, cap, proto = pk.buf, d.payload_off, d.payload_cap, d.proto
-        first4 = np.where(cap >= 4, u32(v, po), -1)
-        tcp, udp = d.ok & (proto == 6), d.ok & (proto == 17)
-        on_dns = np.isin(d.sport, DNS_PORTS) | np.isin(d.dport, DNS_PORTS)
-        dns_udp = udp & on_dns & (cap >= 12)
-        dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
-        req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
-        status = tcp & (first4 == HTTP_STATUS)
-        # A handshake record holding a hello, or an alert/change_cipher_spec record that
-        # may precede one in the same segment.
-        ctype = u8(v, po)
-        hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
-        hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
-        udp_dns = np.flatnonzero(dns_udp)
+        v, po, cap = pk.buf, d.payload_off, d.payload_cap
+        kind = classify(v, d.ok, d.proto, d.sport, d.dport, po, cap)
+        udp_dns = np.flatnonzero(kind == DNS_UDP)
         batch = parse_columns(v, po[udp_dns], cap[udp_dns])
         fast = udp_dns[batch.fast]
-        dns_udp[fast] = False  # read: the rest of them go to dns.parse below
+        kind[fast] = NONE  # read: the rest of them go to dns.parse below
         seg = _Segments(pk, d, fp)
-        kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
         cand = np.flatnonzero(kind)
         mem = memoryview(v.data)
         columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns, pk.pos))
@@ -95,14 +87,14 @@ class Metadata:
             meta = self.flows.get(flow)
             if meta is None:
                 meta = self.flows[flow] = FlowMeta()
-            if k == 1:
+            if k == DNS_UDP:
                 _dns(slow, meta, payload, (flow, pos, ts, 0))
-            elif k == 2:
+            elif k == DNS_TCP:
                 size = int.from_bytes(payload[:2], "big")
                 _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
-            elif k == 3:
+            elif k == HTTP_REQUEST:
                 _http_request(meta, payload, ts, pos)
-            elif k == 4:
+            elif k == HTTP_STATUS:
                 _http_status(meta, payload)
             else:
                 _tls(meta, seg.hello(i, payload), ts, pos)
