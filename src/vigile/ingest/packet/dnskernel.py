@@ -149,14 +149,17 @@ def _rdata(m: np.ndarray, rtype: int, off: int, rdlen: int, out: np.ndarray, use
     if rtype in NAME_TYPES or (rtype == 15 and rdlen > 2):
         after, wrote = _name(m, off + 2 if rtype == 15 else off, out, used, False)
         return used + wrote if after >= 0 else -2
-    if rtype == 16:
-        out[used], out[used + 1], out[used + 2], out[used + 3] = 84, 88, 84, 32  # "TXT "
-        used, i, stop = used + 4, off, off + rdlen
+    if rtype == 16:  # each character-string as "TXT <length> <text>", like .dns._txt
+        i, stop = off, off + rdlen
         while i < stop:
             n = m[i]
             if i > off:
                 out[used] = 0x20
                 used += 1
+            out[used], out[used + 1], out[used + 2], out[used + 3] = 84, 88, 84, 32  # "TXT "
+            used = _decimal(min(int(n), stop - i - 1), out, used + 4)
+            out[used] = 0x20
+            used += 1
             for k in range(i + 1, min(i + 1 + n, stop)):
                 if m[k] >= 0x80:
                     return -1
