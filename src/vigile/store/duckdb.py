@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from vigile.errors import StoreError
@@ -206,12 +207,25 @@ class DuckDBStore:
             self._con = duckdb.connect(self.location, read_only=read_only)
         except duckdb.Error as e:
             raise StoreError(f"cannot open store {self.location}: {e}") from None
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
+        self._settings(self._con)
         if not read_only:
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
+
+    @staticmethod
+    def _settings(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+
+    def reader(self) -> DuckDBStore:
+        """A handle for reads on another thread: a DuckDB cursor of its own on the same
+        database (a DuckDB connection must not be used by two threads at once)."""
+        other = object.__new__(DuckDBStore)
+        other.location = self.location
+        other._con = self._con.cursor()
+        self._settings(other._con)
+        return other
 
     # -- writes -------------------------------------------------------------------------
     def has_source(self, sha256: str) -> bool:
@@ -268,16 +282,43 @@ class DuckDBStore:
         where: Sequence[Pred] = (),
         order_by: Sequence[str] = (),
         limit: int | None = None,
+        codes: Mapping[str, pa.Array] | None = None,
     ) -> pa.Table:
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
         sql = self._select(table, columns) + clause
+        if codes:
+            sql = self._coded_select(table, columns, codes, big) + clause
         if order_by:
             sql += " ORDER BY " + ", ".join(_ident(table, c) for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big):
-            return self._conform(self._con.sql(sql, params=params).to_arrow_table())
+        with self._registered(big) as con:
+            result = self._conform(con.sql(sql, params=params).to_arrow_table())
+        return _as_dictionaries(result, codes) if codes else result
+
+    def _coded_select(
+        self,
+        table: str,
+        columns: Sequence[str] | None,
+        codes: Mapping[str, pa.Array],
+        big: dict[str, pa.Table],
+    ) -> str:
+        """``SELECT`` with each coded column replaced by its index in the given values,
+        found by a left join on a registered (value, index) table: DuckDB's hash join
+        runs on all cores, faster than hashing the strings again in the caller."""
+        joins, out = [], []
+        for c in columns or ALL_TABLES[table].column_names:
+            ident = _ident(table, c)
+            if c not in codes:
+                out.append(f'"{table}".{ident}')
+                continue
+            name = f"__vigile_codes_{len(big)}"
+            values = _values(codes[c])
+            big[name] = pa.table({"__v": values, "__i": np.arange(len(values), dtype=np.int32)})
+            joins.append(f' LEFT JOIN {name} ON "{table}".{ident} = {name}.__v')
+            out.append(f"{name}.__i AS {ident}")
+        return f'SELECT {", ".join(out)} FROM "{table}"' + "".join(joins)
 
     def scan_batches(
         self,
@@ -288,8 +329,8 @@ class DuckDBStore:
     ) -> Iterator[pa.RecordBatch]:
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
-        with self._registered(big):
-            reader = self._con.sql(self._select(table, columns) + clause, params=params)
+        with self._registered(big) as con:
+            reader = con.sql(self._select(table, columns) + clause, params=params)
             yield from reader.to_arrow_reader(1 << 17)
 
     def group(
@@ -317,8 +358,8 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big):
-            return self._con.sql(sql, params=params).to_arrow_table()
+        with self._registered(big) as con:
+            return con.sql(sql, params=params).to_arrow_table()
 
     def time_series(
         self,
@@ -353,21 +394,22 @@ class DuckDBStore:
 
     def count(self, table: str, window: Window | None = None) -> int:
         clause, params = _where(table, window, ())
-        rows = self._con.execute(f'SELECT count(*) FROM "{table}"{clause}', params).fetchall()
-        return int(rows[0][0])
+        rows = self._con.execute(f'SELECT count(*) FROM "{table}"{clause}', params)
+        return int(rows.fetchall()[0][0])
 
     def close(self) -> None:
         self._con.close()
 
     @contextmanager
-    def _registered(self, big: dict[str, pa.Table]) -> Iterator[None]:
+    def _registered(self, big: dict[str, pa.Table]) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._con
         for name, values in big.items():
-            self._con.register(name, values)
+            con.register(name, values)
         try:
-            yield
+            yield con
         finally:
             for name in big:
-                self._con.unregister(name)
+                con.unregister(name)
 
     @staticmethod
     def _conform(result: pa.Table) -> pa.Table:
@@ -378,3 +420,22 @@ class DuckDBStore:
                 f = f.with_type(pa.list_(f.type.value_type))
             fields.append(f)
         return result.cast(pa.schema(fields))
+
+
+def _as_dictionaries(result: pa.Table, codes: Mapping[str, pa.Array]) -> pa.Table:
+    """Wrap the int32 index columns of a coded scan as dictionary columns (no copy)."""
+    for c, values in codes.items():
+        if c not in result.column_names:
+            continue
+        values = _values(values)
+        col = result.column(c)
+        chunks = [pa.DictionaryArray.from_arrays(chunk, values) for chunk in col.chunks]
+        typed = pa.chunked_array(chunks, pa.dictionary(pa.int32(), values.type))
+        result = result.set_column(result.column_names.index(c), c, typed)
+    return result
+
+
+def _values(values: Any) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(values)
