@@ -14,6 +14,7 @@ than :func:`numpy.lexsort` over two columns.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _VALUE_BITS = 40
 _VALUE_MAX = (1 << _VALUE_BITS) - 1
@@ -144,3 +145,68 @@ def segmented_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     [3.0, 0.0, 3.0]
     """
     return np.bincount(segment_ids(offsets), weights=values, minlength=len(offsets) - 1)
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_time(ts, values, flags, rows, lo, hi):
+    """Stable sort of ``[lo, hi)`` of the four arrays by ``ts``, unless already in order."""
+    for i in range(lo + 1, hi):
+        if ts[i] < ts[i - 1]:
+            break
+    else:
+        return
+    perm = lo + np.argsort(ts[lo:hi], kind="mergesort")
+    ts[lo:hi], values[lo:hi] = ts[perm], values[perm]
+    flags[lo:hi], rows[lo:hi] = flags[perm], rows[perm]
+
+
+@njit(cache=True, nogil=True)
+def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
+    """Groups from packed sorted keys ``group << row_bits | row``, each in time order.
+
+    A compiled loop (the grouping before it is one SIMD sort; no library does the rest
+    in one pass): the rows' ``ts``, ``values`` and ``flags`` are gathered in group
+    order, each group is sorted by time (see :func:`_sort_by_time`), and groups of
+    fewer than ``min_rows`` rows are dropped. Returns ``(ts, values, offsets, firsts,
+    flagged)``: per group its earliest row and how many of its rows have ``flags`` set.
+
+    >>> key = np.sort(np.array([0 << 3 | 0, 1 << 3 | 1, 0 << 3 | 2, 0 << 3 | 3]))
+    >>> t, v, off, first, flagged = group_sorted_rows(
+    ...     key, 3, np.array([30, 5, 10, 20]), np.array([3, 9, 1, 2]),
+    ...     np.array([True, True, False, True]), 2)
+    >>> t.tolist(), v.tolist(), off.tolist(), first.tolist(), flagged.tolist()
+    ([10, 20, 30], [1, 2, 3], [0, 3], [2], [2])
+    """
+    n = len(key)
+    mask = (1 << row_bits) - 1
+    out_ts = np.empty(n, np.int64)
+    out_values = np.empty(n, np.int64)
+    out_flags = np.empty(n, np.bool_)
+    rows = np.empty(n, np.int64)
+    groups = 0
+    for i in range(n):  # independent loads, so the memory system overlaps them
+        r = key[i] & mask
+        rows[i], out_ts[i], out_values[i], out_flags[i] = r, ts[r], values[r], flags[r]
+        if i == 0 or (key[i] >> row_bits) != (key[i - 1] >> row_bits):
+            groups += 1
+    offsets = np.zeros(groups + 1, np.int64)
+    firsts = np.empty(groups, np.int64)
+    flagged = np.zeros(groups, np.int64)
+    q, o, lo = 0, 0, 0
+    for hi in range(1, n + 1):
+        if hi < n and (key[hi] >> row_bits) == (key[lo] >> row_bits):
+            continue
+        m = hi - lo
+        if m >= min_rows:
+            for i in range(m):  # compact over the dropped groups (o <= lo)
+                out_ts[o + i], out_values[o + i] = out_ts[lo + i], out_values[lo + i]
+                out_flags[o + i], rows[o + i] = out_flags[lo + i], rows[lo + i]
+            _sort_by_time(out_ts, out_values, out_flags, rows, o, o + m)
+            firsts[q] = rows[o]
+            for i in range(o, o + m):
+                flagged[q] += out_flags[i]
+            o += m
+            q += 1
+            offsets[q] = o
+        lo = hi
+    return out_ts[:o].copy(), out_values[:o].copy(), offsets[: q + 1], firsts[:q], flagged[:q]

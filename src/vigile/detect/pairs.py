@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from vigile.config import match_networks
 from vigile.detect import HuntContext
-from vigile.detect.kernels import offsets_from_counts
+from vigile.detect.kernels import group_sorted_rows, offsets_from_counts
 from vigile.store import Agg, Pred, Store, Window
 
 #: Pairs with fewer connections than this are not worth a beacon score.
@@ -189,35 +189,16 @@ def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0), n + 1
 
 
-def _group(pair: np.ndarray, space: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row order grouping equal ``pair`` codes with times ascending, and group starts.
-
-    One SIMD :func:`numpy.sort` of ``(pair, row number)`` packed in an int64 (several
-    times the speed of ``argsort``) groups the rows in scan order; rows usually come in
-    time order, and the few groups that did not are sorted by time afterwards.
-    """
+def _sorted_keys(pair: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+    """``pair << row_bits | row`` sorted: one SIMD :func:`numpy.sort` of packed int64 keys
+    (several times the speed of ``argsort``) groups the rows, in scan order."""
     n = len(pair)
     row_bits = max((n - 1).bit_length(), 1)
-    if space.bit_length() + row_bits > 63:
-        order = np.lexsort((ts, pair))
-        grouped = pair[order]
-    else:
-        key = (pair << row_bits) | np.arange(n, dtype=np.int64)
-        key.sort()
-        order, grouped = key & ((1 << row_bits) - 1), key >> row_bits
-        del key
-    new = np.ones(n, dtype=bool)
-    new[1:] = grouped[1:] != grouped[:-1]
-    starts = np.flatnonzero(new)
-    t = ts[order]
-    late = np.flatnonzero(~new[1:] & (t[1:] < t[:-1])) + 1
-    if len(late):
-        seg = np.cumsum(new) - 1
-        unsorted = np.zeros(len(starts), dtype=bool)
-        unsorted[seg[late]] = True
-        pos = np.flatnonzero(unsorted[seg])
-        order[pos] = order[pos[np.lexsort((t[pos], seg[pos]))]]
-    return order, starts
+    if space.bit_length() + row_bits > 63:  # too many codes to pack: number the pairs first
+        pair = np.unique(pair, return_inverse=True)[1].astype(np.int64)
+    key = (pair << row_bits) | np.arange(n, dtype=np.int64)
+    key.sort()
+    return key, row_bits
 
 
 def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
@@ -240,29 +221,31 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
         return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
     pair = np.zeros(rows.num_rows, dtype=np.int64)
     space = 1
-    for key in keys:
-        codes, n = _codes(rows.column(key))
+    for name in keys:
+        codes, n = _codes(rows.column(name))
         pair, space = pair * n + codes, space * n
-    ts = _int64(rows.column("ts").combine_chunks().cast(pa.int64()))
-    order, starts = _group(pair, space, ts)
+    sorted_keys, row_bits = _sorted_keys(pair, space)
     del pair
-    counts = np.diff(np.append(starts, len(order)))
-    busy = counts >= MIN_CONNECTIONS
-    if not busy.all():
-        order = order[np.repeat(busy, counts)]
-        counts = counts[busy]
-    offsets = offsets_from_counts(counts)
-    firsts = pa.array(order[offsets[:-1]])
-    table = rows.select(keys).take(firsts)
-    for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
-        if extra in rows.column_names:
-            table = table.append_column(extra, rows.column(extra).take(firsts))
+    answered = np.zeros(rows.num_rows, dtype=bool)
     if "resp_bytes" in rows.column_names:
         answered = _int64(rows.column("resp_bytes").combine_chunks()) > 0
-        n_answered = np.add.reduceat(answered[order], offsets[:-1], dtype=np.int64)
-        table = table.append_column("answered_share", pa.array(np.round(n_answered / counts, 3)))
-    b = _int64(rows.column("orig_ip_bytes").combine_chunks())
-    return PairLists(table, ts[order], b[order], offsets)
+    ts, b, offsets, firsts, n_answered = group_sorted_rows(
+        sorted_keys,
+        row_bits,
+        _int64(rows.column("ts").combine_chunks().cast(pa.int64())),
+        _int64(rows.column("orig_ip_bytes").combine_chunks()),
+        answered,
+        MIN_CONNECTIONS,
+    )
+    first_rows = pa.array(firsts)
+    table = rows.select(keys).take(first_rows)
+    for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
+        if extra in rows.column_names:
+            table = table.append_column(extra, rows.column(extra).take(first_rows))
+    if "resp_bytes" in rows.column_names:
+        share = np.round(n_answered / np.diff(offsets), 3)
+        table = table.append_column("answered_share", pa.array(share))
+    return PairLists(table, ts, b, offsets)
 
 
 def _int64(col: pa.Array) -> np.ndarray:
