@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -57,11 +58,24 @@ NEVER_SCORED = tuple(
 
 def scorable(keys: pa.Table) -> np.ndarray:
     """Mask of pairs whose addresses are not in :data:`NEVER_SCORED`."""
-    mask = ~match_networks(keys.column("src"), NEVER_SCORED)
+    mask = ~_never_scored(keys.column("src"))
     if "dst" in keys.column_names:
-        dst = keys.column("dst").fill_null("")
-        mask &= ~match_networks(dst, NEVER_SCORED)
+        mask &= ~_never_scored(keys.column("dst").cast(pa.string()).fill_null(""))
     return mask
+
+
+def _never_scored(addresses: pa.ChunkedArray) -> np.ndarray:
+    encoded = pc.dictionary_encode(addresses.cast(pa.string())).combine_chunks()
+    values = encoded.dictionary.to_pylist()
+    lookup = np.array([_is_never_scored(v) for v in values] + [False], dtype=bool)
+    return lookup[encoded.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_never_scored(address: str) -> bool:
+    """Memoised: the same addresses come back in every pass (``match_networks`` parses
+    each distinct value of one array only)."""
+    return bool(match_networks(pa.array([address], pa.string()), NEVER_SCORED)[0])
 
 
 @dataclass(frozen=True)
@@ -249,7 +263,9 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
 
 
 def _int64(col: pa.Array) -> np.ndarray:
-    return col.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if col.null_count:
+        col = col.fill_null(0)
+    return col.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _strip_port(names: pa.Array) -> pa.Array:
