@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 from vigile.config import match_networks
 from vigile.detect import HuntContext
 from vigile.detect.kernels import group_sorted_rows, offsets_from_counts
+from vigile.detect.partitions import SpilledPartitions
 from vigile.store import Agg, Pred, Store, Window
 
 #: Pairs with fewer connections than this are not worth a beacon score.
@@ -138,11 +141,11 @@ class PairLists:
         )
 
 
-#: Rows per pass when assembling IP pairs; bounds memory (about 100 bytes per row while a
-#: pass is grouped, :data:`WORKERS` passes at a time).
-PARTITION_ROWS = 3_000_000
-#: Passes read and grouped at once, one per core: DuckDB, NumPy's sort and the compiled
-#: scores release the GIL, so threads are enough.
+#: Rows per partition when assembling IP pairs; bounds memory (about 100 bytes per row
+#: while a partition is grouped, :data:`WORKERS` partitions at a time).
+PARTITION_ROWS = 2_500_000
+#: Partitions grouped at once, one per core: NumPy's sort and the compiled loops release
+#: the GIL, so threads are enough.
 WORKERS = 2
 _IP_COLUMNS = ("src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto")
 
@@ -150,15 +153,15 @@ _IP_COLUMNS = ("src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "p
 def ip_pairs(
     store: Store, win: ScoringWindow, exclude_uids: pa.Array | None
 ) -> Iterator[PairLists]:
-    """IP pairs from closed connections in the window, in passes of whole sources.
+    """IP pairs from closed connections in the window, in partitions of whole sources.
 
-    Each pass reads the rows of a share of the sources (``hash mod`` partitions, sized
-    by :data:`PARTITION_ROWS`), with the addresses as integer codes (``codes`` in the
-    store contract), and groups them in NumPy (:func:`pairs_from_rows`). Passes are
-    read and grouped on :data:`WORKERS` threads and yielded in order, so the caller
-    scores one pass while the next ones are read. (A database ``list(ts ORDER BY ts)``
-    aggregation measured 20-40x slower on 10 M rows, and a window-function ``lag()``
-    slower still.)
+    The rows are read once, with the addresses as integer codes (``codes`` in the
+    store contract); above :data:`PARTITION_ROWS` they are split by source into
+    partitions on disk (:mod:`vigile.detect.partitions`). Each partition is grouped
+    in NumPy (:func:`pairs_from_rows`) on :data:`WORKERS` threads, and the partitions
+    are yielded in order, so the caller scores one while the next are grouped. (A
+    database ``list(ts ORDER BY ts)`` aggregation measured 20-40x slower on 10 M
+    rows, and a window-function ``lag()`` slower still.)
     """
     where = [Pred("open", "=", False)]
     if exclude_uids is not None and len(exclude_uids):
@@ -168,23 +171,24 @@ def ip_pairs(
         c: store.group("conn", [c], [], window=win.rows, order_by=[c]).column(c)
         for c in ("src", "dst", "proto")
     }
+    if k == 1:
+        rows = store.scan("conn", _IP_COLUMNS, win.rows, where, codes=codes)
+        yield pairs_from_rows(rows, ["src", "dst"])
+        return
+    with TemporaryDirectory(prefix="vigile-pairs-") as tmp:
+        parts = SpilledPartitions(Path(tmp), k, codes)
+        parts.write(store.scan_batches("conn", _IP_COLUMNS, win.rows, where, codes=codes))
 
-    def read(i: int) -> PairLists:
-        part = [Pred("src", "hash mod", (k, i))] if k > 1 else []
-        reader = store.reader()
-        try:
-            rows = reader.scan("conn", _IP_COLUMNS, win.rows, [*where, *part], codes=codes)
-        finally:
-            reader.close()
-        return pairs_from_rows(rows, ["src", "dst"])
+        def grouped(i: int) -> PairLists:
+            return pairs_from_rows(parts.load(i), ["src", "dst"])
 
-    with ThreadPoolExecutor(min(WORKERS, k)) as pool:
-        pending = deque(pool.submit(read, i) for i in range(min(WORKERS, k)))
-        for i in range(len(pending), k + len(pending)):
-            pairs = pending.popleft().result()
-            if i < k:
-                pending.append(pool.submit(read, i))
-            yield pairs
+        with ThreadPoolExecutor(WORKERS) as pool:
+            pending = deque(pool.submit(grouped, i) for i in range(min(WORKERS, k)))
+            for i in range(len(pending), k + len(pending)):
+                pairs = pending.popleft().result()
+                if i < k:
+                    pending.append(pool.submit(grouped, i))
+                yield pairs
 
 
 def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:

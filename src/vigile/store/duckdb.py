@@ -218,15 +218,6 @@ class DuckDBStore:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
 
-    def reader(self) -> DuckDBStore:
-        """A handle for reads on another thread: a DuckDB cursor of its own on the same
-        database (a DuckDB connection must not be used by two threads at once)."""
-        other = object.__new__(DuckDBStore)
-        other.location = self.location
-        other._con = self._con.cursor()
-        self._settings(other._con)
-        return other
-
     # -- writes -------------------------------------------------------------------------
     def has_source(self, sha256: str) -> bool:
         rows = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
@@ -326,12 +317,15 @@ class DuckDBStore:
         columns: Sequence[str] | None = None,
         window: Window | None = None,
         where: Sequence[Pred] = (),
+        codes: Mapping[str, pa.Array] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
+        select = self._coded_select(table, columns, codes, big) if codes else None
         with self._registered(big) as con:
-            reader = con.sql(self._select(table, columns) + clause, params=params)
-            yield from reader.to_arrow_reader(1 << 17)
+            reader = con.sql((select or self._select(table, columns)) + clause, params=params)
+            for batch in reader.to_arrow_reader(1 << 17):
+                yield _as_dictionaries(batch, codes) if codes else batch
 
     def group(
         self,
@@ -422,15 +416,19 @@ class DuckDBStore:
         return result.cast(pa.schema(fields))
 
 
-def _as_dictionaries(result: pa.Table, codes: Mapping[str, pa.Array]) -> pa.Table:
-    """Wrap the int32 index columns of a coded scan as dictionary columns (no copy)."""
+def _as_dictionaries(result: Any, codes: Mapping[str, pa.Array]) -> Any:
+    """Wrap the int32 index columns of a coded scan (table or batch) as dictionary
+    columns, without copying."""
     for c, values in codes.items():
         if c not in result.column_names:
             continue
         values = _values(values)
         col = result.column(c)
-        chunks = [pa.DictionaryArray.from_arrays(chunk, values) for chunk in col.chunks]
-        typed = pa.chunked_array(chunks, pa.dictionary(pa.int32(), values.type))
+        if isinstance(col, pa.ChunkedArray):
+            chunks = [pa.DictionaryArray.from_arrays(chunk, values) for chunk in col.chunks]
+            typed = pa.chunked_array(chunks, pa.dictionary(pa.int32(), values.type))
+        else:
+            typed = pa.DictionaryArray.from_arrays(col, values)
         result = result.set_column(result.column_names.index(c), c, typed)
     return result
 
