@@ -32,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.config import match_networks
 from vigile.detect import HuntContext
 from vigile.detect.kernels import group_sorted_rows, offsets_from_counts
 from vigile.detect.partitions import SpilledPartitions
@@ -76,9 +75,13 @@ def _never_scored(addresses: pa.ChunkedArray) -> np.ndarray:
 
 @lru_cache(maxsize=1 << 16)
 def _is_never_scored(address: str) -> bool:
-    """Memoised: the same addresses come back in every pass (``match_networks`` parses
-    each distinct value of one array only)."""
-    return bool(match_networks(pa.array([address], pa.string()), NEVER_SCORED)[0])
+    """Memoised: the same addresses come back in every partition (``match_networks``
+    parses each distinct value of one array only)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in NEVER_SCORED)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,10 @@ def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
             encoded = encoded.unify_dictionaries().combine_chunks()
         chunks = [encoded]
     n = len(chunks[0].dictionary) if chunks else 0
-    parts = [c.indices.fill_null(n).to_numpy(zero_copy_only=False) for c in chunks]
+    parts = [
+        (c.indices.fill_null(n) if c.null_count else c.indices).to_numpy(zero_copy_only=False)
+        for c in chunks
+    ]
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0), n + 1
 
 
@@ -225,7 +231,8 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     Pairs with fewer than :data:`MIN_CONNECTIONS` connections are left out. Optional
     columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of the first
     connection, and ``answered_share``, the share of connections whose responder sent
-    payload (``resp_bytes > 0``). Key columns may be strings or dictionary-encoded.
+    payload (``resp_bytes > 0``, or a boolean column ``answered``). Key columns may be
+    strings or dictionary-encoded.
 
     >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array(
     ...     [5_000, 1_000, 3_000, 9_000, 7_000], pa.timestamp("ms")).cast(pa.timestamp("us")),
@@ -245,7 +252,9 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     sorted_keys, row_bits = _sorted_keys(pair, space)
     del pair
     answered = np.zeros(rows.num_rows, dtype=bool)
-    if "resp_bytes" in rows.column_names:
+    if "answered" in rows.column_names:
+        answered = rows.column("answered").combine_chunks().to_numpy(zero_copy_only=False)
+    elif "resp_bytes" in rows.column_names:
         answered = _int64(rows.column("resp_bytes").combine_chunks()) > 0
     ts, b, offsets, firsts, n_answered = group_sorted_rows(
         sorted_keys,
@@ -260,7 +269,7 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
         if extra in rows.column_names:
             table = table.append_column(extra, rows.column(extra).take(first_rows))
-    if "resp_bytes" in rows.column_names:
+    if "resp_bytes" in rows.column_names or "answered" in rows.column_names:
         share = np.round(n_answered / np.diff(offsets), 3)
         table = table.append_column("answered_share", pa.array(share))
     return PairLists(table, ts, b, offsets)

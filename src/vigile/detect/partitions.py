@@ -22,13 +22,14 @@ import numpy as np
 import pyarrow as pa
 
 #: Spilled columns and their on-disk types; dictionary columns are stored as indices,
-#: a null as -1 (``dst_port`` too: ports are never negative).
+#: a null as -1 (``dst_port`` too: ports are never negative). Of ``resp_bytes`` only
+#: whether the responder answered (``> 0``) is kept, as column ``answered``.
 COLUMNS: dict[str, type] = {
     "src": np.int32,
     "dst": np.int32,
     "ts": np.int64,
     "orig_ip_bytes": np.int64,
-    "resp_bytes": np.int64,
+    "answered": np.bool_,
     "dst_port": np.int32,
     "proto": np.int32,
 }
@@ -52,7 +53,8 @@ class SpilledPartitions:
     ``write`` takes record batches whose ``src``, ``dst`` and ``proto`` columns are
     dictionary-encoded over ``codes`` (as ``Store.scan_batches(..., codes=codes)``
     returns them); ``load(i)`` gives partition ``i`` back as a table with the same
-    columns (``ts`` as int64 microseconds), holding every row of its sources.
+    columns (``ts`` as int64 microseconds, ``answered`` for ``resp_bytes``), holding
+    every row of its sources.
 
     >>> import tempfile
     >>> codes = {"src": pa.array(["a", "b"]), "dst": pa.array(["x"]), "proto": pa.array(["tcp"])}
@@ -67,9 +69,15 @@ class SpilledPartitions:
     ...     a, b = parts.load(0), parts.load(1)
     >>> a.column("src").to_pylist(), a.column("ts").to_pylist(), b.column("dst_port").to_pylist()
     (['a', 'a'], [1, 3], [None])
+    >>> a.column("orig_ip_bytes").to_pylist(), b.column("orig_ip_bytes").to_pylist()
+    ([10, 30], [0])
+    >>> a.column("answered").to_pylist(), b.column("answered").to_pylist()
+    ([False, False], [True])
     """
 
     def __init__(self, folder: Path, k: int, codes: Mapping[str, pa.Array]) -> None:
+        if not 1 <= k <= 1 << 16:
+            raise ValueError(f"partitions must be between 1 and 65536, not {k}")
         self.folder, self.k = folder, k
         self.codes = {c: _array(v) for c, v in codes.items()}
 
@@ -84,11 +92,14 @@ class SpilledPartitions:
         try:
             for batch in batches:
                 src = _numpy(batch.column("src"), np.int32)
-                part = np.where(src >= 0, src, 0) % self.k
-                order = np.argsort(part, kind="stable")
+                part = (np.where(src >= 0, src, 0) % self.k).astype(np.uint16)
+                order = np.argsort(part, kind="stable")  # a radix sort on 16 bits
                 bounds = np.searchsorted(part[order], np.arange(self.k + 1))
                 for c, dtype in COLUMNS.items():
-                    values = _numpy(batch.column(c), dtype)[order]
+                    if c == "answered":
+                        values = (_numpy(batch.column("resp_bytes"), np.int64) > 0)[order]
+                    else:
+                        values = _numpy(batch.column(c), dtype)[order]
                     for i in np.flatnonzero(np.diff(bounds)).tolist():
                         files[(i, c)].write(values[bounds[i] : bounds[i + 1]].tobytes())
         finally:
@@ -102,7 +113,7 @@ class SpilledPartitions:
             path = self._path(i, c)
             values: np.ndarray = np.fromfile(path, dtype=dtype)
             path.unlink()
-            mask = values < 0 if c in _CODED or c == "dst_port" else None
+            mask = values < 0 if c in (*_CODED, "dst_port") else None
             arr = pa.array(values, mask=mask if mask is not None and mask.any() else None)
             out[c] = pa.DictionaryArray.from_arrays(arr, self.codes[c]) if c in _CODED else arr
         return pa.table(out)
