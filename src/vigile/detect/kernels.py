@@ -148,16 +148,66 @@ def segmented_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _sort_by_time(ts, values, flags, rows, lo, hi):
+def _time_order(ts, lo, hi, scratch):
+    """Stable permutation that sorts ``ts[lo:hi]``: in ``scratch[k]``, ``k`` returned.
+
+    A natural merge sort: the ascending runs are merged pairwise, so the few runs a
+    parallel scan leaves in a pair's rows cost a linear pass or two, not a full sort.
+    """
+    m = hi - lo
+    starts = scratch[2]
+    runs = 1
+    starts[0] = 0
+    for i in range(1, m):
+        if ts[lo + i] < ts[lo + i - 1]:
+            starts[runs] = i
+            runs += 1
+    starts[runs] = m
+    for i in range(m):
+        scratch[0, i] = i
+    which = 0
+    while runs > 1:
+        src, dst = scratch[which], scratch[1 - which]
+        merged, j = 0, 0
+        while j < runs:
+            a, b = starts[j], starts[min(j + 1, runs)]
+            c = starts[min(j + 2, runs)]
+            x, y = a, b
+            for k in range(a, c):  # take from the left run on ties: stable
+                if y >= c or (x < b and ts[lo + src[x]] <= ts[lo + src[y]]):
+                    dst[k] = src[x]
+                    x += 1
+                else:
+                    dst[k] = src[y]
+                    y += 1
+            starts[merged] = a
+            merged += 1
+            j += 2
+        starts[merged] = m
+        runs = merged
+        which = 1 - which
+    return which
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_time(ts, values, flags, rows, lo, hi, scratch):
     """Stable sort of ``[lo, hi)`` of the four arrays by ``ts``, unless already in order."""
     for i in range(lo + 1, hi):
         if ts[i] < ts[i - 1]:
             break
     else:
         return
-    perm = lo + np.argsort(ts[lo:hi], kind="mergesort")
-    ts[lo:hi], values[lo:hi] = ts[perm], values[perm]
-    flags[lo:hi], rows[lo:hi] = flags[perm], rows[perm]
+    m = hi - lo
+    which = _time_order(ts, lo, hi, scratch)
+    perm, stage = scratch[which], scratch[1 - which]
+    for arr in (ts, values, rows):
+        for k in range(m):
+            stage[k] = arr[lo + perm[k]]
+        arr[lo:hi] = stage[:m]
+    for k in range(m):
+        stage[k] = flags[lo + perm[k]]
+    for k in range(m):
+        flags[lo + k] = stage[k] != 0
 
 
 @njit(cache=True, nogil=True)
@@ -166,7 +216,8 @@ def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
 
     A compiled loop (the grouping before it is one SIMD sort; no library does the rest
     in one pass): the rows' ``ts``, ``values`` and ``flags`` are gathered in group
-    order, each group is sorted by time (see :func:`_sort_by_time`), and groups of
+    order, each group is sorted by time (a natural merge sort, see :func:`_time_order`:
+    rows mostly come in time order), and groups of
     fewer than ``min_rows`` rows are dropped. Returns ``(ts, values, offsets, firsts,
     flagged)``: per group its earliest row and how many of its rows have ``flags`` set.
 
@@ -192,6 +243,7 @@ def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
     offsets = np.zeros(groups + 1, np.int64)
     firsts = np.empty(groups, np.int64)
     flagged = np.zeros(groups, np.int64)
+    scratch = np.empty((3, 0), np.int64)
     q, o, lo = 0, 0, 0
     for hi in range(1, n + 1):
         if hi < n and (key[hi] >> row_bits) == (key[lo] >> row_bits):
@@ -201,7 +253,9 @@ def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
             for i in range(m):  # compact over the dropped groups (o <= lo)
                 out_ts[o + i], out_values[o + i] = out_ts[lo + i], out_values[lo + i]
                 out_flags[o + i], rows[o + i] = out_flags[lo + i], rows[lo + i]
-            _sort_by_time(out_ts, out_values, out_flags, rows, o, o + m)
+            if scratch.shape[1] < m + 1:
+                scratch = np.empty((3, max(m + 1, 2 * scratch.shape[1])), np.int64)
+            _sort_by_time(out_ts, out_values, out_flags, rows, o, o + m, scratch)
             firsts[q] = rows[o]
             for i in range(o, o + m):
                 flagged[q] += out_flags[i]
@@ -210,3 +264,19 @@ def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
             offsets[q] = o
         lo = hi
     return out_ts[:o].copy(), out_values[:o].copy(), offsets[: q + 1], firsts[:q], flagged[:q]
+
+
+@njit(cache=True, nogil=True)
+def pack_pair_keys(first, second, n_second, row_bits):
+    """Sort keys ``(first * n_second + second) << row_bits | row`` in one pass.
+
+    Written as a compiled loop so the pair codes need no int64 temporaries; the caller
+    checks that the codes and row numbers fit in 63 bits.
+
+    >>> pack_pair_keys(np.array([1, 0]), np.array([2, 1]), 3, 1).tolist()
+    [10, 3]
+    """
+    key = np.empty(len(first), np.int64)
+    for i in range(len(first)):
+        key[i] = ((np.int64(first[i]) * n_second + second[i]) << row_bits) | i
+    return key

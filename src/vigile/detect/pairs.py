@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.detect import HuntContext
-from vigile.detect.kernels import group_sorted_rows, offsets_from_counts
+from vigile.detect.kernels import group_sorted_rows, offsets_from_counts, pack_pair_keys
 from vigile.detect.partitions import SpilledPartitions
 from vigile.store import Agg, Pred, Store, Window
 
@@ -210,17 +210,24 @@ def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
         (c.indices.fill_null(n) if c.null_count else c.indices).to_numpy(zero_copy_only=False)
         for c in chunks
     ]
-    return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0), n + 1
+    indices = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0)
+    return indices.astype(np.int32, copy=False), n + 1
 
 
-def _sorted_keys(pair: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+def _sorted_keys(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
     """``pair << row_bits | row`` sorted: one SIMD :func:`numpy.sort` of packed int64 keys
     (several times the speed of ``argsort``) groups the rows, in scan order."""
-    n = len(pair)
     row_bits = max((n - 1).bit_length(), 1)
-    if space.bit_length() + row_bits > 63:  # too many codes to pack: number the pairs first
-        pair = np.unique(pair, return_inverse=True)[1].astype(np.int64)
-    key = (pair << row_bits) | np.arange(n, dtype=np.int64)
+    space = int(np.prod([size for _, size in codes], dtype=object))
+    if len(codes) == 2 and space.bit_length() + row_bits <= 63:
+        key = pack_pair_keys(codes[0][0], codes[1][0], codes[1][1], row_bits)
+    else:
+        pair = np.zeros(n, dtype=np.int64)
+        for values, size in codes:
+            pair = pair * size + values
+        if space.bit_length() + row_bits > 63:  # too many codes to pack: number the pairs
+            pair = np.unique(pair, return_inverse=True)[1].astype(np.int64)
+        key = (pair << row_bits) | np.arange(n, dtype=np.int64)
     key.sort()
     return key, row_bits
 
@@ -244,13 +251,7 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     if not rows.num_rows:
         empty = np.zeros(0, dtype=np.int64)
         return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
-    pair = np.zeros(rows.num_rows, dtype=np.int64)
-    space = 1
-    for name in keys:
-        codes, n = _codes(rows.column(name))
-        pair, space = pair * n + codes, space * n
-    sorted_keys, row_bits = _sorted_keys(pair, space)
-    del pair
+    sorted_keys, row_bits = _sorted_keys([_codes(rows.column(k)) for k in keys], rows.num_rows)
     answered = np.zeros(rows.num_rows, dtype=bool)
     if "answered" in rows.column_names:
         answered = rows.column("answered").combine_chunks().to_numpy(zero_copy_only=False)

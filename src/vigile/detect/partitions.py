@@ -101,17 +101,20 @@ class SpilledPartitions:
                     else:
                         values = _numpy(batch.column(c), dtype)[order]
                     for i in np.flatnonzero(np.diff(bounds)).tolist():
-                        files[(i, c)].write(values[bounds[i] : bounds[i + 1]].tobytes())
+                        values[bounds[i] : bounds[i + 1]].tofile(files[(i, c)])
         finally:
             for f in files.values():
                 f.close()
 
     def load(self, i: int) -> pa.Table:
-        """Partition ``i`` as a table (its files are removed once read)."""
+        """Partition ``i`` as a table over its files mapped into memory (no copy; the
+        files are unlinked at once and vanish when the table is released)."""
         out = {}
         for c, dtype in COLUMNS.items():
             path = self._path(i, c)
-            values: np.ndarray = np.fromfile(path, dtype=dtype)
+            values: np.ndarray = np.zeros(0, dtype)
+            if path.stat().st_size:
+                values = np.memmap(path, dtype=dtype, mode="r")
             path.unlink()
             mask = values < 0 if c in (*_CODED, "dst_port") else None
             arr = pa.array(values, mask=mask if mask is not None and mask.any() else None)
