@@ -54,9 +54,8 @@ def collector_main(port: Any, shared: Any, stop: Any, db: str, rcvbuf: int | Non
     from vigile.ingest.collector import Collector
     from vigile.store.duckdb import DuckDBStore
 
-    store = DuckDBStore(db)
     kwargs = {} if rcvbuf is None else {"receive_buffer": rcvbuf}
-    collector = Collector(store, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+    collector = Collector(lambda: DuckDBStore(db), "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
     port.value = collector.port
 
     def publish(c: Any) -> None:
@@ -69,6 +68,7 @@ def collector_main(port: Any, shared: Any, stop: Any, db: str, rcvbuf: int | Non
     collector.serve(on_tick=publish, tick=0.05)
     c = collector.close()
     publish(c)
+    store = DuckDBStore(db, read_only=True)
     shared[ROWS] = store.count("conn")
     store.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -55,8 +55,8 @@ class RunningCollector:
     """vigile's collector on a free loopback port, in a thread, for the ``with`` block."""
 
     def __init__(self, db: Path, **kwargs: object) -> None:
-        self.store = DuckDBStore(db)
-        self.collector = Collector(self.store, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+        self.db = db
+        self.collector = Collector(lambda: DuckDBStore(db, wait=10), "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.collector.serve)
 
     def __enter__(self) -> RunningCollector:
@@ -73,8 +73,21 @@ class RunningCollector:
         self.thread.join()
         self.counters = self.collector.close()
 
+    def open(self) -> DuckDBStore:
+        """The store, opened as another command would open it (close it after use)."""
+        return DuckDBStore(self.db, wait=10)
+
+    def count(self, table: str) -> int:
+        store = self.open()
+        try:
+            return store.count(table)
+        finally:
+            store.close()
+
     def flows(self) -> Counter[FlowKey]:
-        rows = self.store.scan("conn").to_pylist()
+        store = self.open()
+        rows = store.scan("conn").to_pylist()
+        store.close()
         return Counter(
             _key(
                 r["src"],

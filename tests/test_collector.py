@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -40,7 +41,7 @@ def test_counters_loss_rejects_and_batches(tmp_path: Path) -> None:
     c = run.counters
     assert (c.datagrams, c.flows, c.malformed, c.lost, c.unknown_template) == (6, 30, 2, 7, 1)
     assert c.rows_written == 30 and c.batches == 2  # one cut by count (25+), one on close
-    store = run.store
+    store = run.open()
     assert store.count("conn") == 30
     rejects = store.scan("rejects").to_pylist()
     assert sorted(r["position"] for r in rejects) == [4, 5]
@@ -56,11 +57,10 @@ def test_batches_by_time(tmp_path: Path) -> None:
         _send(run.collector.port, [_flows_msg(0, 5)])
         run.wait_for(1)
         time.sleep(1.0)
-        assert run.store.count("conn") == 5  # written before the collector stops
+        assert run.count("conn") == 5  # written, and readable, while the collector runs
         _send(run.collector.port, [_flows_msg(5, 5, 5)])
         run.wait_for(2)
-    assert run.store.count("conn") == 10
-    run.store.close()
+    assert run.count("conn") == 10
 
 
 def test_same_batch_twice_adds_nothing(tmp_path: Path) -> None:
@@ -74,8 +74,7 @@ def test_same_batch_twice_adds_nothing(tmp_path: Path) -> None:
     collector.handle(_flows_msg(0, 4), "192.0.2.1")
     collector._write(batch)
     collector._write(batch)  # a retried commit of the same datagrams
-    assert run.store.count("conn") == 4
-    run.store.close()
+    assert run.count("conn") == 4
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -133,4 +132,57 @@ def test_templates_belong_to_the_transport_session(tmp_path: Path) -> None:
         _send(run.collector.port, [both])  # template and data in one session: decoded
         run.wait_for(3)
     assert (run.counters.flows, run.counters.unknown_template) == (1, 1)
-    run.store.close()
+
+
+def test_other_commands_use_the_store_while_collect_runs(tmp_path: Path) -> None:
+    """collect holds the store only while it writes a batch: status and hunt run beside it."""
+    port = free_udp_port()
+    db = tmp_path / "v.duckdb"
+    cmd = [sys.executable, "-m", "vigile", "collect", "--listen", f"127.0.0.1:{port}"]
+    cmd += ["--db", str(db), "--batch-seconds", "0.2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "listening on" in proc.stderr.readline()
+        _send(port, [_flows_msg(0, 20)])
+        time.sleep(1.0)
+        vigile = [sys.executable, "-m", "vigile"]
+        status = subprocess.run(
+            [*vigile, "status", "--db", str(db), "--json"], capture_output=True, text=True
+        )
+        assert status.returncode == 0, status.stderr
+        assert '"conn"' in status.stdout and "20" in status.stdout
+        hunt = subprocess.run([*vigile, "hunt", "--db", str(db)], capture_output=True, text=True)
+        assert hunt.returncode == 0, hunt.stderr
+        _send(port, [_flows_msg(20, 5, 1)])  # still receiving and writing after the hunt
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    store = DuckDBStore(db, read_only=True)
+    assert store.count("conn") == 25
+    store.close()
+
+
+def test_a_held_store_is_named_after_the_wait(tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    DuckDBStore(db).close()
+    holder = DuckDBStore(db)  # this process writes the store
+    try:
+        env = {**os.environ, "VIGILE_STORE_WAIT": "0.5"}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "vigile", "status", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        waited = time.monotonic() - started
+    finally:
+        holder.close()
+    assert proc.returncode == 2
+    assert "waiting up to 0.5 s" in proc.stderr
+    assert "in use by another process" in proc.stderr and f"PID {os.getpid()}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert waited >= 0.5

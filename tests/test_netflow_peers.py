@@ -41,9 +41,10 @@ def test_softflowd_export_matches_nfdump(
     assert sum(expected.values()) > 0
     assert got == expected
     assert c.flows == c.rows_written == sum(got.values())
-    sensors = {r["sensor"] for r in run.store.scan("conn", ["sensor"]).to_pylist()}
+    store = run.open()
+    sensors = {r["sensor"] for r in store.scan("conn", ["sensor"]).to_pylist()}
+    store.close()
     assert sensors == {"127.0.0.1"}
-    run.store.close()
 
 
 def test_nfreplay_v9_matches_nfdump_file(shared_data: Path, tmp_path: Path) -> None:
@@ -89,4 +90,3 @@ def test_nfreplay_v9_matches_nfdump_file(shared_data: Path, tmp_path: Path) -> N
             time.sleep(0.05)
     assert run.counters.malformed == 0
     assert run.flows() == expected
-    run.store.close()

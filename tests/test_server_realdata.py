@@ -25,10 +25,9 @@ from vigile.store.duckdb import DuckDBStore
 HOST_008 = "147.32.81.167"
 TOP = 20
 #: Measured on this data (docs/evaluation.md): 1.00 with the server-side detectors
-#: alone, 0.90 with the C2 detectors too (an unnamed Microsoft address beacons every
-#: 28 min); the test fails if a change lowers it.
-MIN_PRECISION_008 = 0.9
-SERVER_SIDE = {"exfil", "rare_destination", "role_violation", "threat_intel", "pair_score"}
+#: alone, 0.95 with the C2 detectors too (an unnamed Microsoft address keeps one TCP
+#: session alive every 28 min, a medium finding); the test fails if a change lowers it.
+MIN_PRECISION_008 = 0.95
 
 
 def _hunt(data: Path, config_text: str, tmp_path: Path) -> list[Finding]:
@@ -90,11 +89,10 @@ def test_008_inbound_attacks_surface_and_benign_egress_stays_quiet(
     precision = verdicts.count("Malicious") / TOP
     print(f"008-zeek-mixed precision@{TOP} = {precision:.2f} ({Counter(verdicts)})")
     assert precision >= MIN_PRECISION_008
-    # The host's own (benign) egress: findings where it opened the connection, from the
-    # server-side detectors and the pair scores. The timing detectors (beacon,
-    # long_connection) are judged by their own tests; docs/evaluation.md records the
-    # whole hunt, including what they still raise here.
-    egress = [f for f in ranked if f.src == HOST_008 and f.detector in SERVER_SIDE]
+    # The host's own (benign) egress: findings where it opened the connection, from every
+    # detector and the pair and host scores. Its beacon-like keep-alive to an unnamed
+    # Microsoft address is one TCP session, capped at medium (detect/keepalive.py).
+    egress = [f for f in ranked if f.src == HOST_008]
     loud = [f for f in egress if f.severity in ("high", "critical")]
     assert loud == [], [f.explanation for f in loud]
 

@@ -43,7 +43,7 @@ def test_nfdump_totals_equal_the_conn_rows(tmp_path: Path, version: int) -> None
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not _listening(port):
             assert time.monotonic() < deadline, "nfcapd did not start listening"
             time.sleep(0.05)

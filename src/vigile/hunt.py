@@ -12,14 +12,26 @@ from typing import Any
 
 from vigile.detect import Detector, Finding, HuntContext, findings_table
 from vigile.detect.allowlist import suppress_allowlisted
+from vigile.detect.keepalive import cap_single_session_beacons
 from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR, score_pairs_and_hosts
+from vigile.detect.shared_service import mark_shared_services
+from vigile.detect.significance import cap_insignificant_beacons
 from vigile.store import Agg, Store, Window
 
 #: A pass takes every finding so far and returns the findings to keep (it may mark,
 #: add or reorder them). Passes run in this order after the detectors:
-#: allowlists first, so suppressed findings never raise a pair's or a host's score.
+#: beacons whose rhythm is not significant and beacons that are one session's
+#: keep-alives first; shared services and monitoring next, so they are counted over
+#: every source even where an allowlist covers some; allowlists then, so suppressed
+#: findings never raise a pair's or a host's score.
 Pass = Callable[[HuntContext, list[Finding]], list[Finding]]
-PASSES: tuple[Pass, ...] = (suppress_allowlisted, score_pairs_and_hosts)
+PASSES: tuple[Pass, ...] = (
+    cap_insignificant_beacons,
+    cap_single_session_beacons,
+    mark_shared_services,
+    suppress_allowlisted,
+    score_pairs_and_hosts,
+)
 #: Detector names under which the passes store the findings they add.
 PASS_FINDINGS = (PAIR_DETECTOR, HOST_DETECTOR)
 

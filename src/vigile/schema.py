@@ -257,7 +257,7 @@ SESSIONS = Table(
 
 ALLOWLIST = Table(
     "allowlist_entries",
-    "Suppression rules added in the console (see `vigile.suppression` for their meaning).",
+    "Suppression rules added in the console (see `vigile.detect.allowlist` for their meaning).",
     (
         Column("entry_id", pa.string(), "Stable id, `console:<n>`; findings.suppressed_by.", False),
         Column(

@@ -1,4 +1,4 @@
-"""Allowlist entry semantics (vigile.suppression), table-tested, plus a fuzz test."""
+"""Console allowlist entries (semantics in vigile.detect.allowlist), table-tested, fuzzed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vigile.errors import ConfigError
-from vigile.suppression import AllowlistEntry, match_findings, normalise
+from vigile.web.allowlist import AllowlistEntry, match_findings, normalise
 
 CASES = [
     # kind, value, detector, finding, matches

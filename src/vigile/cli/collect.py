@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import signal
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store
 from vigile.cli.output import Format, console, emit_rows, err_console
 from vigile.errors import ConfigError
 from vigile.ingest.collector import Collector, Counters, parse_listen
+from vigile.store.duckdb import DuckDBStore
 
 ListenOption = Annotated[
     str,
@@ -88,13 +91,16 @@ def register(app: typer.Typer) -> None:
         are shown live, printed on exit and stored with each batch in `sources`.
         """
         host, port = _check_listen(listen, allow_remote)
-        store = open_store(db)
+        open_store(db).close()  # the store opens (or is created) before listening starts
+
+        def open_for_batch() -> DuckDBStore:
+            return DuckDBStore(db, wait=BATCH_WAIT, on_wait=_tell_waiting(db))
+
         try:
             collector = Collector(
-                store, host, port, batch_rows=batch_rows, batch_seconds=batch_seconds
+                open_for_batch, host, port, batch_rows=batch_rows, batch_seconds=batch_seconds
             )
         except OSError as e:
-            store.close()
             raise ConfigError(f"--listen {listen}: {e.strerror or e}") from None
         err_console.print(f"listening on {collector.address}", highlight=False)
         previous = {s: signal.signal(s, lambda *_: collector.stop()) for s in _SIGNALS}
@@ -111,7 +117,6 @@ def register(app: typer.Typer) -> None:
                     collector.serve(on_tick=lambda c: live.update(counters_table(c, live_title)))
         finally:
             counters = collector.close()
-            store.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if as_json:
@@ -121,3 +126,12 @@ def register(app: typer.Typer) -> None:
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+BATCH_WAIT = 600.0
+"""Seconds a batch waits for the store while another command (hunt, ingest) holds it."""
+
+
+def _tell_waiting(db: Path) -> Callable[[str], None]:
+    def tell(holder: str) -> None:
+        err_console.print(f"{db} is {holder}; batches wait for it", markup=False)
+
+    return tell

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +34,32 @@ def open_store(db: Path, *, read_only: bool = False) -> DuckDBStore:
         from vigile.errors import StoreError
 
         raise StoreError(f"{db}: no store here yet; run `vigile ingest` first")
-    return DuckDBStore(db, read_only=read_only)
+    wait = store_wait()
+    return DuckDBStore(db, read_only=read_only, wait=wait, on_wait=_tell_waiting(db, wait))
+
+
+def store_wait() -> float:
+    """Seconds a command waits while another process writes the store (``VIGILE_STORE_WAIT``).
+
+    DuckDB lets one process at a time open a file for writing, and no other process
+    open it while it does; ``collect`` holds the store only while it writes a batch.
+    """
+    text = os.environ.get("VIGILE_STORE_WAIT", "30")
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        from vigile.errors import ConfigError
+
+        raise ConfigError(f"VIGILE_STORE_WAIT={text!r} is not a number of seconds") from None
+
+
+def _tell_waiting(db: Path, wait: float) -> Callable[[str], None]:
+    def tell(holder: str) -> None:
+        from vigile.cli.output import err_console
+
+        err_console.print(f"{db} is {holder}; waiting up to {wait:g} s for it", markup=False)
+
+    return tell
 
 
 def read_config(path: Path | None) -> Config:

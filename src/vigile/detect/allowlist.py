@@ -11,10 +11,16 @@ Contract of an entry (:class:`AllowEntry`):
 * ``ref`` (``source#n``) names the entry stably: ``n`` is its 1-based position in
   its file, ``source`` is the file path or ``priors:<category>``;
 * ``Finding.suppressed_by`` holds :attr:`AllowEntry.label`
-  (``"<ref> <rule> (<reason>)"``); a suppressed finding is kept, not deleted. Entries
-  added in the console live in the store and follow :mod:`vigile.suppression`
-  (``suppressed_by`` is then their id, ``console:<n>``); the hunt applies them after
-  the files and priors.
+  (``"<ref> <rule> (<reason>)"``); a suppressed finding is kept, not deleted.
+
+Entries added in the console (table ``allowlist_entries``) are the same entries,
+built by :func:`console_entry` from a kind and a value: ``cidr`` (a network or an
+address), ``domain`` (one exact name) or ``wildcard`` (``*.`` and a name; not the
+name itself), scoped to one detector or all. Their label, and so ``suppressed_by``,
+is their id ``console:<n>``, so the console only ever rewrites suppressions it made;
+they match a finding's ends and ``fqdn`` only (not the names seen for an address,
+which the console does not have when it applies them). The hunt applies them after
+the files and priors; among themselves the lowest id wins.
 
 Domain rule semantics (table-tested in ``tests/test_allowlist.py``); names are
 compared lower-case and without a trailing dot:
@@ -51,10 +57,11 @@ from vigile.config import IPNetwork
 from vigile.detect import Finding, HuntContext
 from vigile.detect.traffic import bounds, names_by_address
 from vigile.errors import ConfigError
-from vigile.store import Window
-from vigile.suppression import AllowlistEntry, match_findings
+from vigile.store import Store, Window
 
 PRIORS_RESOURCE = "priors.toml"
+CONSOLE_PREFIX = "console:"
+CONSOLE_KINDS = ("cidr", "domain", "wildcard")
 
 
 def normalise_name(name: str) -> str:
@@ -76,15 +83,19 @@ class AllowEntry:
     index: int
     detectors: frozenset[str] | None = None
     category: str | None = None
+    #: Set for entries made in the console (``console:<n>``): their label.
+    entry_id: str | None = None
 
     @property
     def ref(self) -> str:
-        """Stable name of the entry: ``source#n``."""
-        return f"{self.source}#{self.index}"
+        """Stable name of the entry: ``source#n``, or a console entry's id."""
+        return self.entry_id or f"{self.source}#{self.index}"
 
     @property
     def label(self) -> str:
         """The text stored in ``findings.suppressed_by``."""
+        if self.entry_id is not None:
+            return self.entry_id
         return f"{self.ref} {self.rule} ({self.reason})"
 
     @cached_property
@@ -165,6 +176,45 @@ def _check_domain(domain: str, where: str) -> str:
             f"{where}: {domain!r}: '*' is allowed only as the whole leftmost label (*.example.com)"
         )
     return rule
+
+
+def console_rule(kind: str, value: str) -> str:
+    """Check a console entry's value and return its canonical rule, or raise ConfigError.
+
+    >>> console_rule("cidr", "10.1.2.3"), console_rule("wildcard", "*.Example.COM.")
+    ('10.1.2.3/32', '*.example.com')
+    """
+    value = value.strip()
+    if kind == "cidr":
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ConfigError(f"{value!r} is not an IP address or network (CIDR)") from None
+    if kind not in ("domain", "wildcard"):
+        raise ConfigError(f"unknown allowlist kind {kind!r}; use one of {', '.join(CONSOLE_KINDS)}")
+    name = normalise_name(value)
+    if kind == "wildcard":
+        if not name.startswith("*.") or "*" in name[2:] or len(name) < 4:
+            raise ConfigError(f"{value!r}: a wildcard is '*.' followed by a name")
+    elif not name or "*" in name or " " in name or name.startswith("."):
+        raise ConfigError(f"{value!r} is not a domain name")
+    return _check_domain(name, repr(value))
+
+
+def console_entry(
+    entry_id: str, kind: str, value: str, reason: str, detector: str | None = None
+) -> AllowEntry:
+    """The entry of a console rule (a row of ``allowlist_entries``).
+
+    >>> e = console_entry("console:1", "wildcard", "*.example.com", "CDN")
+    >>> e.covers_name("a.b.example.com"), e.covers_name("example.com"), e.label
+    (True, False, 'console:1')
+    """
+    number = entry_id.removeprefix(CONSOLE_PREFIX)
+    index = int(number) if number.isdigit() else 0
+    scope = frozenset([detector]) if detector else None
+    rule = console_rule(kind, value)
+    return AllowEntry(rule, reason, "console", index, scope, entry_id=entry_id)
 
 
 def _entries_from_toml(text: str, source: str) -> list[AllowEntry]:
@@ -263,10 +313,12 @@ class Allowlist:
 
 
 def _cover_all(entries: Sequence[AllowEntry], names: frozenset[str]) -> AllowEntry | None:
-    """The entry covering the first name, if every name is covered by some entry."""
+    """The entry covering the first name, if every name is covered by some entry (entries
+    made in the console match names of a finding only, see the module docstring)."""
     first = None
+    by_name = [e for e in entries if e.network is None and e.entry_id is None]
     for name in sorted(names):
-        hit = next((e for e in entries if e.network is None and e.covers_name(name)), None)
+        hit = next((e for e in by_name if e.covers_name(name)), None)
         if hit is None:
             return None
         first = first or hit
@@ -276,13 +328,13 @@ def _cover_all(entries: Sequence[AllowEntry], names: frozenset[str]) -> AllowEnt
 def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Finding]:
     """The allowlist pass: mark findings an entry covers (``suppressed_by``), keep them all.
 
-    File entries and priors come first; then the entries added in the console
-    (``allowlist_entries``, matched as :mod:`vigile.suppression` defines), so that a
-    hunt keeps the console's suppressions instead of waiting for the console to
+    File entries and priors come first, then the entries added in the console, so that
+    a hunt keeps the console's suppressions instead of waiting for the console to
     re-apply them.
     """
     base = ctx.config.path.parent if ctx.config.path else None
     allow = Allowlist.from_config(ctx.config.allowlist_files, ctx.config.section("allowlist"), base)
+    allow = Allowlist(allow.entries + tuple(stored_console_entries(ctx.store)))
     if allow.entries:
         names = names_by_address(ctx.store, Window(*bounds(ctx)))
         for f in findings:
@@ -290,17 +342,14 @@ def suppress_allowlisted(ctx: HuntContext, findings: list[Finding]) -> list[Find
                 entry = allow.match(f.detector, (f.src, f.dst), f.fqdn, names)
                 if entry is not None:
                     f.suppressed_by = entry.label
-    _apply_console_entries(ctx, findings)
     return findings
 
 
-def _apply_console_entries(ctx: HuntContext, findings: list[Finding]) -> None:
-    rows = ctx.store.scan("allowlist_entries").to_pylist()
-    if not rows:
-        return
-    open_findings = [f for f in findings if f.suppressed_by is None]
-    matches = match_findings(
-        [AllowlistEntry(**r) for r in rows], [f.to_json() for f in open_findings]
-    )
-    for f in open_findings:
-        f.suppressed_by = matches[f.id]
+def stored_console_entries(store: Store) -> list[AllowEntry]:
+    """The console's entries (table ``allowlist_entries``), lowest id first."""
+    rows = store.scan("allowlist_entries").to_pylist()
+    entries = [
+        console_entry(r["entry_id"], r["kind"], r["value"], r["reason"], r["detector"])
+        for r in rows
+    ]
+    return sorted(entries, key=lambda e: (e.index, e.ref))

@@ -18,6 +18,10 @@ Storage contract:
   batch, written by :meth:`Collector.close` even when empty, holds the totals.
 * :meth:`Collector.stop` (called from a SIGINT/SIGTERM handler) ends the loop;
   :meth:`Collector.close` then writes everything received before returning.
+* The store is opened for each batch and closed after it (``open_store``), so
+  other commands (``vigile hunt``, ``status``, ``ingest``) can use the same store
+  between batches. While another process holds it, finished batches wait in a
+  queue of ``PENDING_BATCHES``; reception stops only when that queue is full.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from vigile.ingest.netflow.columns import flows_to_conn
 from vigile.store import SourceRecord, SourceSummary, Store
 
 RECV_BUFFER = 64 << 20
+PENDING_BATCHES = 16
 SEQUENCE_WINDOW = 1 << 31
 
 
@@ -97,7 +102,7 @@ class Collector:
 
     def __init__(
         self,
-        store: Store,
+        open_store: Callable[[], Store],
         host: str = "127.0.0.1",
         port: int = 2055,
         *,
@@ -112,7 +117,7 @@ class Collector:
         self.sock.bind((host, port))
         self.sock.settimeout(0.1)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.store = store
+        self.open_store = open_store
         self.batch_rows, self.batch_seconds = batch_rows, batch_seconds
         self.cache = cache or TemplateCache()
         self.counters = Counters()
@@ -120,7 +125,7 @@ class Collector:
         self._batch = _Batch(1)
         self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
         self._stop = threading.Event()
-        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=PENDING_BATCHES)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer")
         self._writer.start()
         self._error: BaseException | None = None
@@ -259,13 +264,20 @@ class Collector:
     def _write(self, batch: _Batch) -> None:
         if not (batch.flows or batch.rejects):
             batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
+        store = self.open_store()
+        try:
+            self._write_to(store, batch)
+        finally:
+            store.close()
+
+    def _write_to(self, store: Store, batch: _Batch) -> None:
         sha = batch.digest.hexdigest()
-        if self.store.has_source(sha):
+        if store.has_source(sha):
             return
         path = f"{self.address}#{self.session}/{batch.number}"
         record = SourceRecord(int(sha[:16], 16) >> 1, path, sha, batch.size, "netflow-collector")
         summary = SourceSummary(log_type="conn", bad_rows=len(batch.rejects))
-        with self.store.source_writer(record) as writer:
+        with store.source_writer(record) as writer:
             if batch.flows:
                 conn = flows_to_conn(batch.flows, batch.sensors, batch.positions, record.source_id)
                 writer.append("conn", conn)

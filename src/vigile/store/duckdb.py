@@ -7,7 +7,9 @@ writes DuckDB SQL; detectors use the engine-neutral query vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +192,35 @@ class _DuckDBStateWriter:
             )
 
 
+def _connect(
+    location: str, read_only: bool, wait: float, on_wait: Callable[[str], None] | None
+) -> duckdb.DuckDBPyConnection:
+    deadline, told, pause = time.monotonic() + wait, False, 0.05
+    while True:
+        try:
+            return duckdb.connect(location, read_only=read_only)
+        except duckdb.IOException as e:
+            held = "Conflicting lock" in str(e)
+            if not held or time.monotonic() >= deadline:
+                why = _lock_holder(str(e)) if held else str(e)
+                raise StoreError(f"cannot open store {location}: {why}") from None
+            if not told and on_wait is not None:
+                on_wait(_lock_holder(str(e)))
+                told = True
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot open store {location}: {e}") from None
+
+
+def _lock_holder(message: str) -> str:
+    """DuckDB's lock message, cut to the part that names the holding process."""
+    m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
+    if m is None:
+        return message
+    return f"in use by another process ({Path(m.group(1)).name}, PID {m.group(2)})"
+
+
 class DuckDBStore:
     """A store in one DuckDB file (or ``:memory:``)."""
 
@@ -199,24 +230,26 @@ class DuckDBStore:
         *,
         read_only: bool = False,
         memory_limit: str = "1500MB",
+        wait: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
+        """Open (or create) the store.
+
+        DuckDB lets one process write a file and, while it does, no other process open
+        it at all. ``wait`` is how many seconds to keep retrying while another process
+        holds the file (``on_wait`` is told once, with DuckDB's message naming that
+        process); after that the open fails with a :class:`StoreError`.
+        """
         self.location = str(path)
-        try:
-            if self.location != ":memory:" and not read_only:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(self.location, read_only=read_only)
-        except duckdb.Error as e:
-            raise StoreError(f"cannot open store {self.location}: {e}") from None
+        if self.location != ":memory:" and not read_only:
+            Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+        self._con = _connect(self.location, read_only, wait, on_wait)
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
-        self._settings(self._con)
         if not read_only:
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
-
-    @staticmethod
-    def _settings(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
 
     # -- writes -------------------------------------------------------------------------
     def has_source(self, sha256: str) -> bool:
@@ -284,8 +317,8 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(_ident(table, c) for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big) as con:
-            result = self._conform(con.sql(sql, params=params).to_arrow_table())
+        with self._registered(big):
+            result = self._conform(self._con.sql(sql, params=params).to_arrow_table())
         return _as_dictionaries(result, codes) if codes else result
 
     def _coded_select(
@@ -322,8 +355,9 @@ class DuckDBStore:
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
         select = self._coded_select(table, columns, codes, big) if codes else None
-        with self._registered(big) as con:
-            reader = con.sql((select or self._select(table, columns)) + clause, params=params)
+        with self._registered(big):
+            sql = (select or self._select(table, columns)) + clause
+            reader = self._con.sql(sql, params=params)
             for batch in reader.to_arrow_reader(1 << 17):
                 yield _as_dictionaries(batch, codes) if codes else batch
 
@@ -352,8 +386,8 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big) as con:
-            return con.sql(sql, params=params).to_arrow_table()
+        with self._registered(big):
+            return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_series(
         self,
@@ -395,15 +429,14 @@ class DuckDBStore:
         self._con.close()
 
     @contextmanager
-    def _registered(self, big: dict[str, pa.Table]) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._con
+    def _registered(self, big: dict[str, pa.Table]) -> Iterator[None]:
         for name, values in big.items():
-            con.register(name, values)
+            self._con.register(name, values)
         try:
-            yield con
+            yield
         finally:
             for name in big:
-                con.unregister(name)
+                self._con.unregister(name)
 
     @staticmethod
     def _conform(result: pa.Table) -> pa.Table:

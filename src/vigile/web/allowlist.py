@@ -2,19 +2,64 @@
 
 Each change (add, edit, remove) is written in one store transaction together with
 its audit-log row and the findings it suppresses or releases, so the three never
-disagree. Entry semantics are in :mod:`vigile.suppression`.
+disagree. A console entry is an allowlist entry like those of allowlist files: its
+semantics (kinds ``cidr``, ``domain``, ``wildcard``; scope; which entry wins) are
+defined once, in :mod:`vigile.detect.allowlist`; this module keeps the stored row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from vigile.detect.allowlist import CONSOLE_PREFIX, AllowEntry, Allowlist, console_entry
+from vigile.detect.allowlist import console_rule as normalise
 from vigile.errors import ConfigError
 from vigile.store import Pred, StateWriter, Store
-from vigile.suppression import CONSOLE_PREFIX, AllowlistEntry, match_findings, normalise
 from vigile.web import audit
 from vigile.web.queries import plain
+
+
+@dataclass(frozen=True)
+class AllowlistEntry:
+    """One row of ``allowlist_entries``: a console rule with who made it and when."""
+
+    entry_id: str
+    kind: str
+    value: str
+    reason: str
+    detector: str | None = None
+    created_by: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def rule(self) -> AllowEntry:
+        """The allowlist entry this row stands for."""
+        return console_entry(self.entry_id, self.kind, self.value, self.reason, self.detector)
+
+    def matches(self, finding: Mapping[str, Any]) -> bool:
+        """Whether this entry covers a finding (a ``findings`` row as a mapping).
+
+        >>> e = AllowlistEntry("console:1", "wildcard", "*.example.com", "CDN")
+        >>> e.matches({"fqdn": "a.b.example.com"}), e.matches({"fqdn": "example.com"})
+        (True, False)
+        """
+        return match_findings([self], [{"id": "", **finding}])[""] is not None
+
+
+def match_findings(
+    entries: Iterable[AllowlistEntry], findings: Iterable[Mapping[str, Any]]
+) -> dict[str, str | None]:
+    """Which entry (if any) suppresses each finding, by finding id; the lowest id wins."""
+    rules = sorted((e.rule() for e in entries), key=lambda r: (r.index, r.ref))
+    allow = Allowlist(tuple(rules))
+    result: dict[str, str | None] = {}
+    for f in findings:
+        hit = allow.match(str(f.get("detector")), (f.get("src"), f.get("dst")), f.get("fqdn"), {})
+        result[f["id"]] = hit.label if hit is not None else None
+    return result
 
 
 class EntryNotFoundError(ConfigError):

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api", tags=["console"], dependencies=[Depends(api_se
 
 
 class EntryIn(BaseModel):
-    """An allowlist entry as sent by the client (semantics in vigile.suppression)."""
+    """An allowlist entry as sent by the client (semantics in vigile.detect.allowlist)."""
 
     kind: Literal["cidr", "domain", "wildcard"] = Field(description="What `value` is.")
     value: str = Field(description="Network (CIDR), exact name, or `*.name` wildcard.")
