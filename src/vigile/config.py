@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from vigile.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: commands that only read the config stay light
+    import numpy as np
+    import pyarrow as pa
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -189,10 +189,15 @@ def match_networks(
 
     Addresses repeat heavily in traffic, so each distinct value is parsed once.
 
+    >>> import pyarrow as pa
     >>> match_networks(pa.array(["10.0.0.1", "8.8.8.8", "10.0.0.1"]),
     ...                (ipaddress.ip_network("10.0.0.0/8"),)).tolist()
     [True, False, True]
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     encoded = pc.dictionary_encode(addresses)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()

@@ -3,30 +3,28 @@
 Each command lives in its own module with a ``register(app)`` function; the list
 below is the one place that says which commands exist and in what order ``--help``
 shows them.
+
+Command modules are imported lazily, when their command is asked for: ``vigile vault
+backup`` then imports the vault commands alone, not the DuckDB, PyArrow, NumPy and FastAPI
+that other commands need, whose import costs more than a no-change backup itself. Listing
+the commands (``--help``, ``docs/cli.md``) imports them all.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from vigile.errors import VigileError
 
-app = typer.Typer(
-    name="vigile",
-    help=(
-        "Find compromised servers from their network traffic, inspect Exchange servers "
-        "for what an intruder left behind, and restore mail to before the break-in."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-#: Command modules, in the order ``vigile --help`` lists them.
+#: Command modules, in the order ``vigile --help`` lists them. A module's command is
+#: named like the module (``vigile.cli.vault`` registers ``vault``); one that is not is
+#: still found, by importing every module.
 COMMANDS = (
     "vigile.cli.init",
     "vigile.cli.ingest",
@@ -43,8 +41,66 @@ COMMANDS = (
     "vigile.cli.vault",
 )
 
-for _module in COMMANDS:
-    import_module(_module).register(app)
+#: Settings of the app, and of the app each command module registers on when loaded.
+_SETTINGS: dict[str, Any] = {"pretty_exceptions_enable": False, "rich_markup_mode": "rich"}
+_loaded: dict[str, dict[str, Any]] = {}
+
+
+def _commands_of(module: str) -> dict[str, Any]:
+    """The click commands a module registers, by name (imports it the first time)."""
+    if module not in _loaded:
+        own = typer.Typer(**_SETTINGS)
+        import_module(module).register(own)
+        _loaded[module] = dict(typer.main.get_group(own).commands)
+    return _loaded[module]
+
+
+class LazyCommandGroup(TyperGroup):
+    """The top-level group: imports a command module on first use of its command.
+
+    Contexts and commands are typed ``Any``: Typer vendors its own click as a private
+    module (``typer._click``), which is what the overridden methods take.
+    """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._load(COMMANDS)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:
+            module = f"vigile.cli.{cmd_name}"
+            self._load([module] if module in COMMANDS else COMMANDS)
+        if cmd_name not in self.commands:
+            self._load(COMMANDS)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, modules: tuple[str, ...] | list[str]) -> None:
+        for module in modules:
+            _commands_of(module)
+        # The order of an eager registration on one app: commands, then groups, each in
+        # COMMANDS order, whichever module was loaded first.
+        loaded = [c for m in COMMANDS if m in _loaded for c in _loaded[m].values()]
+        commands = [c for c in loaded if not hasattr(c, "list_commands")]
+        groups = [c for c in loaded if hasattr(c, "list_commands")]
+        self.commands = {c.name: c for c in commands + groups}
+
+
+def _root() -> None:
+    """Typer builds a group, rather than one command, only for an app with a callback."""
+
+
+app = typer.Typer(
+    name="vigile",
+    help=(
+        "Find compromised servers from their network traffic, inspect Exchange servers "
+        "for what an intruder left behind, and restore mail to before the break-in."
+    ),
+    cls=LazyCommandGroup,
+    callback=_root,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    **_SETTINGS,
+)
 
 
 def main() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vigile.config import Config, load_config
-from vigile.store.duckdb import DuckDBStore
+
+if TYPE_CHECKING:  # imported in open_store: commands without a store do not load DuckDB
+    from vigile.store.duckdb import DuckDBStore
 
 DbOption = Annotated[
     Path,
@@ -34,6 +36,8 @@ def open_store(db: Path, *, read_only: bool = False) -> DuckDBStore:
         from vigile.errors import StoreError
 
         raise StoreError(f"{db}: no store here yet; run `vigile ingest` first")
+    from vigile.store.duckdb import DuckDBStore
+
     wait = store_wait()
     return DuckDBStore(db, read_only=read_only, wait=wait, on_wait=_tell_waiting(db, wait))
 

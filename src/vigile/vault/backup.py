@@ -7,9 +7,11 @@ Per folder, in order, the cheapest path that is still exact:
 2. Same UIDVALIDITY and both runs have HIGHESTMODSEQ (CONDSTORE): fetch flags, size and
    date only of messages changed since (new ones included). Expunges are detected by
    arithmetic (previous count + new - now); only if some happened are all UIDs listed.
-3. Otherwise (no CONDSTORE, first run, or UIDVALIDITY changed): a UID-and-size scan of
-   the whole folder. After a UIDVALIDITY change every UID is new, so every message is
-   fetched again, but its content id is unchanged and nothing is stored twice.
+3. Same UIDVALIDITY without CONDSTORE: a UID, flags and size scan of the whole folder.
+4. Nothing stored of this UIDVALIDITY (first run, or UIDVALIDITY changed): flags, size,
+   date and bytes of every message in one pass (``Source.fetch_folder``). After a
+   UIDVALIDITY change every message is downloaded again to learn its content id, but
+   nothing already stored is stored again.
 
 New messages are fetched in batches and stored by content id; a message already in the
 vault (another folder, account or run) costs no space.
@@ -18,13 +20,16 @@ vault (another folder, account or run) costs no space.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from vigile.vault.repo import Vault
 from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
-from vigile.vault.source import FolderStatus, MessageMeta, Source
+from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta, Source
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +49,25 @@ class BackupStats:
 
 #: Called after each fetched message with (folder, bytes) for progress bars.
 Progress = Callable[[str, int], None]
+
+#: Fetched messages handed to the vault together (one index look-up for the group).
+STORE_GROUP = 32
+
+
+def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last one shorter).
+
+    >>> list(_groups(range(5), 2))
+    [[0, 1], [2, 3], [4]]
+    """
+    group: list[T] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _unchanged(prev: FolderRef, st: FolderStatus) -> bool:
@@ -67,24 +91,15 @@ def _changed_metadata(
     return changed, set(source.uids(st.name))
 
 
-def sync_folder(
-    vault: Vault,
+def _apply_changes(
     source: Source,
     st: FolderStatus,
     prev: FolderRef | None,
+    messages: dict[int, MessageEntry],
     stats: BackupStats,
-    progress: Progress | None = None,
-) -> FolderRef:
-    """Bring one folder up to date; returns the reference the new snapshot records."""
-    if prev is not None and _unchanged(prev, st):
-        stats.folders_unchanged += 1
-        stats.messages += prev.count
-        return prev
-    same_epoch = prev is not None and prev.uidvalidity == st.uidvalidity
-    if prev is not None and not same_epoch:
-        stats.resynced_folders.append(st.name)
-    messages = dict(vault.get_tree(prev.tree).messages) if prev is not None and same_epoch else {}
-    if prev is not None and same_epoch and prev.highestmodseq and st.highestmodseq:
+) -> list[MessageMeta]:
+    """Apply flag changes and expunges to ``messages``; returns the new messages' metadata."""
+    if prev is not None and prev.highestmodseq and st.highestmodseq:
         changed, present = _changed_metadata(source, st, prev, messages)
     else:
         changed = source.metadata(st.name)
@@ -104,15 +119,52 @@ def sync_folder(
                 meta.uid, entry.blob_id, entry.size, entry.internaldate, meta.flags
             )
             stats.flag_changes += 1
-    for fetched in source.fetch(st.name, to_fetch):
-        blob_id, stored = vault.put(b"M", fetched.raw)
-        m = fetched.meta
-        messages[m.uid] = MessageEntry(m.uid, blob_id, len(fetched.raw), m.internaldate, m.flags)
-        stats.fetched += 1
-        stats.stored += stored
-        stats.bytes_fetched += len(fetched.raw)
-        if progress is not None:
-            progress(st.name, len(fetched.raw))
+    return to_fetch
+
+
+def _store(
+    vault: Vault,
+    folder: str,
+    fetched: Iterable[FetchedMessage],
+    messages: dict[int, MessageEntry],
+    stats: BackupStats,
+    progress: Progress | None,
+) -> None:
+    """Store fetched messages (a group at a time) and enter them in ``messages``."""
+    for group in _groups(fetched, STORE_GROUP):
+        ids = vault.put_many(b"M", [message.raw for message in group])
+        for message, (blob_id, stored) in zip(group, ids, strict=True):
+            m, size = message.meta, len(message.raw)
+            messages[m.uid] = MessageEntry(m.uid, blob_id, size, m.internaldate, m.flags)
+            stats.fetched += 1
+            stats.stored += stored
+            stats.bytes_fetched += size
+            if progress is not None:
+                progress(folder, size)
+
+
+def sync_folder(
+    vault: Vault,
+    source: Source,
+    st: FolderStatus,
+    prev: FolderRef | None,
+    stats: BackupStats,
+    progress: Progress | None = None,
+) -> FolderRef:
+    """Bring one folder up to date; returns the reference the new snapshot records."""
+    if prev is not None and _unchanged(prev, st):
+        stats.folders_unchanged += 1
+        stats.messages += prev.count
+        return prev
+    same_epoch = prev is not None and prev.uidvalidity == st.uidvalidity
+    if prev is not None and not same_epoch:
+        stats.resynced_folders.append(st.name)
+    messages = dict(vault.get_tree(prev.tree).messages) if prev is not None and same_epoch else {}
+    if not messages:  # nothing known of this epoch: list and download in one pass
+        _store(vault, st.name, source.fetch_folder(st.name), messages, stats, progress)
+    else:
+        to_fetch = _apply_changes(source, st, prev, messages, stats)
+        _store(vault, st.name, source.fetch(st.name, to_fetch), messages, stats, progress)
     tree_id = vault.put_tree(FolderTree(st.name, st.uidvalidity, messages))
     stats.messages += len(messages)
     return FolderRef(st.name, st.uidvalidity, st.uidnext, st.highestmodseq, len(messages), tree_id)

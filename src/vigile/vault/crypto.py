@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from argon2.low_level import Type, hash_secret_raw
@@ -58,10 +59,14 @@ class Keys:
         """
         return hmac.new(self.ident, content, hashlib.sha256).digest()
 
+    @cached_property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self.data)
+
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """Encrypt and authenticate: ``nonce || ciphertext || tag``."""
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + AESGCM(self.data).encrypt(nonce, plaintext, aad)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, sealed: bytes, aad: bytes) -> bytes:
         """Inverse of :meth:`seal`; raises :class:`VaultDamagedError` on any change.
@@ -71,7 +76,7 @@ class Keys:
         b'hello'
         """
         try:
-            return AESGCM(self.data).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
+            return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
         except (InvalidTag, ValueError):
             raise VaultDamagedError("authentication tag does not match") from None
 

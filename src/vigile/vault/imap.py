@@ -1,11 +1,10 @@
-"""IMAP source and restore target, over IMAPClient (and imaplib for the bulk FETCHes).
+"""IMAP source and restore target, over IMAPClient (and a pipelined reader for FETCH).
 
-IMAPClient rather than bare stdlib ``imaplib`` for everything but the two bulk FETCHes,
+IMAPClient rather than bare stdlib ``imaplib`` for everything but the bulk FETCHes,
 because it handles TLS, STARTTLS, LOGIN, AUTHENTICATE PLAIN, XOAUTH2, modified UTF-7
-folder names, LIST, STATUS, SEARCH and APPEND for us. Its pure-Python response lexer is,
-however, the bottleneck of a full backup, so message listings and bodies are fetched on
-the underlying imaplib connection and parsed with a pattern per item (measured 2.3x
-faster end to end; docs/benchmarks.md).
+folder names, LIST, STATUS, SEARCH and APPEND for us. Message listings and bodies are
+fetched on the underlying imaplib connection with ``imapstream.stream_fetch`` (pipelined,
+streamed; see there why) and their items parsed with a pattern each.
 
 Every source call examines folders read-only (``EXAMINE``) and fetches with ``BODY.PEEK``;
 connection failures become :class:`SourceConnectionError` so :class:`RetryingSource` can
@@ -19,27 +18,32 @@ import fnmatch
 import imaplib
 import re
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
+from vigile.vault.imapstream import FetchRefused, Response, body_of, stream_fetch
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
 
-#: Messages per FETCH of bodies: bounds memory while keeping round trips few.
+#: Messages per FETCH command of bodies: bounds memory (a command's messages can be held
+#: until the one expected next arrives) while keeping commands few.
 FETCH_BATCH = 256
-META_ITEMS = ["FLAGS", "RFC822.SIZE", "INTERNALDATE"]
+META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
+FULL_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
 
 T = TypeVar("T")
-_UID_IN_FETCH = re.compile(rb"[( ]UID (\d+)")
+#: The items in the order Dovecot (and most servers) return them; else one pattern each.
+_META = re.compile(rb'UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+) INTERNALDATE "([^"]+)"')
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_END = object()
 _MONTHS = {
     m.encode(): i
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)
@@ -54,10 +58,35 @@ def parse_internaldate(value: bytes) -> datetime:
     """
     day, month, rest = value.strip().split(b"-", 2)
     year, clock, zone = rest.split()
-    hh, mm, ss = (int(x) for x in clock.split(b":"))
+    hh, mm, ss = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])  # time = 2DIGIT ":" ...
+    return datetime(int(year), _MONTHS[month], int(day), hh, mm, ss, tzinfo=_zone(zone))
+
+
+@lru_cache(maxsize=256)
+def _zone(zone: bytes) -> timezone:
     sign = -1 if zone[:1] == b"-" else 1
-    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-    return datetime(int(year), _MONTHS[month], int(day), hh, mm, ss, tzinfo=timezone(offset))
+    return timezone(timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign)
+
+
+def _meta_of(response: Response) -> MessageMeta | None:
+    """Flags, size and date from a FETCH response, parsed with a pattern per item.
+
+    These items are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a
+    pattern each is exact; a response that lacks one (an unsolicited flag update) gives
+    ``None``.
+    """
+    found = _META.search(response.parts[0])
+    if found is not None:
+        uid, flags, size, date = found.groups()
+        return MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+    text = response.text
+    uid_, size_ = response.uid, _SIZE.search(text)
+    flags_, date_ = _FLAGS.search(text), _DATE.search(text)
+    if not (uid_ and size_ and flags_ and date_):
+        return None
+    return MessageMeta(
+        uid_, int(size_.group(1)), parse_internaldate(date_.group(1)), _flag_list(flags_.group(1))
+    )
 
 
 def message_set(uids: Sequence[int]) -> str:
@@ -82,6 +111,12 @@ def message_set(uids: Sequence[int]) -> str:
 def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
     out = (f.decode() if isinstance(f, bytes) else f for f in raw)
     return tuple(sorted(f for f in out if f != "\\Recent"))
+
+
+@lru_cache(maxsize=1024)
+def _flag_list(raw: bytes) -> tuple[str, ...]:
+    """Flags from the text inside ``FLAGS (...)``; a mailbox uses few distinct sets."""
+    return _flags(raw.split())
 
 
 def connect(account: ImapAccount) -> IMAPClient:
@@ -125,21 +160,27 @@ def connect(account: ImapAccount) -> IMAPClient:
 class ImapSource:
     """A :class:`~vigile.vault.source.Source` over one IMAP connection."""
 
-    def __init__(self, account: ImapAccount) -> None:
+    def __init__(self, account: ImapAccount, fetch_batch: int = FETCH_BATCH) -> None:
         self.account = account.name
+        self.fetch_batch = fetch_batch
         self._settings = account
         self.client = connect(account)
         self._selected: str | None = None
+        self._broken = False
         self.condstore = account.condstore and self.client.has_capability("CONDSTORE")
         if self.condstore:
             self._guard(lambda: self.client.enable("CONDSTORE"))
 
     def _guard(self, op: Callable[[], T]) -> T:
+        if self._broken:
+            raise SourceConnectionError(f"{self._settings.host}: connection left mid-response")
         try:
             return op()
-        except (OSError, imaplib.IMAP4.abort) as e:  # TimeoutError is an OSError
+        except (OSError, EOFError, imaplib.IMAP4.abort) as e:  # TimeoutError is an OSError
             self._selected = None
             raise SourceConnectionError(f"{self._settings.host}: connection lost: {e}") from None
+        except FetchRefused as e:
+            raise SourceError(f"{self._settings.host}: FETCH refused: {e}") from None
         except (IMAPClientError, imaplib.IMAP4.error) as e:
             raise SourceError(f"{self._settings.host}: {e}") from None
 
@@ -167,84 +208,90 @@ class ImapSource:
             int(modseq) if modseq is not None else None,
         )
 
-    def _examine(self, folder: str) -> None:
-        if self._selected != folder:
-            self._guard(lambda: self.client.select_folder(folder, readonly=True))
-            self._selected = folder
+    def _examine(self, folder: str) -> int | None:
+        """Open ``folder`` read-only; the message count if it was opened just now."""
+        if self._selected == folder:
+            return None
+        info = self._guard(lambda: self.client.select_folder(folder, readonly=True))
+        self._selected = folder
+        return int(info[b"EXISTS"]) if b"EXISTS" in info else None
 
     def uids(self, folder: str) -> list[int]:
         self._examine(folder)
         return sorted(self._guard(lambda: self.client.search("ALL")))
 
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]:
-        # SEARCH first, then FETCH those UIDs: IMAPClient 4 drops FETCH responses for
-        # messages not named in the request, so "1:*" cannot be used. SEARCH MODSEQ is the
-        # CONDSTORE way to ask which messages changed (RFC 7162 section 3.1.5).
-        self._examine(folder)
-        criteria: list[str | int] = ["ALL"] if changed_since is None else ["MODSEQ", changed_since]
-        uids = self._guard(lambda: self.client.search(criteria))
-        if not uids:
-            return []
-        return self._guard(partial(self._fetch_meta, sorted(uids)))
+        # One UID FETCH 1:* rather than SEARCH then FETCH; with CONDSTORE, the CHANGEDSINCE
+        # modifier asks for messages changed since (RFC 7162 section 3.1.4).
+        if self._examine(folder) == 0:
+            return []  # an empty folder, just opened: nothing to ask for
+        since = "" if changed_since is None else f"(CHANGEDSINCE {changed_since})"
+        return self._guard(partial(self._fetch_meta, since))
 
-    def _fetch_meta(self, uids: list[int]) -> list[MessageMeta]:
-        """``UID FETCH uids (FLAGS RFC822.SIZE INTERNALDATE)``, parsed with regular expressions.
-
-        By hand for the same measured reason as :meth:`_fetch_bodies`: these three items
-        are atoms, a number and a quoted date (RFC 3501 section 7.4.2), so a pattern per
-        item is exact; responses without a size (unsolicited flag updates) are skipped.
-        """
-        typ, data = self.client._imap.uid(
-            "FETCH", message_set(uids), "(" + " ".join(META_ITEMS) + ")"
-        )
-        if typ != "OK":
-            raise SourceError(f"{self._settings.host}: FETCH failed: {data!r}")
+    def _fetch_meta(self, modifiers: str) -> list[MessageMeta]:
+        """Flags, size and date of every message (see :func:`_meta_of`)."""
         out = {}
-        for line in data:
-            text = line[0] if isinstance(line, tuple) else line
-            if not isinstance(text, bytes):
-                continue
-            uid, size = _UID_IN_FETCH.search(text), _SIZE.search(text)
-            flags, date = _FLAGS.search(text), _DATE.search(text)
-            if uid and size and flags and date:
-                meta = MessageMeta(
-                    int(uid.group(1)),
-                    int(size.group(1)),
-                    parse_internaldate(date.group(1)),
-                    _flags(flags.group(1).split()),
-                )
+        for response in self._stream(["1:*"], META_ITEMS, modifiers):
+            if not isinstance(response, int) and (meta := _meta_of(response)) is not None:
                 out[meta.uid] = meta
         return sorted(out.values(), key=lambda m: m.uid)
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
-        self._examine(folder)
-        for start in range(0, len(metas), FETCH_BATCH):
-            batch = metas[start : start + FETCH_BATCH]
-            bodies = self._guard(partial(self._fetch_bodies, [m.uid for m in batch]))
-            for meta in batch:
-                raw = bodies.get(meta.uid)
-                if raw is not None:  # else expunged since it was listed
-                    yield FetchedMessage(meta, raw)
+        """Bodies in the given order, FETCH_BATCH per command, several commands in flight.
 
-    def _fetch_bodies(self, uids: list[int]) -> dict[int, bytes]:
-        """``UID FETCH uids (BODY.PEEK[])`` on the underlying imaplib connection.
-
-        Written against imaplib rather than through IMAPClient.fetch because IMAPClient's
-        pure-Python lexer walks every response and made body fetching ~1.5x slower for
-        the same bytes (measured, docs/benchmarks.md). imaplib already splits each body
-        out as a literal; only the UID needs finding in the text before it.
+        A message is given up as expunged only once the command that asked for it has
+        completed; one that arrives early (commands run concurrently) waits its turn.
         """
-        imap = self.client._imap
-        typ, data = imap.uid("FETCH", message_set(uids), "(BODY.PEEK[])")
-        if typ != "OK":
-            raise SourceError(f"{self._settings.host}: FETCH failed: {data!r}")
-        bodies = {}
-        for item in data:
-            if isinstance(item, tuple) and b"BODY[]" in item[0]:
-                found = _UID_IN_FETCH.search(item[0])
-                if found is not None:
-                    bodies[int(found.group(1))] = bytes(item[1])
-        return bodies
+        self._examine(folder)
+        step = self.fetch_batch
+        sets = (
+            message_set([m.uid for m in metas[i : i + step]]) for i in range(0, len(metas), step)
+        )
+        wanted = {m.uid for m in metas}
+        got: dict[int, bytes] = {}
+        completed: set[int] = set()
+        following = 0
+        for item in self._stream(sets, "(UID BODY.PEEK[])"):
+            if isinstance(item, int):
+                completed.add(item)
+            else:
+                uid, body = item.uid, body_of(item)
+                if uid in wanted and body is not None:
+                    got[uid] = body
+            while following < len(metas):
+                meta = metas[following]
+                if meta.uid in got:
+                    yield FetchedMessage(meta, got.pop(meta.uid))
+                elif following // step not in completed:
+                    break  # not here yet
+                following += 1  # else expunged since it was listed
+
+    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
+        """Metadata and bytes of every message above UID ``after``, in one FETCH."""
+        if self._examine(folder) == 0:
+            return
+        for item in self._stream([f"{after + 1}:*"], FULL_ITEMS):
+            if isinstance(item, int):
+                continue
+            meta, body = _meta_of(item), body_of(item)
+            # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
+            if meta is not None and body is not None and meta.uid > after:
+                yield FetchedMessage(meta, body)
+
+    def _stream(
+        self, uid_sets: Iterable[str], items: str, modifiers: str = ""
+    ) -> Iterator[Response | int]:
+        """:func:`stream_fetch` with errors mapped; the connection is marked broken until
+        the stream has been read to its end."""
+        stream = stream_fetch(self.client._imap, uid_sets, items, modifiers)
+        self._broken = False
+        while True:
+            response = self._guard(partial(next, stream, _END))
+            if response is _END:
+                return
+            self._broken = True  # until the stream ends: a caller that stops leaves it so
+            yield response
+            self._broken = False
 
     def close(self) -> None:
         with contextlib.suppress(

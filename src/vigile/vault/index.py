@@ -41,6 +41,16 @@ class Index:
         ).fetchone()
         return None if row is None else RecordRef(row[0], blob_id, row[1], row[2], row[3])
 
+    def existing(self, blob_ids: list[bytes]) -> set[bytes]:
+        """Which of ``blob_ids`` are indexed: one query for many (at most 500 per query)."""
+        found: set[bytes] = set()
+        for start in range(0, len(blob_ids), 500):
+            chunk = blob_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT id FROM blobs WHERE id IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
     def has(self, blob_id: bytes) -> bool:
         return (
             self.db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is not None

@@ -9,10 +9,11 @@ Layout::
     lock                held (flock) by the one process that writes
 
 Write order, which is what makes an interrupted run harmless: records go to a temporary
-pack; a full pack is fsynced and renamed; then its index rows are committed; the snapshot
-is written last, also by rename. A run killed at any point leaves either nothing new, or
-published packs whose records the next run finds in the index (or re-indexes from the pack
-headers at open) and does not store again. Nothing is ever overwritten in place.
+pack (sealed and written on a worker thread, ``packer.py``); a full pack is fsynced and
+renamed; then its index rows are committed; the snapshot is written last, also by rename.
+A run killed at any point leaves either nothing new, or published packs whose records the
+next run finds in the index (or re-indexes from the pack headers at open) and does not
+store again. Nothing is ever overwritten in place.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import zstandard
 from vigile.vault.crypto import Keys, dumps, unwrap_keys, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
-from vigile.vault.pack import PackWriter, RecordRef, pack_path, read_record, scan_pack
+from vigile.vault.pack import RecordRef, pack_path, read_record, scan_pack
+from vigile.vault.packer import BackgroundPacker, Published
 from vigile.vault.snapshot import FolderTree, Snapshot
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
@@ -59,7 +61,7 @@ class Vault:
             except BlockingIOError:
                 raise VaultError(f"{root}: another vigile process is writing this vault") from None
         self.index = Index(root / "index.sqlite")
-        self._writer: PackWriter | None = None
+        self._packer: BackgroundPacker | None = None
         self._pending: set[bytes] = set()
         self._zc = zstandard.ZstdCompressor(level=3)
         self._zd = zstandard.ZstdDecompressor()
@@ -80,17 +82,21 @@ class Vault:
         cls, root: Path, secret: bytes, *, writable: bool = False, pack_size: int | None = None
     ) -> Vault:
         """Open the vault at ``root``; a wrong secret raises ``WrongKeyError``."""
+        keys = cls.unlock(root, secret)
+        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+
+    @staticmethod
+    def unlock(root: Path, secret: bytes) -> Keys:
+        """The vault's keys, from its ``config`` and the secret (the slow part of opening:
+        the argon2id derivation, which runs without the GIL)."""
         try:
             document = json.loads((root / "config").read_bytes())
         except FileNotFoundError:
             raise VaultError(f"{root}: no vault here (run `vigile vault init`)") from None
-        keys = unwrap_keys(document, secret)
-        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+        return unwrap_keys(document, secret)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
+        self._abort_pack()
         self.index.close()
         if self._lock is not None:
             self._lock.close()
@@ -101,42 +107,53 @@ class Vault:
         return blob_id in self._pending or self.index.has(blob_id)
 
     def put(self, kind: bytes, content: bytes) -> tuple[bytes, bool]:
-        """Store ``content`` unless already present; returns ``(id, newly_stored)``."""
-        blob_id = self.keys.blob_id(content)
-        if self.has(blob_id):
-            return blob_id, False
-        sealed = self.keys.seal(self._zc.compress(content), kind + blob_id)
-        try:
-            if self._writer is None:
-                self._writer = PackWriter(self.root)
-            self._writer.add(kind, blob_id, sealed)
-        except OSError as e:
-            self._abort_pack()
-            raise _disk_error(e, self.root) from None
-        self._pending.add(blob_id)
-        if self._writer.size >= self.pack_size:
-            self.flush()
-        return blob_id, True
+        """Store ``content`` unless already present; returns ``(id, newly_stored)``.
+
+        The record is written in the background: it is in the vault once :meth:`flush`
+        (or :meth:`save_snapshot`) has returned.
+        """
+        return self.put_many(kind, [content])[0]
+
+    def put_many(self, kind: bytes, contents: list[bytes]) -> list[tuple[bytes, bool]]:
+        """:meth:`put` for several records, with one index look-up for all of them."""
+        ids = [self.keys.blob_id(content) for content in contents]
+        known = self.index.existing([i for i in ids if i not in self._pending])
+        out = []
+        for blob_id, content in zip(ids, contents, strict=True):
+            if blob_id in known or blob_id in self._pending:
+                out.append((blob_id, False))
+                continue
+            if self._packer is None:
+                self._packer = BackgroundPacker(self.root, self.keys, self.pack_size)
+            self._pending.add(blob_id)
+            try:
+                self._index(self._packer.add(kind, blob_id, content))
+            except OSError as e:
+                self._abort_pack()
+                raise _disk_error(e, self.root) from None
+            out.append((blob_id, True))
+        return out
 
     def _abort_pack(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-        self._writer = None
+        if self._packer is not None:
+            self._packer.abort()
+        self._packer = None
         self._pending.clear()
 
     def flush(self) -> None:
         """Publish the current pack and index it."""
-        if self._writer is None:
+        if self._packer is None:
             return
-        writer, self._writer = self._writer, None
         try:
-            name, records = writer.finish()
+            self._index(self._packer.flush())
         except OSError as e:
-            writer.abort()
-            self._pending.clear()
+            self._abort_pack()
             raise _disk_error(e, self.root) from None
-        self.index.add_pack(name, writer.size, records)
-        self._pending.clear()
+
+    def _index(self, published: list[Published]) -> None:
+        for name, size, records in published:
+            self.index.add_pack(name, size, records)
+            self._pending.difference_update(r.blob_id for r in records)
 
     def get(self, blob_id: bytes) -> bytes:
         """The content stored under ``blob_id``; damage raises :class:`VaultDamagedError`."""

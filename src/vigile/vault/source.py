@@ -18,6 +18,10 @@ Contract, per method (every implementation must hold to it):
   (exact), in the given order, skipping messages that no longer exist; its memory is
   bounded by one batch, not by the folder. Flags that change in between are caught by
   the next run, whose markers date from before the listing.
+* ``fetch_folder`` is ``metadata`` and ``fetch`` of every message in one pass, for a
+  folder of which nothing is stored yet (a first run, a new UIDVALIDITY): messages come
+  in ascending UID order, and only those with a UID above ``after`` (so a caller that
+  lost the connection resumes where it was).
 * Errors: :class:`SourceAuthError` is **permanent** (never retried); a dropped or refused
   connection is :class:`SourceConnectionError`, **transient**: :class:`RetryingSource`
   reconnects with exponential backoff and re-issues the call. Anything else is permanent.
@@ -78,6 +82,8 @@ class Source(Protocol):
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]: ...
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]: ...
+
+    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]: ...
 
     def close(self) -> None: ...
 
@@ -160,6 +166,23 @@ class RetryingSource:
                 return
             except SourceConnectionError as e:
                 remaining = remaining[done:]
+                self._drop()
+                failures += 1
+                if failures >= self.attempts:
+                    raise SourceError(f"{e} (gave up after {self.attempts} attempts)") from None
+                self.retries += 1
+                self._sleep(self.base_delay * 2 ** (failures - 1))
+
+    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
+        """Every message once; after a reconnect, resume above the last UID delivered."""
+        failures = 0
+        while True:
+            try:
+                for message in self._current().fetch_folder(folder, after):
+                    yield message
+                    after = message.meta.uid
+                return
+            except SourceConnectionError as e:
                 self._drop()
                 failures += 1
                 if failures >= self.attempts:

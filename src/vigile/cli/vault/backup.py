@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +14,6 @@ from vigile.cli.vault.common import (
     KeyFileOption,
     VaultOption,
     load_settings,
-    open_vault,
     progress_bar,
     vault_app,
     vault_root,
@@ -58,16 +59,31 @@ def backup_cmd(
     accounts = [settings.account(a) for a in account] if account else list(settings.accounts)
     if not accounts:
         raise ConfigError("no [[vault.accounts]] configured")
-    store = open_vault(config, vault, key_file, write=True)
+    root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
+    # The argon2id derivation runs in C without the GIL: it takes place while the first
+    # account connects and logs in, rather than before.
+    with ThreadPoolExecutor(1) as pool:
+        unlocking = pool.submit(Vault.unlock, root, secret)
+        sources = {accounts[0].name: _connect(accounts[0])}
+        try:
+            store = Vault(root, unlocking.result(), writable=True, pack_size=settings.pack_size)
+        except BaseException:
+            _close(sources[accounts[0].name])
+            raise
     rows, failed = [], []
     try:
         for acc in accounts:
+            source = sources.pop(acc.name, None) or _connect(acc)
             try:
-                rows.append(_backup_one(store, acc))
+                if isinstance(source, SourceError):
+                    raise source
+                rows.append(_backup_one(store, acc, source))
             except SourceError as e:  # the next account may well be reachable
                 err_console.print(f"[bold red]{acc.name}:[/] {e}", highlight=False)
                 failed.append(acc.name)
                 rows.append({"account": acc.name, "error": str(e)})
+            finally:
+                _close(source)
     finally:
         store.close()
     columns = [
@@ -89,18 +105,37 @@ def backup_cmd(
         raise SourceError(f"backup failed for {len(failed)} account(s): {', '.join(failed)}")
 
 
-def _backup_one(store: Vault, acc: ImapAccount) -> dict[str, Any]:
+def _connect(acc: ImapAccount) -> RetryingSource | SourceError:
+    """A connected source, or the error that prevented it (reported with the account)."""
+    try:
+        return RetryingSource(lambda: ImapSource(acc))
+    except SourceError as e:
+        return e
+
+
+def _close(source: RetryingSource | SourceError) -> None:
+    if isinstance(source, RetryingSource):
+        source.close()
+
+
+def _backup_one(store: Vault, acc: ImapAccount, source: RetryingSource) -> dict[str, Any]:
     """One account's run, with a progress bar of messages, bytes and rate."""
     with progress_bar() as bar:
         task = bar.add_task(acc.name, total=None, messages=0)
+        seen = {"messages": 0, "bytes": 0, "shown": 0.0}
 
         def tick(folder: str, size: int) -> None:
-            done = bar.tasks[0].fields["messages"] + 1
-            bar.update(task, advance=size, messages=done, description=f"{acc.name} {folder}")
+            # Updating the bar costs more than storing a small message: ten times a second.
+            seen["messages"] += 1
+            seen["bytes"] += size
+            if time.monotonic() - seen["shown"] >= 0.1:
+                seen["shown"] = time.monotonic()
+                bar.update(
+                    task,
+                    completed=seen["bytes"],
+                    messages=seen["messages"],
+                    description=f"{acc.name} {folder}",
+                )
 
-        source = RetryingSource(lambda: ImapSource(acc))
-        try:
-            snap, stats = backup_account(store, source, tick)
-        finally:
-            source.close()
+        snap, stats = backup_account(store, source, tick)
     return {"account": acc.name, "snapshot": snap.name, **vars(stats), "retries": source.retries}

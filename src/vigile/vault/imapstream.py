@@ -1,0 +1,145 @@
+"""Pipelined, streaming ``UID FETCH`` on an imaplib connection.
+
+Written by hand because neither imaplib nor IMAPClient can do what a full backup needs:
+both send one command and then collect *every* response to it in memory before returning
+(so a folder is either fetched in small batches, each a full round trip during which the
+server idles, or held whole in memory), and IMAPClient's pure-Python lexer was the largest
+single cost of a backup (docs/benchmarks.md). Here the commands are pipelined (a few in
+flight, RFC 3501 section 5.5), and responses are handed over one by one as they arrive,
+read with imaplib's own ``send``, ``readline`` and ``read``; only the framing of a FETCH
+response (a line, a ``{n}`` literal, the rest of the line) is parsed here, and the items in
+it by :func:`body_of` and the patterns in ``imap.py``.
+
+Errors: a ``NO``/``BAD`` completion raises :class:`FetchRefused` (permanent) once the
+other commands in flight have completed; a closed or timed-out connection raises
+``OSError``/``EOFError`` to the caller, which treats the connection as lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple, Protocol
+
+#: Commands in flight at once: enough that the server always has the next one queued.
+WINDOW = 3
+_TAG_NUMBERS = itertools.count(1)  # next() on a count is atomic: tags stay unique
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n\Z")
+_UID = re.compile(rb"[( ]UID (\d+)")
+
+
+class Connection(Protocol):
+    """What imaplib's ``IMAP4`` offers for raw exchanges (documented there)."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def readline(self) -> bytes: ...
+
+    def read(self, size: int) -> bytes: ...
+
+
+class FetchRefused(Exception):
+    """The server answered a FETCH with NO or BAD."""
+
+
+class Response(NamedTuple):
+    """One server response: its text cut where literals were, and the literals."""
+
+    parts: list[bytes]
+    literals: list[bytes]
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(self.parts)
+
+    @property
+    def uid(self) -> int | None:
+        found = _UID.search(self.parts[0])
+        if found is None and len(self.parts) > 1:
+            found = _UID.search(self.text)
+        return int(found.group(1)) if found else None
+
+
+def read_response(conn: Connection) -> Response:
+    """Read one whole server response, literals included.
+
+    >>> import io
+    >>> r = read_response(io.BytesIO(b"* 1 FETCH (UID 7 BODY[] {3}\\r\\nabc)\\r\\n"))
+    >>> r.uid, r.literals, body_of(r)
+    (7, [b'abc'], b'abc')
+    """
+    line = conn.readline()
+    parts, literals = [], []
+    while True:
+        if not line.endswith(b"\n"):
+            raise EOFError("connection closed in the middle of a response")
+        found = _LITERAL.search(line) if line.endswith(b"}\r\n") else None
+        if found is None:
+            parts.append(line)
+            break
+        parts.append(line[: found.start()])
+        size = int(found.group(1))
+        literal = conn.read(size)
+        if len(literal) != size:
+            raise EOFError("connection closed in the middle of a literal")
+        literals.append(literal)
+        line = conn.readline()
+    return Response(parts, literals)
+
+
+def body_of(response: Response) -> bytes | None:
+    """The ``BODY[]`` literal of a FETCH response, or ``None`` if it carries none."""
+    if response.literals and response.parts[0].endswith(b"BODY[] "):
+        return response.literals[0]
+    for before, literal in zip(response.parts, response.literals, strict=False):
+        if before.endswith(b"BODY[] "):
+            return literal
+    return None
+
+
+def stream_fetch(
+    conn: Connection, uid_sets: Iterable[str], items: str, modifiers: str = ""
+) -> Iterator[Response | int]:
+    """``UID FETCH <set> <items> <modifiers>`` for every set, pipelined; yields responses.
+
+    FETCH responses are yielded as they arrive, unsolicited ones (a flag change made by
+    another client) included: the caller picks what it asked for. When a command
+    completes, the position of its set (0 for the first) is yielded. The server may run
+    the commands concurrently (RFC 3501 section 5.5; Dovecot does), so the responses of
+    one set can arrive before the previous set has completed, and completions can come in
+    any order. Other untagged responses (``EXISTS``, ``EXPUNGE``…) are skipped. If the
+    caller stops early, the connection is left mid-stream and must be dropped.
+    """
+    pending = enumerate(uid_sets)
+    in_flight: dict[bytes, int] = {}
+    suffix = f" {items}{' ' + modifiers if modifiers else ''}\r\n".encode()
+
+    def send_next() -> None:
+        position, uid_set = next(pending, (-1, ""))
+        if position >= 0:
+            tag = f"VGF{next(_TAG_NUMBERS)}".encode()
+            conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix)
+            in_flight[tag] = position
+
+    for _ in range(WINDOW):
+        send_next()
+    refused = None
+    while in_flight:
+        response = read_response(conn)
+        head = response.parts[0]
+        if head.startswith(b"* "):
+            if refused is None and b" FETCH " in head[:32]:
+                yield response
+            continue
+        tag, _, rest = head.partition(b" ")
+        position = in_flight.pop(tag, None)
+        if position is None:
+            raise EOFError(f"out of step with the server at {head[:80]!r}")
+        if not rest.startswith(b"OK"):
+            refused = refused or rest.decode(errors="replace").strip()
+        elif refused is None:
+            yield position
+            send_next()
+    if refused is not None:
+        raise FetchRefused(refused)

@@ -1,0 +1,130 @@
+"""Compress, seal and pack records on one worker thread, while the caller reads the network.
+
+zstd, AES-GCM, SHA-256 and file writes release the GIL, so a backup that hands each new
+message here keeps reading the next ones from the server meanwhile (measured in
+docs/benchmarks.md). One worker, so records reach a pack in the order they were added and
+only that thread ever touches the open pack.
+
+Records travel in batches (a few MiB or a few dozen messages) to keep the hand-over cheap;
+at most ``in_flight`` batches wait, which bounds memory. A pack that the worker completes
+is published (fsynced, renamed) there and returned to the caller by the next :meth:`add`
+or :meth:`flush`, to be indexed on the caller's thread (SQLite connections stay on the
+thread that opened them). A write error is raised by the next :meth:`add` or
+:meth:`flush`; the unfinished pack is removed and nothing after it is written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import zstandard
+
+from vigile.vault.crypto import Keys
+from vigile.vault.pack import PackWriter, RecordRef
+
+#: A published pack: its name, size and records.
+Published = tuple[str, int, list[RecordRef]]
+
+
+class BackgroundPacker:
+    """Appends sealed records to packs of about ``pack_size`` bytes on a worker thread."""
+
+    def __init__(
+        self,
+        root: Path,
+        keys: Keys,
+        pack_size: int,
+        *,
+        batch_bytes: int = 4 << 20,
+        batch_count: int = 32,
+        in_flight: int = 3,
+    ) -> None:
+        self.root = root
+        self.keys = keys
+        self.pack_size = pack_size
+        self.batch_bytes = batch_bytes
+        self.batch_count = batch_count
+        self.in_flight = in_flight
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vigile-packer")
+        self._batch: list[tuple[bytes, bytes, bytes]] = []
+        self._batch_size = 0
+        self._futures: deque[Future[list[Published]]] = deque()
+        # Worker-side state: touched only by tasks on the executor's one thread.
+        self._writer: PackWriter | None = None
+        self._zc = zstandard.ZstdCompressor(level=3)
+        self._failed: BaseException | None = None
+
+    def add(self, kind: bytes, blob_id: bytes, content: bytes) -> list[Published]:
+        """Queue one record; returns the packs published since the last call."""
+        self._batch.append((kind, blob_id, content))
+        self._batch_size += len(content)
+        if len(self._batch) >= self.batch_count or self._batch_size >= self.batch_bytes:
+            self._submit()
+        return self._collect(wait_for=self.in_flight)
+
+    def flush(self) -> list[Published]:
+        """Seal everything queued and publish the current pack; returns what was published."""
+        self._submit()
+        self._futures.append(self._executor.submit(self._publish))
+        return self._collect(wait_for=0)
+
+    def abort(self) -> None:
+        """Stop the worker, drop what is queued and remove the unfinished pack."""
+        self._batch.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+    def _submit(self) -> None:
+        if self._batch:
+            batch, self._batch, self._batch_size = self._batch, [], 0
+            self._futures.append(self._executor.submit(self._write, batch))
+
+    def _collect(self, wait_for: int) -> list[Published]:
+        """Results of finished batches, waiting until at most ``wait_for`` remain queued."""
+        published: list[Published] = []
+        while self._futures and (len(self._futures) > wait_for or self._futures[0].done()):
+            published += self._futures.popleft().result()  # re-raises the worker's error
+        return published
+
+    # ---- on the worker thread -------------------------------------------------------
+
+    def _write(self, batch: list[tuple[bytes, bytes, bytes]]) -> list[Published]:
+        if self._failed is not None:
+            raise self._failed
+        published = []
+        try:
+            for kind, blob_id, content in batch:
+                sealed = self.keys.seal(self._zc.compress(content), kind + blob_id)
+                if self._writer is None:
+                    self._writer = PackWriter(self.root)
+                self._writer.add(kind, blob_id, sealed)
+                if self._writer.size >= self.pack_size:
+                    published += self._publish()
+        except BaseException as e:
+            self._fail(e)
+            raise
+        return published
+
+    def _publish(self) -> list[Published]:
+        if self._failed is not None:
+            raise self._failed
+        if self._writer is None:
+            return []
+        writer, self._writer = self._writer, None
+        try:
+            name, records = writer.finish()
+        except BaseException as e:
+            writer.abort()
+            self._fail(e)
+            raise
+        return [(name, writer.size, records)]
+
+    def _fail(self, error: BaseException) -> None:
+        self._failed = error
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None

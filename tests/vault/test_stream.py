@@ -1,0 +1,155 @@
+"""The fast backup path: pipelined FETCH (against the real Dovecot), response framing
+(property tests) and background sealing of records."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.vault.dovecot import PASSWORD, Dovecot
+from tests.vault.mailgen import fill, open_client
+
+from vigile.vault.crypto import DEFAULT_KDF
+from vigile.vault.errors import SourceConnectionError
+from vigile.vault.imap import ImapSource
+from vigile.vault.imapstream import read_response
+from vigile.vault.repo import Vault
+from vigile.vault.settings import ImapAccount
+from vigile.vault.source import MessageMeta, RetryingSource
+
+FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
+
+
+@pytest.fixture
+def inbox(account: ImapAccount) -> tuple[ImapAccount, dict[int, bytes]]:
+    """An account with 23 messages in INBOX, six of them of 2 MB (more than the socket
+    buffers hold, so that Dovecot runs pipelined FETCHes concurrently), and their bytes
+    by UID as IMAPClient reads them."""
+    client = open_client(account, PASSWORD)
+    fill(client, {"INBOX": 23}, seed=5, large=6)
+    client.select_folder("INBOX", readonly=True)
+    rows = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+    client.logout()
+    return account, {uid: bytes(r[b"BODY[]"]) for uid, r in rows.items()}
+
+
+def test_pipelined_fetch_gives_every_message_in_the_given_order(
+    inbox: tuple[ImapAccount, dict[int, bytes]],
+) -> None:
+    account, expected = inbox
+    # Batches of 2: twelve commands, three in flight, which Dovecot runs concurrently.
+    source = ImapSource(account, fetch_batch=2)
+    try:
+        metas = source.metadata("INBOX")
+        assert sorted(m.uid for m in metas) == sorted(expected)
+        shuffled = list(metas)
+        random.Random(3).shuffle(shuffled)
+        ghost = MessageMeta(10_000, 1, metas[0].internaldate, ())  # expunged since listed
+        shuffled.insert(7, ghost)
+        for order in (metas, shuffled):
+            fetched = []
+            for message in source.fetch("INBOX", order):
+                fetched.append(message)
+                if len(fetched) == 1:
+                    time.sleep(0.5)  # the server fills the socket and goes on to the next FETCH
+            assert [f.meta.uid for f in fetched] == [m.uid for m in order if m is not ghost]
+            assert all(f.raw == expected[f.meta.uid] for f in fetched)
+        assert source.status("INBOX").messages == 23  # the connection is in step again
+    finally:
+        source.close()
+
+
+def test_abandoned_fetch_is_reconnected_not_misread(
+    inbox: tuple[ImapAccount, dict[int, bytes]],
+) -> None:
+    account, expected = inbox
+    source = ImapSource(account, fetch_batch=4)
+    stream = source.fetch("INBOX", source.metadata("INBOX"))
+    next(stream)
+    stream.close()  # responses still on the wire
+    with pytest.raises(SourceConnectionError):
+        source.status("INBOX")
+    source.close()
+    retrying = RetryingSource(lambda: ImapSource(account, fetch_batch=4), sleep=lambda _: None)
+    try:
+        metas = retrying.metadata("INBOX")
+        assert {f.meta.uid: f.raw for f in retrying.fetch("INBOX", metas)} == expected
+    finally:
+        retrying.close()
+
+
+def test_one_pass_fetch_resumes_after_a_disconnect(
+    dovecot: Dovecot, inbox: tuple[ImapAccount, dict[int, bytes]]
+) -> None:
+    account, expected = inbox
+    listed = ImapSource(account)
+    metas = {m.uid: m for m in listed.metadata("INBOX")}
+    listed.close()
+    sleeps: list[float] = []
+    source = RetryingSource(lambda: ImapSource(account), sleep=sleeps.append)
+    got: dict[int, bytes] = {}
+    try:
+        for message in source.fetch_folder("INBOX"):
+            if not got:  # the 2 MB messages come first: the rest is still on the server
+                dovecot.doveadm("kick", account.username)
+            assert message.meta.uid not in got and message.meta == metas[message.meta.uid]
+            got[message.meta.uid] = message.raw
+        assert list(got) == sorted(got)
+        assert got == expected and source.retries >= 1 and sleeps[0] == 0.5
+    finally:
+        source.close()
+
+
+def _wire(parts: list[bytes], literals: list[bytes]) -> bytes:
+    out = b""
+    for part, literal in zip(parts, literals, strict=False):
+        out += part + b"{%d}\r\n" % len(literal) + literal
+    return out + parts[-1] + b"\r\n"
+
+
+_text = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ").replace(b"{", b"("))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=4), st.data())
+def test_response_framing_round_trips(literals: list[bytes], data: st.DataObject) -> None:
+    parts = [data.draw(_text) for _ in range(len(literals) + 1)]
+    response = read_response(io.BytesIO(_wire(parts, literals)))
+    assert response.literals == literals
+    assert response.text == b"".join(parts) + b"\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_frame_as_a_response_or_a_clean_end(data: bytes) -> None:
+    try:
+        response = read_response(io.BytesIO(data))
+    except EOFError:
+        return
+    assert response.text.endswith(b"\n") and len(response.text) <= len(data)
+
+
+def test_records_are_stored_once_and_only_after_flush(tmp_path: Path) -> None:
+    Vault.create(tmp_path, b"k", FAST_KDF)
+    vault = Vault.open(tmp_path, b"k", writable=True, pack_size=4096)
+    contents = [bytes([i]) * (500 + i) for i in range(40)]
+    first = vault.put_many(b"M", [*contents, contents[0]])
+    assert [stored for _, stored in first] == [True] * 40 + [False]
+    assert first[0][0] == first[-1][0]
+    assert vault.put_many(b"M", contents[:3]) == [(i, False) for i, _ in first[:3]]
+    vault.flush()
+    assert [vault.get(i) for i, _ in first[:40]] == contents
+    assert vault.index.count() == 40
+    vault.put(b"M", b"never flushed")
+    vault.close()  # an interrupted run: the unfinished pack is dropped, nothing half-indexed
+    assert not list((tmp_path / "packs").glob(".tmp-*"))
+    reopened = Vault.open(tmp_path, b"k", writable=True)
+    try:
+        assert reopened.index.count() == 40
+    finally:
+        reopened.close()
