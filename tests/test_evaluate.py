@@ -17,7 +17,7 @@ from vigile.errors import ConfigError, InputError
 from vigile.evaluate import matches, score_findings
 from vigile.evaluate.labels import read_stratosphere_truth
 from vigile.evaluate.report import plot_sweeps
-from vigile.evaluate.run import evaluate_store, ingest_checked, simulate_logs
+from vigile.evaluate.run import evaluate_store, ingest_checked, one_per_subject, simulate_logs
 from vigile.evaluate.sweep import run_point
 from vigile.simulate import Simulation, SimulationSpec
 from vigile.simulate.scenarios import parse_scenario
@@ -160,11 +160,12 @@ def _finding(
     [
         (_finding("6.6.6.6", "10.0.0.5"), _truth(), True),  # pair, reversed
         (_finding("10.0.0.5", "7.7.7.7"), _truth(), False),  # same host, other peer
-        (_finding("10.0.0.5", None), _truth(), True),  # host-level finding
+        (_finding("10.0.0.5", None), _truth(), False),  # host-level: not about the peer
         (_finding("10.0.0.9", "10.0.0.1", "a.c2.net"), _truth(dst=None, fqdn="c2.net"), True),
         (_finding("10.0.0.9", "10.0.0.1", "c2.net"), _truth(dst=None, fqdn="x.c2.net"), True),
         (_finding("10.0.0.9", None, "net"), _truth(dst=None, fqdn="c2.net"), False),
         (_finding("10.0.0.5", None), _truth(dst=None, fqdn=None), True),  # the scanning host
+        (_finding("10.0.0.9", None), _truth(dst=None, fqdn=None), False),  # another host
         (_finding("10.0.0.5", "10.20.1.1"), _truth(dst=None, fqdn=None), False),  # other traffic
         (_finding("6.6.6.6", "10.0.0.5", hours=5), _truth(), False),  # outside the window
     ],
@@ -182,10 +183,12 @@ def test_suppressed_and_low_findings_are_not_alerts() -> None:
     r = score_findings(
         [low, hidden, noise], [t], is_internal=lambda a: a.startswith("10."), hosts=500, days=2
     )
-    assert not r.scenarios[0].detected and r.scenarios[0].rank == 1
+    # Ranked as `vigile hunt` lists them: noise 0.8, low 0.3, then the suppressed 0.99.
+    assert not r.scenarios[0].detected and r.scenarios[0].rank == 2
+    assert r.scenarios[0].score == 0.3
     assert (r.alerts, r.false_alerts) == (1, 1)
     assert r.per_kilohost_day(r.false_alerts) == 1.0
-    assert r.precision_at == {1: 1.0, 5: 2 / 3, 10: 2 / 3}
+    assert r.precision_at == {1: 0.0, 5: 2 / 3, 10: 2 / 3}
 
 
 def test_stratosphere_labels(shared_data: Path) -> None:
@@ -254,3 +257,19 @@ def test_window_hours_scores_only_the_last_hours(
     # the BMC beacon goes on until the end.
     assert [s.truth.scenario for s in result.scenarios] == ["bmc_beacon"]
     assert result.days == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_pair_score_stands_for_the_findings_it_combines() -> None:
+    role = Finding("role_violation", "10.0.0.5", "6.6.6.6", None, 0.9, W, W, "")
+    beacon = Finding("beacon", "10.0.0.5", "6.6.6.6", None, 0.7, W, W, "")
+    other = Finding("beacon", "10.0.0.7", "1.1.1.1", None, 0.8, W, W, "")
+    ev = {"detectors": {"role_violation": 0.9, "beacon": 0.7}, "findings": [role.id, beacon.id]}
+    pair = Finding("pair_score", "10.0.0.5", "6.6.6.6", None, 1.0, W, W, "", ev)
+    host = Finding("host_score", "10.0.0.5", None, None, 1.0, W, W, "")
+    units = one_per_subject([role, beacon, other, pair, host])
+    assert units == [other, pair]
+    r = score_findings(
+        units, [_truth()], is_internal=lambda a: a.startswith("10."), hosts=2, days=1
+    )
+    assert (r.scenarios[0].rank, r.scenarios[0].detector) == (1, "role_violation+beacon")
+    assert (r.alerts, r.false_alerts) == (2, 1)

@@ -43,7 +43,7 @@ def _truth(run: Path) -> dict[str, dict[str, str]]:
         return {row["scenario"]: row for row in csv.DictReader(f)}
 
 
-def _hunt(run: Path, first_day: bool = False) -> list[Finding]:
+def _hunt(run: Path, first_day: bool = False, whole: bool = False) -> list[Finding]:
     config = load_config(run / "vigile.toml")
     store = DuckDBStore(":memory:")
     try:
@@ -53,6 +53,10 @@ def _hunt(run: Path, first_day: bool = False) -> list[Finding]:
             oldest, _ = store.time_bounds("conn")
             assert oldest is not None
             window = Window(oldest, oldest + timedelta(days=1))
+        if whole:  # one window over the whole store, as `vigile eval` hunts
+            oldest, newest = store.time_bounds("conn")
+            assert oldest is not None and newest is not None
+            window = Window(oldest, newest + timedelta(microseconds=1))
         return run_detectors(HuntContext(store, config, window), registered_detectors())
     finally:
         store.close()
@@ -89,3 +93,14 @@ def test_first_day_without_history_raises_no_false_alarm(simulated: Path) -> Non
         and frozenset((f.src, f.dst)) not in attack_pairs
     ]
     assert loud == [], [f.explanation for f in loud]
+
+
+def test_whole_store_as_one_window_judges_the_peak_against_earlier_slices(
+    simulated: Path,
+) -> None:
+    exfil = _truth(simulated)["mailbox_exfil"]
+    found = [f for f in _hunt(simulated, whole=True) if f.detector == "exfil"]
+    assert [(f.src, f.dst) for f in found] == [(exfil["dst"], exfil["src"])]
+    (test,) = [t for t in found[0].evidence["tests"] if t["kind"] == "host peak"]
+    assert test["baseline"] == "own earlier slices" and test["samples"] >= 24
+    assert found[0].severity == "critical"

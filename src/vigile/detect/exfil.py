@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import numpy as np
+
 from vigile.detect import Finding, HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
 from vigile.detect.roles import infer_roles, role_of
@@ -49,6 +51,8 @@ from vigile.detect.traffic import Baseline, HostFlows, bounds, directed_flows, r
 from vigile.store import Window
 
 MIN_Z = 3.0
+#: History a store must hold before a slice (or a destination) can be judged new.
+HISTORY = timedelta(hours=24)
 
 
 @dataclass
@@ -61,6 +65,10 @@ class Test:
     baseline_of: str
     #: The pair test compares with the largest earlier slice, where a z-score means nothing.
     reference: float | None = None
+    #: Host peaks must also clear ``min_factor`` × the busy-hour level (95th percentile)
+    #: of the baseline: hourly traffic follows the working day, so the median is a night
+    #: hour and an ordinary busy hour would otherwise stand far above it.
+    busy: float | None = None
 
     @property
     def factor(self) -> float:
@@ -92,6 +100,8 @@ class ExfilDetector:
         role = {h: role_of(roles, h, ctx) for h in flows}
         peers, _ = peer_stats(ctx)
         windows = self._earlier_windows(ctx, flows, start, end)
+        oldest, _ = ctx.store.time_bounds("conn")
+        self.oldest = oldest or start
         out = []
         for host in sorted(flows):
             tests = self._tests(host, flows, role, start, windows)
@@ -130,19 +140,26 @@ class ExfilDetector:
                     "own earlier windows",
                 )
             )
-        own = robust_baseline(v for b, v in f.out.items() if b <= cut)
+        history = [v for b, v in f.out.items() if b <= cut]
+        own = robust_baseline(history)
         peak = max(now.values())
+        rolling = self._rolling_peak(f, now)
         if own.samples >= self.min_samples:
-            tests.append(Test("host peak", peak, own, "own history"))
+            tests.append(Test("host peak", peak, own, "own history", busy=_busy(history)))
+        elif rolling is not None:
+            tests.append(rolling)
         else:
-            group = robust_baseline(
+            others = [
                 v
                 for h, g in flows.items()
                 if h != host and role[h] == role[host]
                 for v in g.out.values()
-            )
+            ]
+            group = robust_baseline(others)
             if group.samples >= self.min_samples:
-                tests.append(Test("host peak", peak, group, f"{role[host]} peer group"))
+                tests.append(
+                    Test("host peak", peak, group, f"{role[host]} peer group", busy=_busy(others))
+                )
         earlier = [v for (_, b), v in f.pair.items() if b <= cut]
         if len(earlier) >= self.min_samples:
             pair_peak = max(v for (_, b), v in f.pair.items() if b > cut)
@@ -158,8 +175,29 @@ class ExfilDetector:
         return [
             t
             for t in tests
-            if t.z >= MIN_Z and t.factor >= self.min_factor and t.value >= self.min_bytes
+            if t.z >= MIN_Z
+            and t.factor >= self.min_factor
+            and t.value >= self.min_bytes
+            and (t.busy is None or t.value >= self.min_factor * t.busy)
         ]
+
+    def _rolling_peak(self, f: HostFlows, now: dict[datetime, float]) -> Test | None:
+        """The window's largest slice judged against the host's slices before *it*.
+
+        For a window with little or no history before it (a hunt over the whole store,
+        as ``vigile eval`` runs): the slices earlier in the window are the host's own
+        history too. Only slices after the store's first ``HISTORY_HOURS`` count, so a
+        store's first day is still not judged against a few hours of itself.
+        """
+        ready = {b: v for b, v in now.items() if b >= self.oldest + HISTORY}
+        if not ready:
+            return None
+        when = max(ready, key=lambda b: (ready[b], b))
+        earlier = [v for b, v in f.out.items() if b < when]
+        before = robust_baseline(earlier)
+        if before.samples < self.min_samples:
+            return None
+        return Test("host peak", ready[when], before, "own earlier slices", busy=_busy(earlier))
 
     def _finding(
         self,
@@ -188,6 +226,8 @@ class ExfilDetector:
                 f"the {best.baseline_of} median {_fmt(best.baseline.median)} (robust z "
                 f"{best.z:,.1f}, {best.baseline.samples} samples)"
             )
+            if best.busy is not None:
+                against += f" and {best.value / max(best.busy, 1.0):,.1f}× its busy hours"
         else:
             against = f"the {best.baseline_of} {_fmt(best.reference)}"
         explanation = (
@@ -207,6 +247,7 @@ class ExfilDetector:
                     "sigma": round(t.baseline.sigma, 1),
                     "samples": t.baseline.samples,
                     "reference": None if t.reference is None else round(t.reference),
+                    "busy_p95": None if t.busy is None else round(t.busy),
                     "factor": round(t.factor, 2),
                     "z": None if t.reference is not None else round(t.z, 2),
                     "baseline": t.baseline_of,
@@ -222,7 +263,7 @@ class ExfilDetector:
         self, f: HostFlows, peer: PeerStats | None, start: datetime, ctx: HuntContext
     ) -> list[tuple[str, float]]:
         mods = []
-        if peer is not None and peer.first_seen >= start and history_hours(ctx) >= 24:
+        if peer is not None and peer.first_seen >= max(start, self.oldest + HISTORY):
             mods.append(("new destination", 0.1))
         if peer is not None and len(peer.hosts_in_window) == 1 and peer.prevalence < 0.5:
             mods.append(("rare destination", 0.05))
@@ -232,6 +273,15 @@ class ExfilDetector:
         if ratio_then is not None and ratio_now is not None and ratio_now >= 3 * ratio_then:
             mods.append(("upload/download ratio up", 0.05))
         return mods
+
+
+def _busy(values: list[float]) -> float:
+    """The busy-hour level of earlier slices: their 95th percentile.
+
+    >>> _busy([1.0] * 19 + [100.0])
+    5.95
+    """
+    return round(float(np.percentile(values, 95)), 6) if values else 0.0
 
 
 def _ratio(f: HostFlows, keep: Any) -> float | None:

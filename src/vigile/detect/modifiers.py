@@ -20,6 +20,11 @@ admin host to management plane  −0.15  vigile's own: the host is in ``[network
                                        subnet or configured role); prevalence is skipped
 ==============================  =====  =============================================
 
+Prevalence is skipped too for a server's own service traffic (vigile's own): a DNS
+server reaching port 53 (its forwarders), a mail server 25, 465 or 587 (other
+domains' mail servers), an NTP server 123 (its upstream clocks). Such a host is the
+only one of its kind by design, so every peer it serves through is "rare".
+
 Deviations from RITA, on purpose: prevalence counts only with 3 or more active
 internal hosts (on a one-host network every destination has 100 %) and covers
 internal destinations too (desktops polling a mail server); "first seen" needs
@@ -36,8 +41,9 @@ from typing import Any
 
 from vigile.detect import HuntContext
 from vigile.detect.rare_destination import PeerStats, history_hours, peer_stats
+from vigile.detect.roles import infer_roles, role_of
 from vigile.detect.traffic import bounds, in_networks, internal_lookup
-from vigile.store import Agg, Window
+from vigile.store import Agg, Pred, Window
 
 #: RITA v5's default modifier values (``defaultConfig`` in RITA's ``config/config.go``).
 RITA = {
@@ -68,6 +74,8 @@ class PairSignals:
     sources: dict[str, dict[str, int]]
     source_totals: dict[str, int]
     internal_share: dict[tuple[str, str], float]
+    #: (host, peer) pairs made only of the host's role service traffic (see the module).
+    role_service: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def read(cls, ctx: HuntContext) -> PairSignals:
@@ -79,7 +87,10 @@ class PairSignals:
         for table, column in (("http", "user_agent"), ("tls", "ja3")):
             sources[column], totals[column] = _sources_per(ctx, table, column, window)
         shares = _internal_shares(ctx, window, active)
-        return cls(ctx, peers, active, history_hours(ctx), http, tls, sources, totals, shares)
+        service = _role_service_pairs(ctx, window)
+        return cls(
+            ctx, peers, active, history_hours(ctx), http, tls, sources, totals, shares, service
+        )
 
     def modifiers(self, host: str, peer: str) -> list[tuple[str, float]]:
         key = frozenset((host, peer))
@@ -93,6 +104,8 @@ class PairSignals:
         if self._admin_to_management(host, peer):
             mods.append(("admin host to the management plane (expected)", -ADMIN_DECREASE))
             share = None  # one admin host polling the BMCs is rare by design
+        if (host, peer) in self.role_service:
+            share = None  # the org's one DNS/mail/NTP server: every upstream is "rare"
         if share is not None and self.active_hosts >= MIN_ACTIVE_HOSTS:
             if share <= RITA["prevalence_increase_threshold"]:
                 text = f"rare destination ({share:.0%} of {self.active_hosts} hosts)"
@@ -160,6 +173,32 @@ def _sources_per(
     total = ctx.store.group(table, [], [Agg("count_distinct", "src", "n")], window=window)
     n = int(total.column("n")[0].as_py() or 0) if total.num_rows else 0
     return {r[column]: int(r["sources"]) for r in rows.to_pylist() if r[column]}, n
+
+
+#: Ports a server of each role opens to do its job (prevalence means nothing there).
+ROLE_SERVICE_PORTS = {"dns": {53}, "mail": {25, 465, 587}, "ntp": {123}}
+
+
+def _role_service_pairs(ctx: HuntContext, window: Window) -> frozenset[tuple[str, str]]:
+    """(host, peer) pairs where a DNS, mail or NTP server opened only its service port."""
+    roles = infer_roles(ctx)
+    ports = {h: ROLE_SERVICE_PORTS.get(role_of(roles, h, ctx)) for h in roles}
+    hosts = sorted(h for h, p in ports.items() if p)
+    if not hosts:
+        return frozenset()
+    rows = ctx.store.group(
+        "conn",
+        ["src", "dst", "dst_port"],
+        [Agg("count", None, "n")],
+        window=window,
+        where=[Pred("src", "in", hosts)],
+    )
+    used: dict[tuple[str, str], set[int | None]] = defaultdict(set)
+    for src, dst, port in zip(
+        *(rows.column(c).to_pylist() for c in ("src", "dst", "dst_port")), strict=True
+    ):
+        used[(src, dst)].add(port)
+    return frozenset(k for k, p in used.items() if p <= (ports[k[0]] or set()))
 
 
 def _internal_shares(ctx: HuntContext, window: Window, active: int) -> dict[tuple[str, str], float]:

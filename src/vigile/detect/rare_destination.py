@@ -63,7 +63,7 @@ def peer_stats(ctx: HuntContext) -> tuple[dict[str, PeerStats], int]:
     pairs = ctx.store.group(
         "conn",
         ["src", "dst", "proto"],
-        [Agg("min", "ts", "first"), Agg("max", "ts", "last")],
+        [Agg("min", "ts", "first"), Agg("max", "ts", "last"), Agg("max", "resp_pkts", "back")],
         window=Window(None, end),
     )
     nets = ctx.config.network.internal
@@ -71,8 +71,12 @@ def peer_stats(ctx: HuntContext) -> tuple[dict[str, PeerStats], int]:
     d_in = match_networks(pairs.column("dst"), nets)
     recent = pc.greater_equal(pairs.column("last"), pa.scalar(start, pairs.column("last").type))
     recent_np = recent.to_numpy(zero_copy_only=False)
+    # A responder is a live host only if it sent something back (or the source does not
+    # say): the targets of a scan that never answered are addresses, not hosts, and
+    # counting them would make every destination look rare.
+    back = pc.fill_null(pc.greater(pairs.column("back"), 0), True).to_numpy(zero_copy_only=False)
     active = set(pc.filter(pairs.column("src"), pa.array(s_in & recent_np)).to_pylist())
-    active |= set(pc.filter(pairs.column("dst"), pa.array(d_in & recent_np)).to_pylist())
+    active |= set(pc.filter(pairs.column("dst"), pa.array(d_in & recent_np & back)).to_pylist())
     cross = s_in != d_in
     t = pairs.filter(pa.array(cross))
     as_src = pa.array(s_in[cross])

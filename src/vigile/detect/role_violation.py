@@ -16,9 +16,9 @@ server outbound        a server (server, mail, dns, ntp) opens connections to pu
 inbound management     public hosts reach management ports (IPMI 623, SSH 22, Telnet    0.75
                        23, RDP 3389, VNC 5900, WinRM 5985/5986, virtual media) that the
                        host does not serve as a service, or non-admin hosts reach
-                       anything on a BMC, and the port answered; unanswered 0.35,
-                       +0.1 for a scan (10 or more ports, or 3 or more management
-                       ports): internet background noise, kept low
+                       anything on a BMC, and the port answered; unanswered 0.35
+                       (internet background noise, kept low; a scan from inside,
+                       10 or more ports or 3 or more management ports, +0.1)
 management probed      10 or more sources probed a host's management ports without      0.5
                        an answer (one summary per host); 100 or more: 0.6
 exposed management     a host serves a management port and public addresses got         0.5
@@ -132,6 +132,8 @@ class RoleViolationDetector:
                 "ports": ports,
                 "top_peer": top.src,
             }
+            # Nothing answered, but the probes reached the host: its management ports are
+            # open to the internet at the firewall, an exposure worth a look (medium).
             score = 0.5 + (0.1 if len(fs) >= 10 * PROBED_MIN_SOURCES else 0.0)
             out.append(self._finding(ctx, host, None, score, text, ev))
         return out
@@ -223,7 +225,11 @@ class RoleViolationDetector:
         if mgmt and not admin and (is_public(src) or name == "bmc"):
             answered = mgmt & p.answered_ports
             scan = len(p.ports) >= 10 or len(mgmt) >= 3
-            score = 0.75 if answered else 0.35 + (0.1 if scan else 0.0)
+            # Unanswered probes from the internet are background noise, scan or not: the
+            # scan detector reports fast sweeps (Zeek's thresholds) beside this finding,
+            # and the pair score combines the two. From inside, a scan of a BMC is recon.
+            bonus = 0.1 if scan and not is_public(src) else 0.0
+            score = 0.75 if answered else 0.35 + bonus
             text = (
                 f"{src} reached management port(s) {format_ports(mgmt)} of {name} {dst} in "
                 f"{p.connections} connection(s) to {len(p.ports)} port(s), answered on "

@@ -10,7 +10,11 @@ Pair score. With the pair's detector scores sorted, ``s1 ≥ s2 ≥ …``::
     pair     = clamp(combined + Σ modifiers, 0, 1)
 
 Modifiers (RITA v5's, with its default values) are defined and tabled in
-:mod:`vigile.detect.modifiers`.
+:mod:`vigile.detect.modifiers`. Two rules keep one fact from counting twice: a
+modifier that restates the pair's only detector (a lone ``rare_destination`` finding
+already scores novelty and rarity) is not added, and modifiers cannot lift a pair
+whose every finding a hunt pass capped (not significant, one session's keep-alive)
+over that cap.
 
 A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
@@ -36,6 +40,13 @@ from vigile.detect.traffic import bounds, internal_lookup
 PAIR_DETECTOR = "pair_score"
 HOST_DETECTOR = "host_score"
 INFORMATIONAL = frozenset({"roles"})
+#: Modifiers a detector's own score already counts: not added to a pair that has only
+#: that detector's finding (with other detectors it supports them and modifiers apply).
+RESTATED = {"rare_destination": ("rare destination", "first seen")}
+#: Evidence keys where a hunt pass records a cap (:mod:`vigile.detect.significance`,
+#: :mod:`vigile.detect.keepalive`): modifiers cannot lift a pair made only of capped
+#: findings over the cap (a rare destination does not turn chance into a rhythm).
+CAP_KEYS = ("not_significant", "single_session")
 
 
 @dataclass
@@ -67,7 +78,26 @@ class Pair:
         for s in scores[1:]:
             rest *= 1 - s / 2
         combined = 1 - (1 - scores[0]) * rest
-        return min(1.0, max(0.0, combined + sum(v for _, v in self.modifiers)))
+        score = min(1.0, max(0.0, combined + sum(v for _, v in self.modifiers)))
+        cap = self.cap
+        return score if cap is None else min(score, max(cap, combined))
+
+    @property
+    def cap(self) -> float | None:
+        """The highest cap a hunt pass set, when every finding of the pair carries one."""
+        caps = [
+            max((float(f.evidence[k]["cap"]) for k in CAP_KEYS if k in f.evidence), default=-1)
+            for f in self.findings
+        ]
+        return None if not caps or min(caps) < 0 else max(caps)
+
+
+def _restated(modifier: str, pair: Pair) -> bool:
+    """Whether the pair's only detector already is what ``modifier`` adds (a lone
+    ``rare_destination`` finding *is* the new, rare destination)."""
+    detectors = [d for d, _ in pair.detector_scores]
+    prefixes = RESTATED.get(detectors[0], ()) if len(detectors) == 1 else ()
+    return any(modifier.startswith(prefix) for prefix in prefixes)
 
 
 def host_of(f: Finding, internal: Callable[[str | None], bool]) -> tuple[str, str | None]:
@@ -93,7 +123,8 @@ def score_pairs_and_hosts(ctx: HuntContext, findings: list[Finding]) -> list[Fin
     added: list[Finding] = []
     for pair in pairs.values():
         if pair.peer is not None:
-            pair.modifiers = signals.modifiers(pair.host, pair.peer)
+            mods = signals.modifiers(pair.host, pair.peer)
+            pair.modifiers = [m for m in mods if not _restated(m[0], pair)]
         if pair.peer is not None and (len(pair.detector_scores) > 1 or pair.modifiers):
             added.append(_pair_finding(pair, start, end))
     by_host: dict[str, list[Pair]] = defaultdict(list)
@@ -112,7 +143,9 @@ def _describe(pair: Pair) -> str:
 
 
 def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
-    fqdn = next((f.fqdn for f in pair.findings if f.fqdn), None)
+    # The peer's name: a finding about traffic *to* the host carries the host's own name
+    # (the SNI its clients used), which would read as if the host went to itself.
+    fqdn = next((f.fqdn for f in pair.findings if f.fqdn and f.dst == pair.peer), None)
     text = f"{pair.host} with {pair.peer}: {_describe(pair)} → {pair.score:.3f}."
     evidence = {
         "detectors": dict(pair.detector_scores),

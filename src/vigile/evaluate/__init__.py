@@ -6,9 +6,10 @@ what was hidden (from ``vigile simulate`` or from labeled captures). A finding
 
 * the truth's pair of addresses (either direction), or
 * the truth's domain (equal, or one a subdomain of the other), or
-* only a host (no peer, no name) that is one of the truth's two ends (for a scan,
-  which has no single peer, that is the only way to match it: its source's other
-  findings are about other traffic).
+* for a truth with no single peer (a scan), only its source host (no peer, no name):
+  the source's other findings are about other traffic. A host-level finding does not
+  match a truth that has a peer: a summary of the internet scanners probing a server
+  says nothing about the client that downloaded its mailboxes.
 
 An *alert* is a finding with score at or above ``alert_score`` that no allowlist
 suppressed. A scenario is *detected* when a matching alert exists. Passes of an
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigile.detect import Finding
+from vigile.hunt import rank
 from vigile.simulate.scenarios.base import Truth
 
 DEFAULT_K = (1, 5, 10)
@@ -106,6 +108,22 @@ def _fqdn_match(a: str | None, b: str | None) -> bool:
     return a == b or ("." in short and long_.endswith("." + short))
 
 
+def detector_label(f: Finding) -> str:
+    """The detector, or for a pair score the detectors (and modifiers) it combines.
+
+    >>> from datetime import UTC, datetime
+    >>> w = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> ev = {"detectors": {"role_violation": 0.9, "beacon": 0.77}, "modifiers": {"x": 0.15}}
+    >>> detector_label(Finding("pair_score", "a", "b", None, 1, w, w, "", ev))
+    'role_violation+beacon, modifiers +0.15'
+    """
+    if f.detector != "pair_score":
+        return f.detector
+    label = "+".join(f.evidence.get("detectors", {})) or f.detector
+    shift = sum(f.evidence.get("modifiers", {}).values())
+    return label + (f", modifiers {shift:+.2f}" if shift else "")
+
+
 def matches(f: Finding, t: Truth) -> bool:
     """Whether finding ``f`` is about scenario ``t`` (see the module docstring)."""
     if f.window_start.timestamp() > t.end or f.window_end.timestamp() < t.start:
@@ -115,7 +133,7 @@ def matches(f: Finding, t: Truth) -> bool:
         return True
     if _fqdn_match(f.fqdn, t.fqdn):
         return True
-    return f.dst is None and f.fqdn is None and f.src in (t.src, t.dst)
+    return t.dst is None and f.dst is None and f.fqdn is None and f.src == t.src
 
 
 def score_findings(
@@ -139,7 +157,7 @@ def score_findings(
     >>> r.scenarios[0].rank, r.scenarios[0].host_rank, r.recall, r.precision_at[1]
     (2, 1, 1.0, 0.0)
     """
-    ranked = sorted(findings, key=lambda f: (-f.score, f.detector, f.src or "", f.dst or ""))
+    ranked = rank(list(findings))  # as ``vigile hunt`` lists them: suppressed ones last
     hits = [[matches(f, t) for t in truths] for f in ranked]
     results = []
     for j, t in enumerate(truths):
@@ -162,7 +180,7 @@ def score_findings(
                 best[0] if best else None,
                 best[1] if best else None,
                 round(best[2].score, 4) if best else None,
-                best[2].detector if best else None,
+                detector_label(best[2]) if best else None,
             )
         )
     alerts = [i for i, f in enumerate(ranked) if f.score >= alert_score and not f.suppressed_by]

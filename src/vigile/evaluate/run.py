@@ -12,9 +12,10 @@ from pathlib import Path
 
 from vigile.config import Config
 from vigile.detect import Detector, Finding, HuntContext
+from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR
 from vigile.errors import InputError, Location
 from vigile.evaluate import DEFAULT_ALERT_SCORE, DEFAULT_K, EvalResult, score_findings
-from vigile.hunt import PASS_FINDINGS, run_detectors
+from vigile.hunt import run_detectors
 from vigile.ingest import IngestReport, ingest_paths
 from vigile.simulate import Simulation, write_run
 from vigile.simulate.scenarios.base import Truth
@@ -56,10 +57,21 @@ def hunt_window(
         window = Window(max(window.start, window.end - timedelta(hours=window_hours)), window.end)
         kind = f"last {window_hours:g} h ending at the newest connection"
     ctx = HuntContext(store, config, window, kind)
-    # The pair and host scores restate the detectors' findings per pair and host;
-    # counting them too would score one alert up to three times.
-    found = [f for f in run_detectors(ctx, detectors) if f.detector not in PASS_FINDINGS]
-    return found, window
+    return one_per_subject(run_detectors(ctx, detectors)), window
+
+
+def one_per_subject(findings: Sequence[Finding]) -> list[Finding]:
+    """One finding per subject, as the hunt scores it.
+
+    Where the scoring pass wrote a ``pair_score`` (two or more detectors, or a
+    modifier, on one pair), it stands for the detector findings it combines; those
+    are dropped, so one activity counts once and with the hunt's combined score.
+    ``host_score`` findings restate their host's pairs and are dropped too.
+    """
+    combined = {
+        i for f in findings if f.detector == PAIR_DETECTOR for i in f.evidence.get("findings", ())
+    }
+    return [f for f in findings if f.detector != HOST_DETECTOR and f.id not in combined]
 
 
 def evaluate_store(

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from vigile.config import match_networks
-from vigile.simulate.flows import Flows
+from vigile.simulate.flows import Flows, unique_udp_ports
 from vigile.simulate.network import INTERNAL, Office, build_office, render_config
 from vigile.simulate.scenarios import Scenario, Truth
 from vigile.simulate.traffic import BENIGN
@@ -134,6 +134,7 @@ class Simulation:
         inside = flows.ts[order]
         flows = flows.take(order[(inside >= t0) & (inside < t1)])
         rng = np.random.default_rng([self.spec.seed, 3, hour])
+        unique_udp_ports(flows, np.random.default_rng([self.spec.seed, 5, hour]))
         return Chunk(t0, t1, flows, zeek_uids(rng, len(flows)), hour)
 
     def writer_rng(self, chunk: Chunk, writer: object) -> np.random.Generator:

@@ -13,6 +13,7 @@ import numpy as np
 from vigile.simulate.activity import activity_at, awake, dns_lookups, lognormal, timers
 from vigile.simulate.flows import REJ, S0, UDP, Flows, ephemeral_ports, service
 from vigile.simulate.network import DOMAIN, Office
+from vigile.simulate.writers.services import rmcp_plus_size, snmp_size
 
 
 def machine_timers(
@@ -125,7 +126,7 @@ def monitoring(office: Office, rng: np.random.Generator, t0: float, t1: float, a
                 dport=161,
                 service=service("snmp"),
                 duration=0.004,
-                obytes=rng.integers(80, 120, n),
+                obytes=snmp_size(rng.integers(80, 120, n)),
                 rbytes=rng.integers(300, 700, n),
             ),
             Flows.of(
@@ -138,8 +139,8 @@ def monitoring(office: Office, rng: np.random.Generator, t0: float, t1: float, a
                 dport=623,
                 service=service("ipmi"),
                 duration=0.02,
-                obytes=rng.integers(200, 260, m),
-                rbytes=rng.integers(300, 400, m),
+                obytes=rmcp_plus_size(rng.integers(200, 260, m)),
+                rbytes=rmcp_plus_size(rng.integers(300, 400, m)),
             ),
             Flows.of(
                 k,

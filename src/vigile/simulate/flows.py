@@ -136,6 +136,7 @@ class Flows:
         flows.enforce_minimums()
         if not out["opkts"].any():
             flows.fill_packets()
+        flows.keep_alive()
         return flows
 
     @classmethod
@@ -156,15 +157,45 @@ class Flows:
         return self.take(np.argsort(self.ts, kind="stable"))
 
     def enforce_minimums(self) -> None:
-        """Payloads at least as large as the protocol needs (a TLS ClientHello, HTTP headers)."""
+        """Payloads at least as large as the protocol needs (a ClientHello, HTTP headers, ...).
+
+        The sizes are those of the smallest exchange each builder in
+        :mod:`vigile.simulate.writers` makes (a test holds them together).
+        """
         done = (self.state == SF) | (self.state == S1) | (self.state == RSTO)
         for svc, low_out, low_in in (
-            (SERVICES.index("ssl"), 600, 300),
-            (SERVICES.index("http"), 420, 160),
+            ("ssl", 600, 300),
+            ("http", 420, 160),
+            ("krb", 480, 400),  # TGS-REQ with a TGT, TGS-REP with a ticket
+            ("ldap", 200, 200),  # a bind and one search; one result more per search
+            ("smb", 345, 300),  # NEGOTIATE, READ, WRITE; one READ more per 8 MiB
+            ("smtp", 300, 400),  # envelope and headers; the server's replies
         ):
-            rows = (self.service == svc) & done
+            rows = (self.service == SERVICES.index(svc)) & done
             self.obytes = np.where(rows, np.maximum(self.obytes, low_out), self.obytes)
             self.rbytes = np.where(rows, np.maximum(self.rbytes, low_in), self.rbytes)
+        ldap = (self.service == SERVICES.index("ldap")) & done
+        low = 200 + 16 * (self.obytes // 130)
+        self.rbytes = np.where(ldap, np.maximum(self.rbytes, low), self.rbytes)
+        smb = (self.service == SERVICES.index("smb")) & done
+        low = 345 + 117 * (np.maximum(1, -(-self.rbytes // (8 << 20))) - 1)
+        self.obytes = np.where(smb, np.maximum(self.obytes, low), self.obytes)
+
+    def keep_alive(self, every: float = 250.0) -> None:
+        """Keep-alive ACKs in long, quiet TCP connections: a packet at least every ``every`` s.
+
+        A connection silent for longer than a monitor's inactivity timeout (Zeek's
+        ``tcp_inactivity_timeout``, 5 minutes, as vigile's pcap reader) is cut in two by
+        it; an ActiveSync long poll or a slow download keeps itself alive instead. The
+        capture writer spreads a connection's data and keep-alive packets evenly over
+        its duration, so ``ceil(duration / every)`` of them keep every gap under ``every``.
+        """
+        spread = np.maximum(self.opkts - 3, 0) + np.maximum(self.rpkts - 2, 0)
+        long = (self.proto == TCP) & (self.state == SF) & (self.duration > every)
+        need = np.where(long, np.ceil(self.duration / every), 0).astype(np.int64)
+        short = np.maximum(need - spread, 0)
+        self.rpkts = self.rpkts + short // 2
+        self.opkts = self.opkts + short - short // 2
 
     def fill_packets(self) -> None:
         """Packet counts where none were given, from payload sizes (1448-byte segments)."""
@@ -209,6 +240,52 @@ _DTYPES: dict[str, tuple[Any, Any]] = {
     "answer": (np.int32, -1),
     "label": (np.int16, -1),
 }
+
+
+def request_times(ts: np.ndarray, duration: np.ndarray) -> np.ndarray:
+    """When the originator's first payload leaves: after the handshake, 1.5 round trips in.
+
+    The round trip is a quarter of the connection, at most 20 ms. Zeek stamps its
+    http.log and ssl.log rows with this time (the request, the ClientHello), and the
+    capture writer sends the first data segment then.
+
+    >>> request_times(np.array([10.0]), np.array([1.0])).tolist()
+    [10.03]
+    """
+    return ts + 1.5 * np.minimum(duration / 4, 0.02)
+
+
+#: Seconds a packet reader (and Zeek, ``udp_inactivity_timeout``) keeps a UDP flow open.
+UDP_TIMEOUT = 60.0
+
+
+def unique_udp_ports(flows: Flows, rng: np.random.Generator) -> None:
+    """New client ports for UDP rows that reuse a 4-tuple too soon after another row.
+
+    Two datagram exchanges on one 4-tuple less than :data:`UDP_TIMEOUT` apart are one
+    connection to Zeek and to a packet reader; a random client port repeats that
+    soon more often than an operating system's would, so such rows get new ports.
+    (NTP from port 123 to 123 every 1,024 s keeps its ports.)
+    """
+    udp = np.flatnonzero(flows.proto == UDP)
+    for _ in range(8):
+        order = udp[
+            np.lexsort(
+                (flows.ts[udp], flows.sport[udp], flows.dport[udp], flows.dst[udp], flows.src[udp])
+            )
+        ]
+        a, b = order[:-1], order[1:]
+        same = (
+            (flows.src[a] == flows.src[b])
+            & (flows.dst[a] == flows.dst[b])
+            & (flows.dport[a] == flows.dport[b])
+            & (flows.sport[a] == flows.sport[b])
+            & (flows.ts[b] - flows.ts[a] - flows.duration[a] < UDP_TIMEOUT)
+        )
+        again = b[same]
+        if not len(again):
+            return
+        flows.sport[again] = ephemeral_ports(rng, len(again))
 
 
 def ephemeral_ports(rng: np.random.Generator, n: int) -> np.ndarray:

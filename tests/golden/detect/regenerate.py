@@ -96,6 +96,12 @@ def long_connection_inputs(folder: Path, rng: np.random.Generator) -> None:
             for i in range(100)]  # fmt: skip
     conn += [_conn(T0 + 900 * i, f"CS{i}", "10.0.0.8", "198.51.100.21", 443, duration=2.0)
              for i in range(50)]  # fmt: skip
+    # An outside client's IMAP sessions to the mail server, 30 min each, one after
+    # another (15 h in all), and three more clients of that service: halved.
+    conn += [_conn(T0 + 1800 * i, f"CM{i}", "198.51.100.40", "10.0.0.25", 993, duration=1790.0)
+             for i in range(30)]  # fmt: skip
+    conn += [_conn(T0 + 60 * i, f"CC{i}", f"10.0.0.{60 + i}", "10.0.0.25", 993, duration=30.0)
+             for i in range(3)]  # fmt: skip
     _write(folder / "conn.log", "conn", CONN_FIELDS, conn)
     snaps = [_conn(T0 - 3600, "COPEN", "203.0.113.50", "10.0.0.22", 22, service="ssh",
                    duration=3600.0 * h) for h in range(1, 26)]  # fmt: skip
@@ -136,11 +142,50 @@ def dns_c2_inputs(folder: Path, rng: np.random.Generator) -> None:
     _write(folder / "dns.log", "dns", fields.split(), rows)
 
 
+def scan_inputs(folder: Path, rng: np.random.Generator) -> None:
+    def probe(ts: float, src: str, dst: str, port: int, state: str, out: int = 0) -> list[object]:
+        row = _conn(ts, f"CN{int(ts * 1000) % 10**9}{port}", src, dst, port, duration=0.0,
+                    out=out, back=0)  # fmt: skip
+        row[11], row[12] = state, "S" if state == "S0" else "Sr"
+        return row
+
+    conn = []
+    # An internal desktop sweeps 60 hosts on 22 and 445 within two minutes (address scan),
+    # then 40 ports of one server, which rejects them (port scan).
+    for i in range(120):
+        conn.append(probe(T0 + i, "10.0.0.40", f"10.0.1.{i // 2 + 1}", (22, 445)[i % 2], "S0"))
+    for i in range(40):
+        conn.append(probe(T0 + 600 + i, "10.0.0.40", "10.0.1.5", 1000 + i, "REJ"))
+    # The admin host's vulnerability scanner: 30 hosts on 3389, rejected.
+    for i in range(30):
+        conn.append(probe(T0 + 900 + i, "10.0.0.2", f"10.0.1.{i + 1}", 3389, "REJ"))
+    # Outside scanner: 20 ports of one internal host, unanswered (internet background).
+    for i in range(20):
+        conn.append(probe(T0 + 1200 + i * 5, "198.51.100.66", "10.0.0.22", 2000 + i, "S0"))
+    # Below the thresholds: 24 hosts on one port, and 14 ports of one host.
+    for i in range(24):
+        conn.append(probe(T0 + 1800 + i, "10.0.0.41", f"10.0.2.{i + 1}", 80, "S0"))
+    for i in range(14):
+        conn.append(probe(T0 + 2400 + i, "10.0.0.42", "10.0.2.9", 3000 + i, "REJ"))
+    # Resets after payload are not failed attempts: 30 hosts, RSTO with data.
+    for i in range(30):
+        conn.append(probe(T0 + 3000 + i, "10.0.0.43", f"10.0.3.{i + 1}", 443, "RSTO", out=500))
+    # Slow: 40 hosts on 23, one every 30 s, never 25 within one 5-minute epoch.
+    for i in range(40):
+        conn.append(probe(T0 + 4000 + 30 * i, "10.0.0.44", f"10.0.4.{i + 1}", 23, "S0"))
+    _write(folder / "conn.log", "conn", CONN_FIELDS, sorted(conn, key=lambda r: r[0]))
+    (folder / "vigile.toml").write_text(
+        '[network]\ninternal = ["10.0.0.0/8"]\nadmin_hosts = ["10.0.0.2/32"]\n',
+        encoding="utf-8",
+    )
+
+
 INPUTS = {
     "beacon": beacon_inputs,
     "long_connection": long_connection_inputs,
     "strobe": strobe_inputs,
     "dns_c2": dns_c2_inputs,
+    "scan": scan_inputs,
 }
 
 

@@ -167,9 +167,10 @@ def _answer(msg: bytes, off: int, out: DnsMessage) -> int:
 
 
 def _txt(rdata: bytes) -> str:
+    """Each character-string as ``TXT <length> <text>``, as Zeek writes TXT answers."""
     parts, i = [], 0
     while i < len(rdata):
-        n = rdata[i]
-        parts.append(rdata[i + 1 : i + 1 + n].decode("utf-8", "backslashreplace"))
-        i += 1 + n
-    return "TXT " + " ".join(parts)
+        raw = rdata[i + 1 : i + 1 + rdata[i]]
+        parts.append(f"TXT {len(raw)} {raw.decode('utf-8', 'backslashreplace')}")
+        i += 1 + rdata[i]
+    return " ".join(parts)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vigile.schema import TRAFFIC_TABLES, conform
@@ -28,10 +27,18 @@ from vigile.simulate.flows import (
     STATES,
     Flows,
     Vocabs,
+    request_times,
     service,
 )
 from vigile.simulate.writers.columns import lookup
-from vigile.simulate.writers.zeek import HEADER, JA3_BROWSER, TCP_HISTORY, UDP_HISTORY, dns_ids
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers, response_body
+from vigile.simulate.writers.zeek import (
+    HEADER,
+    JA3_BROWSER,
+    JA3_NO_SNI,
+    dns_ids,
+    histories,
+)
 
 TS_TYPE = TRAFFIC_TABLES["conn"].arrow_schema.field("ts").type
 
@@ -45,9 +52,11 @@ def _ts(seconds: np.ndarray) -> pa.Array:
     return pa.array(np.round(seconds * 1e6).astype(np.int64), pa.int64()).cast(TS_TYPE)
 
 
-def endpoint_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
+def endpoint_columns(
+    v: Vocabs, f: Flows, uid: pa.Array, ts: np.ndarray | None = None
+) -> dict[str, pa.Array]:
     return {
-        "ts": _ts(f.ts),
+        "ts": _ts(f.ts if ts is None else ts),
         "uid": uid,
         "src": lookup(v.addr.values, f.src),
         "src_port": pa.array(f.sport),
@@ -58,11 +67,7 @@ def endpoint_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
-    hist = np.where(
-        f.proto == 0,
-        np.array([TCP_HISTORY[s] for s in STATES])[f.state],
-        np.array([UDP_HISTORY[s] for s in STATES])[f.state],
-    )
+    hist = histories(f)
     single = (f.state == S0) & (f.opkts <= 1)
     return {
         **endpoint_columns(v, f, uid),
@@ -81,10 +86,27 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     }
 
 
+def _answers(v: Vocabs, f: Flows) -> tuple[pa.Array, pa.Array]:
+    """Answers and TTLs as lists: A answers, and the TXT and NULL ones the packets carry."""
+    records = record_answers(v, f)
+    has = (f.answer >= 0) | np.isin(np.arange(len(f)), list(records))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(has)]).astype(np.int32))
+    text = lookup(v.addr.values, f.answer)
+    ttl = np.where(f.answer >= 0, 300.0, RECORD_TTL)
+    if records:
+        listed = text.to_pylist()
+        for i, answer in records.items():
+            listed[i] = answer
+        text = pa.array(listed, pa.string())
+    rows = np.flatnonzero(has)
+    return (
+        pa.ListArray.from_arrays(offsets, text.take(pa.array(rows))),
+        pa.ListArray.from_arrays(offsets, pa.array(ttl[rows])),
+    )
+
+
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
-    answers = lookup(v.addr.values, f.answer)
-    offsets = np.concatenate([[0], np.cumsum(f.answer >= 0)]).astype(np.int32)
-    values = pc.drop_null(answers)
+    answers, ttls = _answers(v, f)
     return {
         **endpoint_columns(v, f, uid),
         "proto": lookup(PROTOS, f.proto),
@@ -95,15 +117,15 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         ),
         "rcode": pa.array(f.rcode.astype(np.int32), mask=f.rcode < 0),
         "rcode_name": lookup([RCODES.get(r, "") for r in range(4)], f.rcode.astype(np.int32)),
-        "answers": pa.ListArray.from_arrays(pa.array(offsets), values),
-        "ttls": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(len(values), 300.0))),
+        "answers": answers,
+        "ttls": ttls,
         "trans_id": pa.array(dns_ids(f.ts).astype(np.int32)),
     }
 
 
 def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     return {
-        **endpoint_columns(v, f, uid),
+        **endpoint_columns(v, f, uid, request_times(f.ts, f.duration)),
         "trans_depth": pa.array(np.ones(len(f), np.int32)),
         "method": lookup(METHODS, f.method),
         "host": lookup(v.name.values, f.name),
@@ -111,7 +133,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         "user_agent": lookup(v.agent.values, f.agent),
         "status": pa.array(f.status.astype(np.int32)),
         "request_body_len": pa.array(np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))),
-        "response_body_len": pa.array(np.maximum(f.rbytes - 250, 0)),
+        "response_body_len": pa.array(response_body(f.rbytes, f.status)[0]),
         "open": pa.array(np.zeros(len(f), bool)),
     }
 
@@ -119,11 +141,11 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
 def tls_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
     n = len(f)
     return {
-        **endpoint_columns(v, f, uid),
+        **endpoint_columns(v, f, uid, request_times(f.ts, f.duration)),
         "version": pa.array(np.full(n, "TLSv13")),
         "cipher": pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
         "sni": lookup(v.name.values, f.name),
-        "ja3": pa.array(np.full(n, JA3_BROWSER)),
+        "ja3": pa.array(np.where(f.name >= 0, JA3_BROWSER, JA3_NO_SNI)),
         "established": pa.array(np.ones(n, bool)),
         "open": pa.array(np.zeros(n, bool)),
     }

@@ -4,9 +4,9 @@ Every connection becomes the packets a real exchange would have, with exactly th
 payload sizes and packet counts of its conn row, so a capture and the Zeek logs of
 the same run describe the same traffic: TCP with handshake, data in 1,448-byte
 segments and FINs (or a lone SYN, or SYN and RST); UDP as datagrams. Payloads are
-real protocol messages where the service says what they are: DNS queries and
-answers, HTTP/1.1 requests and responses, TLS 1.3 hellos followed by application
-data records, NTP. Other services carry zero-filled payloads of the right size.
+real protocol messages of every service the simulator makes (see
+:mod:`.services`): DNS, HTTP/1.1, TLS 1.3, NTP, Kerberos, LDAP, SMB2, SNMP, IPMI,
+SMTP, the monitoring agent and printing; any other connection carries TLS records.
 
 Written by hand with ``struct`` because no packet library here builds exact-size
 protocol messages at this rate; tshark (a real peer) checks the result in the tests.
@@ -23,8 +23,8 @@ from typing import IO
 import numpy as np
 import pyarrow as pa
 
-from vigile.simulate.flows import REJ, S0, SERVICES, TCP, Flows, Vocabs
-from vigile.simulate.writers import payloads
+from vigile.simulate.flows import REJ, S0, TCP, Flows, Vocabs, request_times
+from vigile.simulate.writers import services
 
 MSS = 1448
 GATEWAY_MAC = bytes.fromhex("02005e000001")
@@ -133,9 +133,8 @@ class PcapWriter:
     def _flow(
         self, f: Flows, i: int, a: _Endpoint, b: _Endpoint, rng: np.random.Generator
     ) -> list[tuple[float, bytes]]:
-        svc = SERVICES[f.service[i]]
         ob, rb = int(f.obytes[i]), int(f.rbytes[i])
-        req, resp = payloads.build(svc, self.vocabs, f, i, ob, rb, rng)
+        req, resp = services.build(self.vocabs, f, i, ob, rb)
         ts, dur = float(f.ts[i]), float(f.duration[i])
         if f.proto[i] != TCP:
             out = [(ts, _frame(a, b, 17, _udp(a, b, seg), 1)) for seg in _segments(req) or [b""]]
@@ -171,10 +170,12 @@ class PcapWriter:
         # Pure ACKs (keep-alives) make up any packets the conn row has beyond the minimum.
         extra_a = max(0, int(f.opkts[i]) - 3 - len(a_segs))
         extra_b = max(0, int(f.rpkts[i]) - 2 - len(b_segs))
-        body = dur - 2 * rtt
+        # The first request segment leaves at the request time the logs give (Zeek stamps
+        # http and ssl rows with it); the rest spread over the connection until the FINs.
+        first = float(request_times(np.array([ts]), np.array([dur]))[0])
         n = len(a_segs) + len(b_segs) + extra_a + extra_b
-        step = body / (n + 1) if n else 0.0
-        t = ts + rtt
+        step = (ts + dur - rtt - first) / n if n else 0.0
+        t = first - step
         for seg in a_segs:
             t += step
             out.append((t, _frame(a, b, 6, _tcp(a, b, sa, sb, PSH | ACK, seg), 3)))

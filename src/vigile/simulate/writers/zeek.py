@@ -9,6 +9,7 @@ hourly, gzipped and foldered by day, as a Zeek cluster archives them
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +29,11 @@ from vigile.simulate.flows import (
     TCP,
     Flows,
     Vocabs,
+    request_times,
     service,
 )
 from vigile.simulate.writers.columns import decimal6, ints, lookup, tsv_lines, where
+from vigile.simulate.writers.payloads import RECORD_TTL, record_answers, response_body
 
 LOGS: dict[str, tuple[tuple[str, str], ...]] = {
     "conn": (
@@ -142,8 +145,15 @@ LOGS: dict[str, tuple[tuple[str, str], ...]] = {
 #: the capture writer builds (the responder sends no pure ACK, hence no ``a``).
 TCP_HISTORY = {"SF": "ShADdFf", "S0": "S", "REJ": "Sr", "S1": "ShADd", "RSTO": "ShADdR"}
 UDP_HISTORY = {"SF": "Dd", "S0": "D", "REJ": "D", "S1": "Dd", "RSTO": "Dd"}
-#: JA3 of Chrome 124 on Windows, and of a Go-written implant.
-JA3_BROWSER = "cd08e31494f9531f560d64c695473da9"
+#: JA3 (https://github.com/salesforce/ja3) of the simulator's ClientHello (writers.payloads):
+#: TLS 1.2 record version, three TLS 1.3 suites, extensions (server_name when there is
+#: an SNI) supported_groups, signature_algorithms, supported_versions, key_share, padding.
+JA3_BROWSER = hashlib.md5(
+    b"771,4865-4866-4867,0-10-13-43-51-21,29,", usedforsecurity=False
+).hexdigest()
+JA3_NO_SNI = hashlib.md5(
+    b"771,4865-4866-4867,10-13-43-51-21,29,", usedforsecurity=False
+).hexdigest()
 JA3S = "f4febc55ea12b31ae17cfb7e614afda8"
 #: Bytes of IP and transport headers per packet (IPv4 without options).
 HEADER = {0: 40, 1: 28, 2: 28}
@@ -163,9 +173,9 @@ def header(path: str, opened: float) -> bytes:
     ).encode()
 
 
-def _ids(v: Vocabs, f: Flows, uid: pa.Array) -> list[pa.Array]:
+def _ids(v: Vocabs, f: Flows, uid: pa.Array, ts: np.ndarray | None = None) -> list[pa.Array]:
     return [
-        decimal6(f.ts),
+        decimal6(f.ts if ts is None else ts),
         uid,
         lookup(v.addr.values, f.src),
         ints(f.sport),
@@ -174,11 +184,27 @@ def _ids(v: Vocabs, f: Flows, uid: pa.Array) -> list[pa.Array]:
     ]
 
 
+def histories(f: Flows) -> np.ndarray:
+    """Zeek's history string of every row, for the packets the capture writer sends.
+
+    A completed TCP connection is ``ShA``, then ``D``/``d`` if each side sent data,
+    ``a`` if the responder also sent pure ACKs (keep-alives), then ``Ff``.
+    """
+    hist = np.where(
+        f.proto == TCP,
+        np.array([TCP_HISTORY[s] for s in STATES])[f.state],
+        np.array([UDP_HISTORY[s] for s in STATES])[f.state],
+    )
+    done = (f.proto == TCP) & (f.state == STATES.index("SF"))
+    keepalive = f.rpkts > 2 + -(-f.rbytes // 1448)
+    parts = [np.where(f.obytes > 0, "D", ""), np.where(f.rbytes > 0, "d", "")]
+    middle = np.char.add(np.char.add(parts[0], parts[1]), np.where(keepalive, "a", ""))
+    return np.where(done, np.char.add(np.char.add("ShA", middle), "Ff"), hist)
+
+
 def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[pa.Array]:
     states = np.array(STATES)[f.state]
     single = (f.state == S0) & (f.opkts <= 1)
-    hist_tcp = np.array([TCP_HISTORY[s] for s in STATES])[f.state]
-    hist_udp = np.array([UDP_HISTORY[s] for s in STATES])[f.state]
     hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
     svc = lookup(SERVICES, np.where(f.service == 0, -1, f.service.astype(np.int32)))
     return [
@@ -192,7 +218,7 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array, local: np.ndarray) -> list[
         where(local[f.src], "T", "F"),
         where(local[f.dst], "T", "F"),
         ints(np.zeros(len(f), np.int64)),
-        pa.array(np.where(f.proto == TCP, hist_tcp, hist_udp)),
+        pa.array(histories(f)),
         ints(f.opkts),
         ints(f.obytes + f.opkts * hdr),
         ints(f.rpkts),
@@ -206,6 +232,19 @@ def dns_ids(ts: np.ndarray) -> np.ndarray:
     return (np.round(ts * 1e6).astype(np.int64) & 0xFFFF).astype(np.int64)
 
 
+def _answers(v: Vocabs, f: Flows, has_answer: np.ndarray) -> list[pa.Array]:
+    """The answers and TTLs columns: A answers, then TXT and NULL ones where rows have them."""
+    answers = lookup(v.addr.values, np.where(has_answer, f.answer, -1))
+    ttls = where(has_answer, "300.000000", "-")
+    records = record_answers(v, f)
+    if not records:
+        return [answers, ttls]
+    text, ttl = answers.to_pylist(), ttls.to_pylist()
+    for i, answer in records.items():
+        text[i], ttl[i] = answer, f"{RECORD_TTL:.6f}"
+    return [pa.array(text, pa.string()), pa.array(ttl, pa.string())]
+
+
 def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -> list[pa.Array]:
     n = len(f)
     has_answer = f.answer >= 0
@@ -215,7 +254,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     return [
         *_ids(v, f, uid),
         lookup(PROTOS, f.proto),
-        ints(rng.integers(0, 65536, n)),
+        ints(dns_ids(f.ts)),  # as in the packets
         where(responded, decimal6(f.duration), "-"),
         lookup(v.name.values, f.name),
         pa.array(np.full(n, "1")),
@@ -229,8 +268,7 @@ def dns_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
         pa.array(np.full(n, "T")),
         where(responded, "T", "F"),
         pa.array(np.full(n, "0")),
-        lookup(v.addr.values, np.where(has_answer, f.answer, -1)),
-        where(has_answer, "300.000000", "-"),
+        *_answers(v, f, has_answer),
         pa.array(np.full(n, "F")),
     ]
 
@@ -240,7 +278,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -
     none = pa.nulls(n, pa.string())
     body_out = np.where(f.method == 1, 0, np.maximum(f.obytes - 250, 0))
     return [
-        *_ids(v, f, uid),
+        *_ids(v, f, uid, request_times(f.ts, f.duration)),  # Zeek: when the request came
         pa.array(np.full(n, "1")),
         lookup(METHODS, f.method),
         lookup(v.name.values, f.name),
@@ -250,7 +288,7 @@ def http_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) -
         lookup(v.agent.values, f.agent),
         none,
         ints(body_out),
-        ints(np.maximum(f.rbytes - 250, 0)),
+        ints(response_body(f.rbytes, f.status)[0]),  # the Content-Length sent
         ints(f.status),
         pa.array(np.full(n, "OK")),
         none,
@@ -272,7 +310,7 @@ def ssl_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
     n = len(f)
     none = pa.nulls(n, pa.string())
     return [
-        *_ids(v, f, uid),
+        *_ids(v, f, uid, request_times(f.ts, f.duration)),  # Zeek: at the ClientHello
         pa.array(np.full(n, "TLSv13")),
         pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
         pa.array(np.full(n, "x25519")),
@@ -286,7 +324,7 @@ def ssl_columns(v: Vocabs, f: Flows, uid: pa.Array, rng: np.random.Generator) ->
         none,
         none,
         none,
-        pa.array(np.full(n, JA3_BROWSER)),
+        where(f.name >= 0, JA3_BROWSER, JA3_NO_SNI),
         pa.array(np.full(n, JA3S)),
     ]
 
