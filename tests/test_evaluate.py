@@ -119,8 +119,10 @@ def test_evaluate_store_ranks_and_counts(office_logs: tuple[Path, Simulation], t
         store.close()
     by_name = {s.truth.scenario: s for s in result.scenarios}
     bmc = by_name["bmc_beacon"]
-    assert bmc.detected and (bmc.rank, bmc.host_rank, bmc.score) == (2, 1, 0.95)
-    assert by_name["bmc_beacon"].detector == "test-bmc-egress"
+    # the BMC's ClientHello is its own (no other source sends that JA3): the pair score
+    # adds RITA's rare-JA3 modifier to the detector's 0.95, and eval credits the pair
+    assert bmc.detected and (bmc.rank, bmc.host_rank, bmc.score) == (2, 1, 1.0)
+    assert by_name["bmc_beacon"].detector == "test-bmc-egress, modifiers +0.15"
     exfil = by_name["mailbox_exfil"]
     assert exfil.detected and exfil.rank == 1 and exfil.host_rank == 1
     assert not by_name["port_scan"].detected and by_name["port_scan"].rank is None

@@ -19,8 +19,11 @@ over that cap.
 A ``pair_score`` finding is written when two or more detectors or at least one
 modifier touched a pair (otherwise it would repeat its one finding). Host score:
 the three best pair (or host-only) scores ``p1 ≥ p2 ≥ p3`` give
-``1 − (1 − p1)(1 − p2/4)(1 − p3/8)``: the top pair dominates, so that every desktop
-sharing the same few periodic services does not become critical by their number;
+``1 − (1 − p1)(1 − p2/4)(1 − p3/8)``, kept within the severity band of ``p1``
+(:func:`band_ceiling`): the top pair dominates, so that every desktop sharing the
+same few periodic services does not become critical by their number, and lower
+pairs order hosts within a band without raising one (a host is as severe as its
+worst pair: three low findings make a low host, not a medium one);
 the ``host_score`` finding names its top pair.
 Pairs are ranked by score, then by their unclamped *weight*
 ``s1 + Σ s_i/2 + Σ modifiers``, so that two pairs that both reach 1 keep an order.
@@ -33,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigile.detect import Finding, HuntContext
+from vigile.detect import SEVERITY_BANDS, Finding, HuntContext
 from vigile.detect.modifiers import PairSignals
 from vigile.detect.traffic import bounds, internal_lookup
 
@@ -158,10 +161,21 @@ def _pair_finding(pair: Pair, start: Any, end: Any) -> Finding:
     )
 
 
+def band_ceiling(score: float) -> float:
+    """Highest host score in the severity band of ``score`` (1 in the top band).
+
+    >>> band_ceiling(0.444), band_ceiling(0.8), band_ceiling(0.95)
+    (0.499, 0.899, 1.0)
+    """
+    above = [floor for floor, _ in SEVERITY_BANDS if floor > score]
+    return round(min(above) - 0.001, 3) if above else 1.0
+
+
 def _host_finding(host: str, pairs: Sequence[Pair], start: Any, end: Any) -> Finding:
     ranked = sorted(pairs, key=lambda p: (-p.score, -p.weight, p.peer or ""))
     p = [x.score for x in ranked[:3]] + [0.0, 0.0]
-    score = 1 - (1 - p[0]) * (1 - p[1] / 4) * (1 - p[2] / 8)
+    combined = 1 - (1 - p[0]) * (1 - p[1] / 4) * (1 - p[2] / 8)
+    score = min(combined, max(p[0], band_ceiling(p[0])))
     top = ranked[0]
     if top.peer:
         what = f"top with {top.peer} scores {top.score:.3f} ({_describe(top)})"

@@ -18,12 +18,15 @@ import pyarrow as pa
 from vigile.ingest.base import Sink, SourceFile
 from vigile.ingest.packet.connstate import conn_columns
 from vigile.ingest.packet.decode import decode
+from vigile.ingest.packet.dnsrows import named
 from vigile.ingest.packet.flows import FlowTable, Timeouts
 from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.meta import Metadata
 from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
 from vigile.schema import TS
 
+#: Rows of one table held back before they are emitted together (one insert).
+EMIT_ROWS = 65_536
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 BASE62_BYTES = np.frombuffer(
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8
@@ -41,6 +44,7 @@ class PcapReader:
         self.timeouts = timeouts or Timeouts()
         self.chunk_bytes = chunk_bytes
         self._addr_text: dict[tuple[int, int], str] = {}
+        self._held: dict[str, list[pa.Table]] = {}
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -71,6 +75,8 @@ class PcapReader:
         last = flows.finish()
         if last is not None:
             self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)
+        for table in list(self._held):
+            self._flush(sink, table)
         if not_ip:
             sink.notice(f"{not_ip} of {packets} packets carry no IP flow (ARP, …): not counted")
 
@@ -81,7 +87,7 @@ class PcapReader:
         uids = self._uids(c["first_pos"])
         src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
         services: list[str | None] = []
-        rows: dict[str, list[dict[str, Any]]] = {"dns": [], "http": [], "tls": []}
+        rows: dict[str, list[dict[str, Any]]] = {"http": [], "tls": []}
         for i, pos in enumerate(c["first_pos"].tolist()):
             fm = meta.pop(pos)
             services.append(",".join(fm.services) if fm and fm.services else None)
@@ -89,7 +95,6 @@ class PcapReader:
                 continue
             ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
             ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
-            rows["dns"] += [r | ends for r in fm.dns]
             rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
             if fm.tls is not None:
                 rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
@@ -111,10 +116,59 @@ class PcapReader:
             columns[k] = pa.array(c[k])
         for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
             columns[k] = pa.array(c[k])
-        sink.emit("conn", columns, n)
+        self._hold(sink, "conn", columns)
+        self._emit_dns(sink, c, meta, uids, src, dst)
         for table, table_rows in rows.items():
             if table_rows:
-                sink.emit(table, _columns(table_rows), len(table_rows))
+                self._hold(sink, table, _columns(table_rows))
+
+    def _emit_dns(
+        self,
+        sink: Sink,
+        c: dict[str, np.ndarray],
+        meta: Metadata,
+        uids: list[str],
+        src: list[str],
+        dst: list[str],
+    ) -> None:
+        """The ``dns`` rows of the flows in ``c``, with their flow's uid and endpoints."""
+        rows = meta.dns.pop(c["first_pos"])
+        if rows is None:
+            return
+        order = np.argsort(c["first_pos"])
+        flow = rows["flow"].to_numpy()
+        at = order[np.searchsorted(c["first_pos"], flow, sorter=order)]
+        columns = named(rows)
+        columns["ts"] = columns["ts"].cast(pa.int64()).cast(TS)
+        columns |= {
+            "uid": pa.array(uids).take(at),
+            "src": pa.array(src).take(at),
+            "dst": pa.array(dst).take(at),
+            "src_port": pa.array(c["sport"][at], pa.int32()),
+            "dst_port": pa.array(c["dport"][at], pa.int32()),
+            "source_pos": pa.array(flow, pa.int64()),
+        }
+        self._hold(sink, "dns", columns)
+
+    def _hold(self, sink: Sink, table: str, columns: dict[str, pa.Array]) -> None:
+        """Rows to emit, held until there are :data:`EMIT_ROWS` of them.
+
+        Each emit is one insert into the store, whose fixed cost outweighs a few
+        thousand rows; memory stays bounded by the limit.
+        """
+        held = self._held.setdefault(table, [])
+        held.append(pa.table(columns))
+        if sum(t.num_rows for t in held) >= EMIT_ROWS:
+            self._flush(sink, table)
+
+    def _flush(self, sink: Sink, table: str) -> None:
+        held = pa.concat_tables(self._held.pop(table, []), promote_options="default")
+        if held.num_rows:
+            columns = {
+                name: col.combine_chunks()
+                for name, col in zip(held.column_names, held.columns, strict=True)
+            }
+            sink.emit(table, columns, held.num_rows)
 
     def _uids(self, positions: np.ndarray) -> list[str]:
         """Zeek-style uids: 'C' and 11 base-62 digits of a 64-bit mix of file id and offset."""

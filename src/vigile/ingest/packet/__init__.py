@@ -4,14 +4,23 @@ Passes, in the order :mod:`vigile.ingest.pcap` runs them on each chunk of packet
 
 1. :mod:`.pcapfile` and :mod:`.pcapng` frame records into NumPy arrays (offsets, lengths,
    timestamps, link types; see :mod:`.records`) and stop with a
-   :class:`.records.Damage` at the first byte that cannot be framed;
-2. :mod:`.decode` decodes link, IP (with extension headers and tunnels) and
-   transport headers for all packets at once with NumPy;
-3. :mod:`.flows` groups packets into bidirectional flows with Zeek semantics and
-   carries the active flows over to the next chunk;
-4. :mod:`.meta` picks the few payloads that carry metadata; :mod:`.dnsbatch` reads
-   the DNS questions of all of them at once, and :mod:`.dns`, :mod:`.http` and
-   :mod:`.tls` parse the rest one packet at a time in Python.
+   :class:`.records.Damage` at the first byte that cannot be framed; the pcap record
+   walk is compiled (:mod:`.framing`);
+2. :mod:`.decode` decodes link, IP and transport headers: the common packet in
+   compiled code (:mod:`.fastpath`), anything unusual (tunnels, fragments, extension
+   headers, other link types) for whole arrays at once with NumPy;
+3. :mod:`.flows` adds the packets to bidirectional flows with Zeek semantics in one
+   compiled pass (:mod:`.flowkernel`) and carries the active flows over to the next
+   chunk;
+4. :mod:`.meta` picks the payloads that carry metadata; :mod:`.dnsbatch` reads the DNS
+   messages of all of them at once in compiled code (:mod:`.dnskernel`) and
+   :mod:`.dnsrows` pairs them into rows, while :mod:`.dns` (unusual messages),
+   :mod:`.http` and :mod:`.tls` parse the rest one packet at a time in Python.
+
+The compiled parts use numba (machine code cached in ``__pycache__`` after the first
+run). Tests hold the compiled decoder and DNS reader to the NumPy decoder and the
+Python DNS parser beside them, field for field; the framing and the flows are held to
+tshark, to the golden files and to reading in small chunks.
 
 Hand-written rather than on dpkt or scapy: those build Python objects for every
 header of every packet; the plain dpkt loop of ``bench/pcap.py`` is measured beside

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vigile.ingest.packet.fastpath import decode_common
 from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.link import addr4, addr16, ethertype_chain, link_layer, u8, u16, u32
 from vigile.ingest.packet.pcapfile import Packets
@@ -51,8 +52,29 @@ class Decoded:
     fragment: np.ndarray  # True for IP fragments (first or later)
 
 
+DECODED_FIELDS = tuple(Decoded.__dataclass_fields__)
+
+
 def decode(pk: Packets, fragments: FragmentTable) -> Decoded:
-    """Decode every packet of a chunk down to its innermost transport header."""
+    """Decode every packet of a chunk down to its innermost transport header.
+
+    The common packets are decoded in compiled code (:mod:`.fastpath`), the others
+    by :func:`decode_vectorised`.
+    """
+    slow, *fields = decode_common(pk.buf, pk.data_off, pk.caplen, pk.linktype)
+    d = Decoded(**dict(zip(DECODED_FIELDS, [*fields, np.zeros(len(slow), bool)], strict=True)))
+    if not slow.any():
+        return d
+    if slow.all():
+        return decode_vectorised(pk, fragments)
+    other = decode_vectorised(pk.select(slow), fragments)
+    for name in DECODED_FIELDS:
+        getattr(d, name)[slow] = getattr(other, name)
+    return d
+
+
+def decode_vectorised(pk: Packets, fragments: FragmentTable) -> Decoded:
+    """Decode every packet of a chunk with NumPy, whatever its layers."""
     v, n = pk.buf, len(pk)
     end = pk.data_off + pk.caplen
     l3, ver = link_layer(pk)

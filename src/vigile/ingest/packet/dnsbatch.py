@@ -1,102 +1,82 @@
-"""DNS questions of a whole chunk at once, with NumPy.
+"""DNS messages of a whole chunk at once: compiled parse, Arrow columns out.
 
-Most DNS messages have one question with a plain name (letters, digits, hyphens)
-and no compression: their header and question are read here for all messages in
-lock step, label by label, and only the answers of responses are left to Python
-(:func:`.dns.read_answers`). Messages outside that common case get None and go
-through :func:`.dns.parse`; both paths give the same :class:`.dns.DnsMessage`.
+:func:`.dnskernel.parse_messages` reads the common messages (header, question,
+answers) of a chunk in one compiled pass; :class:`Batch` holds its columns and turns
+them into Arrow arrays without a Python object per message. Messages outside the
+common case have status :data:`.dnskernel.SLOW` and go through :func:`.dns.parse`;
+both paths give the same :class:`.dns.DnsMessage` (:func:`parse_batch`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pyarrow as pa
 
-from vigile.ingest.packet.dns import PLAIN, DnsMessage, read_answers
-from vigile.ingest.packet.link import u8, u16
+from vigile.ingest.packet.dns import DnsMessage
+from vigile.ingest.packet.dnskernel import FAST, parse_messages
 
-MAX_LABELS = 128
-PLAIN_BYTE = np.zeros(256, bool)
-PLAIN_BYTE[list(PLAIN)] = True
+
+@dataclass
+class Batch:
+    """Columns of one chunk's DNS messages; text as Arrow string offsets and bytes."""
+
+    status: np.ndarray  # FAST where the columns hold the message
+    trans_id: np.ndarray
+    flags: np.ndarray
+    qtype: np.ndarray
+    query_end: np.ndarray  # end offset of each query name in query_text
+    query_text: np.ndarray
+    answer_first: np.ndarray  # index of each message's first answer; one more entry
+    answer_end: np.ndarray  # end offset of each answer text in answer_text
+    ttls: np.ndarray
+    answer_text: np.ndarray
+
+    @property
+    def fast(self) -> np.ndarray:
+        return self.status == FAST
+
+    def queries(self) -> pa.Array:
+        """Query names of all messages (empty where not FAST)."""
+        offsets = np.concatenate([[0], self.query_end]).astype(np.int32)
+        return pa.StringArray.from_buffers(
+            len(self.query_end), pa.py_buffer(offsets), pa.py_buffer(self.query_text)
+        )
+
+    def answers(self) -> tuple[pa.Array, pa.Array]:
+        """Answers and TTLs of all messages as list arrays (empty where not FAST)."""
+        ends = np.concatenate([[0], self.answer_end]).astype(np.int32)
+        text = pa.StringArray.from_buffers(
+            len(self.answer_end), pa.py_buffer(ends), pa.py_buffer(self.answer_text)
+        )
+        first = pa.array(self.answer_first.astype(np.int32))
+        return pa.ListArray.from_arrays(first, text), pa.ListArray.from_arrays(
+            first, pa.array(self.ttls, pa.float64())
+        )
+
+
+def parse_columns(view: np.ndarray, start: np.ndarray, size: np.ndarray) -> Batch:
+    """The messages at ``view[start:start + size]`` as a :class:`Batch`."""
+    if not view.flags.writeable:  # one compiled signature: the reader's buffers are writable
+        view = view.copy()
+    start = np.ascontiguousarray(start, np.int64)
+    size = np.ascontiguousarray(size, np.int64)
+    return Batch(*parse_messages(view, start, size))
 
 
 def parse_batch(view: np.ndarray, start: np.ndarray, size: np.ndarray) -> list[DnsMessage | None]:
     """Messages at ``view[start:start + size]``; None where :func:`.dns.parse` must do it."""
-    end = start + size
-    flags, qd, an = u16(view, start + 2), u16(view, start + 4), u16(view, start + 6)
-    ok = (size >= 17) & ((flags >> 11 & 0xF) <= 6) & (qd == 1)
-    p, length_bytes = _walk_labels(view, start + 12, end, ok)
-    ok &= p + 5 <= end
-    names = _names(view, start, p, ok, length_bytes)
-    tid, qtype = u16(view, start).tolist(), u16(view, p + 1).tolist()
-    mem = memoryview(view.data)
+    b = parse_columns(view, start, size)
+    queries = b.queries().to_pylist()
+    answers, ttls = (a.to_pylist() for a in b.answers())
     out: list[DnsMessage | None] = []
-    rows = zip(ok.tolist(), flags.tolist(), an.tolist(), strict=True)
-    for i, (good, f, count) in enumerate(rows):
-        name = names[i]
-        if not good or name is None:
+    for i, fast in enumerate(b.fast.tolist()):
+        if not fast:
             out.append(None)
             continue
-        m = DnsMessage(tid[i], bool(f & 0x8000), f & 0xF, name, qtype[i])
-        if count and m.response:
-            s = int(start[i])
-            read_answers(mem[s : int(end[i])].tobytes(), int(p[i]) + 5 - s, count, m)
+        f = int(b.flags[i])
+        m = DnsMessage(int(b.trans_id[i]), bool(f & 0x8000), f & 0xF, queries[i], int(b.qtype[i]))
+        m.answers, m.ttls = answers[i], ttls[i]
         out.append(m)
     return out
-
-
-def _walk_labels(
-    view: np.ndarray, p: np.ndarray, end: np.ndarray, ok: np.ndarray
-) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """Follow uncompressed labels from ``p``; return the root label's offsets.
-
-    Clears ``ok`` where a name is compressed, runs past its message or never ends.
-    Also returns the offsets of inner length bytes (row, offset) to become dots.
-    """
-    p = p.copy()
-    active = ok.copy()
-    length_bytes = []
-    first = True
-    for _ in range(MAX_LABELS):
-        idx = np.flatnonzero(active)
-        if not len(idx):
-            break
-        n = u8(view, p[idx])
-        bad = (n >= 64) | (p[idx] + 1 + n >= end[idx])
-        ok[idx[bad]] = False
-        go = (n > 0) & ~bad
-        if not first:
-            length_bytes.append((idx[go], p[idx[go]]))
-        first = False
-        p[idx[go]] += n[go] + 1
-        active[idx[~go]] = False
-    ok &= ~active
-    return p, length_bytes
-
-
-def _names(
-    view: np.ndarray,
-    start: np.ndarray,
-    root: np.ndarray,
-    ok: np.ndarray,
-    length_bytes: list[tuple[np.ndarray, np.ndarray]],
-) -> list[str | None]:
-    """Dotted, lower-case names; None where a label holds a byte that needs escaping."""
-    first = start + 13
-    lens = np.where(ok, np.maximum(root - first, 0), 0)
-    offsets = np.concatenate([[0], np.cumsum(lens)])
-    total = int(offsets[-1])
-    flat = np.arange(total) + np.repeat(first - offsets[:-1], lens)
-    raw = view.take(flat, mode="clip")
-    plain = PLAIN_BYTE[raw]
-    for rows, at in length_bytes:
-        keep = ok[rows]
-        dots = offsets[rows[keep]] + at[keep] - first[rows[keep]]
-        plain[dots] = True
-        raw[dots] = 0x2E
-    not_plain = np.concatenate([[0], np.cumsum(~plain)])
-    escaped = not_plain[offsets[1:]] - not_plain[offsets[:-1]] > 0
-    upper = (raw >= 0x41) & (raw <= 0x5A)
-    raw[upper] += 0x20
-    text = raw.tobytes().decode("ascii", "replace")
-    bounds = zip(offsets[:-1].tolist(), offsets[1:].tolist(), (ok & ~escaped).tolist(), strict=True)
-    return [text[a:b] if good else None for a, b, good in bounds]

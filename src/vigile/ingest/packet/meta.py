@@ -1,7 +1,9 @@
 """DNS, HTTP and TLS metadata of flows, held until their flow is handed out.
 
-A vectorised pre-filter picks the few packets whose payload can carry metadata
-(DNS ports, an HTTP method or status line, a TLS handshake record); only those are
+A compiled pre-filter (:mod:`.classify`) picks the packets whose payload can carry
+metadata (DNS ports, an HTTP method or status line, a TLS handshake record). DNS over
+UDP is read for the whole chunk in compiled code (:mod:`.dnsbatch`) and paired into
+rows with NumPy (:mod:`.dnsrows`); the rest (DNS over TCP, unusual DNS messages, HTTP, TLS) is
 parsed in Python. What they yield is kept per flow (keyed by the byte offset of the
 flow's first packet) and turned into rows when the flow ends, since only then are
 its originator and uid final.
@@ -13,20 +15,27 @@ flow; one ``tls`` row per flow from its ClientHello and ServerHello.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vigile.ingest.packet import dns, http, tls
+from vigile.ingest.packet.classify import (
+    DNS_TCP,
+    DNS_UDP,
+    HTTP_REQUEST,
+    HTTP_STATUS,
+    NONE,
+    classify,
+)
 from vigile.ingest.packet.decode import Decoded
-from vigile.ingest.packet.dnsbatch import parse_batch
-from vigile.ingest.packet.link import u8, u32
+from vigile.ingest.packet.dnsbatch import Batch, parse_columns
+from vigile.ingest.packet.dnsrows import MESSAGE, DnsRows
 from vigile.ingest.packet.pcapfile import Packets
 
-DNS_PORTS = (53, 5353, 5355)
-HTTP_PREFIXES = np.array([int.from_bytes(p.ljust(4), "big") for p in http.PREFIXES])
-HTTP_STATUS = int.from_bytes(b"HTTP", "big")
 MAX_SEGMENTS = 12
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
     "established": False
@@ -37,15 +46,17 @@ TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None
 class FlowMeta:
     """What the payloads of one flow said so far."""
 
-    dns: list[dict[str, Any]] = field(default_factory=list)
-    open_dns: dict[int, int] = field(default_factory=dict)  # transaction id -> row index
     http: list[dict[str, Any]] = field(default_factory=list)
     tls: dict[str, Any] | None = None
-    services: list[str] = field(default_factory=list)
+    first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
 
-    def service(self, name: str) -> None:
-        if name not in self.services:
-            self.services.append(name)
+    def service(self, name: str, pos: int) -> None:
+        self.first_seen.setdefault(name, pos)
+
+    @property
+    def services(self) -> list[str]:
+        """Services in the order their first packet came."""
+        return sorted(self.first_seen, key=self.first_seen.__getitem__)
 
 
 class Metadata:
@@ -53,89 +64,114 @@ class Metadata:
 
     def __init__(self) -> None:
         self.flows: dict[int, FlowMeta] = {}
+        self.dns = DnsRows()
 
     def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
         fp = np.full(len(pk), -1, np.int64)
         fp[d.ok] = flow_pos
-        v, po, cap, proto = pk.buf, d.payload_off, d.payload_cap, d.proto
-        first4 = np.where(cap >= 4, u32(v, po), -1)
-        tcp, udp = d.ok & (proto == 6), d.ok & (proto == 17)
-        on_dns = np.isin(d.sport, DNS_PORTS) | np.isin(d.dport, DNS_PORTS)
-        dns_udp = udp & on_dns & (cap >= 12)
-        dns_tcp = tcp & ((d.sport == 53) | (d.dport == 53)) & (cap >= 14)
-        req = tcp & (cap >= 14) & np.isin(first4, HTTP_PREFIXES)
-        status = tcp & (first4 == HTTP_STATUS)
-        # A handshake record holding a hello, or an alert/change_cipher_spec record that
-        # may precede one in the same segment.
-        ctype = u8(v, po)
-        hello = tcp & (cap >= 6) & (u8(v, po + 1) == 3)
-        hello &= ((ctype == 22) & np.isin(u8(v, po + 5), (1, 2))) | np.isin(ctype, (20, 21))
+        v, po, cap = pk.buf, d.payload_off, d.payload_cap
+        kind = classify(v, d.ok, d.proto, d.sport, d.dport, po, cap)
+        udp_dns = np.flatnonzero(kind == DNS_UDP)
+        batch = parse_columns(v, po[udp_dns], cap[udp_dns])
+        fast = udp_dns[batch.fast]
+        kind[fast] = NONE  # read: the rest of them go to dns.parse below
         seg = _Segments(pk, d, fp)
-        kind = np.select([dns_udp, dns_tcp, req, status, hello], [1, 2, 3, 4, 5], 0)
         cand = np.flatnonzero(kind)
         mem = memoryview(v.data)
-        udp_dns = np.flatnonzero(dns_udp)
-        parsed = dict(zip(udp_dns.tolist(), parse_batch(v, po[udp_dns], cap[udp_dns]), strict=True))
-        columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns))
+        columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns, pk.pos))
         rows = zip(cand.tolist(), *columns, strict=True)
-        for i, k, start, size, flow, ts in rows:
+        slow: list[tuple[int, int, int, int, dns.DnsMessage]] = []
+        for i, k, start, size, flow, ts, pos in rows:
             payload = mem[start : start + size].tobytes()
             meta = self.flows.get(flow)
             if meta is None:
                 meta = self.flows[flow] = FlowMeta()
-            if k == 1:
-                message = parsed[i]
-                if message is None:
-                    _dns(meta, payload, ts, "udp")
-                else:
-                    _dns_message(meta, message, ts, "udp")
-            elif k == 2:
-                _dns(meta, payload[2 : 2 + int.from_bytes(payload[:2], "big")], ts, "tcp")
-            elif k == 3:
-                _http_request(meta, payload, ts)
-            elif k == 4:
+            if k == DNS_UDP:
+                _dns(slow, meta, payload, (flow, pos, ts, 0))
+            elif k == DNS_TCP:
+                size = int.from_bytes(payload[:2], "big")
+                _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
+            elif k == HTTP_REQUEST:
+                _http_request(meta, payload, ts, pos)
+            elif k == HTTP_STATUS:
                 _http_status(meta, payload)
             else:
-                _tls(meta, seg.hello(i, payload), ts)
+                _tls(meta, seg.hello(i, payload), ts, pos)
+        self.dns.add(_messages(batch, fast, fp, pk, slow))
+        self._dns_services(fp[fast], pk.pos[fast])
+
+    def _dns_services(self, flows: np.ndarray, pos: np.ndarray) -> None:
+        """Note the service of flows with DNS messages read in compiled code."""
+        order = np.lexsort((pos, flows))
+        flows, pos = flows[order], pos[order]
+        first = np.ones(len(flows), bool)
+        first[1:] = flows[1:] != flows[:-1]
+        for flow, at in zip(flows[first].tolist(), pos[first].tolist(), strict=True):
+            meta = self.flows.get(flow)
+            if meta is None:
+                meta = self.flows[flow] = FlowMeta()
+            meta.service("dns", at)
 
     def pop(self, first_pos: int) -> FlowMeta | None:
         return self.flows.pop(first_pos, None)
 
 
-def _dns(meta: FlowMeta, payload: bytes, ts: int, proto: str) -> None:
+def _dns(
+    slow: list[tuple[int, int, int, int, dns.DnsMessage]],
+    meta: FlowMeta,
+    payload: bytes,
+    where: tuple[int, int, int, int],
+) -> None:
     try:
         m = dns.parse(payload)
     except dns.DnsError:
         return
-    _dns_message(meta, m, ts, proto)
+    meta.service("dns", where[1])
+    slow.append((*where, m))
 
 
-def _dns_message(meta: FlowMeta, m: dns.DnsMessage, ts: int, proto: str) -> None:
-    meta.service("dns")
-    row_at = meta.open_dns.get(m.trans_id)
-    if row_at is None or m.response:
-        if row_at is None:
-            row = {"ts": ts // 1000, "proto": proto, "trans_id": m.trans_id, "query": m.query}
-            row |= {"qtype": m.qtype, "qtype_name": dns.QTYPES.get(m.qtype or -1)}
-            row |= {"rcode": None, "rcode_name": None, "answers": None, "ttls": None}
-            meta.dns.append(row)
-            row_at = meta.open_dns[m.trans_id] = len(meta.dns) - 1
-        if m.response:
-            row = meta.dns[row_at]
-            row |= {"rcode": m.rcode, "rcode_name": dns.RCODES.get(m.rcode)}
-            row |= {"answers": m.answers, "ttls": m.ttls}
-            del meta.open_dns[m.trans_id]
-    else:  # a second query with an open transaction id: a new transaction
-        del meta.open_dns[m.trans_id]
-        _dns_message(meta, m, ts, proto)
+def _messages(
+    batch: Batch,
+    fast: np.ndarray,
+    fp: np.ndarray,
+    pk: Packets,
+    slow: list[tuple[int, int, int, int, dns.DnsMessage]],
+) -> pa.Table:
+    """One table (:data:`.dnsrows.MESSAGE`) of the chunk's DNS messages, both paths."""
+    keep = pa.array(batch.fast)
+    answers, ttls = batch.answers()
+    flags = batch.flags[batch.fast]
+    cols = [
+        pa.array(fp[fast]),
+        pa.array(pk.pos[fast]),
+        pa.array(pk.ts_ns[fast]),
+        pa.array(np.zeros(len(fast), np.int8)),
+        pa.array(batch.trans_id[batch.fast].astype(np.int32)),
+        pa.array((flags & 0x8000) != 0),
+        pa.array((flags & 0xF).astype(np.int32)),
+        batch.queries().filter(keep),
+        pa.array(batch.qtype[batch.fast].astype(np.int32)),
+        answers.filter(keep),
+        ttls.filter(keep),
+    ]
+    table = pa.Table.from_arrays(cols, schema=MESSAGE)
+    if not slow:
+        return table
+    other = [
+        {"flow": f, "seq": p, "ts": t, "proto": k, "trans_id": m.trans_id}
+        | {"response": m.response, "rcode": m.rcode, "query": m.query, "qtype": m.qtype}
+        | {"answers": m.answers, "ttls": m.ttls}
+        for f, p, t, k, m in slow
+    ]
+    return pa.concat_tables([table, pa.Table.from_pylist(other, schema=MESSAGE)])
 
 
-def _http_request(meta: FlowMeta, payload: bytes, ts: int) -> None:
+def _http_request(meta: FlowMeta, payload: bytes, ts: int, pos: int) -> None:
     r = http.parse_request(payload)
     if r is None:
         return
-    meta.service("http")
+    meta.service("http", pos)
     meta.http.append(
         {"ts": ts // 1000, "trans_depth": len(meta.http) + 1, "method": r.method}
         | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
@@ -150,14 +186,14 @@ def _http_status(meta: FlowMeta, payload: bytes) -> None:
         pending[0]["status"] = code
 
 
-def _tls(meta: FlowMeta, msg: bytes | None, ts: int) -> None:
+def _tls(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
     if msg is None:
         return
     try:
         h = tls.parse_hello(msg)
     except tls.TlsError:
         return
-    meta.service("ssl")
+    meta.service("ssl", pos)
     row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
     meta.tls = row
     # The first hello of each side counts (a retransmission or a renegotiation does not).
@@ -177,6 +213,14 @@ class _Segments:
         self.order: np.ndarray | None = None
         self.rank: np.ndarray | None = None
 
+    def _following(self, i: int) -> Iterator[int]:
+        """The packets after ``i`` in flow order, a few at a time (the walk stops soon)."""
+        assert self.order is not None and self.rank is not None
+        start = int(self.rank[i]) + 1
+        while start < len(self.order):
+            yield from self.order[start : start + 64].tolist()
+            start += 64
+
     def hello(self, i: int, payload: bytes) -> bytes | None:
         try:
             msg = tls.handshake_message(payload)
@@ -192,7 +236,7 @@ class _Segments:
         d, v = self.d, self.pk.buf
         expect = (int(d.seq[i]) + len(payload)) & 0xFFFFFFFF
         data, seen = payload, 0
-        for j in self.order[self.rank[i] + 1 :].tolist():
+        for j in self._following(i):
             if self.fp[j] != self.fp[i] or seen >= MAX_SEGMENTS:
                 break
             same_side = (d.src[j] == d.src[i]).all() and d.sport[j] == d.sport[i]

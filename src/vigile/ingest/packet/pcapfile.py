@@ -2,9 +2,9 @@
 
 The file is read in chunks of :data:`CHUNK_BYTES`; each chunk becomes one
 :class:`Packets` (its bytes as a NumPy buffer plus one array entry per record).
-Only the record walk is a Python loop (each record's length gives the next one's
-offset, so it cannot be vectorised); everything else is read from the buffer with
-NumPy gathers.
+The record walk (each record's length gives the next one's offset, so it cannot be
+vectorised) is compiled for pcap (:mod:`.framing`) and a Python loop for pcapng;
+everything else is read from the buffer with NumPy gathers.
 
 Formats: pcap (both byte orders, micro- and nanosecond) as in
 https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-03.html and pcapng (sections of
@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vigile.ingest.packet.framing import walk_pcap
 from vigile.ingest.packet.pcapng import PcapngFramer
 from vigile.ingest.packet.records import (
     CHUNK_BYTES,
@@ -68,7 +69,6 @@ class _PcapFramer(Framer):
         super().__init__()
         endian, ns_per_unit = PCAP_MAGICS[header[:4]]
         self.little = endian == "<"
-        self.caplen_at = struct.Struct(endian + "I").unpack_from
         snaplen, network = struct.unpack_from(endian + "II", header, 16)
         # The top bits of the link type field carry FCS information (pcap draft §4).
         self.interfaces.append(Interface(network & 0x03FF_FFFF, snaplen, ns_per_unit))
@@ -76,22 +76,15 @@ class _PcapFramer(Framer):
         self.limit = max(snaplen, MAX_CAPLEN)
 
     def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
-        caplen_at, limit, pos = self.caplen_at, self.limit, walk.pos
-        off = start
-        for _ in range(MAX_RECORDS):
-            if off + 16 > end:
-                break
-            caplen = caplen_at(buf, off + 8)[0]
-            if caplen > limit:
-                return self.fail(buf, off, base, f"record length {caplen} exceeds {limit}")
-            if off + 16 + caplen > end:
-                break
-            pos.append(off)
-            off += 16 + caplen
+        view = np.frombuffer(buf, np.uint8)
+        pos, fields, off, bad = walk_pcap(view, start, end, self.limit, self.little, MAX_RECORDS)
+        walk.pos, walk.fields = pos, fields
+        if bad >= 0:
+            return self.fail(buf, off, base, f"record length {bad} exceeds {self.limit}")
         return off
 
-    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
-        f = gather_u32(view, pos, 4, self.little)
+    def columns(self, view: np.ndarray, pos: np.ndarray, walk: Walk) -> tuple[np.ndarray, ...]:
+        f = walk.fields if walk.fields is not None else gather_u32(view, pos, 4, self.little)
         units = 1_000_000_000 // int(self.interfaces[0].ns_per_unit)
         return pos + 16, f[:, 2], f[:, 3], np.zeros(len(pos), np.int64), f[:, 0] * units + f[:, 1]
 
@@ -134,19 +127,19 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         buf[end : end + PAD] = bytes(PAD)
         walk = Walk()
         off = framer.walk(buf, end, start, base, walk)
-        if walk.pos or walk.singles:
+        if len(walk.pos) or walk.singles:
             packets = _packets(framer, buf, end, base, walk)
             yield from _bad_records(packets, framer.interfaces)
             yield packets.select(packets.caplen > 0)
         if framer.damage is not None:
             yield framer.damage
             return
-        if eof and off == start and not (walk.pos or walk.singles):
+        if eof and off == start and not (len(walk.pos) or walk.singles):
             if off < end:
                 reason = "truncated record at end of file"
                 yield Damage(base + off, reason, bytes(buf[off : min(end, off + 64)]))
             return
-        stuck = not (walk.pos or walk.singles)
+        stuck = not (len(walk.pos) or walk.singles)
         base += off
         carry = bytes(buf[off:end])
         start = 0
@@ -184,7 +177,7 @@ def _fill(stream: BinaryIO, target: memoryview) -> int:
 def _packets(framer: Framer, buf: bytearray, end: int, base: int, walk: Walk) -> Packets:
     view = np.frombuffer(buf, dtype=np.uint8)
     pos = np.array(walk.pos, dtype=np.int64)
-    data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos)
+    data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos, walk)
     if walk.singles:
         extra = np.array(walk.singles, dtype=np.int64).T
         order = np.argsort(np.concatenate([pos, extra[0]]), kind="stable")

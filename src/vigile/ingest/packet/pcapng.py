@@ -28,12 +28,13 @@ class PcapngFramer(Framer):
         self.iface_base = 0  # interfaces of earlier sections come first in the list
 
     def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
-        off = start
+        off, pos = start, walk.pos
+        assert isinstance(pos, list)
         u32 = struct.Struct("<I" if self.little else ">I").unpack_from
-        while off + 12 <= end and len(walk.pos) < MAX_RECORDS:
+        while off + 12 <= end and len(pos) < MAX_RECORDS:
             btype = u32(buf, off)[0]
             if btype == 0x0A0D0D0A:
-                if walk.pos or walk.singles:
+                if pos or walk.singles:
                     return off  # a new section starts a new chunk (byte order may change)
                 bom = bytes(buf[off + 8 : off + 12])
                 if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -48,7 +49,7 @@ class PcapngFramer(Framer):
             if btype == 6:
                 if blen < 32:
                     return self.fail(buf, off, base, "packet block shorter than its header")
-                walk.pos.append(off)
+                pos.append(off)
             elif btype == 0x0A0D0D0A:
                 self.iface_base = len(self.interfaces)
             elif btype == 1:
@@ -87,6 +88,6 @@ class PcapngFramer(Framer):
         cap = min(cap, blen - 32)
         walk.singles.append((off, off + 28, cap, wire, self.iface_base + iface, hi << 32 | lo))
 
-    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    def columns(self, view: np.ndarray, pos: np.ndarray, walk: Walk) -> tuple[np.ndarray, ...]:
         f = gather_u32(view, pos + 8, 5, self.little)
         return pos + 28, f[:, 3], f[:, 4], f[:, 0] + self.iface_base, f[:, 1] << 32 | f[:, 2]

@@ -1,9 +1,10 @@
 """Records of a capture file as NumPy arrays, and what a file-format framer is.
 
 :class:`Framer` is the contract of a file format (:mod:`.pcapfile`, :mod:`.pcapng`):
-``walk`` notes the offsets of the complete records in a chunk with a Python loop (each
-record's length gives the next one's offset) and stops at damage (``fail``);
-``columns`` reads the fixed-offset record header fields of all of them with NumPy.
+``walk`` notes the offsets of the complete records in a chunk (each record's length
+gives the next one's offset: compiled for pcap, a Python loop for pcapng) and stops at
+damage (``fail``); ``columns`` reads the fixed-offset record header fields of all of
+them (pcap: the compiled walk has read them already).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class Walk:
     """What a framer found in one chunk, before conversion to arrays."""
 
     def __init__(self) -> None:
-        self.pos: list[int] = []  # record offsets in the chunk
+        self.pos: list[int] | np.ndarray = []  # record offsets in the chunk
+        # Record header fields when the walk read them (pcap), one row per record.
+        self.fields: np.ndarray | None = None
         # Records parsed one by one (pcapng simple/obsolete blocks): pos, data offset,
         # caplen, wirelen, interface, raw timestamp.
         self.singles: list[tuple[int, int, int, int, int, int]] = []
@@ -84,7 +87,7 @@ class Framer:
         """Note the complete records in ``buf[start:end]``; return where the next begins."""
         raise NotImplementedError
 
-    def columns(self, view: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    def columns(self, view: np.ndarray, pos: np.ndarray, walk: Walk) -> tuple[np.ndarray, ...]:
         """data offset, caplen, wirelen, interface and raw timestamp of each record."""
         raise NotImplementedError
 

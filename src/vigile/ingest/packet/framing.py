@@ -1,0 +1,49 @@
+"""Compiled record walk of classic pcap files (numba).
+
+Each record's length gives the next one's offset, so the walk cannot be vectorised
+with NumPy; as a Python loop it was a sixth of the reader's time. Compiled with numba
+(``cache=True``: compiled once per installation, then loaded from ``__pycache__``),
+it walks a 32 MiB chunk in about a millisecond and reads the record headers in the
+same pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _u32(v: np.ndarray, p: int, little: bool) -> int:
+    if little:
+        return int(v[p]) | int(v[p + 1]) << 8 | int(v[p + 2]) << 16 | int(v[p + 3]) << 24
+    return int(v[p + 3]) | int(v[p + 2]) << 8 | int(v[p + 1]) << 16 | int(v[p]) << 24
+
+
+@njit(cache=True, nogil=True)
+def walk_pcap(
+    v: np.ndarray, start: int, end: int, limit: int, little: bool, max_records: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Records of ``v[start:end]``: (offsets, header fields, next offset, bad caplen).
+
+    The header fields are (seconds, fraction, caplen, wirelen) per record. The walk
+    stops before a record that is not complete; ``bad caplen`` is the length of a
+    record longer than ``limit`` at the next offset (the damage), else -1.
+    """
+    room = min(max_records, max(end - start, 0) // 16 + 1)  # a record takes 16 bytes or more
+    pos = np.empty(room, np.int64)
+    fields = np.empty((room, 4), np.int64)
+    off, n, bad = start, 0, -1
+    while n < room and off + 16 <= end:
+        caplen = _u32(v, off + 8, little)
+        if caplen > limit:
+            bad = caplen
+            break
+        if off + 16 + caplen > end:
+            break
+        pos[n] = off
+        for k in range(4):
+            fields[n, k] = _u32(v, off + 4 * k, little)
+        n += 1
+        off += 16 + caplen
+    return pos[:n], fields[:n], off, bad
