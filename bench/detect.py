@@ -6,9 +6,10 @@
 
 The day is generated once per size (vectorised NumPy, written through the store's
 one write path) into ``/tmp/vigile-bench-detect-<rows>.duckdb`` by a child process,
-so the measured process starts clean: it opens the store read-only, runs beacon,
-long_connection, strobe and dns_c2 as ``vigile hunt`` would, and reports wall-clock
-seconds and CPU seconds per detector, the peak resident memory of the whole process
+and the detectors run in a fresh process (``bench.common.measure``), so the measured
+process starts clean: it opens the store read-only, runs beacon, long_connection,
+strobe and dns_c2 as ``vigile hunt`` would, and reports wall-clock seconds and CPU
+seconds (all threads) per detector, the peak resident memory of the whole process
 (NumPy, Arrow and DuckDB alike, from ``getrusage``), and the machine's load average
 (the wall-clock figures mean little on a machine shared with other work).
 
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bench.common import machine, measure
 from vigile.config import Config
 from vigile.detect import HuntContext, default_window, registered_detectors
 from vigile.schema import CONN, DNS, TS, conform
@@ -148,7 +150,6 @@ def run(db: Path) -> dict[str, object]:
     out["seconds"] = round(time.perf_counter() - start, 2)
     out["cpu_seconds"] = round(_cpu() - cpu0, 2)
     out["load_average_1m"] = round(os.getloadavg()[0], 1)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     store.close()
     return out
 
@@ -197,9 +198,11 @@ def main() -> None:
         cmd = [sys.executable, "-m", "bench.detect", "--generate-only", "--rows", str(args.rows)]
         subprocess.run([*cmd, "--db", str(db)], check=True)
         print(f"generated {db} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    result = {"rows": args.rows, **run(db)}
+    measured = measure("C2 detectors", run, db)
+    result = {"rows": args.rows, **measured.result, "peak_rss_mb": round(measured.peak_rss_mb)}
+    result["machine"] = machine()
     if args.compare:
-        result["interval_median"] = compare(db)
+        result["interval_median"] = measure("interval median", compare, db).result
     print(json.dumps(result))
 
 

@@ -172,3 +172,18 @@ def test_integer_sums_keep_an_integer_type():
     out = store.group("conn", ["src"], [Agg("sum", "orig_ip_bytes", "total")])
     assert out.schema.field("total").type == pa.int64()
     assert out.column("total").to_pylist() == [12]
+
+
+def test_coded_scans_return_dictionary_columns_over_the_given_values():
+    store = _store_with_rows([(30, "a", "b", 3), (10, "a", "x", 1), (20, "c", "b", 2)])
+    values = store.group("conn", ["src"], [], order_by=["src"]).column("src")
+    codes = {"src": values, "dst": pa.array(["b"])}  # "x" is missing: it comes back null
+    table = store.scan("conn", ["src", "dst", "orig_ip_bytes"], codes=codes)
+    batches = list(store.scan_batches("conn", ["src", "dst", "orig_ip_bytes"], codes=codes))
+    for got in (table, pa.Table.from_batches(batches)):
+        assert got.schema.field("src").type == pa.dictionary(pa.int32(), pa.string())
+        assert all(c.dictionary.equals(values.combine_chunks()) for c in got.column("src").chunks)
+        rows = zip(*(got.column(c).to_pylist() for c in got.column_names), strict=True)
+        assert sorted(rows, key=lambda r: r[2]) == [("a", None, 1), ("c", "b", 2), ("a", "b", 3)]
+    indices = table.column("src").combine_chunks().indices.to_pylist()
+    assert sorted(indices) == [0, 0, 1]

@@ -27,11 +27,12 @@ Registered domains come from the Public Suffix List (:mod:`vigile.detect.domains
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.detect import Finding, HuntContext
@@ -77,34 +78,7 @@ class DnsC2Detector:
         )
         if not t.num_rows:
             return []
-        names = pc.unique(t.column("query")).to_pylist()
-        domain_of = {n: _domain(n) for n in names}
-        rows = zip(
-            t.column("src").to_pylist(),
-            t.column("query").to_pylist(),
-            t.column("qtype_name").to_pylist(),
-            t.column("qtype").to_pylist(),
-            t.column("rcode").to_pylist(),
-            strict=True,
-        )
-        by_domain: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {"names": set(), "queries": 0, "payload": 0, "nx": 0, "src": Counter()}
-        )
-        failing: dict[str, set[str]] = defaultdict(set)
-        queried: dict[str, set[str]] = defaultdict(set)
-        for src, query, qtype, qcode, rcode in rows:
-            domain = domain_of[query]
-            if domain is None:
-                continue
-            d = by_domain[domain]
-            d["names"].add(query)
-            d["queries"] += 1
-            d["payload"] += qtype in PAYLOAD_TYPES or qcode in PAYLOAD_QTYPES
-            d["nx"] += rcode == NXDOMAIN
-            d["src"][src] += 1
-            queried[src].add(domain)
-            if rcode == NXDOMAIN:
-                failing[src].add(domain)
+        by_domain, failing, queried = _tally(t)
         first, last = ctx.store.time_bounds("dns")
         start, end = ctx.window.start or first, ctx.window.end or last
         assert start is not None and end is not None  # the table has rows
@@ -112,6 +86,83 @@ class DnsC2Detector:
         out = [f for dom, d in by_domain.items() if (f := _tunnel(dom, d, win, ctx)) is not None]
         out += [f for src, doms in failing.items() if (f := _dga(src, doms, queried, win, ctx))]
         return out
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """Per row the index of its value in the distinct values (first-seen order)."""
+    encoded = pc.dictionary_encode(col, null_encoding="encode").combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+
+
+def _first_seen(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Distinct ``keys`` with their row count and first row ``i``, in first-seen order."""
+    g = table.group_by(keys, use_threads=False).aggregate([("i", "min"), ("i", "count")])
+    return g.sort_by("i_min")
+
+
+def _tally(
+    t: pa.Table,
+) -> tuple[dict[str, dict[str, Any]], dict[Any, set[str]], dict[Any, set[str]]]:
+    """Per registered domain its names, lookups, payload records, NXDOMAINs and queriers;
+    per host the domains that failed and the domains it queried.
+
+    Whole-column Arrow group-bys over integer codes (a loop over the rows in Python
+    took seconds per million lookups); names, queriers and domains are collected in
+    the order they were first seen, so the sets and counters come out as a row-by-row
+    loop builds them.
+    """
+    query, names = _codes(t.column("query"))
+    src_code, srcs = _codes(t.column("src"))
+    domain_names = [_domain(n) for n in names]
+    domains = list(dict.fromkeys(d for d in domain_names if d is not None))
+    code_of = {d: i for i, d in enumerate(domains)}
+    name_domain = np.array([-1 if d is None else code_of[d] for d in domain_names] + [-1])
+    payload = pc.or_(
+        pc.is_in(t.column("qtype_name"), value_set=pa.array(sorted(PAYLOAD_TYPES))),
+        pc.is_in(t.column("qtype"), value_set=pa.array(sorted(PAYLOAD_QTYPES), pa.int32())),
+    ).fill_null(False)
+    nx = pc.equal(t.column("rcode"), NXDOMAIN).fill_null(False)
+    rows = pa.table(
+        {
+            "i": np.arange(t.num_rows),
+            "d": name_domain[query],
+            "q": query,
+            "s": src_code.astype(np.int64),
+            "payload": payload.combine_chunks().cast(pa.int64()),
+            "nx": nx.combine_chunks(),
+        }
+    )
+    rows = rows.filter(pc.greater_equal(rows.column("d"), 0))
+    per_domain = rows.group_by(["d"], use_threads=False).aggregate(
+        [("i", "min"), ("i", "count"), ("payload", "sum"), ("nx", "sum"), ("q", "count_distinct")]
+    )
+    wide = per_domain.filter(
+        pc.greater_equal(per_domain.column("q_count_distinct"), TUNNEL_MIN_SUBDOMAINS)
+    )
+    wide = wide.sort_by("i_min")
+    wanted = pc.is_in(rows.column("d"), value_set=wide.column("d"))
+    by_domain: dict[str, dict[str, Any]] = {}
+    for r in wide.to_pylist():
+        by_domain[domains[r["d"]]] = {
+            "names": set(),
+            "queries": r["i_count"],
+            "payload": r["payload_sum"],
+            "nx": r["nx_sum"],
+            "src": Counter(),
+        }
+    for r in _first_seen(rows.filter(wanted), ["d", "q"]).to_pylist():
+        by_domain[domains[r["d"]]]["names"].add(names[r["q"]])
+    for r in _first_seen(rows.filter(wanted), ["d", "s"]).to_pylist():
+        by_domain[domains[r["d"]]]["src"][srcs[r["s"]]] = r["i_count"]
+    failing: dict[Any, set[str]] = {}
+    for r in _first_seen(rows.filter(rows.column("nx")), ["s", "d"]).to_pylist():
+        failing.setdefault(srcs[r["s"]], set()).add(domains[r["d"]])
+    many = [srcs.index(s) for s, doms in failing.items() if len(doms) >= DGA_MIN_FAILING]
+    queried: dict[Any, set[str]] = {}
+    mine = rows.filter(pc.is_in(rows.column("s"), value_set=pa.array(many, pa.int64())))
+    for r in mine.group_by(["s", "d"], use_threads=False).aggregate([]).to_pylist():
+        queried.setdefault(srcs[r["s"]], set()).add(domains[r["d"]])
+    return by_domain, failing, queried
 
 
 def _domain(name: str) -> str | None:

@@ -14,6 +14,7 @@ than :func:`numpy.lexsort` over two columns.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _VALUE_BITS = 40
 _VALUE_MAX = (1 << _VALUE_BITS) - 1
@@ -144,3 +145,138 @@ def segmented_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     [3.0, 0.0, 3.0]
     """
     return np.bincount(segment_ids(offsets), weights=values, minlength=len(offsets) - 1)
+
+
+@njit(cache=True, nogil=True)
+def _time_order(ts, lo, hi, scratch):
+    """Stable permutation that sorts ``ts[lo:hi]``: in ``scratch[k]``, ``k`` returned.
+
+    A natural merge sort: the ascending runs are merged pairwise, so the few runs a
+    parallel scan leaves in a pair's rows cost a linear pass or two, not a full sort.
+    """
+    m = hi - lo
+    starts = scratch[2]
+    runs = 1
+    starts[0] = 0
+    for i in range(1, m):
+        if ts[lo + i] < ts[lo + i - 1]:
+            starts[runs] = i
+            runs += 1
+    starts[runs] = m
+    for i in range(m):
+        scratch[0, i] = i
+    which = 0
+    while runs > 1:
+        src, dst = scratch[which], scratch[1 - which]
+        merged, j = 0, 0
+        while j < runs:
+            a, b = starts[j], starts[min(j + 1, runs)]
+            c = starts[min(j + 2, runs)]
+            x, y = a, b
+            for k in range(a, c):  # take from the left run on ties: stable
+                if y >= c or (x < b and ts[lo + src[x]] <= ts[lo + src[y]]):
+                    dst[k] = src[x]
+                    x += 1
+                else:
+                    dst[k] = src[y]
+                    y += 1
+            starts[merged] = a
+            merged += 1
+            j += 2
+        starts[merged] = m
+        runs = merged
+        which = 1 - which
+    return which
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_time(ts, values, flags, rows, lo, hi, scratch):
+    """Stable sort of ``[lo, hi)`` of the four arrays by ``ts``, unless already in order."""
+    for i in range(lo + 1, hi):
+        if ts[i] < ts[i - 1]:
+            break
+    else:
+        return
+    m = hi - lo
+    which = _time_order(ts, lo, hi, scratch)
+    perm, stage = scratch[which], scratch[1 - which]
+    for arr in (ts, values, rows):
+        for k in range(m):
+            stage[k] = arr[lo + perm[k]]
+        arr[lo:hi] = stage[:m]
+    for k in range(m):
+        stage[k] = flags[lo + perm[k]]
+    for k in range(m):
+        flags[lo + k] = stage[k] != 0
+
+
+@njit(cache=True, nogil=True)
+def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
+    """Groups from packed sorted keys ``group << row_bits | row``, each in time order.
+
+    A compiled loop (the grouping before it is one SIMD sort; no library does the rest
+    in one pass): the rows' ``ts``, ``values`` and ``flags`` are gathered in group
+    order, each group is sorted by time (a natural merge sort, see :func:`_time_order`:
+    rows mostly come in time order), and groups of
+    fewer than ``min_rows`` rows are dropped. Returns ``(ts, values, offsets, firsts,
+    flagged)``: per group its earliest row and how many of its rows have ``flags`` set.
+
+    >>> key = np.sort(np.array([0 << 3 | 0, 1 << 3 | 1, 0 << 3 | 2, 0 << 3 | 3]))
+    >>> t, v, off, first, flagged = group_sorted_rows(
+    ...     key, 3, np.array([30, 5, 10, 20]), np.array([3, 9, 1, 2]),
+    ...     np.array([True, True, False, True]), 2)
+    >>> t.tolist(), v.tolist(), off.tolist(), first.tolist(), flagged.tolist()
+    ([10, 20, 30], [1, 2, 3], [0, 3], [2], [2])
+    """
+    n = len(key)
+    mask = (1 << row_bits) - 1
+    out_ts = np.empty(n, np.int64)
+    out_values = np.empty(n, np.int64)
+    out_flags = np.empty(n, np.bool_)
+    rows = np.empty(n, np.int64)
+    groups = 0
+    for i in range(n):  # independent loads, so the memory system overlaps them
+        r = key[i] & mask
+        rows[i], out_ts[i], out_values[i], out_flags[i] = r, ts[r], values[r], flags[r]
+        if i == 0 or (key[i] >> row_bits) != (key[i - 1] >> row_bits):
+            groups += 1
+    offsets = np.zeros(groups + 1, np.int64)
+    firsts = np.empty(groups, np.int64)
+    flagged = np.zeros(groups, np.int64)
+    scratch = np.empty((3, 0), np.int64)
+    q, o, lo = 0, 0, 0
+    for hi in range(1, n + 1):
+        if hi < n and (key[hi] >> row_bits) == (key[lo] >> row_bits):
+            continue
+        m = hi - lo
+        if m >= min_rows:
+            for i in range(m):  # compact over the dropped groups (o <= lo)
+                out_ts[o + i], out_values[o + i] = out_ts[lo + i], out_values[lo + i]
+                out_flags[o + i], rows[o + i] = out_flags[lo + i], rows[lo + i]
+            if scratch.shape[1] < m + 1:
+                scratch = np.empty((3, max(m + 1, 2 * scratch.shape[1])), np.int64)
+            _sort_by_time(out_ts, out_values, out_flags, rows, o, o + m, scratch)
+            firsts[q] = rows[o]
+            for i in range(o, o + m):
+                flagged[q] += out_flags[i]
+            o += m
+            q += 1
+            offsets[q] = o
+        lo = hi
+    return out_ts[:o].copy(), out_values[:o].copy(), offsets[: q + 1], firsts[:q], flagged[:q]
+
+
+@njit(cache=True, nogil=True)
+def pack_pair_keys(first, second, n_second, row_bits):
+    """Sort keys ``(first * n_second + second) << row_bits | row`` in one pass.
+
+    Written as a compiled loop so the pair codes need no int64 temporaries; the caller
+    checks that the codes and row numbers fit in 63 bits.
+
+    >>> pack_pair_keys(np.array([1, 0]), np.array([2, 1]), 3, 1).tolist()
+    [10, 3]
+    """
+    key = np.empty(len(first), np.int64)
+    for i in range(len(first)):
+        key[i] = ((np.int64(first[i]) * n_second + second[i]) << row_bits) | i
+    return key

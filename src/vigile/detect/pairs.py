@@ -19,17 +19,22 @@ its hourly aggregates with ``hour >= toStartOfHour(min_ts)``).
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.config import match_networks
 from vigile.detect import HuntContext
-from vigile.detect.kernels import offsets_from_counts
+from vigile.detect.kernels import group_sorted_rows, offsets_from_counts, pack_pair_keys
+from vigile.detect.partitions import SpilledPartitions
 from vigile.store import Agg, Pred, Store, Window
 
 #: Pairs with fewer connections than this are not worth a beacon score.
@@ -55,11 +60,28 @@ NEVER_SCORED = tuple(
 
 def scorable(keys: pa.Table) -> np.ndarray:
     """Mask of pairs whose addresses are not in :data:`NEVER_SCORED`."""
-    mask = ~match_networks(keys.column("src"), NEVER_SCORED)
+    mask = ~_never_scored(keys.column("src"))
     if "dst" in keys.column_names:
-        dst = keys.column("dst").fill_null("")
-        mask &= ~match_networks(dst, NEVER_SCORED)
+        mask &= ~_never_scored(keys.column("dst").cast(pa.string()).fill_null(""))
     return mask
+
+
+def _never_scored(addresses: pa.ChunkedArray) -> np.ndarray:
+    encoded = pc.dictionary_encode(addresses.cast(pa.string())).combine_chunks()
+    values = encoded.dictionary.to_pylist()
+    lookup = np.array([_is_never_scored(v) for v in values] + [False], dtype=bool)
+    return lookup[encoded.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_never_scored(address: str) -> bool:
+    """Memoised: the same addresses come back in every partition (``match_networks``
+    parses each distinct value of one array only)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in NEVER_SCORED)
 
 
 @dataclass(frozen=True)
@@ -122,48 +144,102 @@ class PairLists:
         )
 
 
-#: Rows per pass when assembling IP pairs; bounds memory (about 100 bytes per row).
-PARTITION_ROWS = 4_000_000
+#: Rows per partition when assembling IP pairs; bounds memory (about 100 bytes per row
+#: while a partition is grouped, :data:`WORKERS` partitions at a time).
+PARTITION_ROWS = 2_500_000
+#: Partitions grouped at once, one per core: NumPy's sort and the compiled loops release
+#: the GIL, so threads are enough.
+WORKERS = 2
+_IP_COLUMNS = ("src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto")
 
 
 def ip_pairs(
     store: Store, win: ScoringWindow, exclude_uids: pa.Array | None
 ) -> Iterator[PairLists]:
-    """IP pairs from closed connections in the window, in passes of whole sources.
+    """IP pairs from closed connections in the window, in partitions of whole sources.
 
-    Each pass reads the rows of a share of the sources (``hash mod`` partitions, sized
-    by :data:`PARTITION_ROWS`) and groups them in NumPy: one SIMD argsort of
-    (pair, time) packed in an int64 both groups the pairs and orders each pair's
-    connections by time. (A database ``list(ts ORDER BY ts)`` aggregation measured
-    20-40x slower on 10 M rows, and a window-function ``lag()`` slower still.)
+    The rows are read once, with the addresses as integer codes (``codes`` in the
+    store contract); above :data:`PARTITION_ROWS` they are split by source into
+    partitions on disk (:mod:`vigile.detect.partitions`). Each partition is grouped
+    in NumPy (:func:`pairs_from_rows`) on :data:`WORKERS` threads, and the partitions
+    are yielded in order, so the caller scores one while the next are grouped. (A
+    database ``list(ts ORDER BY ts)`` aggregation measured 20-40x slower on 10 M
+    rows, and a window-function ``lag()`` slower still.)
     """
     where = [Pred("open", "=", False)]
     if exclude_uids is not None and len(exclude_uids):
         where.append(Pred("uid", "not in", exclude_uids))
     k = max(1, -(-store.count("conn", win.rows) // PARTITION_ROWS))
-    for i in range(k):
-        part = [Pred("src", "hash mod", (k, i))] if k > 1 else []
-        columns = ["src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto"]
-        rows = store.scan("conn", columns, win.rows, [*where, *part])
+    codes = {
+        c: store.group("conn", [c], [], window=win.rows, order_by=[c]).column(c)
+        for c in ("src", "dst", "proto")
+    }
+    if k == 1:
+        rows = store.scan("conn", _IP_COLUMNS, win.rows, where, codes=codes)
         yield pairs_from_rows(rows, ["src", "dst"])
+        return
+    with TemporaryDirectory(prefix="vigile-pairs-") as tmp:
+        parts = SpilledPartitions(Path(tmp), k, codes)
+        parts.write(store.scan_batches("conn", _IP_COLUMNS, win.rows, where, codes=codes))
+
+        def grouped(i: int) -> PairLists:
+            return pairs_from_rows(parts.load(i), ["src", "dst"])
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            pending = deque(pool.submit(grouped, i) for i in range(min(WORKERS, k)))
+            for i in range(len(pending), k + len(pending)):
+                pairs = pending.popleft().result()
+                if i < k:
+                    pending.append(pool.submit(grouped, i))
+                yield pairs
 
 
 def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
-    encoded = pc.dictionary_encode(col)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
-    indices = encoded.indices
-    if indices.null_count:
-        indices = indices.fill_null(len(encoded.dictionary))
-    return indices.to_numpy(zero_copy_only=False), len(encoded.dictionary) + 1
+    """Integer codes of a column's values and their number (nulls get the last code)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    shared = pa.types.is_dictionary(col.type) and all(
+        c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]
+    )
+    if not shared:  # strings (or dictionaries that differ): encode here
+        encoded = pc.dictionary_encode(col)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.unify_dictionaries().combine_chunks()
+        chunks = [encoded]
+    n = len(chunks[0].dictionary) if chunks else 0
+    parts = [
+        (c.indices.fill_null(n) if c.null_count else c.indices).to_numpy(zero_copy_only=False)
+        for c in chunks
+    ]
+    indices = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0)
+    return indices.astype(np.int32, copy=False), n + 1
+
+
+def _sorted_keys(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
+    """``pair << row_bits | row`` sorted: one SIMD :func:`numpy.sort` of packed int64 keys
+    (several times the speed of ``argsort``) groups the rows, in scan order."""
+    row_bits = max((n - 1).bit_length(), 1)
+    space = int(np.prod([size for _, size in codes], dtype=object))
+    if len(codes) == 2 and space.bit_length() + row_bits <= 63:
+        key = pack_pair_keys(codes[0][0], codes[1][0], codes[1][1], row_bits)
+    else:
+        pair = np.zeros(n, dtype=np.int64)
+        for values, size in codes:
+            pair = pair * size + values
+        if space.bit_length() + row_bits > 63:  # too many codes to pack: number the pairs
+            pair = np.unique(pair, return_inverse=True)[1].astype(np.int64)
+        key = (pair << row_bits) | np.arange(n, dtype=np.int64)
+    key.sort()
+    return key, row_bits
 
 
 def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     """Group connection rows (``ts``, ``orig_ip_bytes`` and ``keys``) into time-ordered pairs.
 
-    Optional columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of
-    the first connection, and ``answered_share``, the share of connections whose
-    responder sent payload (``resp_bytes > 0``).
+    Pairs with fewer than :data:`MIN_CONNECTIONS` connections are left out. Optional
+    columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of the first
+    connection, and ``answered_share``, the share of connections whose responder sent
+    payload (``resp_bytes > 0``, or a boolean column ``answered``). Key columns may be
+    strings or dictionary-encoded.
 
     >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array(
     ...     [5_000, 1_000, 3_000, 9_000, 7_000], pa.timestamp("ms")).cast(pa.timestamp("us")),
@@ -175,39 +251,35 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     if not rows.num_rows:
         empty = np.zeros(0, dtype=np.int64)
         return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
-    pair = np.zeros(rows.num_rows, dtype=np.int64)
-    space = 1
-    for key in keys:
-        codes, n = _codes(rows.column(key))
-        pair, space = pair * n + codes, space * n
-    ts = rows.column("ts").combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
-    b = rows.column("orig_ip_bytes").combine_chunks().fill_null(0)
-    b = b.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    rel_ms = (ts - ts.min()) // 1000
-    time_bits = max(int(rel_ms.max()).bit_length(), 1)
-    if space.bit_length() + time_bits <= 63:
-        order = np.argsort((pair << time_bits) | rel_ms)  # one SIMD sort, ~10x lexsort's speed
-    else:
-        order = np.lexsort((ts, pair))
-    grouped = pair[order]
-    starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]]))
-    firsts = pa.array(order[starts])
-    table = rows.select(keys).take(firsts)
+    sorted_keys, row_bits = _sorted_keys([_codes(rows.column(k)) for k in keys], rows.num_rows)
+    answered = np.zeros(rows.num_rows, dtype=bool)
+    if "answered" in rows.column_names:
+        answered = rows.column("answered").combine_chunks().to_numpy(zero_copy_only=False)
+    elif "resp_bytes" in rows.column_names:
+        answered = _int64(rows.column("resp_bytes").combine_chunks()) > 0
+    ts, b, offsets, firsts, n_answered = group_sorted_rows(
+        sorted_keys,
+        row_bits,
+        _int64(rows.column("ts").combine_chunks().cast(pa.int64())),
+        _int64(rows.column("orig_ip_bytes").combine_chunks()),
+        answered,
+        MIN_CONNECTIONS,
+    )
+    first_rows = pa.array(firsts)
+    table = rows.select(keys).take(first_rows)
     for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
         if extra in rows.column_names:
-            table = table.append_column(extra, rows.column(extra).take(firsts))
-    if "resp_bytes" in rows.column_names:
-        resp = rows.column("resp_bytes").combine_chunks().fill_null(0).to_numpy(False)
-        answered = np.add.reduceat((resp[order] > 0).astype(np.int64), starts)
-        share = np.round(answered / np.diff(np.append(starts, len(order))), 3)
+            table = table.append_column(extra, rows.column(extra).take(first_rows))
+    if "resp_bytes" in rows.column_names or "answered" in rows.column_names:
+        share = np.round(n_answered / np.diff(offsets), 3)
         table = table.append_column("answered_share", pa.array(share))
-    offsets = np.append(starts, len(order)).astype(np.int64)
-    return _keep_busy(PairLists(table, ts[order], b[order], offsets))
+    return PairLists(table, ts, b, offsets)
 
 
-def _keep_busy(pairs: PairLists) -> PairLists:
-    keep = pairs.counts >= MIN_CONNECTIONS
-    return pairs if keep.all() else pairs.take(np.flatnonzero(keep))
+def _int64(col: pa.Array) -> np.ndarray:
+    if col.null_count:
+        col = col.fill_null(0)
+    return col.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _strip_port(names: pa.Array) -> pa.Array:

@@ -34,14 +34,22 @@ class StrobeDetector:
         days = max((win.end_s - win.start_s) / 86_400, 1.0)
         per_day = int(ctx.config.section("detectors.strobe").get("per_day", STROBE_PER_DAY))
         threshold = int(per_day * days)
+        closed = [Pred("open", "=", False)]
         table = ctx.store.group(
-            "conn",
-            ["src", "dst"],
-            [Agg("count", None, "n"), Agg("sum", "orig_ip_bytes", "bytes_out")],
-            window=win.rows,
-            where=[Pred("open", "=", False)],
+            "conn", ["src", "dst"], [Agg("count", None, "n")], window=win.rows, where=closed
         )
         table = table.filter(pc.greater_equal(table.column("n"), threshold))
+        # Bytes only for the few strobes: a 128-bit sum over every pair cost a third more.
+        sums = ctx.store.group(
+            "conn",
+            ["src", "dst"],
+            [Agg("sum", "orig_ip_bytes", "bytes_out")],
+            window=win.rows,
+            where=[*closed, Pred("src", "in", pc.unique(table.column("src")))],
+        )
+        table = table.join(sums, ["src", "dst"], join_type="left outer").sort_by(
+            [("src", "ascending"), ("dst", "ascending")]
+        )
         out = []
         for r in table.to_pylist():
             rate = r["n"] / max(win.end_s - win.start_s, 1)

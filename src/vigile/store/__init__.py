@@ -14,6 +14,12 @@ Contract, per method:
   the ingest pipeline uses it so re-ingesting a file adds nothing.
 * ``scan`` and ``group`` are read-only and may run while no writer is open; results
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
+* ``scan(..., codes={column: values})`` and ``scan_batches`` alike return each named
+  string column dictionary-encoded over ``values`` (its distinct values, e.g. from
+  ``group``): an Arrow ``dictionary<int32, string>`` column whose every chunk shares
+  ``values`` as its dictionary, so a caller can group on the integer indices instead
+  of hashing strings; a value missing from ``values``, or null, comes back null. Row
+  order is the engine's (as for any scan without ``order_by``).
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting;
   ``sum`` of an integer column is a 64-bit integer, of a float column a double.
@@ -153,6 +159,7 @@ class Store(Protocol):
         where: Sequence[Pred] = (),
         order_by: Sequence[str] = (),
         limit: int | None = None,
+        codes: Mapping[str, pa.Array] | None = None,
     ) -> pa.Table: ...
 
     def scan_batches(
@@ -161,6 +168,7 @@ class Store(Protocol):
         columns: Sequence[str] | None = None,
         window: Window | None = None,
         where: Sequence[Pred] = (),
+        codes: Mapping[str, pa.Array] | None = None,
     ) -> Iterator[pa.RecordBatch]: ...
 
     def group(
