@@ -72,6 +72,19 @@ class Finding:
         if self.severity is None:
             self.severity = severity_for(self.score)
 
+    def rescore(self, score: float, key: str, details: dict[str, Any], because: str) -> None:
+        """A hunt pass's verdict on this finding: a new score, with the trail kept.
+
+        ``evidence[key]`` gets ``details`` and ``score_before``; the explanation gains
+        ``because`` (a sentence without its full stop) and the score it had before, so
+        a lowered or capped finding always says what moved it and from where.
+        """
+        before = self.score
+        self.score = float(min(1.0, max(0.0, score)))
+        self.severity = severity_for(self.score)
+        self.evidence[key] = {**details, "score_before": before}
+        self.explanation = f"{self.explanation.rstrip()} {because} (was {before:.3f})."
+
     @property
     def id(self) -> str:
         """Stable across reruns: detector, subject and window start hashed."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from vigile.detect import Finding, HuntContext, severity_for
+from vigile.detect import Finding, HuntContext
 from vigile.store import Agg, Pred, Window
 
 SESSION_CAP = 0.6
@@ -96,19 +96,16 @@ def _sessions(
 
 
 def _cap(f: Finding, records: int, port: int, opened: int) -> None:
-    before = f.score
-    f.score = SESSION_CAP
-    f.severity = severity_for(f.score)
-    f.evidence["single_session"] = {
-        "records": records,
-        "src_port": port,
-        "records_with_handshake": opened,
-        "cap": SESSION_CAP,
-        "score_before": before,
-    }
-    f.explanation = (
-        f"{f.explanation.rstrip()} All {records} records are one TCP session (source port "
-        f"{port}, {records - opened} midstream, without a handshake): a long-lived session's "
-        f"keep-alive rather than a beacon's new connections, so the score is capped at "
-        f"{SESSION_CAP:g} (was {before:.3f})."
+    f.rescore(
+        SESSION_CAP,
+        "single_session",
+        {
+            "records": records,
+            "src_port": port,
+            "records_with_handshake": opened,
+            "cap": SESSION_CAP,
+        },
+        f"All {records} records are one TCP session (source port {port}, {records - opened} "
+        "midstream, without a handshake): a long-lived session's keep-alive rather than a "
+        f"beacon's new connections, so the score is capped at {SESSION_CAP:g}",
     )

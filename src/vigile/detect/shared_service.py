@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vigile.detect import Finding, HuntContext, severity_for
+from vigile.detect import Finding, HuntContext
 from vigile.detect.domains import registered_domain
 from vigile.detect.rare_destination import history_hours
 from vigile.detect.roles import infer_roles, role_of
@@ -221,13 +221,11 @@ def _verdict(kind: str, text: str, members: int, peers: int | None) -> dict[str,
 
 
 def _lower(f: Finding, verdict: dict[str, Any]) -> None:
-    before = f.score
-    f.score = round(before * FACTOR, 4)
-    f.severity = severity_for(f.score)
-    f.evidence["shared_service"] = {**verdict, "factor": FACTOR, "score_before": before}
-    f.explanation = (
-        f"{f.explanation.rstrip()} Lowered ({verdict['reason']}): "
-        f"score × {FACTOR:g} (was {before:.3f})."
+    f.rescore(
+        round(f.score * FACTOR, 4),
+        "shared_service",
+        {**verdict, "factor": FACTOR},
+        f"Lowered ({verdict['reason']}): score × {FACTOR:g}",
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from vigile.detect import Finding, HuntContext, severity_for
+from vigile.detect import Finding, HuntContext
 
 SIGNIFICANCE_LEVEL = 0.05
 NOT_SIGNIFICANT_CAP = 0.45
@@ -37,17 +37,10 @@ def cap_insignificant_beacons(ctx: HuntContext, findings: list[Finding]) -> list
 
 
 def _cap(f: Finding, p: float) -> None:
-    before = f.score
-    f.score = NOT_SIGNIFICANT_CAP
-    f.severity = severity_for(f.score)
-    f.evidence["not_significant"] = {
-        "p_value": p,
-        "level": SIGNIFICANCE_LEVEL,
-        "cap": NOT_SIGNIFICANT_CAP,
-        "score_before": before,
-    }
-    f.explanation = (
-        f"{f.explanation.rstrip()} The rhythm is not significant (p = {p:.2g} against "
-        f"unrelated connections, above {SIGNIFICANCE_LEVEL:g}), so the score is capped at "
-        f"{NOT_SIGNIFICANT_CAP:g} (was {before:.3f})."
+    f.rescore(
+        NOT_SIGNIFICANT_CAP,
+        "not_significant",
+        {"p_value": p, "level": SIGNIFICANCE_LEVEL, "cap": NOT_SIGNIFICANT_CAP},
+        f"The rhythm is not significant (p = {p:.2g} against unrelated connections, above "
+        f"{SIGNIFICANCE_LEVEL:g}), so the score is capped at {NOT_SIGNIFICANT_CAP:g}",
     )

@@ -166,12 +166,7 @@ class RetryingSource:
                 return
             except SourceConnectionError as e:
                 remaining = remaining[done:]
-                self._drop()
-                failures += 1
-                if failures >= self.attempts:
-                    raise SourceError(f"{e} (gave up after {self.attempts} attempts)") from None
-                self.retries += 1
-                self._sleep(self.base_delay * 2 ** (failures - 1))
+                failures = self._back_off(e, failures)
 
     def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
         """Every message once; after a reconnect, resume above the last UID delivered."""
@@ -183,12 +178,18 @@ class RetryingSource:
                     after = message.meta.uid
                 return
             except SourceConnectionError as e:
-                self._drop()
-                failures += 1
-                if failures >= self.attempts:
-                    raise SourceError(f"{e} (gave up after {self.attempts} attempts)") from None
-                self.retries += 1
-                self._sleep(self.base_delay * 2 ** (failures - 1))
+                failures = self._back_off(e, failures)
+
+    def _back_off(self, error: SourceConnectionError, failures: int) -> int:
+        """After a broken stream: drop the connection, give up after ``attempts`` failures,
+        else wait (doubling each time) and return the new failure count."""
+        self._drop()
+        failures += 1
+        if failures >= self.attempts:
+            raise SourceError(f"{error} (gave up after {self.attempts} attempts)") from None
+        self.retries += 1
+        self._sleep(self.base_delay * 2 ** (failures - 1))
+        return failures
 
     def close(self) -> None:
         self._drop()
