@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -189,6 +190,9 @@ def test_suppressed_and_low_findings_are_not_alerts() -> None:
     assert not r.scenarios[0].detected and r.scenarios[0].rank == 2
     assert r.scenarios[0].score == 0.3
     assert (r.alerts, r.false_alerts) == (1, 1)
+    assert [(a["rank"], a["src"], a["dst"], a["score"]) for a in r.false_alert_rows] == [
+        (1, "10.0.0.7", "1.1.1.1", 0.8)
+    ]
     assert r.per_kilohost_day(r.false_alerts) == 1.0
     assert r.precision_at == {1: 0.0, 5: 2 / 3, 10: 2 / 3}
 
@@ -275,3 +279,16 @@ def test_a_pair_score_stands_for_the_findings_it_combines() -> None:
     )
     assert (r.scenarios[0].rank, r.scenarios[0].detector) == (1, "role_violation+beacon")
     assert (r.alerts, r.false_alerts) == (2, 1)
+
+
+def test_the_report_lists_false_alerts_with_quoted_text_kept_in_its_cell() -> None:
+    from vigile.evaluate.report import render_result
+
+    noise = _finding("10.0.0.7", "1.1.1.1", score=0.8)
+    noise.explanation = "user agent 'curl | sh' seen"
+    r = score_findings([noise], [], is_internal=lambda a: a.startswith("10."), hosts=5, days=1)
+    text = render_result(r, ["x"])
+    assert "False alerts (alerts that match no scenario):" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert row.endswith("| user agent 'curl \\| sh' seen |")
+    assert len(re.split(r"(?<!\\)\|", row)) == 8  # six cells between the outer pipes

@@ -13,7 +13,7 @@ from vigile.cli.output import Format, choose_format, console, emit_rows, err_con
 from vigile.config import Config, load_config
 from vigile.detect import Detector, registered_detectors
 from vigile.errors import ConfigError, InputError, Location
-from vigile.evaluate import DEFAULT_ALERT_SCORE, EvalResult
+from vigile.evaluate import DEFAULT_ALERT_SCORE, FALSE_ALERT_COLUMNS, EvalResult
 from vigile.evaluate.labels import read_stratosphere_truth
 from vigile.evaluate.report import (
     SCENARIO_COLUMNS,
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         as_csv: CsvOption = False,
     ) -> None:
         """Measure detection quality: rank of each true positive, precision at k, recall,
-        and alerts per 1,000 hosts per day.
+        and alerts per 1,000 hosts per day; lists every false alert for audit.
 
         Runs the detectors over the whole time span of the data and compares their
         ranked findings with ground truth. See docs/evaluation.md for the rules.
@@ -168,6 +168,9 @@ def _print(result: EvalResult, fmt: Format) -> None:
     emit_rows([s.row() for s in result.scenarios], SCENARIO_COLUMNS, fmt, title="Scenarios")
     summary = [{"metric": k, "value": v} for k, v in result.summary().items()]
     emit_rows(summary, ["metric", "value"], fmt, title="Summary")
+    if result.false_alert_rows:
+        rows, columns = result.false_alert_rows, FALSE_ALERT_COLUMNS
+        emit_rows(rows, columns, fmt, title="False alerts (alerts that match no scenario)")
     if result.hosts == 0:
         err_console.print(
             "[yellow]no internal host in the data[/]: give --config with its internal "

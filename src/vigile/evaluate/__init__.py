@@ -68,6 +68,8 @@ class EvalResult:
     days: float
     precision_at: dict[int, float] = field(default_factory=dict)
     alert_score: float = DEFAULT_ALERT_SCORE
+    false_alert_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Every false alert (an alert matching no scenario), as ranked: what to audit."""
 
     @property
     def recall(self) -> float | None:
@@ -184,10 +186,32 @@ def score_findings(
             )
         )
     alerts = [i for i, f in enumerate(ranked) if f.score >= alert_score and not f.suppressed_by]
-    false_alerts = sum(1 for i in alerts if not any(hits[i]))
+    false_rows = [_alert_row(i + 1, ranked[i]) for i in alerts if not any(hits[i])]
     precision = {
         k: (sum(any(h) for h in hits[:k]) / min(k, len(ranked))) if ranked else 0.0 for k in ks
     }
     return EvalResult(
-        results, len(ranked), len(alerts), false_alerts, hosts, days, precision, alert_score
+        results,
+        len(ranked),
+        len(alerts),
+        len(false_rows),
+        hosts,
+        days,
+        precision,
+        alert_score,
+        false_rows,
     )
+
+
+FALSE_ALERT_COLUMNS = ("rank", "detector", "src", "dst", "score", "explanation")
+
+
+def _alert_row(rank: int, f: Finding) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "detector": detector_label(f),
+        "src": f.src,
+        "dst": f.dst or f.fqdn,
+        "score": round(f.score, 4),
+        "explanation": f.explanation,
+    }

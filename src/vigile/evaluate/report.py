@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vigile.evaluate import EvalResult
+from vigile.evaluate import FALSE_ALERT_COLUMNS, EvalResult
 from vigile.evaluate.sweep import SweepPoint
 
 SCENARIO_COLUMNS = (
@@ -27,7 +27,7 @@ def _cell(v: Any) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.3f}"
-    return str(v)
+    return str(v).replace("|", "\\|")  # a quoted log line must not split the row
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -45,6 +45,9 @@ def render_result(result: EvalResult, detectors: Sequence[str]) -> str:
     out.append(
         markdown_table([{"metric": k, "value": v} for k, v in summary.items()], ("metric", "value"))
     )
+    if result.false_alert_rows:
+        out += ["False alerts (alerts that match no scenario):", ""]
+        out.append(markdown_table(result.false_alert_rows, FALSE_ALERT_COLUMNS))
     return "\n".join(out)
 
 
