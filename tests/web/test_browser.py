@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -187,6 +188,15 @@ def test_console_in_browser(browser: WebDriver, served: tuple[str, StoreFacts]) 
     assert _severe_logs(browser) == []
 
 
+def _wait_for_text(browser: WebDriver, element_id: str, text: str) -> None:
+    """Wait until the element shows ``text``. The page re-renders the element while it is
+    read, and Chromium then reports the node as gone ("does not belong to the document")
+    as a plain WebDriverException: such a read is retried, like a stale element."""
+    WebDriverWait(
+        browser, 20, ignored_exceptions=(StaleElementReferenceException, WebDriverException)
+    ).until(ec.text_to_be_present_in_element((By.ID, element_id), text))
+
+
 def test_allowlist_edit_and_remove_in_browser(
     browser: WebDriver, served: tuple[str, StoreFacts]
 ) -> None:
@@ -203,16 +213,12 @@ def test_allowlist_edit_and_remove_in_browser(
     reason.clear()
     reason.send_keys("Off-site backup target until the contract ends")
     browser.find_element(By.ID, "save-entry").click()
-    WebDriverWait(browser, 20).until(
-        ec.text_to_be_present_in_element((By.ID, "audit"), "allowlist.edit")
-    )
+    _wait_for_text(browser, "audit", "allowlist.edit")
     assert "until the contract ends" in browser.find_element(By.CSS_SELECTOR, row).text
 
     browser.find_element(By.CSS_SELECTOR, f"{row} .remove-entry").click()
     WebDriverWait(browser, 10).until(ec.alert_is_present()).accept()
-    WebDriverWait(browser, 20).until(
-        ec.text_to_be_present_in_element((By.ID, "audit"), "allowlist.remove")
-    )
+    _wait_for_text(browser, "audit", "allowlist.remove")
     assert browser.find_elements(By.CSS_SELECTOR, row) == []
     browser.get(f"{base}/findings/{facts.exfil_id}")
     assert browser.find_element(By.ID, "status").text == "active"
