@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import pyarrow as pa
 
 from vigile.config import Config
 from vigile.schema import FINDINGS
 from vigile.store import Store, Window
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "vigile.detectors"
 
@@ -134,6 +136,17 @@ class HuntContext:
     config: Config
     window: Window
     window_kind: str = "last 24 h ending at the newest timestamp"
+    _shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per hunt, then the same (read-only) result for every caller.
+
+        For what several detectors and passes derive from the same data (the roles
+        inferred from traffic): the store does not change while a hunt runs.
+        """
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return cast(T, self._shared[key])
 
 
 class Detector(Protocol):

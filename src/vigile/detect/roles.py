@@ -79,8 +79,13 @@ def _service_role(proto: str, port: int, clients: int) -> str | None:
 def infer_roles(ctx: HuntContext) -> dict[str, HostRole]:
     """Role of every internal host that answered a service (plus configured hosts).
 
-    Hosts absent from the result are workstations.
+    Hosts absent from the result are workstations. Inferred once per hunt and shared
+    by every detector and pass that asks (callers must not change it).
     """
+    return ctx.shared("roles", lambda: _infer_roles(ctx))
+
+
+def _infer_roles(ctx: HuntContext) -> dict[str, HostRole]:
     history = Window(None, bounds(ctx)[1])
     served = ctx.store.group(
         "conn",
