@@ -101,6 +101,12 @@ class Vault:
         if self._lock is not None:
             self._lock.close()
 
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ---- records -------------------------------------------------------------------
 
     def has(self, blob_id: bytes) -> bool:

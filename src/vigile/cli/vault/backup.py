@@ -71,7 +71,7 @@ def backup_cmd(
             _close(sources[accounts[0].name])
             raise
     rows, failed = [], []
-    try:
+    with store:
         for acc in accounts:
             source = sources.pop(acc.name, None) or _connect(acc)
             try:
@@ -84,8 +84,6 @@ def backup_cmd(
                 rows.append({"account": acc.name, "error": str(e)})
             finally:
                 _close(source)
-    finally:
-        store.close()
     columns = [
         "account",
         "snapshot",

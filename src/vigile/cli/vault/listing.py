@@ -34,8 +34,7 @@ def snapshots_cmd(
 ) -> None:
     """List snapshots, oldest first: when, which account, how many folders and messages."""
     fmt = choose_format(as_json, as_csv)
-    store = open_vault(config, vault, key_file, write=False)
-    try:
+    with open_vault(config, vault, key_file, write=False) as store:
         rows = [
             {
                 "snapshot": s.name,
@@ -48,8 +47,6 @@ def snapshots_cmd(
             }
             for s in store.snapshots(account)
         ]
-    finally:
-        store.close()
     emit_rows(
         rows,
         ["snapshot", "account", "time", "folders", "messages", "fetched", "stored"],
@@ -73,8 +70,7 @@ def ls_cmd(
     from fnmatch import fnmatchcase
 
     fmt = choose_format(as_json, as_csv)
-    store = open_vault(config, vault, key_file, write=False)
-    try:
+    with open_vault(config, vault, key_file, write=False) as store:
         snap = store.snapshot_at(account, parse_at(at))
         if folder is None:
             rows = [
@@ -105,8 +101,6 @@ def ls_cmd(
                             }
                         )
             columns = ["folder", "uid", "date", "size", "flags", "id"]
-    finally:
-        store.close()
     emit_rows(rows, columns, fmt, title=f"{account} at {snap.time:%Y-%m-%d %H:%M:%S}")
 
 
@@ -124,13 +118,9 @@ def verify_cmd(
     every snapshot. Exit status 1 if anything is damaged.
     """
     fmt = choose_format(as_json, as_csv)
-    store = open_vault(config, vault, key_file, write=False)
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task("verify", total=store.index.count(), messages=0)
-            report = verify(store, lambda: bar.update(task, advance=1))
-    finally:
-        store.close()
+    with open_vault(config, vault, key_file, write=False) as store, progress_bar() as bar:
+        task = bar.add_task("verify", total=store.index.count(), messages=0)
+        report = verify(store, lambda: bar.update(task, advance=1))
     if report.problems:
         emit_rows(
             report.problems, ["kind", "where", "error", "folder", "uid"], fmt, title="Damage found"

@@ -40,12 +40,9 @@ def prune_cmd(
 ) -> None:
     """Delete snapshots older than --keep-within days, then the data only they used."""
     fmt = choose_format(as_json, as_csv)
-    store = open_vault(config, vault, key_file, write=True)
-    try:
+    with open_vault(config, vault, key_file, write=True) as store:
         deleted = forget(store, timedelta(days=keep_within), dry_run=dry_run)
         stats = prune(store, set(deleted), dry_run=dry_run)
-    finally:
-        store.close()
     stats.snapshots_deleted = len(deleted)
     emit_rows(
         [vars(stats)], list(vars(stats)), fmt, title="Prune (dry run)" if dry_run else "Prune"

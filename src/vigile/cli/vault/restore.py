@@ -78,8 +78,7 @@ def restore_cmd(
     if dry_run and to != "imap":
         raise ConfigError("--dry-run compares with a live mailbox: use it with --to imap")
     settings = load_settings(config)
-    store = open_vault(config, vault, key_file, write=False)
-    try:
+    with open_vault(config, vault, key_file, write=False) as store:
         snap = store.snapshot_at(account, parse_at(at))
         err_console.print(
             f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False
@@ -111,8 +110,6 @@ def restore_cmd(
         else:
             assert out is not None
             report = restore_files(store, snap, to, out, folder)
-    finally:
-        store.close()
     emit_rows(
         [
             {
