@@ -68,6 +68,16 @@ class Keys:
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
+    def seal_many(self, plaintexts: list[bytes], aads: list[bytes]) -> list[bytes]:
+        """:meth:`seal` for several records (one draw of random bytes for all nonces)."""
+        nonces = os.urandom(NONCE_SIZE * len(plaintexts))
+        encrypt = self._aead.encrypt
+        out = []
+        for i, (plaintext, aad) in enumerate(zip(plaintexts, aads, strict=True)):
+            nonce = nonces[i * NONCE_SIZE : (i + 1) * NONCE_SIZE]
+            out.append(nonce + encrypt(nonce, plaintext, aad))
+        return out
+
     def open(self, sealed: bytes, aad: bytes) -> bytes:
         """Inverse of :meth:`seal`; raises :class:`VaultDamagedError` on any change.
 

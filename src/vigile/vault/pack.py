@@ -63,10 +63,17 @@ class PackWriter:
         self.size += len(data)
 
     def add(self, kind: bytes, blob_id: bytes, sealed: bytes) -> None:
+        self.add_many([(kind, blob_id, sealed)])
+
+    def add_many(self, records: list[tuple[bytes, bytes, bytes]]) -> None:
+        """Append records ``(kind, id, sealed)`` with one write and one hash update."""
+        parts = []
         offset = self.size
-        self._write(_HEAD.pack(kind, blob_id, len(sealed)))
-        self._write(sealed)
-        self.records.append((kind, blob_id, offset, len(sealed)))
+        for kind, blob_id, sealed in records:
+            parts += (_HEAD.pack(kind, blob_id, len(sealed)), sealed)
+            self.records.append((kind, blob_id, offset, len(sealed)))
+            offset += RECORD_HEAD + len(sealed)
+        self._write(b"".join(parts))
 
     def finish(self) -> tuple[str, list[RecordRef]]:
         """Flush, fsync and rename into place; returns the pack name and its records."""
