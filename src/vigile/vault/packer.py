@@ -58,10 +58,15 @@ class BackgroundPacker:
 
     def add(self, kind: bytes, blob_id: bytes, content: bytes) -> list[Published]:
         """Queue one record; returns the packs published since the last call."""
-        self._batch.append((kind, blob_id, content))
-        self._batch_size += len(content)
-        if len(self._batch) >= self.batch_count or self._batch_size >= self.batch_bytes:
-            self._submit()
+        return self.add_many([(kind, blob_id, content)])
+
+    def add_many(self, records: list[tuple[bytes, bytes, bytes]]) -> list[Published]:
+        """Queue records ``(kind, id, content)``; returns the packs published since."""
+        for record in records:
+            self._batch.append(record)
+            self._batch_size += len(record[2])
+            if len(self._batch) >= self.batch_count or self._batch_size >= self.batch_bytes:
+                self._submit()
         return self._collect(wait_for=self.in_flight)
 
     def flush(self) -> list[Published]:

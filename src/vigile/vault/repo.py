@@ -122,22 +122,25 @@ class Vault:
 
     def put_many(self, kind: bytes, contents: list[bytes]) -> list[tuple[bytes, bool]]:
         """:meth:`put` for several records, with one index look-up for all of them."""
-        ids = [self.keys.blob_id(content) for content in contents]
-        known = self.index.existing([i for i in ids if i not in self._pending])
-        out = []
-        for blob_id, content in zip(ids, contents, strict=True):
-            if blob_id in known or blob_id in self._pending:
-                out.append((blob_id, False))
-                continue
+        blob_id = self.keys.blob_id
+        ids = [blob_id(content) for content in contents]
+        pending = self._pending
+        known = self.index.existing([i for i in ids if i not in pending])
+        out, new = [], []
+        for i, content in zip(ids, contents, strict=True):
+            stored = i not in known and i not in pending
+            if stored:
+                pending.add(i)
+                new.append((kind, i, content))
+            out.append((i, stored))
+        if new:
             if self._packer is None:
                 self._packer = BackgroundPacker(self.root, self.keys, self.pack_size)
-            self._pending.add(blob_id)
             try:
-                self._index(self._packer.add(kind, blob_id, content))
+                self._index(self._packer.add_many(new))
             except OSError as e:
                 self._abort_pack()
                 raise _disk_error(e, self.root) from None
-            out.append((blob_id, True))
         return out
 
     def _abort_pack(self) -> None:
