@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import blake3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigile.vault.crypto import DEFAULT_KDF, Keys
+from vigile.vault.crypto import CONTENT_IDS, DEFAULT_KDF, Keys
 from vigile.vault.errors import VaultConfigError, VaultDamagedError, VaultError, WrongKeyError
 from vigile.vault.imap import message_set, parse_internaldate
 from vigile.vault.pack import scan_pack
@@ -144,3 +148,32 @@ def test_the_commented_example_in_the_default_config_parses(tmp_path: Path) -> N
     section = tomllib.loads("[vault]\n" + example)["vault"]
     settings = parse_settings(section, tmp_path / "vigile.toml")
     assert settings.accounts[0].name == "alice" and settings.key_file is not None
+
+
+@pytest.mark.parametrize("content_id", CONTENT_IDS)
+def test_content_id_algorithm_is_recorded_and_authenticated(
+    tmp_path: Path, content_id: str
+) -> None:
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF, content_id)
+    config = json.loads((root / "config").read_bytes())
+    # Format version 1 (what earlier releases read) for HMAC-SHA256; 2 names the algorithm.
+    assert (config["version"], config.get("content_id", "hmac-sha256")) == (
+        (1, "hmac-sha256") if content_id == "hmac-sha256" else (2, content_id)
+    )
+    with Vault.open(root, b"pw", writable=True) as vault:
+        ident = vault.keys.ident
+        blob_id, _ = vault.put(b"M", b"a message")
+    reference = {  # the algorithms as their libraries define them
+        "blake3": blake3.blake3(b"a message", key=ident).digest(),
+        "hmac-sha256": hmac.new(ident, b"a message", hashlib.sha256).digest(),
+    }
+    assert blob_id == reference[content_id]
+    other = next(c for c in CONTENT_IDS if c != content_id)
+    swapped = dict(config, content_id=other, version=2)
+    (root / "config").write_text(json.dumps(swapped))
+    with pytest.raises(WrongKeyError):  # the algorithm is sealed with the keys
+        Vault.open(root, b"pw")
+    (root / "config").write_text(json.dumps(dict(config, version=99)))
+    with pytest.raises(VaultError, match="format version 99"):
+        Vault.open(root, b"pw")

@@ -18,6 +18,7 @@ from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.errors import SourceConnectionError
 from vigile.vault.imap import ImapSource
 from vigile.vault.imapstream import read_response
+from vigile.vault.pack import RECORD_HEAD, RecordRef
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import MessageMeta, RetryingSource
@@ -153,3 +154,29 @@ def test_records_are_stored_once_and_only_after_flush(tmp_path: Path) -> None:
         assert reopened.index.count() == 40
     finally:
         reopened.close()
+
+
+def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
+    """Records compressed and written a batch at a time land in add order, each pack
+    ending at the first record that reaches ``pack_size`` (as one record at a time did)."""
+    Vault.create(tmp_path, b"k", FAST_KDF)
+    pack_size = 20_000
+    vault = Vault.open(tmp_path, b"k", writable=True, pack_size=pack_size)
+    rng = random.Random(7)
+    contents = [rng.randbytes(rng.randrange(100, 6000)) for _ in range(150)]
+    try:
+        ids = [i for i, _ in vault.put_many(b"M", contents)]
+        vault.flush()
+        assert [vault.get(i) for i in ids] == contents
+        refs = list(vault.index.records())
+        by_pack: dict[str, list[RecordRef]] = {}
+        for ref in refs:
+            by_pack.setdefault(ref.pack, []).append(ref)
+        order = {blob_id: n for n, blob_id in enumerate(ids)}
+        packs = sorted(by_pack.values(), key=lambda rs: order[rs[0].blob_id])
+        assert [order[r.blob_id] for rs in packs for r in rs] == list(range(150))
+        for records in packs[:-1]:
+            ends = [r.offset + RECORD_HEAD + r.length for r in records]
+            assert ends[-1] >= pack_size > ends[-2]  # full exactly at its last record
+    finally:
+        vault.close()

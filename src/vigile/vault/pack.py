@@ -4,7 +4,7 @@ A pack is an append-only file of bounded size, named by the SHA-256 of its bytes
 
     header   b"VGPACK\\x00\\x01"                      8 bytes
     record   kind (1 byte: M message, T folder tree)
-             id (32 bytes: HMAC-SHA256 of the uncompressed content)
+             id (32 bytes: keyed hash of the uncompressed content, crypto.py)
              length (4 bytes, big endian) of what follows
              nonce (12) || AES-256-GCM(zstd(content), aad = kind || id) || tag (16)
 

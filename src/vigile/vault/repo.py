@@ -29,7 +29,7 @@ from typing import IO
 
 import zstandard
 
-from vigile.vault.crypto import Keys, dumps, unwrap_keys, wrap_keys
+from vigile.vault.crypto import CONTENT_IDS, Keys, dumps, unwrap_keys, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
 from vigile.vault.pack import RecordRef, pack_path, read_record, scan_pack
@@ -69,13 +69,24 @@ class Vault:
             self.recover()
 
     @classmethod
-    def create(cls, root: Path, secret: bytes, kdf: dict[str, int | str] | None = None) -> None:
-        """Make a new, empty vault at ``root`` (which must not hold one)."""
+    def create(
+        cls,
+        root: Path,
+        secret: bytes,
+        kdf: dict[str, int | str] | None = None,
+        content_id: str = CONTENT_IDS[0],
+    ) -> None:
+        """Make a new, empty vault at ``root`` (which must not hold one).
+
+        ``content_id`` names the content-id algorithm (see crypto.py); the default is the
+        current one, the other exists so tests can write a vault as earlier releases did.
+        """
         if (root / "config").exists():
             raise VaultError(f"{root}: a vault already exists here")
+        keys = Keys.generate(content_id)
         for sub in ("packs", "snapshots"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / "config").write_bytes(dumps(wrap_keys(Keys.generate(), secret, kdf)))
+        (root / "config").write_bytes(dumps(wrap_keys(keys, secret, kdf)))
 
     @classmethod
     def open(

@@ -1,14 +1,17 @@
-"""Regenerate the golden vault: ``python -m tests.golden.vault.regenerate`` from the root.
+"""Regenerate a golden vault: ``python -m tests.golden.vault.regenerate FORMAT`` from the root.
 
-The golden vault pins the on-disk format: a vault written by this version must stay
-readable by every later one. Regenerate only on a deliberate format change (and bump
-``version`` in the vault config); review the diff of ``expected/``.
+The golden vaults pin the on-disk format: a vault written by a version must stay readable
+(and writable) by every later one. One per content-id algorithm (``GOLDEN``): ``vault``
+was written by format version 1 (HMAC-SHA256 ids), ``vault-blake3`` by version 2.
+Regenerate only on a deliberate format change (and bump ``version`` in the vault config);
+review the diff of ``expected/``, which every golden vault restores to.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 HERE = Path(__file__).resolve().parent
 SECRET = b"golden vault passphrase"
 KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
+#: Golden vault folder -> the content-id algorithm it was written with.
+GOLDEN = {"vault": "hmac-sha256", "vault-blake3": "blake3"}
 MESSAGES = {
     "INBOX": [
         (
@@ -33,10 +38,10 @@ MESSAGES = {
 }
 
 
-def main() -> None:
-    root = HERE / "vault"
+def main(content_id: str) -> None:
+    root = HERE / next(name for name, algo in GOLDEN.items() if algo == content_id)
     shutil.rmtree(root, ignore_errors=True)
-    Vault.create(root, SECRET, KDF)
+    Vault.create(root, SECRET, KDF, content_id)
     vault = Vault.open(root, SECRET, writable=True)
     when = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     refs = []
@@ -64,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])
