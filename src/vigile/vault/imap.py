@@ -169,7 +169,7 @@ def _widen_read_buffer(imap: imaplib.IMAP4, size: int = READ_BUFFER) -> None:
     between commands, when every response has been read and the old buffer is empty.
     """
     old = imap.file
-    imap.file = imap.sock.makefile("rb", buffering=size)
+    imap.file = imap.sock.makefile("rb", buffering=size)  # type: ignore[assignment]
     old.close()  # the socket stays open: only this reader's reference to it is released
 
 

@@ -67,7 +67,7 @@ class PackWriter:
 
     def add_many(self, records: list[tuple[bytes, bytes, bytes]]) -> None:
         """Append records ``(kind, id, sealed)`` with one write and one hash update."""
-        parts = []
+        parts: list[bytes] = []
         offset = self.size
         for kind, blob_id, sealed in records:
             parts += (_HEAD.pack(kind, blob_id, len(sealed)), sealed)

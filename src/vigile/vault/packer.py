@@ -108,7 +108,8 @@ class BackgroundPacker:
             # several per message, which the thread reading the network would wait on.
             compressed = self._zc.multi_compress_to_buffer([c for _, _, c in batch])
             sealed = self.keys.seal_many(
-                [segment.tobytes() for segment in compressed], [k + i for k, i, _ in batch]
+                [compressed[n].tobytes() for n in range(len(compressed))],
+                [k + i for k, i, _ in batch],
             )
             records = [(k, i, s) for (k, i, _), s in zip(batch, sealed, strict=True)]
             while records:
