@@ -22,7 +22,7 @@ from pathlib import Path
 import zstandard
 
 from vigile.vault.crypto import Keys
-from vigile.vault.pack import RECORD_HEAD, PackWriter, RecordRef
+from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef
 
 #: A published pack: its name, size and records.
 Published = tuple[str, int, list[RecordRef]]
@@ -53,7 +53,7 @@ class BackgroundPacker:
         self._futures: deque[Future[list[Published]]] = deque()
         # Worker-side state: touched only by tasks on the executor's one thread.
         self._writer: PackWriter | None = None
-        self._zc = zstandard.ZstdCompressor(level=3)
+        self._zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._failed: BaseException | None = None
 
     def add(self, kind: bytes, blob_id: bytes, content: bytes) -> list[Published]:
