@@ -23,11 +23,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from vigile.vault.repo import Vault
 from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta, Source
+
+if TYPE_CHECKING:
+    from vigile.vault.repo import Vault
 
 T = TypeVar("T")
 

@@ -27,6 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -168,6 +169,20 @@ def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
     except VaultDamagedError:
         raise WrongKeyError("wrong passphrase or key file for this vault") from None
     return Keys(raw[:32], raw[32:], content_id)
+
+
+def unlock(root: Path, secret: bytes) -> Keys:
+    """The keys of the vault at ``root``, from its ``config`` and the secret.
+
+    This is the slow part of opening a vault (the argon2id derivation, which runs without
+    the GIL), so it lives here, apart from the pack and index code: a command can start
+    it first and import the rest meanwhile.
+    """
+    try:
+        document = json.loads((root / "config").read_bytes())
+    except FileNotFoundError:
+        raise VaultError(f"{root}: no vault here (run `vigile vault init`)") from None
+    return unwrap_keys(document, secret)
 
 
 def dumps(document: dict[str, Any]) -> bytes:

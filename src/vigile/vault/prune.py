@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record
-from vigile.vault.repo import Vault
+
+if TYPE_CHECKING:  # imported by the CLI at start-up: keep it light
+    from vigile.vault.repo import Vault
 
 
 @dataclass

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from typing import IO
 
 import zstandard
 
-from vigile.vault.crypto import CONTENT_IDS, Keys, dumps, unwrap_keys, wrap_keys
+from vigile.vault.crypto import CONTENT_IDS, Keys, dumps, unlock, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
 from vigile.vault.pack import ZSTD_LEVEL, RecordRef, pack_path, read_record, scan_pack
@@ -98,13 +97,8 @@ class Vault:
 
     @staticmethod
     def unlock(root: Path, secret: bytes) -> Keys:
-        """The vault's keys, from its ``config`` and the secret (the slow part of opening:
-        the argon2id derivation, which runs without the GIL)."""
-        try:
-            document = json.loads((root / "config").read_bytes())
-        except FileNotFoundError:
-            raise VaultError(f"{root}: no vault here (run `vigile vault init`)") from None
-        return unwrap_keys(document, secret)
+        """The vault's keys (:func:`vigile.vault.crypto.unlock`)."""
+        return unlock(root, secret)
 
     def close(self) -> None:
         self._abort_pack()

@@ -21,12 +21,14 @@ from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigile.vault.errors import VaultDamagedError
-from vigile.vault.imap import ImapTarget
-from vigile.vault.repo import Vault
 from vigile.vault.snapshot import FolderTree, MessageEntry, Snapshot
+
+if TYPE_CHECKING:  # the CLI imports this module before it needs IMAP or the vault
+    from vigile.vault.imap import ImapTarget
+    from vigile.vault.repo import Vault
 
 FORMATS = ("imap", "maildir", "mbox", "eml")
 #: IMAP system flags as Maildir info letters (https://cr.yp.to/proto/maildir.html).

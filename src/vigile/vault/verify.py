@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigile.vault.errors import VaultDamagedError
 from vigile.vault.pack import hash_file
-from vigile.vault.repo import Vault
+
+if TYPE_CHECKING:  # imported by the CLI at start-up: keep it light
+    from vigile.vault.repo import Vault
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,14 +20,13 @@ from vigile.cli.vault.common import (
     vault_secret,
 )
 from vigile.errors import ConfigError
-from vigile.vault.backup import backup_account
+from vigile.vault.crypto import unlock
 from vigile.vault.errors import SourceError
-from vigile.vault.imap import ImapSource
-from vigile.vault.repo import Vault
-from vigile.vault.settings import (
-    ImapAccount,
-)
-from vigile.vault.source import RetryingSource
+from vigile.vault.settings import ImapAccount
+
+if TYPE_CHECKING:
+    from vigile.vault.repo import Vault
+    from vigile.vault.source import RetryingSource
 
 
 @vault_app.command("init")
@@ -35,6 +34,8 @@ def init_cmd(
     config: ConfigOption = None, vault: VaultOption = None, key_file: KeyFileOption = None
 ) -> None:
     """Create an empty vault: new random keys, sealed under your passphrase or key file."""
+    from vigile.vault.repo import Vault
+
     settings = load_settings(config)
     root = vault_root(settings, vault)
     Vault.create(root, vault_secret(settings, key_file, confirm=True))
@@ -60,10 +61,12 @@ def backup_cmd(
     if not accounts:
         raise ConfigError("no [[vault.accounts]] configured")
     root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
-    # The argon2id derivation runs in C without the GIL: it takes place while the first
-    # account connects and logs in, rather than before.
+    # The argon2id derivation runs in C without the GIL: it takes place while the rest of
+    # the backup code is imported and the first account connects and logs in.
     with ThreadPoolExecutor(1) as pool:
-        unlocking = pool.submit(Vault.unlock, root, secret)
+        unlocking = pool.submit(unlock, root, secret)
+        from vigile.vault.repo import Vault
+
         sources = {accounts[0].name: _connect(accounts[0])}
         try:
             store = Vault(root, unlocking.result(), writable=True, pack_size=settings.pack_size)
@@ -105,6 +108,9 @@ def backup_cmd(
 
 def _connect(acc: ImapAccount) -> RetryingSource | SourceError:
     """A connected source, or the error that prevented it (reported with the account)."""
+    from vigile.vault.imap import ImapSource
+    from vigile.vault.source import RetryingSource
+
     try:
         return RetryingSource(lambda: ImapSource(acc))
     except SourceError as e:
@@ -112,12 +118,14 @@ def _connect(acc: ImapAccount) -> RetryingSource | SourceError:
 
 
 def _close(source: RetryingSource | SourceError) -> None:
-    if isinstance(source, RetryingSource):
+    if not isinstance(source, SourceError):
         source.close()
 
 
 def _backup_one(store: Vault, acc: ImapAccount, source: RetryingSource) -> dict[str, Any]:
     """One account's run, with a progress bar of messages, bytes and rate."""
+    from vigile.vault.backup import backup_account
+
     with progress_bar() as bar:
         task = bar.add_task(acc.name, total=None, messages=0)
         seen = {"messages": 0, "bytes": 0, "shown": 0.0}

@@ -6,27 +6,25 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
 from vigile.cli.common import read_config
 from vigile.cli.output import err_console
 from vigile.errors import ConfigError
-from vigile.vault.repo import Vault
 from vigile.vault.settings import (
     VaultSettings,
     parse_settings,
     run_secret_command,
 )
+
+# The vault, IMAP and progress-bar modules are imported where they are used: `vault
+# backup` starts the key derivation first and imports them while it runs.
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from vigile.vault.repo import Vault
 
 PASSPHRASE_ENV = "VIGILE_VAULT_PASSPHRASE"
 
@@ -106,6 +104,8 @@ def vault_secret(settings: VaultSettings, key_file: Path | None, confirm: bool =
 def open_vault(
     config: Path | None, vault: Path | None, key_file: Path | None, write: bool
 ) -> Vault:
+    from vigile.vault.repo import Vault
+
     settings = load_settings(config)
     root = vault_root(settings, vault)
     return Vault.open(
@@ -124,6 +124,15 @@ def parse_at(value: str | None) -> datetime | None:
 
 
 def progress_bar() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

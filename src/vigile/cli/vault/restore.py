@@ -22,7 +22,6 @@ from vigile.cli.vault.common import (
 )
 from vigile.errors import ConfigError
 from vigile.vault.errors import VaultDamagedError
-from vigile.vault.imap import ImapTarget
 from vigile.vault.restore import FORMATS, diff_imap, restore_files, restore_imap
 
 
@@ -84,6 +83,8 @@ def restore_cmd(
             f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False
         )
         if to == "imap":
+            from vigile.vault.imap import ImapTarget
+
             target = ImapTarget(settings.account(into or account))
             try:
                 if dry_run:
