@@ -45,7 +45,6 @@ _META = re.compile(rb'UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+) INTERNALDAT
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
-_END = object()
 _MONTHS = {
     m.encode(): i
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)
@@ -189,10 +188,19 @@ class ImapSource:
         _widen_read_buffer(self.client._imap)
 
     def _guard(self, op: Callable[[], T]) -> T:
+        self._check_usable()
+        with self._errors():
+            return op()
+
+    def _check_usable(self) -> None:
         if self._broken:
             raise SourceConnectionError(f"{self._settings.host}: connection left mid-response")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Map connection and protocol errors to the source's (see source.py)."""
         try:
-            return op()
+            yield
         except (OSError, EOFError, imaplib.IMAP4.abort) as e:  # TimeoutError is an OSError
             self._selected = None
             raise SourceConnectionError(f"{self._settings.host}: connection lost: {e}") from None
@@ -299,16 +307,17 @@ class ImapSource:
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""
     ) -> Iterator[Response | int]:
         """:func:`stream_fetch` with errors mapped; the connection is marked broken until
-        the stream has been read to its end."""
+        the stream has been read to its end (a caller that stops early leaves it so)."""
+        self._check_usable()
         stream = stream_fetch(self.client._imap, uid_sets, items, modifiers)
+        with self._errors():  # once around the whole stream, not once per response
+            self._broken = True
+            try:
+                yield from stream
+            except FetchRefused:
+                self._broken = False  # refused, but every response was read: still in step
+                raise
         self._broken = False
-        while True:
-            response = self._guard(partial(next, stream, _END))
-            if response is _END:
-                return
-            self._broken = True  # until the stream ends: a caller that stops leaves it so
-            yield response
-            self._broken = False
 
     def close(self) -> None:
         with contextlib.suppress(
