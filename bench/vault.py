@@ -193,6 +193,24 @@ def no_change_in_process(work: Path, server: Dovecot, user: str) -> float:
     return elapsed
 
 
+def fetch_only_in_process(server: Dovecot, user: str) -> float:
+    """vigile's IMAP reading alone (every folder's messages, nothing stored), in process.
+
+    The floor under a full backup's engine: how fast Dovecot serves the mailbox to one
+    connection, plus vigile's response framing.
+    """
+    account = ImapAccount(
+        "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
+    )
+    start = time.perf_counter()
+    source = ImapSource(account)
+    for folder in source.folders():
+        for _ in source.fetch_folder(folder):
+            pass
+    source.close()
+    return time.perf_counter() - start
+
+
 def heavy_imports(cmd: list[str], env: dict[str, str]) -> list[str]:
     """Which of DuckDB, PyArrow, NumPy and FastAPI a command imports (``-X importtime``)."""
     done = subprocess.run(
@@ -280,6 +298,10 @@ def main() -> None:
         print(
             f"no-change backup, in process (no interpreter start, no KDF): {engine:.2f} s "
             f"for {args.folders} folders; argon2id key derivation {kdf_seconds(work):.2f} s"
+        )
+        print(
+            "full backup's IMAP reading alone, in process (nothing stored): "
+            f"{fetch_only_in_process(server, user):.2f} s"
         )
         heavy = heavy_imports(commands["vigile"], env)
         print(f"heavy modules imported by `vigile vault backup`: {', '.join(heavy) or 'none'}")
