@@ -13,9 +13,9 @@ holds both to the same fields).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from vigile.ingest.packet.link import ETH, V4_PREFIX
+from vigile.jit import njit
 
 TEREDO_PORT = 3544
 #: IP protocols that mean an IPv6 extension header or a tunnel: left to the NumPy decoder.
@@ -69,7 +69,7 @@ def _network(v: np.ndarray, d: int, end: int) -> tuple[int, int]:
 @njit(cache=True, nogil=True)
 def decode_common(
     v: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray
-) -> tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray]:
     """Fields of :class:`.decode.Decoded`, a ``slow`` mask, and the IP id and
     first-fragment flag of fragments (for :class:`.fragments.FragmentTable`)."""
     n = len(data_off)
