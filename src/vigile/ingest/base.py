@@ -19,7 +19,9 @@ import bz2
 import gzip
 import hashlib
 import io
-from collections.abc import Mapping
+import mmap
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
@@ -117,6 +119,30 @@ class SourceFile:
     def source_id(self) -> int:
         """63 bits of the content hash: stable, engine-independent."""
         return hash_id(self.content_hash)
+
+    @contextmanager
+    def mapped(self) -> Iterator[mmap.mmap | None]:
+        """The file memory-mapped copy-on-write, or None if it is compressed or not mappable.
+
+        Readers that walk a file in large chunks use it to read without copying.
+        """
+        if self.compression is not None or self.size == 0:
+            yield None
+            return
+        try:
+            with self.path.open("rb") as f:
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError):
+            yield None
+            return
+        m.madvise(mmap.MADV_SEQUENTIAL)
+        try:
+            yield m
+        finally:
+            try:
+                m.close()
+            except BufferError:  # arrays over it are still alive: unmapped when they go
+                pass
 
     def open(self) -> BinaryIO:
         """The decompressed content as a binary stream; ``.consumed`` counts raw bytes."""
