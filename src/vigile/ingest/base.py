@@ -93,8 +93,8 @@ class SourceFile:
         """Hash the file and read its first (decompressed) bytes."""
         digest = content_hasher()
         try:
-            digest.update_mmap(path)  # mapped, not copied; large files on several threads
-        except OSError:  # not mappable (a pipe, a special file): read it instead
+            _hash_mapped(path, digest)
+        except (OSError, ValueError):  # not mappable (a pipe, a special file): read it
             digest = content_hasher()
             _hash_chunks(path, digest)
         with path.open("rb") as f:
@@ -157,6 +157,20 @@ class SourceFile:
             stream = buffered
         stream.consumed_counter = counter  # type: ignore[attr-defined]
         return stream
+
+
+def _hash_mapped(path: Path, digest: blake3.blake3, window: int = 16 << 20) -> None:
+    """Hash a file through a memory mapping, window by window (several threads each).
+
+    No copy is made, and each window's pages are released once hashed, so the mapping
+    never holds more than a window of the file.
+    """
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        m.madvise(mmap.MADV_SEQUENTIAL)
+        with memoryview(m) as view:
+            for off in range(0, len(m), window):
+                digest.update(view[off : off + window])
+                m.madvise(mmap.MADV_DONTNEED, off, min(window, len(m) - off))
 
 
 def _hash_chunks(path: Path, digest: hashlib._Hash | blake3.blake3) -> None:
