@@ -11,12 +11,15 @@ import subprocess
 from pathlib import Path
 
 import dpkt
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from conftest import require_tool
 from vigile.cli import app
 from vigile.ingest import ingest_file, registered_readers
+from vigile.ingest.base import SourceFile
+from vigile.ingest.pcap import PcapReader
 from vigile.store.duckdb import DuckDBStore
 
 
@@ -133,3 +136,57 @@ def test_cli_exit_code_and_message(tmp_path: Path, shared_data: Path) -> None:
     res = runner.invoke(app, ["ingest", str(garbage), "--db", str(tmp_path / "c.duckdb"), "--json"])
     assert res.exit_code == 3
     assert "not a Zeek log, packet capture" in res.output
+
+
+class _Collect:
+    """A sink keeping rows and rejects."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.rejects: list[tuple[int, str]] = []
+
+    def emit(self, table: str, columns, num_rows: int) -> None:
+        self.rows += [{"table": table} | r for r in pa.table(dict(columns)).to_pylist()]
+
+    def reject(self, position: int, reason: str, raw=None) -> None:
+        self.rejects.append((position, reason))
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def set_log_type(self, log_type: str) -> None:
+        pass
+
+    def progress(self, raw_bytes: int) -> None:
+        pass
+
+
+def _damaged_files(tmp_path: Path, shared_data: Path) -> list[Path]:
+    full = (shared_data / "pcap/ndpi/smtp.pcap").read_bytes()
+    caplens = tshark_caplens(shared_data / "pcap/ndpi/smtp.pcap")
+    at = 24 + sum(16 + c for c in caplens[:30])
+    absurd = bytearray(full)
+    struct.pack_into("<I", absurd, at + 8, 300_000)
+    zero = bytearray(full)
+    struct.pack_into("<II", zero, at + 8, 0, 0)  # a record with no bytes, then misframing
+    variants = {
+        "absurd": bytes(absurd),
+        "garbage": full[:at] + random.Random(7).randbytes(37) + full[at:],
+        "cut": full[:-10],
+        "zero": bytes(zero) + full,
+    }
+    for name, data in variants.items():
+        (tmp_path / f"{name}.pcap").write_bytes(data)
+    return [tmp_path / f"{name}.pcap" for name in variants]
+
+
+def test_damage_is_found_the_same_in_mapped_chunks(tmp_path: Path, shared_data: Path) -> None:
+    """Small chunks are windows of the memory-mapped file; one big chunk is a copy: both
+    keep the same packets and report the same damage at the same offsets."""
+    for path in _damaged_files(tmp_path, shared_data):
+        whole, windows = _Collect(), _Collect()
+        PcapReader(chunk_bytes=64 << 20).read(SourceFile.probe(path), whole)
+        PcapReader(chunk_bytes=2048).read(SourceFile.probe(path), windows)
+        assert windows.rejects == whole.rejects and whole.rejects, path.name
+        key = lambda r: repr(sorted(r.items()))  # noqa: E731
+        assert sorted(windows.rows, key=key) == sorted(whole.rows, key=key), path.name

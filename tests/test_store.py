@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import blake3
 import pyarrow as pa
 import pytest
 
 from vigile.errors import InputError, Location
-from vigile.ingest import ingest_file
+from vigile.ingest import ingest_file, registered_readers
 from vigile.ingest.base import Sink, SourceFile
 from vigile.schema import CONN, TS, conform
 from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
@@ -187,3 +189,40 @@ def test_coded_scans_return_dictionary_columns_over_the_given_values():
         assert sorted(rows, key=lambda r: r[2]) == [("a", None, 1), ("c", "b", 2), ("a", "b", 3)]
     indices = table.column("src").combine_chunks().indices.to_pylist()
     assert sorted(indices) == [0, 0, 1]
+
+
+def test_store_with_sha256_hashes_is_upgraded_and_still_recognised(tmp_path: Path):
+    """A store whose ``sources`` kept SHA-256 hashes (before BLAKE3) is renamed in place,
+    and a file it already holds is still a duplicate, so re-ingesting adds nothing."""
+    capture = Path(__file__).parent / "golden" / "pcap" / "gre.pcap"
+    old = tmp_path / "old.duckdb"
+    store = DuckDBStore(old)
+    assert ingest_file(store, capture, registered_readers()).status == "ingested"
+    rows = store.count("conn")
+    # What an older vigile wrote: a ``sha256`` column holding the bare SHA-256 hex.
+    store._con.execute("ALTER TABLE sources RENAME COLUMN content_hash TO sha256")
+    sha = hashlib.sha256(capture.read_bytes()).hexdigest()
+    store._con.execute("UPDATE sources SET sha256 = ?", [sha])
+    store.close()
+
+    upgraded = DuckDBStore(old)
+    assert upgraded.source_hashes(capture.stat().st_size) == {f"sha256:{sha}"}
+    again = ingest_file(upgraded, capture, registered_readers())
+    assert again.status == "duplicate" and upgraded.count("conn") == rows
+
+    other = tmp_path / "copy.pcap"
+    other.write_bytes(capture.read_bytes() + b"\0" * 16)  # different content: a new input
+    assert ingest_file(upgraded, other, registered_readers()).status != "duplicate"
+    hashes = upgraded.scan("sources", ["content_hash"]).column(0).to_pylist()
+    assert sorted(h.split(":")[0] for h in hashes) == ["blake3", "sha256"]
+    upgraded.close()
+
+
+def test_content_hash_is_blake3_of_the_bytes(tmp_path: Path):
+    path = tmp_path / "x.log"
+    path.write_bytes(b"some bytes\n" * 1000)
+    source = SourceFile.probe(path)
+    assert source.content_hash == "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
+    empty = tmp_path / "empty.log"
+    empty.touch()
+    assert SourceFile.probe(empty).content_hash == "blake3:" + blake3.blake3(b"").hexdigest()

@@ -176,9 +176,15 @@ SOURCES = Table(
     "One row per ingested input (file or collector session). Its content hash makes "
     "ingestion idempotent.",
     (
-        Column("source_id", pa.int64(), "Id of the input (first 63 bits of its SHA-256).", False),
+        Column("source_id", pa.int64(), "Id of the input (63 bits of its content hash).", False),
         Column("path", pa.string(), "Path as given when ingested.", False),
-        Column("sha256", pa.string(), "SHA-256 of the file's bytes as stored on disk.", False),
+        Column(
+            "content_hash",
+            pa.string(),
+            "`blake3:` and the BLAKE3 hash of the file's bytes as stored on disk "
+            "(`sha256:` and the SHA-256 in stores written before BLAKE3 was used).",
+            False,
+        ),
         Column("size_bytes", pa.int64(), "File size in bytes.", False),
         Column("format", pa.string(), "Reader that read it (zeek-tsv, zeek-json, pcap, …).", False),
         Column(

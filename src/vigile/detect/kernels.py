@@ -14,7 +14,8 @@ than :func:`numpy.lexsort` over two columns.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from vigile.jit import njit
 
 _VALUE_BITS = 40
 _VALUE_MAX = (1 << _VALUE_BITS) - 1

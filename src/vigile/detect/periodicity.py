@@ -57,8 +57,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 from scipy.stats import binom
+
+from vigile.jit import njit
 
 MIN_CHECKINS = 4
 MAX_BURST_GAP_MS = 5_000

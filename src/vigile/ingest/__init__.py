@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.errors import InputError, Location, UnknownFormatError
-from vigile.ingest.base import Reader, SkipSource, SourceFile
+from vigile.ingest.base import LEGACY_PREFIX, Reader, SkipSource, SourceFile
 from vigile.schema import TRAFFIC_TABLES, conform
 from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
 
@@ -179,6 +179,15 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
     )
 
 
+def _already_stored(store: Store, source: SourceFile) -> bool:
+    """True if the store holds this content (under its own or the older hash)."""
+    known = store.source_hashes(source.size)
+    if source.content_hash in known:
+        return True
+    legacy = any(h.startswith(LEGACY_PREFIX) for h in known)
+    return legacy and source.legacy_hash() in known
+
+
 def ingest_file(
     store: Store,
     path: Path,
@@ -189,7 +198,7 @@ def ingest_file(
 ) -> FileResult:
     """Ingest one file (see the module docstring for the passes)."""
     source = SourceFile.probe(path)
-    if store.has_source(source.sha256):
+    if _already_stored(store, source):
         on_progress(source.size)
         return FileResult(path, "duplicate", message="already ingested (same content)")
     try:
@@ -197,7 +206,9 @@ def ingest_file(
     except UnknownFormatError as e:
         on_progress(source.size)
         return FileResult(path, "refused", message=str(e))
-    record = SourceRecord(source.source_id, str(path), source.sha256, source.size, reader_cls.name)
+    record = SourceRecord(
+        source.source_id, str(path), source.content_hash, source.size, reader_cls.name
+    )
     try:
         with store.source_writer(record) as writer:
             sink = _PipelineSink(writer, source, reader_cls.position_unit, sensor, on_progress)

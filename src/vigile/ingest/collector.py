@@ -9,7 +9,7 @@ Storage contract:
   ``batch_seconds`` have passed. Each batch is one input in ``sources`` (one
   store transaction: all its rows or none), so a crash loses at most the batch
   being filled and never half a batch.
-* A batch's ``sha256`` hashes its datagrams (exporter address, port and bytes), so
+* A batch's ``content_hash`` hashes its datagrams (exporter address, port and bytes), so
   committing the same batch twice, e.g. a retry, adds nothing.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
@@ -26,7 +26,6 @@ Storage contract:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import socket
@@ -37,8 +36,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import blake3
 import pyarrow.compute as pc
 
+from vigile.ingest.base import HASH_PREFIX, content_hasher, hash_id
 from vigile.ingest.netflow import (
     DecodeError,
     DecodeResult,
@@ -80,7 +81,7 @@ class _Batch:
     sensors: list[str] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     rejects: list[tuple[int, str, bytes]] = field(default_factory=list)
-    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    digest: blake3.blake3 = field(default_factory=content_hasher)
     size: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -271,11 +272,13 @@ class Collector:
             store.close()
 
     def _write_to(self, store: Store, batch: _Batch) -> None:
-        sha = batch.digest.hexdigest()
-        if store.has_source(sha):
+        content_hash = HASH_PREFIX + batch.digest.hexdigest()
+        if content_hash in store.source_hashes(batch.size):
             return
         path = f"{self.address}#{self.session}/{batch.number}"
-        record = SourceRecord(int(sha[:16], 16) >> 1, path, sha, batch.size, "netflow-collector")
+        record = SourceRecord(
+            hash_id(content_hash), path, content_hash, batch.size, "netflow-collector"
+        )
         summary = SourceSummary(log_type="conn", bad_rows=len(batch.rejects))
         with store.source_writer(record) as writer:
             if batch.flows:

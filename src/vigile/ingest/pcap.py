@@ -55,8 +55,8 @@ class PcapReader:
         self.source_id = source.source_id
         flows, meta, fragments = FlowTable(self.timeouts), Metadata(), FragmentTable()
         packets = not_ip = 0
-        with source.open() as stream:
-            for chunk in read_packets(stream, self.chunk_bytes):
+        with source.open() as stream, source.mapped() as mapped:
+            for chunk in read_packets(stream, self.chunk_bytes, mapped):
                 if isinstance(chunk, Damage):
                     sink.reject(chunk.position, chunk.reason, chunk.raw)
                     if not chunk.fatal:
@@ -71,7 +71,8 @@ class PcapReader:
                 finished, flow_pos = flows.add(chunk, d)
                 meta.scan(chunk, d, flow_pos)
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
-                sink.progress(stream.consumed_counter.consumed)  # type: ignore[attr-defined]
+                done = stream.consumed_counter.consumed  # type: ignore[attr-defined]
+                sink.progress(int(chunk.pos[-1]) if mapped is not None else done)
         last = flows.finish()
         if last is not None:
             self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)

@@ -10,8 +10,11 @@ Contract, per method:
 * ``source_writer(record)`` opens a transaction for one input. Rows appended through
   it become visible only when the block exits normally; an exception, a Ctrl-C or a
   killed process leaves no row of that input behind (all or nothing).
-* ``has_source(sha256)`` is true once an input with that content hash was committed;
-  the ingest pipeline uses it so re-ingesting a file adds nothing.
+* ``source_hashes(size_bytes)`` gives the content hashes of the committed inputs of
+  exactly that size (usually none or one); the ingest pipeline looks its file's hash
+  up there so re-ingesting a file adds nothing. Opening a store written with the
+  older ``sha256`` column renames it to ``content_hash`` and prefixes its values with
+  ``sha256:``, so those inputs are still recognised.
 * ``scan`` and ``group`` are read-only and may run while no writer is open; results
   are Arrow tables/batches in the schema of :mod:`vigile.schema`.
 * ``scan(..., codes={column: values})`` and ``scan_batches`` alike return each named
@@ -95,7 +98,7 @@ class SourceRecord:
 
     source_id: int
     path: str
-    sha256: str
+    content_hash: str
     size_bytes: int
     format: str
 
@@ -147,7 +150,7 @@ class Store(Protocol):
 
     location: str
 
-    def has_source(self, sha256: str) -> bool: ...
+    def source_hashes(self, size_bytes: int) -> set[str]: ...
 
     def source_writer(self, record: SourceRecord) -> AbstractContextManager[SourceWriter]: ...
 

@@ -141,7 +141,8 @@ class _DuckDBSourceWriter:
     def finish(self, summary: SourceSummary) -> None:
         self._flush_rejects()
         r = self._record
-        row: list[Any] = [r.source_id, r.path, r.sha256, r.size_bytes, r.format, summary.log_type]
+        row: list[Any] = [r.source_id, r.path, r.content_hash, r.size_bytes, r.format]
+        row.append(summary.log_type)
         row += [datetime.now(UTC), summary.first_ts, summary.last_ts]
         row += [summary.rows.get(t, 0) for t in TRAFFIC_TABLES]
         row += [summary.bad_rows, summary.first_error, "\n".join(summary.notices) or None]
@@ -213,6 +214,20 @@ def _connect(
             raise StoreError(f"cannot open store {location}: {e}") from None
 
 
+def _rename_legacy_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a store written with ``sources.sha256`` to ``content_hash`` (one transaction)."""
+    found = con.execute(
+        "SELECT 1 FROM information_schema.columns "
+        "WHERE table_name = 'sources' AND column_name = 'sha256'"
+    ).fetchall()
+    if not found:
+        return
+    con.execute("BEGIN TRANSACTION")
+    con.execute("ALTER TABLE sources RENAME COLUMN sha256 TO content_hash")
+    con.execute("UPDATE sources SET content_hash = 'sha256:' || content_hash")
+    con.execute("COMMIT")
+
+
 def _lock_holder(message: str) -> str:
     """DuckDB's lock message, cut to the part that names the holding process."""
     m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
@@ -248,13 +263,16 @@ class DuckDBStore:
         self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if not read_only:
+            _rename_legacy_hash(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
 
     # -- writes -------------------------------------------------------------------------
-    def has_source(self, sha256: str) -> bool:
-        rows = self._con.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1", [sha256])
-        return bool(rows.fetchall())
+    def source_hashes(self, size_bytes: int) -> set[str]:
+        rows = self._con.execute(
+            "SELECT content_hash FROM sources WHERE size_bytes = ?", [size_bytes]
+        ).fetchall()
+        return {h for (h,) in rows}
 
     @contextmanager
     def source_writer(self, record: SourceRecord) -> Iterator[_DuckDBSourceWriter]:

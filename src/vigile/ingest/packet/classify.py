@@ -10,9 +10,9 @@ change_cipher_spec record). Everything else is 0 (:data:`NONE`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from vigile.ingest.packet import http
+from vigile.jit import njit
 
 NONE, DNS_UDP, DNS_TCP, HTTP_REQUEST, HTTP_STATUS, TLS_HELLO = range(6)
 DNS_PORTS = np.array([53, 5353, 5355], np.int64)

@@ -61,20 +61,28 @@ def decode(pk: Packets, fragments: FragmentTable) -> Decoded:
     The common packets are decoded in compiled code (:mod:`.fastpath`), the others
     by :func:`decode_vectorised`.
     """
-    slow, *fields = decode_common(pk.buf, pk.data_off, pk.caplen, pk.linktype)
-    d = Decoded(**dict(zip(DECODED_FIELDS, [*fields, np.zeros(len(slow), bool)], strict=True)))
-    if not slow.any():
-        return d
-    if slow.all():
-        return decode_vectorised(pk, fragments)
-    other = decode_vectorised(pk.select(slow), fragments)
-    for name in DECODED_FIELDS:
-        getattr(d, name)[slow] = getattr(other, name)
+    slow, fields, fragment, ip_id, first = decode_common(
+        pk.buf, pk.data_off, pk.caplen, pk.linktype
+    )
+    d = Decoded(**dict(zip(DECODED_FIELDS, [*fields, fragment], strict=True)))
+    if slow.any():
+        other, other_id, other_first = _decode_numpy(pk.select(slow))
+        for name in DECODED_FIELDS:
+            getattr(d, name)[slow] = getattr(other, name)
+        ip_id[slow], first[slow] = other_id, other_first
+    fragments.attribute(d, ip_id, first)
     return d
 
 
 def decode_vectorised(pk: Packets, fragments: FragmentTable) -> Decoded:
     """Decode every packet of a chunk with NumPy, whatever its layers."""
+    d, ip_id, first = _decode_numpy(pk)
+    fragments.attribute(d, ip_id, first)
+    return d
+
+
+def _decode_numpy(pk: Packets) -> tuple[Decoded, np.ndarray, np.ndarray]:
+    """The fields, IP ids and first-fragment flags (fragments not yet attributed)."""
     v, n = pk.buf, len(pk)
     end = pk.data_off + pk.caplen
     l3, ver = link_layer(pk)
@@ -89,9 +97,7 @@ def decode_vectorised(pk: Packets, fragments: FragmentTable) -> Decoded:
         tunnel = inner_ver > 0
         todo = todo[tunnel]
         l3[todo], ver[todo] = inner_l3[tunnel], inner_ver[tunnel]
-    d = _transport(v, f, end)
-    fragments.attribute(d, f.ip_id, f.frag_off == 0)
-    return d
+    return _transport(v, f, end), f.ip_id, f.frag_off == 0
 
 
 class _IpFields:

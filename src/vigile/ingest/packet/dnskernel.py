@@ -13,9 +13,9 @@ them to it).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from vigile.ingest.packet.dns import MAX_POINTERS, NAME_TYPES, QTYPES
+from vigile.jit import njit
 
 _QT = sorted(QTYPES.items())
 QT_CODES = np.array([code for code, _ in _QT], np.int64)

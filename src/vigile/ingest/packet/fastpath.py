@@ -1,8 +1,9 @@
 """The common packet, decoded in compiled code (numba): Ethernet, IPv4/IPv6, TCP/UDP.
 
 Almost every packet of a capture is Ethernet (with or without 802.1Q/QinQ tags)
-carrying IPv4 or IPv6 without extension headers, fragments or tunnels. :func:`decode_common`
-decodes those one packet after the other in a compiled loop, reading exactly the bytes
+carrying IPv4 (fragmented or not) or IPv6 without extension headers or tunnels.
+:func:`decode_common` decodes those one packet after the other in a compiled loop,
+reading exactly the bytes
 the NumPy decoder of :mod:`.decode` reads (same clipping at the end of the buffer), and
 marks every other packet as ``slow``; :func:`.decode.decode` hands those to the NumPy
 decoder, which stays the reference for everything unusual (``tests/test_pcap_decode.py``
@@ -12,9 +13,9 @@ holds both to the same fields).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from vigile.ingest.packet.link import ETH, V4_PREFIX
+from vigile.jit import njit
 
 TEREDO_PORT = 3544
 #: IP protocols that mean an IPv6 extension header or a tunnel: left to the NumPy decoder.
@@ -68,10 +69,12 @@ def _network(v: np.ndarray, d: int, end: int) -> tuple[int, int]:
 @njit(cache=True, nogil=True)
 def decode_common(
     v: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Fields of :class:`.decode.Decoded` (but ``fragment``) and a ``slow`` mask."""
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """Fields of :class:`.decode.Decoded`, a ``slow`` mask, and the IP id and
+    first-fragment flag of fragments (for :class:`.fragments.FragmentTable`)."""
     n = len(data_off)
     slow, ok = np.ones(n, np.bool_), np.zeros(n, np.bool_)
+    fragment, ip_id, first = np.zeros(n, np.bool_), np.zeros(n, np.int64), np.ones(n, np.bool_)
     src, dst = np.zeros((n, 2), np.uint64), np.zeros((n, 2), np.uint64)
     proto, sport, dport = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     flags, seq, ip_bytes = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -87,8 +90,9 @@ def decode_common(
             ihl = (_u8(v, l3) & 0x0F) * 4
             total = _u16(v, l3 + 2)
             size = total if total >= ihl else end - l3
-            if _u16(v, l3 + 6) & 0x3FFF:  # a fragment
-                continue
+            frag = _u16(v, l3 + 6) & 0x3FFF
+            if frag:  # more fragments follow, or a later one (offset not 0)
+                fragment[i], ip_id[i], first[i] = True, _u16(v, l3 + 4), frag & 0x1FFF == 0
             p, l4 = _u8(v, l3 + 9), l3 + ihl
             src[i, 1] = V4_PREFIX | np.uint64(_u32(v, l3 + 12))
             dst[i, 1] = V4_PREFIX | np.uint64(_u32(v, l3 + 16))
@@ -97,6 +101,9 @@ def decode_common(
             src[i, 0], src[i, 1] = _u64(v, l3 + 8), _u64(v, l3 + 16)
             dst[i, 0], dst[i, 1] = _u64(v, l3 + 24), _u64(v, l3 + 32)
         if _unusual(p):
+            continue
+        if not first[i]:  # no transport header: the ports come from the first fragment
+            ok[i], slow[i], proto[i], ip_bytes[i], p_off[i] = True, False, p, size, l4
             continue
         off = l4
         if p == 6 or p == 17 or p == 132:
@@ -115,4 +122,5 @@ def decode_common(
         p_cap[i] = max(min(ip_end, end) - off, 0)
         ok[i] = (p != 6 or l4 + 20 <= end) and (p != 17 or l4 + 8 <= end)
         slow[i], proto[i], ip_bytes[i], p_off[i] = False, p, size, off
-    return slow, ok, src, dst, proto, sport, dport, flags, seq, ip_bytes, p_off, p_cap, p_wire
+    fields = (ok, src, dst, proto, sport, dport, flags, seq, ip_bytes, p_off, p_cap, p_wire)
+    return slow, fields, fragment, ip_id, first

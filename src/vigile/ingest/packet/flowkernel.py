@@ -12,7 +12,8 @@ operation does; the sort-and-reduce it replaces spent most of its time moving co
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from vigile.jit import njit
 
 INTS = (
     *("pa", "pb", "proto", "first_ts", "last_ts", "first_pos", "first_dir", "first_flags"),

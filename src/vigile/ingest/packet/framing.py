@@ -10,7 +10,8 @@ same pass.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from vigile.jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -1,7 +1,10 @@
 """Framing of pcap and pcapng files into arrays of packet records.
 
 The file is read in chunks of :data:`CHUNK_BYTES`; each chunk becomes one
-:class:`Packets` (its bytes as a NumPy buffer plus one array entry per record).
+:class:`Packets` (its bytes as a NumPy buffer plus one array entry per record). An
+uncompressed file is memory-mapped and its chunks are windows of the mapping (no copy;
+the pages of a chunk are released when the next is asked for); the last chunk, and any
+stream (a decompressor), are read into a buffer with zero bytes after the data.
 The record walk (each record's length gives the next one's offset, so it cannot be
 vectorised) is compiled for pcap (:mod:`.framing`) and a Python loop for pcapng;
 everything else is read from the buffer with NumPy gathers.
@@ -19,8 +22,10 @@ last record) ends the walk: every complete record before it is returned, then a
 
 from __future__ import annotations
 
+import io
+import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -89,11 +94,15 @@ class _PcapFramer(Framer):
         return pos + 16, f[:, 2], f[:, 3], np.zeros(len(pos), np.int64), f[:, 0] * units + f[:, 1]
 
 
-def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Packets | Damage]:
+def read_packets(
+    stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES, mapped: mmap.mmap | None = None
+) -> Iterator[Packets | Damage]:
     """Chunks of packets from a capture stream, then a :class:`Damage` if it is damaged.
 
-    Each :class:`Packets` is valid until the next item is asked for (the buffer is
-    reused). Non-fatal :class:`Damage` items (bad records) come before their chunk.
+    ``mapped``, if given, is the same file memory-mapped (``ACCESS_COPY``): chunks are
+    then read from it and ``stream`` only for its header. Each :class:`Packets` is valid
+    until the next item is asked for (the buffer is reused, or the mapping's pages
+    released). Non-fatal :class:`Damage` items (bad records) come before their chunk.
 
     >>> import io
     >>> hdr = b"\\xd4\\xc3\\xb2\\xa1" + bytes(12) + (65535).to_bytes(4, "little")
@@ -109,6 +118,12 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         return
     framer: Framer = _PcapFramer(head) if kind == "pcap" else PcapngFramer()
     carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
+    if mapped is not None:
+        at = yield from _mapped_chunks(framer, mapped, start, chunk_bytes)
+        if at is None:
+            return
+        # The rest (at most a chunk and a little) is read like a stream, zero-padded.
+        stream, carry, base, start = io.BytesIO(mapped[at:]), b"", at, 0
     buf, stuck = bytearray(), False
     while True:
         # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
@@ -143,6 +158,40 @@ def read_packets(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[P
         base += off
         carry = bytes(buf[off:end])
         start = 0
+
+
+def _mapped_chunks(
+    framer: Framer, mapped: mmap.mmap, start: int, chunk_bytes: int
+) -> Generator[Packets | Damage, None, int | None]:
+    """Whole chunks straight from the mapping while more than a chunk is left.
+
+    Returns (as the generator's value) the offset where the rest begins, or None after
+    fatal damage. Every chunk is followed in the mapping by at least :data:`PAD` bytes
+    of the file, so header gathers past a chunk's last record stay inside it.
+    """
+    size, page = len(mapped), mmap.PAGESIZE
+    released, span = 0, chunk_bytes
+    while size - start > span + PAD:
+        walk = Walk()
+        off = framer.walk(mapped, start + span, start, 0, walk)  # type: ignore[arg-type]
+        if len(walk.pos) or walk.singles:
+            packets = _packets(framer, mapped, start + span, 0, walk)  # type: ignore[arg-type]
+            yield from _bad_records(packets, framer.interfaces)
+            yield packets.select(packets.caplen > 0)
+        if framer.damage is not None:
+            yield framer.damage
+            return None
+        if off == start:  # one record longer than a chunk: look further
+            span += chunk_bytes
+            continue
+        span = chunk_bytes
+        # The chunk is done with: give its pages back (they stay in the page cache).
+        upto = off // page * page
+        if upto > released:
+            mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
+            released = upto
+        start = off
+    return start
 
 
 def _bad_records(pk: Packets, interfaces: list[Interface]) -> Iterator[Damage]:

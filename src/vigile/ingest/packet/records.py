@@ -27,7 +27,7 @@ MAX_CAPLEN = 262_144
 class Packets:
     """One chunk of records: ``buf`` holds the bytes, the arrays one entry per record."""
 
-    buf: np.ndarray  # uint8, chunk bytes followed by PAD zero bytes
+    buf: np.ndarray  # uint8, chunk bytes followed by PAD bytes or more (zeros, or the file's)
     data_off: np.ndarray  # int64 offset of each packet's first byte in buf
     caplen: np.ndarray  # int64 captured length
     wirelen: np.ndarray  # int64 original length on the wire

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 from vigile.ingest.packet.tls_names import CIPHERS
 
@@ -39,13 +40,13 @@ class Hello:
 
     client: bool
     version: int
-    ciphers: list[int]
-    extensions: list[int] = field(default_factory=list)
-    groups: list[int] = field(default_factory=list)
-    point_formats: list[int] = field(default_factory=list)
-    sig_algs: list[int] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
-    alpn: list[bytes] = field(default_factory=list)
+    ciphers: tuple[int, ...]
+    extensions: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
+    point_formats: tuple[int, ...] = ()
+    sig_algs: tuple[int, ...] = ()
+    versions: tuple[int, ...] = ()
+    alpn: tuple[bytes, ...] = ()
     sni: str | None = None
 
     @property
@@ -67,39 +68,57 @@ class Hello:
 
     def ja3(self) -> str:
         """JA3 (client) or JA3S (server) as an MD5 hex digest."""
-
-        def dash(values: list[int]) -> str:
-            return "-".join(str(v) for v in values if not is_grease(v))
-
         if self.client:
-            parts = [str(self.version), dash(self.ciphers), dash(self.extensions)]
-            parts += [dash(self.groups), dash(self.point_formats)]
-        else:
-            parts = [str(self.version), dash(self.ciphers), dash(self.extensions)]
-        return hashlib.md5(",".join(parts).encode(), usedforsecurity=False).hexdigest()
+            return _ja3(
+                self.version, self.ciphers, self.extensions, self.groups, self.point_formats
+            )
+        return _ja3(self.version, self.ciphers, self.extensions)
 
     def ja4(self, transport: str = "t") -> str:
         """JA4 of a ClientHello (``transport``: t = TCP, q = QUIC, d = DTLS)."""
-        ciphers = [c for c in self.ciphers if not is_grease(c)]
-        exts = [e for e in self.extensions if not is_grease(e)]
         alpn = self.alpn[0] if self.alpn else b""
-        if not alpn:
-            alpn_code = "00"
-        elif chr(alpn[0]).isalnum() and chr(alpn[-1]).isalnum() and alpn.isascii():
-            alpn_code = chr(alpn[0]) + chr(alpn[-1])
-        else:
-            alpn_code = alpn.hex()[0] + alpn.hex()[-1]
-        a = (
-            f"{transport}{JA4_VERSIONS.get(self.best_version, '00')}"
-            f"{'d' if self.sni is not None else 'i'}"
-            f"{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{alpn_code}"
+        sni = self.sni is not None
+        return _ja4(
+            transport, self.best_version, sni, self.ciphers, self.extensions, self.sig_algs, alpn
         )
-        b = _sha12(",".join(f"{c:04x}" for c in sorted(ciphers))) if ciphers else "0" * 12
-        ext_text = ",".join(f"{e:04x}" for e in sorted(exts) if e not in (0x0000, 0x0010))
-        if self.sig_algs:
-            ext_text += "_" + ",".join(f"{s:04x}" for s in self.sig_algs)
-        c = _sha12(ext_text) if exts else "0" * 12
-        return f"{a}_{b}_{c}"
+
+
+# A network's clients send few distinct hellos (one per TLS library and settings), so
+# the fingerprints are cached on the fields they are made of.
+@lru_cache(maxsize=4096)
+def _ja3(version: int, *lists: tuple[int, ...]) -> str:
+    parts = [str(version), *("-".join(str(v) for v in vs if not is_grease(v)) for vs in lists)]
+    return hashlib.md5(",".join(parts).encode(), usedforsecurity=False).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _ja4(
+    transport: str,
+    version: int,
+    sni: bool,
+    all_ciphers: tuple[int, ...],
+    all_exts: tuple[int, ...],
+    sig_algs: tuple[int, ...],
+    alpn: bytes,
+) -> str:
+    ciphers = [c for c in all_ciphers if not is_grease(c)]
+    exts = [e for e in all_exts if not is_grease(e)]
+    if not alpn:
+        alpn_code = "00"
+    elif chr(alpn[0]).isalnum() and chr(alpn[-1]).isalnum() and alpn.isascii():
+        alpn_code = chr(alpn[0]) + chr(alpn[-1])
+    else:
+        alpn_code = alpn.hex()[0] + alpn.hex()[-1]
+    a = (
+        f"{transport}{JA4_VERSIONS.get(version, '00')}{'d' if sni else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{alpn_code}"
+    )
+    b = _sha12(",".join(f"{c:04x}" for c in sorted(ciphers))) if ciphers else "0" * 12
+    ext_text = ",".join(f"{e:04x}" for e in sorted(exts) if e not in (0x0000, 0x0010))
+    if sig_algs:
+        ext_text += "_" + ",".join(f"{s:04x}" for s in sig_algs)
+    c = _sha12(ext_text) if exts else "0" * 12
+    return f"{a}_{b}_{c}"
 
 
 def _sha12(text: str) -> str:
@@ -153,11 +172,11 @@ def _parse(msg: bytes) -> Hello:
     off += 1 + msg[off]  # session id
     if client:
         (n,) = struct.unpack_from("!H", msg, off)
-        ciphers = list(struct.unpack_from(f"!{n // 2}H", msg, off + 2))
+        ciphers = struct.unpack_from(f"!{n // 2}H", msg, off + 2)
         off += 2 + n
         off += 1 + msg[off]  # compression methods
     else:
-        ciphers = [struct.unpack_from("!H", msg, off)[0]]
+        ciphers = struct.unpack_from("!H", msg, off)
         off += 3
     hello = Hello(client, version, ciphers)
     if off + 2 <= len(msg):
@@ -167,18 +186,18 @@ def _parse(msg: bytes) -> Hello:
 
 
 def _extensions(data: bytes, h: Hello) -> None:
-    off = 0
+    off, extensions = 0, []
     while off + 4 <= len(data):
         etype, n = struct.unpack_from("!HH", data, off)
         body = data[off + 4 : off + 4 + n]
-        h.extensions.append(etype)
+        extensions.append(etype)
         if etype == 0 and h.client and len(body) >= 5:
             name_len = struct.unpack_from("!H", body, 3)[0]
             h.sni = body[5 : 5 + name_len].decode("utf-8", "backslashreplace")
         elif etype == 10 and len(body) >= 2:
             h.groups = _u16s(body[2 : 2 + struct.unpack_from("!H", body)[0]])
         elif etype == 11 and body:
-            h.point_formats = list(body[1 : 1 + body[0]])
+            h.point_formats = tuple(body[1 : 1 + body[0]])
         elif etype == 13 and len(body) >= 2:
             h.sig_algs = _u16s(body[2 : 2 + struct.unpack_from("!H", body)[0]])
         elif etype == 43:
@@ -186,15 +205,16 @@ def _extensions(data: bytes, h: Hello) -> None:
         elif etype == 16 and len(body) >= 3:
             h.alpn = _alpn(body[2:])
         off += 4 + n
+    h.extensions = tuple(extensions)
 
 
-def _u16s(data: bytes) -> list[int]:
-    return list(struct.unpack_from(f"!{len(data) // 2}H", data))
+def _u16s(data: bytes) -> tuple[int, ...]:
+    return struct.unpack_from(f"!{len(data) // 2}H", data)
 
 
-def _alpn(data: bytes) -> list[bytes]:
+def _alpn(data: bytes) -> tuple[bytes, ...]:
     out, i = [], 0
     while i < len(data):
         out.append(data[i + 1 : i + 1 + data[i]])
         i += 1 + data[i]
-    return out
+    return tuple(out)
