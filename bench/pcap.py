@@ -1,10 +1,14 @@
 """pcap ingest throughput: vigile end to end, tshark and a plain dpkt loop, side by side.
 
-Run from the repository root: ``.venv/bin/python -m bench.pcap [--copies N]``.
+Run from the repository root: ``.venv/bin/python -m bench.pcap [--copies N]``, or
+``.venv/bin/python -m bench.pcap --simulated HOURS``.
 
 The input is built from the shared captures (``../shared/data/pcap``): their packets
 are written ``--copies`` times into one pcap, each copy shifted by one hour so the
-flows of different copies stay apart. Each contender runs in its own child process
+flows of different copies stay apart. With ``--simulated`` it is instead ``vigile
+simulate``'s benign office traffic (20 desktops and the servers, printers and BMCs of
+the office) for that many hours, written as a capture: a mix of many ordinary flows
+rather than the shared captures' oddities. Each contender runs in its own child process
 so its peak memory (maximum resident set size) is its own:
 
 * vigile: ``ingest_file`` into a fresh DuckDB store (hash, read, decode, flows,
@@ -14,9 +18,10 @@ so its peak memory (maximum resident set size) is its own:
 * dpkt: a plain Python loop decoding Ethernet/IP/TCP/UDP and summing packets and
   bytes per 5-tuple (no metadata), the usual hand-rolled baseline.
 
-Each contender also runs on one copy; its CPU time there (start-up: imports, the
-compiled-code cache, the store; and the first packets) is taken off to give the CPU
-cost per packet beyond it, the steady rate of one core.
+Each contender also runs on one copy (with ``--simulated``: on the first 1 % of the
+packets); its CPU time there (start-up: imports, the compiled-code cache, the store;
+and the first packets) is taken off to give the CPU cost per packet beyond it, the
+steady rate of one core.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +68,33 @@ def build_capture(out: Path, copies: int, exclude: tuple[str, ...] = ()) -> int:
             for ts, buf in records:
                 writer.writepkt(buf, ts=float(ts) + shift)
     return len(records) * copies
+
+
+def simulate_capture(out: Path, hours: float) -> int:
+    """``vigile simulate``'s benign office traffic for ``hours`` as a pcap; returns packets."""
+    vigile = Path(sys.executable).with_name("vigile")
+    folder = out.parent / "simulated"
+    days = f"{hours / 24:.4f}"
+    cmd = [str(vigile), "simulate", "-o", str(folder), "--days", days, "--hosts", "20"]
+    subprocess.run([*cmd, "-f", "pcap", "-s", "none"], check=True, capture_output=True)
+    (folder / "traffic.pcap").rename(out)
+    shutil.rmtree(folder)
+    with out.open("rb") as f:
+        return sum(1 for _ in dpkt.pcap.Reader(f))
+
+
+def head_capture(src: Path, out: Path, packets: int) -> int:
+    """The first ``packets`` packets of ``src`` into ``out``; returns how many."""
+    with src.open("rb") as f, out.open("wb") as g:
+        reader = dpkt.pcap.Reader(f)
+        writer = dpkt.pcap.Writer(g, snaplen=reader.snaplen, linktype=reader.datalink())
+        n = 0
+        for ts, buf in reader:
+            if n == packets:
+                break
+            writer.writepkt(buf, ts=ts)
+            n += 1
+    return n
 
 
 def run_vigile(path: Path) -> str:
@@ -136,13 +169,22 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=100, help="copies of the shared captures")
     parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
     parser.add_argument("--exclude", nargs="*", default=[], help="shared captures to leave out")
+    parser.add_argument(
+        "--simulated", type=float, metavar="HOURS", help="simulated office traffic instead"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path, one = Path(tmp) / "bench.pcap", Path(tmp) / "one.pcap"
-        packets = build_capture(path, args.copies, tuple(args.exclude))
-        small = build_capture(one, 1, tuple(args.exclude))
+        if args.simulated:
+            packets = simulate_capture(path, args.simulated)
+            small = head_capture(path, one, packets // 100)
+            what = f"simulated office, {args.simulated:g} hours"
+        else:
+            packets = build_capture(path, args.copies, tuple(args.exclude))
+            small = build_capture(one, 1, tuple(args.exclude))
+            what = f"{args.copies} copies"
         size = path.stat().st_size
-        print(f"input: {packets:,} packets, {size / 1e6:,.1f} MB ({args.copies} copies)")
+        print(f"input: {packets:,} packets, {size / 1e6:,.1f} MB ({what})")
         print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the start")
         contenders = {"vigile": run_vigile, "tshark": run_tshark, "dpkt": run_dpkt}
         if shutil.which("tshark") is None:

@@ -21,7 +21,7 @@ import hashlib
 import io
 import mmap
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol
@@ -139,10 +139,9 @@ class SourceFile:
         try:
             yield m
         finally:
-            try:
+            # Arrays over it that are still alive keep it mapped until they go.
+            with suppress(BufferError):
                 m.close()
-            except BufferError:  # arrays over it are still alive: unmapped when they go
-                pass
 
     def open(self) -> BinaryIO:
         """The decompressed content as a binary stream; ``.consumed`` counts raw bytes."""

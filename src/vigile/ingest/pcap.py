@@ -185,9 +185,15 @@ class PcapReader:
         return ["C" + text[i : i + 11] for i in range(0, 11 * len(positions), 11)]
 
     def _addresses(self, a: np.ndarray) -> list[str]:
-        keys, inverse = np.unique(a, axis=0, return_inverse=True)
-        texts = [self._text(int(hi), int(lo)) for hi, lo in keys.tolist()]
-        return [texts[i] for i in inverse.reshape(-1).tolist()]
+        # Distinct (hi, lo) pairs by a two-key sort: a row-wise np.unique sorts slowly.
+        order = np.lexsort((a[:, 1], a[:, 0]))
+        ranked = a[order]
+        new = np.ones(len(a), bool)
+        new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+        inverse = np.empty(len(a), np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        texts = [self._text(int(hi), int(lo)) for hi, lo in ranked[new].tolist()]
+        return [texts[i] for i in inverse.tolist()]
 
     def _text(self, hi: int, lo: int) -> str:
         text = self._addr_text.get((hi, lo))

@@ -154,11 +154,17 @@ def _history(hist: np.ndarray, o: np.ndarray, flip: np.ndarray, proto: np.ndarra
     order = np.argsort(first, axis=1, kind="stable")
     present = np.take_along_axis(first, order, 1) < BIG
     code = np.where(present, order, -1)
-    code = np.concatenate([code, flip[:, None], np.isin(proto, (6, 17))[:, None]], axis=1)
-    patterns, inverse = np.unique(code, axis=0, return_inverse=True)
+    # One integer per flow (4 bits per letter slot, then the flip and has-history bits),
+    # so the distinct patterns come from a 1-D unique rather than a row-wise one.
+    key = np.zeros(n, np.int64)
+    for k in range(code.shape[1]):
+        key |= (code[:, k] + 1) << (4 * k)
+    key |= flip.astype(np.int64) << 48 | np.isin(proto, (6, 17)).astype(np.int64) << 49
+    patterns, inverse = np.unique(key, return_inverse=True)
     alphabet = LETTERS + LETTERS.lower()
     texts = []
-    for row in patterns.tolist():
-        text = ("^" if row[-2] else "") + "".join(alphabet[i] for i in row[:-2] if i >= 0)
-        texts.append(text if row[-1] else None)
+    for pattern in patterns.tolist():
+        slots = [(pattern >> (4 * k) & 0xF) - 1 for k in range(code.shape[1])]
+        text = ("^" if pattern >> 48 & 1 else "") + "".join(alphabet[i] for i in slots if i >= 0)
+        texts.append(text if pattern >> 49 & 1 else None)
     return np.array(texts, dtype=object)[inverse.reshape(-1)]
