@@ -178,5 +178,8 @@ def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
         for records in packs[:-1]:
             ends = [r.offset + RECORD_HEAD + r.length for r in records]
             assert ends[-1] >= pack_size > ends[-2]  # full exactly at its last record
+        empty, stored = vault.put(b"M", b"")  # alone in its batch, which zstd's batch call
+        vault.flush()  # refuses: compressed on its own
+        assert stored and vault.get(empty) == b""
     finally:
         vault.close()

@@ -106,10 +106,8 @@ class BackgroundPacker:
             # the GIL; frames identical to compress()), and the sealed records of a batch
             # go to the pack in one write: few hand-overs of the GIL per batch rather than
             # several per message, which the thread reading the network would wait on.
-            compressed = self._zc.multi_compress_to_buffer([c for _, _, c in batch])
             sealed = self.keys.seal_many(
-                [compressed[n].tobytes() for n in range(len(compressed))],
-                [k + i for k, i, _ in batch],
+                self._compress([c for _, _, c in batch]), [k + i for k, i, _ in batch]
             )
             records = [(k, i, s) for (k, i, _), s in zip(batch, sealed, strict=True)]
             while records:
@@ -128,6 +126,12 @@ class BackgroundPacker:
             self._fail(e)
             raise
         return published
+
+    def _compress(self, contents: list[bytes]) -> list[bytes]:
+        if not any(contents):  # the batch call refuses a batch of nothing but empty records
+            return [self._zc.compress(c) for c in contents]
+        compressed = self._zc.multi_compress_to_buffer(contents)
+        return [compressed[n].tobytes() for n in range(len(compressed))]
 
     def _publish(self) -> list[Published]:
         if self._failed is not None:
