@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import zstandard
 
 from vigile.vault.crypto import Keys
 from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef
 
+_Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
 #: A published pack: its name, size and records.
 Published = tuple[str, int, list[RecordRef]]
 
@@ -130,7 +132,7 @@ class BackgroundPacker:
     def _compress(self, contents: list[bytes]) -> list[bytes]:
         if not any(contents):  # the batch call refuses a batch of nothing but empty records
             return [self._zc.compress(c) for c in contents]
-        compressed = self._zc.multi_compress_to_buffer(contents)
+        compressed = self._zc.multi_compress_to_buffer(cast("list[_Bytes]", contents))
         return [compressed[n].tobytes() for n in range(len(compressed))]
 
     def _publish(self) -> list[Published]:
