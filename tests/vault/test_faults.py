@@ -3,12 +3,15 @@ server disconnects. The peer is the real test Dovecot throughout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -136,6 +139,35 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "mb" / "INBOX.mbox").read_bytes().count(b"\nFrom ") + 1 == 20
+
+
+def test_progress_bar_on_a_terminal(filled: ImapAccount, tmp_path: Path) -> None:
+    """On a terminal the backup draws its progress bar (elsewhere it draws none)."""
+    config = write_config(tmp_path, filled)
+    leader, follower = pty.openpty()
+    drawn: list[bytes] = []
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the command has exited
+            while chunk := os.read(leader, 65536):
+                drawn.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        command = [sys.executable, "-m", "vigile", "vault", "backup", "--json"]
+        proc = subprocess.Popen(
+            [*command, "--config", str(config)], stdout=subprocess.PIPE, stderr=follower
+        )
+        os.close(follower)
+        stdout, _ = proc.communicate(timeout=300)
+        reader.join(timeout=60)
+    finally:
+        os.close(leader)
+    terminal = b"".join(drawn)
+    assert proc.returncode == 0, terminal.decode(errors="replace")
+    assert json.loads(stdout)["stored"] == 35
+    assert b"msgs" in terminal and filled.name.encode() in terminal
 
 
 def test_wrong_key_is_one_clear_line(filled: ImapAccount, tmp_path: Path) -> None:

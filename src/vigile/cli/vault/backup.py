@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Annotated, Any
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -123,11 +125,23 @@ def _close(source: RetryingSource | SourceError) -> None:
 
 
 def _backup_one(store: Vault, acc: ImapAccount, source: RetryingSource) -> dict[str, Any]:
-    """One account's run, with a progress bar of messages, bytes and rate."""
+    """One account's run, with a progress bar of messages, bytes and rate on a terminal."""
     from vigile.vault.backup import backup_account
 
+    if err_console.is_terminal:
+        snap, stats = _with_progress_bar(acc.name, partial(backup_account, store, source))
+    else:  # cron, a pipe: no bar to draw, nor its refresh thread taking turns with the run
+        snap, stats = backup_account(store, source)
+    return {"account": acc.name, "snapshot": snap.name, **vars(stats), "retries": source.retries}
+
+
+T = TypeVar("T")
+
+
+def _with_progress_bar(name: str, run: Callable[[Callable[[str, int], None]], T]) -> T:
+    """``run(tick)`` under a progress bar that ``tick(folder, size)`` advances."""
     with progress_bar() as bar:
-        task = bar.add_task(acc.name, total=None, messages=0)
+        task = bar.add_task(name, total=None, messages=0)
         seen = {"messages": 0, "bytes": 0, "shown": 0.0}
 
         def tick(folder: str, size: int) -> None:
@@ -140,8 +154,7 @@ def _backup_one(store: Vault, acc: ImapAccount, source: RetryingSource) -> dict[
                     task,
                     completed=seen["bytes"],
                     messages=seen["messages"],
-                    description=f"{acc.name} {folder}",
+                    description=f"{name} {folder}",
                 )
 
-        snap, stats = backup_account(store, source, tick)
-    return {"account": acc.name, "snapshot": snap.name, **vars(stats), "retries": source.retries}
+        return run(tick)
