@@ -100,19 +100,23 @@ def assemble(
     keys0: np.ndarray,
     ints0: np.ndarray,
     sides0: np.ndarray,
-    packets: np.ndarray,
-    addrs: np.ndarray,
+    idx: np.ndarray,
+    fields: tuple[np.ndarray, ...],
+    src: np.ndarray,
+    dst: np.ndarray,
     timeouts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Add packets to the flows carried over (``keys0``, ``ints0``, ``sides0``).
+    """Add packets ``idx`` of a chunk to the flows carried over (``keys0``, ``ints0``, ``sides0``).
 
-    ``packets`` has one row per packet: proto, sport, dport, flags, seq, ip bytes,
-    payload bytes, timestamp, position; ``addrs`` its source and destination halves;
-    ``timeouts`` the inactivity timeout of TCP, UDP and other flows in nanoseconds.
-    Returns the flows (keys, ints, sides), their hashes, which ones ended because a
-    packet came after their timeout (a new flow took the key), and each packet's row.
+    ``fields`` are the chunk's per-packet columns proto, sport, dport, flags, seq, ip
+    bytes, payload bytes, timestamp and position; ``src`` and ``dst`` its address
+    halves; ``timeouts`` the inactivity timeout of TCP, UDP and other flows in
+    nanoseconds. Returns the flows (keys, ints, sides), their hashes, which ones ended
+    because a packet came after their timeout (a new flow took the key), and the row
+    of each packet of ``idx``.
     """
-    n0, n = len(ints0), len(packets)
+    n0, n = len(ints0), len(idx)
+    protos, sports, dports, flagss, seqs, ipbs, pays, tss, poss = fields
     cap = n0 + n
     keys = np.empty((cap, 4), np.uint64)
     ints = np.empty((cap, len(INTS)), np.int64)
@@ -129,15 +133,10 @@ def assemble(
     row_of = np.empty(n, np.int64)
     rows = n0
     for i in range(n):
-        proto, sport, dport, flags = packets[i, 0], packets[i, 1], packets[i, 2], packets[i, 3]
-        seq, ipb, pay, ts, pos = (
-            packets[i, 4],
-            packets[i, 5],
-            packets[i, 6],
-            packets[i, 7],
-            packets[i, 8],
-        )
-        s0, s1, d0, d1 = addrs[i, 0], addrs[i, 1], addrs[i, 2], addrs[i, 3]
+        p = idx[i]
+        proto, sport, dport, flags = protos[p], sports[p], dports[p], flagss[p]
+        seq, ipb, pay, ts, pos = seqs[p], ipbs[p], pays[p], tss[p], poss[p]
+        s0, s1, d0, d1 = src[p, 0], src[p, 1], dst[p, 0], dst[p, 1]
         sp, dp = (0, 0) if proto == 1 or proto == 58 else (sport, dport)
         swap = s0 > d0 or (s0 == d0 and (s1 > d1 or (s1 == d1 and sp > dp)))
         j = rows  # the candidate row, kept only if the flow is new

@@ -76,12 +76,17 @@ class FlowTable:
         """Add a chunk; return the finished flows and each ok packet's flow first_pos."""
         ok = np.flatnonzero(d.ok)
         columns = (d.proto, d.sport, d.dport, d.flags, d.seq, d.ip_bytes, d.payload_wire)
-        packets = np.stack([*(c[ok] for c in columns), pk.ts_ns[ok], pk.pos[ok]], axis=1)
-        addrs = np.concatenate([d.src[ok], d.dst[ok]], axis=1)
         if len(ok):
             self.now = max(self.now, int(pk.ts_ns[ok].max()))
         keys, ints, sides, h, ended, row_of = fk.assemble(
-            self.keys, self.ints, self.sides, packets, addrs, self.limits
+            self.keys,
+            self.ints,
+            self.sides,
+            ok,
+            (*columns, pk.ts_ns, pk.pos),
+            d.src,
+            d.dst,
+            self.limits,
         )
         proto = ints[:, fk.PROTO]
         idle = ended | (ints[:, fk.LAST_TS] < self.now - self.timeouts.of(proto))

@@ -185,12 +185,19 @@ def _parse(msg: bytes) -> Hello:
     return hello
 
 
+#: Extensions whose content a fingerprint or a column uses; the others count by type only.
+READ_EXTENSIONS = frozenset((0, 10, 11, 13, 16, 43))
+
+
 def _extensions(data: bytes, h: Hello) -> None:
     off, extensions = 0, []
     while off + 4 <= len(data):
         etype, n = struct.unpack_from("!HH", data, off)
-        body = data[off + 4 : off + 4 + n]
         extensions.append(etype)
+        if etype not in READ_EXTENSIONS:
+            off += 4 + n
+            continue
+        body = data[off + 4 : off + 4 + n]
         if etype == 0 and h.client and len(body) >= 5:
             name_len = struct.unpack_from("!H", body, 3)[0]
             h.sni = body[5 : 5 + name_len].decode("utf-8", "backslashreplace")
