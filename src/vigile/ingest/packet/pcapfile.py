@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vigile.ingest.base import advise
 from vigile.ingest.packet.framing import walk_pcap
 from vigile.ingest.packet.pcapng import PcapngFramer
 from vigile.ingest.packet.records import (
@@ -188,7 +189,7 @@ def _mapped_chunks(
         # The chunk is done with: give its pages back (they stay in the page cache).
         upto = off // page * page
         if upto > released:
-            mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
+            advise(mapped, "MADV_DONTNEED", released, upto - released)
             released = upto
         start = off
     return start
