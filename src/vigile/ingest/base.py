@@ -135,7 +135,7 @@ class SourceFile:
         except (OSError, ValueError):
             yield None
             return
-        m.madvise(mmap.MADV_SEQUENTIAL)
+        advise(m, "MADV_SEQUENTIAL")
         try:
             yield m
         finally:
@@ -165,11 +165,18 @@ def _hash_mapped(path: Path, digest: blake3.blake3, window: int = 16 << 20) -> N
     never holds more than a window of the file.
     """
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        m.madvise(mmap.MADV_SEQUENTIAL)
+        advise(m, "MADV_SEQUENTIAL")
         with memoryview(m) as view:
             for off in range(0, len(m), window):
                 digest.update(view[off : off + window])
-                m.madvise(mmap.MADV_DONTNEED, off, min(window, len(m) - off))
+                advise(m, "MADV_DONTNEED", off, min(window, len(m) - off))
+
+
+def advise(m: mmap.mmap, option: str, *span: int) -> None:
+    """``madvise`` over ``span`` (start, length; all of ``m`` if not given) where the
+    system has it and knows ``option``: it is a hint, so elsewhere nothing happens."""
+    if hasattr(m, "madvise") and hasattr(mmap, option):
+        m.madvise(getattr(mmap, option), *span)
 
 
 def _hash_chunks(path: Path, digest: hashlib._Hash | blake3.blake3) -> None:

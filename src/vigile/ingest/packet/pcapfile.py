@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vigile.ingest.base import advise
 from vigile.ingest.packet.framing import walk_pcap
 from vigile.ingest.packet.pcapng import PcapngFramer
 from vigile.ingest.packet.records import (
@@ -37,6 +38,7 @@ from vigile.ingest.packet.records import (
     MAX_CAPLEN,
     MAX_RECORDS,
     PAD,
+    Chunk,
     Damage,
     Framer,
     Interface,
@@ -80,7 +82,7 @@ class _PcapFramer(Framer):
         # libpcap refuses a record longer than both the snap length and its own maximum.
         self.limit = max(snaplen, MAX_CAPLEN)
 
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
+    def walk(self, buf: Chunk, end: int, start: int, base: int, walk: Walk) -> int:
         view = np.frombuffer(buf, np.uint8)
         pos, fields, off, bad = walk_pcap(view, start, end, self.limit, self.little, MAX_RECORDS)
         walk.pos, walk.fields = pos, fields
@@ -173,9 +175,9 @@ def _mapped_chunks(
     released, span = 0, chunk_bytes
     while size - start > span + PAD:
         walk = Walk()
-        off = framer.walk(mapped, start + span, start, 0, walk)  # type: ignore[arg-type]
+        off = framer.walk(mapped, start + span, start, 0, walk)
         if len(walk.pos) or walk.singles:
-            packets = _packets(framer, mapped, start + span, 0, walk)  # type: ignore[arg-type]
+            packets = _packets(framer, mapped, start + span, 0, walk)
             yield from _bad_records(packets, framer.interfaces)
             yield packets.select(packets.caplen > 0)
         if framer.damage is not None:
@@ -188,7 +190,7 @@ def _mapped_chunks(
         # The chunk is done with: give its pages back (they stay in the page cache).
         upto = off // page * page
         if upto > released:
-            mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
+            advise(mapped, "MADV_DONTNEED", released, upto - released)
             released = upto
         start = off
     return start
@@ -223,7 +225,7 @@ def _fill(stream: BinaryIO, target: memoryview) -> int:
     return got
 
 
-def _packets(framer: Framer, buf: bytearray, end: int, base: int, walk: Walk) -> Packets:
+def _packets(framer: Framer, buf: Chunk, end: int, base: int, walk: Walk) -> Packets:
     view = np.frombuffer(buf, dtype=np.uint8)
     pos = np.array(walk.pos, dtype=np.int64)
     data_off, caplen, wirelen, iface, ts_raw = framer.columns(view, pos, walk)

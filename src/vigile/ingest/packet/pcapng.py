@@ -14,6 +14,7 @@ import numpy as np
 from vigile.ingest.packet.records import (
     MAX_CAPLEN,
     MAX_RECORDS,
+    Chunk,
     Framer,
     Interface,
     Walk,
@@ -27,7 +28,7 @@ class PcapngFramer(Framer):
         self.little = True
         self.iface_base = 0  # interfaces of earlier sections come first in the list
 
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
+    def walk(self, buf: Chunk, end: int, start: int, base: int, walk: Walk) -> int:
         off, pos = start, walk.pos
         assert isinstance(pos, list)
         u32 = struct.Struct("<I" if self.little else ">I").unpack_from
@@ -59,7 +60,7 @@ class PcapngFramer(Framer):
             off += blen
         return off
 
-    def _interface(self, buf: bytearray, off: int, blen: int) -> None:
+    def _interface(self, buf: Chunk, off: int, blen: int) -> None:
         e = "<" if self.little else ">"
         linktype, _, snaplen = struct.unpack_from(e + "HHI", buf, off + 8)
         iface = Interface(linktype, snaplen, 1_000.0)
@@ -77,7 +78,7 @@ class PcapngFramer(Framer):
             opt += 4 + (length + 3) // 4 * 4
         self.interfaces.append(iface)
 
-    def _single(self, buf: bytearray, off: int, blen: int, walk: Walk) -> None:
+    def _single(self, buf: Chunk, off: int, blen: int, walk: Walk) -> None:
         e = "<" if self.little else ">"
         if buf[off] == 3 or (not self.little and buf[off + 3] == 3):  # simple packet block
             (wire,) = struct.unpack_from(e + "I", buf, off + 8)

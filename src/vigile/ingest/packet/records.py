@@ -9,11 +9,14 @@ them (pcap: the compiled walk has read them already).
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
 
 CHUNK_BYTES = 32 << 20
+#: What a framer walks: a buffer read from the file, or the file's memory mapping.
+Chunk = bytearray | mmap.mmap
 #: At most this many records per chunk, which bounds the per-packet arrays of a chunk
 #: of small packets.
 MAX_RECORDS = 1 << 17
@@ -83,7 +86,7 @@ class Framer:
         self.interfaces: list[Interface] = []
         self.damage: Damage | None = None
 
-    def walk(self, buf: bytearray, end: int, start: int, base: int, walk: Walk) -> int:
+    def walk(self, buf: Chunk, end: int, start: int, base: int, walk: Walk) -> int:
         """Note the complete records in ``buf[start:end]``; return where the next begins."""
         raise NotImplementedError
 
@@ -91,7 +94,7 @@ class Framer:
         """data offset, caplen, wirelen, interface and raw timestamp of each record."""
         raise NotImplementedError
 
-    def fail(self, buf: bytearray, off: int, base: int, reason: str) -> int:
+    def fail(self, buf: Chunk, off: int, base: int, reason: str) -> int:
         self.damage = Damage(base + off, reason, bytes(buf[off : off + 64]))
         return off
 
