@@ -19,7 +19,7 @@ from vigile.vault.imap import message_set, parse_internaldate
 from vigile.vault.pack import scan_pack
 from vigile.vault.repo import Vault
 from vigile.vault.settings import parse_settings
-from vigile.vault.snapshot import FolderTree, MessageEntry
+from vigile.vault.snapshot import STAMP, FolderTree, MessageEntry, Snapshot
 
 FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
@@ -177,3 +177,38 @@ def test_content_id_algorithm_is_recorded_and_authenticated(
     (root / "config").write_text(json.dumps(dict(config, version=99)))
     with pytest.raises(VaultError, match="format version 99"):
         Vault.open(root, b"pw")
+
+
+def test_latest_snapshot_opens_the_newest_first(tmp_path: Path) -> None:
+    """Finding an account's newest snapshot (at or before a time) gives what a scan of
+    every snapshot gives, while opening only the newest few (backups under cron)."""
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Vault.open(root, b"pw", writable=True) as vault:
+        for hour in range(48):
+            for account in ("alice", "bob"):
+                when = t0 + timedelta(hours=hour, microseconds=hour * 1000)
+                name = f"{when.strftime(STAMP)}-{account}{hour:02d}"
+                vault.save_snapshot(Snapshot(name, account, when, ()))
+        # Two of alice's in one second: the later time wins, as in a full scan.
+        for micro in (500, 900):
+            when = t0 + timedelta(hours=50, microseconds=micro)
+            vault.save_snapshot(Snapshot(f"{when.strftime(STAMP)}-x{micro}", "alice", when, ()))
+        opened: list[str] = []
+        load = vault._load_snapshot
+
+        def counting(path: Path) -> Snapshot:
+            opened.append(path.name)
+            return load(path)
+
+        vault._load_snapshot = counting  # type: ignore[method-assign]
+        for account in ("alice", "bob", "carol"):
+            for at in (None, t0 + timedelta(hours=20, minutes=30), t0 - timedelta(hours=1)):
+                opened.clear()
+                got = vault.latest_snapshot(account, at)
+                if got is not None:  # the few newer ones and its own second, not all 98
+                    assert len(opened) <= 5, opened
+                scan = [s for s in vault.snapshots(account) if at is None or s.time <= at]
+                assert got == (scan[-1] if scan else None)
+        assert vault.latest_snapshot("alice").time.microsecond == 900

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
+from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta, Source
 
 if TYPE_CHECKING:
@@ -176,8 +176,7 @@ def backup_account(
     vault: Vault, source: Source, progress: Progress | None = None, now: datetime | None = None
 ) -> tuple[Snapshot, BackupStats]:
     """Back up every selected folder of ``source`` and save a snapshot of the account."""
-    previous = vault.snapshots(source.account)
-    last = previous[-1] if previous else None
+    last = vault.latest_snapshot(source.account)
     stats = BackupStats()
     refs = []
     for folder in source.folders():
@@ -186,7 +185,7 @@ def backup_account(
         refs.append(sync_folder(vault, source, st, prev, stats, progress))
         stats.folders += 1
     when = now or datetime.now(UTC)
-    name = f"{when.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
+    name = f"{when.astimezone(UTC).strftime(STAMP)}-{os.urandom(4).hex()}"
     counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
     snapshot = Snapshot(name, source.account, when, tuple(refs), counts)
     vault.save_snapshot(snapshot)

@@ -33,7 +33,7 @@ from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
 from vigile.vault.pack import ZSTD_LEVEL, RecordRef, pack_path, read_record, scan_pack
 from vigile.vault.packer import BackgroundPacker, Published
-from vigile.vault.snapshot import FolderTree, Snapshot
+from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
@@ -42,6 +42,16 @@ def _disk_error(e: OSError, what: Path) -> VaultError:
     if e.errno == errno.ENOSPC:
         return VaultError(f"{what}: no space left on device; the vault is unchanged by this run")
     return VaultError(f"{what}: {e.strerror}")
+
+
+def _stamp(name: str) -> str | None:
+    """The time prefix of a snapshot name, or None if it has none."""
+    head = name[:15]
+    try:
+        datetime.strptime(head, STAMP)
+    except ValueError:
+        return None
+    return head
 
 
 class Vault:
@@ -256,10 +266,38 @@ class Vault:
     def snapshot_at(self, account: str, at: datetime | None) -> Snapshot:
         """The newest snapshot of ``account`` taken at or before ``at`` (now if ``None``)."""
         at = at or datetime.now(UTC)
-        candidates = [s for s in self.snapshots(account) if s.time <= at]
-        if not candidates:
+        found = self.latest_snapshot(account, at)
+        if found is None:
             raise VaultError(f"no snapshot of account {account!r} at or before {at.isoformat()}")
-        return candidates[-1]
+        return found
+
+    def latest_snapshot(self, account: str, at: datetime | None = None) -> Snapshot | None:
+        """The newest snapshot of ``account`` (taken at or before ``at``), or None.
+
+        Snapshot files are named after the second they were taken (UTC), so they are
+        opened newest first and the search stops at the first second older than a match:
+        a backup under cron costs one decryption per account, not one per snapshot ever
+        taken. A file whose name does not start with a time is always opened.
+        """
+        limit = None if at is None else at.astimezone(UTC).strftime(STAMP)
+        best: Snapshot | None = None
+        best_stamp = ""
+        names = [p.name for p in (self.root / "snapshots").iterdir()]
+        names = [n for n in names if not n.startswith(".")]
+        unstamped = [n for n in names if _stamp(n) is None]
+        stamped = sorted((n for n in names if _stamp(n) is not None), reverse=True)
+        for name in unstamped + stamped:
+            stamp = _stamp(name)
+            if stamp is not None and best_stamp and stamp < best_stamp:
+                break
+            if stamp is not None and limit is not None and stamp > limit:
+                continue
+            snap = self._load_snapshot(self.root / "snapshots" / name)
+            if snap.account != account or (at is not None and snap.time > at):
+                continue
+            if best is None or (snap.time, snap.name) > (best.time, best.name):
+                best, best_stamp = snap, stamp or ""
+        return best
 
     def delete_snapshot(self, name: str) -> None:
         (self.root / "snapshots" / name).unlink()

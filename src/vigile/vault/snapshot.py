@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+#: How snapshot names begin: the second the snapshot was taken, in UTC.
+STAMP = "%Y%m%dT%H%M%S"
+
 
 @dataclass(frozen=True)
 class MessageEntry:
