@@ -71,8 +71,10 @@ class PcapReader:
                 finished, flow_pos = flows.add(chunk, d)
                 meta.scan(chunk, d, flow_pos)
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
-                done = stream.consumed_counter.consumed  # type: ignore[attr-defined]
-                sink.progress(int(chunk.pos[-1]) if mapped is not None else done)
+                if mapped is not None:
+                    sink.progress(int(chunk.pos[-1]))
+                else:
+                    sink.progress(stream.consumed_counter.consumed)  # type: ignore[attr-defined]
         last = flows.finish()
         if last is not None:
             self._emit(sink, conn_columns(last, flows.now, self.timeouts), meta)

@@ -248,10 +248,8 @@ class Vault:
     def snapshots(self, account: str | None = None) -> list[Snapshot]:
         """Every snapshot (of ``account``), oldest first."""
         out = []
-        for path in (self.root / "snapshots").iterdir():
-            if path.name.startswith("."):
-                continue
-            snap = self._load_snapshot(path)
+        for name in self._snapshot_names():
+            snap = self._load_snapshot(self.root / "snapshots" / name)
             if account is None or snap.account == account:
                 out.append(snap)
         return sorted(out, key=lambda s: (s.time, s.name))
@@ -282,12 +280,11 @@ class Vault:
         limit = None if at is None else at.astimezone(UTC).strftime(STAMP)
         best: Snapshot | None = None
         best_stamp = ""
-        names = [p.name for p in (self.root / "snapshots").iterdir()]
-        names = [n for n in names if not n.startswith(".")]
-        unstamped = [n for n in names if _stamp(n) is None]
-        stamped = sorted((n for n in names if _stamp(n) is not None), reverse=True)
-        for name in unstamped + stamped:
-            stamp = _stamp(name)
+        stamps = {name: _stamp(name) for name in self._snapshot_names()}
+        unstamped = [n for n, s in stamps.items() if s is None]  # always opened
+        timed = sorted((n for n, s in stamps.items() if s is not None), reverse=True)
+        for name in unstamped + timed:  # newest first: a name begins with its time
+            stamp = stamps[name]
             if stamp is not None and best_stamp and stamp < best_stamp:
                 break
             if stamp is not None and limit is not None and stamp > limit:
@@ -298,6 +295,10 @@ class Vault:
             if best is None or (snap.time, snap.name) > (best.time, best.name):
                 best, best_stamp = snap, stamp or ""
         return best
+
+    def _snapshot_names(self) -> list[str]:
+        """Names of the snapshot files (``.tmp-*`` files of unfinished writes left out)."""
+        return [p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith(".")]
 
     def delete_snapshot(self, name: str) -> None:
         (self.root / "snapshots" / name).unlink()
