@@ -7,10 +7,13 @@ only that thread ever touches the open pack.
 
 Records travel in batches (a few MiB or a few dozen messages) to keep the hand-over cheap;
 at most ``in_flight`` batches wait, which bounds memory. A pack that the worker completes
-is published (fsynced, renamed) there and returned to the caller by the next :meth:`add`
-or :meth:`flush`, to be indexed on the caller's thread (SQLite connections stay on the
-thread that opened them). A write error is raised by the next :meth:`add` or
-:meth:`flush`; the unfinished pack is removed and nothing after it is written.
+is handed to a second thread that publishes it (fsync, rename, fsync of the folder) while
+the worker goes on filling the next pack: the wait for the disk is off the worker's path.
+Published packs are returned to the caller by the next :meth:`add` or :meth:`flush`, to
+be indexed on the caller's thread (SQLite connections stay on the thread that opened
+them); :meth:`flush` waits for every pack to be published. A write or fsync error is
+raised by the next :meth:`add` or :meth:`flush`; the unfinished packs are removed and
+nothing after the error is written.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
 #: A published pack: its name, size and records.
 Published = tuple[str, int, list[RecordRef]]
+#: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
+Publishing = Future[Published]
 
 
 class BackgroundPacker:
@@ -50,11 +55,15 @@ class BackgroundPacker:
         self.batch_count = batch_count
         self.in_flight = in_flight
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vigile-packer")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="vigile-pack-sync")
         self._batch: list[tuple[bytes, bytes, bytes]] = []
         self._batch_size = 0
-        self._futures: deque[Future[list[Published]]] = deque()
-        # Worker-side state: touched only by tasks on the executor's one thread.
+        self._futures: deque[Future[list[Publishing]]] = deque()
+        self._publishing: deque[Publishing] = deque()  # oldest first; caller's thread only
+        # Worker-side state: touched only by tasks on the executor's one thread (and, for
+        # the list of handed-over packs, by abort() once that thread has stopped).
         self._writer: PackWriter | None = None
+        self._handed_over: list[tuple[Publishing, PackWriter]] = []
         self._zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._failed: BaseException | None = None
 
@@ -78,9 +87,14 @@ class BackgroundPacker:
         return self._collect(wait_for=0)
 
     def abort(self) -> None:
-        """Stop the worker, drop what is queued and remove the unfinished pack."""
+        """Stop both threads, drop what is queued and remove the unpublished packs."""
         self._batch.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._syncer.shutdown(wait=True, cancel_futures=True)
+        for publishing, writer in self._handed_over:
+            if publishing.cancelled():
+                writer.abort()
+        self._handed_over.clear()
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
@@ -91,15 +105,18 @@ class BackgroundPacker:
             self._futures.append(self._executor.submit(self._write, batch))
 
     def _collect(self, wait_for: int) -> list[Published]:
-        """Results of finished batches, waiting until at most ``wait_for`` remain queued."""
-        published: list[Published] = []
+        """Packs published so far, waiting until at most ``wait_for`` batches remain queued
+        (and, with ``wait_for`` 0, until every completed pack is published)."""
         while self._futures and (len(self._futures) > wait_for or self._futures[0].done()):
-            published += self._futures.popleft().result()  # re-raises the worker's error
+            self._publishing += self._futures.popleft().result()  # re-raises the worker's error
+        published: list[Published] = []
+        while self._publishing and (wait_for == 0 or self._publishing[0].done()):
+            published.append(self._publishing.popleft().result())  # re-raises an fsync error
         return published
 
     # ---- on the worker thread -------------------------------------------------------
 
-    def _write(self, batch: list[tuple[bytes, bytes, bytes]]) -> list[Published]:
+    def _write(self, batch: list[tuple[bytes, bytes, bytes]]) -> list[Publishing]:
         if self._failed is not None:
             raise self._failed
         published = []
@@ -135,19 +152,33 @@ class BackgroundPacker:
         compressed = self._zc.multi_compress_to_buffer(cast("list[_Bytes]", contents))
         return [compressed[n].tobytes() for n in range(len(compressed))]
 
-    def _publish(self) -> list[Published]:
+    def _publish(self) -> list[Publishing]:
+        """Hand the current pack (if any) over to be published."""
         if self._failed is not None:
             raise self._failed
         if self._writer is None:
             return []
         writer, self._writer = self._writer, None
+        publishing = self._syncer.submit(self._finish, writer)
+        # Kept until published, so that abort() can remove a pack it stops from publishing.
+        self._handed_over = [(p, w) for p, w in self._handed_over if not p.done()]
+        self._handed_over.append((publishing, writer))
+        return [publishing]
+
+    # ---- on the publishing thread ---------------------------------------------------
+
+    def _finish(self, writer: PackWriter) -> Published:
+        """fsync and rename one complete pack (the worker no longer touches it)."""
+        if self._failed is not None:  # an earlier pack failed: publish nothing after it
+            writer.abort()
+            raise self._failed
         try:
             name, records = writer.finish()
         except BaseException as e:
             writer.abort()
-            self._fail(e)
+            self._failed = e  # the worker checks it before its next batch
             raise
-        return [(name, writer.size, records)]
+        return (name, writer.size, records)
 
     def _fail(self, error: BaseException) -> None:
         self._failed = error
