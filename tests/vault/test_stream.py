@@ -17,7 +17,7 @@ from tests.vault.mailgen import fill, open_client
 from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.errors import SourceConnectionError
 from vigile.vault.imap import ImapSource
-from vigile.vault.imapstream import read_response
+from vigile.vault.imapstream import MAX_LINE, LineTooLong, read_response
 from vigile.vault.pack import RECORD_HEAD, RecordRef
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
@@ -133,6 +133,14 @@ def test_any_bytes_frame_as_a_response_or_a_clean_end(data: bytes) -> None:
     except EOFError:
         return
     assert response.text.endswith(b"\n") and len(response.text) <= len(data)
+
+
+def test_overlong_line_is_refused_not_taken_for_a_lost_connection() -> None:
+    wire = b"* 1 FETCH (UID 7 BODY[] {3}\r\nabc" + b"x" * MAX_LINE + b")\r\n"
+    with pytest.raises(LineTooLong):
+        read_response(io.BytesIO(wire))
+    with pytest.raises(LineTooLong):
+        read_response(io.BytesIO(b"* " + b"x" * MAX_LINE + b"\r\n"))
 
 
 def test_records_are_stored_once_and_only_after_flush(tmp_path: Path) -> None:

@@ -21,13 +21,20 @@ import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache, partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
-from vigile.vault.imapstream import FetchRefused, Response, body_of, stream_fetch
+from vigile.vault.imapstream import (
+    FetchRefused,
+    LineTooLong,
+    Reader,
+    Response,
+    body_of,
+    stream_fetch,
+)
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
 
@@ -206,6 +213,8 @@ class ImapSource:
             raise SourceConnectionError(f"{self._settings.host}: connection lost: {e}") from None
         except FetchRefused as e:
             raise SourceError(f"{self._settings.host}: FETCH refused: {e}") from None
+        except LineTooLong as e:
+            raise SourceError(f"{self._settings.host}: {e}") from None
         except (IMAPClientError, imaplib.IMAP4.error) as e:
             raise SourceError(f"{self._settings.host}: {e}") from None
 
@@ -309,7 +318,9 @@ class ImapSource:
         """:func:`stream_fetch` with errors mapped; the connection is marked broken until
         the stream has been read to its end (a caller that stops early leaves it so)."""
         self._check_usable()
-        stream = stream_fetch(self.client._imap, uid_sets, items, modifiers)
+        imap = self.client._imap
+        reader = cast("Reader", imap.file)  # a BufferedReader, typed loosely by imaplib
+        stream = stream_fetch(imap, reader, uid_sets, items, modifiers)
         with self._errors():  # once around the whole stream, not once per response
             self._broken = True
             try:
