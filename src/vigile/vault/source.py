@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from vigile.vault.errors import SourceConnectionError, SourceError
 
@@ -52,9 +52,13 @@ class FolderStatus:
     highestmodseq: int | None
 
 
-@dataclass(frozen=True)
-class MessageMeta:
-    """What a message carries besides its bytes."""
+class MessageMeta(NamedTuple):
+    """What a message carries besides its bytes.
+
+    A named tuple rather than a frozen dataclass, as :class:`FetchedMessage` and the
+    snapshot's ``MessageEntry``: a full backup makes one of each per message, and a
+    tuple is made three times faster (docs/benchmarks.md).
+    """
 
     uid: int
     size: int
@@ -62,8 +66,7 @@ class MessageMeta:
     flags: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class FetchedMessage:
+class FetchedMessage(NamedTuple):
     meta: MessageMeta
     raw: bytes
 
