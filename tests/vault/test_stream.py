@@ -15,7 +15,7 @@ from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client
 
 from vigile.vault.crypto import DEFAULT_KDF
-from vigile.vault.errors import SourceConnectionError
+from vigile.vault.errors import SourceConnectionError, SourceError
 from vigile.vault.imap import ImapSource
 from vigile.vault.imapstream import MAX_LINE, LineTooLong, read_response
 from vigile.vault.pack import RECORD_HEAD, RecordRef
@@ -61,6 +61,33 @@ def test_pipelined_fetch_gives_every_message_in_the_given_order(
             assert [f.meta.uid for f in fetched] == [m.uid for m in order if m is not ghost]
             assert all(f.raw == expected[f.meta.uid] for f in fetched)
         assert source.status("INBOX").messages == 23  # the connection is in step again
+    finally:
+        source.close()
+
+
+def test_pipelined_status_matches_one_status_at_a_time(account: ImapAccount) -> None:
+    """Folder names of every shape the server may quote back differently: with a space,
+    a quote, a backslash, non-ASCII (modified UTF-7), all digits, and an empty folder."""
+    names = ["INBOX", "Nouveau dossier", 'Dit "ça"', "back\\slash", "Été", "2024", "Vide"]
+    client = open_client(account, PASSWORD)
+    try:
+        fill(client, {name: n for n, name in enumerate(names)}, seed=9)
+        items = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"]
+        expected = [client.folder_status(name, items) for name in names]
+    finally:
+        client.logout()
+    source = ImapSource(account)
+    try:
+        got = source.statuses([*reversed(names)])
+        assert [st.name for st in got] == [*reversed(names)]
+        for st, want in zip(reversed(got), expected, strict=True):
+            assert (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == tuple(
+                int(want[item.encode()]) for item in items
+            )
+        assert [st.messages for st in got] == [*reversed(range(len(names)))]
+        with pytest.raises(SourceError, match="command refused"):
+            source.statuses(["INBOX", "No such folder"])
+        assert source.status("INBOX").messages == 0  # refused, but still in step
     finally:
         source.close()
 

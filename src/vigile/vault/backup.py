@@ -2,8 +2,9 @@
 
 Per folder, in order, the cheapest path that is still exact:
 
-1. ``STATUS`` (one round trip). Same UIDVALIDITY, UIDNEXT, message count and
-   HIGHESTMODSEQ as the previous snapshot: the folder did not change; its tree is reused.
+1. ``STATUS`` (of every folder at the start, in one round trip). Same UIDVALIDITY,
+   UIDNEXT, message count and HIGHESTMODSEQ as the previous snapshot: the folder did not
+   change; its tree is reused.
 2. Same UIDVALIDITY and both runs have HIGHESTMODSEQ (CONDSTORE): fetch flags, size and
    date only of messages changed since (new ones included). Expunges are detected by
    arithmetic (previous count + new - now); only if some happened are all UIDs listed.
@@ -177,9 +178,8 @@ def backup_account(
     last = vault.latest_snapshot(source.account)
     stats = BackupStats()
     refs = []
-    for folder in source.folders():
-        st = source.status(folder)
-        prev = last.folder(folder) if last is not None else None
+    for st in source.statuses(source.folders()):
+        prev = last.folder(st.name) if last is not None else None
         refs.append(sync_folder(vault, source, st, prev, stats, progress))
         stats.folders += 1
     when = now or datetime.now(UTC)

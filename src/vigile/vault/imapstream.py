@@ -1,4 +1,4 @@
-"""Pipelined, streaming ``UID FETCH`` on an imaplib connection.
+"""Pipelined, streaming ``UID FETCH`` (and ``STATUS``) on an imaplib connection.
 
 Written by hand because neither imaplib nor IMAPClient can do what a full backup needs:
 both send one command and then collect *every* response to it in memory before returning
@@ -48,7 +48,7 @@ class Reader(Protocol):
 
 
 class FetchRefused(Exception):
-    """The server answered a FETCH with NO or BAD."""
+    """The server answered a pipelined command (a FETCH, a STATUS) with NO or BAD."""
 
 
 class LineTooLong(Exception):
@@ -127,25 +127,40 @@ def stream_fetch(
     any order. Other untagged responses (``EXISTS``, ``EXPUNGE``…) are skipped. If the
     caller stops early, the connection is left mid-stream and must be dropped.
     """
-    pending = enumerate(uid_sets)
+    suffix = f" {items}{' ' + modifiers if modifiers else ''}".encode()
+    commands = (b"UID FETCH " + uid_set.encode() + suffix for uid_set in uid_sets)
+    yield from stream_commands(conn, reader, commands, b" FETCH ", WINDOW)
+
+
+def stream_commands(
+    conn: Connection, reader: Reader, commands: Iterable[bytes], kind: bytes, window: int
+) -> Iterator[Response | int]:
+    """Send ``commands`` (without tag or line end) pipelined, at most ``window`` in flight.
+
+    Yields the untagged responses whose first 32 bytes hold ``kind`` (``b" FETCH "``,
+    ``b" STATUS "``) as they arrive, and the position of each command (0 for the first)
+    when it completes, in whatever order the server completes them. A ``NO``/``BAD``
+    completion stops the sending and raises :class:`FetchRefused` once the commands in
+    flight have completed (their responses are read, not yielded).
+    """
+    pending = enumerate(commands)
     in_flight: dict[bytes, int] = {}
-    suffix = f" {items}{' ' + modifiers if modifiers else ''}\r\n".encode()
 
     def send_next() -> None:
-        position, uid_set = next(pending, (-1, ""))
+        position, command = next(pending, (-1, b""))
         if position >= 0:
             tag = f"VGF{next(_TAG_NUMBERS)}".encode()
-            conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix)
+            conn.send(tag + b" " + command + b"\r\n")
             in_flight[tag] = position
 
-    for _ in range(WINDOW):
+    for _ in range(window):
         send_next()
     refused = None
     while in_flight:
         response = read_response(reader)
         head = response.parts[0]
         if head.startswith(b"* "):
-            if refused is None and b" FETCH " in head[:32]:
+            if refused is None and kind in head[:32]:
                 yield response
             continue
         tag, _, rest = head.partition(b" ")

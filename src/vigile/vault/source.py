@@ -10,7 +10,10 @@ Contract, per method (every implementation must hold to it):
   after a failure, is safe and returns the same answer if the mailbox did not change.
 * ``folders`` lists selectable folders, in a stable order, names as the user sees them.
 * ``status`` is one round trip per folder and must be cheap: the backup calls it for every
-  folder on every run and skips folders whose markers did not move.
+  folder on every run and skips folders whose markers did not move. ``statuses`` is
+  ``status`` of several folders, in the order given, in one round trip where the protocol
+  allows (IMAP pipelines the commands); the backup asks it for every folder at the start,
+  so a folder's markers always date from before its messages are listed.
 * ``metadata`` returns flags, size and internal date; with ``changed_since`` only messages
   whose modification sequence is greater (new ones included). Sources without modification
   sequences return ``None`` for ``FolderStatus.highestmodseq`` and are never given one.
@@ -80,6 +83,8 @@ class Source(Protocol):
 
     def status(self, folder: str) -> FolderStatus: ...
 
+    def statuses(self, folders: Sequence[str]) -> list[FolderStatus]: ...
+
     def uids(self, folder: str) -> list[int]: ...
 
     def metadata(self, folder: str, changed_since: int | None = None) -> list[MessageMeta]: ...
@@ -147,6 +152,9 @@ class RetryingSource:
 
     def status(self, folder: str) -> FolderStatus:
         return self._call(lambda s: s.status(folder))
+
+    def statuses(self, folders: Sequence[str]) -> list[FolderStatus]:
+        return self._call(lambda s: s.statuses(folders))
 
     def uids(self, folder: str) -> list[int]:
         return self._call(lambda s: s.uids(folder))
