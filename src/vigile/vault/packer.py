@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import cast
 
 import zstandard
+from cryptography.utils import Buffer
 
-from vigile.vault.crypto import Keys
-from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef
+from vigile.vault.crypto import Keys, sealed_size
+from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef, put_head
 
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
 #: A published pack: its name, size and records.
@@ -122,23 +123,26 @@ class BackgroundPacker:
         published = []
         try:
             # One call compresses the whole batch (python-zstandard's C backend, without
-            # the GIL; frames identical to compress()), and the sealed records of a batch
-            # go to the pack in one write: few hand-overs of the GIL per batch rather than
-            # several per message, which the thread reading the network would wait on.
-            sealed = self.keys.seal_many(
-                self._compress([c for _, _, c in batch]), [k + i for k, i, _ in batch]
-            )
-            records = [(k, i, s) for (k, i, _), s in zip(batch, sealed, strict=True)]
-            while records:
+            # the GIL; frames identical to compress()), and the records of a batch are
+            # sealed straight into one block, written to the pack in one write: few
+            # hand-overs of the GIL per batch rather than several per message, which the
+            # thread reading the network would wait on, and no copy of the message bytes.
+            compressed = self._compress([c for _, _, c in batch])
+            lengths = [sealed_size(len(c)) for c in compressed]
+            start = 0
+            while start < len(batch):
                 if self._writer is None:
                     self._writer = PackWriter(self.root)
-                room = self.pack_size - self._writer.size
-                take = 0
-                while take < len(records) and room > 0:
-                    room -= RECORD_HEAD + len(records[take][2])
-                    take += 1
-                self._writer.add_many(records[:take])
-                records = records[take:]
+                room, end = self.pack_size - self._writer.size, start
+                while end < len(batch) and room > 0:
+                    room -= RECORD_HEAD + lengths[end]
+                    end += 1
+                part = slice(start, end)
+                records = [
+                    (k, i, n) for (k, i, _), n in zip(batch[part], lengths[part], strict=True)
+                ]
+                self._writer.add_block(self._seal_block(records, compressed[part]), records)
+                start = end
                 if self._writer.size >= self.pack_size:
                     published += self._publish()
         except BaseException as e:
@@ -146,11 +150,26 @@ class BackgroundPacker:
             raise
         return published
 
-    def _compress(self, contents: list[bytes]) -> list[bytes]:
+    def _compress(self, contents: list[bytes]) -> list[Buffer]:
         if not any(contents):  # the batch call refuses a batch of nothing but empty records
             return [self._zc.compress(c) for c in contents]
         compressed = self._zc.multi_compress_to_buffer(cast("list[_Bytes]", contents))
-        return [compressed[n].tobytes() for n in range(len(compressed))]
+        # Segments of the batch's output buffer (they support the buffer protocol, which
+        # the stubs' Buffer does not name): views, not copies.
+        return cast("list[Buffer]", [compressed[n] for n in range(len(compressed))])
+
+    def _seal_block(
+        self, records: list[tuple[bytes, bytes, int]], compressed: list[Buffer]
+    ) -> bytearray:
+        """Record headers and sealed records, laid out as :meth:`PackWriter.add_block` takes."""
+        block = bytearray(sum(RECORD_HEAD + n for _, _, n in records))
+        view, outs, offset = memoryview(block), [], 0
+        for kind, blob_id, n in records:
+            put_head(block, offset, kind, blob_id, n)
+            outs.append(view[offset + RECORD_HEAD : offset + RECORD_HEAD + n])
+            offset += RECORD_HEAD + n
+        self.keys.seal_many_into(compressed, [k + i for k, i, _ in records], outs)
+        return block
 
     def _publish(self) -> list[Publishing]:
         """Hand the current pack (if any) over to be published."""
