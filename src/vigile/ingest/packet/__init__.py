@@ -20,8 +20,8 @@ Passes, in the order :mod:`vigile.ingest.pcap` runs them on each chunk of packet
 
 The compiled parts use numba (machine code cached in ``__pycache__`` after the first
 run). Tests hold the compiled decoder, DNS reader and hello and head reader to the
-NumPy decoder and the Python parsers beside them, field for field; the framing and the flows are held to
-tshark, to the golden files and to reading in small chunks.
+NumPy decoder and the Python parsers beside them, field for field; the framing and
+the flows are held to tshark, to the golden files and to reading in small chunks.
 
 Hand-written rather than on dpkt or scapy: those build Python objects for every
 header of every packet; the plain dpkt loop of ``bench/pcap.py`` is measured beside
