@@ -51,6 +51,7 @@ class FlowMeta:
     """What the payloads of one flow said so far."""
 
     http: list[dict[str, Any]] = field(default_factory=list)
+    answered: int = 0  # responses answer requests in order: http[:answered] have one
     tls: dict[str, Any] | None = None
     first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
 
@@ -197,9 +198,9 @@ def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int)
 
 
 def _http_status(meta: FlowMeta, code: int | None) -> None:
-    pending = [row for row in meta.http if row["status"] is None]
-    if code is not None and pending:
-        pending[0]["status"] = code
+    if code is not None and meta.answered < len(meta.http):
+        meta.http[meta.answered]["status"] = code
+        meta.answered += 1
 
 
 def _tls_slow(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
