@@ -6,7 +6,7 @@ uncompressed file is memory-mapped and its chunks are windows of the mapping (no
 the pages of a chunk are released when the next is asked for); the last chunk, and any
 stream (a decompressor), are read into a buffer with zero bytes after the data.
 The record walk (each record's length gives the next one's offset, so it cannot be
-vectorised) is compiled for pcap (:mod:`.framing`) and a Python loop for pcapng;
+vectorised) is compiled (:mod:`.framing`), for pcapng around a Python loop for the rarer blocks;
 everything else is read from the buffer with NumPy gathers.
 
 Formats: pcap (both byte orders, micro- and nanosecond) as in

@@ -1,8 +1,10 @@
 """pcapng framing (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-01.html).
 
 Sections of either byte order, several interfaces with their own link type,
-``if_tsresol`` and ``if_tsoffset``; enhanced packet blocks are walked in the loop and
-read with NumPy, simple and obsolete packet blocks are read one by one.
+``if_tsresol`` and ``if_tsoffset``. Runs of enhanced packet blocks are walked in
+compiled code (:func:`.framing.walk_epbs`) and read with NumPy; every other block
+(section and interface headers, simple and obsolete packet blocks) and any damage is
+read here one block at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import struct
 
 import numpy as np
 
+from vigile.ingest.packet.framing import walk_epbs
 from vigile.ingest.packet.records import (
     MAX_CAPLEN,
     MAX_RECORDS,
@@ -32,7 +35,13 @@ class PcapngFramer(Framer):
         off, pos = start, walk.pos
         assert isinstance(pos, list)
         u32 = struct.Struct("<I" if self.little else ">I").unpack_from
+        view = np.frombuffer(buf, np.uint8)
         while off + 12 <= end and len(pos) < MAX_RECORDS:
+            room = MAX_RECORDS - len(pos)
+            run, off = walk_epbs(view, off, end, self.little, room, MAX_CAPLEN + 1024)
+            pos += run.tolist()
+            if off + 12 > end or len(pos) >= MAX_RECORDS:
+                break
             btype = u32(buf, off)[0]
             if btype == 0x0A0D0D0A:
                 if pos or walk.singles:
