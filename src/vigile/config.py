@@ -2,8 +2,8 @@
 
 Read from a TOML file (``vigile.toml`` in the working directory, or ``--config``);
 ``vigile init`` writes the commented default below. Sections this module does not
-know (``[vault]``, ``[detectors.beacon]``, …) are kept in :attr:`Config.raw` for the
-component that owns them.
+know (``[vault]``, ``[ingest.pcap]``, ``[detectors.beacon]``, …) are kept in
+:attr:`Config.raw` for the component that owns them.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ files = []
 [hunt]
 # Scoring window in hours, ending at the newest timestamp in the store (RITA uses 24).
 window_hours = 24
+
+[ingest.pcap]
+# Packet captures: a flow with no packet for this many seconds ends, and a later packet
+# starts a new one (Zeek's inactivity timeouts; the ICMP one also covers other protocols).
+tcp_inactivity_timeout = 300
+udp_inactivity_timeout = 60
+icmp_inactivity_timeout = 60
 
 # Mail backup (`vigile vault`); see docs/vault.md. Uncomment to use.
 # [vault]

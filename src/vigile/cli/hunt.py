@@ -21,7 +21,7 @@ from vigile.cli.common import (
     open_store,
     read_config,
 )
-from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, run_ingest
+from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, reader_options, run_ingest
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.detect import Finding, HuntContext, default_window, registered_detectors
 from vigile.hunt import run_detectors, top_talkers, write_report
@@ -98,11 +98,13 @@ def register(app: typer.Typer) -> None:
         """
         fmt = choose_format(as_json, as_csv)
         cfg = read_config(config)
+        options = reader_options(cfg)
         store = open_store(db)
         problems = False
         try:
             if paths:
-                ingest_report = run_ingest(store, paths, None, quiet=fmt is not Format.TABLE)
+                quiet = fmt is not Format.TABLE
+                ingest_report = run_ingest(store, paths, None, quiet, options)
                 problems = ingest_report.problems
                 if ingest_report.problems:
                     first = next(

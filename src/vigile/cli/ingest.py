@@ -16,9 +16,24 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vigile.cli.common import DEFAULT_DB, CsvOption, DbOption, JsonOption, open_store
+from vigile.cli.common import (
+    DEFAULT_DB,
+    CsvOption,
+    DbOption,
+    JsonOption,
+    open_store,
+    read_config,
+)
 from vigile.cli.output import Format, choose_format, emit_rows, err_console
-from vigile.ingest import IngestReport, ingest_paths
+from vigile.config import Config
+from vigile.errors import ConfigError
+from vigile.ingest import (
+    IngestReport,
+    ReaderOptions,
+    check_options,
+    ingest_paths,
+    registered_readers,
+)
 from vigile.schema import TRAFFIC_TABLES
 from vigile.store import Store
 
@@ -35,9 +50,34 @@ PathsArgument = Annotated[
 SensorOption = Annotated[
     str | None, typer.Option("--sensor", help="Name of the sensor to record with every row.")
 ]
+IngestConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="VIGILE_CONFIG",
+        help="Configuration (TOML): its [ingest.pcap] table sets the flow inactivity "
+        "timeouts of captures. Default: ./vigile.toml if present.",
+    ),
+]
 
 
-def run_ingest(store: Store, paths: list[Path], sensor: str | None, quiet: bool) -> IngestReport:
+def reader_options(config: Config) -> ReaderOptions:
+    """The ``[ingest]`` section of the configuration: options by reader name."""
+    section = config.section("ingest")
+    for name, value in section.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"[ingest] {name!r} must be a table ([ingest.{name}])")
+    check_options(registered_readers(), section)  # before the store is opened
+    return section
+
+
+def run_ingest(
+    store: Store,
+    paths: list[Path],
+    sensor: str | None,
+    quiet: bool,
+    options: ReaderOptions | None = None,
+) -> IngestReport:
     """Ingest with a progress bar over the bytes to read."""
     columns = (
         TextColumn("[bold]ingest"),
@@ -54,6 +94,7 @@ def run_ingest(store: Store, paths: list[Path], sensor: str | None, quiet: bool)
             sensor=sensor,
             on_start=lambda total: bar.update(task, total=total),
             on_progress=lambda n: bar.advance(task, n),
+            options=options,
         )
 
 
@@ -104,6 +145,7 @@ def register(app: typer.Typer) -> None:
         paths: PathsArgument,
         db: DbOption = DEFAULT_DB,
         sensor: SensorOption = None,
+        config: IngestConfigOption = None,
         as_json: JsonOption = False,
         as_csv: CsvOption = False,
     ) -> None:
@@ -112,12 +154,15 @@ def register(app: typer.Typer) -> None:
         Each file is stored whole or not at all, and a file already ingested (same
         content) is skipped, so running this twice adds nothing. Bad records are
         counted and kept in the store's `rejects` table with their file and line.
-        Exit code 3 means some input was refused or had bad records.
+        Exit code 3 means some input was refused or had bad records. Flows are cut
+        from captures with Zeek's inactivity timeouts unless the configuration's
+        [ingest.pcap] table sets others.
         """
         fmt = choose_format(as_json, as_csv)
+        options = reader_options(read_config(config))
         store = open_store(db)
         try:
-            report = run_ingest(store, paths, sensor, quiet=fmt is not Format.TABLE)
+            report = run_ingest(store, paths, sensor, fmt is not Format.TABLE, options)
         finally:
             store.close()
         print_report(report, fmt)

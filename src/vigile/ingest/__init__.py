@@ -12,15 +12,17 @@ Readers are found through the entry point group ``vigile.readers``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.errors import InputError, Location, UnknownFormatError
+from vigile.errors import ConfigError, InputError, Location, UnknownFormatError
 from vigile.ingest.base import LEGACY_PREFIX, Reader, SkipSource, SourceFile
 from vigile.schema import TRAFFIC_TABLES, conform
 from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
@@ -46,9 +48,35 @@ CANDIDATE_SUFFIXES = (
 MAX_RAW = 4096
 
 
+#: Reader options by reader name (the ``[ingest]`` section of vigile.toml).
+ReaderOptions = Mapping[str, Mapping[str, Any]]
+
+
 def registered_readers() -> list[type[Reader]]:
     """Every reader installed under the entry point group, in name order."""
     return sorted((ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)), key=lambda r: r.name)
+
+
+def check_options(readers: Sequence[type[Reader]], options: ReaderOptions) -> None:
+    """Raise :class:`~vigile.errors.ConfigError` unless every reader takes its options."""
+    names = {r.name: r for r in readers}
+    for name, values in options.items():
+        where = f"[ingest.{name}]"
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{where}: no reader is named {name!r} (readers: {known})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where} must be a table of options")
+        params = inspect.signature(names[name]).parameters.values()
+        takes = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = [key for key in values if key not in takes]
+        if unknown:
+            listed = ", ".join(takes) or "none"
+            raise ConfigError(f"{where}: unknown option {unknown[0]!r} (options: {listed})")
+        try:
+            names[name](**values)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
 
 
 @dataclass
@@ -195,8 +223,13 @@ def ingest_file(
     *,
     sensor: str | None = None,
     on_progress: Callable[[int], None] = lambda n: None,
+    options: ReaderOptions | None = None,
 ) -> FileResult:
-    """Ingest one file (see the module docstring for the passes)."""
+    """Ingest one file (see the module docstring for the passes).
+
+    ``options`` are the readers' options by reader name (checked beforehand with
+    :func:`check_options`).
+    """
     source = SourceFile.probe(path)
     if _already_stored(store, source):
         on_progress(source.size)
@@ -212,7 +245,7 @@ def ingest_file(
     try:
         with store.source_writer(record) as writer:
             sink = _PipelineSink(writer, source, reader_cls.position_unit, sensor, on_progress)
-            reader_cls().read(source, sink)
+            reader_cls(**(options or {}).get(reader_cls.name, {})).read(source, sink)
             sink.progress(source.size)
             writer.finish(sink.summary)
     except SkipSource as e:
@@ -234,9 +267,15 @@ def ingest_paths(
     sensor: str | None = None,
     on_start: Callable[[int], None] = lambda total: None,
     on_progress: Callable[[int], None] = lambda n: None,
+    options: ReaderOptions | None = None,
 ) -> IngestReport:
-    """Ingest files and directories; never raises for one bad file."""
+    """Ingest files and directories; never raises for one bad file.
+
+    Raises :class:`~vigile.errors.ConfigError`, before reading anything, if a
+    reader does not take its ``options``.
+    """
     readers = registered_readers()
+    check_options(readers, options or {})
     report = IngestReport()
     files = expand_paths(paths)
     on_start(sum(p.stat().st_size for p, _ in files))
@@ -247,7 +286,9 @@ def ingest_paths(
             continue
         try:
             report.files.append(
-                ingest_file(store, path, readers, sensor=sensor, on_progress=on_progress)
+                ingest_file(
+                    store, path, readers, sensor=sensor, on_progress=on_progress, options=options
+                )
             )
         except OSError as e:
             report.files.append(FileResult(path, "refused", message=f"{path}: {e.strerror or e}"))

@@ -10,7 +10,13 @@ under the entry point group ``vigile.readers`` (built-in readers too) and must:
   on with the next one; raise :class:`~vigile.errors.InputError` only when nothing
   more can be read (a missing required field, an unusable header);
 * raise :class:`SkipSource` for inputs of its format that vigile does not use
-  (a Zeek ``weird.log``), so they are reported, not refused.
+  (a Zeek ``weird.log``), so they are reported, not refused;
+* take its options as keyword-only arguments of its constructor: the pipeline passes
+  the ``[ingest.<name>]`` table of ``vigile.toml`` (nothing when there is none),
+  refuses a key that is not one of them, and reports a ``ValueError`` or
+  ``TypeError`` the constructor raises for a bad value; both as a configuration error
+  before any file is read. Options change how a file is read,
+  not which file it is: a file already stored is not read again with new options.
 """
 
 from __future__ import annotations

@@ -10,20 +10,19 @@ is rejected with its byte offset and nothing after it is read.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.packet.connstate import conn_columns
-from vigile.ingest.packet.decode import decode
 from vigile.ingest.packet.dnsrows import named
-from vigile.ingest.packet.flows import FlowTable, Timeouts
-from vigile.ingest.packet.fragments import FragmentTable
-from vigile.ingest.packet.meta import Metadata
-from vigile.ingest.packet.pcapfile import CHUNK_BYTES, Damage, capture_kind, read_packets
+from vigile.ingest.packet.magic import Timeouts, capture_kind
+from vigile.ingest.packet.records import CHUNK_BYTES
 from vigile.schema import TS
+
+if TYPE_CHECKING:
+    from vigile.ingest.packet.meta import Metadata
 
 #: Rows of one table held back before they are emitted together (one insert).
 EMIT_ROWS = 65_536
@@ -40,8 +39,21 @@ class PcapReader:
     position_unit: ClassVar[str] = "byte"
     description: ClassVar[str] = "Packet captures (pcap, pcapng): flows with DNS, HTTP and TLS"
 
-    def __init__(self, timeouts: Timeouts | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
-        self.timeouts = timeouts or Timeouts()
+    def __init__(
+        self,
+        chunk_bytes: int = CHUNK_BYTES,
+        *,
+        tcp_inactivity_timeout: float = Timeouts.tcp,
+        udp_inactivity_timeout: float = Timeouts.udp,
+        icmp_inactivity_timeout: float = Timeouts.other,
+    ) -> None:
+        """The options (``[ingest.pcap]`` in vigile.toml) are Zeek's inactivity
+        timeouts, in seconds: a flow with no packet for that long ends, and a later
+        packet starts a new one. ``icmp_inactivity_timeout`` also covers IP protocols
+        other than TCP and UDP. ``chunk_bytes`` (not an option) is the read size."""
+        self.timeouts = Timeouts(
+            tcp_inactivity_timeout, udp_inactivity_timeout, icmp_inactivity_timeout
+        )
         self.chunk_bytes = chunk_bytes
         self._addr_text: dict[tuple[int, int], str] = {}
         self._held: dict[str, list[pa.Table]] = {}
@@ -51,6 +63,15 @@ class PcapReader:
         return capture_kind(head) is not None
 
     def read(self, source: SourceFile, sink: Sink) -> None:
+        # The passes load numba's compiled code: imported when a capture is read (see
+        # :mod:`.packet.magic`).
+        from vigile.ingest.packet.connstate import conn_columns
+        from vigile.ingest.packet.decode import decode
+        from vigile.ingest.packet.flows import FlowTable
+        from vigile.ingest.packet.fragments import FragmentTable
+        from vigile.ingest.packet.meta import Metadata
+        from vigile.ingest.packet.pcapfile import Damage, read_packets
+
         sink.set_log_type("packets")
         self.source_id = source.source_id
         flows, meta, fragments = FlowTable(self.timeouts), Metadata(), FragmentTable()

@@ -14,13 +14,14 @@ Passes, in the order :mod:`vigile.ingest.pcap` runs them on each chunk of packet
    chunk;
 4. :mod:`.meta` picks the payloads that carry metadata; :mod:`.dnsbatch` reads the DNS
    messages of all of them at once in compiled code (:mod:`.dnskernel`) and
-   :mod:`.dnsrows` pairs them into rows, while :mod:`.dns` (unusual messages),
+   :mod:`.dnsrows` pairs them into rows; :mod:`.headkernel` reads the TLS hellos and
+   HTTP heads in the common layouts, also at once; :mod:`.dns` (unusual messages),
    :mod:`.http` and :mod:`.tls` parse the rest one packet at a time in Python.
 
 The compiled parts use numba (machine code cached in ``__pycache__`` after the first
-run). Tests hold the compiled decoder and DNS reader to the NumPy decoder and the
-Python DNS parser beside them, field for field; the framing and the flows are held to
-tshark, to the golden files and to reading in small chunks.
+run). Tests hold the compiled decoder, DNS reader and hello and head reader to the
+NumPy decoder and the Python parsers beside them, field for field; the framing and
+the flows are held to tshark, to the golden files and to reading in small chunks.
 
 Hand-written rather than on dpkt or scapy: those build Python objects for every
 header of every packet; the plain dpkt loop of ``bench/pcap.py`` is measured beside

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigile.ingest.packet.flows import BIG, LETTERS, SYN, Parts, Timeouts
+from vigile.ingest.packet.flows import BIG, LETTERS, SYN, Parts
+from vigile.ingest.packet.magic import Timeouts
 
 #: Ports Zeek's analyzers register as likely server ports (subset of ``likely_server_ports``).
 LIKELY_SERVER_PORTS = np.array(

@@ -19,31 +19,17 @@ Zeek's handling of more than 4 GiB in one direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from vigile.ingest.packet import flowkernel as fk
 from vigile.ingest.packet.decode import Decoded
+from vigile.ingest.packet.magic import Timeouts
 from vigile.ingest.packet.pcapfile import Packets
 
 BIG = np.iinfo(np.int64).max
 #: History letters tracked per direction, in Zeek's order of meaning.
 LETTERS = "SHADFR"
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Inactivity timeouts in seconds (Zeek's defaults)."""
-
-    tcp: float = 300.0
-    udp: float = 60.0
-    other: float = 60.0
-
-    def of(self, proto: np.ndarray) -> np.ndarray:
-        s = np.where(proto == 6, self.tcp, np.where(proto == 17, self.udp, self.other))
-        return (s * 1e9).astype(np.int64)
 
 
 #: A group of flows as columns: arrays of shape (n,), (n, 2) per direction, or (n, 2, 6)

@@ -48,3 +48,27 @@ def walk_pcap(
         n += 1
         off += 16 + caplen
     return pos[:n], fields[:n], off, bad
+
+
+@njit(cache=True, nogil=True)
+def walk_epbs(
+    v: np.ndarray, start: int, end: int, little: bool, max_records: int, max_block: int
+) -> tuple[np.ndarray, int]:
+    """The run of pcapng enhanced packet blocks at ``v[start:end]``: offsets, next offset.
+
+    The run stops at the first block that is of another type, not complete, or not
+    valid (a length that is too short, not a multiple of 4 or above ``max_block``); the
+    Python walk of :mod:`.pcapng` reads that block and reports damage.
+    """
+    room = min(max_records, max(end - start, 0) // 32 + 1)  # a packet block takes 32 bytes
+    pos = np.empty(room, np.int64)
+    off, n = start, 0
+    while n < room and off + 12 <= end:
+        blen = _u32(v, off + 4, little)
+        ok = blen >= 32 and blen % 4 == 0 and blen <= max_block and off + blen <= end
+        if _u32(v, off, little) != 6 or not ok:
+            break
+        pos[n] = off
+        n += 1
+        off += blen
+    return pos[:n], off

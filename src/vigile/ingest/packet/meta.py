@@ -3,10 +3,12 @@
 A compiled pre-filter (:mod:`.classify`) picks the packets whose payload can carry
 metadata (DNS ports, an HTTP method or status line, a TLS handshake record). DNS over
 UDP is read for the whole chunk in compiled code (:mod:`.dnsbatch`) and paired into
-rows with NumPy (:mod:`.dnsrows`); the rest (DNS over TCP, unusual DNS messages, HTTP, TLS) is
-parsed in Python. What they yield is kept per flow (keyed by the byte offset of the
-flow's first packet) and turned into rows when the flow ends, since only then are
-its originator and uid final.
+rows with NumPy (:mod:`.dnsrows`); TLS hellos and HTTP heads in the common layouts are
+read in compiled code too (:mod:`.headkernel`), with each distinct hello fingerprinted
+once (:class:`.tls.FieldCache`). The rest (DNS over TCP, unusual DNS messages, hellos
+split over segments, unusual heads) is parsed in Python. What they yield is kept per
+flow (keyed by the byte offset of the flow's first packet) and turned into rows when
+the flow ends, since only then are its originator and uid final.
 
 Pairing follows Zeek: a DNS query and its response (same transaction id in the same
 flow) make one row; HTTP responses answer the oldest unanswered request of their
@@ -29,11 +31,13 @@ from vigile.ingest.packet.classify import (
     HTTP_REQUEST,
     HTTP_STATUS,
     NONE,
+    TLS_HELLO,
     classify,
 )
 from vigile.ingest.packet.decode import Decoded
 from vigile.ingest.packet.dnsbatch import Batch, parse_columns
 from vigile.ingest.packet.dnsrows import MESSAGE, DnsRows
+from vigile.ingest.packet.headkernel import DONE, NOT_HEAD, read_heads, request, text
 from vigile.ingest.packet.pcapfile import Packets
 
 MAX_SEGMENTS = 12
@@ -47,6 +51,7 @@ class FlowMeta:
     """What the payloads of one flow said so far."""
 
     http: list[dict[str, Any]] = field(default_factory=list)
+    answered: int = 0  # responses answer requests in order: http[:answered] have one
     tls: dict[str, Any] | None = None
     first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
 
@@ -65,6 +70,7 @@ class Metadata:
     def __init__(self) -> None:
         self.flows: dict[int, FlowMeta] = {}
         self.dns = DnsRows()
+        self.hellos = tls.FieldCache()
 
     def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
@@ -78,26 +84,39 @@ class Metadata:
         kind[fast] = NONE  # read: the rest of them go to dns.parse below
         seg = _Segments(pk, d, fp)
         cand = np.flatnonzero(kind)
-        mem = memoryview(v.data)
+        heads, keys = read_heads(v, kind[cand], po[cand], cap[cand])
+        mem, key_mem = memoryview(v.data), memoryview(keys.data)
         columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns, pk.pos))
-        rows = zip(cand.tolist(), *columns, strict=True)
+        rows = zip(cand.tolist(), *columns, heads.tolist(), strict=True)
         slow: list[tuple[int, int, int, int, dns.DnsMessage]] = []
-        for i, k, start, size, flow, ts, pos in rows:
-            payload = mem[start : start + size].tobytes()
+        for i, k, start, size, flow, ts, pos, head in rows:
             meta = self.flows.get(flow)
             if meta is None:
                 meta = self.flows[flow] = FlowMeta()
+            if head[0] == DONE:
+                if k == TLS_HELLO:
+                    msg, key = head[1:3], key_mem[head[3] : head[3] + head[4]]
+                    hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
+                    _tls(meta, hello, text(mem, head[5], head[6]), ts, pos)
+                elif k == HTTP_REQUEST:
+                    _http_request(meta, request(mem, head), ts, pos)
+                else:
+                    _http_status(meta, head[1] if head[1] >= 0 else None)
+                continue
+            if head[0] == NOT_HEAD:
+                continue
+            payload = mem[start : start + size].tobytes()
             if k == DNS_UDP:
                 _dns(slow, meta, payload, (flow, pos, ts, 0))
             elif k == DNS_TCP:
                 size = int.from_bytes(payload[:2], "big")
                 _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
             elif k == HTTP_REQUEST:
-                _http_request(meta, payload, ts, pos)
+                _http_request(meta, http.parse_request(payload), ts, pos)
             elif k == HTTP_STATUS:
-                _http_status(meta, payload)
+                _http_status(meta, http.parse_status(payload))
             else:
-                _tls(meta, seg.hello(i, payload), ts, pos)
+                _tls_slow(meta, seg.hello(i, payload), ts, pos)
         self.dns.add(_messages(batch, fast, fp, pk, slow))
         self._dns_services(fp[fast], pk.pos[fast])
 
@@ -167,8 +186,7 @@ def _messages(
     return pa.concat_tables([table, pa.Table.from_pylist(other, schema=MESSAGE)])
 
 
-def _http_request(meta: FlowMeta, payload: bytes, ts: int, pos: int) -> None:
-    r = http.parse_request(payload)
+def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> None:
     if r is None:
         return
     meta.service("http", pos)
@@ -179,30 +197,37 @@ def _http_request(meta: FlowMeta, payload: bytes, ts: int, pos: int) -> None:
     )
 
 
-def _http_status(meta: FlowMeta, payload: bytes) -> None:
-    code = http.parse_status(payload)
-    pending = [row for row in meta.http if row["status"] is None]
-    if code is not None and pending:
-        pending[0]["status"] = code
+def _http_status(meta: FlowMeta, code: int | None) -> None:
+    if code is not None and meta.answered < len(meta.http):
+        meta.http[meta.answered]["status"] = code
+        meta.answered += 1
 
 
-def _tls(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
+def _tls_slow(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
+    """A hello that :mod:`.headkernel` left to the Python parser."""
     if msg is None:
         return
     try:
         h = tls.parse_hello(msg)
     except tls.TlsError:
         return
+    _tls(meta, tls.fields(h), h.sni, ts, pos)
+
+
+def _tls(meta: FlowMeta, hello: tls.Fields | None, sni: str | None, ts: int, pos: int) -> None:
+    if hello is None:
+        return
+    client, version, cipher, ja3, ja4 = hello
     meta.service("ssl", pos)
     row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
     meta.tls = row
     # The first hello of each side counts (a retransmission or a renegotiation does not).
-    if h.client and row["ja3"] is None:
-        row.update(sni=h.sni, ja3=h.ja3(), ja4=h.ja4("t"))
+    if client and row["ja3"] is None:
+        row.update(sni=sni, ja3=ja3, ja4=ja4)
         if row["version"] is None:
-            row["version"] = h.version_name
-    elif not h.client and row["ja3s"] is None:
-        row.update(version=h.version_name, cipher=h.cipher_name, ja3s=h.ja3(), established=True)
+            row["version"] = version
+    elif not client and row["ja3s"] is None:
+        row.update(version=version, cipher=cipher, ja3s=ja3, established=True)
 
 
 class _Segments:

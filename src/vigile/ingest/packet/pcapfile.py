@@ -6,7 +6,7 @@ uncompressed file is memory-mapped and its chunks are windows of the mapping (no
 the pages of a chunk are released when the next is asked for); the last chunk, and any
 stream (a decompressor), are read into a buffer with zero bytes after the data.
 The record walk (each record's length gives the next one's offset, so it cannot be
-vectorised) is compiled for pcap (:mod:`.framing`) and a Python loop for pcapng;
+vectorised) is compiled (:mod:`.framing`), for pcapng around a Python loop for the rarer blocks;
 everything else is read from the buffer with NumPy gathers.
 
 Formats: pcap (both byte orders, micro- and nanosecond) as in
@@ -32,6 +32,7 @@ import numpy as np
 
 from vigile.ingest.base import advise
 from vigile.ingest.packet.framing import walk_pcap
+from vigile.ingest.packet.magic import PCAP_MAGICS, capture_kind
 from vigile.ingest.packet.pcapng import PcapngFramer
 from vigile.ingest.packet.records import (
     CHUNK_BYTES,
@@ -47,28 +48,7 @@ from vigile.ingest.packet.records import (
     gather_u32,
 )
 
-__all__ = ["CHUNK_BYTES", "MAX_RECORDS", "Damage", "Packets", "capture_kind", "read_packets"]
-
-PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1_000),
-    b"\xa1\xb2\xc3\xd4": (">", 1_000),
-    b"\x4d\x3c\xb2\xa1": ("<", 1),
-    b"\xa1\xb2\x3c\x4d": (">", 1),
-}
-PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
-
-
-def capture_kind(head: bytes) -> str | None:
-    """``pcap``, ``pcapng`` or None, from the first bytes of a file.
-
-    >>> capture_kind(b"\\xd4\\xc3\\xb2\\xa1" + bytes(20)), capture_kind(b"#fields")
-    ('pcap', None)
-    """
-    if head[:4] in PCAP_MAGICS and len(head) >= 24:
-        return "pcap"
-    if head[:4] == PCAPNG_SHB and head[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
-        return "pcapng"
-    return None
+__all__ = ["CHUNK_BYTES", "MAX_RECORDS", "Damage", "Packets", "read_packets"]
 
 
 class _PcapFramer(Framer):

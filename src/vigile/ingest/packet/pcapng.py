@@ -1,8 +1,10 @@
 """pcapng framing (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-01.html).
 
 Sections of either byte order, several interfaces with their own link type,
-``if_tsresol`` and ``if_tsoffset``; enhanced packet blocks are walked in the loop and
-read with NumPy, simple and obsolete packet blocks are read one by one.
+``if_tsresol`` and ``if_tsoffset``. Runs of enhanced packet blocks are walked in
+compiled code (:func:`.framing.walk_epbs`) and read with NumPy; every other block
+(section and interface headers, simple and obsolete packet blocks) and any damage is
+read here one block at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import struct
 
 import numpy as np
 
+from vigile.ingest.packet.framing import walk_epbs
 from vigile.ingest.packet.records import (
     MAX_CAPLEN,
     MAX_RECORDS,
@@ -21,6 +24,9 @@ from vigile.ingest.packet.records import (
     gather_u32,
 )
 
+#: The longest block taken for a packet block; a longer length is damage.
+MAX_BLOCK = MAX_CAPLEN + 1024
+
 
 class PcapngFramer(Framer):
     def __init__(self) -> None:
@@ -29,13 +35,28 @@ class PcapngFramer(Framer):
         self.iface_base = 0  # interfaces of earlier sections come first in the list
 
     def walk(self, buf: Chunk, end: int, start: int, base: int, walk: Walk) -> int:
-        off, pos = start, walk.pos
-        assert isinstance(pos, list)
+        runs: list[np.ndarray] = []
+        try:
+            return self._walk(buf, end, start, base, walk, runs)
+        finally:
+            walk.pos = np.concatenate(runs) if runs else np.empty(0, np.int64)
+
+    def _walk(
+        self, buf: Chunk, end: int, start: int, base: int, walk: Walk, runs: list[np.ndarray]
+    ) -> int:
+        off, count = start, 0
         u32 = struct.Struct("<I" if self.little else ">I").unpack_from
-        while off + 12 <= end and len(pos) < MAX_RECORDS:
+        view = np.frombuffer(buf, np.uint8)
+        while off + 12 <= end and count < MAX_RECORDS:
+            run, off = walk_epbs(view, off, end, self.little, MAX_RECORDS - count, MAX_BLOCK)
+            runs.append(run)
+            count += len(run)
+            if off + 12 > end or count >= MAX_RECORDS:
+                break
+            # The block at ``off`` is not a complete, valid enhanced packet block.
             btype = u32(buf, off)[0]
             if btype == 0x0A0D0D0A:
-                if pos or walk.singles:
+                if count or walk.singles:
                     return off  # a new section starts a new chunk (byte order may change)
                 bom = bytes(buf[off + 8 : off + 12])
                 if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -43,15 +64,13 @@ class PcapngFramer(Framer):
                 self.little = bom == b"\x4d\x3c\x2b\x1a"
                 u32 = struct.Struct("<I" if self.little else ">I").unpack_from
             blen = u32(buf, off + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_CAPLEN + 1024:
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
                 return self.fail(buf, off, base, f"block length {blen} is not valid")
             if off + blen > end:
                 break
             if btype == 6:
-                if blen < 32:
-                    return self.fail(buf, off, base, "packet block shorter than its header")
-                pos.append(off)
-            elif btype == 0x0A0D0D0A:
+                return self.fail(buf, off, base, "packet block shorter than its header")
+            if btype == 0x0A0D0D0A:
                 self.iface_base = len(self.interfaces)
             elif btype == 1:
                 self._interface(buf, off, blen)

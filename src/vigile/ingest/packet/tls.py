@@ -121,6 +121,43 @@ def _ja4(
     return f"{a}_{b}_{c}"
 
 
+#: What a ``tls`` row takes from a hello besides its SNI: ClientHello?, version name,
+#: cipher name, JA3 (JA3S for a server), JA4 (None for a server).
+Fields = tuple[bool, str, str | None, str, str | None]
+
+
+def fields(hello: Hello) -> Fields:
+    """The :data:`Fields` of ``hello``."""
+    ja4 = hello.ja4("t") if hello.client else None
+    return hello.client, hello.version_name, hello.cipher_name, hello.ja3(), ja4
+
+
+class FieldCache:
+    """:data:`Fields` of hellos by the key :mod:`.headkernel` writes for them.
+
+    Hellos with the same key have the same fields, so a hello is parsed in Python
+    only the first time its key is seen. The cache is emptied when it reaches
+    ``limit`` keys, which bounds its memory.
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self.limit = limit
+        self._known: dict[bytes, Fields | None] = {}
+
+    def get(self, key: bytes, msg: memoryview) -> Fields | None:
+        """The fields of hello message ``msg`` whose key is ``key``; None if malformed."""
+        if key in self._known:
+            return self._known[key]
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        try:
+            value: Fields | None = fields(parse_hello(msg.tobytes()))
+        except TlsError:
+            value = None
+        self._known[key] = value
+        return value
+
+
 def _sha12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
