@@ -88,6 +88,13 @@ def test_pipelined_status_matches_one_status_at_a_time(account: ImapAccount) -> 
         with pytest.raises(SourceError, match="command refused"):
             source.statuses(["INBOX", "No such folder"])
         assert source.status("INBOX").messages == 0  # refused, but still in step
+        # A server that spells a name back otherwise: that folder is asked again alone.
+        asked = source._fetch_statuses
+        respelled = lambda folders, items: {  # noqa: E731
+            name.upper(): st for name, st in asked(folders, items).items()
+        }
+        source._fetch_statuses = respelled  # type: ignore[method-assign]
+        assert source.statuses(["Vide", "INBOX"]) == got[:1] + got[-1:]
     finally:
         source.close()
 

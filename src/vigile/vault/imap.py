@@ -106,6 +106,17 @@ def _as_bytes(text: str | bytes) -> bytes:
     return text if isinstance(text, bytes) else text.encode()
 
 
+def _folder_status(name: str, items: dict[bytes, Any]) -> FolderStatus:
+    modseq = items.get(b"HIGHESTMODSEQ")
+    return FolderStatus(
+        name,
+        int(items[b"UIDVALIDITY"]),
+        int(items[b"UIDNEXT"]),
+        int(items[b"MESSAGES"]),
+        int(modseq) if modseq is not None else None,
+    )
+
+
 def message_set(uids: Sequence[int]) -> str:
     """An IMAP message set with runs collapsed.
 
@@ -245,10 +256,13 @@ class ImapSource:
         5.5): one round trip for all rather than one each."""
         items = "UIDVALIDITY UIDNEXT MESSAGES" + (" HIGHESTMODSEQ" if self.condstore else "")
         found = self._guard(partial(self._fetch_statuses, folders, items))
-        missing = [f for f in folders if f not in found]
-        if missing:
-            raise SourceError(f"{self._settings.host}: no STATUS for folder {missing[0]!r}")
-        return [found[f] for f in folders]
+        # A server may spell a name back otherwise ("inbox" for INBOX): that folder is
+        # asked again alone, its answer taken whatever name it carries.
+        return [found.get(f) or self._status_alone(f, items) for f in folders]
+
+    def _status_alone(self, folder: str, items: str) -> FolderStatus:
+        st: dict[bytes, Any] = self._guard(lambda: self.client.folder_status(folder, items.split()))
+        return _folder_status(folder, st)
 
     def _fetch_statuses(self, folders: Sequence[str], items: str) -> dict[str, FolderStatus]:
         quoted = (self.client._normalise_folder(f) for f in folders)
@@ -277,15 +291,7 @@ class ImapSource:
             name = decode_utf7(name)
         elif isinstance(name, bytes):
             name = name.decode()
-        st = dict(as_pairs(pairs))
-        modseq = st.get(b"HIGHESTMODSEQ")
-        return FolderStatus(
-            name,
-            int(st[b"UIDVALIDITY"]),
-            int(st[b"UIDNEXT"]),
-            int(st[b"MESSAGES"]),
-            int(modseq) if modseq is not None else None,
-        )
+        return _folder_status(name, dict(as_pairs(pairs)))
 
     def _examine(self, folder: str) -> int | None:
         """Open ``folder`` read-only; the message count if it was opened just now."""
