@@ -15,9 +15,9 @@ from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client
 
 from vigile.vault.crypto import DEFAULT_KDF
-from vigile.vault.errors import SourceConnectionError
+from vigile.vault.errors import SourceConnectionError, SourceError
 from vigile.vault.imap import ImapSource
-from vigile.vault.imapstream import read_response
+from vigile.vault.imapstream import MAX_LINE, LineTooLong, read_response
 from vigile.vault.pack import RECORD_HEAD, RecordRef
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
@@ -61,6 +61,40 @@ def test_pipelined_fetch_gives_every_message_in_the_given_order(
             assert [f.meta.uid for f in fetched] == [m.uid for m in order if m is not ghost]
             assert all(f.raw == expected[f.meta.uid] for f in fetched)
         assert source.status("INBOX").messages == 23  # the connection is in step again
+    finally:
+        source.close()
+
+
+def test_pipelined_status_matches_one_status_at_a_time(account: ImapAccount) -> None:
+    """Folder names of every shape the server may quote back differently: with a space,
+    a quote, a backslash, non-ASCII (modified UTF-7), all digits, and an empty folder."""
+    names = ["INBOX", "Nouveau dossier", 'Dit "ça"', "back\\slash", "Été", "2024", "Vide"]
+    client = open_client(account, PASSWORD)
+    try:
+        fill(client, {name: n for n, name in enumerate(names)}, seed=9)
+        items = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"]
+        expected = [client.folder_status(name, items) for name in names]
+    finally:
+        client.logout()
+    source = ImapSource(account)
+    try:
+        got = source.statuses([*reversed(names)])
+        assert [st.name for st in got] == [*reversed(names)]
+        for st, want in zip(reversed(got), expected, strict=True):
+            assert (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == tuple(
+                int(want[item.encode()]) for item in items
+            )
+        assert [st.messages for st in got] == [*reversed(range(len(names)))]
+        with pytest.raises(SourceError, match="command refused"):
+            source.statuses(["INBOX", "No such folder"])
+        assert source.status("INBOX").messages == 0  # refused, but still in step
+        # A server that spells a name back otherwise: that folder is asked again alone.
+        asked = source._fetch_statuses
+        respelled = lambda folders, items: {  # noqa: E731
+            name.upper(): st for name, st in asked(folders, items).items()
+        }
+        source._fetch_statuses = respelled  # type: ignore[method-assign]
+        assert source.statuses(["Vide", "INBOX"]) == got[:1] + got[-1:]
     finally:
         source.close()
 
@@ -133,6 +167,14 @@ def test_any_bytes_frame_as_a_response_or_a_clean_end(data: bytes) -> None:
     except EOFError:
         return
     assert response.text.endswith(b"\n") and len(response.text) <= len(data)
+
+
+def test_overlong_line_is_refused_not_taken_for_a_lost_connection() -> None:
+    wire = b"* 1 FETCH (UID 7 BODY[] {3}\r\nabc" + b"x" * MAX_LINE + b")\r\n"
+    with pytest.raises(LineTooLong):
+        read_response(io.BytesIO(wire))
+    with pytest.raises(LineTooLong):
+        read_response(io.BytesIO(b"* " + b"x" * MAX_LINE + b"\r\n"))
 
 
 def test_records_are_stored_once_and_only_after_flush(tmp_path: Path) -> None:

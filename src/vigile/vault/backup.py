@@ -2,8 +2,9 @@
 
 Per folder, in order, the cheapest path that is still exact:
 
-1. ``STATUS`` (one round trip). Same UIDVALIDITY, UIDNEXT, message count and
-   HIGHESTMODSEQ as the previous snapshot: the folder did not change; its tree is reused.
+1. ``STATUS`` (of every folder at the start, in one round trip). Same UIDVALIDITY,
+   UIDNEXT, message count and HIGHESTMODSEQ as the previous snapshot: the folder did not
+   change; its tree is reused.
 2. Same UIDVALIDITY and both runs have HIGHESTMODSEQ (CONDSTORE): fetch flags, size and
    date only of messages changed since (new ones included). Expunges are detected by
    arithmetic (previous count + new - now); only if some happened are all UIDs listed.
@@ -23,6 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
@@ -62,13 +64,8 @@ def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
     >>> list(_groups(range(5), 2))
     [[0, 1], [2, 3], [4]]
     """
-    group: list[T] = []
-    for item in items:
-        group.append(item)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
+    it = iter(items)
+    while group := list(islice(it, size)):  # batched in C, not one step per item
         yield group
 
 
@@ -134,14 +131,16 @@ def _store(
 ) -> None:
     """Store fetched messages (a group at a time) and enter them in ``messages``."""
     for group in _groups(fetched, STORE_GROUP):
-        ids = vault.put_many(b"M", [message.raw for message in group])
-        for message, (blob_id, stored) in zip(group, ids, strict=True):
-            m, size = message.meta, len(message.raw)
+        raws = [raw for _, raw in group]
+        ids = vault.put_many(b"M", raws)
+        sizes = list(map(len, raws))
+        for (m, _), (blob_id, _), size in zip(group, ids, sizes, strict=True):
             messages[m.uid] = MessageEntry(m.uid, blob_id, size, m.internaldate, m.flags)
-            stats.fetched += 1
-            stats.stored += stored
-            stats.bytes_fetched += size
-            if progress is not None:
+        stats.fetched += len(group)
+        stats.stored += sum(stored for _, stored in ids)
+        stats.bytes_fetched += sum(sizes)
+        if progress is not None:
+            for size in sizes:
                 progress(folder, size)
 
 
@@ -179,9 +178,8 @@ def backup_account(
     last = vault.latest_snapshot(source.account)
     stats = BackupStats()
     refs = []
-    for folder in source.folders():
-        st = source.status(folder)
-        prev = last.folder(folder) if last is not None else None
+    for st in source.statuses(source.folders()):
+        prev = last.folder(st.name) if last is not None else None
         refs.append(sync_folder(vault, source, st, prev, stats, progress))
         stats.folders += 1
     when = now or datetime.now(UTC)

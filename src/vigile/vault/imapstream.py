@@ -1,4 +1,4 @@
-"""Pipelined, streaming ``UID FETCH`` on an imaplib connection.
+"""Pipelined, streaming ``UID FETCH`` (and ``STATUS``) on an imaplib connection.
 
 Written by hand because neither imaplib nor IMAPClient can do what a full backup needs:
 both send one command and then collect *every* response to it in memory before returning
@@ -6,12 +6,14 @@ both send one command and then collect *every* response to it in memory before r
 server idles, or held whole in memory), and IMAPClient's pure-Python lexer was the largest
 single cost of a backup (docs/benchmarks.md). Here the commands are pipelined (a few in
 flight, RFC 3501 section 5.5), and responses are handed over one by one as they arrive,
-read with imaplib's own ``send``, ``readline`` and ``read``; only the framing of a FETCH
-response (a line, a ``{n}`` literal, the rest of the line) is parsed here, and the items in
-it by :func:`body_of` and the patterns in ``imap.py``.
+sent with imaplib's ``send`` and read from imaplib's buffered reader of the socket
+directly (its ``readline``/``read`` wrappers cost a Python call each per line); only the
+framing of a FETCH response (a line, a ``{n}`` literal, the rest of the line) is parsed
+here, and the items in it by :func:`body_of` and the patterns in ``imap.py``.
 
 Errors: a ``NO``/``BAD`` completion raises :class:`FetchRefused` (permanent) once the
-other commands in flight have completed; a closed or timed-out connection raises
+other commands in flight have completed; a line longer than imaplib accepts raises
+:class:`LineTooLong` (permanent too); a closed or timed-out connection raises
 ``OSError``/``EOFError`` to the caller, which treats the connection as lost.
 """
 
@@ -24,23 +26,33 @@ from typing import NamedTuple, Protocol
 
 #: Commands in flight at once: enough that the server always has the next one queued.
 WINDOW = 3
+#: The longest response line accepted, as imaplib's ``_MAXLINE``: a bound on memory.
+MAX_LINE = 1_000_000
 _TAG_NUMBERS = itertools.count(1)  # next() on a count is atomic: tags stay unique
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n\Z")
 _UID = re.compile(rb"[( ]UID (\d+)")
 
 
 class Connection(Protocol):
-    """What imaplib's ``IMAP4`` offers for raw exchanges (documented there)."""
+    """What imaplib's ``IMAP4`` offers to send a raw command (documented there)."""
 
     def send(self, data: bytes) -> None: ...
 
-    def readline(self) -> bytes: ...
 
-    def read(self, size: int) -> bytes: ...
+class Reader(Protocol):
+    """A buffered binary reader (``io.BufferedReader``; imaplib's ``IMAP4.file``)."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class FetchRefused(Exception):
-    """The server answered a FETCH with NO or BAD."""
+    """The server answered a pipelined command (a FETCH, a STATUS) with NO or BAD."""
+
+
+class LineTooLong(Exception):
+    """A response line longer than :data:`MAX_LINE` (the connection is left mid-response)."""
 
 
 class Response(NamedTuple):
@@ -61,7 +73,16 @@ class Response(NamedTuple):
         return int(found.group(1)) if found else None
 
 
-def read_response(conn: Connection) -> Response:
+def _whole(line: bytes) -> bytes:
+    """``line`` if it is a whole line, else the reason it is not."""
+    if not line.endswith(b"\n"):
+        if len(line) > MAX_LINE:
+            raise LineTooLong(f"response line longer than {MAX_LINE} bytes")
+        raise EOFError("connection closed in the middle of a response")
+    return line
+
+
+def read_response(reader: Reader) -> Response:
     """Read one whole server response, literals included.
 
     >>> import io
@@ -69,22 +90,17 @@ def read_response(conn: Connection) -> Response:
     >>> r.uid, r.literals, body_of(r)
     (7, [b'abc'], b'abc')
     """
-    line = conn.readline()
+    line = reader.readline(MAX_LINE + 1)
     parts, literals = [], []
-    while True:
-        if not line.endswith(b"\n"):
-            raise EOFError("connection closed in the middle of a response")
-        found = _LITERAL.search(line) if line.endswith(b"}\r\n") else None
-        if found is None:
-            parts.append(line)
-            break
+    while line.endswith(b"}\r\n") and (found := _LITERAL.search(line)) is not None:
         parts.append(line[: found.start()])
         size = int(found.group(1))
-        literal = conn.read(size)
+        literal = reader.read(size)
         if len(literal) != size:
             raise EOFError("connection closed in the middle of a literal")
         literals.append(literal)
-        line = conn.readline()
+        line = reader.readline(MAX_LINE + 1)
+    parts.append(_whole(line))
     return Response(parts, literals)
 
 
@@ -99,7 +115,7 @@ def body_of(response: Response) -> bytes | None:
 
 
 def stream_fetch(
-    conn: Connection, uid_sets: Iterable[str], items: str, modifiers: str = ""
+    conn: Connection, reader: Reader, uid_sets: Iterable[str], items: str, modifiers: str = ""
 ) -> Iterator[Response | int]:
     """``UID FETCH <set> <items> <modifiers>`` for every set, pipelined; yields responses.
 
@@ -111,25 +127,40 @@ def stream_fetch(
     any order. Other untagged responses (``EXISTS``, ``EXPUNGE``…) are skipped. If the
     caller stops early, the connection is left mid-stream and must be dropped.
     """
-    pending = enumerate(uid_sets)
+    suffix = f" {items}{' ' + modifiers if modifiers else ''}".encode()
+    commands = (b"UID FETCH " + uid_set.encode() + suffix for uid_set in uid_sets)
+    yield from stream_commands(conn, reader, commands, b" FETCH ", WINDOW)
+
+
+def stream_commands(
+    conn: Connection, reader: Reader, commands: Iterable[bytes], kind: bytes, window: int
+) -> Iterator[Response | int]:
+    """Send ``commands`` (without tag or line end) pipelined, at most ``window`` in flight.
+
+    Yields the untagged responses whose first 32 bytes hold ``kind`` (``b" FETCH "``,
+    ``b" STATUS "``) as they arrive, and the position of each command (0 for the first)
+    when it completes, in whatever order the server completes them. A ``NO``/``BAD``
+    completion stops the sending and raises :class:`FetchRefused` once the commands in
+    flight have completed (their responses are read, not yielded).
+    """
+    pending = enumerate(commands)
     in_flight: dict[bytes, int] = {}
-    suffix = f" {items}{' ' + modifiers if modifiers else ''}\r\n".encode()
 
     def send_next() -> None:
-        position, uid_set = next(pending, (-1, ""))
+        position, command = next(pending, (-1, b""))
         if position >= 0:
             tag = f"VGF{next(_TAG_NUMBERS)}".encode()
-            conn.send(tag + b" UID FETCH " + uid_set.encode() + suffix)
+            conn.send(tag + b" " + command + b"\r\n")
             in_flight[tag] = position
 
-    for _ in range(WINDOW):
+    for _ in range(window):
         send_next()
     refused = None
     while in_flight:
-        response = read_response(conn)
+        response = read_response(reader)
         head = response.parts[0]
         if head.startswith(b"* "):
-            if refused is None and b" FETCH " in head[:32]:
+            if refused is None and kind in head[:32]:
                 yield response
             continue
         tag, _, rest = head.partition(b" ")

@@ -45,6 +45,11 @@ class RecordRef:
     length: int
 
 
+def put_head(block: bytearray, offset: int, kind: bytes, blob_id: bytes, length: int) -> None:
+    """Write a record header into ``block`` at ``offset``."""
+    _HEAD.pack_into(block, offset, kind, blob_id, length)
+
+
 def pack_path(root: Path, name: str) -> Path:
     return root / "packs" / name[:2] / name
 
@@ -57,35 +62,46 @@ class PackWriter:
         (root / "packs").mkdir(parents=True, exist_ok=True)
         self.tmp = root / "packs" / f".tmp-{os.urandom(8).hex()}"
         self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
-        self._hash = hashlib.sha256()
         self.records: list[tuple[bytes, bytes, int, int]] = []
         self.size = 0
         self._write(MAGIC)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         self._file.write(data)
-        self._hash.update(data)
         self.size += len(data)
 
     def add(self, kind: bytes, blob_id: bytes, sealed: bytes) -> None:
         self.add_many([(kind, blob_id, sealed)])
 
     def add_many(self, records: list[tuple[bytes, bytes, bytes]]) -> None:
-        """Append records ``(kind, id, sealed)`` with one write and one hash update."""
+        """Append records ``(kind, id, sealed)`` with one write."""
         parts: list[bytes] = []
-        offset = self.size
         for kind, blob_id, sealed in records:
             parts += (_HEAD.pack(kind, blob_id, len(sealed)), sealed)
-            self.records.append((kind, blob_id, offset, len(sealed)))
-            offset += RECORD_HEAD + len(sealed)
-        self._write(b"".join(parts))
+        self.add_block(b"".join(parts), [(kind, i, len(sealed)) for kind, i, sealed in records])
+
+    def add_block(self, block: bytes | bytearray, records: list[tuple[bytes, bytes, int]]) -> None:
+        """Append ``block``: the records ``(kind, id, sealed length)``, back to back, each a
+        header (:func:`put_head`) and its sealed bytes; one write."""
+        offset = self.size
+        for kind, blob_id, length in records:
+            self.records.append((kind, blob_id, offset, length))
+            offset += RECORD_HEAD + length
+        if offset != self.size + len(block):
+            raise ValueError("block size does not match its records")
+        self._write(block)
 
     def finish(self) -> tuple[str, list[RecordRef]]:
-        """Flush, fsync and rename into place; returns the pack name and its records."""
+        """Flush, fsync, name and rename into place; returns the pack name and its records.
+
+        The name is hashed from the file as written, here rather than as records are
+        added: a backup calls this on a thread of its own (``packer.py``), which takes
+        the hashing off the thread that compresses and seals.
+        """
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        name = self._hash.hexdigest()
+        name = hash_file(self.tmp)
         final = pack_path(self.root, name)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp, final)

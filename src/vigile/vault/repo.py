@@ -137,8 +137,7 @@ class Vault:
 
     def put_many(self, kind: bytes, contents: list[bytes]) -> list[tuple[bytes, bool]]:
         """:meth:`put` for several records, with one index look-up for all of them."""
-        blob_id = self.keys.blob_id
-        ids = [blob_id(content) for content in contents]
+        ids = self.keys.blob_ids(contents)
         pending = self._pending
         known = self.index.existing([i for i in ids if i not in pending])
         out, new = [], []

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 #: How snapshot names begin: the second the snapshot was taken, in UTC.
 STAMP = "%Y%m%dT%H%M%S"
 
 
-@dataclass(frozen=True)
-class MessageEntry:
-    """One message in a folder at snapshot time."""
+class MessageEntry(NamedTuple):
+    """One message in a folder at snapshot time (a named tuple: see ``MessageMeta``)."""
 
     uid: int
     blob_id: bytes
