@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,9 +63,6 @@ def backup_cmd(
     if not accounts:
         raise ConfigError("no [[vault.accounts]] configured")
     root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
-    # What is loaded by now lives as long as the process: the cyclic garbage collector
-    # need not walk it again at each of the run's full collections.
-    gc.freeze()
     # The argon2id derivation runs in C without the GIL: it takes place while the rest of
     # the backup code is imported and the first account connects and logs in.
     with ThreadPoolExecutor(1) as pool:
