@@ -42,6 +42,7 @@ class PcapReader:
     def __init__(
         self,
         chunk_bytes: int = CHUNK_BYTES,
+        hold_rows: int = EMIT_ROWS,
         *,
         tcp_inactivity_timeout: float = Timeouts.tcp,
         udp_inactivity_timeout: float = Timeouts.udp,
@@ -50,11 +51,13 @@ class PcapReader:
         """The options (``[ingest.pcap]`` in vigile.toml) are Zeek's inactivity
         timeouts, in seconds: a flow with no packet for that long ends, and a later
         packet starts a new one. ``icmp_inactivity_timeout`` also covers IP protocols
-        other than TCP and UDP. ``chunk_bytes`` (not an option) is the read size."""
+        other than TCP and UDP. ``chunk_bytes`` (the read size) and ``hold_rows`` (rows
+        held back before they are written, see :meth:`_hold`) are not options."""
         self.timeouts = Timeouts(
             tcp_inactivity_timeout, udp_inactivity_timeout, icmp_inactivity_timeout
         )
         self.chunk_bytes = chunk_bytes
+        self.hold_rows = hold_rows
         self._addr_text: dict[tuple[int, int], str] = {}
         self._held: dict[str, list[pa.Table]] = {}
 
@@ -65,7 +68,7 @@ class PcapReader:
     def read(self, source: SourceFile, sink: Sink) -> None:
         # The passes load numba's compiled code: imported when a capture is read (see
         # :mod:`.packet.magic`).
-        from vigile.ingest.packet.connstate import conn_columns
+        from vigile.ingest.packet.connstate import conn_columns, endpoints
         from vigile.ingest.packet.decode import decode
         from vigile.ingest.packet.flows import FlowTable
         from vigile.ingest.packet.fragments import FragmentTable
@@ -92,6 +95,8 @@ class PcapReader:
                 finished, flow_pos = flows.add(chunk, d)
                 meta.scan(chunk, d, flow_pos)
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
+                if meta.dns.held >= self.hold_rows:  # what is left belongs to active flows
+                    self._emit_dns(sink, meta.dns.paired(), endpoints(flows.active()))
                 if mapped is not None:
                     sink.progress(int(chunk.pos[-1]))
                 else:
@@ -141,48 +146,44 @@ class PcapReader:
         for k in ("resp_ip_bytes", "orig_pkts", "resp_pkts"):
             columns[k] = pa.array(c[k])
         self._hold(sink, "conn", columns)
-        self._emit_dns(sink, c, meta, uids, src, dst)
+        self._emit_dns(sink, meta.dns.pop(c["first_pos"]), c)
         for table, table_rows in rows.items():
             if table_rows:
                 self._hold(sink, table, _columns(table_rows))
 
-    def _emit_dns(
-        self,
-        sink: Sink,
-        c: dict[str, np.ndarray],
-        meta: Metadata,
-        uids: list[str],
-        src: list[str],
-        dst: list[str],
-    ) -> None:
-        """The ``dns`` rows of the flows in ``c``, with their flow's uid and endpoints."""
-        rows = meta.dns.pop(c["first_pos"])
+    def _emit_dns(self, sink: Sink, rows: pa.Table | None, c: dict[str, np.ndarray]) -> None:
+        """``dns`` rows with their flow's uid and endpoints (:func:`.connstate.endpoints`
+        columns ``c`` of flows that include every row's)."""
         if rows is None:
             return
-        order = np.argsort(c["first_pos"])
         flow = rows["flow"].to_numpy()
-        at = order[np.searchsorted(c["first_pos"], flow, sorter=order)]
+        flows, row_flow = np.unique(flow, return_inverse=True)  # texts made once a flow
+        order = np.argsort(c["first_pos"])
+        at = order[np.searchsorted(c["first_pos"], flows, sorter=order)]
+        take = pa.array(row_flow)
         columns = named(rows)
         columns["ts"] = columns["ts"].cast(pa.int64()).cast(TS)
         columns |= {
-            "uid": pa.array(uids).take(at),
-            "src": pa.array(src).take(at),
-            "dst": pa.array(dst).take(at),
-            "src_port": pa.array(c["sport"][at], pa.int32()),
-            "dst_port": pa.array(c["dport"][at], pa.int32()),
+            "uid": pa.array(self._uids(flows)).take(take),
+            "src": pa.array(self._addresses(c["orig"][at])).take(take),
+            "dst": pa.array(self._addresses(c["resp"][at])).take(take),
+            "src_port": pa.array(c["sport"][at][row_flow], pa.int32()),
+            "dst_port": pa.array(c["dport"][at][row_flow], pa.int32()),
             "source_pos": pa.array(flow, pa.int64()),
         }
         self._hold(sink, "dns", columns)
 
     def _hold(self, sink: Sink, table: str, columns: dict[str, pa.Array]) -> None:
-        """Rows to emit, held until there are :data:`EMIT_ROWS` of them.
+        """Rows to emit, held until there are ``hold_rows`` of them.
 
         Each emit is one insert into the store, whose fixed cost outweighs a few
-        thousand rows; memory stays bounded by the limit.
+        thousand rows; memory stays bounded by the limit. The DNS rows of flows still
+        active are written once ``hold_rows`` of them are held, so a long-lived flow (a
+        DNS tunnel) does not hold its transactions until it ends.
         """
         held = self._held.setdefault(table, [])
         held.append(pa.table(columns))
-        if sum(t.num_rows for t in held) >= EMIT_ROWS:
+        if sum(t.num_rows for t in held) >= self.hold_rows:
             self._flush(sink, table)
 
     def _flush(self, sink: Sink, table: str) -> None:

@@ -51,6 +51,23 @@ STATES = np.array(
 )
 
 
+def endpoints(p: Parts) -> dict[str, np.ndarray]:
+    """``first_pos``, ``orig``, ``resp``, ``sport`` and ``dport`` of flows, finished or not.
+
+    They depend only on a flow's first packet, so they are final from then on: rows of
+    an active flow (its DNS transactions) can be written before the flow ends.
+    """
+    o = p["first_dir"] ^ _flipped(p)  # side of the originator: 0 = a, 1 = b
+    icmp = np.isin(p["proto"], (1, 58))
+    return {
+        "first_pos": p["first_pos"],
+        "orig": np.where((o == 0)[:, None], p["a"], p["b"]),
+        "resp": np.where((o == 0)[:, None], p["b"], p["a"]),
+        "sport": np.where(icmp, p["first_sport"], np.where(o == 0, p["pa"], p["pb"])),
+        "dport": np.where(icmp, p["first_dport"], np.where(o == 0, p["pb"], p["pa"])),
+    }
+
+
 def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, np.ndarray]:
     """Zeek conn.log fields of finished flows; ``end_ns`` set at the end of the capture."""
     n = len(p["h"])
@@ -58,12 +75,8 @@ def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, 
     flip = _flipped(p)
     o = p["first_dir"] ^ flip  # side of the originator: 0 = a, 1 = b
     r = 1 - o
-    orig = np.where((o == 0)[:, None], p["a"], p["b"])
-    resp = np.where((o == 0)[:, None], p["b"], p["a"])
-    icmp = np.isin(p["proto"], (1, 58))
+    ends = endpoints(p)
     tcp = p["proto"] == 6
-    sport = np.where(icmp, p["first_sport"], np.where(o == 0, p["pa"], p["pb"]))
-    dport = np.where(icmp, p["first_dport"], np.where(o == 0, p["pb"], p["pa"]))
     span = np.where(p["sbase"] >= 0, np.maximum(p["shi"] - p["slo"], 0), 0)
     payload = np.where(tcp[:, None], span, p["pay"])
     seen = p["hist"] < BIG  # (n, 2, letters)
@@ -74,12 +87,8 @@ def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, 
     is_open = np.zeros(n, bool)
     if end_ns is not None:
         is_open = ~ended & (p["last_ts"] >= end_ns - timeouts.of(p["proto"]))
-    return {
+    return ends | {
         "ts_ns": p["first_ts"],
-        "orig": orig,
-        "resp": resp,
-        "sport": sport,
-        "dport": dport,
         "proto": p["proto"],
         "duration": (p["last_ts"] - p["first_ts"]) / 1e9,
         "orig_bytes": payload[rows, o],
@@ -91,7 +100,6 @@ def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, 
         "conn_state": state,
         "history": _history(p["hist"], o, flip, p["proto"]),
         "open": is_open,
-        "first_pos": p["first_pos"],
     }
 
 

@@ -94,6 +94,24 @@ class DnsRows:
             [*base.columns, *reply.columns], names=[*FROM_OPENER, *FROM_RESPONSE]
         )
 
+    @property
+    def held(self) -> int:
+        """Paired rows held: :meth:`paired` hands them out."""
+        return sum(t.num_rows for t in self.pending) + len(self.closed)
+
+    def paired(self) -> pa.Table | None:
+        """Every paired row held, of any flow; unanswered queries stay, to be answered.
+
+        Lets the rows of a long-lived flow (a DNS tunnel keeps one 5-tuple for hours) be
+        written before the flow ends, so that what is held stays bounded.
+        """
+        tables = [*self.pending]
+        if self.closed:
+            tables.append(pa.Table.from_pylist(self.closed, schema=self._schema()))
+        self.pending, self.closed = [], []
+        tables = [t for t in tables if t.num_rows]
+        return pa.concat_tables(tables) if tables else None
+
     def pop(self, flows: np.ndarray) -> pa.Table | None:
         """Every row of the flows whose first_pos is in ``flows`` (they ended)."""
         ended = set(flows.tolist())

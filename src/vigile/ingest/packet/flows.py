@@ -80,6 +80,10 @@ class FlowTable:
         self.keys, self.ints, self.sides, self.h = keys[keep], ints[keep], sides[keep], h[keep]
         return parts(keys[idle], ints[idle], sides[idle], h[idle]), ints[row_of, fk.FIRST_POS]
 
+    def active(self) -> Parts:
+        """The flows held now (still active), left in place."""
+        return parts(self.keys, self.ints, self.sides, self.h)
+
     def finish(self) -> Parts | None:
         """Every flow still held, at the end of the capture."""
         if not len(self.h):
