@@ -65,7 +65,8 @@ def test_the_udp_timeout_decides_where_flows_end(
         ('[ingest.pcap]\ntcp_inactivity_timeout = "5m"\n', "not '5m'"),
         ("[ingest.pcap]\nchunk_bytes = 5\n", "unknown option 'chunk_bytes' (options: tcp_"),
         ("[ingest.pcapp]\nx = 1\n", "no reader is named 'pcapp'"),
-        ("[ingest]\npcap = 5\n", "[ingest] 'pcap' must be a table"),
+        ("[ingest]\npcap = 5\n", "[ingest] 'pcap' must be a table ([ingest.pcap])"),
+        ("ingest = 5\n", "[ingest] must be a table"),
     ],
 )
 def test_a_bad_option_is_one_clear_line_before_anything_is_read(

@@ -62,12 +62,12 @@ IngestConfigOption = Annotated[
 
 
 def reader_options(config: Config) -> ReaderOptions:
-    """The ``[ingest]`` section of the configuration: options by reader name."""
-    section = config.section("ingest")
-    for name, value in section.items():
-        if not isinstance(value, dict):
-            raise ConfigError(f"[ingest] {name!r} must be a table ([ingest.{name}])")
-    check_options(registered_readers(), section)  # before the store is opened
+    """The ``[ingest]`` section of the configuration (options by reader name), checked
+    before the store is opened."""
+    section = config.raw.get("ingest", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[ingest] must be a table of [ingest.<reader>] tables")
+    check_options(registered_readers(), section)
     return section
 
 

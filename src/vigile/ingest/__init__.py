@@ -66,7 +66,7 @@ def check_options(readers: Sequence[type[Reader]], options: ReaderOptions) -> No
             known = ", ".join(sorted(names))
             raise ConfigError(f"{where}: no reader is named {name!r} (readers: {known})")
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{where} must be a table of options")
+            raise ConfigError(f"[ingest] {name!r} must be a table ({where})")
         params = inspect.signature(names[name]).parameters.values()
         takes = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
         unknown = [key for key in values if key not in takes]
