@@ -34,11 +34,13 @@ from vigile.vault.imapstream import (
     Connection,
     FetchRefused,
     LineTooLong,
+    Quick,
     Reader,
     Response,
     body_of,
     stream_commands,
     stream_fetch,
+    stream_quick_fetch,
 )
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
@@ -52,8 +54,15 @@ META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
 FULL_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
 
 T = TypeVar("T")
+R = TypeVar("R", Response | int, Quick | Response | int)
 #: The items in the order Dovecot (and most servers) return them; else one pattern each.
 _META = re.compile(rb'UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+) INTERNALDATE "([^"]+)"')
+#: A whole FETCH response line of a full download as Dovecot (and most servers) sends it,
+#: items in the order asked and the message its literal: the quick path of stream_commands.
+#: Its groups: UID, flags, size, internal date, literal size.
+FULL_LINE = re.compile(
+    rb"\* \d+ FETCH \(" + _META.pattern + rb" BODY\[\] \{(\d+)\}\r\n\Z", re.ASCII
+)
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -100,6 +109,26 @@ def _meta_of(response: Response) -> MessageMeta | None:
     return MessageMeta(
         uid_, int(size_.group(1)), parse_internaldate(date_.group(1)), _flag_list(flags_.group(1))
     )
+
+
+def fetched_of(item: Quick | Response | int) -> FetchedMessage | None:
+    """The message in a full download's FETCH response (see :data:`FULL_LINE`), or ``None``
+    for a completion or a response without flags, size, date and body.
+
+    >>> quick = Quick((b"7", b"\\\\Seen", b"3", b"01-Feb-2024 10:00:00 +0000"), b"abc")
+    >>> general = Response([b'* 1 FETCH (UID 7 FLAGS (\\\\Seen) INTERNALDATE '
+    ...     b'"01-Feb-2024 10:00:00 +0000" RFC822.SIZE 3 BODY[] ', b")\\r\\n"], [b"abc"])
+    >>> fetched_of(quick) == fetched_of(general) != None
+    True
+    """
+    if type(item) is Quick:
+        uid, flags, size, date = item.groups
+        meta = MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+        return FetchedMessage(meta, item.literal)
+    if not isinstance(item, Response):
+        return None
+    found, body = _meta_of(item), body_of(item)
+    return None if found is None or body is None else FetchedMessage(found, body)
 
 
 def _as_bytes(text: str | bytes) -> bytes:
@@ -355,13 +384,12 @@ class ImapSource:
         """Metadata and bytes of every message above UID ``after``, in one FETCH."""
         if self._examine(folder) == 0:
             return
-        for item in self._stream([f"{after + 1}:*"], FULL_ITEMS):
-            if isinstance(item, int):
-                continue
-            meta, body = _meta_of(item), body_of(item)
+        start = partial(stream_quick_fetch, uid_set=f"{after + 1}:*", items=FULL_ITEMS)
+        for item in self._pipelined(partial(start, quick=FULL_LINE)):
+            message = fetched_of(item)
             # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
-            if meta is not None and body is not None and meta.uid > after:
-                yield FetchedMessage(meta, body)
+            if message is not None and message.meta.uid > after:
+                yield message
 
     def _stream(
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""
@@ -374,9 +402,7 @@ class ImapSource:
         """:func:`stream_commands` (a few dozen in flight), through :meth:`_pipelined`."""
         return self._pipelined(partial(stream_commands, commands=commands, kind=kind, window=64))
 
-    def _pipelined(
-        self, start: Callable[[Connection, Reader], Iterator[Response | int]]
-    ) -> Iterator[Response | int]:
+    def _pipelined(self, start: Callable[[Connection, Reader], Iterator[R]]) -> Iterator[R]:
         """A pipelined stream with errors mapped; the connection is marked broken until
         the stream has been read to its end (a caller that stops early leaves it so)."""
         self._check_usable()
