@@ -24,7 +24,6 @@ from vigile.vault.imapstream import (
     Quick,
     Response,
     stream_commands,
-    stream_quick_fetch,
 )
 from vigile.vault.source import FetchedMessage, MessageMeta
 
@@ -126,9 +125,9 @@ def expected_of(message: tuple[int, list[str], datetime, int, bytes, str]) -> Fe
 
 
 def fetch(server: ScriptedServer, quick: bool) -> list[Quick | Response | int]:
-    if quick:
-        return list(stream_quick_fetch(server, server.reader(), "1:*", FULL_ITEMS, FULL_LINE))
     command = b"UID FETCH 1:* " + FULL_ITEMS.encode()
+    if quick:
+        return list(stream_commands(server, server.reader(), [command], b" FETCH ", 1, FULL_LINE))
     return list(stream_commands(server, server.reader(), [command], b" FETCH ", 1))
 
 

@@ -18,7 +18,8 @@ import fnmatch
 import imaplib
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache, partial
 from typing import Any, TypeVar, cast
@@ -31,6 +32,7 @@ from imapclient.response_parser import parse_response
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
 from vigile.vault.imapstream import (
+    CommandQueue,
     Connection,
     FetchRefused,
     LineTooLong,
@@ -40,7 +42,6 @@ from vigile.vault.imapstream import (
     body_of,
     stream_commands,
     stream_fetch,
-    stream_quick_fetch,
 )
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta
@@ -129,6 +130,11 @@ def fetched_of(item: Quick | Response | int) -> FetchedMessage | None:
         return None
     found, body = _meta_of(item), body_of(item)
     return None if found is None or body is None else FetchedMessage(found, body)
+
+
+def _full_fetch(after: int) -> bytes:
+    """The command of a full download of the selected folder above UID ``after``."""
+    return b"UID FETCH %d:* %s" % (after + 1, FULL_ITEMS.encode())
 
 
 def _as_bytes(text: str | bytes) -> bytes:
@@ -228,6 +234,18 @@ def _widen_read_buffer(imap: imaplib.IMAP4, size: int = READ_BUFFER) -> None:
     old.close()  # the socket stays open: only this reader's reference to it is released
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    """A folder whose EXAMINE and FETCH were sent behind the previous folder's FETCH: the
+    stream their responses come on, its queue, and the two commands' positions in it."""
+
+    folder: str
+    stream: Iterator[Quick | Response | int]
+    queue: CommandQueue
+    examine: int
+    fetch: int
+
+
 class ImapSource:
     """A :class:`~vigile.vault.source.Source` over one IMAP connection."""
 
@@ -238,6 +256,8 @@ class ImapSource:
         self.client = connect(account)
         self._selected: str | None = None
         self._broken = False
+        #: A folder whose EXAMINE and FETCH were sent ahead (see fetch_folder).
+        self._ahead: _Ahead | None = None
         self.condstore = account.condstore and self.client.has_capability("CONDSTORE")
         if self.condstore:
             self._guard(lambda: self.client.enable("CONDSTORE"))
@@ -380,16 +400,80 @@ class ImapSource:
                     break  # not here yet
                 following += 1  # else expunged since it was listed
 
-    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
-        """Metadata and bytes of every message above UID ``after``, in one FETCH."""
-        if self._examine(folder) == 0:
+    def fetch_folder(
+        self, folder: str, after: int = 0, next_folder: str | None = None
+    ) -> Iterator[FetchedMessage]:
+        """Metadata and bytes of every message above UID ``after``, in one FETCH.
+
+        With ``next_folder``, its ``EXAMINE`` and ``FETCH`` are sent right behind this
+        folder's (pipelined, RFC 3501 section 5.5: the server runs them once this FETCH
+        completes), so that the server prepares them while this folder's last messages are
+        stored; the next call, for that folder, reads their responses (and sends the
+        commands of the folder after it). If they were refused (a folder deleted
+        meanwhile), that call asks again as it would have without the hint.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.folder == folder and after == 0:
+            refused_after = yield from self._read_ahead(ahead, next_folder)
+            if refused_after is None:
+                return
+            after = refused_after
+        if self._examine(folder) == 0:  # also refuses a connection left with ``ahead`` unread
             return
-        start = partial(stream_quick_fetch, uid_set=f"{after + 1}:*", items=FULL_ITEMS)
-        for item in self._pipelined(partial(start, quick=FULL_LINE)):
+        queue = CommandQueue([_full_fetch(after)])
+        start = partial(stream_commands, commands=queue, kind=b" FETCH ", quick=FULL_LINE)
+        stream = self._pipelined(partial(start, window=3))
+        following = self._send_ahead(queue, stream, folder, next_folder)
+        for item in stream:
+            if following is not None and item == 0 and type(item) is int:
+                # This folder is complete; the rest of the stream is the next folder's.
+                self._ahead, self._selected = following, None
+                return
             message = fetched_of(item)
             # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
             if message is not None and message.meta.uid > after:
                 yield message
+
+    def _send_ahead(
+        self,
+        queue: CommandQueue,
+        stream: Iterator[Quick | Response | int],
+        current: str,
+        then: str | None,
+    ) -> _Ahead | None:
+        """Queue the EXAMINE and FETCH of ``then`` behind ``current``'s (if any)."""
+        if then is None or then == current:
+            return None
+        name = _as_bytes(self.client._normalise_folder(then))
+        examine = queue.add(b"EXAMINE " + name)
+        return _Ahead(then, stream, queue, examine, queue.add(_full_fetch(0)))
+
+    def _read_ahead(
+        self, ahead: _Ahead, then: str | None
+    ) -> Generator[FetchedMessage, None, int | None]:
+        """The messages of a folder from the commands sent ahead for it (and ``then``'s
+        commands sent behind them); returns ``None`` once they have all been read, or, if
+        the server refused them, the UID of the last message delivered (none in practice:
+        it is the ``EXAMINE`` that is refused, and nothing after a refusal is delivered)."""
+        following = self._send_ahead(ahead.queue, ahead.stream, ahead.folder, then)
+        last = 0
+        try:
+            for item in ahead.stream:
+                if type(item) is int:
+                    if item == ahead.examine:
+                        self._selected = ahead.folder
+                    elif item == ahead.fetch and following is not None:
+                        self._ahead, self._selected = following, None
+                        return None
+                elif (message := fetched_of(item)) is not None:
+                    yield message
+                    last = message.meta.uid
+        except SourceConnectionError:
+            raise
+        except SourceError:  # refused, every response read: the connection is in step
+            self._selected = None
+            return last
+        return None
 
     def _stream(
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol, overload
 
@@ -57,6 +58,35 @@ class FetchRefused(Exception):
 
 class LineTooLong(Exception):
     """A response line longer than :data:`MAX_LINE` (the connection is left mid-response)."""
+
+
+class CommandQueue:
+    """Commands for :func:`stream_commands` that may be added to while the stream runs.
+
+    An iterator that can run dry and then give more: ``next`` gives the oldest command not
+    yet taken, or stops while there is none; a command added later is sent when a command
+    in flight completes. Its position (what :func:`stream_commands` yields when it
+    completes) is what :meth:`add` returns.
+    """
+
+    def __init__(self, commands: Iterable[bytes] = ()) -> None:
+        self._waiting: deque[bytes] = deque()
+        self._added = 0
+        for command in commands:
+            self.add(command)
+
+    def add(self, command: bytes) -> int:
+        self._waiting.append(command)
+        self._added += 1
+        return self._added - 1
+
+    def __iter__(self) -> CommandQueue:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._waiting:
+            raise StopIteration
+        return self._waiting.popleft()
 
 
 class Quick(NamedTuple):
@@ -146,14 +176,6 @@ def stream_fetch(
     yield from stream_commands(conn, reader, commands, b" FETCH ", WINDOW)
 
 
-def stream_quick_fetch(
-    conn: Connection, reader: Reader, uid_set: str, items: str, quick: re.Pattern[bytes]
-) -> Iterator[Quick | Response | int]:
-    """:func:`stream_fetch` of one set, with ``quick`` (see :func:`stream_commands`)."""
-    command = b"UID FETCH " + uid_set.encode() + b" " + items.encode()
-    return stream_commands(conn, reader, [command], b" FETCH ", 1, quick)
-
-
 @overload
 def stream_commands(
     conn: Connection, reader: Reader, commands: Iterable[bytes], kind: bytes, window: int
@@ -194,15 +216,16 @@ def stream_commands(
     :class:`Response`, framed exactly as :func:`read_response` frames it. Only the caller
     that gives ``quick`` ever gets a :class:`Quick`.
     """
-    pending = enumerate(commands)
+    pending = iter(commands)
+    sent = itertools.count()  # a command's position: the order it was sent in
     in_flight: dict[bytes, int] = {}
 
     def send_next() -> None:
-        position, command = next(pending, (-1, b""))
-        if position >= 0:
+        command = next(pending, None)
+        if command is not None:
             tag = f"VGF{next(_TAG_NUMBERS)}".encode()
             conn.send(tag + b" " + command + b"\r\n")
-            in_flight[tag] = position
+            in_flight[tag] = next(sent)
 
     for _ in range(window):
         send_next()
