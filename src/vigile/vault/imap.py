@@ -71,14 +71,28 @@ _MONTHS = {
     m.encode(): i
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)
 }
+_MONTH_NUMBERS = {m.decode(): f"{i:02d}" for m, i in _MONTHS.items()}
 
 
 def parse_internaldate(value: bytes) -> datetime:
     """An IMAP date-time (RFC 3501 ``date-time``), without locale-dependent ``strptime``.
 
+    The fixed layout the RFC defines (``dd-Mon-yyyy hh:mm:ss +zzzz``, the day possibly
+    space-padded) is rewritten as ISO 8601 for ``datetime.fromisoformat`` (in C: half the
+    time of the general parse, once per message of a full backup); anything else is split
+    into its fields.
+
     >>> parse_internaldate(b" 3-Jan-2024 10:05:09 +0100").isoformat()
     '2024-01-03T10:05:09+01:00'
+    >>> parse_internaldate(b"3-Jan-2024  10:05:09 -0130").isoformat()
+    '2024-01-03T10:05:09-01:30'
     """
+    text = value.decode("ascii", errors="replace")
+    if len(text) == 26 and text[2] == text[6] == "-" and text[11] == text[20] == " ":
+        month = _MONTH_NUMBERS.get(text[3:6])
+        if month is not None:
+            day, zone = text[0:2].replace(" ", "0"), f"{text[21:24]}:{text[24:26]}"
+            return datetime.fromisoformat(f"{text[7:11]}-{month}-{day}T{text[12:20]}{zone}")
     day, month, rest = value.strip().split(b"-", 2)
     year, clock, zone = rest.split()
     hh, mm, ss = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])  # time = 2DIGIT ":" ...
