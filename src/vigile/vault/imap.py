@@ -89,10 +89,11 @@ def parse_internaldate(value: bytes) -> datetime:
     """
     text = value.decode("ascii", errors="replace")
     if len(text) == 26 and text[2] == text[6] == "-" and text[11] == text[20] == " ":
-        mm = _MONTH_NUMBERS.get(text[3:6])
-        if mm is not None:
-            dd, zone = text[0:2].replace(" ", "0"), f"{text[21:24]}:{text[24:26]}"
-            return datetime.fromisoformat(f"{text[7:11]}-{mm}-{dd}T{text[12:20]}{zone}")
+        iso_month = _MONTH_NUMBERS.get(text[3:6])
+        if iso_month is not None:
+            iso_day, iso_zone = text[0:2].replace(" ", "0"), f"{text[21:24]}:{text[24:26]}"
+            iso = f"{text[7:11]}-{iso_month}-{iso_day}T{text[12:20]}{iso_zone}"
+            return datetime.fromisoformat(iso)
     day, month, rest = value.strip().split(b"-", 2)
     year, clock, zone = rest.split()
     hh, mm, ss = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])  # time = 2DIGIT ":" ...
