@@ -48,6 +48,10 @@ MAX_SEGMENTS = 12
 #: goes on (:meth:`Metadata.http_blocks`): a C2 channel over one keep-alive connection
 #: may carry a request a second for hours.
 HTTP_BLOCK = 4096
+#: Zeek's ``HTTP::max_pending_requests``: with more requests than this waiting for a
+#: response (a capture of one side only, or excessive pipelining), they are all given up
+#: (logged without a status) before the next request, and responses pair from there on.
+MAX_PENDING = 100
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
     "established": False
 }
@@ -59,13 +63,14 @@ class FlowMeta:
 
     http: list[dict[str, Any]] = field(default_factory=list)
     answered: int = 0  # responses answer requests in order: http[:answered] have one
+    # (or were given up: see MAX_PENDING)
     logged: int = 0  # requests handed out before http[0] (their trans_depth came first)
     tls: dict[str, Any] | None = None
     first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
 
     def blocks(self) -> list[dict[str, Any]]:
-        """The requests in complete blocks of :data:`HTTP_BLOCK` answered ones, handed
-        out (no longer held); the requests after them stay."""
+        """The requests in complete blocks of :data:`HTTP_BLOCK` answered (or given up)
+        ones, handed out (no longer held); the requests after them stay."""
         n = (self.logged + self.answered) // HTTP_BLOCK * HTTP_BLOCK - self.logged
         out, self.http = self.http[:n], self.http[n:]
         self.logged += n
@@ -117,7 +122,8 @@ class Metadata:
                     hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
                     _tls(meta, hello, text(mem, head[5], head[6]), ts, pos)
                 elif k == HTTP_REQUEST:
-                    _http_request(meta, request(mem, head), ts, pos)
+                    if _http_request(meta, request(mem, head), ts, pos):
+                        self.full.add(flow)
                 elif _http_status(meta, head[1] if head[1] >= 0 else None):
                     self.full.add(flow)
                 continue
@@ -130,7 +136,8 @@ class Metadata:
                 size = int.from_bytes(payload[:2], "big")
                 _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
             elif k == HTTP_REQUEST:
-                _http_request(meta, http.parse_request(payload), ts, pos)
+                if _http_request(meta, http.parse_request(payload), ts, pos):
+                    self.full.add(flow)
             elif k == HTTP_STATUS:
                 if _http_status(meta, http.parse_status(payload)):
                     self.full.add(flow)
@@ -220,20 +227,29 @@ def _messages(
     return pa.concat_tables([table, pa.Table.from_pylist(other, schema=MESSAGE)])
 
 
-def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> None:
+def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> bool:
+    """Add a request to its flow; True once a block is complete (see :func:`_http_status`).
+
+    Follows Zeek's ``http_request`` handler in ``base/protocols/http/main.zeek``: more
+    than :data:`MAX_PENDING` requests waiting for a response are all given up first.
+    """
     if r is None:
-        return
+        return False
     meta.service("http", pos)
+    if len(meta.http) - meta.answered > MAX_PENDING:
+        meta.answered = len(meta.http)
     depth = meta.logged + len(meta.http) + 1
     meta.http.append(
         {"ts": ts // 1000, "trans_depth": depth, "method": r.method}
         | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
         | {"status": None}
     )
+    return meta.answered >= HTTP_BLOCK
 
 
 def _http_status(meta: FlowMeta, code: int | None) -> bool:
-    """Answer the flow's oldest unanswered request; True once a block is complete."""
+    """Answer the flow's oldest unanswered request; True once :data:`HTTP_BLOCK`
+    requests are answered or given up (a block is complete)."""
     if code is not None and meta.answered < len(meta.http):
         meta.http[meta.answered]["status"] = code
         meta.answered += 1
