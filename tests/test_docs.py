@@ -43,3 +43,28 @@ def test_every_command_has_help():
                 "help",
             ):
                 assert p.help, f"{path} {p.opts} lacks help"
+
+
+def test_help_text_is_shown_verbatim():
+    """`--help` reads help as Rich markup: a bare ``[ingest.pcap]`` would vanish from it.
+
+    Help text names config tables in brackets, so such brackets are escaped (``\\[``, which
+    Markdown, and so docs/cli.md, reads as ``[`` too); Rich must show the text as written.
+    """
+    import typer.main
+    from rich.text import Text
+
+    from vigile.cli import app
+
+    def texts(cmd, path: str):
+        yield path, cmd.help or ""
+        for p in cmd.params:
+            yield f"{path} {p.name}", getattr(p, "help", None) or ""
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from texts(cmd.get_command(ctx, name), f"{path} {name}")
+
+    for where, text in texts(typer.main.get_command(app), "vigile"):
+        shown = Text.from_markup(text).plain
+        assert shown == text.replace("\\[", "["), f"{where}: --help would show {shown!r}"

@@ -124,9 +124,12 @@ def test_fatal_input_error_rolls_back(tmp_path: Path):
     path = tmp_path / "x.log"
     path.write_text("anything")
     store = DuckDBStore(":memory:")
+    store._con.execute("SET threads = 3")
     result = ingest_file(store, path, [FailingReader])
     assert result.status == "refused" and result.message == f"{path}:7: boom"
     assert store.count("conn") == 0
+    # The writer runs DuckDB on one thread; queries get their threads back, error or not.
+    assert store._con.execute("SELECT current_setting('threads')").fetchall() == [(3,)]
 
 
 def test_replace_findings_is_idempotent():

@@ -128,7 +128,12 @@ HTTP = Table(
         Column("request_body_len", pa.int64(), "Request body bytes."),
         Column("response_body_len", pa.int64(), "Response body bytes."),
         Column("resp_mime_types", pa.list_(pa.string()), "MIME types of the response body."),
-        Column("open", pa.bool_(), "True if the transaction was still open when logged.", False),
+        Column(
+            "open",
+            pa.bool_(),
+            "True if its connection was still open when logged (Zeek's open_http.log).",
+            False,
+        ),
         *_provenance(),
     ),
 )
@@ -147,7 +152,12 @@ TLS = Table(
         Column("subject", pa.string(), "Server certificate subject."),
         Column("issuer", pa.string(), "Server certificate issuer."),
         Column("established", pa.bool_(), "True if the handshake completed."),
-        Column("open", pa.bool_(), "True if the session was still open when logged.", False),
+        Column(
+            "open",
+            pa.bool_(),
+            "True if its connection was still open when logged (Zeek's open_ssl.log).",
+            False,
+        ),
         *_provenance(),
     ),
 )

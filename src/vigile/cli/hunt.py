@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--window-hours",
                 help="Score this many hours ending at the newest connection "
-                "(default: [hunt] window_hours in the config, 24 like RITA).",
+                "(default: \\[hunt] window_hours in the config, 24 like RITA).",
             ),
         ] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", help="Show this many findings.")] = 25,

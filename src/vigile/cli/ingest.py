@@ -55,7 +55,7 @@ IngestConfigOption = Annotated[
     typer.Option(
         "--config",
         envvar="VIGILE_CONFIG",
-        help="Configuration (TOML): its [ingest.pcap] table sets the flow inactivity "
+        help="Configuration (TOML): its \\[ingest.pcap] table sets the flow inactivity "
         "timeouts of captures. Default: ./vigile.toml if present.",
     ),
 ]
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         counted and kept in the store's `rejects` table with their file and line.
         Exit code 3 means some input was refused or had bad records. Flows are cut
         from captures with Zeek's inactivity timeouts unless the configuration's
-        [ingest.pcap] table sets others.
+        \\[ingest.pcap] table sets others.
         """
         fmt = choose_format(as_json, as_csv)
         options = reader_options(read_config(config))

@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a commented default vigile.toml: internal networks, hosts, allowlists.
 
-        Edit `[network] internal` so it lists your own address ranges (including public
-        addresses of your servers); vigile uses it to tell inbound from outbound.
+        Edit `internal` in its \\[network] section so it lists your own address ranges
+        (including public addresses of your servers); vigile uses it to tell inbound from
+        outbound.
         """
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; use --force to overwrite it")

@@ -97,6 +97,8 @@ class PcapReader:
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
                 if meta.dns.held >= self.hold_rows:  # what is left belongs to active flows
                     self._emit_dns(sink, meta.dns.paired(), endpoints(flows.active()))
+                if meta.full:
+                    self._emit_http_blocks(sink, meta.http_blocks(), endpoints(flows.active()))
                 if mapped is not None:
                     sink.progress(int(chunk.pos[-1]))
                 else:
@@ -124,6 +126,7 @@ class PcapReader:
                 continue
             ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
             ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
+            rows["http"] += [r | ends | {"open": True} for r in fm.blocks()]
             rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
             if fm.tls is not None:
                 rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
@@ -158,8 +161,7 @@ class PcapReader:
             return
         flow = rows["flow"].to_numpy()
         flows, row_flow = np.unique(flow, return_inverse=True)  # texts made once a flow
-        order = np.argsort(c["first_pos"])
-        at = order[np.searchsorted(c["first_pos"], flows, sorter=order)]
+        at = _locate(c["first_pos"], flows)
         take = pa.array(row_flow)
         columns = named(rows)
         columns["ts"] = columns["ts"].cast(pa.int64()).cast(TS)
@@ -172,6 +174,25 @@ class PcapReader:
             "source_pos": pa.array(flow, pa.int64()),
         }
         self._hold(sink, "dns", columns)
+
+    def _emit_http_blocks(
+        self, sink: Sink, blocks: dict[int, list[dict[str, Any]]], c: dict[str, np.ndarray]
+    ) -> None:
+        """HTTP rows of flows still going on (:meth:`.Metadata.http_blocks`), with their
+        uid and endpoints from ``c`` (:func:`.connstate.endpoints` of the active flows)."""
+        flows = np.fromiter(blocks, np.int64, len(blocks))
+        at = _locate(c["first_pos"], flows)
+        uids, src, dst = (
+            self._uids(flows),
+            self._addresses(c["orig"][at]),
+            self._addresses(c["resp"][at]),
+        )
+        rows: list[dict[str, Any]] = []
+        for i, (flow, block) in enumerate(blocks.items()):
+            ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": flow}
+            ends |= {"src_port": int(c["sport"][at[i]]), "dst_port": int(c["dport"][at[i]])}
+            rows += [r | ends | {"open": True} for r in block]
+        self._hold(sink, "http", _columns(rows))
 
     def _hold(self, sink: Sink, table: str, columns: dict[str, pa.Array]) -> None:
         """Rows to emit, held until there are ``hold_rows`` of them.
@@ -227,6 +248,16 @@ class PcapReader:
             if len(self._addr_text) < 1 << 20:
                 self._addr_text[(hi, lo)] = text
         return text
+
+
+def _locate(first_pos: np.ndarray, flows: np.ndarray) -> np.ndarray:
+    """Where each of ``flows`` (first positions, all present) is in ``first_pos``."""
+    order = np.argsort(first_pos)
+    rank = np.searchsorted(first_pos, flows, sorter=order)
+    at = order[np.minimum(rank, len(order) - 1)] if len(order) else rank
+    if not np.array_equal(first_pos[at] if len(order) else at[:0], flows):
+        raise AssertionError("rows of a flow that is neither ended nor active")
+    return at
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, pa.Array]:

@@ -276,13 +276,22 @@ class DuckDBStore:
 
     @contextmanager
     def source_writer(self, record: SourceRecord) -> Iterator[_DuckDBSourceWriter]:
-        self._con.execute("BEGIN TRANSACTION")
+        # One DuckDB thread while a file is written: its inserts are batches of at most
+        # 65,536 rows, too small to split, and a second thread's scheduling only costs.
+        # On 2 cores: a 2 M-line conn.log 6.1 CPU-s (5.6 s wall) against 6.8 (6.2), a
+        # 1.35 M-packet capture 2.2 against 2.3 CPU-s. Queries keep every thread.
+        (threads,) = self._con.execute("SELECT current_setting('threads')").fetchall()[0]
+        self._con.execute("SET threads = 1")
         try:
-            yield _DuckDBSourceWriter(self._con, record)
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield _DuckDBSourceWriter(self._con, record)
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+        finally:
+            self._con.execute(f"SET threads = {int(threads)}")
 
     def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None:
         self._con.execute("BEGIN TRANSACTION")

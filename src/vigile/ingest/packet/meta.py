@@ -8,7 +8,10 @@ read in compiled code too (:mod:`.headkernel`), with each distinct hello fingerp
 once (:class:`.tls.FieldCache`). The rest (DNS over TCP, unusual DNS messages, hellos
 split over segments, unusual heads) is parsed in Python. What they yield is kept per
 flow (keyed by the byte offset of the flow's first packet) and turned into rows when
-the flow ends, since only then are its originator and uid final.
+the flow ends, since only then is its ``open`` state known. A flow's uid and endpoints
+are fixed by its first packet, so the rows of long-lived flows can go out earlier: DNS
+rows once many are held (a DNS tunnel), HTTP rows in blocks of :data:`HTTP_BLOCK`
+answered requests (a C2 channel over one keep-alive connection).
 
 Pairing follows Zeek: a DNS query and its response (same transaction id in the same
 flow) make one row; HTTP responses answer the oldest unanswered request of their
@@ -41,6 +44,14 @@ from vigile.ingest.packet.headkernel import DONE, NOT_HEAD, read_heads, request,
 from vigile.ingest.packet.pcapfile import Packets
 
 MAX_SEGMENTS = 12
+#: Answered HTTP requests of one flow held before they are handed out while the flow
+#: goes on (:meth:`Metadata.http_blocks`): a C2 channel over one keep-alive connection
+#: may carry a request a second for hours.
+HTTP_BLOCK = 4096
+#: Zeek's ``HTTP::max_pending_requests``: with more requests than this waiting for a
+#: response (a capture of one side only, or excessive pipelining), they are all given up
+#: (logged without a status) before the next request, and responses pair from there on.
+MAX_PENDING = 100
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
     "established": False
 }
@@ -52,8 +63,19 @@ class FlowMeta:
 
     http: list[dict[str, Any]] = field(default_factory=list)
     answered: int = 0  # responses answer requests in order: http[:answered] have one
+    # (or were given up: see MAX_PENDING)
+    logged: int = 0  # requests handed out before http[0] (their trans_depth came first)
     tls: dict[str, Any] | None = None
     first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The requests in complete blocks of :data:`HTTP_BLOCK` answered (or given up)
+        ones, handed out (no longer held); the requests after them stay."""
+        n = (self.logged + self.answered) // HTTP_BLOCK * HTTP_BLOCK - self.logged
+        out, self.http = self.http[:n], self.http[n:]
+        self.logged += n
+        self.answered -= n
+        return out
 
     def service(self, name: str, pos: int) -> None:
         self.first_seen.setdefault(name, pos)
@@ -71,6 +93,7 @@ class Metadata:
         self.flows: dict[int, FlowMeta] = {}
         self.dns = DnsRows()
         self.hellos = tls.FieldCache()
+        self.full: set[int] = set()  # flows with HTTP_BLOCK answered requests held
 
     def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
@@ -99,9 +122,10 @@ class Metadata:
                     hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
                     _tls(meta, hello, text(mem, head[5], head[6]), ts, pos)
                 elif k == HTTP_REQUEST:
-                    _http_request(meta, request(mem, head), ts, pos)
-                else:
-                    _http_status(meta, head[1] if head[1] >= 0 else None)
+                    if _http_request(meta, request(mem, head), ts, pos):
+                        self.full.add(flow)
+                elif _http_status(meta, head[1] if head[1] >= 0 else None):
+                    self.full.add(flow)
                 continue
             if head[0] == NOT_HEAD:
                 continue
@@ -112,9 +136,11 @@ class Metadata:
                 size = int.from_bytes(payload[:2], "big")
                 _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
             elif k == HTTP_REQUEST:
-                _http_request(meta, http.parse_request(payload), ts, pos)
+                if _http_request(meta, http.parse_request(payload), ts, pos):
+                    self.full.add(flow)
             elif k == HTTP_STATUS:
-                _http_status(meta, http.parse_status(payload))
+                if _http_status(meta, http.parse_status(payload)):
+                    self.full.add(flow)
             else:
                 _tls_slow(meta, seg.hello(i, payload), ts, pos)
         self.dns.add(_messages(batch, fast, fp, pk, slow))
@@ -133,7 +159,22 @@ class Metadata:
             meta.service("dns", at)
 
     def pop(self, first_pos: int) -> FlowMeta | None:
+        self.full.discard(first_pos)
         return self.flows.pop(first_pos, None)
+
+    def http_blocks(self) -> dict[int, list[dict[str, Any]]]:
+        """The complete blocks of answered HTTP requests (:meth:`FlowMeta.blocks`) of
+        active flows, by flow, handed out while those flows go on.
+
+        Call it after the chunk's ended flows are popped, so every flow left is active.
+        A block's rows are logged as of a connection still open (``open`` true, as in
+        Zeek's and RITA's logs of open connections), whenever they are written: the
+        block was complete while its flow went on, so a row's ``open`` does not depend
+        on how the file was cut into chunks.
+        """
+        out = {flow: self.flows[flow].blocks() for flow in sorted(self.full)}
+        self.full.clear()
+        return out
 
 
 def _dns(
@@ -186,21 +227,33 @@ def _messages(
     return pa.concat_tables([table, pa.Table.from_pylist(other, schema=MESSAGE)])
 
 
-def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> None:
+def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> bool:
+    """Add a request to its flow; True once a block is complete (see :func:`_http_status`).
+
+    Follows Zeek's ``http_request`` handler in ``base/protocols/http/main.zeek``: more
+    than :data:`MAX_PENDING` requests waiting for a response are all given up first.
+    """
     if r is None:
-        return
+        return False
     meta.service("http", pos)
+    if len(meta.http) - meta.answered > MAX_PENDING:
+        meta.answered = len(meta.http)
+    depth = meta.logged + len(meta.http) + 1
     meta.http.append(
-        {"ts": ts // 1000, "trans_depth": len(meta.http) + 1, "method": r.method}
+        {"ts": ts // 1000, "trans_depth": depth, "method": r.method}
         | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
         | {"status": None}
     )
+    return meta.answered >= HTTP_BLOCK
 
 
-def _http_status(meta: FlowMeta, code: int | None) -> None:
+def _http_status(meta: FlowMeta, code: int | None) -> bool:
+    """Answer the flow's oldest unanswered request; True once :data:`HTTP_BLOCK`
+    requests are answered or given up (a block is complete)."""
     if code is not None and meta.answered < len(meta.http):
         meta.http[meta.answered]["status"] = code
         meta.answered += 1
+    return meta.answered >= HTTP_BLOCK
 
 
 def _tls_slow(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
