@@ -42,8 +42,7 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 def _disk_error(e: OSError | sqlite3.Error, what: Path) -> VaultError:
     if isinstance(e, sqlite3.Error):  # packs are published before they are indexed
         return VaultError(
-            f"{what / 'index.sqlite'}: {e}; the packs written are kept, and indexed at the "
-            "next run"
+            f"{what / 'index.sqlite'}: {e}; the packs written are kept, and indexed at the next run"
         )
     if e.errno == errno.ENOSPC:
         return VaultError(f"{what}: no space left on device; the vault is unchanged by this run")
