@@ -485,8 +485,10 @@ class ImapSource:
                     last = message.meta.uid
         except SourceConnectionError:
             raise
-        except SourceError:  # refused, every response read: the connection is in step
-            self._selected = None
+        except SourceError:
+            if self._broken:  # not a refusal (an overlong line): left mid-response
+                raise
+            self._selected = None  # refused, every response read: the connection is in step
             return last
         return None
 
