@@ -68,3 +68,31 @@ def test_help_text_is_shown_verbatim():
     for where, text in texts(typer.main.get_command(app), "vigile"):
         shown = Text.from_markup(text).plain
         assert shown == text.replace("\\[", "["), f"{where}: --help would show {shown!r}"
+
+
+def test_help_lists_every_command_from_its_summary_without_importing_it():
+    """`vigile --help` lists commands from SUMMARIES, importing none of their modules."""
+    import inspect
+    import subprocess
+    import sys
+
+    import typer.main
+
+    from vigile.cli import SUMMARIES, app
+
+    root = typer.main.get_command(app)
+    ctx = root.context_class(root)
+    real = {name: root.get_command(ctx, name) for name in root.list_commands(ctx)}
+    assert list(real) == list(SUMMARIES), "SUMMARIES must list every command, in order"
+    for name, cmd in real.items():
+        first = inspect.cleandoc(cmd.help).split("\n\n")[0]
+        assert " ".join(first.split()) == SUMMARIES[name], f"SUMMARIES[{name!r}] is stale"
+
+    code = (
+        "import sys\nfrom vigile.cli import app\ntry:\n    app(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print([m for m in sys.modules if m.startswith('vigile.cli.')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "simulate  Simulate an office network" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"

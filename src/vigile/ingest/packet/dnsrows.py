@@ -4,17 +4,14 @@ Pairing follows Zeek: a query and the response with the same transaction id in t
 same flow make one row; a response without an open query makes a row of its own; a
 second query with an open transaction id closes the first row unanswered. Within a
 chunk this is done with NumPy over all messages at once (sorted by flow, transaction
-id and position); a query still unanswered at the end of a chunk is kept as a Python
-row so a response in a later chunk can complete it.
+id and position); a query still unanswered at the end of a chunk is kept, as a row
+with no response, so a response in a later chunk can complete it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vigile.ingest.packet.dns import QTYPES, RCODES
 
@@ -42,62 +39,61 @@ PROTO_NAMES = pa.array(["udp", "tcp"])
 
 
 class DnsRows:
-    """Pairs each chunk's messages into rows and hands out the rows of ended flows."""
+    """Pairs each chunk's messages into rows and hands out the rows of ended flows.
+
+    Everything is held as Arrow tables: ``pending`` the paired rows, ``open`` the queries
+    still unanswered at the end of a chunk (response columns null), with their keys
+    (``flow << 16 | trans_id``) in ``open_keys``.
+    """
 
     def __init__(self) -> None:
         self.pending: list[pa.Table] = []
-        self.open: dict[int, dict[str, Any]] = {}  # flow << 16 | trans_id -> unanswered row
-        self.closed: list[dict[str, Any]] = []  # rows completed across a chunk boundary
+        self.open: pa.Table = ROW.empty_table()
+        self.open_keys = np.zeros(0, np.int64)
 
     def add(self, msgs: pa.Table) -> None:
         """Pair one chunk's messages (``MESSAGE`` columns, any order) into rows."""
         if not msgs.num_rows:
             return
         key = msgs["flow"].to_numpy() << 16 | msgs["trans_id"].to_numpy().astype(np.int64)
-        order = np.lexsort((msgs["seq"].to_numpy(), key))
-        msgs, key = msgs.take(order), key[order]
-        resp = msgs["response"].to_numpy(zero_copy_only=False)
+        order = np.lexsort((msgs["seq"].to_numpy(), key))  # messages stay where they are
+        key = key[order]
+        resp = msgs["response"].to_numpy(zero_copy_only=False)[order]
         n = len(key)
         first = np.ones(n, bool)
         first[1:] = key[1:] != key[:-1]
-        carried = first & np.isin(key, np.fromiter(self.open, np.int64, len(self.open)))
+        carried = first & np.isin(key, self.open_keys)  # rows left open by an earlier chunk
+        if carried.any():
+            self._close(msgs, order[carried], key[carried], resp[carried])
         prev_resp = np.concatenate([[True], resp[:-1]])
         opens = ~resp | np.where(first, ~carried, prev_resp)
-        for i in np.flatnonzero(carried).tolist():  # rows left open by an earlier chunk
-            row = self.open.pop(int(key[i]))
-            if resp[i]:
-                row |= {k: msgs[k][i].as_py() for k in FROM_RESPONSE}
-            self.closed.append(row)
         openers = np.flatnonzero(opens)
         nxt = np.minimum(openers + 1, n - 1)
         joined = (openers + 1 < n) & ~first[nxt] & ~opens[nxt]
         responder = np.where(resp[openers], openers, np.where(joined, nxt, -1))
         last = (openers + 1 == n) | first[nxt]
         still_open = (responder < 0) & last
-        rows = self._rows(msgs, openers, responder)
+        rows = _rows(msgs, msgs, order[openers], np.where(responder < 0, -1, order[responder]))
         if still_open.any():
-            for k, row in zip(
-                key[openers[still_open]].tolist(),
-                rows.filter(pa.array(still_open)).to_pylist(),
-                strict=True,
-            ):
-                self.open[k] = row
-            rows = rows.filter(pa.array(~still_open))
+            self.open = pa.concat_tables([self.open, rows.filter(still_open)]).combine_chunks()
+            self.open_keys = np.concatenate([self.open_keys, key[openers[still_open]]])
+            rows = rows.filter(~still_open)
         self.pending.append(rows)
 
-    @staticmethod
-    def _rows(msgs: pa.Table, openers: np.ndarray, responder: np.ndarray) -> pa.Table:
-        base = msgs.select(list(FROM_OPENER)).take(openers)
-        answered = pa.array(responder, mask=responder < 0)
-        reply = msgs.select(list(FROM_RESPONSE)).take(answered)
-        return pa.Table.from_arrays(
-            [*base.columns, *reply.columns], names=[*FROM_OPENER, *FROM_RESPONSE]
-        )
+    def _close(self, msgs: pa.Table, at: np.ndarray, keys: np.ndarray, resp: np.ndarray) -> None:
+        """Close the open rows of ``keys``: answered by the messages at ``at`` that are
+        responses; a query (the transaction id used again) leaves its row unanswered."""
+        sorter = np.argsort(self.open_keys)
+        rows = sorter[np.searchsorted(self.open_keys, keys, sorter=sorter)]
+        self.pending.append(_rows(self.open, msgs, rows, np.where(resp, at, -1)))
+        keep = np.ones(len(self.open_keys), bool)
+        keep[rows] = False
+        self.open, self.open_keys = self.open.filter(keep), self.open_keys[keep]
 
     @property
     def held(self) -> int:
         """Paired rows held: :meth:`paired` hands them out."""
-        return sum(t.num_rows for t in self.pending) + len(self.closed)
+        return sum(t.num_rows for t in self.pending)
 
     def paired(self) -> pa.Table | None:
         """Every paired row held, of any flow; unanswered queries stay, to be answered.
@@ -105,34 +101,38 @@ class DnsRows:
         Lets the rows of a long-lived flow (a DNS tunnel keeps one 5-tuple for hours) be
         written before the flow ends, so that what is held stays bounded.
         """
-        tables = [*self.pending]
-        if self.closed:
-            tables.append(pa.Table.from_pylist(self.closed, schema=self._schema()))
-        self.pending, self.closed = [], []
-        tables = [t for t in tables if t.num_rows]
+        tables = [t for t in self.pending if t.num_rows]
+        self.pending = []
         return pa.concat_tables(tables) if tables else None
 
     def pop(self, flows: np.ndarray) -> pa.Table | None:
         """Every row of the flows whose first_pos is in ``flows`` (they ended)."""
-        ended = set(flows.tolist())
-        mine = [r for r in self.closed if r["flow"] in ended]
-        if mine:
-            self.closed = [r for r in self.closed if r["flow"] not in ended]
-        for k in [k for k, r in self.open.items() if r["flow"] in ended]:
-            mine.append(self.open.pop(k))
-        tables = [pa.Table.from_pylist(mine, schema=self._schema())] if mine else []
+        tables = []
+        if len(self.open_keys):
+            ended = np.isin(self.open_keys >> 16, flows)
+            if ended.any():
+                tables.append(self.open.filter(ended))
+                self.open, self.open_keys = self.open.filter(~ended), self.open_keys[~ended]
         if self.pending:
             held = pa.concat_tables(self.pending)
-            mask = pc.is_in(held["flow"], pa.array(flows, pa.int64()))
+            mask = np.isin(held["flow"].to_numpy(), flows)
             tables.append(held.filter(mask))
-            rest = held.filter(pc.invert(mask))
+            rest = held.filter(~mask)
             self.pending = [rest] if rest.num_rows else []
         tables = [t for t in tables if t.num_rows]
         return pa.concat_tables(tables) if tables else None
 
-    @staticmethod
-    def _schema() -> pa.Schema:
-        return pa.schema([MESSAGE.field(k) for k in (*FROM_OPENER, *FROM_RESPONSE)])
+
+#: Columns of a row table: the opener's, then its response's.
+ROW = pa.schema([MESSAGE.field(k) for k in (*FROM_OPENER, *FROM_RESPONSE)])
+
+
+def _rows(openers: pa.Table, msgs: pa.Table, at: np.ndarray, responder: np.ndarray) -> pa.Table:
+    """Rows of the openers at ``at`` in ``openers``, answered by the messages of ``msgs``
+    at ``responder`` (-1: unanswered, the response columns null)."""
+    base = openers.select(list(FROM_OPENER)).take(at)
+    reply = msgs.select(list(FROM_RESPONSE)).take(pa.array(responder, mask=responder < 0))
+    return pa.Table.from_arrays([*base.columns, *reply.columns], schema=ROW)
 
 
 def named(rows: pa.Table) -> dict[str, pa.Array]:
