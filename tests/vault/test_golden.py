@@ -1,7 +1,8 @@
 """A vault written by an earlier version must stay readable: the golden vaults.
 
-``tests/golden/vault/vault`` (format version 1, HMAC-SHA256 content ids) and
-``vault-blake3`` (version 2) were written by ``tests/golden/vault/regenerate.py``; the
+``tests/golden/vault/vault`` (format version 1, HMAC-SHA256 content ids),
+``vault-blake3`` (version 2) and ``vault-hkdf`` (version 3, a key file's KEK derived with
+HKDF-SHA256) were written by ``tests/golden/vault/regenerate.py``; the
 expected restore output sits beside them in ``expected/``. The index is left out on
 purpose, so opening a vault also exercises rebuilding the index from the pack headers.
 """
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from tests.golden.vault.regenerate import GOLDEN as FORMATS
+from tests.golden.vault.regenerate import secret_of
 
 from vigile.vault.repo import Vault
 from vigile.vault.restore import restore_files
 from vigile.vault.verify import verify
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "vault"
-SECRET = b"golden vault passphrase"
 
 
 @pytest.mark.parametrize(("name", "content_id"), FORMATS.items())
@@ -29,7 +30,7 @@ def test_golden_vault_reads_verifies_and_restores(
 ) -> None:
     root = tmp_path / "vault"
     shutil.copytree(GOLDEN / name, root)
-    vault = Vault.open(root, SECRET, writable=True)
+    vault = Vault.open(root, secret_of(name), writable=True)
     try:
         assert vault.keys.content_id == content_id
         assert vault.index.count() == 4  # 2 distinct messages (one in two folders), 2 trees
@@ -62,12 +63,12 @@ def test_writing_to_an_earlier_vault_keeps_its_content_ids(
     shutil.copytree(GOLDEN / name, root)
     config = (root / "config").read_bytes()
     known = {p.read_bytes() for p in (GOLDEN / "expected").rglob("*.eml")}
-    with Vault.open(root, SECRET, writable=True) as vault:
+    with Vault.open(root, secret_of(name), writable=True) as vault:
         stored = vault.put_many(b"M", [*sorted(known), b"Subject: new\r\n\r\nnew\r\n"])
         vault.flush()
         assert [s for _, s in stored] == [False] * len(known) + [True]
         assert verify(vault).ok and vault.index.count() == 5
     assert (root / "config").read_bytes() == config
-    with Vault.open(root, SECRET) as vault:
+    with Vault.open(root, secret_of(name)) as vault:
         assert vault.keys.content_id == content_id
         assert vault.get(stored[-1][0]) == b"Subject: new\r\n\r\nnew\r\n"

@@ -15,13 +15,14 @@ from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client
 
 from vigile.vault.crypto import DEFAULT_KDF
-from vigile.vault.errors import SourceConnectionError, SourceError
+from vigile.vault.errors import SourceConnectionError, SourceError, VaultError
 from vigile.vault.imap import ImapSource
 from vigile.vault.imapstream import MAX_LINE, LineTooLong, read_response
 from vigile.vault.pack import RECORD_HEAD, RecordRef
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import MessageMeta, RetryingSource
+from vigile.vault.verify import verify
 
 FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
@@ -225,3 +226,28 @@ def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
         assert stored and vault.get(empty) == b""
     finally:
         vault.close()
+
+
+def test_an_index_failure_on_the_publishing_thread_keeps_the_published_packs(
+    tmp_path: Path,
+) -> None:
+    """Packs are indexed by the thread that publishes them, right after the rename: an
+    index that refuses the rows (here SQLite's ``query_only``) fails the run with one
+    line, the packs already published stay, and the next writer indexes them."""
+    Vault.create(tmp_path, b"k", FAST_KDF)
+    rng = random.Random(3)
+    contents = [rng.randbytes(3000) for _ in range(30)]
+    vault = Vault.open(tmp_path, b"k", writable=True, pack_size=20_000)
+    vault.index.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(VaultError, match=r"index\.sqlite: .*readonly.*indexed at the next run"):
+        vault.put_many(b"M", contents)
+        vault.flush()
+    vault.close()
+    assert list((tmp_path / "packs").glob("*/*"))  # published before the index refused them
+    assert not list((tmp_path / "packs").glob(".tmp-*"))
+    with Vault.open(tmp_path, b"k", writable=True) as reopened:
+        assert reopened.index.count() > 0  # re-indexed from the pack headers
+        stored = reopened.put_many(b"M", contents)
+        reopened.flush()
+        assert all(reopened.get(i) == c for (i, _), c in zip(stored, contents, strict=True))
+        assert verify(reopened).ok

@@ -144,6 +144,22 @@ def _store(
                 progress(folder, size)
 
 
+def _downloads_whole(st: FolderStatus, prev: FolderRef | None) -> bool:
+    """Whether :func:`sync_folder` downloads the folder in one pass (path 4)."""
+    return prev is None or prev.uidvalidity != st.uidvalidity or prev.count == 0
+
+
+def _next_download(following: Iterable[tuple[FolderStatus, FolderRef | None]]) -> str | None:
+    """The folder whose one-pass download is the next call on the source, if it is one
+    (the ``next_folder`` hint of ``Source.fetch_folder``): unchanged folders cost no call;
+    a folder synchronised otherwise makes other calls first."""
+    for st, prev in following:
+        if prev is not None and _unchanged(prev, st):
+            continue
+        return st.name if _downloads_whole(st, prev) and st.messages > 0 else None
+    return None
+
+
 def sync_folder(
     vault: Vault,
     source: Source,
@@ -151,8 +167,12 @@ def sync_folder(
     prev: FolderRef | None,
     stats: BackupStats,
     progress: Progress | None = None,
+    next_folder: str | None = None,
 ) -> FolderRef:
-    """Bring one folder up to date; returns the reference the new snapshot records."""
+    """Bring one folder up to date; returns the reference the new snapshot records.
+
+    ``next_folder`` is passed to a one-pass download (see ``Source.fetch_folder``).
+    """
     if prev is not None and _unchanged(prev, st):
         stats.folders_unchanged += 1
         stats.messages += prev.count
@@ -162,7 +182,8 @@ def sync_folder(
         stats.resynced_folders.append(st.name)
     messages = dict(vault.get_tree(prev.tree).messages) if prev is not None and same_epoch else {}
     if not messages:  # nothing known of this epoch: list and download in one pass
-        _store(vault, st.name, source.fetch_folder(st.name), messages, stats, progress)
+        fetched = source.fetch_folder(st.name, next_folder=next_folder)
+        _store(vault, st.name, fetched, messages, stats, progress)
     else:
         to_fetch = _apply_changes(source, st, prev, messages, stats)
         _store(vault, st.name, source.fetch(st.name, to_fetch), messages, stats, progress)
@@ -178,9 +199,13 @@ def backup_account(
     last = vault.latest_snapshot(source.account)
     stats = BackupStats()
     refs = []
-    for st in source.statuses(source.folders()):
-        prev = last.folder(st.name) if last is not None else None
-        refs.append(sync_folder(vault, source, st, prev, stats, progress))
+    statuses = source.statuses(source.folders())
+    previous = [last.folder(st.name) if last is not None else None for st in statuses]
+    for n, (st, prev) in enumerate(zip(statuses, previous, strict=True)):
+        following = zip(statuses[n + 1 :], previous[n + 1 :], strict=True)
+        refs.append(
+            sync_folder(vault, source, st, prev, stats, progress, _next_download(following))
+        )
         stats.folders += 1
     when = now or datetime.now(UTC)
     name = f"{when.astimezone(UTC).strftime(STAMP)}-{os.urandom(4).hex()}"

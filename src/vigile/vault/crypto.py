@@ -15,8 +15,17 @@ A vault has two random 256-bit keys, drawn once at ``vault init``:
   computed on the thread that reads the network.
 
 Both keys are stored in the vault's ``config`` file, sealed under a key-encryption key
-derived from the passphrase (or the bytes of a key file) with argon2id (RFC 9106), with
-the content-id algorithm (``content_id``; absent in version 1: ``hmac-sha256``).
+(KEK), with the content-id algorithm (``content_id``; absent in version 1: ``hmac-sha256``)
+and the KDF that turns the vault secret into the KEK (``kdf``):
+
+* ``argon2id`` (RFC 9106) for a passphrase, and for every vault before format version 3
+  whatever its secret: a guessable secret must be slow to try;
+* ``hkdf-sha256`` (RFC 5869) for a key file of at least :data:`MIN_KEY_FILE` bytes, since
+  format version 3: such a file is meant to be random (``head -c 32 /dev/urandom``), and
+  256 random bits need no stretching, so opening the vault costs microseconds instead of
+  argon2id's 64 MiB and 0.15-0.2 CPU-seconds. A shorter key file is still stretched with
+  argon2id, as a passphrase is. The KDF's name is part of the sealed keys' associated data
+  in version 3, so editing it in the config fails like a wrong secret.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.utils import Buffer
@@ -45,11 +53,17 @@ ID_SIZE = 32
 
 #: Content-id algorithms, by the name the vault config records; new vaults use the first.
 CONTENT_IDS = ("blake3", "hmac-sha256")
-#: Config format versions this code reads: 1 (HMAC-SHA256 ids), 2 (``content_id`` named).
-FORMAT_VERSIONS = (1, 2)
+#: Config format versions this code reads: 1 (HMAC-SHA256 ids), 2 (``content_id`` named),
+#: 3 (the KEK derived with HKDF-SHA256 from a key file).
+FORMAT_VERSIONS = (1, 2, 3)
 
 #: argon2id cost: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes).
 DEFAULT_KDF = {"alg": "argon2id", "time_cost": 3, "memory_kib": 65536, "parallelism": 4}
+#: The KDF of a key file of at least :data:`MIN_KEY_FILE` bytes (format version 3).
+KEY_FILE_KDF = {"alg": "hkdf-sha256"}
+#: The shortest key file taken as a key rather than as a passphrase: 256 bits.
+MIN_KEY_FILE = 32
+_HKDF_INFO = b"vigile-vault key-encryption key"
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,31 @@ def sealed_size(size: int) -> int:
     return NONCE_SIZE + size + TAG_SIZE
 
 
+def key_file_kdf(secret: bytes) -> dict[str, Any]:
+    """The KDF for a vault whose secret is the bytes of a key file.
+
+    >>> key_file_kdf(bytes(32))["alg"], key_file_kdf(b"short")["alg"]
+    ('hkdf-sha256', 'argon2id')
+    """
+    return dict(KEY_FILE_KDF if len(secret) >= MIN_KEY_FILE else DEFAULT_KDF)
+
+
+def _kdf_alg(kdf: dict[str, Any]) -> str:
+    return str(kdf.get("alg", "argon2id"))
+
+
 def _kek(secret: bytes, salt: bytes, kdf: dict[str, Any]) -> bytes:
+    alg = _kdf_alg(kdf)
+    if alg == "hkdf-sha256":
+        # Imported here: only a key-file vault needs it, and a command opens one vault.
+        from cryptography.hazmat.primitives.hashes import SHA256
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(SHA256(), 32, salt, _HKDF_INFO).derive(secret)
+    if alg != "argon2id":
+        raise VaultError(f"vault key derivation {alg!r} is not one this version of vigile knows")
+    from argon2.low_level import Type, hash_secret_raw  # not needed by key-file vaults
+
     return hash_secret_raw(
         secret,
         salt,
@@ -152,18 +190,33 @@ def _kek(secret: bytes, salt: bytes, kdf: dict[str, Any]) -> bytes:
     )
 
 
-def _keys_aad(content_id: str) -> bytes:
-    """Associated data of the sealed keys: the content-id algorithm is authenticated too."""
+def _keys_aad(content_id: str, kdf_alg: str = "argon2id") -> bytes:
+    """Associated data of the sealed keys: the content-id algorithm and (since version 3)
+    the KDF are authenticated too; earlier versions' associated data is kept as it was."""
     aad = b"vigile-vault-keys"
-    return aad if content_id == "hmac-sha256" else aad + b" content_id=" + content_id.encode()
+    if content_id != "hmac-sha256":
+        aad += b" content_id=" + content_id.encode()
+    if kdf_alg != "argon2id":
+        aad += b" kdf=" + kdf_alg.encode()
+    return aad
 
 
 def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON document stored as the vault's ``config``: KDF parameters and sealed keys."""
+    """The JSON document stored as the vault's ``config``: KDF parameters and sealed keys.
+
+    HKDF takes only a secret of at least :data:`MIN_KEY_FILE` bytes (see the module
+    docstring): a shorter one raises :class:`VaultError`.
+    """
     kdf = dict(kdf or DEFAULT_KDF)
+    alg = _kdf_alg(kdf)
+    if alg == "hkdf-sha256" and len(secret) < MIN_KEY_FILE:
+        raise VaultError(
+            f"a key file of {len(secret)} bytes is too short to be used without stretching "
+            f"(at least {MIN_KEY_FILE} random bytes)"
+        )
     salt = os.urandom(16)
     kek = Keys(_kek(secret, salt, kdf), b"")
-    sealed = kek.seal(keys.data + keys.ident, _keys_aad(keys.content_id))
+    sealed = kek.seal(keys.data + keys.ident, _keys_aad(keys.content_id, alg))
     document = {
         "version": 1,
         "kdf": kdf,
@@ -172,6 +225,8 @@ def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> d
     }
     if keys.content_id != "hmac-sha256":  # version 1 is what earlier releases can read
         document.update(version=2, content_id=keys.content_id)
+    if alg != "argon2id":  # releases before version 3 cannot derive this KEK: refused there
+        document.update(version=3)
     return document
 
 
@@ -187,15 +242,15 @@ def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
     """
     version = document.get("version")
     content_id = document.get("content_id", "hmac-sha256")
+    kdf = document["kdf"]
     if version not in FORMAT_VERSIONS or content_id not in CONTENT_IDS:
         raise VaultError(
             f"vault format version {version} (content ids {content_id}) is not one this "
             "version of vigile reads: upgrade vigile"
         )
-    kdf = document["kdf"]
     kek = Keys(_kek(secret, base64.b64decode(document["salt"]), kdf), b"")
     try:
-        raw = kek.open(base64.b64decode(document["keys"]), _keys_aad(content_id))
+        raw = kek.open(base64.b64decode(document["keys"]), _keys_aad(content_id, _kdf_alg(kdf)))
     except VaultDamagedError:
         raise WrongKeyError("wrong passphrase or key file for this vault") from None
     return Keys(raw[:32], raw[32:], content_id)
@@ -204,8 +259,8 @@ def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
 def unlock(root: Path, secret: bytes) -> Keys:
     """The keys of the vault at ``root``, from its ``config`` and the secret.
 
-    This is the slow part of opening a vault (the argon2id derivation, which runs without
-    the GIL), so it lives here, apart from the pack and index code: a command can start
+    This is the slow part of opening a passphrase vault (the argon2id derivation, which
+    runs without the GIL), so it lives here, apart from the pack and index code: a command can start
     it first and import the rest meanwhile.
     """
     try:

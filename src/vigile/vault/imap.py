@@ -18,7 +18,8 @@ import fnmatch
 import imaplib
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache, partial
 from typing import Any, TypeVar, cast
@@ -31,9 +32,11 @@ from imapclient.response_parser import parse_response
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
 from vigile.vault.imapstream import (
+    CommandQueue,
     Connection,
     FetchRefused,
     LineTooLong,
+    Quick,
     Reader,
     Response,
     body_of,
@@ -52,8 +55,15 @@ META_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE)"
 FULL_ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
 
 T = TypeVar("T")
+R = TypeVar("R", Response | int, Quick | Response | int)
 #: The items in the order Dovecot (and most servers) return them; else one pattern each.
 _META = re.compile(rb'UID (\d+) FLAGS \(([^)]*)\) RFC822\.SIZE (\d+) INTERNALDATE "([^"]+)"')
+#: A whole FETCH response line of a full download as Dovecot (and most servers) sends it,
+#: items in the order asked and the message its literal: the quick path of stream_commands.
+#: Its groups: UID, flags, size, internal date, literal size.
+FULL_LINE = re.compile(
+    rb"\* \d+ FETCH \(" + _META.pattern + rb" BODY\[\] \{(\d+)\}\r\n\Z", re.ASCII
+)
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -61,14 +71,29 @@ _MONTHS = {
     m.encode(): i
     for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)
 }
+_MONTH_NUMBERS = {m.decode(): f"{i:02d}" for m, i in _MONTHS.items()}
 
 
 def parse_internaldate(value: bytes) -> datetime:
     """An IMAP date-time (RFC 3501 ``date-time``), without locale-dependent ``strptime``.
 
+    The fixed layout the RFC defines (``dd-Mon-yyyy hh:mm:ss +zzzz``, the day possibly
+    space-padded) is rewritten as ISO 8601 for ``datetime.fromisoformat`` (in C: half the
+    time of the general parse, once per message of a full backup); anything else is split
+    into its fields.
+
     >>> parse_internaldate(b" 3-Jan-2024 10:05:09 +0100").isoformat()
     '2024-01-03T10:05:09+01:00'
+    >>> parse_internaldate(b"3-Jan-2024  10:05:09 -0130").isoformat()
+    '2024-01-03T10:05:09-01:30'
     """
+    text = value.decode("ascii", errors="replace")
+    if len(text) == 26 and text[2] == text[6] == "-" and text[11] == text[20] == " ":
+        iso_month = _MONTH_NUMBERS.get(text[3:6])
+        if iso_month is not None:
+            iso_day, iso_zone = text[0:2].replace(" ", "0"), f"{text[21:24]}:{text[24:26]}"
+            iso = f"{text[7:11]}-{iso_month}-{iso_day}T{text[12:20]}{iso_zone}"
+            return datetime.fromisoformat(iso)
     day, month, rest = value.strip().split(b"-", 2)
     year, clock, zone = rest.split()
     hh, mm, ss = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])  # time = 2DIGIT ":" ...
@@ -100,6 +125,31 @@ def _meta_of(response: Response) -> MessageMeta | None:
     return MessageMeta(
         uid_, int(size_.group(1)), parse_internaldate(date_.group(1)), _flag_list(flags_.group(1))
     )
+
+
+def fetched_of(item: Quick | Response | int) -> FetchedMessage | None:
+    """The message in a full download's FETCH response (see :data:`FULL_LINE`), or ``None``
+    for a completion or a response without flags, size, date and body.
+
+    >>> quick = Quick((b"7", b"\\\\Seen", b"3", b"01-Feb-2024 10:00:00 +0000"), b"abc")
+    >>> general = Response([b'* 1 FETCH (UID 7 FLAGS (\\\\Seen) INTERNALDATE '
+    ...     b'"01-Feb-2024 10:00:00 +0000" RFC822.SIZE 3 BODY[] ', b")\\r\\n"], [b"abc"])
+    >>> fetched_of(quick) == fetched_of(general) != None
+    True
+    """
+    if type(item) is Quick:
+        uid, flags, size, date = item.groups
+        meta = MessageMeta(int(uid), int(size), parse_internaldate(date), _flag_list(flags))
+        return FetchedMessage(meta, item.literal)
+    if not isinstance(item, Response):
+        return None
+    found, body = _meta_of(item), body_of(item)
+    return None if found is None or body is None else FetchedMessage(found, body)
+
+
+def _full_fetch(after: int) -> bytes:
+    """The command of a full download of the selected folder above UID ``after``."""
+    return b"UID FETCH %d:* %s" % (after + 1, FULL_ITEMS.encode())
 
 
 def _as_bytes(text: str | bytes) -> bytes:
@@ -199,6 +249,18 @@ def _widen_read_buffer(imap: imaplib.IMAP4, size: int = READ_BUFFER) -> None:
     old.close()  # the socket stays open: only this reader's reference to it is released
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    """A folder whose EXAMINE and FETCH were sent behind the previous folder's FETCH: the
+    stream their responses come on, its queue, and the two commands' positions in it."""
+
+    folder: str
+    stream: Iterator[Quick | Response | int]
+    queue: CommandQueue
+    examine: int
+    fetch: int
+
+
 class ImapSource:
     """A :class:`~vigile.vault.source.Source` over one IMAP connection."""
 
@@ -209,6 +271,8 @@ class ImapSource:
         self.client = connect(account)
         self._selected: str | None = None
         self._broken = False
+        #: A folder whose EXAMINE and FETCH were sent ahead (see fetch_folder).
+        self._ahead: _Ahead | None = None
         self.condstore = account.condstore and self.client.has_capability("CONDSTORE")
         if self.condstore:
             self._guard(lambda: self.client.enable("CONDSTORE"))
@@ -351,17 +415,82 @@ class ImapSource:
                     break  # not here yet
                 following += 1  # else expunged since it was listed
 
-    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
-        """Metadata and bytes of every message above UID ``after``, in one FETCH."""
-        if self._examine(folder) == 0:
+    def fetch_folder(
+        self, folder: str, after: int = 0, next_folder: str | None = None
+    ) -> Iterator[FetchedMessage]:
+        """Metadata and bytes of every message above UID ``after``, in one FETCH.
+
+        With ``next_folder``, its ``EXAMINE`` and ``FETCH`` are sent right behind this
+        folder's (pipelined, RFC 3501 section 5.5: the server runs them once this FETCH
+        completes), so that the server prepares them while this folder's last messages are
+        stored; the next call, for that folder, reads their responses (and sends the
+        commands of the folder after it). If they were refused (a folder deleted
+        meanwhile), that call asks again as it would have without the hint.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.folder == folder and after == 0:
+            refused_after = yield from self._read_ahead(ahead, next_folder)
+            if refused_after is None:
+                return
+            after = refused_after
+        if self._examine(folder) == 0:  # also refuses a connection left with ``ahead`` unread
             return
-        for item in self._stream([f"{after + 1}:*"], FULL_ITEMS):
-            if isinstance(item, int):
-                continue
-            meta, body = _meta_of(item), body_of(item)
+        queue = CommandQueue([_full_fetch(after)])
+        start = partial(stream_commands, commands=queue, kind=b" FETCH ", quick=FULL_LINE)
+        stream = self._pipelined(partial(start, window=3))
+        following = self._send_ahead(queue, stream, folder, next_folder)
+        for item in stream:
+            if following is not None and item == 0 and type(item) is int:
+                # This folder is complete; the rest of the stream is the next folder's.
+                self._ahead, self._selected = following, None
+                return
+            message = fetched_of(item)
             # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
-            if meta is not None and body is not None and meta.uid > after:
-                yield FetchedMessage(meta, body)
+            if message is not None and message.meta.uid > after:
+                yield message
+
+    def _send_ahead(
+        self,
+        queue: CommandQueue,
+        stream: Iterator[Quick | Response | int],
+        current: str,
+        then: str | None,
+    ) -> _Ahead | None:
+        """Queue the EXAMINE and FETCH of ``then`` behind ``current``'s (if any)."""
+        if then is None or then == current:
+            return None
+        name = _as_bytes(self.client._normalise_folder(then))
+        examine = queue.add(b"EXAMINE " + name)
+        return _Ahead(then, stream, queue, examine, queue.add(_full_fetch(0)))
+
+    def _read_ahead(
+        self, ahead: _Ahead, then: str | None
+    ) -> Generator[FetchedMessage, None, int | None]:
+        """The messages of a folder from the commands sent ahead for it (and ``then``'s
+        commands sent behind them); returns ``None`` once they have all been read, or, if
+        the server refused them, the UID of the last message delivered (none in practice:
+        it is the ``EXAMINE`` that is refused, and nothing after a refusal is delivered)."""
+        following = self._send_ahead(ahead.queue, ahead.stream, ahead.folder, then)
+        last = 0
+        try:
+            for item in ahead.stream:
+                if type(item) is int:
+                    if item == ahead.examine:
+                        self._selected = ahead.folder
+                    elif item == ahead.fetch and following is not None:
+                        self._ahead, self._selected = following, None
+                        return None
+                elif (message := fetched_of(item)) is not None:
+                    yield message
+                    last = message.meta.uid
+        except SourceConnectionError:
+            raise
+        except SourceError:
+            if self._broken:  # not a refusal (an overlong line): left mid-response
+                raise
+            self._selected = None  # refused, every response read: the connection is in step
+            return last
+        return None
 
     def _stream(
         self, uid_sets: Iterable[str], items: str, modifiers: str = ""
@@ -374,9 +503,7 @@ class ImapSource:
         """:func:`stream_commands` (a few dozen in flight), through :meth:`_pipelined`."""
         return self._pipelined(partial(stream_commands, commands=commands, kind=kind, window=64))
 
-    def _pipelined(
-        self, start: Callable[[Connection, Reader], Iterator[Response | int]]
-    ) -> Iterator[Response | int]:
+    def _pipelined(self, start: Callable[[Connection, Reader], Iterator[R]]) -> Iterator[R]:
         """A pipelined stream with errors mapped; the connection is marked broken until
         the stream has been read to its end (a caller that stops early leaves it so)."""
         self._check_usable()

@@ -9,7 +9,11 @@ flight, RFC 3501 section 5.5), and responses are handed over one by one as they 
 sent with imaplib's ``send`` and read from imaplib's buffered reader of the socket
 directly (its ``readline``/``read`` wrappers cost a Python call each per line); only the
 framing of a FETCH response (a line, a ``{n}`` literal, the rest of the line) is parsed
-here, and the items in it by :func:`body_of` and the patterns in ``imap.py``.
+here, and the items in it by :func:`body_of` and the patterns in ``imap.py``. A caller may
+also give a pattern for the response it expects most (a full download's FETCH responses,
+items in the server's usual order): a response whose first line it matches, and whose
+literal ends it, is handed over as a :class:`Quick` (the pattern's groups and the literal)
+without being framed item by item; any other response takes the general path.
 
 Errors: a ``NO``/``BAD`` completion raises :class:`FetchRefused` (permanent) once the
 other commands in flight have completed; a line longer than imaplib accepts raises
@@ -21,8 +25,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 #: Commands in flight at once: enough that the server always has the next one queued.
 WINDOW = 3
@@ -53,6 +58,42 @@ class FetchRefused(Exception):
 
 class LineTooLong(Exception):
     """A response line longer than :data:`MAX_LINE` (the connection is left mid-response)."""
+
+
+class CommandQueue:
+    """Commands for :func:`stream_commands` that may be added to while the stream runs.
+
+    An iterator that can run dry and then give more: ``next`` gives the oldest command not
+    yet taken, or stops while there is none; a command added later is sent when a command
+    in flight completes. Its position (what :func:`stream_commands` yields when it
+    completes) is what :meth:`add` returns.
+    """
+
+    def __init__(self, commands: Iterable[bytes] = ()) -> None:
+        self._waiting: deque[bytes] = deque()
+        self._added = 0
+        for command in commands:
+            self.add(command)
+
+    def add(self, command: bytes) -> int:
+        self._waiting.append(command)
+        self._added += 1
+        return self._added - 1
+
+    def __iter__(self) -> CommandQueue:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._waiting:
+            raise StopIteration
+        return self._waiting.popleft()
+
+
+class Quick(NamedTuple):
+    """A response matched whole by the caller's pattern (see :func:`stream_commands`)."""
+
+    groups: tuple[bytes, ...]  # the pattern's groups, the literal's size (the last) left out
+    literal: bytes
 
 
 class Response(NamedTuple):
@@ -90,8 +131,11 @@ def read_response(reader: Reader) -> Response:
     >>> r.uid, r.literals, body_of(r)
     (7, [b'abc'], b'abc')
     """
-    line = reader.readline(MAX_LINE + 1)
-    parts, literals = [], []
+    return _read_rest(reader, reader.readline(MAX_LINE + 1), [], [])
+
+
+def _read_rest(reader: Reader, line: bytes, parts: list[bytes], literals: list[bytes]) -> Response:
+    """The rest of a response from ``line`` on, after the ``parts`` and ``literals`` read."""
     while line.endswith(b"}\r\n") and (found := _LITERAL.search(line)) is not None:
         parts.append(line[: found.start()])
         size = int(found.group(1))
@@ -132,9 +176,31 @@ def stream_fetch(
     yield from stream_commands(conn, reader, commands, b" FETCH ", WINDOW)
 
 
+@overload
 def stream_commands(
     conn: Connection, reader: Reader, commands: Iterable[bytes], kind: bytes, window: int
-) -> Iterator[Response | int]:
+) -> Iterator[Response | int]: ...
+
+
+@overload
+def stream_commands(
+    conn: Connection,
+    reader: Reader,
+    commands: Iterable[bytes],
+    kind: bytes,
+    window: int,
+    quick: re.Pattern[bytes],
+) -> Iterator[Quick | Response | int]: ...
+
+
+def stream_commands(
+    conn: Connection,
+    reader: Reader,
+    commands: Iterable[bytes],
+    kind: bytes,
+    window: int,
+    quick: re.Pattern[bytes] | None = None,
+) -> Iterator[Quick | Response | int]:
     """Send ``commands`` (without tag or line end) pipelined, at most ``window`` in flight.
 
     Yields the untagged responses whose first 32 bytes hold ``kind`` (``b" FETCH "``,
@@ -142,22 +208,46 @@ def stream_commands(
     when it completes, in whatever order the server completes them. A ``NO``/``BAD``
     completion stops the sending and raises :class:`FetchRefused` once the commands in
     flight have completed (their responses are read, not yielded).
+
+    ``quick``, if given, must match a whole response line that ends in a literal's
+    ``{n}\r\n``, its last group being ``n``; it must not match a tagged line nor a
+    response of another kind. A response whose first line it matches and whose literal is
+    followed by ``)\r\n`` alone is yielded as a :class:`Quick`; every other one as a
+    :class:`Response`, framed exactly as :func:`read_response` frames it. Only the caller
+    that gives ``quick`` ever gets a :class:`Quick`.
     """
-    pending = enumerate(commands)
+    pending = iter(commands)
+    sent = itertools.count()  # a command's position: the order it was sent in
     in_flight: dict[bytes, int] = {}
 
     def send_next() -> None:
-        position, command = next(pending, (-1, b""))
-        if position >= 0:
+        command = next(pending, None)
+        if command is not None:
             tag = f"VGF{next(_TAG_NUMBERS)}".encode()
             conn.send(tag + b" " + command + b"\r\n")
-            in_flight[tag] = position
+            in_flight[tag] = next(sent)
 
     for _ in range(window):
         send_next()
     refused = None
+    readline, read = reader.readline, reader.read
+    match, last = (quick.match, quick.groups) if quick is not None else (None, 0)
     while in_flight:
-        response = read_response(reader)
+        line = readline(MAX_LINE + 1)
+        if match is not None and (found := match(line)) is not None:
+            # The quick path: the whole response is one line, one literal and ")".
+            size = int(found.group(last))
+            literal, closing = read(size), readline(MAX_LINE + 1)
+            if len(literal) != size:
+                raise EOFError("connection closed in the middle of a literal")
+            if closing == b")\r\n":
+                if refused is None:
+                    yield Quick(found.groups()[:-1], literal)
+                continue
+            head = line[: found.start(last) - 1]  # up to the literal's "{", as _read_rest cuts
+            response = _read_rest(reader, closing, [head], [literal])
+        else:
+            response = _read_rest(reader, line, [], [])
         head = response.parts[0]
         if head.startswith(b"* "):
             if refused is None and kind in head[:32]:

@@ -9,6 +9,7 @@ nothing. Rows are inserted only after their pack is published, in one transactio
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -25,10 +26,18 @@ CREATE INDEX IF NOT EXISTS blobs_pack ON blobs (pack);
 
 
 class Index:
-    """Look-ups and inserts over ``index.sqlite``."""
+    """Look-ups and inserts over ``index.sqlite``.
+
+    During a backup, :meth:`add_pack` runs on the thread that publishes packs
+    (``packer.py``) while the reading thread looks records up: the connection is shared
+    by the two threads, and :meth:`lookup`, :meth:`existing`, :meth:`has` and
+    :meth:`add_pack` take turns on it under a lock. The other methods are for when no
+    backup writes (recovery at open, verify, prune).
+    """
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path)
+        self.db = sqlite3.connect(path, check_same_thread=False)  # shared: see the lock
+        self._lock = threading.Lock()
         self.db.executescript(_SCHEMA)
         self.db.commit()
 
@@ -36,9 +45,10 @@ class Index:
         self.db.close()
 
     def lookup(self, blob_id: bytes) -> RecordRef | None:
-        row = self.db.execute(
-            "SELECT kind, pack, offset, length FROM blobs WHERE id = ?", (blob_id,)
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT kind, pack, offset, length FROM blobs WHERE id = ?", (blob_id,)
+            ).fetchone()
         return None if row is None else RecordRef(row[0], blob_id, row[1], row[2], row[3])
 
     def existing(self, blob_ids: list[bytes]) -> set[bytes]:
@@ -47,14 +57,15 @@ class Index:
         for start in range(0, len(blob_ids), 500):
             chunk = blob_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT id FROM blobs WHERE id IN ({marks})", chunk)
-            found.update(row[0] for row in rows)
+            with self._lock:
+                rows = self.db.execute(f"SELECT id FROM blobs WHERE id IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
         return found
 
     def has(self, blob_id: bytes) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is not None
-        )
+        with self._lock:
+            row = self.db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return row is not None
 
     def add_pack(
         self, name: str, size: int, records: Iterable[RecordRef], *, move: bool = False
@@ -65,7 +76,7 @@ class Index:
         pack taking over records from the pack it replaces).
         """
         verb = "REPLACE" if move else "IGNORE"
-        with self.db:
+        with self._lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (name, size))
             self.db.executemany(
                 f"INSERT OR {verb} INTO blobs VALUES (?, ?, ?, ?, ?)",

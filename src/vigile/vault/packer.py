@@ -10,16 +10,19 @@ batches of 32, docs/benchmarks.md) to keep the hand-over cheap; at most ``in_fli
 batches wait, which bounds memory. A pack that the worker completes is handed to a second
 thread that publishes it (fsync, SHA-256 name, rename, fsync of the folder) while the
 worker goes on filling the next pack: the disk and the hashing are off the worker's path.
-Published packs are returned to the caller by the next :meth:`add` or :meth:`flush`, to
-be indexed on the caller's thread (SQLite connections stay on the thread that opened
-them); :meth:`flush` waits for every pack to be published. A write or fsync error is
-raised by the next :meth:`add` or :meth:`flush`; the unfinished packs are removed and
-nothing after the error is written.
+That thread also indexes each pack it has published (``on_published``, given by the
+vault: its index rows are committed right after the rename, as before, but the reading
+thread no longer spends 0.1-0.15 CPU-s of a full backup inserting them). Published
+packs are returned to the caller by the next :meth:`add` or :meth:`flush`;
+:meth:`flush` waits for every pack to be published and indexed. A write, fsync or index
+error is raised by the next :meth:`add` or :meth:`flush`; the unfinished packs are
+removed and nothing after the error is written.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
@@ -49,8 +52,10 @@ class BackgroundPacker:
         batch_bytes: int = 4 << 20,
         batch_count: int = 64,
         in_flight: int = 3,
+        on_published: Callable[[Published], None] | None = None,
     ) -> None:
         self.root = root
+        self.on_published = on_published
         self.keys = keys
         self.pack_size = pack_size
         self.batch_bytes = batch_bytes
@@ -194,11 +199,14 @@ class BackgroundPacker:
             raise self._failed
         try:
             name, records = writer.finish()
+            published = (name, writer.size, records)
+            if self.on_published is not None:
+                self.on_published(published)
         except BaseException as e:
-            writer.abort()
+            writer.abort()  # once published, only closes (the pack is indexed at next open)
             self._failed = e  # the worker checks it before its next batch
             raise
-        return (name, writer.size, records)
+        return published
 
     def _fail(self, error: BaseException) -> None:
         self._failed = error

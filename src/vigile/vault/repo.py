@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,11 @@ from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
 
-def _disk_error(e: OSError, what: Path) -> VaultError:
+def _disk_error(e: OSError | sqlite3.Error, what: Path) -> VaultError:
+    if isinstance(e, sqlite3.Error):  # packs are published before they are indexed
+        return VaultError(
+            f"{what / 'index.sqlite'}: {e}; the packs written are kept, and indexed at the next run"
+        )
     if e.errno == errno.ENOSPC:
         return VaultError(f"{what}: no space left on device; the vault is unchanged by this run")
     return VaultError(f"{what}: {e.strerror}")
@@ -149,10 +154,12 @@ class Vault:
             out.append((i, stored))
         if new:
             if self._packer is None:
-                self._packer = BackgroundPacker(self.root, self.keys, self.pack_size)
+                self._packer = BackgroundPacker(
+                    self.root, self.keys, self.pack_size, on_published=self._index_pack
+                )
             try:
                 self._index(self._packer.add_many(new))
-            except OSError as e:
+            except (OSError, sqlite3.Error) as e:
                 self._abort_pack()
                 raise _disk_error(e, self.root) from None
         return out
@@ -169,13 +176,18 @@ class Vault:
             return
         try:
             self._index(self._packer.flush())
-        except OSError as e:
+        except (OSError, sqlite3.Error) as e:
             self._abort_pack()
             raise _disk_error(e, self.root) from None
 
+    def _index_pack(self, published: Published) -> None:
+        """Index a pack just published (on the packer's publishing thread)."""
+        name, size, records = published
+        self.index.add_pack(name, size, records)
+
     def _index(self, published: list[Published]) -> None:
-        for name, size, records in published:
-            self.index.add_pack(name, size, records)
+        """Packs published and indexed since: their records are no longer pending."""
+        for _, _, records in published:
             self._pending.difference_update(r.blob_id for r in records)
 
     def get(self, blob_id: bytes) -> bytes:

@@ -13,12 +13,9 @@ lost since T and whose flags changed, without writing anything.
 from __future__ import annotations
 
 import hashlib
-import mailbox
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +77,11 @@ def match_key(raw_or_header: bytes, size: int) -> bytes:
 
 
 def subject_of(raw: bytes) -> str:
+    # The email and mailbox packages are imported where used: `vault backup` loads this
+    # module (the restore command's --to choices) and needs neither.
+    from email.header import decode_header, make_header
+    from email.parser import BytesHeaderParser
+
     value = BytesHeaderParser().parsebytes(raw).get("Subject", "")
     try:
         return str(make_header(decode_header(str(value))))
@@ -139,6 +141,8 @@ def restore_files(
     progress: Callable[[int], None] | None = None,
 ) -> RestoreReport:
     """Write the snapshot's messages under ``out`` as Maildir, mbox or .eml files."""
+    import mailbox  # see subject_of
+
     report = RestoreReport()
     out.mkdir(parents=True, exist_ok=True)
     for tree in select_trees(vault, snapshot, pattern, report):

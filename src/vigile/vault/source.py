@@ -24,7 +24,12 @@ Contract, per method (every implementation must hold to it):
 * ``fetch_folder`` is ``metadata`` and ``fetch`` of every message in one pass, for a
   folder of which nothing is stored yet (a first run, a new UIDVALIDITY): messages come
   in ascending UID order, and only those with a UID above ``after`` (so a caller that
-  lost the connection resumes where it was).
+  lost the connection resumes where it was). ``next_folder`` is a hint: the folder whose
+  ``fetch_folder`` (from UID 0) the caller makes next, with no other call in between and
+  once this one's messages have all been read; a source may start asking for it early
+  (IMAP pipelines its ``EXAMINE`` and ``FETCH`` behind this folder's). A source must give
+  the same answers whether the hint is given, wrong or ignored (a wrong one may cost it a
+  reconnection).
 * Errors: :class:`SourceAuthError` is **permanent** (never retried); a dropped or refused
   connection is :class:`SourceConnectionError`, **transient**: :class:`RetryingSource`
   reconnects with exponential backoff and re-issues the call. Anything else is permanent.
@@ -91,7 +96,9 @@ class Source(Protocol):
 
     def fetch(self, folder: str, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]: ...
 
-    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]: ...
+    def fetch_folder(
+        self, folder: str, after: int = 0, next_folder: str | None = None
+    ) -> Iterator[FetchedMessage]: ...
 
     def close(self) -> None: ...
 
@@ -179,12 +186,14 @@ class RetryingSource:
                 remaining = remaining[done:]
                 failures = self._back_off(e, failures)
 
-    def fetch_folder(self, folder: str, after: int = 0) -> Iterator[FetchedMessage]:
+    def fetch_folder(
+        self, folder: str, after: int = 0, next_folder: str | None = None
+    ) -> Iterator[FetchedMessage]:
         """Every message once; after a reconnect, resume above the last UID delivered."""
         failures = 0
         while True:
             try:
-                for message in self._current().fetch_folder(folder, after):
+                for message in self._current().fetch_folder(folder, after, next_folder):
                     yield message
                     after = message.meta.uid
                 return

@@ -1,8 +1,10 @@
-"""Regenerate a golden vault: ``python -m tests.golden.vault.regenerate FORMAT`` from the root.
+"""Regenerate a golden vault: ``python -m tests.golden.vault.regenerate NAME`` from the root.
 
 The golden vaults pin the on-disk format: a vault written by a version must stay readable
-(and writable) by every later one. One per content-id algorithm (``GOLDEN``): ``vault``
-was written by format version 1 (HMAC-SHA256 ids), ``vault-blake3`` by version 2.
+(and writable) by every later one. One per format version (``GOLDEN``): ``vault`` was
+written by format version 1 (HMAC-SHA256 ids), ``vault-blake3`` by version 2 (BLAKE3 ids),
+both under a passphrase (argon2id); ``vault-hkdf`` by version 3, under a key file
+(HKDF-SHA256; its key is ``KEY_FILE`` below).
 Regenerate only on a deliberate format change (and bump ``version`` in the vault config);
 review the diff of ``expected/``, which every golden vault restores to.
 """
@@ -15,15 +17,26 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vigile.vault.crypto import DEFAULT_KDF
+from vigile.vault.crypto import DEFAULT_KDF, KEY_FILE_KDF
 from vigile.vault.repo import Vault
 from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 
 HERE = Path(__file__).resolve().parent
 SECRET = b"golden vault passphrase"
 KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
+#: The key file of ``vault-hkdf``: 32 fixed bytes (a real key file is random).
+KEY_FILE = bytes.fromhex("5f1c0b9e6a2d4e8f7a3b1c9d0e2f4a6b8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f")
 #: Golden vault folder -> the content-id algorithm it was written with.
-GOLDEN = {"vault": "hmac-sha256", "vault-blake3": "blake3"}
+GOLDEN = {"vault": "hmac-sha256", "vault-blake3": "blake3", "vault-hkdf": "blake3"}
+#: Golden vault folder -> its secret and KDF, where not the passphrase's.
+KEYS = {"vault-hkdf": (KEY_FILE, KEY_FILE_KDF)}
+
+
+def secret_of(name: str) -> bytes:
+    """The secret that opens the golden vault ``name``."""
+    return KEYS.get(name, (SECRET, KDF))[0]
+
+
 MESSAGES = {
     "INBOX": [
         (
@@ -38,11 +51,12 @@ MESSAGES = {
 }
 
 
-def main(content_id: str) -> None:
-    root = HERE / next(name for name, algo in GOLDEN.items() if algo == content_id)
+def main(name: str) -> None:
+    root = HERE / name
     shutil.rmtree(root, ignore_errors=True)
-    Vault.create(root, SECRET, KDF, content_id)
-    vault = Vault.open(root, SECRET, writable=True)
+    secret, kdf = KEYS.get(name, (SECRET, KDF))
+    Vault.create(root, secret, kdf, GOLDEN[name])
+    vault = Vault.open(root, secret, writable=True)
     when = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     refs = []
     for folder, items in MESSAGES.items():

@@ -18,6 +18,7 @@ from vigile.cli.vault.common import (
     load_settings,
     progress_bar,
     vault_app,
+    vault_key_file,
     vault_root,
     vault_secret,
 )
@@ -35,12 +36,19 @@ if TYPE_CHECKING:
 def init_cmd(
     config: ConfigOption = None, vault: VaultOption = None, key_file: KeyFileOption = None
 ) -> None:
-    """Create an empty vault: new random keys, sealed under your passphrase or key file."""
+    """Create an empty vault: new random keys, sealed under your passphrase or key file.
+
+    A key file of at least 32 bytes is taken as a key (HKDF-SHA256); a passphrase, or a
+    shorter key file, is stretched with argon2id (docs/vault.md).
+    """
+    from vigile.vault.crypto import key_file_kdf
     from vigile.vault.repo import Vault
 
     settings = load_settings(config)
     root = vault_root(settings, vault)
-    Vault.create(root, vault_secret(settings, key_file, confirm=True))
+    secret = vault_secret(settings, key_file, confirm=True)
+    from_file = vault_key_file(settings, key_file) is not None
+    Vault.create(root, secret, key_file_kdf(secret) if from_file else None)
     err_console.print(f"created vault {root}", highlight=False)
 
 
@@ -63,8 +71,9 @@ def backup_cmd(
     if not accounts:
         raise ConfigError("no [[vault.accounts]] configured")
     root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
-    # The argon2id derivation runs in C without the GIL: it takes place while the rest of
-    # the backup code is imported and the first account connects and logs in.
+    # The key derivation (argon2id for a passphrase vault) runs in C without the GIL: it
+    # takes place while the rest of the backup code is imported and the first account
+    # connects and logs in.
     with ThreadPoolExecutor(1) as pool:
         unlocking = pool.submit(unlock, root, secret)
         from vigile.vault.repo import Vault

@@ -83,8 +83,13 @@ def vault_root(settings: VaultSettings, vault: Path | None) -> Path:
     return root
 
 
+def vault_key_file(settings: VaultSettings, key_file: Path | None) -> Path | None:
+    """The key file the vault secret is read from, or ``None`` if it is a passphrase."""
+    return key_file or (None if os.environ.get(PASSPHRASE_ENV) else settings.key_file)
+
+
 def vault_secret(settings: VaultSettings, key_file: Path | None, confirm: bool = False) -> bytes:
-    key_file = key_file or (None if os.environ.get(PASSPHRASE_ENV) else settings.key_file)
+    key_file = vault_key_file(settings, key_file)
     if key_file is not None:
         try:
             return key_file.read_bytes()

@@ -20,7 +20,6 @@ from vigile.cli.vault.common import (
     vault_app,
 )
 from vigile.vault.errors import VaultDamagedError
-from vigile.vault.verify import verify
 
 
 @vault_app.command("snapshots")
@@ -117,6 +116,8 @@ def verify_cmd(
     Re-reads every pack and record, checks every hash and authentication tag and walks
     every snapshot. Exit status 1 if anything is damaged.
     """
+    from vigile.vault.verify import verify  # not loaded by the other vault commands
+
     fmt = choose_format(as_json, as_csv)
     with open_vault(config, vault, key_file, write=False) as store, progress_bar() as bar:
         task = bar.add_task("verify", total=store.index.count(), messages=0)
