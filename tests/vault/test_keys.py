@@ -1,5 +1,5 @@
 """How the vault secret becomes the key-encryption key: argon2id for a passphrase (and for
-every vault before format version 3), HKDF-SHA256 for a key file of 32 bytes or more."""
+every vault before format version 3), HKDF-SHA256 for a key file of 32 random bytes or more."""
 
 from __future__ import annotations
 
@@ -119,3 +119,18 @@ def test_vault_init_picks_the_kdf_by_where_the_secret_comes_from(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert config_of(tmp_path / "vault")["kdf"]["alg"] == alg  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"correct horse battery staple, our office 2024\n",  # a phrase someone chose
+        os.urandom(32).hex().encode(),  # random, but the file cannot tell
+        base64.b64encode(os.urandom(32)) + b"\n",
+        "une phrase de passe accentuée, assez longue".encode(),
+    ],
+)
+def test_a_key_file_that_is_text_is_stretched_like_a_passphrase(text: bytes) -> None:
+    assert len(text) >= MIN_KEY_FILE
+    assert key_file_kdf(text) == DEFAULT_KDF
+    assert key_file_kdf(bytes(range(MIN_KEY_FILE))) == KEY_FILE_KDF  # control bytes: not text

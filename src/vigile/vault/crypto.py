@@ -20,12 +20,14 @@ and the KDF that turns the vault secret into the KEK (``kdf``):
 
 * ``argon2id`` (RFC 9106) for a passphrase, and for every vault before format version 3
   whatever its secret: a guessable secret must be slow to try;
-* ``hkdf-sha256`` (RFC 5869) for a key file of at least :data:`MIN_KEY_FILE` bytes, since
-  format version 3: such a file is meant to be random (``head -c 32 /dev/urandom``), and
-  256 random bits need no stretching, so opening the vault costs microseconds instead of
-  argon2id's 64 MiB and 0.15-0.2 CPU-seconds. A shorter key file is still stretched with
-  argon2id, as a passphrase is. The KDF's name is part of the sealed keys' associated data
-  in version 3, so editing it in the config fails like a wrong secret.
+* ``hkdf-sha256`` (RFC 5869) for a key file of random bytes (``head -c 32 /dev/urandom``),
+  at least :data:`MIN_KEY_FILE` of them, since format version 3: 256 random bits need no
+  stretching, so opening the vault costs microseconds instead of argon2id's 64 MiB and
+  0.15-0.2 CPU-seconds. A key file that is shorter, or that is text (a phrase someone
+  may have chosen, or a key written in hex or base64: the file alone cannot tell), is
+  still stretched with argon2id, as a passphrase is. The KDF's name is part of the sealed
+  keys' associated data in version 3, so editing it in the config fails like a wrong
+  secret.
 """
 
 from __future__ import annotations
@@ -155,12 +157,24 @@ def sealed_size(size: int) -> int:
 
 
 def key_file_kdf(secret: bytes) -> dict[str, Any]:
-    """The KDF for a vault whose secret is the bytes of a key file.
+    """The KDF for a vault whose secret is the bytes of a key file (see the module
+    docstring): HKDF for random bytes, argon2id for a short file or for text.
 
-    >>> key_file_kdf(bytes(32))["alg"], key_file_kdf(b"short")["alg"]
-    ('hkdf-sha256', 'argon2id')
+    >>> [key_file_kdf(k)["alg"] for k in (bytes(range(32)), b"short", b"a phrase " * 4)]
+    ['hkdf-sha256', 'argon2id', 'argon2id']
     """
-    return dict(KEY_FILE_KDF if len(secret) >= MIN_KEY_FILE else DEFAULT_KDF)
+    random = len(secret) >= MIN_KEY_FILE and not _is_text(secret)
+    return dict(KEY_FILE_KDF if random else DEFAULT_KDF)
+
+
+def _is_text(data: bytes) -> bool:
+    """UTF-8 of printable characters and line breaks, as a phrase, hex or base64 is; 32
+    random bytes are that with a probability below 1e-13."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def _kdf_alg(kdf: dict[str, Any]) -> str:
