@@ -38,8 +38,9 @@ def init_cmd(
 ) -> None:
     """Create an empty vault: new random keys, sealed under your passphrase or key file.
 
-    A key file of at least 32 bytes is taken as a key (HKDF-SHA256); a passphrase, or a
-    shorter key file, is stretched with argon2id (docs/vault.md).
+    A key file of 32 or more random bytes (`head -c 32 /dev/urandom > vault.key`) is
+    taken as a key (HKDF-SHA256); a passphrase, or a key file that is shorter or is text,
+    is stretched with argon2id (docs/vault.md).
     """
     from vigile.vault.crypto import key_file_kdf
     from vigile.vault.repo import Vault
