@@ -14,6 +14,7 @@ import dpkt
 import pyarrow as pa
 import pytest
 
+from test_pcap_chunks import RowSink
 from vigile.ingest.base import SourceFile
 from vigile.ingest.packet.meta import HTTP_BLOCK
 from vigile.ingest.pcap import PcapReader
@@ -62,28 +63,16 @@ def _capture(path: Path, script: list[tuple[bytes, int]] | None = None) -> None:
         tcp(w, CLIENT, ack)
 
 
-class OrderSink:
+class OrderSink(RowSink):
     """Keeps the rows, and the order in which the tables' batches came."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[dict]] = {}
+        super().__init__()
         self.batches: list[str] = []
 
     def emit(self, table: str, columns: Mapping[str, pa.Array], num_rows: int) -> None:
-        self.rows.setdefault(table, []).extend(pa.table(dict(columns)).to_pylist())
+        super().emit(table, columns, num_rows)
         self.batches.append(table)
-
-    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
-        raise AssertionError(f"unexpected reject at {position}: {reason}")
-
-    def notice(self, message: str) -> None:
-        pass
-
-    def set_log_type(self, log_type: str) -> None:
-        pass
-
-    def progress(self, raw_bytes: int) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
