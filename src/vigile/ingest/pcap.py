@@ -95,10 +95,11 @@ class PcapReader:
                 finished, flow_pos = flows.add(chunk, d)
                 meta.scan(chunk, d, flow_pos)
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
-                if meta.dns.held >= self.hold_rows:  # what is left belongs to active flows
-                    self._emit_dns(sink, meta.dns.paired(), endpoints(flows.active()))
-                if meta.full:
-                    self._emit_http_blocks(sink, meta.http_blocks(), endpoints(flows.active()))
+                if meta.dns.held or meta.full:  # rows of flows still active, written now
+                    active = endpoints(flows.active())
+                    self._emit_dns(sink, meta.dns.paired(), active)
+                    if meta.full:
+                        self._emit_http_blocks(sink, meta.http_blocks(), active)
                 if mapped is not None:
                     sink.progress(int(chunk.pos[-1]))
                 else:
@@ -198,9 +199,10 @@ class PcapReader:
         """Rows to emit, held until there are ``hold_rows`` of them.
 
         Each emit is one insert into the store, whose fixed cost outweighs a few
-        thousand rows; memory stays bounded by the limit. The DNS rows of flows still
-        active are written once ``hold_rows`` of them are held, so a long-lived flow (a
-        DNS tunnel) does not hold its transactions until it ends.
+        thousand rows; memory stays bounded by the limit. Rows come here when their flow
+        ends, except the DNS rows of flows still active, which come at the end of each
+        chunk, and the HTTP blocks of :meth:`.Metadata.http_blocks`: a long-lived flow (a
+        DNS tunnel, a C2 channel) does not hold its transactions until it ends.
         """
         held = self._held.setdefault(table, [])
         held.append(pa.table(columns))

@@ -9,9 +9,9 @@ once (:class:`.tls.FieldCache`). The rest (DNS over TCP, unusual DNS messages, h
 split over segments, unusual heads) is parsed in Python. What they yield is kept per
 flow (keyed by the byte offset of the flow's first packet) and turned into rows when
 the flow ends, since only then is its ``open`` state known. A flow's uid and endpoints
-are fixed by its first packet, so the rows of long-lived flows can go out earlier: DNS
-rows once many are held (a DNS tunnel), HTTP rows in blocks of :data:`HTTP_BLOCK`
-answered requests (a C2 channel over one keep-alive connection).
+are fixed by its first packet, so some rows go out earlier: DNS rows at the end of
+each chunk (a DNS tunnel is one flow for hours), HTTP rows in blocks of
+:data:`HTTP_BLOCK` answered requests (a C2 channel over one keep-alive connection).
 
 Pairing follows Zeek: a DNS query and its response (same transaction id in the same
 flow) make one row; HTTP responses answer the oldest unanswered request of their
