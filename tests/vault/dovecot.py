@@ -190,15 +190,46 @@ def write_tls_certificate(folder: Path) -> None:
     )
 
 
+#: Temporary folders of Dovecots started here are named so.
+PREFIX = "vigile-dovecot-"
+
+
+def remove_stale_folders(older_than: float = 600.0) -> list[Path]:
+    """Remove the folders of Dovecots gone without their folder (their test or bench was
+    killed): no running Dovecot (``run/master.pid`` names no live process) and nothing
+    changed for ``older_than`` seconds, so a folder being set up is left alone."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            pid = int((root / "run" / "master.pid").read_text().split()[0])
+            os.kill(pid, 0)
+            continue  # running
+        except PermissionError:
+            continue  # running, as another user
+        except (OSError, ValueError, IndexError):
+            pass  # no pid file, unreadable, or no such process
+        try:
+            if time.time() - root.stat().st_mtime < older_than:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 @contextmanager
 def running_dovecot() -> Iterator[Dovecot]:
-    """Start a Dovecot in a new temporary folder; stop it and remove the folder on exit."""
+    """Start a Dovecot in a new temporary folder; stop it and remove the folder on exit.
+
+    Folders left by earlier runs that were killed are removed first."""
+    remove_stale_folders()
     if os.getuid() == 0:
         entry = pwd.getpwnam("nobody")
         uid, gid = entry.pw_uid, entry.pw_gid
     else:
         uid, gid = os.getuid(), os.getgid()
-    root = Path(tempfile.mkdtemp(prefix="vigile-dovecot-"))
+    root = Path(tempfile.mkdtemp(prefix=PREFIX))
     port, tls_port = _free_port(), _free_port()
     user, group = pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name
     for sub in ("run", "state", "home", "users"):
