@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from vigile.vault.imap import FULL_ITEMS, FULL_LINE, fetched_of
 from vigile.vault.imapstream import (
     MAX_LINE,
+    MAX_LITERAL,
     LineTooLong,
     Quick,
     Response,
@@ -191,6 +192,10 @@ def test_quick_path_keeps_the_line_limit_and_notices_a_cut_literal() -> None:
     overlong_head = b"* 1 FETCH (UID 7 " + b"x" * MAX_LINE + b" BODY[] {3}\r\nabc)\r\n"
     with pytest.raises(LineTooLong):
         fetch(ScriptedServer(overlong_head), quick=True)
+
+    huge = head + b"BODY[] {" + str(MAX_LITERAL + 1).encode() + b"}\r\nabc)\r\n"
+    with pytest.raises(LineTooLong, match="literal of 1073741825 bytes"):
+        fetch(ScriptedServer(huge), quick=True)
 
     class ClosedServer(ScriptedServer):
         def send(self, data: bytes) -> None:

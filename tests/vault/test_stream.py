@@ -17,7 +17,7 @@ from tests.vault.mailgen import fill, open_client
 from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.errors import SourceConnectionError, SourceError, VaultError
 from vigile.vault.imap import ImapSource
-from vigile.vault.imapstream import MAX_LINE, LineTooLong, read_response
+from vigile.vault.imapstream import MAX_LINE, MAX_LITERAL, LineTooLong, read_response
 from vigile.vault.pack import RECORD_HEAD, RecordRef
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
@@ -165,9 +165,16 @@ def test_response_framing_round_trips(literals: list[bytes], data: st.DataObject
 def test_any_bytes_frame_as_a_response_or_a_clean_end(data: bytes) -> None:
     try:
         response = read_response(io.BytesIO(data))
-    except EOFError:
+    except (EOFError, LineTooLong):  # cut short, or a literal announced too large
         return
     assert response.text.endswith(b"\n") and len(response.text) <= len(data)
+
+
+@pytest.mark.parametrize("size", [str(MAX_LITERAL + 1), "9" * 40])
+def test_a_literal_too_large_is_refused_before_anything_is_allocated(size: str) -> None:
+    wire = b"* 1 FETCH (UID 7 BODY[] {" + size.encode() + b"}\r\nabc)\r\n"
+    with pytest.raises(LineTooLong, match="larger than the 1073741824 accepted"):
+        read_response(io.BytesIO(wire))
 
 
 def test_overlong_line_is_refused_not_taken_for_a_lost_connection() -> None:

@@ -33,6 +33,9 @@ from typing import NamedTuple, Protocol, overload
 WINDOW = 3
 #: The longest response line accepted, as imaplib's ``_MAXLINE``: a bound on memory.
 MAX_LINE = 1_000_000
+#: The largest literal (message) accepted: 1 GiB, beyond any mail server's message size
+#: limit; a bound on memory against a broken or hostile server announcing ``{10000000000}``.
+MAX_LITERAL = 1 << 30
 _TAG_NUMBERS = itertools.count(1)  # next() on a count is atomic: tags stay unique
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n\Z")
 _UID = re.compile(rb"[( ]UID (\d+)")
@@ -57,7 +60,8 @@ class FetchRefused(Exception):
 
 
 class LineTooLong(Exception):
-    """A response line longer than :data:`MAX_LINE` (the connection is left mid-response)."""
+    """A response line longer than :data:`MAX_LINE`, or a literal announced larger than
+    :data:`MAX_LITERAL` (the connection is left mid-response)."""
 
 
 class CommandQueue:
@@ -114,6 +118,14 @@ class Response(NamedTuple):
         return int(found.group(1)) if found else None
 
 
+def _literal_size(digits: bytes) -> int:
+    """The size of a literal announced as ``{digits}``, if it is one this reader takes."""
+    if len(digits) > 10 or (size := int(digits)) > MAX_LITERAL:
+        shown = digits[:12].decode() + ("…" if len(digits) > 12 else "")
+        raise LineTooLong(f"a literal of {shown} bytes is larger than the {MAX_LITERAL} accepted")
+    return size
+
+
 def _whole(line: bytes) -> bytes:
     """``line`` if it is a whole line, else the reason it is not."""
     if not line.endswith(b"\n"):
@@ -138,7 +150,7 @@ def _read_rest(reader: Reader, line: bytes, parts: list[bytes], literals: list[b
     """The rest of a response from ``line`` on, after the ``parts`` and ``literals`` read."""
     while line.endswith(b"}\r\n") and (found := _LITERAL.search(line)) is not None:
         parts.append(line[: found.start()])
-        size = int(found.group(1))
+        size = _literal_size(found.group(1))
         literal = reader.read(size)
         if len(literal) != size:
             raise EOFError("connection closed in the middle of a literal")
@@ -236,7 +248,7 @@ def stream_commands(
         line = readline(MAX_LINE + 1)
         if match is not None and (found := match(line)) is not None:
             # The quick path: the whole response is one line, one literal and ")".
-            size = int(found.group(last))
+            size = _literal_size(found.group(last))
             literal, closing = read(size), readline(MAX_LINE + 1)
             if len(literal) != size:
                 raise EOFError("connection closed in the middle of a literal")
