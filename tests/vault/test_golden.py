@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 from tests.golden.vault.regenerate import GOLDEN as FORMATS
 from tests.golden.vault.regenerate import secret_of
 
+from vigile.vault.index import SCHEMA_VERSION
+from vigile.vault.pack import RecordRef, scan_pack
 from vigile.vault.repo import Vault
 from vigile.vault.restore import restore_files
 from vigile.vault.verify import verify
@@ -72,3 +75,51 @@ def test_writing_to_an_earlier_vault_keeps_its_content_ids(
     with Vault.open(root, secret_of(name)) as vault:
         assert vault.keys.content_id == content_id
         assert vault.get(stored[-1][0]) == b"Subject: new\r\n\r\nnew\r\n"
+
+
+#: The index as releases before schema version 2 wrote it: each record names its pack.
+INDEX_V1 = """
+CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    id BLOB PRIMARY KEY, kind BLOB NOT NULL, pack TEXT NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_pack ON blobs (pack);
+"""
+
+
+def test_an_index_of_version_1_is_converted_at_open(tmp_path: Path) -> None:
+    """An index written before records referred to packs by number is converted in place
+    the first time it is opened, read-only opens included (they do not re-index)."""
+    root = tmp_path / "vault"
+    shutil.copytree(GOLDEN / "vault-hkdf", root)
+    db = sqlite3.connect(root / "index.sqlite")
+    with db:
+        db.executescript(INDEX_V1)
+        for path in (root / "packs").glob("*/*"):
+            db.execute("INSERT INTO packs VALUES (?, ?)", (path.name, path.stat().st_size))
+            db.executemany(
+                "INSERT INTO blobs VALUES (?, ?, ?, ?, ?)",
+                ((r.blob_id, r.kind, r.pack, r.offset, r.length) for r in scan_pack(path)),
+            )
+    db.close()
+    want = sorted((r.blob_id, r.pack, r.offset, r.length) for r in _scanned(root))
+    with Vault.open(root, secret_of("vault-hkdf")) as vault:  # read-only: no recovery
+        got = sorted((r.blob_id, r.pack, r.offset, r.length) for r in vault.index.records())
+        assert got == want and len(got) == 4
+        assert verify(vault).ok
+        (snap,) = vault.snapshots("alice")
+        assert restore_files(vault, snap, "eml", tmp_path / "out").restored == 3
+    db = sqlite3.connect(root / "index.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert {r[0] for r in db.execute("SELECT name FROM sqlite_master")} == {
+        "packs",
+        "blobs",
+        "blobs_pack",
+        "sqlite_autoindex_packs_1",
+    }
+    db.close()
+
+
+def _scanned(root: Path) -> list[RecordRef]:
+    return [r for path in (root / "packs").glob("*/*") for r in scan_pack(path)]

@@ -4,6 +4,12 @@ A SQLite file inside the vault (stdlib ``sqlite3``): memory stays bounded whatev
 vault size, because look-ups go to disk. The index is a cache of what the packs say; every
 row can be rebuilt by scanning pack headers (:meth:`Vault.reindex`), so losing it loses
 nothing. Rows are inserted only after their pack is published, in one transaction per pack.
+
+Records refer to their pack by the pack's row number rather than by its 64-character
+name (schema version 2, ``PRAGMA user_version``): a record's row is a third of the size,
+and a full backup of 20,000 messages spends about 0.03 CPU-s less inserting them
+(docs/benchmarks.md). An index of version 1 is converted in place, in one transaction, the
+first time it is opened.
 """
 
 from __future__ import annotations
@@ -13,16 +19,41 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from vigile.vault.errors import VaultError
 from vigile.vault.pack import RecordRef
 
+SCHEMA_VERSION = 2
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS blobs (
-    id BLOB PRIMARY KEY, kind BLOB NOT NULL, pack TEXT NOT NULL,
+CREATE TABLE packs (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
+CREATE TABLE blobs (
+    id BLOB PRIMARY KEY, kind BLOB NOT NULL, pack INTEGER NOT NULL,
     offset INTEGER NOT NULL, length INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blobs_pack ON blobs (pack);
+CREATE INDEX blobs_pack ON blobs (pack);
 """
+#: Version 1 named each record's pack in full; its rows are copied into version 2's tables.
+_FROM_VERSION_1 = (
+    """
+ALTER TABLE packs RENAME TO packs_v1;
+ALTER TABLE blobs RENAME TO blobs_v1;
+DROP INDEX blobs_pack;
+"""
+    + _SCHEMA
+    + """
+INSERT INTO packs (name, size) SELECT name, size FROM packs_v1 ORDER BY name;
+INSERT INTO blobs SELECT b.id, b.kind, p.n, b.offset, b.length
+    FROM blobs_v1 AS b JOIN packs AS p ON p.name = b.pack;
+DROP TABLE blobs_v1;
+DROP TABLE packs_v1;
+"""
+)
+#: A record and the name of its pack (``records``, ``lookup``).
+_RECORDS = (
+    "SELECT blobs.kind, blobs.id, packs.name, blobs.offset, blobs.length "
+    "FROM blobs JOIN packs ON packs.n = blobs.pack"
+)
+#: A published pack's records as :class:`vigile.vault.pack.PackWriter` lists them.
+PackRows = Iterable[tuple[bytes, bytes, int, int]]
 
 
 class Index:
@@ -38,18 +69,44 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, check_same_thread=False)  # shared: see the lock
         self._lock = threading.Lock()
-        self.db.executescript(_SCHEMA)
-        self.db.commit()
+        self._prepare(path)
+
+    def _prepare(self, path: Path) -> None:
+        """Create the tables, or convert a version 1 index, in one transaction; a second
+        process opening the same index meanwhile waits, then finds it done."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        default, self.db.isolation_level = self.db.isolation_level, None  # spelled out below
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+            if version > SCHEMA_VERSION:
+                raise VaultError(
+                    f"{path}: index of a newer vigile (version {version}); upgrade vigile, or "
+                    "remove the file and run a backup to rebuild it from the packs"
+                )
+            if version < SCHEMA_VERSION:
+                script = _FROM_VERSION_1 if "blobs" in tables else _SCHEMA
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self.db.isolation_level = default
 
     def close(self) -> None:
         self.db.close()
 
     def lookup(self, blob_id: bytes) -> RecordRef | None:
         with self._lock:
-            row = self.db.execute(
-                "SELECT kind, pack, offset, length FROM blobs WHERE id = ?", (blob_id,)
-            ).fetchone()
-        return None if row is None else RecordRef(row[0], blob_id, row[1], row[2], row[3])
+            row = self.db.execute(_RECORDS + " WHERE blobs.id = ?", (blob_id,)).fetchone()
+        return None if row is None else RecordRef(*row)
 
     def existing(self, blob_ids: list[bytes]) -> set[bytes]:
         """Which of ``blob_ids`` are indexed: one query for many (at most 500 per query)."""
@@ -67,25 +124,40 @@ class Index:
             row = self.db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         return row is not None
 
-    def add_pack(
-        self, name: str, size: int, records: Iterable[RecordRef], *, move: bool = False
-    ) -> None:
-        """Record a published pack and its records in one transaction (idempotent).
+    def add_pack(self, name: str, size: int, records: PackRows, *, move: bool = False) -> None:
+        """Record a published pack and its records ``(kind, id, offset, length)`` in one
+        transaction (idempotent).
 
         A record already indexed keeps its old location, unless ``move`` (a rewritten
         pack taking over records from the pack it replaces).
         """
         verb = "REPLACE" if move else "IGNORE"
         with self._lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO packs VALUES (?, ?)", (name, size))
-            self.db.executemany(
-                f"INSERT OR {verb} INTO blobs VALUES (?, ?, ?, ?, ?)",
-                ((r.blob_id, r.kind, r.pack, r.offset, r.length) for r in records),
+            self.db.execute(
+                "INSERT INTO packs (name, size) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET size = excluded.size",
+                (name, size),
             )
+            n = int(self.db.execute("SELECT n FROM packs WHERE name = ?", (name,)).fetchone()[0])
+            # The pack's number is written into the statement (an integer from the table
+            # above) so that the rows go in as the pack writer lists them, with no tuple
+            # built per row in Python.
+            self.db.executemany(
+                f"INSERT OR {verb} INTO blobs (kind, id, pack, offset, length) "
+                f"VALUES (?, ?, {n}, ?, ?)",
+                records,
+            )
+
+    def pack_number(self, name: str) -> int | None:
+        """The row number records of pack ``name`` refer to it by (None if not indexed)."""
+        row = self.db.execute("SELECT n FROM packs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def drop_pack(self, name: str) -> None:
         with self.db:
-            self.db.execute("DELETE FROM blobs WHERE pack = ?", (name,))
+            self.db.execute(
+                "DELETE FROM blobs WHERE pack = (SELECT n FROM packs WHERE name = ?)", (name,)
+            )
             self.db.execute("DELETE FROM packs WHERE name = ?", (name,))
 
     def packs(self) -> dict[str, int]:
@@ -93,15 +165,10 @@ class Index:
 
     def records(self, pack: str | None = None) -> Iterator[RecordRef]:
         """Every record, in pack and offset order (reads stay sequential)."""
-        sql = "SELECT kind, id, pack, offset, length FROM blobs"
-        args: tuple[str, ...] = ()
-        if pack is not None:
-            sql += " WHERE pack = ?"
-            args = (pack,)
-        for kind, blob_id, name, offset, length in self.db.execute(
-            sql + " ORDER BY pack, offset", args
-        ):
-            yield RecordRef(kind, blob_id, name, offset, length)
+        where = "" if pack is None else " WHERE packs.name = ?"
+        args = () if pack is None else (pack,)
+        for row in self.db.execute(_RECORDS + where + " ORDER BY packs.name, blobs.offset", args):
+            yield RecordRef(*row)
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM blobs").fetchone()[0])

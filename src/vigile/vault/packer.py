@@ -31,11 +31,11 @@ import zstandard
 from cryptography.utils import Buffer
 
 from vigile.vault.crypto import Keys, sealed_size
-from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackWriter, RecordRef, put_head
+from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackedRecord, PackWriter, put_head
 
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
-#: A published pack: its name, size and records.
-Published = tuple[str, int, list[RecordRef]]
+#: A published pack: its name, size and records ``(kind, id, offset, length)``.
+Published = tuple[str, int, list[PackedRecord]]
 #: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
 Publishing = Future[Published]
 

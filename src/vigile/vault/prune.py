@@ -75,10 +75,11 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
     _mark_referenced(vault, forgotten or set())
     db = vault.index.db
     for name, size in sorted(vault.index.packs().items()):
+        number = vault.index.pack_number(name)
         total, kept = db.execute(
             "SELECT count(*), count(keep.id) FROM blobs LEFT JOIN keep ON keep.id = blobs.id "
             "WHERE pack = ?",
-            (name,),
+            (number,),
         ).fetchone()
         if kept == total:
             continue
@@ -86,7 +87,7 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
         if dry_run:
             stats.packs_rewritten += kept > 0
             stats.packs_deleted += kept == 0
-            stats.bytes_freed += _dropped_bytes(vault, name) if kept else size
+            stats.bytes_freed += _dropped_bytes(vault, number) if kept else size
             continue
         if kept:
             writer = PackWriter(vault.root)
@@ -107,7 +108,7 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
     return stats
 
 
-def _dropped_bytes(vault: Vault, pack: str) -> int:
+def _dropped_bytes(vault: Vault, pack: int | None) -> int:
     row = vault.index.db.execute(
         "SELECT coalesce(sum(length), 0) + count(*) * ? FROM blobs "
         "WHERE pack = ? AND id NOT IN (SELECT id FROM keep)",

@@ -188,7 +188,7 @@ class Vault:
     def _index(self, published: list[Published]) -> None:
         """Packs published and indexed since: their records are no longer pending."""
         for _, _, records in published:
-            self._pending.difference_update(r.blob_id for r in records)
+            self._pending.difference_update(blob_id for _, blob_id, _, _ in records)
 
     def get(self, blob_id: bytes) -> bytes:
         """The content stored under ``blob_id``; damage raises :class:`VaultDamagedError`."""
@@ -226,7 +226,8 @@ class Vault:
         found = []
         for path in sorted((self.root / "packs").glob("*/*")):
             if path.name not in known:
-                self.index.add_pack(path.name, path.stat().st_size, scan_pack(path))
+                rows = ((r.kind, r.blob_id, r.offset, r.length) for r in scan_pack(path))
+                self.index.add_pack(path.name, path.stat().st_size, rows)
                 found.append(path.name)
         for tmp in (self.root / "packs").glob(".tmp-*"):
             tmp.unlink()
