@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,7 @@ def backup_cmd(
 ) -> None:
     """Back up accounts: fetch what changed since the last run and record a snapshot."""
     fmt = choose_format(as_json, as_csv)
+    _collect_less()
     settings = load_settings(config)
     accounts = [settings.account(a) for a in account] if account else list(settings.accounts)
     if not accounts:
@@ -116,6 +118,20 @@ def backup_cmd(
     emit_rows(rows, columns, fmt, title="Backup")
     if failed:
         raise SourceError(f"backup failed for {len(failed)} account(s): {', '.join(failed)}")
+
+
+def _collect_less() -> None:
+    """Spare the garbage collector most of its passes over a backup's objects.
+
+    The modules loaded so far live until the process ends: frozen, they are no longer
+    traversed by every full collection. A backup allocates many short-lived containers
+    (responses, entries, index rows), nearly all freed by reference counting, so young
+    collections are made rarer. Both bound what waits to be collected (20,000 new
+    objects at most), and together they took the collector's time in a 20,000-message
+    full backup from 0.046 to 0.012 s (docs/benchmarks.md).
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _connect(acc: ImapAccount) -> RetryingSource | SourceError:
