@@ -24,12 +24,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import zstandard
+
 MAGIC = b"VGPACK\x00\x01"
-#: zstd level for records and snapshots. Level 1 rather than the library default 3: on the
-#: benchmark mail it compresses 11% faster to a 0.2% larger vault (1.5% on text-only
-#: mail), and compression is the largest CPU cost of a full backup (docs/benchmarks.md).
-#: Readers do not depend on it.
-ZSTD_LEVEL = 1
+#: zstd parameters for records and snapshots: level 1's (the library default, level 3,
+#: compresses the benchmark mail 11% slower to a 0.2% smaller vault; level 1 is the fastest
+#: that keeps Huffman-coded literals, which base64 attachments need), with a hash table of
+#: 13 bits instead of 14 and matches of 6 bytes or more instead of 7: 2-4% less
+#: compression time, the vault within 0.4% of level 1's size on the benchmark mail and on
+#: plain text (docs/benchmarks.md). No checksum: each record's AES-GCM tag covers it.
+#: Readers do not depend on any of this.
+ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
+    strategy=zstandard.STRATEGY_FAST,
+    window_log=19,
+    chain_log=13,
+    hash_log=13,
+    search_log=1,
+    min_match=6,
+    target_length=0,
+    write_checksum=0,
+    write_content_size=1,
+)
 _HEAD = struct.Struct(">c32sI")
 RECORD_HEAD = _HEAD.size  # 37
 KINDS = (b"M", b"T")
@@ -48,6 +63,11 @@ class RecordRef:
     pack: str
     offset: int
     length: int
+
+
+def compressor() -> zstandard.ZstdCompressor:
+    """A compressor with :data:`ZSTD_PARAMS` (one per thread: they are not thread-safe)."""
+    return zstandard.ZstdCompressor(compression_params=ZSTD_PARAMS)
 
 
 def put_head(block: bytearray, offset: int, kind: bytes, blob_id: bytes, length: int) -> None:

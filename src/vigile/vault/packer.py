@@ -27,11 +27,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-import zstandard
 from cryptography.utils import Buffer
 
 from vigile.vault.crypto import Keys, sealed_size
-from vigile.vault.pack import RECORD_HEAD, ZSTD_LEVEL, PackedRecord, PackWriter, put_head
+from vigile.vault.pack import RECORD_HEAD, PackedRecord, PackWriter, compressor, put_head
 
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
 #: A published pack: its name, size and records ``(kind, id, offset, length)``.
@@ -71,7 +70,7 @@ class BackgroundPacker:
         # the list of handed-over packs, by abort() once that thread has stopped).
         self._writer: PackWriter | None = None
         self._handed_over: list[tuple[Publishing, PackWriter]] = []
-        self._zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._zc = compressor()
         self._failed: BaseException | None = None
 
     def add(self, kind: bytes, blob_id: bytes, content: bytes) -> list[Published]:

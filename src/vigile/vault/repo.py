@@ -32,7 +32,7 @@ import zstandard
 from vigile.vault.crypto import CONTENT_IDS, Keys, dumps, unlock, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
-from vigile.vault.pack import ZSTD_LEVEL, RecordRef, pack_path, read_record, scan_pack
+from vigile.vault.pack import RecordRef, compressor, pack_path, read_record, scan_pack
 from vigile.vault.packer import BackgroundPacker, Published
 from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 
@@ -77,7 +77,7 @@ class Vault:
         self.index = Index(root / "index.sqlite")
         self._packer: BackgroundPacker | None = None
         self._pending: set[bytes] = set()
-        self._zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._zc = compressor()
         self._zd = zstandard.ZstdDecompressor()
         if writable:
             self.recover()
