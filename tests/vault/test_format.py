@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigile.vault.crypto import CONTENT_IDS, DEFAULT_KDF, Keys
+from vigile.vault.crypto import CONTENT_IDS, DEFAULT_KDF, PACK_HASHES, Keys
 from vigile.vault.errors import VaultConfigError, VaultDamagedError, VaultError, WrongKeyError
 from vigile.vault.imap import message_set, parse_internaldate
 from vigile.vault.pack import scan_pack
 from vigile.vault.repo import Vault
 from vigile.vault.settings import parse_settings
 from vigile.vault.snapshot import STAMP, FolderTree, MessageEntry, Snapshot
+from vigile.vault.verify import verify
 
 FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
@@ -155,7 +156,7 @@ def test_content_id_algorithm_is_recorded_and_authenticated(
     tmp_path: Path, content_id: str
 ) -> None:
     root = tmp_path / "v"
-    Vault.create(root, b"pw", FAST_KDF, content_id)
+    Vault.create(root, b"pw", FAST_KDF, content_id, "sha256")  # packs named as before version 4
     config = json.loads((root / "config").read_bytes())
     # Format version 1 (what earlier releases read) for HMAC-SHA256; 2 names the algorithm.
     assert (config["version"], config.get("content_id", "hmac-sha256")) == (
@@ -212,3 +213,33 @@ def test_latest_snapshot_opens_the_newest_first(tmp_path: Path) -> None:
                 scan = [s for s in vault.snapshots(account) if at is None or s.time <= at]
                 assert got == (scan[-1] if scan else None)
         assert vault.latest_snapshot("alice").time.microsecond == 900
+
+
+@pytest.mark.parametrize("pack_hash", PACK_HASHES)
+def test_pack_hash_is_recorded_authenticated_and_names_the_packs(
+    tmp_path: Path, pack_hash: str
+) -> None:
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF, pack_hash=pack_hash)
+    config = json.loads((root / "config").read_bytes())
+    assert (config["version"], config.get("pack_hash", "sha256")) == (
+        (4, "blake3") if pack_hash == "blake3" else (2, "sha256")
+    )
+    with Vault.open(root, b"pw", writable=True) as vault:
+        assert vault.keys.pack_hash == pack_hash
+        vault.put(b"M", b"a message")
+        vault.flush()
+        assert verify(vault).ok
+    (pack,) = root.glob("packs/*/*")
+    reference = {  # the hashes as their libraries define them
+        "blake3": blake3.blake3(pack.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(pack.read_bytes()).hexdigest(),
+    }
+    assert pack.name == reference[pack_hash]
+    other = next(h for h in PACK_HASHES if h != pack_hash)
+    (root / "config").write_text(json.dumps(dict(config, pack_hash=other, version=4)))
+    with pytest.raises(WrongKeyError):  # the pack hash is sealed with the keys
+        Vault.open(root, b"pw")
+    (root / "config").write_text(json.dumps(dict(config, pack_hash="md5", version=4)))
+    with pytest.raises(VaultError, match="pack hash 'md5'"):
+        Vault.open(root, b"pw")

@@ -15,8 +15,9 @@ A vault has two random 256-bit keys, drawn once at ``vault init``:
   computed on the thread that reads the network.
 
 Both keys are stored in the vault's ``config`` file, sealed under a key-encryption key
-(KEK), with the content-id algorithm (``content_id``; absent in version 1: ``hmac-sha256``)
-and the KDF that turns the vault secret into the KEK (``kdf``):
+(KEK), with the content-id algorithm (``content_id``; absent in version 1: ``hmac-sha256``),
+the hash that names packs (``pack_hash``, see below) and the KDF that turns the vault
+secret into the KEK (``kdf``):
 
 * ``argon2id`` (RFC 9106) for a passphrase, and for every vault before format version 3
   whatever its secret: a guessable secret must be slow to try;
@@ -28,6 +29,12 @@ and the KDF that turns the vault secret into the KEK (``kdf``):
   still stretched with argon2id, as a passphrase is. The KDF's name is part of the sealed
   keys' associated data in version 3, so editing it in the config fails like a wrong
   secret.
+
+Packs are named by a hash of their bytes (pack.py): SHA-256 up to format version 3,
+BLAKE3 (unkeyed) for vaults made since format version 4 (``pack_hash``), a quarter of
+SHA-256's CPU time here on a full backup's 115 MB of packs (0.02 against 0.08 s,
+docs/benchmarks.md). A vault keeps the hash it was made with; its name is part of the
+sealed keys' associated data, like the KDF's.
 """
 
 from __future__ import annotations
@@ -55,9 +62,11 @@ ID_SIZE = 32
 
 #: Content-id algorithms, by the name the vault config records; new vaults use the first.
 CONTENT_IDS = ("blake3", "hmac-sha256")
+#: How packs are named, by the name the vault config records; new vaults use the first.
+PACK_HASHES = ("blake3", "sha256")
 #: Config format versions this code reads: 1 (HMAC-SHA256 ids), 2 (``content_id`` named),
-#: 3 (the KEK derived with HKDF-SHA256 from a key file).
-FORMAT_VERSIONS = (1, 2, 3)
+#: 3 (the KEK derived with HKDF-SHA256 from a key file), 4 (``pack_hash`` named).
+FORMAT_VERSIONS = (1, 2, 3, 4)
 
 #: argon2id cost: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes).
 DEFAULT_KDF = {"alg": "argon2id", "time_cost": 3, "memory_kib": 65536, "parallelism": 4}
@@ -75,12 +84,15 @@ class Keys:
     data: bytes
     ident: bytes
     content_id: str = "hmac-sha256"
+    pack_hash: str = "sha256"
 
     @classmethod
-    def generate(cls, content_id: str = CONTENT_IDS[0]) -> Keys:
+    def generate(cls, content_id: str = CONTENT_IDS[0], pack_hash: str = PACK_HASHES[0]) -> Keys:
         if content_id not in CONTENT_IDS:
             raise VaultError(f"unknown content id algorithm {content_id!r}")
-        return cls(os.urandom(32), os.urandom(32), content_id)
+        if pack_hash not in PACK_HASHES:
+            raise VaultError(f"unknown pack hash {pack_hash!r}")
+        return cls(os.urandom(32), os.urandom(32), content_id, pack_hash)
 
     def blob_id(self, content: bytes) -> bytes:
         """The content address of ``content`` (32 bytes).
@@ -204,14 +216,17 @@ def _kek(secret: bytes, salt: bytes, kdf: dict[str, Any]) -> bytes:
     )
 
 
-def _keys_aad(content_id: str, kdf_alg: str = "argon2id") -> bytes:
-    """Associated data of the sealed keys: the content-id algorithm and (since version 3)
-    the KDF are authenticated too; earlier versions' associated data is kept as it was."""
+def _keys_aad(content_id: str, kdf_alg: str = "argon2id", pack_hash: str = "sha256") -> bytes:
+    """Associated data of the sealed keys: the content-id algorithm, (since version 3) the
+    KDF and (since version 4) the pack hash are authenticated too; earlier versions'
+    associated data is kept as it was."""
     aad = b"vigile-vault-keys"
     if content_id != "hmac-sha256":
         aad += b" content_id=" + content_id.encode()
     if kdf_alg != "argon2id":
         aad += b" kdf=" + kdf_alg.encode()
+    if pack_hash != "sha256":
+        aad += b" packs=" + pack_hash.encode()
     return aad
 
 
@@ -230,7 +245,7 @@ def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> d
         )
     salt = os.urandom(16)
     kek = Keys(_kek(secret, salt, kdf), b"")
-    sealed = kek.seal(keys.data + keys.ident, _keys_aad(keys.content_id, alg))
+    sealed = kek.seal(keys.data + keys.ident, _keys_aad(keys.content_id, alg, keys.pack_hash))
     document = {
         "version": 1,
         "kdf": kdf,
@@ -241,6 +256,8 @@ def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> d
         document.update(version=2, content_id=keys.content_id)
     if alg != "argon2id":  # releases before version 3 cannot derive this KEK: refused there
         document.update(version=3)
+    if keys.pack_hash != "sha256":  # releases before version 4 would check the wrong hash
+        document.update(version=4, pack_hash=keys.pack_hash)
     return document
 
 
@@ -256,18 +273,22 @@ def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
     """
     version = document.get("version")
     content_id = document.get("content_id", "hmac-sha256")
+    pack_hash = document.get("pack_hash", "sha256")
     kdf = document["kdf"]
     if version not in FORMAT_VERSIONS or content_id not in CONTENT_IDS:
         raise VaultError(
             f"vault format version {version} (content ids {content_id}) is not one this "
             "version of vigile reads: upgrade vigile"
         )
+    if pack_hash not in PACK_HASHES:
+        raise VaultError(f"vault pack hash {pack_hash!r} is not one this version of vigile knows")
     kek = Keys(_kek(secret, base64.b64decode(document["salt"]), kdf), b"")
     try:
-        raw = kek.open(base64.b64decode(document["keys"]), _keys_aad(content_id, _kdf_alg(kdf)))
+        sealed = base64.b64decode(document["keys"])
+        raw = kek.open(sealed, _keys_aad(content_id, _kdf_alg(kdf), pack_hash))
     except VaultDamagedError:
         raise WrongKeyError("wrong passphrase or key file for this vault") from None
-    return Keys(raw[:32], raw[32:], content_id)
+    return Keys(raw[:32], raw[32:], content_id, pack_hash)
 
 
 def unlock(root: Path, secret: bytes) -> Keys:

@@ -1,6 +1,7 @@
 """Pack files: the only place message content is stored.
 
-A pack is an append-only file of bounded size, named by the SHA-256 of its bytes::
+A pack is an append-only file of bounded size, named by a hash of its bytes (SHA-256, or
+BLAKE3 in vaults made since format version 4: the vault's ``pack_hash``, crypto.py)::
 
     header   b"VGPACK\\x00\\x01"                      8 bytes
     record   kind (1 byte: M message, T folder tree)
@@ -20,10 +21,12 @@ import hashlib
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import blake3
 import zstandard
 
 MAGIC = b"VGPACK\x00\x01"
@@ -48,6 +51,8 @@ ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
 _HEAD = struct.Struct(">c32sI")
 RECORD_HEAD = _HEAD.size  # 37
 KINDS = (b"M", b"T")
+#: Pack hashes by the name the vault config records (crypto.PACK_HASHES).
+_HASHES: dict[str, Callable[..., Any]] = {"sha256": hashlib.sha256, "blake3": blake3.blake3}
 #: A record as a pack writer lists it: kind, id, offset of its header, sealed length. A
 #: plain tuple rather than a :class:`RecordRef` per record: a full backup makes 20,000 of
 #: them, and they go straight into the index.
@@ -82,8 +87,9 @@ def pack_path(root: Path, name: str) -> Path:
 class PackWriter:
     """Appends records to one temporary pack; :meth:`finish` publishes it under its hash."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pack_hash: str) -> None:
         self.root = root
+        self.pack_hash = pack_hash
         (root / "packs").mkdir(parents=True, exist_ok=True)
         self.tmp = root / "packs" / f".tmp-{os.urandom(8).hex()}"
         self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
@@ -127,7 +133,7 @@ class PackWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        name = hash_file(self.tmp)
+        name = hash_file(self.tmp, self.pack_hash)
         final = pack_path(self.root, name)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp, final)
@@ -185,14 +191,14 @@ def scan_pack(path: Path) -> Iterator[RecordRef]:
             offset += RECORD_HEAD + n
 
 
-def hash_file(path: Path) -> str:
-    """SHA-256 of the file, hex.
+def hash_file(path: Path, pack_hash: str) -> str:
+    """The hash of the file's bytes (``pack_hash``: ``sha256`` or ``blake3``), hex.
 
     The file is mapped rather than read: hashing the page cache in place spares copying
     every pack once more (0.015 CPU-s of a 20,000-message full backup, docs/benchmarks.md).
     """
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:  # an empty file cannot be mapped
-            return hashlib.sha256().hexdigest()
+            return str(_HASHES[pack_hash]().hexdigest())
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return hashlib.sha256(mapped).hexdigest()
+            return str(_HASHES[pack_hash](mapped).hexdigest())

@@ -137,7 +137,7 @@ class BackgroundPacker:
             start = 0
             while start < len(batch):
                 if self._writer is None:
-                    self._writer = PackWriter(self.root)
+                    self._writer = PackWriter(self.root, self.keys.pack_hash)
                 room, end = self.pack_size - self._writer.size, start
                 while end < len(batch) and room > 0:
                     room -= RECORD_HEAD + lengths[end]

@@ -90,7 +90,7 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
             stats.bytes_freed += _dropped_bytes(vault, number) if kept else size
             continue
         if kept:
-            writer = PackWriter(vault.root)
+            writer = PackWriter(vault.root, vault.keys.pack_hash)
             for ref in vault.index.records(name):
                 if db.execute("SELECT 1 FROM keep WHERE id = ?", (ref.blob_id,)).fetchone():
                     path = pack_path(vault.root, name)

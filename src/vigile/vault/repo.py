@@ -29,7 +29,7 @@ from typing import IO
 
 import zstandard
 
-from vigile.vault.crypto import CONTENT_IDS, Keys, dumps, unlock, wrap_keys
+from vigile.vault.crypto import CONTENT_IDS, PACK_HASHES, Keys, dumps, unlock, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
 from vigile.vault.pack import RecordRef, compressor, pack_path, read_record, scan_pack
@@ -89,15 +89,17 @@ class Vault:
         secret: bytes,
         kdf: dict[str, int | str] | None = None,
         content_id: str = CONTENT_IDS[0],
+        pack_hash: str = PACK_HASHES[0],
     ) -> None:
         """Make a new, empty vault at ``root`` (which must not hold one).
 
-        ``content_id`` names the content-id algorithm (see crypto.py); the default is the
-        current one, the other exists so tests can write a vault as earlier releases did.
+        ``content_id`` names the content-id algorithm and ``pack_hash`` the hash packs are
+        named by (see crypto.py); the defaults are the current ones, the others exist so
+        tests can write a vault as earlier releases did.
         """
         if (root / "config").exists():
             raise VaultError(f"{root}: a vault already exists here")
-        keys = Keys.generate(content_id)
+        keys = Keys.generate(content_id, pack_hash)
         for sub in ("packs", "snapshots"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "config").write_bytes(dumps(wrap_keys(keys, secret, kdf)))

@@ -48,7 +48,7 @@ def verify_packs(vault: Vault, report: VerifyReport) -> None:
         report.packs += 1
         if name not in indexed:
             report.add("pack", name, "pack not in the index (run a backup to re-index it)")
-        elif hash_file(path) != name:
+        elif hash_file(path, vault.keys.pack_hash) != name:
             report.add("pack", name, "pack content does not match its hash")
 
 

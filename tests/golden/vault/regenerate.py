@@ -4,7 +4,8 @@ The golden vaults pin the on-disk format: a vault written by a version must stay
 (and writable) by every later one. One per format version (``GOLDEN``): ``vault`` was
 written by format version 1 (HMAC-SHA256 ids), ``vault-blake3`` by version 2 (BLAKE3 ids),
 both under a passphrase (argon2id); ``vault-hkdf`` by version 3, under a key file
-(HKDF-SHA256; its key is ``KEY_FILE`` below).
+(HKDF-SHA256; its key is ``KEY_FILE`` below); ``vault-packs-blake3`` by version 4 (packs
+named by BLAKE3 instead of SHA-256), under the same key file.
 Regenerate only on a deliberate format change (and bump ``version`` in the vault config);
 review the diff of ``expected/``, which every golden vault restores to.
 """
@@ -27,9 +28,16 @@ KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 #: The key file of ``vault-hkdf``: 32 fixed bytes (a real key file is random).
 KEY_FILE = bytes.fromhex("5f1c0b9e6a2d4e8f7a3b1c9d0e2f4a6b8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f")
 #: Golden vault folder -> the content-id algorithm it was written with.
-GOLDEN = {"vault": "hmac-sha256", "vault-blake3": "blake3", "vault-hkdf": "blake3"}
+GOLDEN = {
+    "vault": "hmac-sha256",
+    "vault-blake3": "blake3",
+    "vault-hkdf": "blake3",
+    "vault-packs-blake3": "blake3",
+}
 #: Golden vault folder -> its secret and KDF, where not the passphrase's.
-KEYS = {"vault-hkdf": (KEY_FILE, KEY_FILE_KDF)}
+KEYS = {"vault-hkdf": (KEY_FILE, KEY_FILE_KDF), "vault-packs-blake3": (KEY_FILE, KEY_FILE_KDF)}
+#: Golden vault folder -> the hash its packs are named by, where not SHA-256.
+PACK_HASHES = {"vault-packs-blake3": "blake3"}
 
 
 def secret_of(name: str) -> bytes:
@@ -55,7 +63,7 @@ def main(name: str) -> None:
     root = HERE / name
     shutil.rmtree(root, ignore_errors=True)
     secret, kdf = KEYS.get(name, (SECRET, KDF))
-    Vault.create(root, secret, kdf, GOLDEN[name])
+    Vault.create(root, secret, kdf, GOLDEN[name], PACK_HASHES.get(name, "sha256"))
     vault = Vault.open(root, secret, writable=True)
     when = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     refs = []
