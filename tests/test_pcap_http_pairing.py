@@ -9,6 +9,8 @@ the next request. A row in a whole block of answered requests is logged as open.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -74,7 +76,7 @@ def check(script: list, cuts: list[int], is_open: list[bool], early: list[bool])
     last = {f: pos for pos, (f, _, _) in enumerate(events)}
     rows, seen, alive = HttpRows(), [0] * FLOWS, set(range(FLOWS))
     out: list[pa.Table] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         reqs: dict[str, list] = {name: [] for name in REQUEST.names}
         at, responses = [], ([], [], [])
         for pos in range(start, end):
