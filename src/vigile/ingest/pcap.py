@@ -117,17 +117,16 @@ class PcapReader:
             return
         uids = self._uids(c["first_pos"])
         src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
-        services: list[str | None] = []
         tls_rows: list[dict[str, Any]] = []
-        for i, pos in enumerate(c["first_pos"].tolist()):
-            fm = meta.pop(pos)
-            services.append(",".join(fm.services) if fm and fm.services else None)
-            if fm is None or fm.tls is None:
+        for i, pos in enumerate(c["first_pos"].tolist() if meta.tls else ()):
+            row = meta.tls.pop(pos, None)
+            if row is None:
                 continue
             ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
             ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
-            tls_rows.append(fm.tls | ends | {"open": bool(c["open"][i])})
-        proto = [PROTO_NAMES.get(p, str(p)) for p in c["proto"].tolist()]
+            tls_rows.append(row | ends | {"open": bool(c["open"][i])})
+        protos, which = np.unique(c["proto"], return_inverse=True)
+        proto = pa.array([PROTO_NAMES.get(p, str(p)) for p in protos.tolist()]).take(which)
         columns = {
             "ts": pa.array(c["ts_ns"] // 1000, pa.int64()).cast(TS),
             "uid": pa.array(uids),
@@ -135,8 +134,8 @@ class PcapReader:
             "dst": pa.array(dst),
             "src_port": pa.array(c["sport"], pa.int32()),
             "dst_port": pa.array(c["dport"], pa.int32()),
-            "proto": pa.array(proto),
-            "service": pa.array(services, pa.string()),
+            "proto": proto,
+            "service": meta.services.pop(c["first_pos"]),
             "conn_state": pa.array(c["conn_state"].tolist(), pa.string()),
             "history": pa.array(c["history"].tolist(), pa.string()),
             "source_pos": pa.array(c["first_pos"], pa.int64()),

@@ -23,7 +23,6 @@ flow; one ``tls`` row per flow from its ClientHello and ServerHello.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from vigile.ingest.packet.dnsrows import MESSAGE, DnsRows
 from vigile.ingest.packet.headkernel import DONE, NOT_HEAD, read_heads, text
 from vigile.ingest.packet.httprows import REQUEST, HttpRows, request_texts
 from vigile.ingest.packet.pcapfile import Packets
+from vigile.ingest.packet.services import DNS, HTTP, SSL, Services
 
 MAX_SEGMENTS = 12
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
@@ -51,30 +51,16 @@ TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None
 }
 
 
-@dataclass
-class FlowMeta:
-    """What the payloads of one flow said so far."""
-
-    tls: dict[str, Any] | None = None
-    first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
-
-    def service(self, name: str, pos: int) -> None:
-        self.first_seen.setdefault(name, pos)
-
-    @property
-    def services(self) -> list[str]:
-        """Services in the order their first packet came."""
-        return sorted(self.first_seen, key=self.first_seen.__getitem__)
-
-
 class Metadata:
     """Parses metadata packets chunk by chunk and holds it per active flow."""
 
     def __init__(self) -> None:
-        self.flows: dict[int, FlowMeta] = {}
+        self.tls: dict[int, dict[str, Any]] = {}  # the tls row of each flow, by first_pos
+        self.services = Services()
         self.dns = DnsRows()
         self.http = HttpRows()
         self.hellos = tls.FieldCache()
+        self._hello_at: list[tuple[int, int]] = []  # (flow, position) of this chunk's hellos
 
     def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
@@ -99,20 +85,17 @@ class Metadata:
         requests: list[tuple[int, int, int, http.HttpRequest]] = []
         statuses: list[tuple[int, int, int]] = []
         for i, k, start, size, flow, ts, pos, head in rows:
-            meta = self.flows.get(flow)
-            if meta is None:
-                meta = self.flows[flow] = FlowMeta()
             if head[0] == DONE:  # a hello
                 msg, key = head[1:3], key_mem[head[3] : head[3] + head[4]]
                 hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
-                _tls(meta, hello, text(mem, head[5], head[6]), ts, pos)
+                self._tls(flow, hello, text(mem, head[5], head[6]), ts, pos)
                 continue
             payload = mem[start : start + size].tobytes()
             if k == DNS_UDP:
-                _dns(slow, meta, payload, (flow, pos, ts, 0))
+                _dns(slow, payload, (flow, pos, ts, 0))
             elif k == DNS_TCP:
                 size = int.from_bytes(payload[:2], "big")
-                _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
+                _dns(slow, payload[2 : 2 + size], (flow, pos, ts, 1))
             elif k == HTTP_REQUEST:
                 if (r := http.parse_request(payload)) is not None:
                     requests.append((flow, pos, ts, r))
@@ -120,13 +103,16 @@ class Metadata:
                 code = http.parse_status(payload)
                 statuses.append((flow, pos, -1 if code is None else code))
             else:
-                _tls_slow(meta, seg.hello(i, payload), ts, pos)
+                self._tls_slow(flow, seg.hello(i, payload), ts, pos)
         self.dns.add(_messages(batch, fast, fp, pk, slow))
-        self._services("dns", fp[fast], pk.pos[fast])
+        self.services.note(DNS, fp[fast], pk.pos[fast])
+        self.services.note(DNS, [m[0] for m in slow], [m[1] for m in slow])
+        self.services.note(SSL, [f for f, _ in self._hello_at], [p for _, p in self._hello_at])
+        self._hello_at = []
         done = cand[http_done]
         req = kind[done] == HTTP_REQUEST
         table, at = _requests(v, fp, pk, done[req], heads[http_done][req], requests)
-        self._services("http", table["flow"].to_numpy(), at)
+        self.services.note(HTTP, table["flow"].to_numpy(), at)
         fast_status = done[~req]
         responses = [fp[fast_status], pk.pos[fast_status], heads[http_done][~req][:, 1]]
         if statuses:
@@ -134,25 +120,35 @@ class Metadata:
             responses = [np.concatenate([a, b]) for a, b in zip(responses, more, strict=True)]
         self.http.add(table, at, tuple(responses))
 
-    def _services(self, name: str, flows: np.ndarray, pos: np.ndarray) -> None:
-        """Note service ``name`` of flows, first seen at the least of their ``pos``."""
-        order = np.lexsort((pos, flows))
-        flows, pos = flows[order], pos[order]
-        first = np.ones(len(flows), bool)
-        first[1:] = flows[1:] != flows[:-1]
-        for flow, at in zip(flows[first].tolist(), pos[first].tolist(), strict=True):
-            meta = self.flows.get(flow)
-            if meta is None:
-                meta = self.flows[flow] = FlowMeta()
-            meta.service(name, at)
+    def _tls_slow(self, flow: int, msg: bytes | None, ts: int, pos: int) -> None:
+        """A hello that :mod:`.headkernel` left to the Python parser."""
+        if msg is None:
+            return
+        try:
+            h = tls.parse_hello(msg)
+        except tls.TlsError:
+            return
+        self._tls(flow, tls.fields(h), h.sni, ts, pos)
 
-    def pop(self, first_pos: int) -> FlowMeta | None:
-        return self.flows.pop(first_pos, None)
+    def _tls(self, flow: int, hello: tls.Fields | None, sni: str | None, ts: int, pos: int) -> None:
+        if hello is None:
+            return
+        client, version, cipher, ja3, ja4 = hello
+        self._hello_at.append((flow, pos))
+        row = self.tls.get(flow)
+        if row is None:
+            row = self.tls[flow] = dict(TLS_ROW, ts=ts // 1000)
+        # The first hello of each side counts (a retransmission or a renegotiation does not).
+        if client and row["ja3"] is None:
+            row.update(sni=sni, ja3=ja3, ja4=ja4)
+            if row["version"] is None:
+                row["version"] = version
+        elif not client and row["ja3s"] is None:
+            row.update(version=version, cipher=cipher, ja3s=ja3, established=True)
 
 
 def _dns(
     slow: list[tuple[int, int, int, int, dns.DnsMessage]],
-    meta: FlowMeta,
     payload: bytes,
     where: tuple[int, int, int, int],
 ) -> None:
@@ -160,7 +156,6 @@ def _dns(
         m = dns.parse(payload)
     except dns.DnsError:
         return
-    meta.service("dns", where[1])
     slow.append((*where, m))
 
 
@@ -223,33 +218,6 @@ def _requests(
     ]
     more = pa.Table.from_pylist(other, schema=REQUEST)
     return pa.concat_tables([table, more]), np.concatenate([at, [p for _, p, _, _ in slow]])
-
-
-def _tls_slow(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
-    """A hello that :mod:`.headkernel` left to the Python parser."""
-    if msg is None:
-        return
-    try:
-        h = tls.parse_hello(msg)
-    except tls.TlsError:
-        return
-    _tls(meta, tls.fields(h), h.sni, ts, pos)
-
-
-def _tls(meta: FlowMeta, hello: tls.Fields | None, sni: str | None, ts: int, pos: int) -> None:
-    if hello is None:
-        return
-    client, version, cipher, ja3, ja4 = hello
-    meta.service("ssl", pos)
-    row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
-    meta.tls = row
-    # The first hello of each side counts (a retransmission or a renegotiation does not).
-    if client and row["ja3"] is None:
-        row.update(sni=sni, ja3=ja3, ja4=ja4)
-        if row["version"] is None:
-            row["version"] = version
-    elif not client and row["ja3s"] is None:
-        row.update(version=version, cipher=cipher, ja3s=ja3, established=True)
 
 
 class _Segments:
