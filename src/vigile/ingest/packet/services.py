@@ -1,6 +1,6 @@
 """The ``service`` of flows: the protocols their payloads spoke, in the order first seen.
 
-As in Zeek's conn.log, the names are joined by commas in the order the flow first
+The names are joined by commas, as in Zeek's conn.log, in the order the flow first
 carried each: ``dns`` for a DNS message read, ``http`` for an HTTP request, ``ssl`` for
 a TLS hello. Sightings are kept as (flow, service, position) rows in NumPy arrays and
 the column of ended flows is made from them at once, so no Python object is made per
