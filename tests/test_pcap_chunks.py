@@ -6,6 +6,7 @@ the streaming design to the result of one pass over the whole file.
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from vigile.ingest.base import SourceFile
+from vigile.ingest.packet.pcapfile import Damage, read_packets
 from vigile.ingest.pcap import PcapReader
 
 CAPTURES = ["caldera/sandcat.pcap", "ndpi/dns-tunnel-iodine.pcap", "ndpi/ssh.pcap"]
@@ -63,3 +65,28 @@ def test_small_chunks_give_the_same_rows(shared_data: Path, name: str, hold_rows
         assert canonical(small.rows.get(table, [])) == canonical(whole.rows.get(table, []))
     calls = small.progress_calls
     assert len(calls) > 3 and calls == sorted(calls) and calls[-1] <= path.stat().st_size
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_small_capture_gets_a_buffer_of_its_size(shared_data: Path, mapped: bool) -> None:
+    """A new buffer is zeroed page by page: a 1 MB capture (or the last part of a mapped
+    one) is not read into a buffer sized for a 32 MiB chunk. Unmapped streams of unknown
+    length keep chunk-sized buffers."""
+    path = shared_data / "pcap" / "caldera" / "sandcat.pcap"
+    source = SourceFile.probe(path)
+    tracemalloc.start()
+    try:
+        with source.open() as stream, source.mapped() as m:
+            packets = sum(
+                len(c)
+                for c in read_packets(stream, 32 << 20, m if mapped else None)
+                if not isinstance(c, Damage)
+            )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert packets > 500
+    if mapped:  # the buffer and a copy of the file, and the record walk's arrays
+        assert peak < 32 << 20, peak
+    else:
+        assert peak > 32 << 20, peak

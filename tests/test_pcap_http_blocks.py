@@ -16,7 +16,7 @@ import pytest
 
 from test_pcap_chunks import RowSink
 from vigile.ingest.base import SourceFile
-from vigile.ingest.packet.meta import HTTP_BLOCK
+from vigile.ingest.packet.httprows import HTTP_BLOCK
 from vigile.ingest.pcap import PcapReader
 
 CLIENT, SERVER = bytes([10, 0, 0, 5]), bytes([203, 0, 113, 9])

@@ -95,11 +95,10 @@ class PcapReader:
                 finished, flow_pos = flows.add(chunk, d)
                 meta.scan(chunk, d, flow_pos)
                 self._emit(sink, conn_columns(finished, None, self.timeouts), meta)
-                if meta.dns.held or meta.full:  # rows of flows still active, written now
+                if meta.dns.held or meta.http.full:  # rows of active flows, written now
                     active = endpoints(flows.active())
                     self._emit_dns(sink, meta.dns.paired(), active)
-                    if meta.full:
-                        self._emit_http_blocks(sink, meta.http_blocks(), active)
+                    self._emit_http(sink, meta.http.blocks(), active)
                 if mapped is not None:
                     sink.progress(int(chunk.pos[-1]))
                 else:
@@ -118,20 +117,16 @@ class PcapReader:
             return
         uids = self._uids(c["first_pos"])
         src, dst = self._addresses(c["orig"]), self._addresses(c["resp"])
-        services: list[str | None] = []
-        rows: dict[str, list[dict[str, Any]]] = {"http": [], "tls": []}
-        for i, pos in enumerate(c["first_pos"].tolist()):
-            fm = meta.pop(pos)
-            services.append(",".join(fm.services) if fm and fm.services else None)
-            if fm is None:
+        tls_rows: list[dict[str, Any]] = []
+        for i, pos in enumerate(c["first_pos"].tolist() if meta.tls else ()):
+            row = meta.tls.pop(pos, None)
+            if row is None:
                 continue
             ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": pos}
             ends |= {"src_port": int(c["sport"][i]), "dst_port": int(c["dport"][i])}
-            rows["http"] += [r | ends | {"open": True} for r in fm.blocks()]
-            rows["http"] += [r | ends | {"open": bool(c["open"][i])} for r in fm.http]
-            if fm.tls is not None:
-                rows["tls"].append(fm.tls | ends | {"open": bool(c["open"][i])})
-        proto = [PROTO_NAMES.get(p, str(p)) for p in c["proto"].tolist()]
+            tls_rows.append(row | ends | {"open": bool(c["open"][i])})
+        protos, which = np.unique(c["proto"], return_inverse=True)
+        proto = pa.array([PROTO_NAMES.get(p, str(p)) for p in protos.tolist()]).take(which)
         columns = {
             "ts": pa.array(c["ts_ns"] // 1000, pa.int64()).cast(TS),
             "uid": pa.array(uids),
@@ -139,8 +134,8 @@ class PcapReader:
             "dst": pa.array(dst),
             "src_port": pa.array(c["sport"], pa.int32()),
             "dst_port": pa.array(c["dport"], pa.int32()),
-            "proto": pa.array(proto),
-            "service": pa.array(services, pa.string()),
+            "proto": proto,
+            "service": meta.services.pop(c["first_pos"]),
             "conn_state": pa.array(c["conn_state"].tolist(), pa.string()),
             "history": pa.array(c["history"].tolist(), pa.string()),
             "source_pos": pa.array(c["first_pos"], pa.int64()),
@@ -151,20 +146,35 @@ class PcapReader:
             columns[k] = pa.array(c[k])
         self._hold(sink, "conn", columns)
         self._emit_dns(sink, meta.dns.pop(c["first_pos"]), c)
-        for table, table_rows in rows.items():
-            if table_rows:
-                self._hold(sink, table, _columns(table_rows))
+        self._emit_http(sink, meta.http.pop(c["first_pos"], c["open"]), c)
+        if tls_rows:
+            self._hold(sink, "tls", _columns(tls_rows))
 
     def _emit_dns(self, sink: Sink, rows: pa.Table | None, c: dict[str, np.ndarray]) -> None:
-        """``dns`` rows with their flow's uid and endpoints (:func:`.connstate.endpoints`
-        columns ``c`` of flows that include every row's)."""
-        if rows is None:
-            return
-        flow = rows["flow"].to_numpy()
+        """``dns`` rows of :mod:`.dnsrows` (see :meth:`_emit_rows`)."""
+        if rows is not None:
+            self._emit_rows(sink, "dns", named(rows), rows["flow"].to_numpy(), c)
+
+    def _emit_http(self, sink: Sink, rows: pa.Table | None, c: dict[str, np.ndarray]) -> None:
+        """``http`` rows of :mod:`.httprows` (see :meth:`_emit_rows`)."""
+        if rows is not None:
+            columns = dict(zip(rows.column_names, rows.columns, strict=True))
+            self._emit_rows(sink, "http", columns, columns.pop("flow").to_numpy(), c)
+
+    def _emit_rows(
+        self,
+        sink: Sink,
+        table: str,
+        columns: dict[str, pa.Array | pa.ChunkedArray],
+        flow: np.ndarray,
+        c: dict[str, np.ndarray],
+    ) -> None:
+        """Rows of ``table`` (``ts`` in µs) with their flow's uid and endpoints, from the
+        :func:`.connstate.endpoints` columns ``c`` of flows that include each row's
+        ``flow`` (first_pos)."""
         flows, row_flow = np.unique(flow, return_inverse=True)  # texts made once a flow
         at = _locate(c["first_pos"], flows)
         take = pa.array(row_flow)
-        columns = named(rows)
         columns["ts"] = columns["ts"].cast(pa.int64()).cast(TS)
         columns |= {
             "uid": pa.array(self._uids(flows)).take(take),
@@ -174,26 +184,7 @@ class PcapReader:
             "dst_port": pa.array(c["dport"][at][row_flow], pa.int32()),
             "source_pos": pa.array(flow, pa.int64()),
         }
-        self._hold(sink, "dns", columns)
-
-    def _emit_http_blocks(
-        self, sink: Sink, blocks: dict[int, list[dict[str, Any]]], c: dict[str, np.ndarray]
-    ) -> None:
-        """HTTP rows of flows still going on (:meth:`.Metadata.http_blocks`), with their
-        uid and endpoints from ``c`` (:func:`.connstate.endpoints` of the active flows)."""
-        flows = np.fromiter(blocks, np.int64, len(blocks))
-        at = _locate(c["first_pos"], flows)
-        uids, src, dst = (
-            self._uids(flows),
-            self._addresses(c["orig"][at]),
-            self._addresses(c["resp"][at]),
-        )
-        rows: list[dict[str, Any]] = []
-        for i, (flow, block) in enumerate(blocks.items()):
-            ends = {"uid": uids[i], "src": src[i], "dst": dst[i], "source_pos": flow}
-            ends |= {"src_port": int(c["sport"][at[i]]), "dst_port": int(c["dport"][at[i]])}
-            rows += [r | ends | {"open": True} for r in block]
-        self._hold(sink, "http", _columns(rows))
+        self._hold(sink, table, columns)
 
     def _hold(self, sink: Sink, table: str, columns: dict[str, pa.Array]) -> None:
         """Rows to emit, held until there are ``hold_rows`` of them.
@@ -201,7 +192,7 @@ class PcapReader:
         Each emit is one insert into the store, whose fixed cost outweighs a few
         thousand rows; memory stays bounded by the limit. Rows come here when their flow
         ends, except the DNS rows of flows still active, which come at the end of each
-        chunk, and the HTTP blocks of :meth:`.Metadata.http_blocks`: a long-lived flow (a
+        chunk, and the HTTP blocks of :meth:`.HttpRows.blocks`: a long-lived flow (a
         DNS tunnel, a C2 channel) does not hold its transactions until it ends.
         """
         held = self._held.setdefault(table, [])

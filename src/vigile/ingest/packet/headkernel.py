@@ -271,13 +271,3 @@ def read_heads(
 def text(mem: memoryview, at: int, size: int) -> str | None:
     """The text at ``mem[at:at+size]`` (None when ``at`` is -1), as :mod:`.http` decodes it."""
     return None if at < 0 else str(mem[at : at + size], "utf-8", "backslashreplace")
-
-
-def request(mem: memoryview, head: list[int]) -> http.HttpRequest:
-    """The request of a :data:`DONE` HTTP_REQUEST row of :func:`read_heads` over ``mem``."""
-    method = str(mem[head[1] : head[1] + head[2]], "ascii")
-    uri = str(mem[head[3] : head[3] + head[4]], "utf-8", "backslashreplace")
-    host = text(mem, head[5], head[6])
-    return http.HttpRequest(
-        method, uri, host or None, text(mem, *head[7:9]), text(mem, *head[9:11])
-    )

@@ -5,13 +5,15 @@ metadata (DNS ports, an HTTP method or status line, a TLS handshake record). DNS
 UDP is read for the whole chunk in compiled code (:mod:`.dnsbatch`) and paired into
 rows with NumPy (:mod:`.dnsrows`); TLS hellos and HTTP heads in the common layouts are
 read in compiled code too (:mod:`.headkernel`), with each distinct hello fingerprinted
-once (:class:`.tls.FieldCache`). The rest (DNS over TCP, unusual DNS messages, hellos
-split over segments, unusual heads) is parsed in Python. What they yield is kept per
-flow (keyed by the byte offset of the flow's first packet) and turned into rows when
-the flow ends, since only then is its ``open`` state known. A flow's uid and endpoints
-are fixed by its first packet, so some rows go out earlier: DNS rows at the end of
-each chunk (a DNS tunnel is one flow for hours), HTTP rows in blocks of
-:data:`HTTP_BLOCK` answered requests (a C2 channel over one keep-alive connection).
+once (:class:`.tls.FieldCache`), and the HTTP requests and responses of the chunk are
+paired in columns (:mod:`.httprows`). The rest (DNS over TCP, unusual DNS messages,
+hellos split over segments, unusual heads) is parsed in Python. What they yield is
+kept per flow (keyed by the byte offset of the flow's first packet) and turned into
+rows when the flow ends, since only then is its ``open`` state known. A flow's uid and
+endpoints are fixed by its first packet, so some rows go out earlier: DNS rows at the
+end of each chunk (a DNS tunnel is one flow for hours), HTTP rows in blocks of
+:data:`.httprows.HTTP_BLOCK` answered requests (a C2 channel over one keep-alive
+connection).
 
 Pairing follows Zeek: a DNS query and its response (same transaction id in the same
 flow) make one row; HTTP responses answer the oldest unanswered request of their
@@ -21,7 +23,6 @@ flow; one ``tls`` row per flow from its ClientHello and ServerHello.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,66 +35,32 @@ from vigile.ingest.packet.classify import (
     HTTP_REQUEST,
     HTTP_STATUS,
     NONE,
-    TLS_HELLO,
     classify,
 )
 from vigile.ingest.packet.decode import Decoded
 from vigile.ingest.packet.dnsbatch import Batch, parse_columns
 from vigile.ingest.packet.dnsrows import MESSAGE, DnsRows
-from vigile.ingest.packet.headkernel import DONE, NOT_HEAD, read_heads, request, text
+from vigile.ingest.packet.headkernel import DONE, NOT_HEAD, read_heads, text
+from vigile.ingest.packet.httprows import REQUEST, HttpRows, request_texts
 from vigile.ingest.packet.pcapfile import Packets
+from vigile.ingest.packet.services import DNS, HTTP, SSL, Services
 
 MAX_SEGMENTS = 12
-#: Answered HTTP requests of one flow held before they are handed out while the flow
-#: goes on (:meth:`Metadata.http_blocks`): a C2 channel over one keep-alive connection
-#: may carry a request a second for hours.
-HTTP_BLOCK = 4096
-#: Zeek's ``HTTP::max_pending_requests``: with more requests than this waiting for a
-#: response (a capture of one side only, or excessive pipelining), they are all given up
-#: (logged without a status) before the next request, and responses pair from there on.
-MAX_PENDING = 100
 TLS_ROW = dict.fromkeys(("sni", "ja3", "ja4", "version", "cipher", "ja3s"), None) | {
     "established": False
 }
-
-
-@dataclass
-class FlowMeta:
-    """What the payloads of one flow said so far."""
-
-    http: list[dict[str, Any]] = field(default_factory=list)
-    answered: int = 0  # responses answer requests in order: http[:answered] have one
-    # (or were given up: see MAX_PENDING)
-    logged: int = 0  # requests handed out before http[0] (their trans_depth came first)
-    tls: dict[str, Any] | None = None
-    first_seen: dict[str, int] = field(default_factory=dict)  # service -> packet position
-
-    def blocks(self) -> list[dict[str, Any]]:
-        """The requests in complete blocks of :data:`HTTP_BLOCK` answered (or given up)
-        ones, handed out (no longer held); the requests after them stay."""
-        n = (self.logged + self.answered) // HTTP_BLOCK * HTTP_BLOCK - self.logged
-        out, self.http = self.http[:n], self.http[n:]
-        self.logged += n
-        self.answered -= n
-        return out
-
-    def service(self, name: str, pos: int) -> None:
-        self.first_seen.setdefault(name, pos)
-
-    @property
-    def services(self) -> list[str]:
-        """Services in the order their first packet came."""
-        return sorted(self.first_seen, key=self.first_seen.__getitem__)
 
 
 class Metadata:
     """Parses metadata packets chunk by chunk and holds it per active flow."""
 
     def __init__(self) -> None:
-        self.flows: dict[int, FlowMeta] = {}
+        self.tls: dict[int, dict[str, Any]] = {}  # the tls row of each flow, by first_pos
+        self.services = Services()
         self.dns = DnsRows()
+        self.http = HttpRows()
         self.hellos = tls.FieldCache()
-        self.full: set[int] = set()  # flows with HTTP_BLOCK answered requests held
+        self._hello_at: list[tuple[int, int]] = []  # (flow, position) of this chunk's hellos
 
     def scan(self, pk: Packets, d: Decoded, flow_pos: np.ndarray) -> None:
         """Parse the metadata packets of a chunk; ``flow_pos`` is per ``d.ok`` packet."""
@@ -108,78 +75,80 @@ class Metadata:
         seg = _Segments(pk, d, fp)
         cand = np.flatnonzero(kind)
         heads, keys = read_heads(v, kind[cand], po[cand], cap[cand])
+        http_done = (heads[:, 0] == DONE) & np.isin(kind[cand], (HTTP_REQUEST, HTTP_STATUS))
         mem, key_mem = memoryview(v.data), memoryview(keys.data)
-        columns = (a[cand].tolist() for a in (kind, po, cap, fp, pk.ts_ns, pk.pos))
-        rows = zip(cand.tolist(), *columns, heads.tolist(), strict=True)
+        rest = ~http_done & (heads[:, 0] != NOT_HEAD)
+        rest_at = cand[rest]
+        columns = (a[rest_at].tolist() for a in (kind, po, cap, fp, pk.ts_ns, pk.pos))
+        rows = zip(rest_at.tolist(), *columns, heads[rest].tolist(), strict=True)
         slow: list[tuple[int, int, int, int, dns.DnsMessage]] = []
+        requests: list[tuple[int, int, int, http.HttpRequest]] = []
+        statuses: list[tuple[int, int, int]] = []
         for i, k, start, size, flow, ts, pos, head in rows:
-            meta = self.flows.get(flow)
-            if meta is None:
-                meta = self.flows[flow] = FlowMeta()
-            if head[0] == DONE:
-                if k == TLS_HELLO:
-                    msg, key = head[1:3], key_mem[head[3] : head[3] + head[4]]
-                    hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
-                    _tls(meta, hello, text(mem, head[5], head[6]), ts, pos)
-                elif k == HTTP_REQUEST:
-                    if _http_request(meta, request(mem, head), ts, pos):
-                        self.full.add(flow)
-                elif _http_status(meta, head[1] if head[1] >= 0 else None):
-                    self.full.add(flow)
-                continue
-            if head[0] == NOT_HEAD:
+            if head[0] == DONE:  # a hello
+                msg, key = head[1:3], key_mem[head[3] : head[3] + head[4]]
+                hello = self.hellos.get(key.tobytes(), mem[msg[0] : sum(msg)])
+                self._tls(flow, hello, text(mem, head[5], head[6]), ts, pos)
                 continue
             payload = mem[start : start + size].tobytes()
             if k == DNS_UDP:
-                _dns(slow, meta, payload, (flow, pos, ts, 0))
+                _dns(slow, payload, (flow, pos, ts, 0))
             elif k == DNS_TCP:
                 size = int.from_bytes(payload[:2], "big")
-                _dns(slow, meta, payload[2 : 2 + size], (flow, pos, ts, 1))
+                _dns(slow, payload[2 : 2 + size], (flow, pos, ts, 1))
             elif k == HTTP_REQUEST:
-                if _http_request(meta, http.parse_request(payload), ts, pos):
-                    self.full.add(flow)
+                if (r := http.parse_request(payload)) is not None:
+                    requests.append((flow, pos, ts, r))
             elif k == HTTP_STATUS:
-                if _http_status(meta, http.parse_status(payload)):
-                    self.full.add(flow)
+                code = http.parse_status(payload)
+                statuses.append((flow, pos, -1 if code is None else code))
             else:
-                _tls_slow(meta, seg.hello(i, payload), ts, pos)
+                self._tls_slow(flow, seg.hello(i, payload), ts, pos)
         self.dns.add(_messages(batch, fast, fp, pk, slow))
-        self._dns_services(fp[fast], pk.pos[fast])
+        self.services.note(DNS, fp[fast], pk.pos[fast])
+        self.services.note(DNS, [m[0] for m in slow], [m[1] for m in slow])
+        self.services.note(SSL, [f for f, _ in self._hello_at], [p for _, p in self._hello_at])
+        self._hello_at = []
+        done = cand[http_done]
+        req = kind[done] == HTTP_REQUEST
+        table, at = _requests(v, fp, pk, done[req], heads[http_done][req], requests)
+        self.services.note(HTTP, table["flow"].to_numpy(), at)
+        fast_status = done[~req]
+        responses = [fp[fast_status], pk.pos[fast_status], heads[http_done][~req][:, 1]]
+        if statuses:
+            more = np.array(statuses, np.int64).T
+            responses = [np.concatenate([a, b]) for a, b in zip(responses, more, strict=True)]
+        self.http.add(table, at, tuple(responses))
 
-    def _dns_services(self, flows: np.ndarray, pos: np.ndarray) -> None:
-        """Note the service of flows with DNS messages read in compiled code."""
-        order = np.lexsort((pos, flows))
-        flows, pos = flows[order], pos[order]
-        first = np.ones(len(flows), bool)
-        first[1:] = flows[1:] != flows[:-1]
-        for flow, at in zip(flows[first].tolist(), pos[first].tolist(), strict=True):
-            meta = self.flows.get(flow)
-            if meta is None:
-                meta = self.flows[flow] = FlowMeta()
-            meta.service("dns", at)
+    def _tls_slow(self, flow: int, msg: bytes | None, ts: int, pos: int) -> None:
+        """A hello that :mod:`.headkernel` left to the Python parser."""
+        if msg is None:
+            return
+        try:
+            h = tls.parse_hello(msg)
+        except tls.TlsError:
+            return
+        self._tls(flow, tls.fields(h), h.sni, ts, pos)
 
-    def pop(self, first_pos: int) -> FlowMeta | None:
-        self.full.discard(first_pos)
-        return self.flows.pop(first_pos, None)
-
-    def http_blocks(self) -> dict[int, list[dict[str, Any]]]:
-        """The complete blocks of answered HTTP requests (:meth:`FlowMeta.blocks`) of
-        active flows, by flow, handed out while those flows go on.
-
-        Call it after the chunk's ended flows are popped, so every flow left is active.
-        A block's rows are logged as of a connection still open (``open`` true, as in
-        Zeek's and RITA's logs of open connections), whenever they are written: the
-        block was complete while its flow went on, so a row's ``open`` does not depend
-        on how the file was cut into chunks.
-        """
-        out = {flow: self.flows[flow].blocks() for flow in sorted(self.full)}
-        self.full.clear()
-        return out
+    def _tls(self, flow: int, hello: tls.Fields | None, sni: str | None, ts: int, pos: int) -> None:
+        if hello is None:
+            return
+        client, version, cipher, ja3, ja4 = hello
+        self._hello_at.append((flow, pos))
+        row = self.tls.get(flow)
+        if row is None:
+            row = self.tls[flow] = dict(TLS_ROW, ts=ts // 1000)
+        # The first hello of each side counts (a retransmission or a renegotiation does not).
+        if client and row["ja3"] is None:
+            row.update(sni=sni, ja3=ja3, ja4=ja4)
+            if row["version"] is None:
+                row["version"] = version
+        elif not client and row["ja3s"] is None:
+            row.update(version=version, cipher=cipher, ja3s=ja3, established=True)
 
 
 def _dns(
     slow: list[tuple[int, int, int, int, dns.DnsMessage]],
-    meta: FlowMeta,
     payload: bytes,
     where: tuple[int, int, int, int],
 ) -> None:
@@ -187,7 +156,6 @@ def _dns(
         m = dns.parse(payload)
     except dns.DnsError:
         return
-    meta.service("dns", where[1])
     slow.append((*where, m))
 
 
@@ -227,60 +195,29 @@ def _messages(
     return pa.concat_tables([table, pa.Table.from_pylist(other, schema=MESSAGE)])
 
 
-def _http_request(meta: FlowMeta, r: http.HttpRequest | None, ts: int, pos: int) -> bool:
-    """Add a request to its flow; True once a block is complete (see :func:`_http_status`).
-
-    Follows Zeek's ``http_request`` handler in ``base/protocols/http/main.zeek``: more
-    than :data:`MAX_PENDING` requests waiting for a response are all given up first.
-    """
-    if r is None:
-        return False
-    meta.service("http", pos)
-    if len(meta.http) - meta.answered > MAX_PENDING:
-        meta.answered = len(meta.http)
-    depth = meta.logged + len(meta.http) + 1
-    meta.http.append(
-        {"ts": ts // 1000, "trans_depth": depth, "method": r.method}
-        | {"host": r.host, "uri": r.uri, "user_agent": r.user_agent, "referrer": r.referrer}
-        | {"status": None}
-    )
-    return meta.answered >= HTTP_BLOCK
-
-
-def _http_status(meta: FlowMeta, code: int | None) -> bool:
-    """Answer the flow's oldest unanswered request; True once :data:`HTTP_BLOCK`
-    requests are answered or given up (a block is complete)."""
-    if code is not None and meta.answered < len(meta.http):
-        meta.http[meta.answered]["status"] = code
-        meta.answered += 1
-    return meta.answered >= HTTP_BLOCK
-
-
-def _tls_slow(meta: FlowMeta, msg: bytes | None, ts: int, pos: int) -> None:
-    """A hello that :mod:`.headkernel` left to the Python parser."""
-    if msg is None:
-        return
-    try:
-        h = tls.parse_hello(msg)
-    except tls.TlsError:
-        return
-    _tls(meta, tls.fields(h), h.sni, ts, pos)
-
-
-def _tls(meta: FlowMeta, hello: tls.Fields | None, sni: str | None, ts: int, pos: int) -> None:
-    if hello is None:
-        return
-    client, version, cipher, ja3, ja4 = hello
-    meta.service("ssl", pos)
-    row: dict[str, Any] = meta.tls if meta.tls is not None else dict(TLS_ROW, ts=ts // 1000)
-    meta.tls = row
-    # The first hello of each side counts (a retransmission or a renegotiation does not).
-    if client and row["ja3"] is None:
-        row.update(sni=sni, ja3=ja3, ja4=ja4)
-        if row["version"] is None:
-            row["version"] = version
-    elif not client and row["ja3s"] is None:
-        row.update(version=version, cipher=cipher, ja3s=ja3, established=True)
+def _requests(
+    v: np.ndarray,
+    fp: np.ndarray,
+    pk: Packets,
+    fast: np.ndarray,
+    heads: np.ndarray,
+    slow: list[tuple[int, int, int, http.HttpRequest]],
+) -> tuple[pa.Table, np.ndarray]:
+    """The chunk's HTTP requests as a :data:`.httprows.REQUEST` table, and their packets'
+    positions: those :mod:`.headkernel` read (packets ``fast``, rows ``heads``), then
+    the ``slow`` ones the Python parser read."""
+    columns = [pa.array(fp[fast]), pa.array(pk.ts_ns[fast] // 1000), *request_texts(v, heads)]
+    table = pa.Table.from_arrays(columns, schema=REQUEST)
+    at = pk.pos[fast]
+    if not slow:
+        return table, at
+    other = [
+        {"flow": f, "ts": t // 1000, "method": r.method, "host": r.host, "uri": r.uri}
+        | {"referrer": r.referrer, "user_agent": r.user_agent}
+        for f, _, t, r in slow
+    ]
+    more = pa.Table.from_pylist(other, schema=REQUEST)
+    return pa.concat_tables([table, more]), np.concatenate([at, [p for _, p, _, _ in slow]])
 
 
 class _Segments:

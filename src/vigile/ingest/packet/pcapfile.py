@@ -100,18 +100,25 @@ def read_packets(
         return
     framer: Framer = _PcapFramer(head) if kind == "pcap" else PcapngFramer()
     carry, base, start, eof = head, 0, 24 if kind == "pcap" else 0, False
+    left: int | None = None  # bytes of the stream not read yet, where known
     if mapped is not None:
         at = yield from _mapped_chunks(framer, mapped, start, chunk_bytes)
         if at is None:
             return
         # The rest (at most a chunk and a little) is read like a stream, zero-padded.
         stream, carry, base, start = io.BytesIO(mapped[at:]), b"", at, 0
+        left = len(mapped) - at
     buf, stuck = bytearray(), False
     while True:
         # One buffer, reused: a chunk's Packets are valid until the next one is asked for.
-        if len(buf) < len(carry) + chunk_bytes + PAD or len(buf) > 3 * (chunk_bytes + PAD):
+        # Where the rest is known to be shorter than a chunk, the buffer is no longer than
+        # it: a new buffer is zeroed page by page (16 ms for a 32 MiB chunk), which a
+        # small capture, and the last part of a mapped one, would pay for nothing.
+        room = chunk_bytes if left is None else min(chunk_bytes, left)
+        if len(buf) < len(carry) + room + PAD or len(buf) > 3 * (chunk_bytes + PAD):
             # Room for a partial record carried over, so the buffer is rarely replaced.
-            buf = bytearray(len(carry) + chunk_bytes + PAD + min(chunk_bytes, MAX_CAPLEN))
+            spare = 0 if room < chunk_bytes else min(chunk_bytes, MAX_CAPLEN)
+            buf = bytearray(len(carry) + room + PAD + spare)
         buf[: len(carry)] = carry
         # Top the buffer up to a chunk; read a whole chunk more if the last walk was stuck
         # on one record longer than what the buffer held.
@@ -120,6 +127,7 @@ def read_packets(
             0 if eof or not want else _fill(stream, memoryview(buf)[len(carry) : len(carry) + want])
         )
         eof = eof or got < want
+        left = None if left is None else left - got
         end = len(carry) + got
         buf[end : end + PAD] = bytes(PAD)
         walk = Walk()
