@@ -4,6 +4,7 @@ server disconnects. The peer is the real test Dovecot throughout."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import pty
@@ -108,9 +109,12 @@ def filled(account: ImapAccount) -> ImapAccount:
 
 def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> None:
     config = write_config(tmp_path, filled)
+    collector = gc.get_threshold()
     done = vigile(config, "backup", "--json")
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+    # The backup's collector settings end with it: this process goes on as before.
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (collector, 0)
     (summary,) = rows(done)
     assert (summary["messages"], summary["fetched"], summary["stored"]) == (35, 35, 35)
     again = rows(vigile(config, "backup", "--json"))[0]

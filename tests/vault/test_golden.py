@@ -18,6 +18,7 @@ import pytest
 from tests.golden.vault.regenerate import GOLDEN as FORMATS
 from tests.golden.vault.regenerate import secret_of
 
+from vigile.vault.errors import VaultError
 from vigile.vault.index import SCHEMA_VERSION
 from vigile.vault.pack import RecordRef, scan_pack
 from vigile.vault.repo import Vault
@@ -123,3 +124,13 @@ def test_an_index_of_version_1_is_converted_at_open(tmp_path: Path) -> None:
 
 def _scanned(root: Path) -> list[RecordRef]:
     return [r for path in (root / "packs").glob("*/*") for r in scan_pack(path)]
+
+
+def test_an_index_that_cannot_be_prepared_is_one_clear_error(tmp_path: Path) -> None:
+    """An index file SQLite cannot use (damaged here; a version 1 index on read-only media
+    takes the same path) stops the command with one line naming it."""
+    root = tmp_path / "vault"
+    shutil.copytree(GOLDEN / "vault-hkdf", root)
+    (root / "index.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(VaultError, match=r"index\.sqlite: cannot prepare the index: file is not"):
+        Vault.open(root, secret_of("vault-hkdf"))

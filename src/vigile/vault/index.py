@@ -69,7 +69,17 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, check_same_thread=False)  # shared: see the lock
         self._lock = threading.Lock()
-        self._prepare(path)
+        try:
+            self._prepare(path)
+        except sqlite3.Error as e:  # a damaged file, or a version 1 index on read-only media
+            self.db.close()
+            raise VaultError(
+                f"{path}: cannot prepare the index: {e} (it is a cache: removed, it is "
+                "rebuilt from the packs by the next backup)"
+            ) from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def _prepare(self, path: Path) -> None:
         """Create the tables, or convert a version 1 index, in one transaction; a second
