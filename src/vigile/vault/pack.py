@@ -193,9 +193,9 @@ def scan_pack(path: Path) -> Iterator[RecordRef]:
 def hash_file(path: Path, pack_hash: str) -> str:
     """The hash of the file's bytes (``pack_hash``: ``sha256`` or ``blake3``), hex.
 
-    Read into one reused buffer: no new bytes object per chunk (the old way cost 25% more
-    CPU with BLAKE3). Mapping the file instead saves 10% more, but its pages then count
-    in the process's memory, 16 MiB more at peak (docs/benchmarks.md).
+    Read into one reused buffer: no new bytes object per chunk (that cost 25% more CPU
+    with BLAKE3). Mapping the file instead saves 10% more, but the mapped pages then count
+    in the process's memory: 13-15 MiB more at peak in a full backup (docs/benchmarks.md).
     """
     digest = _HASHES[pack_hash]()
     chunk = bytearray(1 << 20)
