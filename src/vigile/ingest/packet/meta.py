@@ -109,6 +109,7 @@ class Metadata:
         self.services.note(DNS, [m[0] for m in slow], [m[1] for m in slow])
         self.services.note(SSL, [f for f, _ in self._hello_at], [p for _, p in self._hello_at])
         self._hello_at = []
+        self.services.compact()
         done = cand[http_done]
         req = kind[done] == HTTP_REQUEST
         table, at = _requests(v, fp, pk, done[req], heads[http_done][req], requests)
