@@ -109,7 +109,6 @@ class Metadata:
         self.services.note(DNS, [m[0] for m in slow], [m[1] for m in slow])
         self.services.note(SSL, [f for f, _ in self._hello_at], [p for _, p in self._hello_at])
         self._hello_at = []
-        self.services.compact()
         done = cand[http_done]
         req = kind[done] == HTTP_REQUEST
         table, at = _requests(v, fp, pk, done[req], heads[http_done][req], requests)
@@ -120,6 +119,7 @@ class Metadata:
             more = np.array(statuses, np.int64).T
             responses = [np.concatenate([a, b]) for a, b in zip(responses, more, strict=True)]
         self.http.add(table, at, tuple(responses))
+        self.services.compact()
 
     def _tls_slow(self, flow: int, msg: bytes | None, ts: int, pos: int) -> None:
         """A hello that :mod:`.headkernel` left to the Python parser."""
