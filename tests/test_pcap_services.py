@@ -31,6 +31,8 @@ def test_services_in_the_order_first_seen(seen: list, ends: list[int]) -> None:
         for s in range(3):
             rows = [(f, pos) for pos, f, kind in mine if kind == s]
             services.note(s, [f for f, _ in rows], [p for _, p in rows])
+        services.compact()
+        assert len(services.seen) <= 3 * len({f for _, f, _ in mine} | set(first))
         ended = np.array([f for f in range(6) if ends[f] == chunk][::-1], np.int64)
         got |= dict(zip(ended.tolist(), services.pop(ended).to_pylist(), strict=True))
         for f in ended.tolist():

@@ -119,6 +119,7 @@ class Metadata:
             more = np.array(statuses, np.int64).T
             responses = [np.concatenate([a, b]) for a, b in zip(responses, more, strict=True)]
         self.http.add(table, at, tuple(responses))
+        self.services.compact()
 
     def _tls_slow(self, flow: int, msg: bytes | None, ts: int, pos: int) -> None:
         """A hello that :mod:`.headkernel` left to the Python parser."""

@@ -50,7 +50,7 @@ class Services:
     def pop(self, flows: np.ndarray) -> pa.Array:
         """The ``service`` column of the ended ``flows`` (null where none); they are
         forgotten."""
-        seen = self._compact()
+        seen = self.compact()
         mine = np.isin(seen[:, 0], flows)
         self.seen, s = seen[~mine], seen[mine]
         keys = np.zeros(len(flows), np.int64)
@@ -64,8 +64,10 @@ class Services:
             keys[order[np.searchsorted(flows, s[first, 0], sorter=order)]] = key
         return TEXTS.take(pa.array(keys))
 
-    def _compact(self) -> np.ndarray:
-        """The first sighting of each service of each flow, by flow then position."""
+    def compact(self) -> np.ndarray:
+        """The first sighting of each service of each flow, by flow then position; the
+        later sightings are forgotten (call it once a chunk: a DNS tunnel is one flow with
+        a sighting in every packet)."""
         if self.new:
             seen = np.concatenate([self.seen, *self.new])
             self.new = []
