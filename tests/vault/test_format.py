@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -243,3 +246,43 @@ def test_pack_hash_is_recorded_authenticated_and_names_the_packs(
     (root / "config").write_text(json.dumps(dict(config, pack_hash="md5", version=4)))
     with pytest.raises(VaultError, match="pack hash 'md5'"):
         Vault.open(root, b"pw")
+
+
+def test_look_ups_do_not_wait_for_a_pack_being_indexed(tmp_path: Path) -> None:
+    """A writable vault's look-ups read the last committed index on their own connection:
+    a pack's rows being inserted (its transaction open, under the index lock) neither
+    block a look-up nor show in it; they show once committed. Closed, the index file is
+    back in rollback-journal mode, with no log files left beside it."""
+    Vault.create(tmp_path / "v", b"pw", FAST_KDF)
+    store = Vault.open(tmp_path / "v", b"pw", writable=True)
+    known, _ = store.put(b"M", b"stored before")
+    store.flush()
+    index, new_id = store.index, b"\x01" * 32
+    inserted, release = threading.Event(), threading.Event()
+
+    def index_a_pack_slowly() -> None:
+        with index._lock, index.db:  # as add_pack holds them
+            index.db.execute("INSERT INTO packs (name, size) VALUES ('p', 1)")
+            index.db.execute(
+                "INSERT INTO blobs VALUES (?, 'M', (SELECT n FROM packs WHERE name = 'p'), 8, 1)",
+                (new_id,),
+            )
+            inserted.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=index_a_pack_slowly)
+    writer.start()
+    try:
+        assert inserted.wait(10)
+        with ThreadPoolExecutor(1) as pool:  # a look-up that waited would time out here
+            found = pool.submit(index.existing, [known, new_id]).result(timeout=5)
+        assert found == {known}
+    finally:
+        release.set()
+        writer.join()
+    assert index.existing([known, new_id]) == {known, new_id}
+    store.close()
+    db = sqlite3.connect(tmp_path / "v" / "index.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    db.close()
+    assert not list((tmp_path / "v").glob("index.sqlite-*"))

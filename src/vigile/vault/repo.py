@@ -81,6 +81,7 @@ class Vault:
         self._zd = zstandard.ZstdDecompressor()
         if writable:
             self.recover()
+            self.index.read_concurrently()  # look-ups need not wait for a pack's rows
 
     @classmethod
     def create(
