@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from vigile.ingest.packet import dns
 from vigile.ingest.packet.decode import decode
 from vigile.ingest.packet.dnsbatch import parse_batch
+from vigile.ingest.packet.dnsrows import qtype_names
 from vigile.ingest.packet.fragments import FragmentTable
 from vigile.ingest.packet.pcapfile import Packets, read_packets
 
@@ -132,3 +134,9 @@ def responses(draw: st.DrawFn) -> bytes:
 @given(st.lists(responses(), min_size=1, max_size=6))
 def test_batch_matches_parser_on_answers(payloads: list[bytes]) -> None:
     check(payloads)
+
+
+def test_query_type_names_for_every_code() -> None:
+    codes = pa.array([*range(65536), None], pa.int32())
+    expected = [dns.QTYPES.get(code) for code in range(65536)] + [None]
+    assert qtype_names(codes).to_pylist() == expected
