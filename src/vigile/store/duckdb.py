@@ -215,10 +215,13 @@ def _connect(
 
 
 def _rename_legacy_hash(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring a store written with ``sources.sha256`` to ``content_hash`` (one transaction)."""
+    """Bring a store written with ``sources.sha256`` to ``content_hash`` (one transaction).
+
+    Asked of ``duckdb_columns()``, not ``information_schema.columns``: the view costs 25 ms
+    of every store's opening, the table function 3 ms.
+    """
     found = con.execute(
-        "SELECT 1 FROM information_schema.columns "
-        "WHERE table_name = 'sources' AND column_name = 'sha256'"
+        "SELECT 1 FROM duckdb_columns() WHERE table_name = 'sources' AND column_name = 'sha256'"
     ).fetchall()
     if not found:
         return
