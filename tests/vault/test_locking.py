@@ -116,7 +116,7 @@ def test_prune_cannot_change_the_index_while_a_backup_runs(
         for access in (Access.DELETE, Access.STEADY):
             with pytest.raises(VaultBusyError, match="another vigile process is writing"):
                 Vault.open(root, SECRET, access=access)
-        one_error_line(vigile(config, "prune", "--keep-within", "0"), "is writing")
+        one_error_line(vigile_process(config, "prune", "--keep-within", "0"), "is writing")
         one_error_line(vigile(config, "prune", "--keep-within", "0", "--dry-run"), "is writing")
         with Vault.open(root, SECRET) as reader:  # open to read, as ls or restore are
             for dry_run in (False, True):

@@ -84,7 +84,7 @@ class VaultLock:
             raise
 
     def _take(self, name: str, exclusive: bool) -> None:
-        fd = _open(self.root / name, create=self.access is not Access.READ)
+        fd = _open(self.root / name, exclusive, required=self.access is not Access.READ)
         if fd is None:  # read-only media: see the module docstring
             return
         self._held.append(fd)
@@ -107,16 +107,19 @@ class VaultLock:
             os.close(self._held.pop())
 
 
-def _open(path: Path, create: bool) -> int | None:
-    """A descriptor of the lock file ``path``; ``None`` if a reader cannot have one."""
+def _open(path: Path, exclusive: bool, required: bool) -> int | None:
+    """A descriptor of the lock file ``path``, created if missing; ``None`` if a reader
+    cannot have one. Opened for writing to be locked exclusively: where ``flock`` is
+    emulated by byte-range locks (NFS), an exclusive lock needs a writable descriptor."""
+    flags = (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, flags)
     except FileNotFoundError:
         pass
     try:
-        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(path, flags | os.O_CREAT, 0o644)
     except OSError as e:
-        if create:
+        if required:
             raise VaultError(f"{path}: cannot create the lock file: {e.strerror}") from None
         return None
 
