@@ -61,50 +61,53 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the console: ranked hosts, findings with plots, allowlist, ingested sources.
 
-        The console holds the store open for writing while it runs (accounts, sessions,
-        allowlist and its audit log live in the store), so stop it before `vigile ingest`
-        or `vigile hunt` on the same file. With no account yet, it asks for one on a
-        terminal, or offers a first-account page when listening on a loopback address.
+        The console opens the store only while it answers a request, so `vigile ingest`,
+        `vigile hunt` and `vigile collect` can write the same file while it runs; a page
+        asked for while one of them holds the file is answered "503, try again". With no
+        account yet, it asks for one on a terminal, or offers a first-account page when
+        listening on a loopback address.
         """
         import uvicorn
 
+        from vigile.web.access import StoreAccess
         from vigile.web.app import LOOPBACK_HOSTS, create_app
         from vigile.web.auth import count_users
 
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
         cfg = read_config(config)
-        store = open_store(db)
+        loopback = is_loopback(host)
+        store = open_store(db)  # waits like other commands if an ingest holds the file
         try:
-            loopback = is_loopback(host)
             if count_users(store) == 0 and sys.stdin.isatty():
                 _first_account(store)
-            if count_users(store) == 0 and not loopback:
-                raise ConfigError(
-                    f"refusing to listen on {host} with no account: create one with "
-                    f"`vigile user add NAME --db {db}` first"
-                )
-            allow_setup = loopback and count_users(store) == 0
-            app = create_app(
-                store,
-                cfg,
-                secure_cookies=tls_cert is not None,
-                allow_setup=allow_setup,
-                allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",),
-            )
-            scheme = "https" if tls_cert else "http"
-            shown = f"[{host}]" if ":" in host else host
-            page = "/setup" if allow_setup else "/"
-            err_console.print(f"vigile console on {scheme}://{shown}:{port}{page}", highlight=False)
-            uvicorn.run(
-                app,
-                host=host,
-                port=port,
-                log_level="warning",
-                timeout_graceful_shutdown=5,  # an idle browser connection must not block a stop
-                access_log=False,
-                ssl_certfile=str(tls_cert) if tls_cert else None,
-                ssl_keyfile=str(tls_key) if tls_key else None,
-            )
+            users = count_users(store)
         finally:
             store.close()
+        if users == 0 and not loopback:
+            raise ConfigError(
+                f"refusing to listen on {host} with no account: create one with "
+                f"`vigile user add NAME --db {db}` first"
+            )
+        allow_setup = loopback and users == 0
+        app = create_app(
+            StoreAccess(db),
+            cfg,
+            secure_cookies=tls_cert is not None,
+            allow_setup=allow_setup,
+            allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",),
+        )
+        scheme = "https" if tls_cert else "http"
+        shown = f"[{host}]" if ":" in host else host
+        page = "/setup" if allow_setup else "/"
+        err_console.print(f"vigile console on {scheme}://{shown}:{port}{page}", highlight=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,  # an idle browser connection must not block a stop
+            access_log=False,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+        )

@@ -250,6 +250,7 @@ class DuckDBStore:
         memory_limit: str = "1500MB",
         wait: float = 0.0,
         on_wait: Callable[[str], None] | None = None,
+        prepare: bool = True,
     ) -> None:
         """Open (or create) the store.
 
@@ -257,6 +258,10 @@ class DuckDBStore:
         it at all. ``wait`` is how many seconds to keep retrying while another process
         holds the file (``on_wait`` is told once, with DuckDB's message naming that
         process); after that the open fails with a :class:`StoreError`.
+
+        A read-write open brings the file to the current schema (legacy column names,
+        missing tables: about 20 ms). ``prepare=False`` skips that, for a process that
+        reopens a store it has already prepared (the console opens it per request).
         """
         self.location = str(path)
         if self.location != ":memory:" and not read_only:
@@ -265,7 +270,7 @@ class DuckDBStore:
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
-        if not read_only:
+        if prepare and not read_only:
             _rename_legacy_hash(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from vigile.web import allowlist, audit, charts, hosts, queries
 from vigile.web.auth import Session
-from vigile.web.deps import api_csrf, api_session, get_console
+from vigile.web.deps import api_csrf, api_session, get_console, store_of
 
 router = APIRouter(prefix="/api", tags=["console"], dependencies=[Depends(api_session)])
 
@@ -39,19 +39,19 @@ async def me(session: Session = Depends(api_session)) -> dict[str, Any]:
 @router.get("/overview", summary="Ranked hosts, findings per detector, what is ingested")
 async def overview(request: Request) -> dict[str, Any]:
     c = get_console(request)
-    return queries.overview(c.store, c.config)
+    return queries.overview(store_of(request), c.config)
 
 
 @router.get("/hosts", summary="Hosts ranked by their highest unsuppressed finding")
 async def ranked_hosts(request: Request) -> list[dict[str, Any]]:
     c = get_console(request)
-    return queries.ranked_hosts(c.store, c.config)
+    return queries.ranked_hosts(store_of(request), c.config)
 
 
 @router.get("/hosts/{host}", summary="A host: role and evidence, findings, top destinations")
 async def host_detail(request: Request, host: str) -> dict[str, Any]:
     c = get_console(request)
-    detail = hosts.host_detail(c.store, c.config, host)
+    detail = hosts.host_detail(store_of(request), c.config, host)
     if detail is None:
         raise HTTPException(404, f"no traffic or finding for host {host}")
     return detail
@@ -59,17 +59,17 @@ async def host_detail(request: Request, host: str) -> dict[str, Any]:
 
 @router.get("/hosts/{host}/traffic", summary="Bytes a host sent and received per hour")
 async def host_traffic_series(request: Request, host: str) -> dict[str, Any]:
-    return hosts.host_traffic(get_console(request).store, host)
+    return hosts.host_traffic(store_of(request), host)
 
 
 @router.get("/findings", summary="Findings ranked, optionally for one host")
 async def findings(request: Request, host: str | None = None) -> list[dict[str, Any]]:
-    store = get_console(request).store
+    store = store_of(request)
     return queries.host_findings(store, host) if host else queries.load_findings(store)
 
 
 def _finding(request: Request, finding_id: str) -> dict[str, Any]:
-    found = queries.find_finding(get_console(request).store, finding_id)
+    found = queries.find_finding(store_of(request), finding_id)
     if found is None:
         raise HTTPException(404, f"no finding {finding_id}")
     return found
@@ -86,17 +86,17 @@ async def finding_chart(request: Request, finding_id: str, kind: str) -> dict[st
     found = _finding(request, finding_id)
     if kind not in charts.chart_kinds(found):
         raise HTTPException(404, f"finding {finding_id} has no {kind} plot")
-    return charts.chart_data(get_console(request).store, found, kind)
+    return charts.chart_data(store_of(request), found, kind)
 
 
 @router.get("/sources", summary="Ingested inputs with rows and bad rows, and where bad rows are")
 async def sources(request: Request) -> dict[str, Any]:
-    return queries.sources(get_console(request).store)
+    return queries.sources(store_of(request))
 
 
 @router.get("/allowlist", summary="Allowlist entries with how many findings each suppresses")
 async def list_allowlist(request: Request) -> list[dict[str, Any]]:
-    store = get_console(request).store
+    store = store_of(request)
     counts = queries.suppression_counts(store)
     return [
         allowlist.entry_json(e, counts.get(e.entry_id, 0)) for e in allowlist.list_entries(store)
@@ -107,9 +107,8 @@ async def list_allowlist(request: Request) -> list[dict[str, Any]]:
 async def add_allowlist(
     request: Request, body: EntryIn, session: Session = Depends(api_csrf)
 ) -> dict[str, Any]:
-    c = get_console(request)
     entry = allowlist.add_entry(
-        c.store,
+        store_of(request),
         session.username,
         body.kind,
         body.value,
@@ -124,9 +123,8 @@ async def add_allowlist(
 async def edit_allowlist(
     request: Request, entry_id: str, body: EntryIn, session: Session = Depends(api_csrf)
 ) -> dict[str, Any]:
-    c = get_console(request)
     entry = allowlist.edit_entry(
-        c.store,
+        store_of(request),
         session.username,
         entry_id,
         body.kind,
@@ -142,12 +140,12 @@ async def edit_allowlist(
 async def remove_allowlist(
     request: Request, entry_id: str, session: Session = Depends(api_csrf)
 ) -> None:
-    allowlist.remove_entry(get_console(request).store, session.username, entry_id, _client(request))
+    allowlist.remove_entry(store_of(request), session.username, entry_id, _client(request))
 
 
 @router.get("/audit", summary="The audit log (allowlist changes, log-ins), newest first")
 async def audit_log(request: Request) -> list[dict[str, Any]]:
-    return audit.entries(get_console(request).store)
+    return audit.entries(store_of(request))
 
 
 @router.get("/openapi.json", summary="This API's OpenAPI schema", include_in_schema=False)

@@ -1,9 +1,10 @@
 """Build the console's FastAPI application over a store.
 
-The application is the store's one writer while it runs (accounts, sessions,
-allowlist, audit log, ``findings.suppressed_by``). Everything it serves, plotly.js
-included, comes from the installed package: no page loads anything from elsewhere,
-and the Content-Security-Policy header forbids it.
+The application writes its own state to the store (accounts, sessions, allowlist,
+audit log, ``findings.suppressed_by``) but holds the file only while it answers a
+request (:mod:`vigile.web.access`), so ingests and hunts run beside it. Everything
+it serves, plotly.js included, comes from the installed package: no page loads
+anything from elsewhere, and the Content-Security-Policy header forbids it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from importlib import import_module, resources
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,10 +25,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from vigile import __version__
 from vigile.config import Config
 from vigile.errors import ConfigError
-from vigile.store import Store
 from vigile.web import api
+from vigile.web.access import StoreAccess, StoreBusyError
 from vigile.web.allowlist import EntryNotFoundError, apply_entries
-from vigile.web.deps import Console, LoginRequiredError
+from vigile.web.deps import Console, LoginRequiredError, request_store
 from vigile.web.views import VIEWS
 
 HERE = Path(__file__).parent
@@ -88,17 +89,17 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def create_app(
-    store: Store,
+    access: StoreAccess,
     config: Config,
     *,
     secure_cookies: bool = False,
     allow_setup: bool = False,
     allowed_hosts: Sequence[str] = ("*",),
 ) -> FastAPI:
-    """The console over ``store``.
+    """The console over the store ``access`` opens; it re-applies the allowlist first.
 
     Args:
-        store: the store, opened read-write: the console writes its own state there.
+        access: opens the store per request (the console writes its own state there).
         config: the network model.
         secure_cookies: mark cookies ``Secure`` (the console is served over TLS).
         allow_setup: open the first-account page while no account exists.
@@ -111,14 +112,20 @@ def create_app(
         docs_url=None,  # Swagger UI and ReDoc load their code from a CDN: not offered.
         redoc_url=None,
         openapi_url=None,  # served at /api/openapi.json behind the login instead
+        # Every route opens the store for its request; static files (below) do not.
+        dependencies=[Depends(request_store, scope="function")],
     )
-    app.state.console = Console(store, config, make_templates(), secure_cookies, allow_setup)
-    apply_entries(store)
+    app.state.console = Console(access, config, make_templates(), secure_cookies, allow_setup)
+    store = access.open(write=True)
+    try:
+        apply_entries(store)
+    finally:
+        store.close()
 
-    @app.get("/static/plotly.min.js", include_in_schema=False)
-    async def plotly_js() -> FileResponse:
+    async def plotly_js(request: Request) -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="text/javascript")
 
+    app.add_route("/static/plotly.min.js", plotly_js, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     for module in VIEWS:
@@ -129,6 +136,15 @@ def create_app(
     @app.exception_handler(LoginRequiredError)
     async def to_login(request: Request, exc: LoginRequiredError) -> Response:
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(StoreBusyError)
+    async def store_busy(request: Request, exc: StoreBusyError) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if request.url.path.startswith("/api/") or request.method != "GET":
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
+        templates = app.state.console.templates
+        ctx = {"status": 503, "detail": str(exc), "session": None}
+        return templates.TemplateResponse(request, "error.html", ctx, 503, headers=headers)
 
     @app.exception_handler(EntryNotFoundError)
     async def not_found(request: Request, exc: EntryNotFoundError) -> Response:
@@ -153,13 +169,7 @@ def openapi_text() -> str:
     """The API's OpenAPI schema as ``docs/openapi.json`` holds it (``python -m vigile.web.app``)."""
     import json
 
-    from vigile.store.duckdb import DuckDBStore
-
-    store = DuckDBStore(":memory:")
-    try:
-        schema = create_app(store, Config()).openapi()
-    finally:
-        store.close()
+    schema = create_app(StoreAccess(":memory:"), Config()).openapi()
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

@@ -1,11 +1,15 @@
-"""FastAPI dependencies: the console's state, the logged-in session, CSRF checks.
+"""FastAPI dependencies: the console's state, the request's store, the session, CSRF.
 
-Handlers and dependencies are ``async``: they then all run on the event loop's one
-thread, so the single DuckDB connection is never used by two threads at once.
+Every route but the static files depends on :func:`request_store`, which opens the
+store for the request (read-only for ``GET``/``HEAD``) and closes it when the handler
+has returned (see :mod:`vigile.web.access`); handlers reach it with :func:`store_of`.
+Handlers and dependencies are ``async`` and requests take the store one at a time, so
+a connection is never used by two requests at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Depends, HTTPException, Request
@@ -13,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from vigile.config import Config
 from vigile.store import Store
+from vigile.web.access import StoreAccess
 from vigile.web.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -25,9 +30,9 @@ from vigile.web.auth import (
 
 @dataclass
 class Console:
-    """What every request handler needs: the store, the config, and settings."""
+    """What every request handler needs: access to the store, the config, and settings."""
 
-    store: Store
+    access: StoreAccess
     config: Config
     templates: Jinja2Templates
     secure_cookies: bool = False
@@ -48,9 +53,30 @@ def get_console(request: Request) -> Console:
     return console
 
 
+#: Methods that only read: their requests open the store read-only.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def request_store(request: Request) -> AsyncIterator[Store]:
+    """Open the store for this request and close it once the handler has returned."""
+    write = request.method not in READ_METHODS
+    async with get_console(request).access.request(write=write) as store:
+        request.state.store = store
+        try:
+            yield store
+        finally:
+            del request.state.store
+
+
+def store_of(request: Request) -> Store:
+    """The store opened for this request by :func:`request_store`."""
+    store: Store = request.state.store
+    return store
+
+
 async def api_session(request: Request) -> Session:
     """The caller's session, or 401."""
-    session = find_session(get_console(request).store, request.cookies.get(SESSION_COOKIE))
+    session = find_session(store_of(request), request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise HTTPException(401, "log in first")
     return session
@@ -58,7 +84,7 @@ async def api_session(request: Request) -> Session:
 
 async def page_session(request: Request) -> Session:
     """The caller's session, or a redirect to the login page."""
-    session = find_session(get_console(request).store, request.cookies.get(SESSION_COOKIE))
+    session = find_session(store_of(request), request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise LoginRequiredError(request.url.path)
     return session

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from vigile.web import allowlist, audit, queries
 from vigile.web.auth import Session
-from vigile.web.deps import get_console, page_session
+from vigile.web.deps import page_session, store_of
 from vigile.web.views import render
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +20,7 @@ router = APIRouter(include_in_schema=False)
 async def allowlist_page(
     request: Request, session: Session = Depends(page_session)
 ) -> HTMLResponse:
-    store = get_console(request).store
+    store = store_of(request)
     counts = queries.suppression_counts(store)
     entries = [
         allowlist.entry_json(e, counts.get(e.entry_id, 0)) for e in allowlist.list_entries(store)

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from vigile.web import charts, queries
 from vigile.web.auth import Session
-from vigile.web.deps import get_console, page_session
+from vigile.web.deps import page_session, store_of
 from vigile.web.views import render
 
 router = APIRouter(include_in_schema=False)
@@ -17,7 +17,7 @@ router = APIRouter(include_in_schema=False)
 async def finding_page(
     request: Request, finding_id: str, session: Session = Depends(page_session)
 ) -> HTMLResponse:
-    found = queries.find_finding(get_console(request).store, finding_id)
+    found = queries.find_finding(store_of(request), finding_id)
     if found is None:
         raise HTTPException(404, f"no finding {finding_id}")
     return render(request, "finding.html", session, finding=found, charts=charts.chart_kinds(found))

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from vigile.web import hosts
 from vigile.web.auth import Session
-from vigile.web.deps import get_console, page_session
+from vigile.web.deps import get_console, page_session, store_of
 from vigile.web.views import render
 
 router = APIRouter(include_in_schema=False)
@@ -18,7 +18,7 @@ async def host_page(
     request: Request, host: str, session: Session = Depends(page_session)
 ) -> HTMLResponse:
     c = get_console(request)
-    detail = hosts.host_detail(c.store, c.config, host)
+    detail = hosts.host_detail(store_of(request), c.config, host)
     if detail is None:
         raise HTTPException(404, f"no traffic or finding for host {host}")
     return render(request, "host.html", session, host=detail)

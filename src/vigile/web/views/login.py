@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vigile.errors import ConfigError
 from vigile.web import audit, auth
-from vigile.web.deps import Console, form_csrf, get_console
+from vigile.web.deps import form_csrf, get_console, store_of
 from vigile.web.views import render
 
 router = APIRouter(include_in_schema=False)
@@ -46,8 +46,8 @@ def _form_page(request: Request, template: str, status_code: int = 200, **ctx: o
     return response
 
 
-def _setup_open(console: Console) -> bool:
-    return console.allow_setup and auth.count_users(console.store) == 0
+def _setup_open(request: Request) -> bool:
+    return get_console(request).allow_setup and auth.count_users(store_of(request)) == 0
 
 
 async def _checked_form(request: Request) -> dict[str, str]:
@@ -58,7 +58,7 @@ async def _checked_form(request: Request) -> dict[str, str]:
 
 
 def _logged_in(request: Request, username: str, next_path: str) -> Response:
-    token, _ = auth.start_session(get_console(request).store, username)
+    token, _ = auth.start_session(store_of(request), username)
     response = RedirectResponse(_safe_next(next_path), status_code=303)
     response.set_cookie(
         auth.SESSION_COOKIE,
@@ -75,7 +75,7 @@ def _logged_in(request: Request, username: str, next_path: str) -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/") -> Response:
-    if _setup_open(get_console(request)):
+    if _setup_open(request):
         return RedirectResponse("/setup", status_code=303)
     return _form_page(request, "login.html", next=_safe_next(next))
 
@@ -89,26 +89,26 @@ async def login(request: Request) -> Response:
     keys = (f"user:{username}", f"client:{client}")
     wait = console.throttle.retry_after(*keys)
     if wait:
-        audit.record(console.store, username, "session.login_throttled", client=client)
+        audit.record(store_of(request), username, "session.login_throttled", client=client)
         message = f"Too many failed log-ins; try again in {wait} s."
         response = _form_page(request, "login.html", 429, error=message, next=next_path)
         response.headers["Retry-After"] = str(wait)
         return response
-    if not auth.verify_password(console.store, username, form.get("password", "")):
+    if not auth.verify_password(store_of(request), username, form.get("password", "")):
         console.throttle.failed(*keys)
-        audit.record(console.store, username, "session.login_failed", client=client)
+        audit.record(store_of(request), username, "session.login_failed", client=client)
         error = "Wrong user name or password."
         return _form_page(request, "login.html", 401, error=error, next=next_path)
     console.throttle.succeeded(*keys)
-    audit.record(console.store, username, "session.login", client=client)
+    audit.record(store_of(request), username, "session.login", client=client)
     return _logged_in(request, username, next_path)
 
 
 @router.post("/logout")
 async def logout(request: Request, session: auth.Session = Depends(form_csrf)) -> Response:
     client = request.client.host if request.client else None
-    audit.record(get_console(request).store, session.username, "session.logout", client=client)
-    auth.end_session(get_console(request).store, request.cookies.get(auth.SESSION_COOKIE))
+    audit.record(store_of(request), session.username, "session.logout", client=client)
+    auth.end_session(store_of(request), request.cookies.get(auth.SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
@@ -116,22 +116,21 @@ async def logout(request: Request, session: auth.Session = Depends(form_csrf)) -
 
 @router.get("/setup", response_class=HTMLResponse)
 async def setup_page(request: Request) -> Response:
-    if not _setup_open(get_console(request)):
+    if not _setup_open(request):
         raise HTTPException(404, "an account exists; log in instead")
     return _form_page(request, "setup.html")
 
 
 @router.post("/setup")
 async def setup(request: Request) -> Response:
-    console = get_console(request)
-    if not _setup_open(console):
+    if not _setup_open(request):
         raise HTTPException(404, "an account exists; log in instead")
     form = await _checked_form(request)
     username, password = form.get("username", ""), form.get("password", "")
     if password != form.get("password2"):
         return _form_page(request, "setup.html", 400, error="The passwords differ.")
     try:
-        auth.add_user(console.store, username, password)
+        auth.add_user(store_of(request), username, password)
     except ConfigError as e:
         return _form_page(request, "setup.html", 400, error=str(e))
     return _logged_in(request, username.strip(), "/")

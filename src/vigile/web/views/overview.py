@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from vigile.web import queries
 from vigile.web.auth import Session
-from vigile.web.deps import get_console, page_session
+from vigile.web.deps import get_console, page_session, store_of
 from vigile.web.views import render
 
 router = APIRouter(include_in_schema=False)
@@ -16,4 +16,6 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request, session: Session = Depends(page_session)) -> HTMLResponse:
     c = get_console(request)
-    return render(request, "overview.html", session, data=queries.overview(c.store, c.config))
+    return render(
+        request, "overview.html", session, data=queries.overview(store_of(request), c.config)
+    )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from vigile.web.auth import Session
-from vigile.web.deps import get_console, page_session
+from vigile.web.deps import get_console, page_session, store_of
 from vigile.web.report import render_report
 
 router = APIRouter(include_in_schema=False)
@@ -26,7 +26,7 @@ async def report_download(
     c = get_console(request)
     name = f"vigile-report-{datetime.now(UTC):%Y%m%d-%H%M}.html"
     return HTMLResponse(
-        render_report(c.store, c.config, max(1, min(top, 50))),
+        render_report(store_of(request), c.config, max(1, min(top, 50))),
         # A download, not a page: the console's own CSP would block the report's inline code.
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
