@@ -9,7 +9,6 @@ hours. Findings for the beacon and the transfer are written as detectors would.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from vigile.detect import Finding, findings_table
 from vigile.schema import CONN, TS, conform
 from vigile.store import SourceRecord, SourceSummary
 from vigile.store.duckdb import DuckDBStore
+from vigile.web.access import StoreAccess
 from vigile.web.auth import add_user
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -216,10 +216,14 @@ def store_facts(store_template: StoreFacts, tmp_path: Path) -> StoreFacts:
 
 
 @pytest.fixture
-def console_store(store_facts: StoreFacts) -> Iterator[DuckDBStore]:
-    store = DuckDBStore(store_facts.path)
-    yield store
-    store.close()
+def console_access(store_facts: StoreFacts) -> StoreAccess:
+    """How the console reaches the test store: opened per request, closed after."""
+    return StoreAccess(store_facts.path)
+
+
+def read_store(path: Path) -> DuckDBStore:
+    """The store opened read-only, for checking what the console wrote (close it after)."""
+    return DuckDBStore(path, read_only=True)
 
 
 @pytest.fixture

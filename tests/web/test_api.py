@@ -13,10 +13,19 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.web.conftest import BEACON_DST, BEACON_SRC, EXFIL_DST, MAIL, PASSWORD, USER, StoreFacts
+from tests.web.conftest import (
+    BEACON_DST,
+    BEACON_SRC,
+    EXFIL_DST,
+    MAIL,
+    PASSWORD,
+    USER,
+    StoreFacts,
+    read_store,
+)
 
 from vigile.config import Config
-from vigile.store.duckdb import DuckDBStore
+from vigile.web.access import StoreAccess
 from vigile.web.app import create_app
 from vigile.web.auth import MAX_FAILURES
 
@@ -36,8 +45,8 @@ def _login(client: TestClient, password: str = PASSWORD, user: str = USER) -> in
 
 
 @pytest.fixture
-def anon(console_store: DuckDBStore, config: Config) -> Iterator[TestClient]:
-    with TestClient(create_app(console_store, config), base_url="http://127.0.0.1") as client:
+def anon(console_access: StoreAccess, config: Config) -> Iterator[TestClient]:
+    with TestClient(create_app(console_access, config), base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -225,13 +234,17 @@ def test_bad_allowlist_entries_are_refused(client: TestClient) -> None:
     assert client.delete("/api/allowlist/console:9", headers=headers).status_code == 404
 
 
-def test_wrong_password_is_throttled(anon: TestClient, console_store: DuckDBStore) -> None:
+def test_wrong_password_is_throttled(anon: TestClient, store_facts: StoreFacts) -> None:
     for _ in range(MAX_FAILURES):
         assert _login(anon, password="wrong password") == 401
     r_status = _login(anon, password=PASSWORD)
     assert r_status == 429  # even the right password waits until the window has passed
     assert _login(anon, password=PASSWORD, user="someone-else") == 429  # same client address
-    actions = console_store.scan("audit_log", ["username", "action"]).to_pylist()
+    store = read_store(store_facts.path)
+    try:
+        actions = store.scan("audit_log", ["username", "action"]).to_pylist()
+    finally:
+        store.close()
     assert actions.count({"username": USER, "action": "session.login_failed"}) == MAX_FAILURES
     assert {"username": "someone-else", "action": "session.login_throttled"} in actions
 
@@ -252,8 +265,8 @@ def test_session_cookie_flags_and_logout(anon: TestClient) -> None:
     assert actions[:3] == ["session.login", "session.logout", "session.login"]
 
 
-def test_secure_cookie_over_tls(console_store: DuckDBStore, config: Config) -> None:
-    app = create_app(console_store, config, secure_cookies=True)
+def test_secure_cookie_over_tls(console_access: StoreAccess, config: Config) -> None:
+    app = create_app(console_access, config, secure_cookies=True)
     with TestClient(app, base_url="https://127.0.0.1") as client:
         token = _login_token(client)
         form = {"username": USER, "password": PASSWORD, "csrf_token": token}
@@ -276,11 +289,11 @@ def test_openapi_doc_is_generated_from_the_app(client: TestClient) -> None:
 
 
 def test_loopback_console_refuses_foreign_host_headers(
-    console_store: DuckDBStore, config: Config
+    console_access: StoreAccess, config: Config
 ) -> None:
     from vigile.web.app import LOOPBACK_HOSTS
 
-    app = create_app(console_store, config, allowed_hosts=LOOPBACK_HOSTS)
+    app = create_app(console_access, config, allowed_hosts=LOOPBACK_HOSTS)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/login").status_code == 200
         assert client.get("/login", headers={"Host": "rebound.example"}).status_code == 400

@@ -23,6 +23,7 @@ from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
 
 from vigile.config import Config
 from vigile.store.duckdb import DuckDBStore
+from vigile.web.access import StoreAccess
 from vigile.web.app import create_app
 from vigile.web.auth import count_users, verify_password
 from vigile.web.report import render_report
@@ -63,27 +64,27 @@ def test_serve_refuses_a_public_address_without_an_account(tmp_path: Path) -> No
 
 def test_first_account_page_on_loopback(tmp_path: Path) -> None:
     facts = build_store(tmp_path / "v.duckdb", with_user=False)
-    store = DuckDBStore(facts.path)
-    try:
-        app = create_app(store, Config(), allow_setup=True)
-        with TestClient(app, base_url="http://127.0.0.1") as client:
-            page = client.get("/login")
-            assert page.url.path == "/setup"
-            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-            assert token
-            form = {
-                "username": "first",
-                "password": PASSWORD,
-                "password2": PASSWORD,
-                "csrf_token": token.group(1),
-            }
-            assert client.post("/setup", data={**form, "csrf_token": "x"}).status_code == 403
-            done = client.post("/setup", data=form, follow_redirects=False)
-            assert done.status_code == 303 and client.get("/api/me").json()["username"] == "first"
+    app = create_app(StoreAccess(facts.path), Config(), allow_setup=True)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        page = client.get("/login")
+        assert page.url.path == "/setup"
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        form = {
+            "username": "first",
+            "password": PASSWORD,
+            "password2": PASSWORD,
+            "csrf_token": token.group(1),
+        }
+        assert client.post("/setup", data={**form, "csrf_token": "x"}).status_code == 403
+        done = client.post("/setup", data=form, follow_redirects=False)
+        assert done.status_code == 303 and client.get("/api/me").json()["username"] == "first"
+        store = DuckDBStore(facts.path, read_only=True)
+        try:
             assert count_users(store) == 1
-            assert client.get("/setup").status_code == 404  # closed once an account exists
-    finally:
-        store.close()
+        finally:
+            store.close()
+        assert client.get("/setup").status_code == 404  # closed once an account exists
 
 
 def test_report_is_self_contained(store_facts: StoreFacts) -> None:

@@ -1,0 +1,183 @@
+"""The console shares its store: commands write it while ``vigile serve`` runs.
+
+A real ``vigile serve`` on a free loopback port over the test store; beside it, real
+``vigile ingest`` and ``vigile user add`` processes on the same file, and a process
+that holds the file for writing (as a long ingest does) while the console is asked
+for pages.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
+
+from vigile.web.access import REQUEST_WAIT, RETRY_AFTER
+
+CAPTURE = Path("pcap/caldera/ragdoll.pcap")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _vigile(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIGILE_STORE_WAIT": "30"}
+    return subprocess.run(
+        [sys.executable, "-m", "vigile", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+
+
+@dataclass
+class Console:
+    """A running console and a logged-in browser-like client for it."""
+
+    base: str
+    facts: StoreFacts
+    opener: urllib.request.OpenerDirector
+
+    def get(self, path: str) -> tuple[int, dict[str, str], str]:
+        """Status, headers (names in lower case) and body of a GET (errors returned)."""
+        try:
+            with self.opener.open(self.base + path, timeout=30) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+    def log_in(self) -> None:
+        status, _, page = self.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert status == 200 and token
+        form = {"username": USER, "password": PASSWORD, "csrf_token": token.group(1)}
+        data = urllib.parse.urlencode(form).encode()
+        with self.opener.open(self.base + "/login", data=data, timeout=30) as r:
+            assert r.status == 200 and r.url.endswith("/")  # redirected to the overview
+
+
+def _wait_listening(server: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stdout.read() if server.stdout else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("vigile serve did not start listening within 60 s")
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    facts = build_store(tmp_path / "vigile.duckdb")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vigile", "serve", "--db", str(facts.path), "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_listening(server, port)
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        running = Console(f"http://127.0.0.1:{port}", facts, opener)
+        running.log_in()
+        yield running
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_ingest_and_user_add_while_the_console_runs(console: Console, shared_data: Path) -> None:
+    status, _, before = console.get("/api/sources")
+    assert status == 200
+    assert [i["path"] for i in json.loads(before)["inputs"]] == ["logs/2026-03-02/conn.log.gz"]
+
+    capture = shared_data / CAPTURE
+    done = _vigile("ingest", str(capture), "--db", str(console.facts.path))
+    assert done.returncode == 0, done.stderr
+    added = _vigile(
+        "user", "add", "second", "--db", str(console.facts.path), "--password-stdin",
+        stdin="another long password\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    status, _, after = console.get("/api/sources")
+    assert status == 200
+    inputs = {i["path"]: i for i in json.loads(after)["inputs"]}
+    assert str(capture) in inputs and inputs[str(capture)]["rows_conn"] > 0
+    status, _, page = console.get("/sources")
+    assert status == 200 and "ragdoll.pcap" in page
+    status, _, overview = console.get("/api/overview")
+    ingest = json.loads(overview)["ingest"]
+    assert ingest["rows"]["conn"] == console.facts.conn_rows + inputs[str(capture)]["rows_conn"]
+
+
+@pytest.fixture
+def writer_holding(console: Console) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the store for writing until the test ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read(); con.close()",
+            str(console.facts.path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held", (
+            holder.stderr.read() if holder.stderr else ""
+        )
+        yield holder
+    finally:
+        holder.communicate("", timeout=30)
+
+
+def test_requests_while_a_writer_holds_the_store_get_503(
+    console: Console, writer_holding: subprocess.Popen[str]
+) -> None:
+    started = time.monotonic()
+    status, headers, body = console.get("/api/overview")
+    assert time.monotonic() - started >= REQUEST_WAIT  # it waited before giving up
+    assert status == 503 and headers["retry-after"] == str(RETRY_AFTER)
+    assert headers["content-type"] == "application/json"
+    detail = json.loads(body)["detail"]
+    assert f"PID {writer_holding.pid}" in detail and "in use by another process" in detail
+    status, headers, page = console.get("/hosts/10.0.1.14")
+    assert status == 503 and headers["retry-after"] == str(RETRY_AFTER)
+    assert "Traceback" not in page and f"PID {writer_holding.pid}" in page
+    status, _, _ = console.get("/static/console.css")
+    assert status == 200  # static files need no store
+
+    writer_holding.communicate("", timeout=30)  # the writer lets go: the console answers again
+    status, _, body = console.get("/api/overview")
+    assert status == 200 and json.loads(body)["hosts"]
