@@ -1,7 +1,7 @@
 """The console shares its store: commands write it while ``vigile serve`` runs.
 
 A real ``vigile serve`` on a free loopback port over the test store; beside it, real
-``vigile ingest`` and ``vigile user add`` processes on the same file, and a process
+``vigile ingest``, ``vigile hunt`` and ``vigile user add`` processes on the same file, and a process
 that holds the file for writing (as a long ingest does) while the console is asked
 for pages.
 """
@@ -112,7 +112,9 @@ def console(tmp_path: Path) -> Iterator[Console]:
         server.wait(timeout=30)
 
 
-def test_ingest_and_user_add_while_the_console_runs(console: Console, shared_data: Path) -> None:
+def test_ingest_hunt_and_user_add_while_the_console_runs(
+    console: Console, shared_data: Path
+) -> None:
     status, _, before = console.get("/api/sources")
     assert status == 200
     assert [i["path"] for i in json.loads(before)["inputs"]] == ["logs/2026-03-02/conn.log.gz"]
@@ -135,6 +137,12 @@ def test_ingest_and_user_add_while_the_console_runs(console: Console, shared_dat
     status, _, overview = console.get("/api/overview")
     ingest = json.loads(overview)["ingest"]
     assert ingest["rows"]["conn"] == console.facts.conn_rows + inputs[str(capture)]["rows_conn"]
+
+    hunted = _vigile("hunt", "--db", str(console.facts.path), "--json", "--limit", "1")
+    assert hunted.returncode == 0, hunted.stderr
+    top = json.loads(hunted.stdout.splitlines()[0])
+    status, _, body = console.get(f"/api/findings/{top['id']}")
+    assert status == 200 and json.loads(body)["explanation"] == top["explanation"]
 
 
 @pytest.fixture
