@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,13 @@ def test_requests_while_a_writer_holds_the_store_get_503(
     assert "Traceback" not in page and f"PID {writer_holding.pid}" in page
     status, _, _ = console.get("/static/console.css")
     assert status == 200  # static files need no store
+
+    # A page asks for several plots at once: queued requests are refused as soon as the
+    # first has waited in vain, not one full wait after another (4 x 2 s).
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: console.get("/api/overview")[0], range(4)))
+    assert answers == [503] * 4 and time.monotonic() - started < 3 * REQUEST_WAIT
 
     writer_holding.communicate("", timeout=30)  # the writer lets go: the console answers again
     status, _, body = console.get("/api/overview")

@@ -21,6 +21,7 @@ What each request pays is DuckDB's own start-up (about 17 ms on 2 cores, the sam
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,8 +65,9 @@ class StoreAccess:
         self._lock: asyncio.Lock | None = None
         self._prepared = False
 
-    def open(self, *, write: bool) -> DuckDBStore:
-        """Open the store now (blocking up to ``wait`` s); the caller closes it.
+    def open(self, *, write: bool, wait: float | None = None) -> DuckDBStore:
+        """Open the store now (blocking up to ``wait`` s, default :attr:`wait`); the caller
+        closes it.
 
         Raises:
             StoreBusyError: another process held the file for the whole wait, or it
@@ -76,7 +78,7 @@ class StoreAccess:
             store = DuckDBStore(
                 self.path,
                 read_only=read_only,
-                wait=self.wait,
+                wait=self.wait if wait is None else wait,
                 prepare=not self._prepared,
             )
         except StoreError as e:
@@ -92,11 +94,18 @@ class StoreAccess:
 
     @asynccontextmanager
     async def request(self, *, write: bool) -> AsyncIterator[Store]:
-        """The store for one request, taken after any other request has let go of it."""
+        """The store for one request, taken after any other request has let go of it.
+
+        The wait for another process counts from the request's arrival: requests queued
+        behind one that waited in vain try once and are refused at once, instead of
+        waiting in turn.
+        """
+        deadline = time.monotonic() + self.wait
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            store = await run_in_threadpool(self.open, write=write)
+            left = max(0.0, deadline - time.monotonic())
+            store = await run_in_threadpool(self.open, write=write, wait=left)
             try:
                 yield store
             finally:
