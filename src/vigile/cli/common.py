@@ -46,7 +46,8 @@ def store_wait() -> float:
     """Seconds a command waits while another process writes the store (``VIGILE_STORE_WAIT``).
 
     DuckDB lets one process at a time open a file for writing, and no other process
-    open it while it does; ``collect`` holds the store only while it writes a batch.
+    open it while it does; ``collect`` holds the store only while it writes a batch, and
+    ``serve`` while it answers a request.
     """
     text = os.environ.get("VIGILE_STORE_WAIT", "30")
     try:

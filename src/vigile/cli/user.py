@@ -32,7 +32,7 @@ def add(
     """Create a console account (or reset its password with --replace).
 
     Without --password-stdin the password is asked for twice on the terminal. It needs
-    at least 10 characters. Stop `vigile serve` first: it holds the store while running.
+    at least 10 characters. A running `vigile serve` on the same store need not be stopped.
     """
     from vigile.web.auth import add_user
 

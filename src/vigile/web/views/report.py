@@ -1,9 +1,4 @@
-"""The HTML report as a download, for when the console holds the store.
-
-``vigile report`` cannot open the store while the console runs (DuckDB allows one
-writer and no reader beside it across processes), so the console offers the same
-file itself.
-"""
+"""The HTML report as a download: the file ``vigile report --html`` writes, from the browser."""
 
 from __future__ import annotations
 
