@@ -199,7 +199,7 @@ REGISTRY: dict[str, tuple[Any, tuple[str, ...]]] = {}
 def njit(*, cache: bool = True, nogil: bool = True, aot: Sequence[str] = ()) -> Callable[[F], F]:
     """numba's ``njit(cache=..., nogil=...)``; ``aot``: the argument types of Python's calls.
 
-    >>> @njit(aot=("(int64,)",))
+    >>> @njit(cache=False, aot=("(int64,)",))
     ... def twice(x):
     ...     return 2 * x
     >>> twice(21)
