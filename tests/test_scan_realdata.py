@@ -4,7 +4,9 @@ Stratosphere CTU-Normal-40 day 1 (``008-zeek-mixed``): hundreds of outside addre
 knock on the management ports of one host, and nothing answers them. The two
 detectors must complement each other (slow probes with `role_violation`, Zeek-style
 sweeps with `scan`, combined in the pair score) and keep each scanner below the alert
-line; one summary per probed host says medium.
+line; one summary per probed host says medium. One source also sweeps 27 UDP ports of
+the host in half a minute (the capture's labels call its 35 flows
+``Malicious External-Attack-to-Device``): a UDP port scan.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from vigile.store.duckdb import DuckDBStore
 
 HOST = "147.32.81.167"
 SWEEPER = "104.156.155.13"  # failed on 816 ports of the host, 18 in one 5-minute epoch
+UDP_SWEEPER = "104.152.52.193"  # 27 UDP ports (and 8 TCP) of the host, unanswered
 
 
 def test_scanners_on_008_surface_together_without_alerting(
@@ -34,9 +37,14 @@ def test_scanners_on_008_surface_together_without_alerting(
         found = run_detectors(ctx, detectors)
     finally:
         store.close()
-    scans = [f for f in found if f.detector == "scan"]
-    assert [(f.src, f.dst) for f in scans] == [(SWEEPER, HOST)]
-    assert scans[0].evidence["kinds"] == ["port"] and scans[0].evidence["distinct_ports"] > 800
+    scans = {f.src: f for f in found if f.detector == "scan"}
+    assert {(f.src, f.dst) for f in scans.values()} == {(SWEEPER, HOST), (UDP_SWEEPER, HOST)}
+    tcp = scans[SWEEPER].evidence
+    assert tcp["kinds"] == ["port"] and tcp["protocols"] == ["tcp"]
+    assert tcp["distinct_ports"] > 800
+    udp = scans[UDP_SWEEPER].evidence
+    assert udp["kinds"] == ["port"] and udp["protocols"] == ["udp"]
+    assert udp["max_ports_on_one_host"] == 27
     (summary,) = [f for f in found if f.evidence.get("check") == "management probed"]
     assert summary.src == HOST and summary.evidence["sources"] >= 100
     probes = [f for f in found if f.evidence.get("check") == "inbound management"]
