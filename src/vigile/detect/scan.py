@@ -229,9 +229,10 @@ class ScanDetector:
         )
         if dst is not None:
             text += f"; probed {dst} most"
+        protocols = sorted({x["proto"] for x in s.address_scans + s.port_scans})
         evidence = {
             "kinds": kinds,
-            "protocols": sorted({x["proto"] for x in s.address_scans + s.port_scans}),
+            "protocols": protocols,
             "internal_scanner": internal,
             "admin_host": admin,
             "failed_connections": s.failed,
@@ -244,6 +245,17 @@ class ScanDetector:
             "port_scan_epochs": len(s.port_scans),
             "max_hosts_on_one_port": max((a["hosts"] for a in s.address_scans), default=0),
             "max_ports_on_one_host": max((p["ports"] for p in s.port_scans), default=0),
+            "by_protocol": {
+                proto: {
+                    "max_hosts_on_one_port": max(
+                        (a["hosts"] for a in s.address_scans if a["proto"] == proto), default=0
+                    ),
+                    "max_ports_on_one_host": max(
+                        (p["ports"] for p in s.port_scans if p["proto"] == proto), default=0
+                    ),
+                }
+                for proto in protocols
+            },
             "thresholds": {
                 "interval_s": self.interval.total_seconds(),
                 "addr_scan": self.addr_threshold,
