@@ -5,7 +5,7 @@
 The day is written once per size into ``/tmp/vigile-bench-scan-<rows>.duckdb`` through
 the store's one write path; each contender then runs in a fresh process
 (``bench.common.measure``) on the store opened read-only, and the section "Scan
-detector" of docs/benchmarks.md gets the table (``--write``).
+detector" of docs/benchmarks.md gets the table.
 
 Traffic model: one internal host per 10,000 connections; 60 % TCP to 20,000 outside
 addresses on 443 (answered), 5 % TCP attempts that fail (``S0``, to random outside
@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from bench.common import machine, measure, update_section
 
+HEADING = "Scan detector"
 DAY = 86_400
 T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp())
 BARE = """
@@ -170,10 +171,10 @@ def run_bare(db: str) -> tuple[str, float]:
     return f"{wide} address + {deep} port epochs", seconds
 
 
-def main() -> None:
+def main() -> str:
+    """Run both contenders; the Markdown body of the section (``python -m bench`` writes it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000, help="connections in the day")
-    p.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = p.parse_args()
     db = Path(f"/tmp/vigile-bench-scan-{args.rows}.duckdb")
     if not db.exists():
@@ -203,9 +204,8 @@ def main() -> None:
         "unanswered UDP, 5 % failed TCP).",
     ]
     print("\n".join(lines))
-    if args.write:
-        update_section("Scan detector", "\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    update_section(HEADING, main())
