@@ -114,11 +114,12 @@ class ScanDetector:
         """Epochs over either threshold, then the totals of each scanner found."""
         scanners: dict[str, Scanner] = {}
         udp = pc.equal(failed["proto"], "udp")
-        for kind, keys, counted, thresholds in (
-            ("address", ["src", "proto", "dst_port", "epoch"], "dst", self._addr_thresholds),
-            ("port", ["src", "proto", "dst", "epoch"], "dst_port", self._port_thresholds),
+        for kind, keys, counted, i in (
+            ("address", ["src", "proto", "dst_port", "epoch"], "dst", 0),
+            ("port", ["src", "proto", "dst", "epoch"], "dst_port", 1),
         ):
-            for r in self._epochs(failed, answered, keys, counted, thresholds(udp)):
+            limit = pc.if_else(udp, self._limits("udp")[i], self._limits("tcp")[i])
+            for r in self._epochs(failed, answered, keys, counted, limit):
                 s = scanners.setdefault(r["src"], Scanner())
                 if kind == "address":
                     s.address_scans.append({"port": r["dst_port"], "proto": r["proto"],
@@ -152,11 +153,11 @@ class ScanDetector:
                 scanners[r["src"]].top_victim = r["dst"]
         return scanners
 
-    def _addr_thresholds(self, udp: pa.ChunkedArray) -> pa.ChunkedArray:
-        return pc.if_else(udp, self.udp_addr_threshold, self.addr_threshold)
-
-    def _port_thresholds(self, udp: pa.ChunkedArray) -> pa.ChunkedArray:
-        return pc.if_else(udp, self.udp_port_threshold, self.port_threshold)
+    def _limits(self, proto: str) -> tuple[int, int]:
+        """The address and port scan thresholds of ``proto``."""
+        if proto == "udp":
+            return self.udp_addr_threshold, self.udp_port_threshold
+        return self.addr_threshold, self.port_threshold
 
     def _epochs(
         self,
@@ -187,15 +188,8 @@ class ScanDetector:
         return sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
 
     def _peak_ratio(self, s: Scanner) -> float:
-        udp_addr, udp_port = self.udp_addr_threshold, self.udp_port_threshold
-        ratios = [
-            a["hosts"] / (udp_addr if a["proto"] == "udp" else self.addr_threshold)
-            for a in s.address_scans
-        ]
-        ratios += [
-            p["ports"] / (udp_port if p["proto"] == "udp" else self.port_threshold)
-            for p in s.port_scans
-        ]
+        ratios = [a["hosts"] / self._limits(a["proto"])[0] for a in s.address_scans]
+        ratios += [p["ports"] / self._limits(p["proto"])[1] for p in s.port_scans]
         return max(ratios)
 
     def _finding(
@@ -243,19 +237,8 @@ class ScanDetector:
             "peak_over_threshold": round(peak, 3),
             "address_scan_epochs": len(s.address_scans),
             "port_scan_epochs": len(s.port_scans),
-            "max_hosts_on_one_port": max((a["hosts"] for a in s.address_scans), default=0),
-            "max_ports_on_one_host": max((p["ports"] for p in s.port_scans), default=0),
-            "by_protocol": {
-                proto: {
-                    "max_hosts_on_one_port": max(
-                        (a["hosts"] for a in s.address_scans if a["proto"] == proto), default=0
-                    ),
-                    "max_ports_on_one_host": max(
-                        (p["ports"] for p in s.port_scans if p["proto"] == proto), default=0
-                    ),
-                }
-                for proto in protocols
-            },
+            **_maxima(s, None),
+            "by_protocol": {proto: _maxima(s, proto) for proto in protocols},
             "thresholds": {
                 "interval_s": self.interval.total_seconds(),
                 "addr_scan": self.addr_threshold,
@@ -272,8 +255,7 @@ class ScanDetector:
     ) -> list[str]:
         """The address and port scan phrases of one protocol."""
         udp = proto == "udp"
-        addr = self.udp_addr_threshold if udp else self.addr_threshold
-        port = self.udp_port_threshold if udp else self.port_threshold
+        addr, port = self._limits(proto)
         unit = "unanswered ports" if udp else "ports"
         what = []
         if wide:
@@ -295,6 +277,16 @@ class ScanDetector:
 
     def _minutes(self) -> str:
         return f"{self.interval.total_seconds() / 60:g} min"
+
+
+def _maxima(s: Scanner, proto: str | None) -> dict[str, int]:
+    """The most hosts on one port and ports of one host in an epoch (of ``proto``)."""
+    wide = [a["hosts"] for a in s.address_scans if proto in (None, a["proto"])]
+    deep = [p["ports"] for p in s.port_scans if proto in (None, p["proto"])]
+    return {
+        "max_hosts_on_one_port": max(wide, default=0),
+        "max_ports_on_one_host": max(deep, default=0),
+    }
 
 
 def _named(t: pa.Table, names: dict[str, str]) -> pa.Table:
