@@ -14,7 +14,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import tempfile
 from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vigile.detect import registered_detectors
 
@@ -99,3 +104,35 @@ def test_udp_thresholds_come_from_the_config(tmp_path: Path) -> None:
     got = regenerate.findings_for("scan", folder, tmp_path / "g.duckdb")
     assert not {"10.0.0.50", "203.0.113.80", "198.51.100.77"} & {f["src"] for f in got}
     assert "10.0.0.40" in {f["src"] for f in got}  # TCP keeps its own thresholds
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    hosts=st.integers(1, 40),
+    ports=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_turning_udp_probes_around_as_zeek_does_changes_nothing(
+    hosts: int, ports: int, seed: int
+) -> None:
+    """A probe logged as ``S0`` (scanner first) or as ``SHR`` with the ends swapped and
+    history ``^d`` (Zeek's guess from the ports) is the same probe, counted the same."""
+    rng = np.random.default_rng(seed)
+    flips = rng.random(hosts * ports) < 0.5
+    plain, turned = [], []
+    for i, (h, p) in enumerate((h, p) for h in range(hosts) for p in range(ports)):
+        args = (regenerate.T0 + i / 10, "203.0.113.9", 53, f"10.0.9.{h + 1}", 1000 + p)
+        plain.append(regenerate._udp(*args, "S0"))
+        ts, scanner, sport, target, port = args
+        row = regenerate._udp(ts, target, port, scanner, sport, "SHR")
+        turned.append(row if flips[i] else plain[-1])
+    got = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, rows in (("plain", plain), ("turned", turned)):
+            folder = Path(tmp) / name
+            regenerate._write(folder / "conn.log", "conn", regenerate.CONN_FIELDS, rows)
+            (folder / "vigile.toml").write_text('[network]\ninternal = ["10.0.0.0/8"]\n')
+            found = regenerate.findings_for("scan", folder, Path(tmp) / f"{name}.duckdb")
+            got.append([(f["src"], f["dst"], f["evidence"]) for f in found])
+    assert got[0] == got[1]
+    assert bool(got[0]) == (hosts >= 25 or ports >= 15)
