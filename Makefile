@@ -13,7 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The kernels compiled ahead of time (src/vigile/jit.py says why; without them numba
+# compiles them on first use). Rebuilt when a kernel source or the environment changes.
+KERNELS := $(VENV)/.kernels
+$(KERNELS): $(STAMP) src/vigile/jit.py src/vigile/jitbuild.py \
+		$(wildcard src/vigile/ingest/packet/*.py src/vigile/detect/*.py)
+	$(BIN)/python -m vigile.jitbuild
+	touch $(KERNELS)
+
+demo: $(STAMP) $(KERNELS)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/vigile simulate --out $(DEMO)/logs --seed 7 --days 3
 	$(BIN)/vigile hunt $(DEMO)/logs --db $(DEMO)/vigile.duckdb --config $(DEMO)/logs/vigile.toml --report $(DEMO)/report.md
@@ -28,7 +36,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-pytest: $(STAMP)
+pytest: $(STAMP) $(KERNELS)
 	$(BIN)/pytest -q tests || [ $$? -eq 5 ]
 
 test: lint typecheck pytest
@@ -37,8 +45,8 @@ docs: $(STAMP)
 	$(BIN)/python -m vigile.cli.docgen > docs/cli.md
 	$(BIN)/python -m vigile.web.app > docs/openapi.json
 
-bench: $(STAMP)
+bench: $(STAMP) $(KERNELS)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache src/vigile/_kernels.*

@@ -83,6 +83,7 @@ def test_absurd_caplen_keeps_packets_before(tmp_path: Path, shared_data: Path, c
     result, packets, rejects = ingest(tmp_path, bytes(full))
     assert packets == ip_packets(bytes(full), caplens[:k])
     assert [r["position"] for r in rejects] == [offset]
+    assert rejects[0]["reason"] == f"record length {caplen} exceeds 262144"  # an integer
     assert result.status == "partial"
 
 

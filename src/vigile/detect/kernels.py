@@ -211,7 +211,14 @@ def _sort_by_time(ts, values, flags, rows, lo, hi, scratch):
         flags[lo + k] = stage[k] != 0
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    cache=True,
+    nogil=True,
+    aot=[
+        "(int64[::1], int64, Array(int64, 1, 'C', readonly=True),"
+        " Array(int64, 1, 'C', readonly=True), boolean[::1], int64)"
+    ],
+)
 def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
     """Groups from packed sorted keys ``group << row_bits | row``, each in time order.
 
@@ -267,7 +274,13 @@ def group_sorted_rows(key, row_bits, ts, values, flags, min_rows):
     return out_ts[:o].copy(), out_values[:o].copy(), offsets[: q + 1], firsts[:q], flagged[:q]
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    cache=True,
+    nogil=True,
+    aot=[
+        "(Array(int32, 1, 'C', readonly=True), Array(int32, 1, 'C', readonly=True), int64, int64)"
+    ],
+)
 def pack_pair_keys(first, second, n_second, row_bits):
     """Sort keys ``(first * n_second + second) << row_bits | row`` in one pass.
 

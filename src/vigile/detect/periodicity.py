@@ -91,7 +91,7 @@ class PeriodicityScores:
     bytes_mean: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(int64[::1], int64[::1], int64[::1], float64)"])
 def _checkin_intervals(ts_ms, orig_bytes, offsets, max_gap):
     """Collapse bursts into check-ins; intervals between check-ins and bytes per check-in.
 
@@ -131,7 +131,7 @@ def _checkin_intervals(ts_ms, orig_bytes, offsets, max_gap):
     return d[:k], d_off, checkins, b_sum, b_sq
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(float64[::1], int64[::1])"])
 def _densest_bins(logd, d_off):
     """Per pair: count and sum of ``log2`` intervals in the densest half-octave ±1 bin."""
     n_pairs = len(d_off) - 1
@@ -163,7 +163,7 @@ def _densest_bins(logd, d_off):
     return count, total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(int64[::1], int64[::1], float64[::1])"])
 def _interval_stats(d, d_off, start):
     """Refine the period, then count on-period, gap, tight and short intervals per pair."""
     n_pairs = len(d_off) - 1

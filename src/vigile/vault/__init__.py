@@ -7,6 +7,7 @@ Modules, from the bottom up:
 * ``pack``     append-only pack files of sealed records
 * ``index``    the local SQLite index of records
 * ``snapshot`` snapshots, folder trees, message entries
+* ``lock``     who may use the vault at the same time (writer and reader locks)
 * ``repo``     the vault on disk (:class:`~vigile.vault.repo.Vault`)
 * ``source``   the source interface and its contract; retry wrapper
 * ``imap``     the IMAP source and restore target

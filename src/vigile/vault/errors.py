@@ -8,6 +8,7 @@ The hierarchy, below :class:`vigile.errors.VigileError`::
     │   └── VaultConfigError     an account or vault setting is wrong or missing
     └── VaultError               the vault cannot be read or written
         ├── VaultDamagedError    a pack, snapshot or index record fails its check
+        ├── VaultBusyError       another process holds a lock this command needs (transient)
         └── SourceError          the mail server failed (permanent, or after retries)
             ├── SourceAuthError        the server rejected the credentials (permanent)
             └── SourceConnectionError  the connection failed or dropped (transient)
@@ -32,6 +33,11 @@ class VaultError(VigileError):
 
 class VaultDamagedError(VaultError):
     """Stored data failed its authentication tag or hash check."""
+
+
+class VaultBusyError(VaultError):
+    """Another vigile process uses the vault in a way this command must not overlap
+    (see :mod:`vigile.vault.lock`); nothing was read or changed: try again later."""
 
 
 class SourceError(VaultError):

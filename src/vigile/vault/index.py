@@ -69,8 +69,9 @@ class Index:
     the pack being indexed (with one shared connection, the reading thread waited
     0.10-0.12 s of a 20,000-message backup for the lock, docs/benchmarks.md). A look-up
     sees a pack's rows once :meth:`add_pack` has returned (each query is its own read
-    transaction). The other methods are for when no backup writes (recovery at open,
-    verify, prune) and use the first connection.
+    transaction). The other methods use the first connection: the writer's own at open
+    (recovery) and in prune, which holds the vault's writer lock, and readers' (verify),
+    whose process does not write (:mod:`vigile.vault.lock`).
     """
 
     def __init__(self, path: Path) -> None:

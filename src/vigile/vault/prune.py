@@ -10,6 +10,12 @@ Order, so that a crash at any point loses nothing still referenced:
 3. for each pack: if all its records are marked, keep it; if none, delete it; otherwise
    copy the marked records, still sealed, into a new pack, publish and index it, and only
    then drop the old pack.
+
+Both functions refuse a vault not opened for it (:mod:`vigile.vault.lock`): a real run
+needs ``Access.DELETE`` (the writer lock and no reader, held from before the first
+snapshot is listed to the last pack deleted), a dry run ``Access.STEADY`` or ``DELETE``
+(no writer half-way: records of a backup whose snapshot is not written yet would count
+as unreferenced).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from vigile.vault.lock import Access
 from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record
 
 if TYPE_CHECKING:  # imported by the CLI at start-up: keep it light
@@ -37,6 +44,7 @@ def forget(
     vault: Vault, keep_within: timedelta, now: datetime | None = None, dry_run: bool = False
 ) -> list[str]:
     """Delete snapshots older than ``keep_within``, keeping each account's newest one."""
+    _require(vault, dry_run)
     cutoff = (now or datetime.now(UTC)) - keep_within
     newest = {}
     snapshots = vault.snapshots()
@@ -47,6 +55,13 @@ def forget(
         for name in doomed:
             vault.delete_snapshot(name)
     return doomed
+
+
+def _require(vault: Vault, dry_run: bool) -> None:
+    if dry_run:
+        vault.require(Access.STEADY, Access.DELETE, doing="prune --dry-run")
+    else:
+        vault.require(Access.DELETE, doing="prune")
 
 
 def _mark_referenced(vault: Vault, forgotten: set[str]) -> None:
@@ -71,6 +86,7 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
     With ``dry_run`` nothing is written: the snapshots named in ``forgotten`` are treated
     as already deleted and the figures say what a real run would free.
     """
+    _require(vault, dry_run)
     stats = PruneStats()
     _mark_referenced(vault, forgotten or set())
     db = vault.index.db

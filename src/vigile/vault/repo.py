@@ -6,7 +6,7 @@ Layout::
     packs/xx/<sha256>   message and tree records (see pack.py)
     snapshots/<name>    one sealed snapshot per account per run
     index.sqlite        local cache: record id -> pack, offset (see index.py)
-    lock                held (flock) by the one process that writes
+    lock, readers       flock: who may use the vault at the same time (see lock.py)
 
 Write order, which is what makes an interrupted run harmless: records go to a temporary
 pack (sealed and written on a worker thread, ``packer.py``); a full pack is fsynced and
@@ -19,19 +19,18 @@ store again. Nothing is ever overwritten in place.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import zstandard
 
 from vigile.vault.crypto import CONTENT_IDS, PACK_HASHES, Keys, dumps, unlock, wrap_keys
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
+from vigile.vault.lock import Access, VaultLock
 from vigile.vault.pack import RecordRef, compressor, pack_path, read_record, scan_pack
 from vigile.vault.packer import BackgroundPacker, Published
 from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
@@ -60,28 +59,45 @@ def _stamp(name: str) -> str | None:
 
 
 class Vault:
-    """An open vault. Use :meth:`create` or :meth:`open`; close with :meth:`close`."""
+    """An open vault. Use :meth:`create` or :meth:`open`; close with :meth:`close`.
 
-    def __init__(self, root: Path, keys: Keys, *, writable: bool, pack_size: int) -> None:
+    ``access`` says what the caller will do, and so which locks are held from before the
+    vault is first read until :meth:`close` (:mod:`vigile.vault.lock`); it defaults to
+    ``APPEND`` if ``writable``, else ``READ``. Methods that change the vault refuse an
+    access that does not allow them, so no change can be made outside the writer lock.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        keys: Keys,
+        *,
+        writable: bool = False,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        access: Access | None = None,
+    ) -> None:
         self.root = root
         self.keys = keys
-        self.writable = writable
+        self.access = access or (Access.APPEND if writable else Access.READ)
+        self.writable = self.access.writes
         self.pack_size = pack_size
-        self._lock: IO[bytes] | None = None
-        if writable:
-            self._lock = open(root / "lock", "wb")  # noqa: SIM115 - held until close()
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise VaultError(f"{root}: another vigile process is writing this vault") from None
-        self.index = Index(root / "index.sqlite")
+        self._lock = VaultLock(root, self.access)
+        try:
+            self.index = Index(root / "index.sqlite")
+        except BaseException:
+            self._lock.release()
+            raise
         self._packer: BackgroundPacker | None = None
         self._pending: set[bytes] = set()
         self._zc = compressor()
         self._zd = zstandard.ZstdDecompressor()
-        if writable:
-            self.recover()
-            self.index.read_concurrently()  # look-ups need not wait for a pack's rows
+        if self.writable:
+            try:
+                self.recover()
+                self.index.read_concurrently()  # look-ups need not wait for a pack's rows
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def create(
@@ -107,11 +123,18 @@ class Vault:
 
     @classmethod
     def open(
-        cls, root: Path, secret: bytes, *, writable: bool = False, pack_size: int | None = None
+        cls,
+        root: Path,
+        secret: bytes,
+        *,
+        writable: bool = False,
+        pack_size: int | None = None,
+        access: Access | None = None,
     ) -> Vault:
         """Open the vault at ``root``; a wrong secret raises ``WrongKeyError``."""
         keys = cls.unlock(root, secret)
-        return cls(root, keys, writable=writable, pack_size=pack_size or DEFAULT_PACK_SIZE)
+        size = pack_size or DEFAULT_PACK_SIZE
+        return cls(root, keys, writable=writable, pack_size=size, access=access)
 
     @staticmethod
     def unlock(root: Path, secret: bytes) -> Keys:
@@ -121,8 +144,16 @@ class Vault:
     def close(self) -> None:
         self._abort_pack()
         self.index.close()
-        if self._lock is not None:
-            self._lock.close()
+        self._lock.release()
+
+    def require(self, *allowed: Access, doing: str) -> None:
+        """Refuse ``doing`` unless the vault was opened with one of ``allowed``."""
+        if self.access not in allowed:
+            names = " or ".join(a.name for a in allowed)
+            raise VaultError(
+                f"{self.root}: {doing} needs the vault opened for {names} "
+                f"(it is open for {self.access.name})"
+            )
 
     def __enter__(self) -> Vault:
         return self
@@ -145,6 +176,7 @@ class Vault:
 
     def put_many(self, kind: bytes, contents: list[bytes]) -> list[tuple[bytes, bool]]:
         """:meth:`put` for several records, with one index look-up for all of them."""
+        self.require(Access.APPEND, Access.DELETE, doing="storing records")
         ids = self.keys.blob_ids(contents)
         pending = self._pending
         known = self.index.existing([i for i in ids if i not in pending])
@@ -225,6 +257,7 @@ class Vault:
 
     def recover(self) -> list[str]:
         """Remove unpublished packs and index published packs the index lacks."""
+        self.require(Access.APPEND, Access.DELETE, doing="recovery")
         known = self.index.packs()
         found = []
         for path in sorted((self.root / "packs").glob("*/*")):
@@ -246,6 +279,7 @@ class Vault:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Flush pending records, then write the snapshot by atomic rename."""
+        self.require(Access.APPEND, Access.DELETE, doing="writing a snapshot")
         self.flush()
         path = self.root / "snapshots" / snapshot.name
         tmp = path.with_name(f".tmp-{snapshot.name}")
@@ -316,6 +350,7 @@ class Vault:
         return [p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith(".")]
 
     def delete_snapshot(self, name: str) -> None:
+        self.require(Access.DELETE, doing="deleting a snapshot")
         (self.root / "snapshots" / name).unlink()
 
     def pack_files(self) -> Iterator[Path]:

@@ -13,6 +13,7 @@ import typer
 from vigile.cli.common import read_config
 from vigile.cli.output import err_console
 from vigile.errors import ConfigError
+from vigile.vault.lock import Access
 from vigile.vault.settings import (
     VaultSettings,
     parse_settings,
@@ -107,14 +108,15 @@ def vault_secret(settings: VaultSettings, key_file: Path | None, confirm: bool =
 
 
 def open_vault(
-    config: Path | None, vault: Path | None, key_file: Path | None, write: bool
+    config: Path | None, vault: Path | None, key_file: Path | None, access: Access
 ) -> Vault:
+    """Open the vault for ``access``: the locks it needs are held until it is closed."""
     from vigile.vault.repo import Vault
 
     settings = load_settings(config)
     root = vault_root(settings, vault)
     return Vault.open(
-        root, vault_secret(settings, key_file), writable=write, pack_size=settings.pack_size
+        root, vault_secret(settings, key_file), access=access, pack_size=settings.pack_size
     )
 
 

@@ -20,6 +20,7 @@ from vigile.cli.vault.common import (
     vault_app,
 )
 from vigile.vault.errors import VaultDamagedError
+from vigile.vault.lock import Access
 
 
 @vault_app.command("snapshots")
@@ -33,7 +34,7 @@ def snapshots_cmd(
 ) -> None:
     """List snapshots, oldest first: when, which account, how many folders and messages."""
     fmt = choose_format(as_json, as_csv)
-    with open_vault(config, vault, key_file, write=False) as store:
+    with open_vault(config, vault, key_file, Access.READ) as store:
         rows = [
             {
                 "snapshot": s.name,
@@ -69,7 +70,7 @@ def ls_cmd(
     from fnmatch import fnmatchcase
 
     fmt = choose_format(as_json, as_csv)
-    with open_vault(config, vault, key_file, write=False) as store:
+    with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
         if folder is None:
             rows = [
@@ -119,7 +120,7 @@ def verify_cmd(
     from vigile.vault.verify import verify  # not loaded by the other vault commands
 
     fmt = choose_format(as_json, as_csv)
-    with open_vault(config, vault, key_file, write=False) as store, progress_bar() as bar:
+    with open_vault(config, vault, key_file, Access.READ) as store, progress_bar() as bar:
         task = bar.add_task("verify", total=store.index.count(), messages=0)
         report = verify(store, lambda: bar.update(task, advance=1))
     if report.problems:

@@ -15,6 +15,7 @@ from vigile.cli.vault.common import (
     open_vault,
     vault_app,
 )
+from vigile.vault.lock import Access
 from vigile.vault.prune import forget, prune
 
 
@@ -30,7 +31,11 @@ def prune_cmd(
     ],
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Delete nothing; show what a real run would delete."),
+        typer.Option(
+            "--dry-run",
+            help="Change nothing; show what a real run would delete. Refused while a "
+            "backup or prune writes the vault; reads by others may go on.",
+        ),
     ] = False,
     config: ConfigOption = None,
     vault: VaultOption = None,
@@ -38,9 +43,14 @@ def prune_cmd(
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
 ) -> None:
-    """Delete snapshots older than --keep-within days, then the data only they used."""
+    """Delete snapshots older than --keep-within days, then the data only they used.
+
+    Prune runs alone: it is refused (one line, exit status 1) while another vigile
+    command has the vault open, and the others are refused until it has finished.
+    """
     fmt = choose_format(as_json, as_csv)
-    with open_vault(config, vault, key_file, write=True) as store:
+    access = Access.STEADY if dry_run else Access.DELETE
+    with open_vault(config, vault, key_file, access) as store:
         deleted = forget(store, timedelta(days=keep_within), dry_run=dry_run)
         stats = prune(store, set(deleted), dry_run=dry_run)
     stats.snapshots_deleted = len(deleted)

@@ -22,6 +22,7 @@ from vigile.cli.vault.common import (
 )
 from vigile.errors import ConfigError
 from vigile.vault.errors import VaultDamagedError
+from vigile.vault.lock import Access
 from vigile.vault.restore import FORMATS, diff_imap, restore_files, restore_imap
 
 
@@ -77,7 +78,7 @@ def restore_cmd(
     if dry_run and to != "imap":
         raise ConfigError("--dry-run compares with a live mailbox: use it with --to imap")
     settings = load_settings(config)
-    with open_vault(config, vault, key_file, write=False) as store:
+    with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
         err_console.print(
             f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False

@@ -47,7 +47,11 @@ def _tcp_kind(v: np.ndarray, sport: int, dport: int, p: int, cap: int) -> int:
     return NONE
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    cache=True,
+    nogil=True,
+    aot=["(uint8[::1], boolean[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])"],
+)
 def classify(
     v: np.ndarray,
     ok: np.ndarray,

@@ -208,7 +208,7 @@ def _be(m: np.ndarray, off: int, count: int) -> int:
     return value
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64[::1], int64[::1])"])
 def parse_messages(v: np.ndarray, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, ...]:
     """Messages at ``v[start:start + size]``, as columns (see :class:`.dnsbatch.Batch`).
 

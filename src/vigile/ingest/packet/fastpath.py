@@ -66,7 +66,7 @@ def _network(v: np.ndarray, d: int, end: int) -> tuple[int, int]:
     return l3, 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64[::1], int64[::1], int64[::1])"])
 def decode_common(
     v: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray]:

@@ -95,7 +95,14 @@ def _find(
     return at, -1
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    cache=True,
+    nogil=True,
+    aot=[
+        "(uint64[:, ::1], int64[:, ::1], int64[:, :, ::1], int64[::1], UniTuple(int64[::1], 9),"
+        " uint64[:, ::1], uint64[:, ::1], int64[::1])"
+    ],
+)
 def assemble(
     keys0: np.ndarray,
     ints0: np.ndarray,

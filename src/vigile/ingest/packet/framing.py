@@ -16,12 +16,14 @@ from vigile.jit import njit
 
 @njit(cache=True, nogil=True)
 def _u32(v: np.ndarray, p: int, little: bool) -> int:
+    # As signed 64-bit integers: numba would unify unsigned ones with walk_pcap's -1 to a float.
+    b0, b1, b2, b3 = np.int64(v[p]), np.int64(v[p + 1]), np.int64(v[p + 2]), np.int64(v[p + 3])
     if little:
-        return int(v[p]) | int(v[p + 1]) << 8 | int(v[p + 2]) << 16 | int(v[p + 3]) << 24
-    return int(v[p + 3]) | int(v[p + 2]) << 8 | int(v[p + 1]) << 16 | int(v[p]) << 24
+        return int(b0 | b1 << 8 | b2 << 16 | b3 << 24)
+    return int(b3 | b2 << 8 | b1 << 16 | b0 << 24)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64, int64, int64, boolean, int64)"])
 def walk_pcap(
     v: np.ndarray, start: int, end: int, limit: int, little: bool, max_records: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -50,7 +52,7 @@ def walk_pcap(
     return pos[:n], fields[:n], off, bad
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64, int64, boolean, int64, int64)"])
 def walk_epbs(
     v: np.ndarray, start: int, end: int, little: bool, max_records: int, max_block: int
 ) -> tuple[np.ndarray, int]:

@@ -234,7 +234,7 @@ def _status(v: np.ndarray, p: int, cap: int, row: np.ndarray) -> None:
     row[1] = code
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64[::1], int64[::1], int64[::1])"])
 def read_heads(
     v: np.ndarray, kind: np.ndarray, po: np.ndarray, cap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,9 @@ TEXT = ("method", "host", "uri", "referrer", "user_agent")
 REQUEST = pa.schema([("flow", pa.int64()), ("ts", pa.int64())] + [(t, pa.string()) for t in TEXT])
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    cache=True, nogil=True, aot=["(int64[::1], boolean[::1], int64[::1], int64[::1], int64[::1])"]
+)
 def pair(
     slot: np.ndarray, request: np.ndarray, code: np.ndarray, count: np.ndarray, answered: np.ndarray
 ) -> np.ndarray:
@@ -177,7 +179,7 @@ class HttpRows:
         return rows.append_column("status", status).append_column("open", pa.array(is_open))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, aot=["(uint8[::1], int64[::1], int64[:])"])
 def _gather(v: np.ndarray, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arrow offsets and bytes of the spans ``v[start:start+size]`` (empty where -1)."""
     offsets = np.zeros(len(start) + 1, np.int32)
