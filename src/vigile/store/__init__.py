@@ -26,8 +26,22 @@ Contract, per method:
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting;
   ``sum`` of an integer column is a 64-bit integer, of a float column a double.
-* ``replace_findings(detectors, batch)`` atomically replaces every finding of the
-  named detectors (a hunt recomputes them) and is idempotent.
+* ``replace_findings(detectors, batch, scope)`` stores the findings one run of the
+  named detectors produced over ``scope`` (a :class:`FindingScope`: what the run
+  examined and the window it covered), in one transaction. It removes exactly
+
+  - the stored findings of those detectors with the same ``scope.source`` whose
+    scope window lies inside ``scope.window`` (the run looked again at everything
+    they were computed from, so its verdict supersedes them), and
+  - any stored finding with the id of a finding in ``batch`` (one row per id);
+
+  and keeps every other finding: those of other detectors, of another source (a
+  second Exchange server), and of windows the run did not wholly cover (yesterday's
+  hunt, or a window that only overlaps this one). The batch's ``scope``,
+  ``scope_start`` and ``scope_end`` columns are set from ``scope``. Rerunning the
+  same run over the same data leaves the same rows (ids are stable), so it is
+  idempotent. Rows stored before the scope columns existed have an open window and
+  a null source: only a finding with their id replaces them.
 * ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)
   that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
   multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
@@ -62,6 +76,29 @@ class Window:
 
     start: datetime | None = None
     end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FindingScope:
+    """What one run of detectors examined, as :meth:`Store.replace_findings` needs it.
+
+    ``source`` is ``None`` for a hunt over the stored traffic, or names what else was
+    examined (``exchange:<server>``); ``window`` is the time the run covered, a side
+    left ``None`` covering all time on that side.
+
+    >>> FindingScope(None, Window()).covers(None, None)
+    True
+    """
+
+    source: str | None = None
+    window: Window = Window()
+
+    def covers(self, start: datetime | None, end: datetime | None) -> bool:
+        """Whether a stored scope window ``[start, end)`` lies inside this one."""
+        w = self.window
+        after = w.start is None or (start is not None and start >= w.start)
+        before = w.end is None or (end is not None and end <= w.end)
+        return after and before
 
 
 @dataclass(frozen=True)
@@ -200,7 +237,9 @@ class Store(Protocol):
 
     def count(self, table: str, window: Window | None = None) -> int: ...
 
-    def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None: ...
+    def replace_findings(
+        self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
+    ) -> None: ...
 
     def state_writer(self) -> AbstractContextManager[StateWriter]: ...
 
