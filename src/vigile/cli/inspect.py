@@ -221,6 +221,12 @@ def exchange(
         db_store = open_store(db)
         try:
             db_store.replace_findings(result.checks, findings_table(result.findings), scope)
+            # A rerun's findings come back without the console's suppressions (the
+            # Exchange checks apply only [exchange] rules): put them back, as a hunt does.
+            # Imported here: the console's modules cost every other command 35 ms.
+            from vigile.web.allowlist import apply_entries
+
+            apply_entries(db_store)
         finally:
             db_store.close()
     if report is not None:
