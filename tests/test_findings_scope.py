@@ -106,12 +106,19 @@ def test_store_from_before_scopes_gains_the_columns_and_keeps_rows(tmp_path: Pat
     store = DuckDBStore(db)
     try:
         day = FindingScope(None, Window(T0, T0 + DAY))
-        store.replace_findings(["beacon"], findings_table([_finding("beacon", "b", T0)]), day)
+        store.replace_findings(["exfil"], findings_table([_finding("exfil", "b", T0)]), day)
         rows = {r["id"]: r for r in store.scan("findings").to_pylist()}
+        assert set(rows) == {"old", _finding("exfil", "b", T0).id}, "other detectors' kept"
+        assert rows["old"]["scope"] is None and rows["old"]["scope_start"] is None
+        # Unscoped, it belongs to no run in particular: the next run of its detector
+        # replaces it, as every run did before scopes.
+        store.replace_findings(["exfil"], findings_table([]), day)
+        assert store.count("findings") == 1
+        store.replace_findings(["beacon"], findings_table([_finding("beacon", "b", T0)]), day)
+        ids = store.scan("findings", ["id"]).column("id").to_pylist()
     finally:
         store.close()
-    assert set(rows) == {"old", _finding("beacon", "b", T0).id}
-    assert rows["old"]["scope"] is None and rows["old"]["scope_start"] is None
+    assert ids == [_finding("beacon", "b", T0).id], "the old row is replaced"
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,9 @@ Contract, per method:
   hunt, or a window that only overlaps this one). The batch's ``scope``,
   ``scope_start`` and ``scope_end`` columns are set from ``scope``. Rerunning the
   same run over the same data leaves the same rows (ids are stable), so it is
-  idempotent. Rows stored before the scope columns existed have an open window and
-  a null source: only a finding with their id replaces them.
+  idempotent. Rows stored before the scope columns existed have no scope at all
+  (null source, open window): the next run of their detector replaces them, as every
+  run did then. :meth:`FindingScope.replaces` is the rule.
 * ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)
   that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
   multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
@@ -86,19 +87,32 @@ class FindingScope:
     examined (``exchange:<server>``); ``window`` is the time the run covered, a side
     left ``None`` covering all time on that side.
 
-    >>> FindingScope(None, Window()).covers(None, None)
+    >>> day = FindingScope(None, Window(datetime(2026, 3, 2), datetime(2026, 3, 3)))
+    >>> day.replaces(None, datetime(2026, 3, 2, 12), datetime(2026, 3, 3))
     True
+    >>> day.replaces(None, datetime(2026, 3, 1), datetime(2026, 3, 2))
+    False
+    >>> day.replaces("exchange:EX01", None, None), day.replaces(None, None, None)
+    (False, True)
     """
 
     source: str | None = None
     window: Window = Window()
 
-    def covers(self, start: datetime | None, end: datetime | None) -> bool:
-        """Whether a stored scope window ``[start, end)`` lies inside this one."""
+    def replaces(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
+        """Whether a run over this scope replaces a stored finding of one of its detectors
+        whose run had ``source`` and the window ``[start, end)``.
+
+        Yes when the sources match and that window lies inside this one; and for a
+        finding stored with no scope at all (before scopes existed), which every run of
+        its detector replaced, as it still does.
+        """
+        if source is None and start is None and end is None:
+            return True
         w = self.window
         after = w.start is None or (start is not None and start >= w.start)
         before = w.end is None or (end is not None and end <= w.end)
-        return after and before
+        return source == self.source and after and before
 
 
 @dataclass(frozen=True)

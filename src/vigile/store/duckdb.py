@@ -357,15 +357,20 @@ class DuckDBStore:
 
     def _covered_findings(self, detectors: Sequence[str], scope: FindingScope) -> list[str]:
         """Ids of the stored findings of ``detectors`` that a run over ``scope`` replaces;
-        :meth:`FindingScope.covers` decides, so every engine applies the same rule."""
+        :meth:`FindingScope.replaces` decides, so every engine applies the same rule."""
         if not detectors:
             return []
         rows = self._con.sql(
-            "SELECT id, scope_start, scope_end FROM findings "
-            "WHERE detector IN (SELECT unnest(?::VARCHAR[])) AND scope IS NOT DISTINCT FROM ?",
+            "SELECT id, scope, scope_start, scope_end FROM findings "
+            "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
+            "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
             params=[list(detectors), scope.source],
         ).to_arrow_table()
-        return [r["id"] for r in rows.to_pylist() if scope.covers(r["scope_start"], r["scope_end"])]
+        return [
+            r["id"]
+            for r in rows.to_pylist()
+            if scope.replaces(r["scope"], r["scope_start"], r["scope_end"])
+        ]
 
     @contextmanager
     def state_writer(self) -> Iterator[_DuckDBStateWriter]:
