@@ -59,7 +59,6 @@ ENV_JIT = "VIGILE_JIT"
 KERNEL_PACKAGES = ("vigile.ingest.packet", "vigile.detect")
 LIBRARY = "_kernels"
 HERE = Path(__file__).resolve().parent
-MANIFEST = HERE / f"{LIBRARY}.json"
 
 Spec = list[Any]  # an argument's declared type, see _spec() and _fits()
 
@@ -199,7 +198,7 @@ REGISTRY: dict[str, tuple[Any, tuple[str, ...]]] = {}
 def njit(*, cache: bool = True, nogil: bool = True, aot: Sequence[str] = ()) -> Callable[[F], F]:
     """numba's ``njit(cache=..., nogil=...)``; ``aot``: the argument types of Python's calls.
 
-    >>> @njit(aot=("(int64,)",))
+    >>> @njit(cache=False, aot=("(int64,)",))
     ... def twice(x):
     ...     return 2 * x
     >>> twice(21)

@@ -27,7 +27,8 @@ from vigile.errors import VigileError
 from vigile.vault.crypto import DEFAULT_KDF
 from vigile.vault.errors import SourceError
 from vigile.vault.imap import ImapSource
-from vigile.vault.pack import RECORD_HEAD, scan_pack
+from vigile.vault.lock import Access
+from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record, scan_pack
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import RetryingSource
@@ -401,6 +402,49 @@ def test_dry_run_then_prune_keeps_the_newest_state(filled: ImapAccount, tmp_path
     assert planned == [stats]
     assert stats["snapshots_deleted"] == 1 and stats["records_dropped"] >= 4
     assert stats["bytes_freed"] > 0
+    assert vigile(config, "verify").returncode == 0
+    out = tmp_path / "eml"
+    done = vigile(config, "restore", "-a", filled.name, "--to", "eml", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.rglob("*.eml"))) == 35 - 4
+
+
+def test_a_prune_killed_before_indexing_its_new_pack_leaves_nothing_behind(
+    filled: ImapAccount, tmp_path: Path
+) -> None:
+    """A prune publishes a rewritten pack, then dies before indexing it: the next opening
+    indexes it with no record (each still points to the old pack), and the next prune,
+    which may keep another set and so write another pack, must delete it."""
+    config = write_config(tmp_path, filled, pack_mb=0.05)
+    root = tmp_path / "vault"
+    assert vigile(config, "backup").returncode == 0
+    client = open_client(filled, PASSWORD)
+    client.select_folder("Archive")
+    client.delete_messages(client.search("ALL")[:4])
+    client.expunge()
+    client.logout()
+    assert vigile(config, "backup").returncode == 0
+    with Vault.open(root, SECRET, access=Access.DELETE) as vault:
+        old = next(iter(vault.index.packs()))
+        writer = PackWriter(root, vault.keys.pack_hash)  # as prune copies a kept record
+        ref = next(iter(vault.index.records(old)))
+        writer.add(*read_record(pack_path(root, old), ref.offset, ref.length))
+        orphan, _ = writer.finish()  # published; the kill comes before add_pack
+    with Vault.open(root, SECRET, access=Access.DELETE) as vault:  # recovery indexes it
+        assert vault.index.pack_number(orphan) is not None
+        assert not list(vault.index.records(orphan))
+
+    done = vigile(config, "prune", "--keep-within", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    (stats,) = rows(done)
+    assert stats["snapshots_deleted"] == 1 and stats["records_dropped"] >= 4
+    with Vault.open(root, SECRET, access=Access.READ) as vault:
+        indexed = set(vault.index.packs())
+        empty = vault.index.db.execute(
+            "SELECT name FROM packs WHERE n NOT IN (SELECT pack FROM blobs)"
+        ).fetchall()
+    files = {p.name for p in (root / "packs").glob("*/*")}
+    assert orphan not in files and files == indexed and not empty
     assert vigile(config, "verify").returncode == 0
     out = tmp_path / "eml"
     done = vigile(config, "restore", "-a", filled.name, "--to", "eml", "--out", str(out))

@@ -7,9 +7,9 @@ Order, so that a crash at any point loses nothing still referenced:
    account is always kept);
 2. mark every record the remaining snapshots reference (in a temporary SQLite table, so
    memory stays bounded);
-3. for each pack: if all its records are marked, keep it; if none, delete it; otherwise
-   copy the marked records, still sealed, into a new pack, publish and index it, and only
-   then drop the old pack.
+3. for each pack: if all its records are marked, keep it; if none (or no index record
+   points to it), delete it; otherwise copy the marked records, still sealed, into a new
+   pack, publish and index it, and only then drop the old pack.
 
 Both functions refuse a vault not opened for it (:mod:`vigile.vault.lock`): a real run
 needs ``Access.DELETE`` (the writer lock and no reader, held from before the first
@@ -97,8 +97,12 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
             "WHERE pack = ?",
             (number,),
         ).fetchone()
-        if kept == total:
+        if total and kept == total:
             continue
+        # A pack no record points to (total 0) holds only copies of records indexed in
+        # another pack: a prune killed after publishing a rewritten pack but before
+        # indexing it leaves one, which the next opening indexes without taking any
+        # record over. It is deleted like a pack whose records are all unreferenced.
         stats.records_dropped += total - kept
         if dry_run:
             stats.packs_rewritten += kept > 0

@@ -173,11 +173,85 @@ def scan_inputs(folder: Path, rng: np.random.Generator) -> None:
     # Slow: 40 hosts on 23, one every 30 s, never 25 within one 5-minute epoch.
     for i in range(40):
         conn.append(probe(T0 + 4000 + 30 * i, "10.0.0.44", f"10.0.4.{i + 1}", 23, "S0"))
+    conn += udp_scan_rows(rng) + backscatter_rows()
     _write(folder / "conn.log", "conn", CONN_FIELDS, sorted(conn, key=lambda r: r[0]))
     (folder / "vigile.toml").write_text(
         '[network]\ninternal = ["10.0.0.0/8"]\nadmin_hosts = ["10.0.0.2/32"]\n',
         encoding="utf-8",
     )
+
+
+def _udp(ts: float, src: str, sport: int, dst: str, port: int, state: str, *, out: int = 40,
+         back: int = 0) -> list[object]:  # fmt: skip
+    """A UDP flow as Zeek logs it: S0 (only the originator sent), SHR (only the
+    responder sent: Zeek turned it around, history ``^d``) or SF (both sent)."""
+    history = {"S0": "D", "SHR": "^d", "SF": "Dd"}[state]
+    o_pk, r_pk = (0 if state == "SHR" else 1), (0 if state == "S0" else 1)
+    return [f"{ts:.6f}", f"CU{int(ts * 1000) % 10**9}{port}{sport}", src, sport, dst, port,
+            "udp", None, f"{0.0 if state != 'SF' else 0.02:.6f}", out * o_pk, back * r_pk,
+            state, history, o_pk, (out + 28) * o_pk, r_pk, (back + 28) * r_pk]  # fmt: skip
+
+
+def udp_scan_rows(rng: np.random.Generator) -> list[list[object]]:
+    """UDP scans that must be found and UDP clients that must not be."""
+    t, rows = T0 + 6000, []
+    # An internal desktop probes 40 UDP ports of a server (nmap -sU): nothing comes
+    # back but ICMP port unreachable, except from DNS and NTP, which answer.
+    for i, port in enumerate([*range(2000, 2040), 53, 123]):
+        state = "SF" if port in (53, 123) else "S0"
+        rows.append(_udp(t + i, "10.0.0.50", 40000 + i, "10.0.1.7", port, state, back=60))
+    # An outside sweep of 60 hosts on 161/udp (SNMP); 5 printers answer.
+    for i in range(60):
+        state = "SF" if i % 12 == 0 else "S0"
+        rows.append(_udp(t + 600 + i, "203.0.113.80", 41000 + i, f"10.0.5.{i + 1}", 161, state,
+                         back=90))  # fmt: skip
+    # An outside port scan sent from source port 53 (nmap -g 53): Zeek turns each probe
+    # around (53 is a likely server port), so the scanner is the logged responder.
+    for i in range(20):
+        rows.append(_udp(t + 1200 + i, "10.0.0.23", 3000 + i, "198.51.100.77", 53, "SHR"))
+    # Busy DNS client: 2,000 queries to one resolver, 2 % unanswered.
+    for i in range(2000):
+        state = "S0" if rng.random() < 0.02 else "SF"
+        rows.append(_udp(t + 20 * i, "10.0.0.60", 20000 + i % 30000, "10.0.0.53", 53, state,
+                         back=120))  # fmt: skip
+    # NTP client polling four servers every 64 s; one server is gone.
+    for i in range(600):
+        server = f"192.0.2.{120 + i % 4}"
+        state = "S0" if server.endswith("123") else "SF"
+        rows.append(_udp(t + 64 * i, "10.0.0.61", 123, server, 123, state, out=48, back=48))
+    # Browsing over QUIC: 200 sites on 443/udp in 20 minutes, one in ten unanswered.
+    for i in range(200):
+        state = "S0" if i % 10 == 0 else "SF"
+        rows.append(_udp(t + 6 * i, "10.0.0.62", 50000 + i, f"192.0.2.{i % 100}", 443, state,
+                         out=1250, back=20000))  # fmt: skip
+    # A recursive resolver asks 300 name servers in 100 s; 30 of them are dead.
+    for i in range(300):
+        state = "S0" if i % 10 == 0 else "SF"
+        host = f"198.18.{i // 250}.{i % 250 + 1}"
+        rows.append(_udp(t + i / 3, "10.0.0.53", 30000 + i, host, 53, state, back=200))
+    # traceroute to an outside host: 90 probes, ports 33434-33523, answered by ICMP.
+    for i in range(90):
+        rows.append(_udp(t + 2400 + i / 3, "10.0.0.63", 45000, "198.51.100.99", 33434 + i,
+                         "S0", out=32))  # fmt: skip
+    return rows
+
+
+def backscatter_rows() -> list[list[object]]:
+    """TCP SYN/ACKs nobody here asked for: replies of flooded servers to spoofed SYNs."""
+    rows = []
+    # One flooded server answers 30 spoofed SYNs "from" 10.0.0.24 (older Zeek logs the
+    # SYN/ACK's sender as originator, history H).
+    for i in range(30):
+        rows.append(_conn(T0 + 8000 + i, f"CB{i}", "192.0.2.200", "10.0.0.24", 1024 + 97 * i,
+                          duration=0.0, out=0, back=0))  # fmt: skip
+        rows[-1][3], rows[-1][11], rows[-1][12] = 80, "OTH", "H"
+    # 30 flooded servers answer SYNs spoofed from 10.0.0.25 (Zeek turns each around:
+    # the SYN/ACK's receiver is the logged originator, history ^h).
+    for i in range(30):
+        rows.append(_conn(T0 + 8100 + i, f"CF{i}", "10.0.0.25", f"192.0.2.{150 + i}", 80,
+                          duration=0.0, out=0, back=0))  # fmt: skip
+        rows[-1][3], rows[-1][11], rows[-1][12] = 2000 + i, "OTH", "^h"
+    return rows
 
 
 INPUTS = {

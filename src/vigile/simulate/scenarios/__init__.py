@@ -28,6 +28,7 @@ from vigile.simulate.scenarios.long_connection import LongConnectionScenario
 from vigile.simulate.scenarios.mailbox_exfil import MailboxExfilScenario
 from vigile.simulate.scenarios.port_scan import PortScanScenario
 from vigile.simulate.scenarios.slow_beacon import SlowBeaconScenario
+from vigile.simulate.scenarios.udp_scan import UdpScanScenario
 from vigile.simulate.scenarios.upload_exfil import UploadExfilScenario
 
 
@@ -57,6 +58,7 @@ SCENARIOS: dict[str, type[Any]] = {
         UploadExfilScenario,
         LongConnectionScenario,
         PortScanScenario,
+        UdpScanScenario,
     )
 }
 #: What ``vigile simulate`` hides in the traffic unless told otherwise (the demo story).
