@@ -21,6 +21,7 @@ from vigile.config import Config
 from vigile.detect import Finding, findings_table
 from vigile.store import FindingScope, Window
 from vigile.store.duckdb import DuckDBStore
+from vigile.web.access import StoreAccess
 from vigile.web.allowlist import add_entry
 from vigile.web.app import create_app
 from vigile.web.auth import add_user
@@ -155,7 +156,8 @@ def test_hunts_over_two_days_keep_both_and_a_rerun_adds_nothing(
     # The console shows both days' findings, the beacon from day one among them.
     store = DuckDBStore(db)
     add_user(store, "admin", "a long test password")
-    with TestClient(create_app(store, Config()), base_url="http://127.0.0.1") as client:
+    store.close()
+    with TestClient(create_app(StoreAccess(db), Config()), base_url="http://127.0.0.1") as client:
         page = client.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token
@@ -165,7 +167,6 @@ def test_hunts_over_two_days_keep_both_and_a_rerun_adds_nothing(
         shown = {f["id"] for f in client.get("/api/findings").json()}
         assert shown == set(rerun)
         assert client.get(f"/api/findings/{beacons[0]}").status_code == 200
-    store.close()
 
 
 def _inspect(tree: Path, db: Path, *more: str) -> None:
