@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigile.ingest.netflow.state import conn_states
 from vigile.ingest.netflow.templates import Address, Flow, address_text
 from vigile.schema import CONN, TS, conform
 
@@ -14,26 +15,37 @@ PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 def flows_to_conn(
     flows: list[Flow], sensors: list[str], positions: list[int], source_id: int
 ) -> pa.RecordBatch:
-    """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null)."""
+    """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null).
+
+    ``conn_state`` comes from the TCP flags of the batch's records, paired by
+    direction (:func:`~vigile.ingest.netflow.state.conn_states`).
+    """
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())
     end = pa.array(cols[1], pa.int64())
+    src, dst = addresses_text(cols[2]), addresses_text(cols[4])
+    sport, dport = pa.array(cols[3], pa.int32()), pa.array(cols[5], pa.int32())
+    protos = pa.array(cols[6], pa.int32())
+    resp_pkts = pa.array(cols[9], pa.int64())
+    keys = {"src": src, "src_port": sport, "dst": dst, "dst_port": dport, "proto": protos}
+    flags, rflags = pa.array(cols[11], pa.int64()), pa.array(cols[12], pa.int64())
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
     return conform(
         CONN,
         {
             "ts": start.cast(TS),
-            "src": addresses_text(cols[2]),
-            "src_port": pa.array(cols[3], pa.int32()),
-            "dst": addresses_text(cols[4]),
-            "dst_port": pa.array(cols[5], pa.int32()),
-            "proto": proto_names(pa.array(cols[6], pa.int32())),
+            "src": src,
+            "src_port": sport,
+            "dst": dst,
+            "dst_port": dport,
+            "proto": proto_names(protos),
             "duration": duration,
             "orig_pkts": pa.array(cols[7], pa.int64()),
             "orig_ip_bytes": pa.array(cols[8], pa.int64()),
-            "resp_pkts": pa.array(cols[9], pa.int64()),
+            "resp_pkts": resp_pkts,
             "resp_ip_bytes": pa.array(cols[10], pa.int64()),
+            "conn_state": conn_states(keys, start, end, flags, rflags, resp_pkts),
             "open": pa.array([False] * n, pa.bool_()),
             "sensor": pa.array(sensors, pa.string()),
             "source_id": pa.array([source_id] * n, pa.int64()),
