@@ -23,11 +23,14 @@ def flows_to_conn(
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())
     end = pa.array(cols[1], pa.int64())
-    src, dst = addresses_text(cols[2]), addresses_text(cols[4])
+    src_ints, dst_ints = ipv4_numbers(cols[2]), ipv4_numbers(cols[4])
+    src, dst = addresses_text(cols[2], src_ints), addresses_text(cols[4], dst_ints)
     sport, dport = pa.array(cols[3], pa.int32()), pa.array(cols[5], pa.int32())
     protos = pa.array(cols[6], pa.int32())
     resp_pkts = pa.array(cols[9], pa.int64())
-    keys = {"src": src, "src_port": sport, "dst": dst, "dst_port": dport, "proto": protos}
+    ints = src_ints is not None and dst_ints is not None
+    keys = {"src": src_ints if ints else src, "dst": dst_ints if ints else dst}
+    keys |= {"src_port": sport, "dst_port": dport, "proto": protos}
     flags, rflags = pa.array(cols[11], pa.int64()), pa.array(cols[12], pa.int64())
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
@@ -55,11 +58,19 @@ def flows_to_conn(
     )
 
 
-def addresses_text(values: tuple[Address, ...]) -> pa.Array:
-    """Flow addresses as text: IPv4 integers are formatted in bulk by Arrow."""
+def ipv4_numbers(values: tuple[Address, ...]) -> pa.Array | None:
+    """Flow addresses as a uint32 array when every one is IPv4, else None."""
     try:
-        ints = pa.array(values, pa.uint32())
+        return pa.array(values, pa.uint32())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+
+
+def addresses_text(values: tuple[Address, ...], ints: pa.Array | None = None) -> pa.Array:
+    """Flow addresses as text: IPv4 integers (``ints`` when already converted) are
+    formatted in bulk by Arrow."""
+    ints = ints if ints is not None else ipv4_numbers(values)
+    if ints is None:
         return pa.array([address_text(v) for v in values], pa.string())
     octets = [
         pc.cast(pc.bit_wise_and(pc.shift_right(ints, shift), 255), pa.string())
