@@ -24,7 +24,7 @@ from bench.common import machine
 from vigile.config import Config
 from vigile.detect import Finding, findings_table
 from vigile.schema import CONN, TS, conform
-from vigile.store import SourceRecord, SourceSummary
+from vigile.store import FindingScope, SourceRecord, SourceSummary
 from vigile.store.duckdb import DuckDBStore
 from vigile.web import charts, hosts, queries
 from vigile.web.report import render_report
@@ -70,7 +70,7 @@ def build(path: Path, rows: int, seed: int = 1) -> list[Finding]:
         )
         for i in range(300)
     ]
-    store.replace_findings(["beacon", "exfil"], findings_table(findings))
+    store.replace_findings(["beacon", "exfil"], findings_table(findings), FindingScope())
     store.close()
     return findings
 

@@ -14,7 +14,7 @@ from vigile.errors import InputError, Location
 from vigile.ingest import ingest_file, registered_readers
 from vigile.ingest.base import Sink, SourceFile
 from vigile.schema import CONN, TS, conform
-from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
+from vigile.store import Agg, FindingScope, Pred, SourceRecord, SourceSummary, Window
 from vigile.store.duckdb import DuckDBStore
 
 T0 = datetime(2024, 4, 19, tzinfo=UTC)
@@ -137,10 +137,10 @@ def test_replace_findings_is_idempotent():
 
     store = DuckDBStore(":memory:")
     f = Finding("beacon", "10.0.0.1", "1.2.3.4", None, 0.8, T0, T0 + timedelta(days=1), "x")
-    store.replace_findings(["beacon"], findings_table([f]))
-    store.replace_findings(["beacon"], findings_table([f]))
+    store.replace_findings(["beacon"], findings_table([f]), FindingScope())
+    store.replace_findings(["beacon"], findings_table([f]), FindingScope())
     assert store.count("findings") == 1
-    store.replace_findings(["beacon"], findings_table([]))
+    store.replace_findings(["beacon"], findings_table([]), FindingScope())
     assert store.count("findings") == 0
 
 

@@ -16,7 +16,7 @@ from vigile.detect.keepalive import cap_single_session_beacons
 from vigile.detect.score import HOST_DETECTOR, PAIR_DETECTOR, score_pairs_and_hosts
 from vigile.detect.shared_service import mark_shared_services
 from vigile.detect.significance import cap_insignificant_beacons
-from vigile.store import Agg, Store, Window
+from vigile.store import Agg, FindingScope, Store, Window
 
 #: A pass takes every finding so far and returns the findings to keep (it may mark,
 #: add or reorder them). Passes run in this order after the detectors:
@@ -67,7 +67,8 @@ def run_detectors(ctx: HuntContext, detectors: Sequence[type[Detector]]) -> list
             findings = step(ctx, findings)
     findings = rank(findings)
     names = [d.name for d in detectors] + (list(PASS_FINDINGS) if detectors else [])
-    ctx.store.replace_findings(names, findings_table(findings))
+    # The findings of earlier hunts over other windows stay: see Store.replace_findings.
+    ctx.store.replace_findings(names, findings_table(findings), FindingScope(None, ctx.window))
     return findings
 
 

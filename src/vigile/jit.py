@@ -59,7 +59,6 @@ ENV_JIT = "VIGILE_JIT"
 KERNEL_PACKAGES = ("vigile.ingest.packet", "vigile.detect")
 LIBRARY = "_kernels"
 HERE = Path(__file__).resolve().parent
-MANIFEST = HERE / f"{LIBRARY}.json"
 
 Spec = list[Any]  # an argument's declared type, see _spec() and _fits()
 

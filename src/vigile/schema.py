@@ -245,6 +245,14 @@ FINDINGS = Table(
         Column("evidence", pa.string(), "JSON object with every number used.", False),
         Column("suppressed_by", pa.string(), "Allowlist entry that suppressed it, if any."),
         Column("created_at", TS, "When the detector produced it.", False),
+        Column(
+            "scope",
+            pa.string(),
+            "What the run that produced it examined: null for a hunt over the stored "
+            "traffic, `exchange:<server>` for `vigile inspect exchange` (docs/architecture.md).",
+        ),
+        Column("scope_start", TS, "Start of the window that run covered (null: open)."),
+        Column("scope_end", TS, "End of the window that run covered (null: open)."),
     ),
 )
 

@@ -21,7 +21,7 @@ import pytest
 from vigile.config import Config
 from vigile.detect import Finding, findings_table
 from vigile.schema import CONN, TS, conform
-from vigile.store import SourceRecord, SourceSummary
+from vigile.store import FindingScope, SourceRecord, SourceSummary
 from vigile.store.duckdb import DuckDBStore
 from vigile.web.auth import add_user
 
@@ -192,7 +192,9 @@ def build_store(path: Path, with_user: bool = True) -> StoreFacts:
     try:
         _write_conn(store, rows)
         findings = _findings()
-        store.replace_findings([f.detector for f in findings], findings_table(findings))
+        store.replace_findings(
+            [f.detector for f in findings], findings_table(findings), FindingScope()
+        )
         if with_user:
             add_user(store, USER, PASSWORD)
     finally:

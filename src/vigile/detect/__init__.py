@@ -68,6 +68,9 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     severity: str | None = None
     suppressed_by: str | None = None
+    #: What was examined when it is not the stored traffic (``exchange:<server>``);
+    #: part of the id, so the same trace on two servers is two findings.
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         self.score = float(min(1.0, max(0.0, self.score)))
@@ -89,8 +92,10 @@ class Finding:
 
     @property
     def id(self) -> str:
-        """Stable across reruns: detector, subject and window start hashed."""
+        """Stable across reruns: detector, subject and window start (and scope) hashed."""
         key = f"{self.detector}|{self.src}|{self.dst}|{self.fqdn}|{self.window_start.isoformat()}"
+        if self.scope is not None:  # hunt findings keep the ids they had before scopes
+            key += f"|{self.scope}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @classmethod
@@ -108,6 +113,7 @@ class Finding:
             evidence=json.loads(row["evidence"]),
             severity=row["severity"],
             suppressed_by=row["suppressed_by"],
+            scope=row.get("scope"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +131,7 @@ class Finding:
             "explanation": self.explanation,
             "evidence": self.evidence,
             "suppressed_by": self.suppressed_by,
+            **({"scope": self.scope} if self.scope is not None else {}),
         }
 
 
@@ -184,7 +191,7 @@ def default_window(store: Store, hours: float) -> Window:
 
 
 def findings_table(findings: Sequence[Finding]) -> pa.Table:
-    """Findings as rows of the ``findings`` table."""
+    """Findings as rows of the ``findings`` table (the store stamps the scope window)."""
     now = datetime.now(UTC)
     rows = [
         {
@@ -201,6 +208,7 @@ def findings_table(findings: Sequence[Finding]) -> pa.Table:
             "evidence": json.dumps(f.evidence, sort_keys=True, default=str),
             "suppressed_by": f.suppressed_by,
             "created_at": now,
+            "scope": f.scope,
         }
         for f in findings
     ]

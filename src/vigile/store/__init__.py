@@ -26,8 +26,23 @@ Contract, per method:
 * ``group`` returns one row per distinct key combination; ``list`` aggregates keep
   the rows' order by ``ts`` so interval statistics can be computed without sorting;
   ``sum`` of an integer column is a 64-bit integer, of a float column a double.
-* ``replace_findings(detectors, batch)`` atomically replaces every finding of the
-  named detectors (a hunt recomputes them) and is idempotent.
+* ``replace_findings(detectors, batch, scope)`` stores the findings one run of the
+  named detectors produced over ``scope`` (a :class:`FindingScope`: what the run
+  examined and the window it covered), in one transaction. It removes exactly
+
+  - the stored findings of those detectors with the same ``scope.source`` whose
+    scope window lies inside ``scope.window`` (the run looked again at everything
+    they were computed from, so its verdict supersedes them), and
+  - any stored finding with the id of a finding in ``batch`` (one row per id);
+
+  and keeps every other finding: those of other detectors, of another source (a
+  second Exchange server), and of windows the run did not wholly cover (yesterday's
+  hunt, or a window that only overlaps this one). The batch's ``scope``,
+  ``scope_start`` and ``scope_end`` columns are set from ``scope``. Rerunning the
+  same run over the same data leaves the same rows (ids are stable), so it is
+  idempotent. Rows stored before the scope columns existed have no scope at all
+  (null source, open window): the next run of their detector replaces them, as every
+  run did then. :meth:`FindingScope.replaces` is the rule.
 * ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)
   that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
   multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
@@ -62,6 +77,42 @@ class Window:
 
     start: datetime | None = None
     end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FindingScope:
+    """What one run of detectors examined, as :meth:`Store.replace_findings` needs it.
+
+    ``source`` is ``None`` for a hunt over the stored traffic, or names what else was
+    examined (``exchange:<server>``); ``window`` is the time the run covered, a side
+    left ``None`` covering all time on that side.
+
+    >>> day = FindingScope(None, Window(datetime(2026, 3, 2), datetime(2026, 3, 3)))
+    >>> day.replaces(None, datetime(2026, 3, 2, 12), datetime(2026, 3, 3))
+    True
+    >>> day.replaces(None, datetime(2026, 3, 1), datetime(2026, 3, 2))
+    False
+    >>> day.replaces("exchange:EX01", None, None), day.replaces(None, None, None)
+    (False, True)
+    """
+
+    source: str | None = None
+    window: Window = Window()
+
+    def replaces(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
+        """Whether a run over this scope replaces a stored finding of one of its detectors
+        whose run had ``source`` and the window ``[start, end)``.
+
+        Yes when the sources match and that window lies inside this one; and for a
+        finding stored with no scope at all (before scopes existed), which every run of
+        its detector replaced, as it still does.
+        """
+        if source is None and start is None and end is None:
+            return True
+        w = self.window
+        after = w.start is None or (start is not None and start >= w.start)
+        before = w.end is None or (end is not None and end <= w.end)
+        return source == self.source and after and before
 
 
 @dataclass(frozen=True)
@@ -200,7 +251,9 @@ class Store(Protocol):
 
     def count(self, table: str, window: Window | None = None) -> int: ...
 
-    def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None: ...
+    def replace_findings(
+        self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
+    ) -> None: ...
 
     def state_writer(self) -> AbstractContextManager[StateWriter]: ...
 

@@ -20,8 +20,15 @@ import numpy as np
 import pyarrow as pa
 
 from vigile.errors import StoreError
-from vigile.schema import ALL_TABLES, SOURCES, STATE_TABLES, TRAFFIC_TABLES, Table
-from vigile.store import Agg, Pred, SourceRecord, SourceSummary, Window
+from vigile.schema import (
+    ALL_TABLES,
+    FINDINGS,
+    SOURCES,
+    STATE_TABLES,
+    TRAFFIC_TABLES,
+    Table,
+)
+from vigile.store import Agg, FindingScope, Pred, SourceRecord, SourceSummary, Window
 
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
@@ -231,6 +238,23 @@ def _rename_legacy_hash(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("COMMIT")
 
 
+def _add_finding_scope(con: duckdb.DuckDBPyConnection) -> None:
+    """Give a ``findings`` table written before the scope columns existed those columns.
+
+    They are nullable and last in :data:`vigile.schema.FINDINGS`, so appending them
+    gives the table the schema's column order; old rows keep a null scope.
+    """
+    have = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'findings'"
+        ).fetchall()
+    }
+    for col in FINDINGS.columns:
+        if col.name not in have:
+            con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
+
+
 def _lock_holder(message: str) -> str:
     """DuckDB's lock message, cut to the part that names the holding process."""
     m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
@@ -269,6 +293,7 @@ class DuckDBStore:
             _rename_legacy_hash(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
+            _add_finding_scope(self._con)
 
     # -- writes -------------------------------------------------------------------------
     def source_hashes(self, size_bytes: int) -> set[str]:
@@ -296,22 +321,56 @@ class DuckDBStore:
         finally:
             self._con.execute(f"SET threads = {int(threads)}")
 
-    def replace_findings(self, detectors: Sequence[str], batch: pa.Table) -> None:
+    def replace_findings(
+        self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
+    ) -> None:
+        n = batch.num_rows
+        batch = batch.select(FINDINGS.arrow_schema.names)
+        stamped = {
+            "scope": pa.array([scope.source] * n, pa.string()),
+            "scope_start": pa.array(
+                [scope.window.start] * n, FINDINGS.arrow_schema.field("scope_start").type
+            ),
+            "scope_end": pa.array(
+                [scope.window.end] * n, FINDINGS.arrow_schema.field("scope_end").type
+            ),
+        }
+        for name, values in stamped.items():
+            batch = batch.set_column(batch.schema.get_field_index(name), name, values)
         self._con.execute("BEGIN TRANSACTION")
         try:
-            if detectors:
-                marks = ", ".join("?" * len(detectors))
+            stale = self._covered_findings(detectors, scope) + batch.column("id").to_pylist()
+            if stale:
                 self._con.execute(
-                    f"DELETE FROM findings WHERE detector IN ({marks})", list(detectors)
+                    "DELETE FROM findings WHERE id IN (SELECT unnest(?::VARCHAR[]))", [stale]
                 )
-            if batch.num_rows:
-                self._con.register("__vigile_findings", batch)
-                self._con.execute("INSERT INTO findings SELECT * FROM __vigile_findings")
-                self._con.unregister("__vigile_findings")
+            if n:
+                with self._registered({"__vigile_findings": batch}):
+                    cols = ", ".join(f'"{c}"' for c in batch.schema.names)
+                    self._con.execute(
+                        f"INSERT INTO findings ({cols}) SELECT {cols} FROM __vigile_findings"
+                    )
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
         self._con.execute("COMMIT")
+
+    def _covered_findings(self, detectors: Sequence[str], scope: FindingScope) -> list[str]:
+        """Ids of the stored findings of ``detectors`` that a run over ``scope`` replaces;
+        :meth:`FindingScope.replaces` decides, so every engine applies the same rule."""
+        if not detectors:
+            return []
+        rows = self._con.sql(
+            "SELECT id, scope, scope_start, scope_end FROM findings "
+            "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
+            "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
+            params=[list(detectors), scope.source],
+        ).to_arrow_table()
+        return [
+            r["id"]
+            for r in rows.to_pylist()
+            if scope.replaces(r["scope"], r["scope_start"], r["scope_end"])
+        ]
 
     @contextmanager
     def state_writer(self) -> Iterator[_DuckDBStateWriter]:
