@@ -13,6 +13,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from tests.netflow_peers import RunningCollector, run_softflowd
 from typer.testing import CliRunner
 
 from vigile.cli import app
-from vigile.ingest.netflow.state import ACK, FIN, RST, SYN, zeek_tcp_state
+from vigile.ingest.netflow.state import ACK, FIN, RST, SYN, conn_states, zeek_tcp_state
 from vigile.store.duckdb import DuckDBStore
 
 CLOSED = len(cap.PORTS) - len(cap.OPEN) - len(cap.FILTERED)
@@ -126,3 +127,49 @@ def test_states_follow_zeek_for_one_and_two_sided_flags() -> None:
 def test_every_flag_combination_has_a_zeek_state(orig: int, resp: int | None) -> None:
     states = {"S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"}
     assert zeek_tcp_state(orig, resp) in states | {"SH", "SHR", "OTH"}
+
+
+FLAGS = st.one_of(st.none(), st.integers(0, 255))
+#: A connection: protocol, start, the forward record's flags, and its reverse record's
+#: flags and delay (no reverse record when the delay is None).
+CONNECTIONS = st.lists(
+    st.tuples(
+        st.sampled_from([6, 17]),
+        st.integers(0, 10_000_000),
+        FLAGS,
+        FLAGS,
+        st.one_of(st.none(), st.integers(0, 4_000_000)),
+    ),
+    max_size=30,
+)
+
+
+@given(CONNECTIONS, st.randoms())
+def test_a_connection_gets_one_state_on_one_of_its_records(connections, random) -> None:  # type: ignore[no-untyped-def]
+    records = []  # (connection, forward?, src, sport, dst, dport, proto, start, flags)
+    for k, (proto, start, flags, rflags, delay) in enumerate(connections):
+        records.append((k, True, "10.0.0.1", 1000 + k, "10.0.0.2", 80, proto, start, flags))
+        if delay is not None:
+            back = (k, False, "10.0.0.2", 80, "10.0.0.1", 1000 + k, proto, start + delay, rflags)
+            records.append(back)
+    random.shuffle(records)
+    columns = [list(c) for c in zip(*records, strict=True)] if records else [[]] * 9
+    keys = dict(zip(["src", "src_port", "dst", "dst_port", "proto"], columns[2:7], strict=True))
+    keys = {name: pa.array(v) for name, v in keys.items()}
+    t = pa.array(columns[7], pa.int64())
+    none = pa.nulls(len(records), pa.int64())
+    got = conn_states(keys, t, t, pa.array(columns[8], pa.int64()), none, none).to_pylist()
+    states: dict[int, list[str]] = {}
+    for r, state in zip(records, got, strict=True):
+        if state is not None:
+            states.setdefault(r[0], []).append(state)
+    for k, (proto, _, flags, rflags, delay) in enumerate(connections):
+        found = states.get(k, [])
+        if proto == 17:
+            assert found == (["S0"] if delay is None else ["SF"])
+        elif delay is not None and flags is not None and rflags is not None:
+            assert len(found) == 1
+        elif delay is None and flags is not None and flags & SYN and not flags & ACK:
+            assert found and found[0] in ("S0", "RSTOS0", "SH", "OTH")
+        else:
+            assert len(found) <= 1

@@ -179,7 +179,7 @@ def conn_states(
     out = np.full(n, -1, dtype=np.int8)
     tcp, udp = proto == 6, proto == 17
     # One-direction records: with a partner (originator only) or alone.
-    sel = tcp & ~biflow & paired & is_orig & (code != _NONE)
+    sel = tcp & ~biflow & paired & is_orig & (code != _NONE) & (code[p] != _NONE)
     out[sel] = PAIR_STATE[code[sel], code[p][sel]]
     sel = tcp & ((~biflow & ~paired) | (biflow & (rp == 0)))
     out[sel] = LONE_STATE[code[sel]]
