@@ -173,3 +173,49 @@ def test_a_connection_gets_one_state_on_one_of_its_records(connections, random) 
             assert found and found[0] in ("S0", "RSTOS0", "SH", "OTH")
         else:
             assert len(found) <= 1
+
+
+def test_states_from_nfpcapd_flows_agree_with_the_pcap_reader(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The shared captures, once read by vigile's pcap reader (which follows Zeek's
+    state machine packet by packet) and once turned into NetFlow by nfpcapd: where both
+    give a connection a state, TCP states are equal; UDP differs only where a reply was
+    exported under other ports (IP fragments carry none), never the other way."""
+    require_tool("nfpcapd")
+    require_tool("nfdump")
+    pcaps = sorted((shared_data / "pcap").glob("*/*.pcap"))
+    flows = tmp_path / "flows"
+    for pcap in pcaps:
+        out = flows / pcap.stem
+        out.mkdir(parents=True)
+        cmd = ["nfpcapd", "-r", str(pcap), "-w", str(out)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    by_packets = _state_rows(tmp_path / "p.duckdb", pcaps)
+    by_flows = _state_rows(tmp_path / "n.duckdb", [flows])
+    pairs: Counter[tuple[str, str, str]] = Counter()
+    for key, (ts, state) in by_packets.items():
+        match = by_flows.get(key)
+        if match and abs(match[0] - ts) < 5 and state and match[1]:
+            pairs[(key[4], state, match[1])] += 1
+    tcp = {k: n for k, n in pairs.items() if k[0] == "tcp"}
+    assert sum(tcp.values()) >= 40
+    assert all(pcap == netflow for _, pcap, netflow in tcp)
+    udp_wrong = {k: n for k, n in pairs.items() if k[0] == "udp" and k[1] != k[2]}
+    assert set(udp_wrong) <= {("udp", "SF", "S0")}
+    assert sum(udp_wrong.values()) * 10 <= sum(n for k, n in pairs.items() if k[0] == "udp")
+
+
+def _state_rows(db: Path, paths: list[Path]) -> dict[tuple, tuple[float, str | None]]:
+    result = CliRunner().invoke(app, ["ingest", "--db", str(db), *map(str, paths)])
+    assert result.exit_code == 0, result.output
+    store = DuckDBStore(db)
+    try:
+        rows = store.scan("conn", ["ts", "src", "src_port", "dst", "dst_port", "proto"])
+        states = store.scan("conn", ["conn_state"])["conn_state"].to_pylist()
+    finally:
+        store.close()
+    return {
+        (r["src"], r["src_port"], r["dst"], r["dst_port"], r["proto"]): (r["ts"].timestamp(), s)
+        for r, s in zip(rows.to_pylist(), states, strict=True)
+    }
