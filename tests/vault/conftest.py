@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from tests.conftest import require_tool
-from tests.vault.dovecot import Dovecot, running_dovecot
+from tests.vault.dovecot import PASSWORD, Dovecot, running_dovecot
+from tests.vault.mailgen import fill, open_client
 
 from vigile.vault.settings import ImapAccount
 
@@ -28,3 +29,12 @@ _counter = iter(range(1_000_000))
 def account(dovecot: Dovecot) -> ImapAccount:
     """A fresh, empty account on the test Dovecot."""
     return dovecot.add_user(f"user{os.getpid()}x{next(_counter)}")
+
+
+@pytest.fixture
+def filled(account: ImapAccount) -> ImapAccount:
+    """A fresh account with 35 generated messages in three folders (one large)."""
+    client = open_client(account, PASSWORD)
+    fill(client, {"INBOX": 20, "Archive": 10, "Été": 5}, seed=11, large=1)
+    client.logout()
+    return account

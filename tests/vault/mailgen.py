@@ -75,6 +75,15 @@ def open_client(account: ImapAccount, password: str) -> IMAPClient:
     return client
 
 
+def expunge_first(account: ImapAccount, password: str, folder: str, count: int) -> None:
+    """Delete and expunge the first ``count`` messages of ``folder``."""
+    client = open_client(account, password)
+    client.select_folder(folder)
+    client.delete_messages(client.search("ALL")[:count])
+    client.expunge()
+    client.logout()
+
+
 def fill(
     client: IMAPClient, folders: dict[str, int], seed: int, large: int = 0, start: int = 0
 ) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from tests.vault.dovecot import PASSWORD, PASSWORD_ENV, Dovecot
-from tests.vault.mailgen import fill, open_client, snapshot_state
+from tests.vault.mailgen import expunge_first, fill, open_client, snapshot_state
 from typer.testing import CliRunner
 
 from vigile.cli import app
@@ -98,14 +98,6 @@ def message_records(vault_root: Path) -> list[tuple[str, int, int]]:
         return [(r.pack, r.offset, r.length) for r in vault.index.records() if r.kind == b"M"]
     finally:
         vault.close()
-
-
-@pytest.fixture
-def filled(account: ImapAccount) -> ImapAccount:
-    client = open_client(account, PASSWORD)
-    fill(client, {"INBOX": 20, "Archive": 10, "Été": 5}, seed=11, large=1)
-    client.logout()
-    return account
 
 
 def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> None:
@@ -384,11 +376,7 @@ def test_tls_and_starttls_with_a_pinned_ca(
 def test_dry_run_then_prune_keeps_the_newest_state(filled: ImapAccount, tmp_path: Path) -> None:
     config = write_config(tmp_path, filled, pack_mb=0.05)
     assert vigile(config, "backup").returncode == 0
-    client = open_client(filled, PASSWORD)
-    client.select_folder("Archive")
-    client.delete_messages(client.search("ALL")[:4])
-    client.expunge()
-    client.logout()
+    expunge_first(filled, PASSWORD, "Archive", 4)
     done = vigile(config, "restore", "-a", filled.name, "--to", "imap", "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     assert [r["change"] for r in rows(done)] == ["deleted since"] * 4
@@ -418,11 +406,7 @@ def test_a_prune_killed_before_indexing_its_new_pack_leaves_nothing_behind(
     config = write_config(tmp_path, filled, pack_mb=0.05)
     root = tmp_path / "vault"
     assert vigile(config, "backup").returncode == 0
-    client = open_client(filled, PASSWORD)
-    client.select_folder("Archive")
-    client.delete_messages(client.search("ALL")[:4])
-    client.expunge()
-    client.logout()
+    expunge_first(filled, PASSWORD, "Archive", 4)
     assert vigile(config, "backup").returncode == 0
     with Vault.open(root, SECRET, access=Access.DELETE) as vault:
         old = next(iter(vault.index.packs()))

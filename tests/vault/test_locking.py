@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.vault.dovecot import PASSWORD
-from tests.vault.mailgen import fill, open_client
+from tests.vault.mailgen import expunge_first, fill, open_client
 from tests.vault.test_faults import SECRET, rows, vigile, vigile_process, write_config
 
 from vigile.vault.backup import backup_account
@@ -84,14 +84,6 @@ def indexed(root: Path) -> tuple[set[str], set[bytes]]:
         return set(reader.index.packs()), {r.blob_id for r in reader.index.records()}
 
 
-@pytest.fixture
-def filled(account: ImapAccount) -> ImapAccount:
-    client = open_client(account, PASSWORD)
-    fill(client, {"INBOX": 20, "Archive": 10, "Été": 5}, seed=11, large=1)
-    client.logout()
-    return account
-
-
 def test_prune_cannot_change_the_index_while_a_backup_runs(
     account: ImapAccount, tmp_path: Path
 ) -> None:
@@ -155,11 +147,7 @@ def test_prune_and_readers_exclude_each_other(filled: ImapAccount, tmp_path: Pat
     config = write_config(tmp_path, filled, pack_mb=0.05)
     root = tmp_path / "vault"
     assert vigile(config, "backup").returncode == 0
-    client = open_client(filled, PASSWORD)
-    client.select_folder("Archive")
-    client.delete_messages(client.search("ALL")[:4])
-    client.expunge()
-    client.logout()
+    expunge_first(filled, PASSWORD, "Archive", 4)
     assert vigile(config, "backup").returncode == 0
     before = vault_files(root)
 

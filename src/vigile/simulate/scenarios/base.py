@@ -83,6 +83,20 @@ def pick_workstation(office: Any, index: int) -> int:
     return int(office.workstations[index % len(office.workstations)])
 
 
+def server_subnet_sweep(
+    office: Any, rng: np.random.Generator, targets: int, ports: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every port of ``ports`` on hosts 1 to ``targets`` of 10.20.1.0/24: the probes'
+    address ids, ports and whether the host is one of the office's servers, host by
+    host, and the random order they are sent in (indices into those)."""
+    hosts = office.vocabs.addr.ids([f"10.20.1.{i}" for i in range(1, targets + 1)])
+    dst = np.repeat(hosts, len(ports))
+    port = np.tile(np.array(ports, np.int32), len(hosts))
+    order = rng.permutation(len(dst))
+    live = np.isin(dst, np.array(list(office.servers.values()), np.int32))
+    return dst, port, live, order
+
+
 def attacker_address(office: Any, rng: np.random.Generator) -> int:
     """A fresh public address for attacker infrastructure."""
     from vigile.simulate.network import public_address

@@ -9,7 +9,13 @@ import numpy as np
 
 from vigile.simulate.flows import REJ, S0, SF, Flows, ephemeral_ports
 from vigile.simulate.network import Office
-from vigile.simulate.scenarios.base import DAY, Truth, pick_workstation, truth_for
+from vigile.simulate.scenarios.base import (
+    DAY,
+    Truth,
+    pick_workstation,
+    server_subnet_sweep,
+    truth_for,
+)
 
 TOP_PORTS = (
     21,
@@ -65,12 +71,8 @@ class PortScanScenario:
         self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
     ) -> tuple[Flows, Truth]:
         src = pick_workstation(office, self.host)
-        hosts = office.vocabs.addr.ids([f"10.20.1.{i}" for i in range(1, self.targets + 1)])
-        dst = np.repeat(hosts, len(TOP_PORTS))
-        port = np.tile(np.array(TOP_PORTS, np.int32), len(hosts))
-        order = rng.permutation(len(dst))
+        dst, port, live, order = server_subnet_sweep(office, rng, self.targets, TOP_PORTS)
         n = len(dst)
-        live = np.isin(dst, np.array(list(office.servers.values()), np.int32))
         state = np.where(live, np.where(rng.random(n) < 0.1, SF, REJ), S0)[order]
         flows = Flows.of(
             n,

@@ -9,7 +9,13 @@ import numpy as np
 
 from vigile.simulate.flows import S0, SF, UDP, Flows, ephemeral_ports
 from vigile.simulate.network import Office
-from vigile.simulate.scenarios.base import DAY, Truth, pick_workstation, truth_for
+from vigile.simulate.scenarios.base import (
+    DAY,
+    Truth,
+    pick_workstation,
+    server_subnet_sweep,
+    truth_for,
+)
 
 #: UDP services an intruder maps first: DNS, DHCP, TFTP, NTP, NetBIOS, SNMP, IKE,
 #: syslog, IPMI/RMCP, SSDP, mDNS (nmap's most common UDP ports).
@@ -37,14 +43,10 @@ class UdpScanScenario:
         self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
     ) -> tuple[Flows, Truth]:
         src = pick_workstation(office, self.host)
-        hosts = office.vocabs.addr.ids([f"10.20.1.{i}" for i in range(1, self.targets + 1)])
-        dst = np.repeat(hosts, len(UDP_PORTS))
-        port = np.tile(np.array(UDP_PORTS, np.int32), len(hosts))
-        order = rng.permutation(len(dst))
+        dst, port, live, order = server_subnet_sweep(office, rng, self.targets, UDP_PORTS)
         n = len(dst)
         # Live servers answer on some of their services (nmap sends each port's protocol
         # payload, so a listening service replies); the rest stays silent or sends ICMP.
-        live = np.isin(dst, np.array(list(office.servers.values()), np.int32))
         state = np.where(live & (rng.random(n) < 0.2), SF, S0)[order]
         flows = Flows.of(
             n,
