@@ -75,6 +75,8 @@ def test_template_then_data_gives_flows_with_times() -> None:
         180,
         None,
         None,
+        None,
+        None,
     )
     assert (r.templates, r.data_records, r.problems) == (1, 1, [])
 
@@ -123,13 +125,15 @@ def test_refresh_replaces_the_template() -> None:
 
 
 def test_enterprise_fields_are_skipped_and_reverse_fields_read() -> None:
-    fields = [*FIELDS, (1, 8), (2, 8), (77, 3)]
-    pens = {9: 29305, 10: 29305, 11: 9999}  # RFC 5103 reverse octets/packets, unknown PEN
+    fields = [*FIELDS, (1, 8), (2, 8), (77, 3), (6, 2), (6, 1)]
+    # RFC 5103 reverse octets/packets, unknown PEN, tcpControlBits and its reverse
+    pens = {9: 29305, 10: 29305, 11: 9999, 13: 29305}
     cache = TemplateCache()
     rec = record("10.0.0.1", "10.0.0.2", 3, 180) + struct.pack("!QQ", 5000, 7) + b"xyz"
+    rec += struct.pack("!HB", 0x1B, 0x14)
     r = decode(ipfix_msg([(2, template(300, fields, pens)), (300, rec)]), cache)
     (flow,) = r.flows
-    assert flow[7:] == (3, 180, 7, 5000)
+    assert flow[7:] == (3, 180, 7, 5000, 0x1B, 0x14)
 
 
 def test_variable_length_fields() -> None:

@@ -16,7 +16,8 @@ with a heartbeat, not a beacon in RITA's sense (repeated connections): its score
 capped at 0.6 (medium). It is not dropped, because a long-lived session to an
 address with no name is still worth a look; the reason and the numbers go to the
 explanation and to ``evidence["single_session"]``. Records without a connection
-state (NetFlow) are never judged: without the state, a reused port proves nothing.
+state (NetFlow records whose flags do not decide one) are never judged: without the
+state, a reused port proves nothing.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The nfcapd format is nfdump's own (versioned, compressed with LZO, LZ4, BZ2 or
 ZSTD); rather than re-implement it, vigile runs ``nfdump -r FILE -o json`` with
 ``TZ=UTC`` and reads the records it prints. Positions are record numbers.
+``conn_state`` comes from each record's ``tcp_flags``, the records of one batch
+paired by direction (:func:`vigile.ingest.netflow.state.conn_states`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,28 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
 
 import pyarrow as pa
 
 from vigile.errors import InputError, Location
 from vigile.ingest.base import Sink, SourceFile
+from vigile.ingest.netflow.state import conn_states
 from vigile.schema import TS
 
 MAGIC = b"\x0c\xa5"  # 0xA50C, little-endian, then the layout version (1 or 2)
 BATCH = 50_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INSTALL_HINT = (
     "reading nfcapd files needs the nfdump program, which is not installed; install it "
     "with `apt-get install nfdump` (Debian, Ubuntu) or `brew install nfdump` (macOS)"
 )
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
+#: nfdump prints TCP flags as eight characters, CWR ECE URG ACK PSH RST SYN FIN, "." unset.
+FLAG_BITS = (0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01)
+#: Columns kept for the state and dropped before the batch is stored.
+_WORK = ("_start_us", "_end_us", "_proto", "_flags")
 
 
 def _objects(stream: IO[str]) -> Iterator[str]:
@@ -45,6 +53,21 @@ def _objects(stream: IO[str]) -> Iterator[str]:
 
 def _time(text: Any) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _tcp_flags(text: Any) -> int | None:
+    """nfdump's ``tcp_flags`` (``"...AP.SF"``) as bits.
+
+    >>> _tcp_flags("...AP.SF"), _tcp_flags("......S."), _tcp_flags(None)
+    (27, 2, None)
+    """
+    if not isinstance(text, str) or len(text) != len(FLAG_BITS):
+        return None
+    return sum(bit for bit, c in zip(FLAG_BITS, text, strict=True) if c != ".")
+
+
+def _us(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(microseconds=1)
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +90,10 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "resp_ip_bytes": r.get("out_bytes"),
         "sensor": r.get("ip4_router") or r.get("ip6_router"),
         "open": False,
+        "_start_us": _us(start),
+        "_end_us": _us(end),
+        "_proto": proto,
+        "_flags": _tcp_flags(r.get("tcp_flags")),
     }
 
 
@@ -120,5 +147,11 @@ def _emit(sink: Sink, rows: list[dict[str, Any]]) -> None:
     types = {"ts": TS, "src_port": pa.int32(), "dst_port": pa.int32(), "duration": pa.float64()}
     columns = {name: pa.array([r[name] for r in rows], types.get(name)) for name in rows[0]}
     columns["orig_pkts"] = columns["orig_pkts"].cast(pa.int64())
+    start, end, proto, flags = (columns.pop(name) for name in _WORK)
+    keys = {name: columns[name] for name in ("src", "src_port", "dst", "dst_port")}
+    resp_pkts = columns["resp_pkts"].cast(pa.int64())
+    columns["conn_state"] = conn_states(
+        {**keys, "proto": proto}, start, end, flags, pa.nulls(len(rows), pa.int64()), resp_pkts
+    )
     sink.emit("conn", columns, len(rows))
     rows.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigile.ingest.netflow.state import conn_states
 from vigile.ingest.netflow.templates import Address, Flow, address_text
 from vigile.schema import CONN, TS, conform
 
@@ -14,26 +15,40 @@ PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 def flows_to_conn(
     flows: list[Flow], sensors: list[str], positions: list[int], source_id: int
 ) -> pa.RecordBatch:
-    """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null)."""
+    """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null).
+
+    ``conn_state`` comes from the TCP flags of the batch's records, paired by
+    direction (:func:`~vigile.ingest.netflow.state.conn_states`).
+    """
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())
     end = pa.array(cols[1], pa.int64())
+    src_ints, dst_ints = ipv4_numbers(cols[2]), ipv4_numbers(cols[4])
+    src, dst = addresses_text(cols[2], src_ints), addresses_text(cols[4], dst_ints)
+    sport, dport = pa.array(cols[3], pa.int32()), pa.array(cols[5], pa.int32())
+    protos = pa.array(cols[6], pa.int32())
+    resp_pkts = pa.array(cols[9], pa.int64())
+    ints = src_ints is not None and dst_ints is not None
+    keys = {"src": src_ints if ints else src, "dst": dst_ints if ints else dst}
+    keys |= {"src_port": sport, "dst_port": dport, "proto": protos}
+    flags, rflags = pa.array(cols[11], pa.int64()), pa.array(cols[12], pa.int64())
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
     return conform(
         CONN,
         {
             "ts": start.cast(TS),
-            "src": addresses_text(cols[2]),
-            "src_port": pa.array(cols[3], pa.int32()),
-            "dst": addresses_text(cols[4]),
-            "dst_port": pa.array(cols[5], pa.int32()),
-            "proto": proto_names(pa.array(cols[6], pa.int32())),
+            "src": src,
+            "src_port": sport,
+            "dst": dst,
+            "dst_port": dport,
+            "proto": proto_names(protos),
             "duration": duration,
             "orig_pkts": pa.array(cols[7], pa.int64()),
             "orig_ip_bytes": pa.array(cols[8], pa.int64()),
-            "resp_pkts": pa.array(cols[9], pa.int64()),
+            "resp_pkts": resp_pkts,
             "resp_ip_bytes": pa.array(cols[10], pa.int64()),
+            "conn_state": conn_states(keys, start, end, flags, rflags, resp_pkts),
             "open": pa.array([False] * n, pa.bool_()),
             "sensor": pa.array(sensors, pa.string()),
             "source_id": pa.array([source_id] * n, pa.int64()),
@@ -43,11 +58,19 @@ def flows_to_conn(
     )
 
 
-def addresses_text(values: tuple[Address, ...]) -> pa.Array:
-    """Flow addresses as text: IPv4 integers are formatted in bulk by Arrow."""
+def ipv4_numbers(values: tuple[Address, ...]) -> pa.Array | None:
+    """Flow addresses as a uint32 array when every one is IPv4, else None."""
     try:
-        ints = pa.array(values, pa.uint32())
+        return pa.array(values, pa.uint32())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+
+
+def addresses_text(values: tuple[Address, ...], ints: pa.Array | None = None) -> pa.Array:
+    """Flow addresses as text: IPv4 integers (``ints`` when already converted) are
+    formatted in bulk by Arrow."""
+    ints = ints if ints is not None else ipv4_numbers(values)
+    if ints is None:
         return pa.array([address_text(v) for v in values], pa.string())
     octets = [
         pc.cast(pc.bit_wise_and(pc.shift_right(ints, shift), 255), pa.string())

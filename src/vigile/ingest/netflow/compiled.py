@@ -44,7 +44,7 @@ def build_converter(
 
     >>> conv = build_converter({"src": 0, "dst": 1, "pkts": 2, "bytes": 3, "start_s": 4})
     >>> conv([(167772161, 167772162, 3, 180, 1)], 0, 0, str)
-    [(1000000, 0, 167772161, None, 167772162, None, 0, 3, 180, None, None)]
+    [(1000000, 0, 167772161, None, 167772162, None, 0, 3, 180, None, None, None, None)]
     """
     if "src" not in roles or "dst" not in roles:
         return None
@@ -71,6 +71,8 @@ def build_converter(
         val("bytes", "0"),
         val("rpkts", "None"),
         val("rbytes", "None"),
+        val("flags", "None"),
+        val("rflags", "None"),
     ]
     source = (
         "def convert(records, export_us, origin_ms, ntop6):\n"

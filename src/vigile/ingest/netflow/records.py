@@ -65,6 +65,7 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
     get = roles.get
     i_sp, i_dp, i_pr, i_icmp = get("sport"), get("dport"), get("proto"), get("icmp")
     i_pk, i_by, i_rpk, i_rby = get("pkts"), get("bytes"), get("rpkts"), get("rbytes")
+    i_fl, i_rfl = get("flags"), get("rflags")
     append = result.flows.append
     implausible = 0
     for rec in records:
@@ -86,6 +87,8 @@ def decode_records(tmpl: Template, body: bytes, base: TimeBase, result: DecodeRe
             _int(rec[i_by]) if i_by is not None else 0,
             _int(rec[i_rpk]) if i_rpk is not None else None,
             _int(rec[i_rby]) if i_rby is not None else None,
+            _int(rec[i_fl]) if i_fl is not None else None,
+            _int(rec[i_rfl]) if i_rfl is not None else None,
         )
         if not _plausible(flow):
             implausible += 1

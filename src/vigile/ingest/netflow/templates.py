@@ -23,12 +23,25 @@ from dataclasses import dataclass, field
 
 from vigile.ingest.netflow.compiled import Converter, build_converter
 
-#: start_us, end_us, src, src_port, dst, dst_port, proto, pkts, bytes, rev_pkts, rev_bytes.
+#: start_us, end_us, src, src_port, dst, dst_port, proto, pkts, bytes, rev_pkts, rev_bytes,
+#: tcp_flags, rev_tcp_flags (the OR of the TCP flags of each direction's packets).
 #: Addresses are IPv4 as a 32-bit integer (turned to text in bulk when stored, which is
 #: far cheaper than one ``inet_ntoa`` per flow) or IPv6 as text; see :func:`address_text`.
 Address = int | str
 Flow = tuple[
-    int, int, Address, int | None, Address, int | None, int, int, int, int | None, int | None
+    int,
+    int,
+    Address,
+    int | None,
+    Address,
+    int | None,
+    int,
+    int,
+    int,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
 ]
 
 REVERSE_PEN = 29305  # RFC 5103 §6.1
@@ -53,6 +66,8 @@ ROLES: dict[tuple[int, int], str] = {
     (85, REVERSE_PEN): "rbytes",
     (2, REVERSE_PEN): "rpkts",
     (86, REVERSE_PEN): "rpkts",
+    (6, 0): "flags",  # tcpControlBits
+    (6, REVERSE_PEN): "rflags",
     (22, 0): "start_uptime",
     (21, 0): "end_uptime",
     (150, 0): "start_s",

@@ -12,7 +12,7 @@ from vigile.ingest.netflow.templates import DecodeError, DecodeResult, Flow
 HEADER = struct.Struct("!HHIIIIBBH")
 #: srcaddr dstaddr (nexthop input output) dPkts dOctets First Last srcport dstport
 #: (pad1 tcp_flags) prot (tos src_as dst_as src_mask dst_mask pad2)
-RECORD = struct.Struct("!II8xIIIIHH2xB9x")
+RECORD = struct.Struct("!II8xIIIIHHxBB9x")
 MAX_COUNT = 30
 
 
@@ -21,7 +21,7 @@ def decode(data: bytes, exporter: str) -> DecodeResult:
 
     >>> hdr = HEADER.pack(5, 1, 10_000, 1_700_000_000, 0, 41, 0, 0, 0)
     >>> rec = RECORD.pack(0x0A000001, 0x0A000002, 3, 180, 9_000,
-    ...     9_500, 40000, 53, 17)
+    ...     9_500, 40000, 53, 0, 17)
     >>> r = decode(hdr + rec, "192.0.2.1")
     >>> r.sequence, r.flows[0][2:9]
     (41, (167772161, 40000, 167772162, 53, 17, 3, 180))
@@ -38,13 +38,15 @@ def decode(data: bytes, exporter: str) -> DecodeResult:
         )
     export_us = secs * 1_000_000 + nsecs // 1000
     flows: list[Flow] = []
-    for src, dst, pkts, octets, first, last, sport, dport, proto in RECORD.iter_unpack(
+    for src, dst, pkts, octets, first, last, sport, dport, flags, proto in RECORD.iter_unpack(
         data[HEADER.size :]
     ):
         start = export_us - ((uptime - first) & 0xFFFFFFFF) * 1000
         end = export_us - ((uptime - last) & 0xFFFFFFFF) * 1000
         if proto == 1:  # the ICMP type and code travel in the destination port
             sport, dport = dport >> 8, dport & 0xFF
-        flows.append((start, end, src, sport, dst, dport, proto, pkts, octets, None, None))
+        flows.append(
+            (start, end, src, sport, dst, dport, proto, pkts, octets, None, None, flags, None)
+        )
     domain = engine_type << 8 | engine_id
     return DecodeResult(5, domain, sequence, flows, data_records=count)

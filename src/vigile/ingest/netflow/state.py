@@ -1,0 +1,249 @@
+"""Zeek connection states for flow records, from their cumulative TCP flags.
+
+A flow record carries the OR of the TCP flags of its packets (NetFlow v5
+``tcp_flags``, v9/IPFIX element 6 ``tcpControlBits``, RFC 5103 reverse element
+6/29305 for a biflow's other side, nfdump's ``tcp_flags``). Each side's flags give
+that endpoint's state as Zeek's TCP analyser names it, and the two endpoint states
+give ``conn_state`` by Zeek's own ``conn_state`` function
+(https://docs.zeek.org/en/master/scripts/base/protocols/conn/main.zeek.html),
+transcribed in :func:`zeek_tcp_state`.
+
+NetFlow is mostly one record per direction, so the records of one batch (a
+collector batch, an nfcapd file) are paired first: a record pairs with the record
+of the reversed 5-tuple whose time span lies within :data:`PAIR_SLACK_US` of its
+own (the nearest one when several do). Contract of :func:`conn_states`:
+
+* The state goes on the **originator's** record: the side that sent a SYN without
+  an ACK, else the earlier record, else the one sent to the lower port. The
+  responder's record of a pair gets null, so a connection has one state, as in
+  Zeek's conn log, and a detector never takes the responder for the prober.
+* A TCP record with no partner gets a state only when its flags decide it: a SYN
+  without an ACK (the sender never completed a handshake: ``S0``, or ``RSTOS0``
+  with a RST, ``SH`` with a FIN). Any other lone record (SYN and ACK, ACK only)
+  stays null: the sender may be either side, and its peer's record is more often
+  unexported (one-interface, ingress-only export) than absent.
+* UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known).
+* A biflow (reverse counters present) is judged alone; when its reverse side is the
+  one that sent the lone SYN (the record's ``src`` is the responder) it stays null.
+* ``history`` is not derived: flags are ORed, so the order of the events and
+  whether a segment carried data are lost, and a history would be invented.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+#: Two records of one connection start and end within this of each other (a RST
+#: answering a SYN is a separate one-packet record a round trip later).
+PAIR_SLACK_US = 5_000_000
+_NONE = 16  # flag code of a side that was not seen
+
+
+def _endpoint(flags: int | None, peer_acked: bool) -> str:
+    """Zeek's endpoint state (``TCP_*``) from the OR of one side's flags."""
+    if flags is None:
+        return "INACTIVE"
+    if flags & RST:
+        return "RESET"
+    if flags & FIN:
+        return "CLOSED"
+    if not flags & SYN:
+        return "PARTIAL"
+    if flags & ACK:
+        return "ESTABLISHED" if peer_acked else "SYN_ACK_SENT"
+    return "SYN_SENT"
+
+
+def zeek_tcp_state(orig: int, resp: int | None) -> str:
+    """Zeek's ``conn_state`` for an originator's and a responder's ORed TCP flags.
+
+    ``resp`` is None when no record of the responder was seen. Where Zeek looks at
+    payload sizes (``REJ`` after resets from both sides) or the history
+    (``RSTOS0``), flags stand in: no ACK from the originator means no handshake.
+
+    >>> zeek_tcp_state(SYN, None), zeek_tcp_state(SYN, RST | ACK)
+    ('S0', 'REJ')
+    >>> zeek_tcp_state(SYN | ACK | FIN, SYN | ACK | FIN), zeek_tcp_state(SYN | RST, SYN | ACK)
+    ('SF', 'RSTO')
+    """
+    os = _endpoint(orig, True)
+    rs = _endpoint(resp, bool(orig & ACK))
+    o_inactive = os in ("INACTIVE", "PARTIAL")
+    r_inactive = rs in ("INACTIVE", "PARTIAL")
+    if rs == "RESET":
+        if os in ("SYN_SENT", "SYN_ACK_SENT"):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os == "RESET":
+        if r_inactive:
+            return "RSTOS0" if orig & SYN and not orig & (ACK | FIN) else "OTH"
+        return "RSTO"
+    if rs == "CLOSED" and os == "CLOSED":
+        return "SF"
+    if os == "CLOSED":
+        return "SH" if r_inactive else "S2"
+    if rs == "CLOSED":
+        return "SHR" if o_inactive else "S3"
+    if os == "SYN_SENT" and rs == "INACTIVE":
+        return "S0"
+    if os == "ESTABLISHED" and rs == "ESTABLISHED":
+        return "S1"
+    return "OTH"
+
+
+def _code(flags: int | None) -> int:
+    """The flags that matter (FIN, SYN, RST, ACK) as 0..15; 16 when the side is unseen."""
+    return _NONE if flags is None else (flags & 7) | (8 if flags & ACK else 0)
+
+
+def _flags(code: int) -> int | None:
+    return None if code == _NONE else (code & 7) | (ACK if code & 8 else 0)
+
+
+#: The states as indices into this list (-1: no state), so batches are set in numpy.
+STATES = ["S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR"]
+STATES.append("OTH")
+_S0, _SF = STATES.index("S0"), STATES.index("SF")
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """Every (originator, responder) flag code's state index, and a lone record's."""
+    pair = np.full((_NONE + 1, _NONE + 1), -1, dtype=np.int8)
+    for o in range(_NONE):
+        for r in range(_NONE + 1):
+            pair[o, r] = STATES.index(zeek_tcp_state(_flags(o) or 0, _flags(r)))
+    alone = np.array([pair[o, _NONE] if o & SYN and not o & 8 else -1 for o in range(17)])
+    alone[_NONE] = -1
+    return pair, alone.astype(np.int8)
+
+
+PAIR_STATE, LONE_STATE = _tables()
+
+
+def conn_states(
+    keys: dict[str, pa.Array],
+    start_us: pa.Array,
+    end_us: pa.Array,
+    flags: pa.Array,
+    rflags: pa.Array,
+    rpkts: pa.Array,
+) -> pa.Array:
+    """The ``conn_state`` of each record of one batch (see the module contract).
+
+    Args:
+        keys: ``src``, ``src_port``, ``dst``, ``dst_port`` and ``proto`` (IP protocol
+            number) of each record; addresses as text, or IPv4 as integers.
+        start_us: Record start, Unix microseconds.
+        end_us: Record end, Unix microseconds.
+        flags: ORed TCP flags of the record (null when the exporter sent none).
+        rflags: A biflow's reverse-direction flags (null when absent).
+        rpkts: A biflow's reverse packets; null marks a one-direction record.
+
+    >>> k = {"src": pa.array(["a", "b"]), "src_port": pa.array([5000, 80]),
+    ...      "dst": pa.array(["b", "a"]), "dst_port": pa.array([80, 5000]),
+    ...      "proto": pa.array([6, 6])}
+    >>> t = pa.array([0, 1000])
+    >>> conn_states(k, t, t, pa.array([2, 20]), pa.nulls(2, pa.int64()),
+    ...     pa.nulls(2, pa.int64())).to_pylist()
+    ['REJ', None]
+    """
+    n = len(start_us)
+    proto = _np(keys["proto"], 0)
+    start, end = _np(start_us, 0), _np(end_us, 0)
+    fl = _np(flags, -1)
+    code = np.where(fl < 0, _NONE, (fl & 7) | np.where(fl & ACK, 8, 0))
+    rfl = _np(rflags, -1)
+    rcode = np.where(rfl < 0, _NONE, (rfl & 7) | np.where(rfl & ACK, 8, 0))
+    rp = _np(rpkts, -1)
+    biflow = rp >= 0
+    partner = _partners(keys, proto, start, end, biflow)
+    paired = partner >= 0
+    p = np.where(paired, partner, 0)
+    syn_only = (code & 2 != 0) & (code & 8 == 0) & (code != _NONE)
+    is_orig = np.where(
+        syn_only != syn_only[p],
+        syn_only,
+        np.where(
+            start != start[p],
+            start < start[p],
+            np.where(
+                _np(keys["dst_port"], 0) != _np(keys["src_port"], 0),
+                _np(keys["dst_port"], 0) < _np(keys["src_port"], 0),
+                np.arange(n) < p,
+            ),
+        ),
+    )
+    out = np.full(n, -1, dtype=np.int8)
+    tcp, udp = proto == 6, proto == 17
+    # One-direction records: with a partner (originator only) or alone.
+    sel = tcp & ~biflow & paired & is_orig & (code != _NONE) & (code[p] != _NONE)
+    out[sel] = PAIR_STATE[code[sel], code[p][sel]]
+    sel = tcp & ((~biflow & ~paired) | (biflow & (rp == 0)))
+    out[sel] = LONE_STATE[code[sel]]
+    # Biflows with both sides' flags, unless the reverse side is the one that opened.
+    r_syn_only = (rcode & 2 != 0) & (rcode & 8 == 0) & (rcode != _NONE)
+    sel = tcp & biflow & (rp > 0) & (code != _NONE) & (rcode != _NONE)
+    sel &= ~(r_syn_only & ~syn_only)
+    out[sel] = PAIR_STATE[code[sel], rcode[sel]]
+    out[udp & ((~biflow & ~paired) | (biflow & (rp == 0)))] = _S0
+    out[udp & ((~biflow & paired & is_orig) | (biflow & (rp > 0)))] = _SF
+    return pc.take(pa.array(STATES), pa.array(out, mask=out < 0))
+
+
+def _np(values: pa.Array, null: int) -> np.ndarray:
+    """An integer Arrow array as int64 numpy, nulls as ``null``."""
+    return np.asarray(pc.fill_null(values.cast(pa.int64()), null).to_numpy(zero_copy_only=False))
+
+
+def _partners(
+    keys: dict[str, pa.Array],
+    proto: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    biflow: np.ndarray,
+) -> np.ndarray:
+    """For each record, the index of its reverse-direction record, or -1."""
+    n = len(start)
+    partner = np.full(n, -1, dtype=np.int64)
+    candidates = np.flatnonzero(~biflow & ((proto == 6) | (proto == 17)))
+    if len(candidates) < 2:
+        return partner
+    # Endpoints as integers (address << 24 | port << 8 | protocol): joining on two int64
+    # columns is several times cheaper than on four text and number columns. IPv4
+    # addresses given as integers are used as they are; others are numbered.
+    take = pa.array(candidates)
+    src, dst = keys["src"].take(take), keys["dst"].take(take)
+    if pa.types.is_integer(src.type) and pa.types.is_integer(dst.type):
+        a_ids, b_ids = _np(src, 0), _np(dst, 0)
+    else:
+        texts = pa.chunked_array([src.cast(pa.string()), dst.cast(pa.string())])
+        ids = np.asarray(pc.dictionary_encode(texts).combine_chunks().indices, dtype=np.int64)
+        a_ids, b_ids = ids[: len(candidates)], ids[len(candidates) :]
+    proto_c = proto[candidates]
+    here = a_ids << 24 | _np(keys["src_port"].take(take), 0) << 8 | proto_c
+    there = b_ids << 24 | _np(keys["dst_port"].take(take), 0) << 8 | proto_c
+    # Only records whose endpoints both appear reversed somewhere can have a partner:
+    # in a one-direction export that is almost none, and the join is skipped.
+    maybe = np.isin(here, there) & np.isin(there, here)
+    if maybe.sum() < 2:
+        return partner
+    take, here, there = take.filter(pa.array(maybe)), here[maybe], there[maybe]
+    times = {"s": start[candidates][maybe], "e": end[candidates][maybe]}
+    left = pa.table({"i": take, "a": here, "b": there, **times})
+    right = pa.table({"j": take, "a": there, "b": here, "s2": times["s"], "e2": times["e"]})
+    m = left.join(right, ["a", "b"], join_type="inner")
+    if not m.num_rows:
+        return partner
+    i, j = m["i"].to_numpy(), m["j"].to_numpy()
+    s, e, s2, e2 = (m[c].to_numpy() for c in ("s", "e", "s2", "e2"))
+    ok = (i != j) & (s2 <= e + PAIR_SLACK_US) & (s <= e2 + PAIR_SLACK_US)
+    i, j, dist = i[ok], j[ok], np.abs(s[ok] - s2[ok])
+    order = np.lexsort((j, dist, i))
+    i, j = i[order], j[order]
+    first = np.ones(len(i), dtype=bool)
+    first[1:] = i[1:] != i[:-1]
+    partner[i[first]] = j[first]
+    return partner

@@ -1,0 +1,96 @@
+"""A small capture with a TCP SYN scan and ordinary traffic, written with dpkt.
+
+No shared capture holds a port scan with its answers, so the packets are built here,
+as a scanner's kernel and its target's would send them:
+
+* ``SCANNER`` SYN-scans ``TARGET`` on ports 1..40 from one source port (as
+  ``nmap -sS`` does): closed ports answer RST/ACK (Zeek ``REJ``), ports in
+  :data:`FILTERED` answer nothing (``S0``), ports in :data:`OPEN` answer SYN/ACK and
+  the scanner resets (``RSTO``).
+* ``CLIENT`` makes :data:`WEB_CONNECTIONS` complete HTTP connections to ``TARGET``:80
+  (handshake, request, response, FIN both ways: ``SF``), one answered DNS query to
+  ``RESOLVER`` (UDP ``SF``) and one unanswered SNMP query (UDP ``S0``).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import dpkt
+
+SCANNER, TARGET, CLIENT, RESOLVER, SILENT = (
+    "203.0.113.66",
+    "10.1.0.5",
+    "10.1.0.9",
+    "10.1.0.53",
+    "10.1.0.77",
+)
+SCAN_PORT = 61234
+OPEN = (22, 25)
+FILTERED = (10, 11, 12, 13)
+PORTS = range(1, 41)
+WEB_CONNECTIONS = 3
+START = 1_700_000_000.0
+SYN, RST, PSH, ACK, FIN = dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK, 1
+ETH = dict(src=b"\x02\x00\x00\x00\x00\x01", dst=b"\x02\x00\x00\x00\x00\x02")
+
+
+def _ip(src: str, dst: str, l4: dpkt.Packet, proto: int) -> bytes:
+    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=64)
+    ip.data = l4
+    ip.len = 20 + len(bytes(l4))
+    return bytes(dpkt.ethernet.Ethernet(data=ip, type=dpkt.ethernet.ETH_TYPE_IP, **ETH))
+
+
+def _tcp(src: str, sport: int, dst: str, dport: int, flags: int, data: bytes = b"") -> bytes:
+    seg = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000, data=data)
+    return _ip(src, dst, seg, dpkt.ip.IP_PROTO_TCP)
+
+
+def _udp(src: str, sport: int, dst: str, dport: int, data: bytes) -> bytes:
+    dgram = dpkt.udp.UDP(sport=sport, dport=dport, data=data)
+    dgram.ulen = 8 + len(data)
+    return _ip(src, dst, dgram, dpkt.ip.IP_PROTO_UDP)
+
+
+def packets() -> list[tuple[float, bytes]]:
+    """(time, frame) pairs in time order."""
+    out: list[tuple[float, bytes]] = []
+    t = START
+    for port in PORTS:
+        out.append((t, _tcp(SCANNER, SCAN_PORT, TARGET, port, SYN)))
+        if port in OPEN:
+            out.append((t + 0.001, _tcp(TARGET, port, SCANNER, SCAN_PORT, SYN | ACK)))
+            out.append((t + 0.002, _tcp(SCANNER, SCAN_PORT, TARGET, port, RST)))
+        elif port not in FILTERED:
+            out.append((t + 0.001, _tcp(TARGET, port, SCANNER, SCAN_PORT, RST | ACK)))
+        t += 0.05
+    for i in range(WEB_CONNECTIONS):
+        c, s, t = (CLIENT, 50000 + i), (TARGET, 80), t + 1
+        exchange = [
+            (c, s, SYN, b""),
+            (s, c, SYN | ACK, b""),
+            (c, s, ACK, b""),
+            (c, s, PSH | ACK, b"GET / HTTP/1.1\r\nHost: target\r\n\r\n"),
+            (s, c, PSH | ACK, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (c, s, FIN | ACK, b""),
+            (s, c, FIN | ACK, b""),
+            (c, s, ACK, b""),
+        ]
+        for k, ((a, ap), (b, bp), flags, data) in enumerate(exchange):
+            out.append((t + k * 0.01, _tcp(a, ap, b, bp, flags, data)))
+    t += 1
+    out.append((t, _udp(CLIENT, 40000, RESOLVER, 53, b"\x12\x34" + b"\x00" * 10)))
+    out.append((t + 0.01, _udp(RESOLVER, 53, CLIENT, 40000, b"\x12\x34\x81\x80" + b"\x00" * 8)))
+    out.append((t + 0.5, _udp(CLIENT, 40001, SILENT, 161, b"\x30\x00")))
+    return sorted(out, key=lambda p: p[0])
+
+
+def write_capture(path: Path) -> Path:
+    """Write :func:`packets` as a pcap file; returns ``path``."""
+    with path.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for ts, frame in packets():
+            writer.writepkt(frame, ts=ts)
+    return path
