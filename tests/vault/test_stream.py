@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import random
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -119,20 +121,45 @@ def test_abandoned_fetch_is_reconnected_not_misread(
         retrying.close()
 
 
+def _small_receive_buffer(address: tuple[str, int], timeout: object = None, *_: object) -> Any:
+    """``socket.create_connection`` with a 256 KiB receive buffer, set before connecting
+    (the kernel may otherwise grow it to tens of MB and take a whole folder in)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+    if isinstance(timeout, int | float):
+        sock.settimeout(timeout)
+    sock.connect(address)
+    return sock
+
+
+def _kicked(dovecot: Dovecot, user: str) -> None:
+    """Disconnect ``user`` and wait until Dovecot has closed the connection."""
+    dovecot.doveadm("kick", user)
+    deadline = time.monotonic() + 30
+    while user in dovecot.doveadm("who", "-1") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_one_pass_fetch_resumes_after_a_disconnect(
-    dovecot: Dovecot, inbox: tuple[ImapAccount, dict[int, bytes]]
+    dovecot: Dovecot,
+    inbox: tuple[ImapAccount, dict[int, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     account, expected = inbox
     listed = ImapSource(account)
     metas = {m.uid: m for m in listed.metadata("INBOX")}
     listed.close()
+    # With the reader paused until Dovecot has let go, a small receive buffer makes sure
+    # the rest of the folder (more than 10 MB) is still on the server's side: the fetch
+    # is cut, whatever the machine's load.
+    monkeypatch.setattr(socket, "create_connection", _small_receive_buffer)
     sleeps: list[float] = []
     source = RetryingSource(lambda: ImapSource(account), sleep=sleeps.append)
     got: dict[int, bytes] = {}
     try:
         for message in source.fetch_folder("INBOX"):
             if not got:  # the 2 MB messages come first: the rest is still on the server
-                dovecot.doveadm("kick", account.username)
+                _kicked(dovecot, account.username)
             assert message.meta.uid not in got and message.meta == metas[message.meta.uid]
             got[message.meta.uid] = message.raw
         assert list(got) == sorted(got)
