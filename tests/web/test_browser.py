@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
 from tests.conftest import ROOT
 from tests.web.conftest import BEACON_SRC, PASSWORD, USER, StoreFacts, build_store
+from tests.web.served import serving, vigile
 
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = (
@@ -62,53 +59,15 @@ def browser() -> Iterator[WebDriver]:
     driver.quit()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _vigile(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vigile", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, StoreFacts]]:
     facts = build_store(tmp_path_factory.mktemp("e2e") / "vigile.duckdb", with_user=False)
-    added = _vigile(
+    added = vigile(
         "user", "add", USER, "--db", str(facts.path), "--password-stdin", stdin=PASSWORD + "\n"
     )
     assert added.returncode == 0, added.stderr
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vigile", "serve", "--db", str(facts.path), "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("vigile serve did not start listening within 60 s")
-        yield f"http://127.0.0.1:{port}", facts
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serving(facts.path) as base:
+        yield base, facts
 
 
 def _shot(driver: WebDriver, name: str) -> None:
@@ -233,7 +192,7 @@ def test_report_offline_in_browser(
     copy = tmp_path / "copy.duckdb"
     shutil.copy(facts.path, copy)  # the running console holds the original open
     out = tmp_path / "report.html"
-    done = _vigile("report", "--html", str(out), "--db", str(copy))
+    done = vigile("report", "--html", str(out), "--db", str(copy))
     assert done.returncode == 0, done.stderr
     browser.get(out.as_uri())
     WebDriverWait(browser, 60).until(

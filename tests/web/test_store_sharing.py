@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,29 +24,11 @@ from pathlib import Path
 
 import pytest
 from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
+from tests.web.served import serving, vigile
 
 from vigile.web.access import REQUEST_WAIT, RETRY_AFTER
 
 CAPTURE = Path("pcap/caldera/ragdoll.pcap")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _vigile(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VIGILE_STORE_WAIT": "30"}
-    return subprocess.run(
-        [sys.executable, "-m", "vigile", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env=env,
-    )
 
 
 @dataclass
@@ -77,40 +57,16 @@ class Console:
             assert r.status == 200 and r.url.endswith("/")  # redirected to the overview
 
 
-def _wait_listening(server: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stdout.read() if server.stdout else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail("vigile serve did not start listening within 60 s")
-
-
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
     facts = build_store(tmp_path / "vigile.duckdb")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vigile", "serve", "--db", str(facts.path), "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        _wait_listening(server, port)
+    with serving(facts.path) as base:
         opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
-        running = Console(f"http://127.0.0.1:{port}", facts, opener)
+        running = Console(base, facts, opener)
         running.log_in()
         yield running
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_ingest_hunt_and_user_add_while_the_console_runs(
@@ -121,9 +77,9 @@ def test_ingest_hunt_and_user_add_while_the_console_runs(
     assert [i["path"] for i in json.loads(before)["inputs"]] == ["logs/2026-03-02/conn.log.gz"]
 
     capture = shared_data / CAPTURE
-    done = _vigile("ingest", str(capture), "--db", str(console.facts.path))
+    done = vigile("ingest", str(capture), "--db", str(console.facts.path))
     assert done.returncode == 0, done.stderr
-    added = _vigile(
+    added = vigile(
         "user", "add", "second", "--db", str(console.facts.path), "--password-stdin",
         stdin="another long password\n",
     )  # fmt: skip
@@ -139,7 +95,7 @@ def test_ingest_hunt_and_user_add_while_the_console_runs(
     ingest = json.loads(overview)["ingest"]
     assert ingest["rows"]["conn"] == console.facts.conn_rows + inputs[str(capture)]["rows_conn"]
 
-    hunted = _vigile("hunt", "--db", str(console.facts.path), "--json", "--limit", "1")
+    hunted = vigile("hunt", "--db", str(console.facts.path), "--json", "--limit", "1")
     assert hunted.returncode == 0, hunted.stderr
     top = json.loads(hunted.stdout.splitlines()[0])
     status, _, body = console.get(f"/api/findings/{top['id']}")
