@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def missing(reason: str, hint: str = "") -> NoReturn:
+    """Stop a test whose requirement is missing: fail under ``CI=true`` (CI must never
+    pass by skipping), skip elsewhere. ``hint`` is added to the failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}{hint}")
+    pytest.skip(reason)
 
 
 def shared_data_dir() -> Path:
@@ -24,9 +33,7 @@ def shared_data() -> Path:
     """The shared real-data folder; fails under CI when missing, else skips."""
     path = shared_data_dir()
     if not path.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared test data missing at {path} (required under CI)")
-        pytest.skip(f"shared test data not found at {path}")
+        missing(f"shared test data not found at {path}", " (required under CI)")
     return path
 
 
@@ -36,7 +43,5 @@ def require_tool(name: str) -> str:
 
     found = shutil.which(name)
     if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is not installed (.ci/run installs it)")
-        pytest.skip(f"{name} is not installed")
+        missing(f"{name} is not installed", " (.ci/run installs it)")
     return found

@@ -23,6 +23,7 @@ import os
 os.environ["VIGILE_JIT"] = "1"  # before vigile.jit is imported: every kernel a dispatcher
 
 import importlib
+import itertools
 import json
 import pkgutil
 import shutil
@@ -83,12 +84,13 @@ def build(out: Path = jit.HERE) -> dict[str, Any]:
     cc.output_dir = str(work)
     cc.target_cpu = binding.get_host_cpu_name()
     exports: dict[str, list[dict[str, Any]]] = {}
+    names = (f"k{n}" for n in itertools.count())
     for key, (dispatcher, signatures) in sorted(jit.REGISTRY.items()):
         for text in signatures:
             args, _ = normalize_signature(text)
             dispatcher.compile(args)
             signature = dispatcher.overloads[tuple(args)].signature
-            name = f"k{sum(map(len, exports.values()))}"
+            name = next(names)
             cc.export(name, signature)(dispatcher.py_func)
             exports.setdefault(key, []).append({"name": name, "args": [_spec(a) for a in args]})
     original = compiler.Flags

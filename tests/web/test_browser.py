@@ -8,7 +8,6 @@ HTML report is opened from disk with the same browser, offline.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
-from tests.conftest import ROOT
+from tests.conftest import ROOT, missing
 from tests.web.conftest import BEACON_SRC, PASSWORD, USER, StoreFacts, build_store
 from tests.web.served import serving, vigile
 
@@ -40,9 +39,7 @@ FLAGS = (
 
 def _need(path: str) -> str:
     if not Path(path).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} is missing (.ci/run installs chromium and chromium-driver)")
-        pytest.skip(f"{path} is missing")
+        missing(f"{path} is missing", " (.ci/run installs chromium and chromium-driver)")
     return path
 
 

@@ -221,38 +221,32 @@ def _connect(
             raise StoreError(f"cannot open store {location}: {e}") from None
 
 
-def _rename_legacy_hash(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring a store written with ``sources.sha256`` to ``content_hash`` (one transaction).
+def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a store written by an older vigile to the current schema.
 
-    Asked of ``duckdb_columns()``, not ``information_schema.columns``: the view costs 25 ms
-    of every store's opening, the table function 3 ms.
+    The columns are asked of ``duckdb_columns()`` once, not of
+    ``information_schema.columns``: the view costs 25 ms of every store's opening, the
+    table function 3 ms.
     """
-    found = con.execute(
-        "SELECT 1 FROM duckdb_columns() WHERE table_name = 'sources' AND column_name = 'sha256'"
-    ).fetchall()
-    if not found:
-        return
-    con.execute("BEGIN TRANSACTION")
-    con.execute("ALTER TABLE sources RENAME COLUMN sha256 TO content_hash")
-    con.execute("UPDATE sources SET content_hash = 'sha256:' || content_hash")
-    con.execute("COMMIT")
-
-
-def _add_finding_scope(con: duckdb.DuckDBPyConnection) -> None:
-    """Give a ``findings`` table written before the scope columns existed those columns.
-
-    They are nullable and last in :data:`vigile.schema.FINDINGS`, so appending them
-    gives the table the schema's column order; old rows keep a null scope.
-    """
-    have = {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'findings'"
-        ).fetchall()
-    }
-    for col in FINDINGS.columns:
-        if col.name not in have:
-            con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
+    have: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE table_name IN ('sources', 'findings')"
+    ).fetchall():
+        have.setdefault(table, set()).add(column)
+    # ``sources.sha256`` became ``content_hash`` (one transaction).
+    if "sha256" in have.get("sources", set()):
+        con.execute("BEGIN TRANSACTION")
+        con.execute("ALTER TABLE sources RENAME COLUMN sha256 TO content_hash")
+        con.execute("UPDATE sources SET content_hash = 'sha256:' || content_hash")
+        con.execute("COMMIT")
+    # ``findings`` gained its scope columns: nullable and last in
+    # :data:`vigile.schema.FINDINGS`, so appending them gives the table the schema's
+    # column order; old rows keep a null scope.
+    if "findings" in have:
+        for col in FINDINGS.columns:
+            if col.name not in have["findings"]:
+                con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
 
 
 def _lock_holder(message: str) -> str:
@@ -295,10 +289,9 @@ class DuckDBStore:
         self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if prepare and not read_only:
-            _rename_legacy_hash(self._con)
+            _upgrade(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
-            _add_finding_scope(self._con)
 
     # -- writes -------------------------------------------------------------------------
     def source_hashes(self, size_bytes: int) -> set[str]:
