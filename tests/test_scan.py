@@ -85,23 +85,24 @@ def test_udp_clients_are_not_scanners(tmp_path: Path) -> None:
     assert not clients & {f["src"] for f in got}
 
 
-def test_the_unanswered_share_is_what_spares_the_resolver(tmp_path: Path) -> None:
+def _golden_scan_with(tmp_path: Path, settings: str) -> list[dict]:
+    """The scan detector's findings on the golden input with ``[detectors.scan]`` set."""
     folder = tmp_path / "input"
     shutil.copytree(GOLDEN / "scan" / "input", folder)
     with (folder / "vigile.toml").open("a", encoding="utf-8") as f:
-        f.write("\n[detectors.scan]\nudp_min_unanswered_share = 0.0\n")
-    got = regenerate.findings_for("scan", folder, tmp_path / "g.duckdb")
+        f.write(f"\n[detectors.scan]\n{settings}\n")
+    return regenerate.findings_for("scan", folder, tmp_path / "g.duckdb")
+
+
+def test_the_unanswered_share_is_what_spares_the_resolver(tmp_path: Path) -> None:
+    got = _golden_scan_with(tmp_path, "udp_min_unanswered_share = 0.0")
     (resolver,) = [f for f in got if f["src"] == "10.0.0.53"]
     assert resolver["evidence"]["max_hosts_on_one_port"] == 30
     assert resolver["evidence"]["thresholds"]["udp_min_unanswered_share"] == 0.0
 
 
 def test_udp_thresholds_come_from_the_config(tmp_path: Path) -> None:
-    folder = tmp_path / "input"
-    shutil.copytree(GOLDEN / "scan" / "input", folder)
-    with (folder / "vigile.toml").open("a", encoding="utf-8") as f:
-        f.write("\n[detectors.scan]\nudp_port_threshold = 41\nudp_addr_threshold = 56\n")
-    got = regenerate.findings_for("scan", folder, tmp_path / "g.duckdb")
+    got = _golden_scan_with(tmp_path, "udp_port_threshold = 41\nudp_addr_threshold = 56")
     assert not {"10.0.0.50", "203.0.113.80", "198.51.100.77"} & {f["src"] for f in got}
     assert "10.0.0.40" in {f["src"] for f in got}  # TCP keeps its own thresholds
 
