@@ -23,7 +23,7 @@ import pyarrow as pa
 
 import vigile.ingest.netflow.columns as columns
 from bench.common import machine
-from vigile.ingest.netflow.state import conn_states
+from vigile.ingest.flowstate import conn_states
 
 N = 50_000
 T0 = 1_700_000_000_000_000

@@ -23,7 +23,7 @@ from tests.netflow_peers import RunningCollector, run_softflowd
 from typer.testing import CliRunner
 
 from vigile.cli import app
-from vigile.ingest.netflow.state import ACK, FIN, RST, SYN, conn_states, zeek_tcp_state
+from vigile.ingest.flowstate import ACK, FIN, RST, SYN, conn_states, zeek_tcp_state
 from vigile.store.duckdb import DuckDBStore
 
 CLOSED = len(cap.PORTS) - len(cap.OPEN) - len(cap.FILTERED)

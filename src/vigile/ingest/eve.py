@@ -6,6 +6,16 @@ https://docs.suricata.io/en/latest/output/eve/eve-json-format.html):
 ``tls`` → ``tls``, ``alert`` → ``alerts``. Every event becomes one row, so the row
 counts equal the event counts. Other event types (``stats``, ``fileinfo``,
 ``anomaly``, …) are counted in a notice. Positions are line numbers.
+
+``conn_state`` comes from the TCP flags Suricata ORs per side (``tcp.tcp_flags_ts``
+and ``tcp.tcp_flags_tc`` of a flow event, ``tcp.tcp_flags`` of a netflow event),
+through the module NetFlow uses (:func:`vigile.ingest.flowstate.conn_states`): a
+flow event is a biflow whose ``src`` is Suricata's client (the sender of the first
+packet; of a SYN/ACK-first session picked up mid-stream, its receiver, as in Zeek),
+netflow events are one-direction records paired within a batch. Flags are unknown
+(null) for a side that sent no packets and for a flow Suricata kept no TCP session
+for (it prints ``00`` for every side and no ``tcp.state``: a first packet that was
+not a SYN, with mid-stream pick-up off, its default).
 """
 
 from __future__ import annotations
@@ -17,11 +27,15 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigile.ingest.base import Sink, SourceFile
+from vigile.ingest.flowstate import conn_states
 from vigile.schema import TRAFFIC_TABLES
 
 BATCH_LINES = 20_000
+#: IP protocol numbers of the protocols that get a state (see ``conn_states``).
+STATE_PROTOS = {"tcp": 6, "udp": 17}
 PROTOS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmp6", "icmpv6": "icmp6"}
 QTYPES = {
     "A": 1,
@@ -93,6 +107,28 @@ def _proto(e: dict[str, Any]) -> str | None:
     return None if p is None else PROTOS.get(str(p).lower(), str(p).lower())
 
 
+def _hex_flags(value: Any) -> int | None:
+    """Suricata's TCP flags, printed as two hex digits (``"1b"``)."""
+    try:
+        return int(value, 16) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _tcp_flags(e: dict[str, Any], row: dict[str, Any], netflow: bool) -> tuple[Any, Any]:
+    """The ORed TCP flags of the event's ``src`` and ``dst`` side (None: unknown)."""
+    tcp = e.get("tcp")
+    if row["proto"] != "tcp" or not isinstance(tcp, dict):
+        return None, None
+    if netflow:  # one side; "00" is what Suricata prints without a session
+        flags = _hex_flags(tcp.get("tcp_flags"))
+        return (flags or None) if row["orig_pkts"] else None, None
+    if "state" not in tcp and _hex_flags(tcp.get("tcp_flags")) in (None, 0):
+        return None, None  # no TCP session: Suricata prints 00 for both sides
+    orig, resp = _hex_flags(tcp.get("tcp_flags_ts")), _hex_flags(tcp.get("tcp_flags_tc"))
+    return (orig if row["orig_pkts"] else None), (resp if row["resp_pkts"] else None)
+
+
 def _conn(e: dict[str, Any]) -> dict[str, Any]:
     row = _endpoints(e)
     netflow = e.get("netflow")
@@ -116,6 +152,7 @@ def _conn(e: dict[str, Any]) -> dict[str, Any]:
             orig_ip_bytes=_int(flow.get("bytes_toserver")),
             resp_ip_bytes=_int(flow.get("bytes_toclient")),
         )
+    row["_flags"], row["_rflags"] = _tcp_flags(e, row, isinstance(netflow, dict))
     return row
 
 
@@ -297,5 +334,20 @@ def _emit(sink: Sink, table: str, rows: list[dict[str, Any]]) -> None:
 
 def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
     schema = TRAFFIC_TABLES[table].arrow_schema
-    names = {k for r in rows for k in r}
-    return {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
+    names = {k for r in rows for k in r if not k.startswith("_")}
+    columns = {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
+    if table == "conn" and rows:
+        columns["conn_state"] = _states(columns, rows)
+    return columns
+
+
+def _states(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> pa.Array:
+    """``conn_state`` of a batch of conn rows (flow events are biflows: ``resp_pkts``)."""
+    start = columns["ts"].cast(pa.int64())
+    end = pc.add(start, pc.round(pc.multiply(columns["duration"], 1e6)).cast(pa.int64()))
+    proto = pa.array([STATE_PROTOS.get(r["proto"], 0) for r in rows], pa.int32())
+    keys = {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
+    flags = pa.array([r["_flags"] for r in rows], pa.int64())
+    rflags = pa.array([r["_rflags"] for r in rows], pa.int64())
+    rpkts = columns.get("resp_pkts", pa.nulls(len(rows), pa.int64()))
+    return conn_states(keys, start, end, flags, rflags, rpkts)

@@ -4,7 +4,7 @@ The nfcapd format is nfdump's own (versioned, compressed with LZO, LZ4, BZ2 or
 ZSTD); rather than re-implement it, vigile runs ``nfdump -r FILE -o json`` with
 ``TZ=UTC`` and reads the records it prints. Positions are record numbers.
 ``conn_state`` comes from each record's ``tcp_flags``, the records of one batch
-paired by direction (:func:`vigile.ingest.netflow.state.conn_states`).
+paired by direction (:func:`vigile.ingest.flowstate.conn_states`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from vigile.errors import InputError, Location
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.netflow.state import conn_states
+from vigile.ingest.flowstate import conn_states
 from vigile.schema import TS
 
 MAGIC = b"\x0c\xa5"  # 0xA50C, little-endian, then the layout version (1 or 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.netflow.state import conn_states
+from vigile.ingest.flowstate import conn_states
 from vigile.ingest.netflow.templates import Address, Flow, address_text
 from vigile.schema import CONN, TS, conform
 
@@ -18,7 +18,7 @@ def flows_to_conn(
     """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null).
 
     ``conn_state`` comes from the TCP flags of the batch's records, paired by
-    direction (:func:`~vigile.ingest.netflow.state.conn_states`).
+    direction (:func:`~vigile.ingest.flowstate.conn_states`).
     """
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())

@@ -1,12 +1,15 @@
 """Zeek connection states for flow records, from their cumulative TCP flags.
 
-A flow record carries the OR of the TCP flags of its packets (NetFlow v5
+A flow record carries the OR of the TCP flags of its packets: NetFlow v5
 ``tcp_flags``, v9/IPFIX element 6 ``tcpControlBits``, RFC 5103 reverse element
-6/29305 for a biflow's other side, nfdump's ``tcp_flags``). Each side's flags give
-that endpoint's state as Zeek's TCP analyser names it, and the two endpoint states
-give ``conn_state`` by Zeek's own ``conn_state`` function
+6/29305 for a biflow's other side, nfdump's ``tcp_flags``, Suricata EVE's
+``tcp.tcp_flags_ts`` and ``tcp.tcp_flags_tc`` (a flow event: both sides) or
+``tcp.tcp_flags`` (a netflow event: one side). Each side's flags give that
+endpoint's state as Zeek's TCP analyser names it, and the two endpoint states give
+``conn_state`` by Zeek's own ``conn_state`` function
 (https://docs.zeek.org/en/master/scripts/base/protocols/conn/main.zeek.html),
-transcribed in :func:`zeek_tcp_state`.
+transcribed in :func:`zeek_tcp_state`. The NetFlow readers (collector, nfcapd) and
+the EVE reader share this module.
 
 NetFlow is mostly one record per direction, so the records of one batch (a
 collector batch, an nfcapd file) are paired first: a record pairs with the record
@@ -23,8 +26,11 @@ own (the nearest one when several do). Contract of :func:`conn_states`:
   stays null: the sender may be either side, and its peer's record is more often
   unexported (one-interface, ingress-only export) than absent.
 * UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known).
-* A biflow (reverse counters present) is judged alone; when its reverse side is the
-  one that sent the lone SYN (the record's ``src`` is the responder) it stays null.
+* A biflow (reverse counters present: an IPFIX biflow, an EVE flow event) is judged
+  alone; when its reverse side is the one that sent the lone SYN (the record's
+  ``src`` is the responder) it stays null. A side that sent no packets has null
+  flags (its flags are unknown, not zero), so a biflow with one silent side follows
+  the lone-record rule.
 * ``history`` is not derived: flags are ORed, so the order of the events and
   whether a segment carried data are lost, and a history would be invented.
 """
