@@ -32,6 +32,16 @@ FILTERED = (10, 11, 12, 13)
 PORTS = range(1, 41)
 WEB_CONNECTIONS = 3
 START = 1_700_000_000.0
+CLOSED = len(PORTS) - len(OPEN) - len(FILTERED)
+#: What Zeek logs for the capture's connections: (proto, originator, state) → count.
+ZEEK_STATES = {
+    ("tcp", SCANNER, "REJ"): CLOSED,
+    ("tcp", SCANNER, "S0"): len(FILTERED),
+    ("tcp", SCANNER, "RSTO"): len(OPEN),
+    ("tcp", CLIENT, "SF"): WEB_CONNECTIONS,
+    ("udp", CLIENT, "SF"): 1,
+    ("udp", CLIENT, "S0"): 1,
+}
 SYN, RST, PSH, ACK, FIN = dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK, 1
 ETH = dict(src=b"\x02\x00\x00\x00\x00\x01", dst=b"\x02\x00\x00\x00\x00\x02")
 

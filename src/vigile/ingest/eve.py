@@ -20,10 +20,12 @@ not a SYN, with mid-stream pick-up off, its default).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -83,10 +85,24 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+@lru_cache(maxsize=65_536)
+def _ipv6(text: str) -> str:
+    """An IPv6 address in its compressed form: Suricata prints every group in full
+    (``2a00:0d40:0001:…``), Zeek, NetFlow and the pcap reader the compressed form."""
+    try:
+        return ipaddress.IPv6Address(text).compressed
+    except ValueError:
+        raise EveRecordError(f"bad IPv6 address {text[:60]!r}") from None
+
+
 def _endpoints(e: dict[str, Any]) -> dict[str, Any]:
     src, dst = e.get("src_ip"), e.get("dest_ip")
     if not isinstance(src, str) or not isinstance(dst, str):
         raise EveRecordError("missing src_ip or dest_ip")
+    if ":" in src:
+        src = _ipv6(src)
+    if ":" in dst:
+        dst = _ipv6(dst)
     proto = str(e.get("proto", "")).lower()
     icmp = proto in ("icmp", "ipv6-icmp", "icmpv6")
     flow_id = e.get("flow_id")
@@ -350,4 +366,4 @@ def _states(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> pa.Arra
     flags = pa.array([r["_flags"] for r in rows], pa.int64())
     rflags = pa.array([r["_rflags"] for r in rows], pa.int64())
     rpkts = columns.get("resp_pkts", pa.nulls(len(rows), pa.int64()))
-    return conn_states(keys, start, end, flags, rflags, rpkts)
+    return conn_states(keys, start, end, flags, rflags, rpkts, one_sensor=True)

@@ -136,6 +136,8 @@ def conn_states(
     flags: pa.Array,
     rflags: pa.Array,
     rpkts: pa.Array,
+    *,
+    one_sensor: bool = False,
 ) -> pa.Array:
     """The ``conn_state`` of each record of one batch (see the module contract).
 
@@ -147,6 +149,10 @@ def conn_states(
         flags: ORed TCP flags of the record (null when the exporter sent none).
         rflags: A biflow's reverse-direction flags (null when absent).
         rpkts: A biflow's reverse packets; null marks a one-direction record.
+        one_sensor: The biflows come from a sensor that watched both directions
+            (Suricata's flow events): a side without packets was silent, not
+            unexported, so the other side's flags alone give the state Zeek gives
+            the same packets (``SH``, ``OTH``, …), not only a lone SYN's.
 
     >>> k = {"src": pa.array(["a", "b"]), "src_port": pa.array([5000, 80]),
     ...      "dst": pa.array(["b", "a"]), "dst_port": pa.array([80, 5000]),
@@ -187,8 +193,11 @@ def conn_states(
     # One-direction records: with a partner (originator only) or alone.
     sel = tcp & ~biflow & paired & is_orig & (code != _NONE) & (code[p] != _NONE)
     out[sel] = PAIR_STATE[code[sel], code[p][sel]]
-    sel = tcp & ((~biflow & ~paired) | (biflow & (rp == 0)))
+    silent = tcp & biflow & (rp == 0)
+    sel = tcp & ~biflow & ~paired | (silent if not one_sensor else False)
     out[sel] = LONE_STATE[code[sel]]
+    if one_sensor:
+        out[silent] = PAIR_STATE[code[silent], _NONE]
     # Biflows with both sides' flags, unless the reverse side is the one that opened.
     r_syn_only = (rcode & 2 != 0) & (rcode & 8 == 0) & (rcode != _NONE)
     sel = tcp & biflow & (rp > 0) & (code != _NONE) & (rcode != _NONE)

@@ -1,0 +1,210 @@
+"""Connection states from Suricata EVE, with Suricata itself writing the EVE.
+
+Suricata reads the scan capture (:mod:`tests.scan_capture`) and the shared captures
+offline (:mod:`tests.suricata_peer`); vigile ingests its EVE output and must give the
+connections the states Zeek gives them, and ``vigile hunt`` must report the scanner
+from the EVE alone. On the shared captures the states are compared, connection by
+connection, with those vigile's pcap reader (which follows Zeek's TCP state machine
+packet by packet) gives the same capture; every difference is named with its cause.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import dpkt
+import pytest
+from tests import scan_capture as cap
+from tests.suricata_peer import run_suricata
+from typer.testing import CliRunner
+
+from vigile.cli import app
+from vigile.store.duckdb import DuckDBStore
+
+EVE = "suricata/slips-test6-malicious.eve.json"
+
+
+def _ingest(db: Path, paths: list[Path]) -> None:
+    result = CliRunner().invoke(app, ["ingest", "--db", str(db), *map(str, paths)])
+    assert result.exit_code == 0, result.output
+
+
+def _rows(db: Path, columns: list[str]) -> list[dict]:
+    store = DuckDBStore(db, wait=10)
+    try:
+        return store.scan("conn", columns).to_pylist()
+    finally:
+        store.close()
+
+
+def _states(db: Path) -> Counter[tuple[str, str, str]]:
+    rows = _rows(db, ["proto", "src", "conn_state"])
+    return Counter((r["proto"], r["src"], r["conn_state"]) for r in rows if r["conn_state"])
+
+
+def _scan_findings(db: Path, tmp_path: Path, settings: str = "") -> dict[str, dict]:
+    config = tmp_path / "vigile.toml"
+    config.write_text(f'[network]\ninternal = ["10.1.0.0/16", "192.168.1.0/24"]\n{settings}')
+    args = ["hunt", "--db", str(db), "--config", str(config), "--json", "-n", "10000"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    findings = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    return {f["src"]: f for f in findings if f["detector"] == "scan"}
+
+
+@pytest.mark.parametrize("types", [("flow",), ("netflow",)], ids=["flow", "netflow"])
+def test_suricata_eve_of_a_scan_gives_zeek_states_and_the_scanner(
+    tmp_path: Path, types: tuple[str, ...]
+) -> None:
+    """Flow events carry both sides' flags; netflow events one side each, paired."""
+    eve = run_suricata(cap.write_capture(tmp_path / "scan.pcap"), tmp_path / "s", types)
+    db = tmp_path / "v.duckdb"
+    _ingest(db, [eve])
+    assert _states(db) == cap.ZEEK_STATES
+    scanners = _scan_findings(db, tmp_path)
+    assert set(scanners) == {cap.SCANNER}
+    evidence = scanners[cap.SCANNER]["evidence"]
+    assert evidence["kinds"] == ["port"] and evidence["protocols"] == ["tcp"]
+    assert evidence["distinct_ports"] == len(cap.PORTS)
+
+
+def _backscatter(path: Path) -> Path:
+    """A server answering 40 spoofed SYNs: lone SYN/ACKs to one address, 40 ports."""
+    with path.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for k in range(40):
+            frame = cap._tcp(cap.TARGET, 80, cap.SILENT, 20_000 + k, cap.SYN | cap.ACK)
+            writer.writepkt(frame, ts=cap.START + k * 0.01)
+    return path
+
+
+@pytest.mark.parametrize("midstream", [False, True], ids=["default", "midstream"])
+def test_lone_syn_acks_get_no_state_and_make_no_scanner(tmp_path: Path, midstream: bool) -> None:
+    """Without mid-stream pick-up Suricata keeps no session (flags ``00``); with it,
+    it turns each flow around so that ``src`` is the address that received the
+    SYN/ACK and sent nothing. Neither side knocked: no state, no scan finding."""
+    pcap = _backscatter(tmp_path / "backscatter.pcap")
+    eve = run_suricata(pcap, tmp_path / "s", midstream=midstream)
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert len(events) == 40
+    expected_src = cap.SILENT if midstream else cap.TARGET
+    assert {e["src_ip"] for e in events} == {expected_src}
+    db = tmp_path / "v.duckdb"
+    _ingest(db, [eve])
+    assert [r["conn_state"] for r in _rows(db, ["conn_state"])] == [None] * 40
+    assert _scan_findings(db, tmp_path) == {}
+
+
+def _sources(db: Path) -> dict[int, str]:
+    store = DuckDBStore(db, wait=10)
+    try:
+        rows = store.scan("sources", ["source_id", "path"]).to_pylist()
+    finally:
+        store.close()
+    return {r["source_id"]: Path(r["path"]).name for r in rows}
+
+
+def _connection(r: dict) -> tuple:
+    """A connection's 5-tuple with its ends in a fixed order (orientations may differ)."""
+    ends = sorted([(r["src"], r["src_port"]), (r["dst"], r["dst_port"])], key=str)
+    return (r["proto"], *ends)
+
+
+@pytest.mark.parametrize("midstream", [False, True], ids=["default", "midstream"])
+def test_states_from_suricata_agree_with_the_pcap_reader(
+    shared_data: Path, tmp_path: Path, midstream: bool
+) -> None:
+    """Every shared capture, read by vigile's pcap reader and by Suricata. Where both
+    give a connection (same 5-tuple, same first packet) a state, they are equal. The
+    differences, each named:
+
+    * connections the capture caught after their SYN (no ``S``/``s`` in the pcap
+      reader's history): Suricata keeps no TCP session for them unless mid-stream
+      pick-up is on, so no flags and no state; with it on they are ``OTH`` as in
+      Zeek, except where the first packet seen is a FIN or RST (Suricata sets up no
+      session from those);
+    * ``ip_fragmented_garbage.pcap`` (deliberately broken IP fragments): four TCP
+      connections the pcap reader logs are absent from Suricata's flows or start at
+      another packet.
+    """
+    pcaps = sorted((shared_data / "pcap").glob("*/*.pcap*"))
+    eves = [run_suricata(p, tmp_path / p.name, midstream=midstream) for p in pcaps]
+    _ingest(tmp_path / "p.duckdb", pcaps)
+    _ingest(tmp_path / "e.duckdb", eves)
+    columns = ["ts", "src", "src_port", "dst", "dst_port", "proto", "conn_state", "history"]
+    by_packets = _rows(tmp_path / "p.duckdb", [*columns, "source_id"])
+    names = _sources(tmp_path / "p.duckdb")
+    by_eve: dict[tuple, list[dict]] = {}
+    for r in _rows(tmp_path / "e.duckdb", columns):
+        by_eve.setdefault(_connection(r), []).append(r)
+    pairs: Counter[tuple[str, str | None, str | None]] = Counter()
+    unmatched, turned = Counter(), Counter()
+    for r in (r for r in by_packets if r["proto"] in ("tcp", "udp")):
+        candidates = by_eve.get(_connection(r), [])
+        match = [e for e in candidates if abs((e["ts"] - r["ts"]).total_seconds()) < 1e-3]
+        if not match:
+            unmatched[names[r["source_id"]]] += 1
+            continue
+        e = match[0]
+        pairs[(r["proto"], r["conn_state"], e["conn_state"])] += 1
+        if (e["src"], e["src_port"]) != (r["src"], r["src_port"]):
+            turned[(r["history"] or "")[:1]] += 1
+        if e["conn_state"] is None and r["conn_state"] is not None:
+            history = r["history"] or ""
+            assert "S" not in history and "s" not in history, r
+            if midstream:
+                assert history.lstrip("^")[:1] in ("F", "f", "R", "r"), r
+    both = {k: n for k, n in pairs.items() if k[1] and k[2]}
+    assert all(pcap == eve for _, pcap, eve in both), both
+    assert sum(n for k, n in both.items() if k[0] == "tcp") >= 40
+    assert sum(n for k, n in both.items() if k[0] == "udp") >= 40
+    assert not {k: n for k, n in pairs.items() if k[1] is None and k[2]}
+    assert set(unmatched) == {"ip_fragmented_garbage.pcap"} and sum(unmatched.values()) <= 4
+    if not midstream:  # Suricata's src is the first packet's sender; Zeek turns some
+        assert set(turned) <= {"^"}
+
+
+def _raw_flows(path: Path) -> list[dict[str, str]]:
+    """Flow events' protocol, flags and packet counts by regular expression, no JSON."""
+    fields = ("proto", "tcp_flags_ts", "tcp_flags_tc", "pkts_toclient")
+    patterns = {f: re.compile(rf'"{f}":"?([^",}}]*)') for f in fields}
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if '"event_type":"flow"' in line:
+                found = {k: p.search(line) for k, p in patterns.items()}
+                out.append({k: m.group(1) if m else "" for k, m in found.items()})
+    return out
+
+
+def test_slips_eve_states_and_scans(shared_data: Path, tmp_path: Path) -> None:
+    """A day of an internet-facing host seen by Suricata: the states the flags decide
+    on their face, counted independently, and the scanners ``scan`` reports.
+
+    The host is knocked on all day, but slowly: the busiest scanner, 193.46.255.92,
+    fails on 482 ports over the day and at most 7 in any 5 minutes, below Zeek's
+    threshold of 15, so ``scan`` reports nothing at its defaults and that scanner
+    (with one more) at a threshold of 5. Without states it could report none.
+    """
+    raw = _raw_flows(shared_data / EVE)
+    tcp = [f for f in raw if f["proto"] == "TCP"]
+    rejected = [f for f in tcp if int(f["tcp_flags_ts"], 16) & 0x17 == 0x02]
+    rejected = [f for f in rejected if int(f["tcp_flags_tc"], 16) & 0x04]
+    no_session = [f for f in tcp if f["tcp_flags_ts"] == f["tcp_flags_tc"] == "00"]
+    udp = [f for f in raw if f["proto"] == "UDP"]
+    answered = sum(1 for f in udp if f["pkts_toclient"] != "0")
+    db = tmp_path / "v.duckdb"
+    _ingest(db, [shared_data / EVE])
+    states = Counter((r["proto"], r["conn_state"]) for r in _rows(db, ["proto", "conn_state"]))
+    assert states[("tcp", "REJ")] == len(rejected) > 1900
+    assert states[("tcp", None)] == len(no_session) == 15
+    assert states[("udp", "SF")] == answered and states[("udp", "S0")] == len(udp) - answered
+    assert sum(n for (p, _), n in states.items() if p == "tcp") == len(tcp) == 2336
+    assert _scan_findings(db, tmp_path) == {}
+    found = _scan_findings(db, tmp_path, "[detectors.scan]\nport_threshold = 5\n")
+    assert set(found) == {"193.46.255.92", "120.48.18.30"}
+    evidence = found["193.46.255.92"]["evidence"]
+    assert evidence["kinds"] == ["port"] and evidence["distinct_ports"] == 482
