@@ -36,6 +36,8 @@ from vigile.ingest.flowstate import conn_states
 from vigile.schema import TRAFFIC_TABLES
 
 BATCH_LINES = 20_000
+#: Row keys the reader works with that are not columns (the state's input).
+_WORK = {"_flags", "_rflags"}
 #: IP protocol numbers of the protocols that get a state (see ``conn_states``).
 STATE_PROTOS = {"tcp": 6, "udp": 17}
 PROTOS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmp6", "icmpv6": "icmp6"}
@@ -350,7 +352,7 @@ def _emit(sink: Sink, table: str, rows: list[dict[str, Any]]) -> None:
 
 def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
     schema = TRAFFIC_TABLES[table].arrow_schema
-    names = {k for r in rows for k in r if not k.startswith("_")}
+    names = set().union(*rows) - _WORK
     columns = {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
     if table == "conn" and rows:
         columns["conn_state"] = _states(columns, rows)

@@ -1,0 +1,169 @@
+"""What deriving ``conn_state`` costs the Suricata EVE reader, side by side in one process.
+
+    .venv/bin/python -m bench.eve_state [--repeat 40]
+
+Builds a large EVE file from the shared Slips EVE (its 3,512 flow events repeated,
+each copy shifted by a day: 140,480 flow events by default) and, from the same
+flows, a netflow-event file (each flow as its toserver and toclient event, as
+Suricata writes them, toclient only when the server sent packets: 241,880). The
+reader (``EveReader.read`` into a sink that only counts rows) reads each file as it
+is and with the state step replaced by nothing (no flag parsing, an all-null
+``conn_state``), the runs interleaved, best of 3 each.
+Prints seconds, events per second, the difference per event, the ratio and peak
+memory; the section "Suricata EVE: connection states" of docs/benchmarks.md gets
+the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from bench.common import ROOT, machine
+from vigile.ingest import eve
+from vigile.ingest.base import SourceFile
+
+HEADING = "Suricata EVE: connection states"
+SLIPS = ROOT.parent / "shared" / "data" / "suricata" / "slips-test6-malicious.eve.json"
+REPEATS = 3
+
+
+class CountingSink:
+    """A sink that keeps nothing but the row count, so only the reader is measured."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def emit(self, table: str, columns: Mapping[str, pa.Array], num_rows: int) -> None:
+        self.rows += num_rows
+
+    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
+        raise RuntimeError(f"line {position}: {reason}")
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def set_log_type(self, log_type: str) -> None:
+        pass
+
+    def progress(self, raw_bytes: int) -> None:
+        pass
+
+
+def _shift(event: dict[str, Any], days: int) -> None:
+    for holder in (event, event.get("flow") or {}, event.get("netflow") or {}):
+        for key in ("timestamp", "start", "end"):
+            if key in holder:
+                t = datetime.fromisoformat(holder[key]) + timedelta(days=days)
+                holder[key] = t.isoformat()
+
+
+def _netflow(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """A flow event as Suricata's two netflow events (toserver, toclient)."""
+    f, tcp = event["flow"], event.get("tcp") or {}
+    out = []
+    for side, pkts, flags in (("server", "pkts_toserver", "ts"), ("client", "pkts_toclient", "tc")):
+        if side == "client" and not f.get(pkts):
+            continue
+        e = {k: v for k, v in event.items() if k not in ("flow", "tcp")}
+        if side == "client":
+            e["src_ip"], e["dest_ip"] = event["dest_ip"], event["src_ip"]
+            e["src_port"], e["dest_port"] = event.get("dest_port"), event.get("src_port")
+        e["event_type"] = "netflow"
+        e["netflow"] = {"pkts": f.get(pkts), "bytes": f.get(f"bytes_to{side}"), "start": f["start"]}
+        e["netflow"]["end"] = f["end"]
+        if tcp:
+            e["tcp"] = {"tcp_flags": tcp.get(f"tcp_flags_{flags}", "00")}
+        out.append(e)
+    return out
+
+
+def write_files(folder: Path, repeat: int) -> dict[str, Path]:
+    flows = [json.loads(line) for line in SLIPS.open() if '"event_type":"flow"' in line]
+    paths = {"flow events": folder / "flow.json", "netflow events": folder / "netflow.json"}
+    with paths["flow events"].open("w") as fo, paths["netflow events"].open("w") as no:
+        for day in range(repeat):
+            for event in flows:
+                copy = json.loads(json.dumps(event))
+                _shift(copy, day)
+                fo.write(json.dumps(copy, separators=(",", ":")) + "\n")
+                for n in _netflow(copy):
+                    no.write(json.dumps(n, separators=(",", ":")) + "\n")
+    return paths
+
+
+def best_seconds(path: Path, variants: dict[str, tuple[Any, Any]]) -> tuple[dict[str, float], int]:
+    """Best time of each variant (reader functions patched in), the runs interleaved so
+    that a busy neighbour on the shared machine slows both alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    rows = 0
+    for _ in range(REPEATS):
+        for name, (flags, states) in variants.items():
+            eve._tcp_flags, eve._states = flags, states
+            sink = CountingSink()
+            t = time.perf_counter()
+            eve.EveReader().read(SourceFile.probe(path), sink)
+            times[name].append(time.perf_counter() - t)
+            rows = sink.rows
+    return {name: min(t) for name, t in times.items()}, rows
+
+
+def main() -> str:
+    parser = argparse.ArgumentParser(prog="python -m bench.eve_state")
+    parser.add_argument("--repeat", type=int, default=40, help="copies of the Slips flows")
+    args = parser.parse_args(sys.argv[1:])
+    with_flags, with_states = eve._tcp_flags, eve._states
+
+    def no_flags(*_: Any) -> tuple[None, None]:
+        return None, None
+
+    def no_states(columns: Mapping[str, pa.Array], rows: list[Any]) -> pa.Array:
+        return pa.nulls(len(rows), pa.string())
+
+    lines = [
+        f"`.venv/bin/python -m bench.eve_state --repeat {args.repeat}` on {machine()}.",
+        "",
+        "The EVE reader (`EveReader.read` into a sink that only counts rows) with and "
+        "without the state step (parsing the hex TCP flags, `flowstate.conn_states` per "
+        "batch of 20,000 rows), best of 3 (interleaved), on the Slips flow events repeated "
+        f"{args.repeat} times (a day apart) and on the same flows as Suricata's netflow "
+        "events (toserver and toclient). Flow events are biflows: no pairing, the cost "
+        "is the flags and a table look-up. Netflow events are paired by reversed "
+        "5-tuple within the batch (an Arrow join on text addresses).",
+        "",
+        "| file | events | with states s | without s | events/s with | µs/event | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    variants = {"on": (with_flags, with_states), "off": (no_flags, no_states)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in write_files(Path(tmp), args.repeat).items():
+            best, rows = best_seconds(path, variants)
+            eve._tcp_flags, eve._states = with_flags, with_states
+            on, off = best["on"], best["off"]
+            extra = (on - off) * 1e6 / rows
+            lines.append(
+                f"| {name} | {rows:,} | {on:.2f} | {off:.2f} | {rows / on:,.0f} "
+                f"| {extra:.2f} | {on / off:.2f} |"
+            )
+            print(lines[-1], flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    lines += ["", f"Peak memory of the process: {peak:,} MiB."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from bench.common import update_section
+
+    body = main()
+    print(body)
+    update_section(HEADING, body)
