@@ -17,11 +17,15 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests import scan_capture as cap
+from tests.helpers import ingest
 from tests.suricata_peer import run_suricata
 from typer.testing import CliRunner
 
 from vigile.cli import app
+from vigile.ingest.flowstate import STATES
 from vigile.store.duckdb import DuckDBStore
 
 EVE = "suricata/slips-test6-malicious.eve.json"
@@ -208,3 +212,52 @@ def test_slips_eve_states_and_scans(shared_data: Path, tmp_path: Path) -> None:
     assert set(found) == {"193.46.255.92", "120.48.18.30"}
     evidence = found["193.46.255.92"]["evidence"]
     assert evidence["kinds"] == ["port"] and evidence["distinct_ports"] == 482
+
+
+FLAGS = st.one_of(
+    st.none(), st.integers(-5, 300), st.text(max_size=4), st.sampled_from(["00", "02", "1b"])
+)
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["flow", "netflow"]),
+        st.sampled_from(["TCP", "UDP", "ICMP", "tcp", "254"]),
+        st.tuples(FLAGS, FLAGS, FLAGS),
+        st.one_of(st.none(), st.sampled_from(["syn_sent", "closed", ""])),
+        st.tuples(
+            st.one_of(st.none(), st.integers(-1, 3)), st.one_of(st.none(), st.integers(0, 3))
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(EVENTS)
+def test_any_tcp_object_gives_a_row_with_a_zeek_state_or_none(tmp_path_factory, events) -> None:  # type: ignore[no-untyped-def]
+    lines = []
+    for k, (kind, proto, (flags, ts, tc), state, (pkts, rpkts)) in enumerate(events):
+        times = {"start": "2024-05-01T10:00:00+00:00", "end": "2024-05-01T10:00:01+00:00"}
+        event: dict = {"timestamp": times["start"], "event_type": kind, "proto": proto}
+        event |= {"src_ip": "10.0.0.1", "src_port": 1000 + k, "dest_ip": "10.0.0.2"}
+        event |= {"dest_port": 80}
+        if kind == "flow":
+            event["flow"] = {**times, "pkts_toserver": pkts, "pkts_toclient": rpkts}
+        else:
+            event["netflow"] = {**times, "pkts": pkts}
+        tcp = {"tcp_flags": flags, "tcp_flags_ts": ts, "tcp_flags_tc": tc}
+        event["tcp"] = tcp if state is None else {**tcp, "state": state}
+        lines.append(json.dumps(event))
+    path = tmp_path_factory.mktemp("eve") / "eve.json"
+    path.write_text("\n".join(lines) + "\n")
+    store = DuckDBStore(":memory:")
+    try:
+        (result,) = ingest(store, path).files
+        assert result.status in ("ingested", "partial")
+        states = store.scan("conn", ["conn_state"])["conn_state"].to_pylist()
+        assert len(states) + store.count("rejects") == len(events)
+        assert set(states) <= {*STATES, None}
+    finally:
+        store.close()

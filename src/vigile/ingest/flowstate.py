@@ -28,9 +28,11 @@ own (the nearest one when several do). Contract of :func:`conn_states`:
 * UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known).
 * A biflow (reverse counters present: an IPFIX biflow, an EVE flow event) is judged
   alone; when its reverse side is the one that sent the lone SYN (the record's
-  ``src`` is the responder) it stays null. A side that sent no packets has null
-  flags (its flags are unknown, not zero), so a biflow with one silent side follows
-  the lone-record rule.
+  ``src`` is the responder) it stays null. Callers give a side that sent no packets
+  null flags (unknown, not zero). A biflow with a silent side follows the
+  lone-record rule, unless ``one_sensor`` says one sensor watched both directions
+  (EVE flow events): then the silent side is Zeek's inactive endpoint and the state
+  is Zeek's (``SH``, ``OTH``, …).
 * ``history`` is not derived: flags are ORed, so the order of the events and
   whether a segment carried data are lost, and a history would be invented.
 """
