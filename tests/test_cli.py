@@ -120,3 +120,23 @@ def test_ingest_table_keeps_one_line_per_file_in_80_columns(shared_data, tmp_pat
     header = next(line for line in clean.stdout.splitlines() if "status" in line)
     assert "bad_rows" not in header
     assert "ingested" in clean.stdout
+
+
+def test_version_names_the_release_and_how_kernels_run(tmp_path):
+    from importlib.metadata import version
+
+    r = vigile("--version", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"vigile {version('vigile')}"
+    assert lines[1].startswith("Python 3.") and f"duckdb {version('duckdb')}" in lines[1]
+    assert lines[2].startswith("kernels: ")
+    forced = subprocess.run(
+        [sys.executable, "-m", "vigile", "--version"],
+        cwd=tmp_path,
+        env=os.environ | {"VIGILE_JIT": "1"},
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert forced.stdout.splitlines()[2] == "kernels: just in time: VIGILE_JIT is set"
