@@ -53,7 +53,8 @@ def _ip(src: str, dst: str, l4: dpkt.Packet, proto: int) -> bytes:
     return bytes(dpkt.ethernet.Ethernet(data=ip, type=dpkt.ethernet.ETH_TYPE_IP, **ETH))
 
 
-def _tcp(src: str, sport: int, dst: str, dport: int, flags: int, data: bytes = b"") -> bytes:
+def tcp_frame(src: str, sport: int, dst: str, dport: int, flags: int, data: bytes = b"") -> bytes:
+    """One Ethernet frame with a TCP segment (fixed sequence numbers: flags are what count)."""
     seg = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000, data=data)
     return _ip(src, dst, seg, dpkt.ip.IP_PROTO_TCP)
 
@@ -69,12 +70,12 @@ def packets() -> list[tuple[float, bytes]]:
     out: list[tuple[float, bytes]] = []
     t = START
     for port in PORTS:
-        out.append((t, _tcp(SCANNER, SCAN_PORT, TARGET, port, SYN)))
+        out.append((t, tcp_frame(SCANNER, SCAN_PORT, TARGET, port, SYN)))
         if port in OPEN:
-            out.append((t + 0.001, _tcp(TARGET, port, SCANNER, SCAN_PORT, SYN | ACK)))
-            out.append((t + 0.002, _tcp(SCANNER, SCAN_PORT, TARGET, port, RST)))
+            out.append((t + 0.001, tcp_frame(TARGET, port, SCANNER, SCAN_PORT, SYN | ACK)))
+            out.append((t + 0.002, tcp_frame(SCANNER, SCAN_PORT, TARGET, port, RST)))
         elif port not in FILTERED:
-            out.append((t + 0.001, _tcp(TARGET, port, SCANNER, SCAN_PORT, RST | ACK)))
+            out.append((t + 0.001, tcp_frame(TARGET, port, SCANNER, SCAN_PORT, RST | ACK)))
         t += 0.05
     for i in range(WEB_CONNECTIONS):
         c, s, t = (CLIENT, 50000 + i), (TARGET, 80), t + 1
@@ -89,7 +90,7 @@ def packets() -> list[tuple[float, bytes]]:
             (c, s, ACK, b""),
         ]
         for k, ((a, ap), (b, bp), flags, data) in enumerate(exchange):
-            out.append((t + k * 0.01, _tcp(a, ap, b, bp, flags, data)))
+            out.append((t + k * 0.01, tcp_frame(a, ap, b, bp, flags, data)))
     t += 1
     out.append((t, _udp(CLIENT, 40000, RESOLVER, 53, b"\x12\x34" + b"\x00" * 10)))
     out.append((t + 0.01, _udp(RESOLVER, 53, CLIENT, 40000, b"\x12\x34\x81\x80" + b"\x00" * 8)))

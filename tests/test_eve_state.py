@@ -80,7 +80,7 @@ def _backscatter(path: Path) -> Path:
     with path.open("wb") as f:
         writer = dpkt.pcap.Writer(f)
         for k in range(40):
-            frame = cap._tcp(cap.TARGET, 80, cap.SILENT, 20_000 + k, cap.SYN | cap.ACK)
+            frame = cap.tcp_frame(cap.TARGET, 80, cap.SILENT, 20_000 + k, cap.SYN | cap.ACK)
             writer.writepkt(frame, ts=cap.START + k * 0.01)
     return path
 
