@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -34,14 +35,14 @@ def _finding(src: str, window: Window, detector: str = "beacon") -> Finding:
     return Finding(detector, src, "192.0.2.1", None, 0.8, window.start, window.end, "x")
 
 
-def _hunt(store: DuckDBStore, window: Window, srcs: tuple[str, ...], **scope: object) -> None:
+def _hunt(store: DuckDBStore, window: Window, srcs: tuple[str, ...], verdicts: bool = True) -> None:
     findings = [_finding(s, window) for s in srcs]
     store.replace_findings(
-        ["beacon"], findings_table(findings), FindingScope(None, window, **scope)
+        ["beacon"], findings_table(findings), FindingScope(None, window, verdicts)
     )
 
 
-def _rows(store: DuckDBStore) -> list[dict[str, object]]:
+def _rows(store: DuckDBStore) -> list[dict[str, Any]]:
     return store.scan("findings", ["src", "scope_start", "scope_end"], order_by=["src"]).to_pylist()
 
 
