@@ -176,8 +176,8 @@ def exchange(
         bool,
         typer.Option(
             "--store/--no-store",
-            help="Write the findings to the store (replacing this server's earlier ones) "
-            "so `vigile serve` shows them.",
+            help="Write the findings to the store (replacing this server's earlier ones "
+            "that this copy covers again) so `vigile serve` shows them.",
         ),
     ] = True,
     server: Annotated[
@@ -185,8 +185,9 @@ def exchange(
         typer.Option(
             "--server",
             help="Name of the server the copies come from. A rerun for the same server "
-            "replaces its earlier findings; other servers' findings stay. Default: the "
-            "paths given, so name the server when its copies move.",
+            "replaces its earlier findings from the files and from the time its logs "
+            "cover; findings from logs no longer in the copy and other servers' findings "
+            "stay. Default: the paths given, so name the server when its copies move.",
         ),
     ] = None,
     report: Annotated[
