@@ -89,22 +89,26 @@ def test_a_newer_copy_keeps_the_findings_of_rotated_logs_and_drops_cleaned_files
     assert spans == {"203.0.113.7": date(2021, 3, 3), "198.51.100.9": date(2021, 4, 3)}
 
 
-def test_a_fuller_copy_replaces_what_the_earlier_one_examined(tmp_path: Path) -> None:
+def test_a_newer_copy_replaces_the_findings_of_the_logs_it_covers_again(tmp_path: Path) -> None:
     db = tmp_path / "v.duckdb"
-    april = tmp_path / "april"
-    _log(april, "2021-04-03")
-    _inspect(april, db)
-    assert "198.51.100.9" in {f["src"] for f in _findings(db)}
-    # The April log, read again over a span that covers it, no longer shows the
-    # attack (a check fixed, a log corrected): its findings go.
-    full = tmp_path / "full"
-    _log(full, "2021-03-03")
-    _log(full, "2021-05-03")
-    log = full / "Logging" / "HttpProxy" / "Ecp" / "HttpProxy_2021040302-1.LOG"
-    lines = LOG.read_text(encoding="utf-8").replace("2021-03-03", "2021-04-03").splitlines()
-    log.write_text("\n".join(ln for ln in lines if ATTACKER not in ln) + "\n", encoding="utf-8")
-    _inspect(full, db)
-    assert "198.51.100.9" not in {f["src"] for f in _findings(db)}
+    first = tmp_path / "first"
+    _log(first, "2021-03-03")
+    _log(first, "2021-04-03")
+    _inspect(first, db)
+    assert {"203.0.113.7", "198.51.100.9"} <= {f["src"] for f in _findings(db)}
+    # The newer copy still holds April's log, read again, and it no longer shows the
+    # attack (a check fixed, a log corrected): April's findings go, March's (its log
+    # rotated away) stay, though the earlier copy's span was never covered again.
+    newer = tmp_path / "newer"
+    _log(newer, "2021-05-03")
+    log = newer / "Logging" / "HttpProxy" / "Ecp" / "HttpProxy_2021040302-1.LOG"
+    text = LOG.read_text(encoding="utf-8").replace("2021-03-03", "2021-04-03")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    text = text.replace(ATTACKER, DAYS["2021-04-03"]).replace("ServerInfo~a]@", "SMTP:a@")
+    log.write_text(text, encoding="utf-8")
+    _inspect(newer, db)
+    srcs = {f["src"] for f in _findings(db)}
+    assert "198.51.100.9" not in srcs and {"203.0.113.7", "192.0.2.77"} <= srcs
 
 
 def _coverage(oldest: datetime | None, newest: datetime | None) -> Coverage:

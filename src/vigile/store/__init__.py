@@ -32,7 +32,10 @@ Contract, per method:
 
   - the stored findings of those detectors with the same ``scope.source`` whose
     scope window lies inside ``scope.window`` (the run looked again at everything
-    they were computed from, so its verdict supersedes them);
+    they were computed from, so its verdict supersedes them) or, when the run's
+    findings are traces (``scope.verdicts`` false: an inspection), whose own window
+    (``window_start`` to ``window_end``) lies inside it (the run read again what
+    they were found in);
   - when ``scope.verdicts`` (a hunt), the stored findings of those detectors with
     the same source and the same subject (detector, ``src``, ``dst``, ``fqdn``) as a
     finding in ``batch`` whose scope window overlaps ``scope.window`` and does not end
@@ -110,6 +113,16 @@ class FindingScope:
     >>> day.replaces("exchange:EX01", None, None), day.replaces(None, None, None)
     (False, True)
 
+    An inspection replaces the traces found within what its copy covers again, whatever
+    span the earlier copy covered:
+
+    >>> copy = FindingScope("exchange:EX01", day.window, verdicts=False)
+    >>> march, noon = datetime(2026, 3, 1), datetime(2026, 3, 2, 12)
+    >>> copy.replaces("exchange:EX01", march, day.window.end, Window(noon, noon))
+    True
+    >>> copy.replaces("exchange:EX01", march, day.window.end, Window(march, march))
+    False
+
     The hour-later hunt of a sliding 24 h window supersedes the previous hour's verdict
     on a subject it reports again; yesterday's window, and a window ending later than
     the run's (today's, when an old window is hunted again), stay:
@@ -130,16 +143,28 @@ class FindingScope:
     window: Window = Window()
     verdicts: bool = True
 
-    def replaces(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
+    def replaces(
+        self,
+        source: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        found: Window = Window(),
+    ) -> bool:
         """Whether a run over this scope replaces a stored finding of one of its detectors
-        whose run had ``source`` and the window ``[start, end)``.
+        whose run had ``source`` and the window ``[start, end)``, the finding itself
+        spanning ``found`` (its ``window_start`` to ``window_end``).
 
-        Yes when the sources match and that window lies inside this one; and for a
+        Yes when the sources match and the run looked again at all the finding came
+        from: for verdicts, that run's window lies inside this one; for traces, the
+        finding's own time does (an inspection of a newer copy replaces what its logs
+        cover again, not the traces of logs that have rotated away). And yes for a
         finding stored with no scope at all (before scopes existed), which every run of
         its detector replaced, as it still does.
         """
         if source is None and start is None and end is None:
             return True
+        if not self.verdicts:
+            start, end = found.start, found.end
         w = self.window
         after = w.start is None or (start is not None and start >= w.start)
         before = w.end is None or (end is not None and end <= w.end)

@@ -365,7 +365,8 @@ class DuckDBStore:
         subject = ["detector", "src", "dst", "fqdn"]
         reported = set(zip(*(batch.column(c).to_pylist() for c in subject), strict=True))
         rows = self._con.sql(
-            "SELECT id, detector, src, dst, fqdn, scope, scope_start, scope_end FROM findings "
+            "SELECT id, detector, src, dst, fqdn, window_start, window_end, scope, scope_start, "
+            "scope_end FROM findings "
             "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
             "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
             params=[list(detectors), scope.source],
@@ -373,7 +374,8 @@ class DuckDBStore:
         stale = []
         for r in rows.to_pylist():
             window = (r["scope"], r["scope_start"], r["scope_end"])
-            if scope.replaces(*window) or (
+            found = Window(r["window_start"], r["window_end"])
+            if scope.replaces(*window, found) or (
                 (r["detector"], r["src"], r["dst"], r["fqdn"]) in reported
                 and scope.supersedes(*window)
             ):
