@@ -8,7 +8,7 @@ the same ProxyLogon requests on other days, from another address each day.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ LOG = (
 )
 SHELL = GOLDEN / "files" / "input" / "inetpub" / "wwwroot" / "aspnet_client" / "system_web"
 ATTACKER = "203.0.113.7"
+MICROSECOND = timedelta(microseconds=1)
 #: Day of each log and the address the attack came from that day.
 DAYS = {"2021-03-03": "203.0.113.7", "2021-04-03": "198.51.100.9", "2021-05-03": "192.0.2.77"}
 
@@ -121,8 +122,24 @@ def test_the_window_of_a_check_is_what_all_its_sources_covered() -> None:
     col.coverage["httpproxy"] = _coverage(march, may)
     col.coverage["iis"] = _coverage(april, may)
     assert examined_window(col, ("file",)) == Window()
-    window = examined_window(col, ("iis", "httpproxy"))
-    assert window.start == april and window.end is not None and window.end > may
-    assert examined_window(col, ("ecp",)) == examined_window(col, ("oab", "httpproxy"))
-    empty = examined_window(col, ("ecp",))
-    assert empty.start is not None and empty.start == empty.end, "no logs: nothing examined"
+    assert examined_window(col, ("iis", "httpproxy")) == Window(april, may + MICROSECOND)
+    assert examined_window(col, ("ecp",)) is None, "no ECP logs: nothing examined"
+    assert examined_window(col, ("ecp", "httpproxy")) is None
+    col.coverage["oab"] = _coverage(march, march)
+    assert examined_window(col, ("oab", "iis")) is None, "no time both cover"
+
+
+def test_a_copy_without_logs_replaces_no_log_finding(tmp_path: Path) -> None:
+    db = tmp_path / "v.duckdb"
+    first = tmp_path / "first"
+    _log(first, "2021-03-03")
+    shutil.copytree(SHELL, first / "inetpub" / "wwwroot" / "aspnet_client" / "system_web")
+    _inspect(first, db)
+    logged = {f["id"] for f in _findings(db) if f["detector"].endswith("-httpproxy")}
+    assert logged
+    files_only = tmp_path / "files-only"
+    shutil.copytree(SHELL, files_only / "inetpub" / "wwwroot" / "aspnet_client" / "system_web")
+    _inspect(files_only, db)
+    after = _findings(db)
+    assert logged <= {f["id"] for f in after}
+    assert [f["detector"] for f in after].count("exchange-webshell-file") == 1

@@ -45,35 +45,42 @@ class InspectResult:
     def runs(self, source: str) -> list[tuple[list[str], FindingScope, list[Finding]]]:
         """The checks grouped by the window they examined, each group with its scope
         (``source``, that window; traces, not verdicts) and its findings, for
-        :meth:`vigile.store.Store.replace_findings`."""
-        windows = {c: examined_window(self.collection, k) for c, k in self.kinds.items()}
-        groups: dict[Window, list[str]] = {}
-        for check in self.checks:
-            groups.setdefault(windows.get(check, Window()), []).append(check)
+        :meth:`vigile.store.Store.replace_findings`. Checks that examined nothing (no
+        logs of a source they read) are named in no group: their findings replace only
+        those with the same ids, under an empty window at ``UNKNOWN_TIME``."""
+        windows: dict[str, Window | None] = {
+            c: examined_window(self.collection, self.kinds.get(c, ())) for c in self.checks
+        }
+        groups: dict[Window | None, list[str]] = {}
+        for check, window in windows.items():
+            groups.setdefault(window, []).append(check)
+        for f in self.findings:  # a finding under another name than its check's: kept too
+            groups.setdefault(windows.get(f.detector, Window()), [])
+        nothing = Window(UNKNOWN_TIME, UNKNOWN_TIME)
         return [
             (
-                checks,
-                FindingScope(source, window, verdicts=False),
+                [] if window is None else checks,
+                FindingScope(source, nothing if window is None else window, verdicts=False),
                 [f for f in self.findings if windows.get(f.detector, Window()) == window],
             )
             for window, checks in groups.items()
         ]
 
 
-def examined_window(collection: Collection, kinds: Sequence[str]) -> Window:
+def examined_window(collection: Collection, kinds: Sequence[str]) -> Window | None:
     """The time a check reading ``kinds`` examined: what every one of its log sources
     covered (oldest to newest entry), or all time for files on disk, which every run
-    looks at afresh whatever their time.
+    looks at afresh whatever their time; ``None`` for nothing (a source it reads has no
+    timed entry in the copy, or two of them cover no common time).
 
     Findings from logs that have since rotated away lie outside what a newer copy
-    covers, so a rerun keeps them; a check whose logs are missing examined nothing
-    (an empty window at :data:`vigile.exchange.UNKNOWN_TIME`). Where a check reads two
-    sources (IIS and HttpProxy), only the span both cover was examined in full.
+    covers, so a rerun keeps them. Where a check reads two sources (IIS and HttpProxy),
+    only the span both cover was examined in full.
 
     >>> examined_window(Collection(), ["file"])
     Window(start=None, end=None)
-    >>> examined_window(Collection(), ["iis"]).end
-    datetime.datetime(1970, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    >>> examined_window(Collection(), ["iis"]) is None
+    True
     """
     start, end = None, None
     for kind in kinds:
@@ -81,13 +88,13 @@ def examined_window(collection: Collection, kinds: Sequence[str]) -> Window:
             continue
         cov = collection.coverage.get(kind)
         if cov is None or cov.oldest is None or cov.newest is None:
-            return Window(UNKNOWN_TIME, UNKNOWN_TIME)
+            return None
         start = cov.oldest if start is None else max(start, cov.oldest)
         # Half-open windows: the newest entry is inside.
         newest = cov.newest + timedelta(microseconds=1)
         end = newest if end is None else min(end, newest)
     if start is not None and end is not None and start >= end:
-        return Window(UNKNOWN_TIME, UNKNOWN_TIME)
+        return None
     return Window(start, end)
 
 
