@@ -112,7 +112,7 @@ def _ids(store: DuckDBStore) -> list[str]:
     return sorted(store.scan("findings", ["id"]).column("id").to_pylist())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(RUNS)
 def test_property_rerunning_a_hunt_adds_nothing_and_newer_verdicts_stay(
     runs: list[tuple[int, int, set[str]]],
@@ -132,7 +132,7 @@ def test_property_rerunning_a_hunt_adds_nothing_and_newer_verdicts_stay(
         assert {_finding(s, window).id for s in srcs} <= set(after)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(RUNS)
 def test_property_sliding_windows_leave_one_subject_no_overlapping_findings(
     runs: list[tuple[int, int, set[str]]],
@@ -147,6 +147,42 @@ def test_property_sliding_windows_leave_one_subject_no_overlapping_findings(
             for q in rows[i + 1 :]:
                 if r["src"] == q["src"]:
                     assert r["scope_end"] <= q["scope_start"] or q["scope_end"] <= r["scope_start"]
+
+
+# An inspection: the hours its copy's logs cover and the (subject, hour) traces in them.
+COPIES = st.lists(
+    st.tuples(
+        st.integers(0, 48),
+        st.integers(1, 30),
+        st.sets(st.tuples(st.sampled_from(SUBJECTS), st.integers(0, 80)), max_size=6),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(COPIES)
+def test_property_an_inspection_replaces_exactly_the_traces_in_what_it_read(
+    copies: list[tuple[int, int, set[tuple[str, int]]]],
+) -> None:
+    store = DuckDBStore(":memory:")
+    for start, length, traces in copies:
+        window = _window(start, length)
+        assert window.start is not None and window.end is not None
+        found = []
+        for src, hour in sorted(traces):
+            at = T0 + hour * HOUR
+            if window.start <= at < window.end:  # a copy holds only its logs' traces
+                found.append(Finding("trace", src, None, None, 0.9, at, at, "x", scope="ex"))
+        before = store.scan("findings", ["id", "window_start"]).to_pylist()
+        scope = FindingScope("ex", window, verdicts=False)
+        store.replace_findings(["trace"], findings_table(found), scope)
+        after = set(_ids(store))
+        assert {f.id for f in found} <= after
+        for r in before:
+            read_again = window.start <= r["window_start"] < window.end
+            assert (r["id"] in after) == (not read_again or r["id"] in {f.id for f in found})
 
 
 def _run(*args: str) -> None:

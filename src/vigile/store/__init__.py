@@ -163,11 +163,13 @@ class FindingScope:
         """
         if source is None and start is None and end is None:
             return True
-        if not self.verdicts:
-            start, end = found.start, found.end
         w = self.window
+        if not self.verdicts:  # the finding's own window is closed: its last time counts
+            start, end = found.start, found.end
+            before = w.end is None or (end is not None and end < w.end)
+        else:
+            before = w.end is None or (end is not None and end <= w.end)
         after = w.start is None or (start is not None and start >= w.start)
-        before = w.end is None or (end is not None and end <= w.end)
         return source == self.source and after and before
 
     def supersedes(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
