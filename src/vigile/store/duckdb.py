@@ -373,11 +373,11 @@ class DuckDBStore:
         ).to_arrow_table()
         stale = []
         for r in rows.to_pylist():
-            window = (r["scope"], r["scope_start"], r["scope_end"])
+            run = (r["scope"], r["scope_start"], r["scope_end"])
             found = Window(r["window_start"], r["window_end"])
-            if scope.replaces(*window, found) or (
+            if scope.replaces(*run, found) or (
                 (r["detector"], r["src"], r["dst"], r["fqdn"]) in reported
-                and scope.supersedes(*window)
+                and scope.supersedes(*run)
             ):
                 stale.append(r["id"])
         return stale
