@@ -15,9 +15,10 @@ from typing import Any
 from typer.testing import CliRunner
 
 from vigile.cli import app
+from vigile.detect import Finding, findings_table
 from vigile.exchange.collect import Collection, Coverage
 from vigile.exchange.inspect import examined_window
-from vigile.store import Window
+from vigile.store import FindingScope, Window
 from vigile.store.duckdb import DuckDBStore
 
 GOLDEN = Path(__file__).parent / "golden" / "exchange"
@@ -110,6 +111,19 @@ def test_a_newer_copy_replaces_the_findings_of_the_logs_it_covers_again(tmp_path
     _inspect(newer, db)
     srcs = {f["src"] for f in _findings(db)}
     assert "198.51.100.9" not in srcs and {"203.0.113.7", "192.0.2.77"} <= srcs
+
+
+def test_traces_stored_before_windows_are_replaced_within_what_a_copy_covers() -> None:
+    store = DuckDBStore(":memory:")
+    march, april = (datetime(2021, m, 3, tzinfo=UTC) for m in (3, 4))
+    old = [
+        Finding("exchange-ssrf-httpproxy", s, None, "MX01", 0.85, t, t, "x", scope="ex")
+        for s, t in (("a", march), ("b", april))
+    ]
+    store.replace_findings(["exchange-ssrf-httpproxy"], findings_table(old), FindingScope("ex"))
+    newer = FindingScope("ex", Window(april, april + timedelta(days=30)), verdicts=False)
+    store.replace_findings(["exchange-ssrf-httpproxy"], findings_table([]), newer)
+    assert store.scan("findings", ["src"]).column("src").to_pylist() == ["a"]
 
 
 def _coverage(oldest: datetime | None, newest: datetime | None) -> Coverage:
