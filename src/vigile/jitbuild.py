@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -88,15 +89,19 @@ def build(out: Path = jit.HERE) -> dict[str, Any]:
     for key, (dispatcher, signatures) in sorted(jit.REGISTRY.items()):
         for text in signatures:
             args, _ = normalize_signature(text)
-            dispatcher.compile(args)
-            signature = dispatcher.overloads[tuple(args)].signature
             name = next(names)
-            cc.export(name, signature)(dispatcher.py_func)
+            cc.export(name, text)(dispatcher.py_func)
             exports.setdefault(key, []).append({"name": name, "args": [_spec(a) for a in args]})
     original = compiler.Flags
     compiler.Flags = _ReleaseGil  # type: ignore[misc]  # pycc's one Flags(): _cull_exports
     try:
-        cc.compile()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # numba's C runtime for the module (modulemixin.c and the rest, 3 CPU-s of gcc)
+            # does not depend on the kernels: compiled on another core while numba
+            # compiles them, where cc.compile() would compile it after.
+            runtime = pool.submit(cc._compile_mixins, str(work / "runtime"))
+            cc._compile_mixins = lambda build_dir: runtime.result()
+            cc.compile()
         built = next(work.glob(f"{jit.LIBRARY}.*.so"))
         library = out / built.name
         built.replace(library)
