@@ -118,7 +118,7 @@ def build(
             # does not depend on the kernels: compiled on another core while numba
             # compiles them, where cc.compile() would compile it after.
             runtime = pool.submit(cc._compile_mixins, str(work / "runtime"))
-            cc._compile_mixins = lambda build_dir: runtime.result()
+            cc._compile_mixins = lambda build_dir: runtime.result()  # type: ignore[method-assign]
             cc.compile()
         built = next(work.glob(f"{jit.LIBRARY}.*.so"))
         library = out / built.name
