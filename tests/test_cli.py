@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ def vigile(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vigile", *args],
         cwd=cwd,
+        env=os.environ | {"COLUMNS": "80"},  # the width of a terminal nobody resized
         text=True,
         capture_output=True,
         timeout=300,
@@ -98,3 +101,42 @@ def test_markup_in_data_is_printed_not_interpreted(tmp_path):
     assert r.returncode == 3
     assert "Traceback" not in r.stderr and "MarkupError" not in r.stderr
     assert "weird[red]name[bold].log" in "".join((r.stdout + r.stderr).split())
+
+
+def test_ingest_table_keeps_one_line_per_file_in_80_columns(shared_data, tmp_path):
+    """Statuses, formats and counts are not wrapped in a narrow terminal; the counts
+    read as ``N table``; the bad_rows column appears only when a file had bad rows."""
+    folder = shared_data / RITA / "truncated"
+    r = vigile("ingest", str(folder), "--db", "v.duckdb", cwd=tmp_path)
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    header = next(line for line in lines if "status" in line)
+    assert "bad_rows" in header and "rows" in header
+    partial = next(line for line in lines if "partial" in line)
+    assert "zeek-tsv/conn" in partial
+    assert re.search(r"\b\d+ conn\b", partial)
+    clean = vigile("ingest", str(shared_data / RITA / "open_sni"), "--db", "w.duckdb", cwd=tmp_path)
+    assert clean.returncode == 0
+    header = next(line for line in clean.stdout.splitlines() if "status" in line)
+    assert "bad_rows" not in header
+    assert "ingested" in clean.stdout
+
+
+def test_version_names_the_release_and_how_kernels_run(tmp_path):
+    from importlib.metadata import version
+
+    r = vigile("--version", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"vigile {version('vigile')}"
+    assert lines[1].startswith("Python 3.") and f"duckdb {version('duckdb')}" in lines[1]
+    assert lines[2].startswith("kernels: ")
+    forced = subprocess.run(
+        [sys.executable, "-m", "vigile", "--version"],
+        cwd=tmp_path,
+        env=os.environ | {"VIGILE_JIT": "1"},
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert forced.stdout.splitlines()[2] == "kernels: just in time: VIGILE_JIT is set"

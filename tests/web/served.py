@@ -61,3 +61,30 @@ def serving(db: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextmanager
+def holding(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``db`` for writing, as a long ingest does, until the block
+    ends or the caller lets go (``holder.communicate("")``)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read(); con.close()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held", (
+            holder.stderr.read() if holder.stderr else ""
+        )
+        yield holder
+    finally:
+        if holder.returncode is None:
+            holder.communicate("", timeout=30)

@@ -3,12 +3,14 @@
 The test starts ``vigile serve`` on a free loopback port over the test store, logs in,
 follows the top host to its top finding, checks the plots were drawn, allowlists the
 finding and sees it marked suppressed. Screenshots go to ``test-artifacts/``. The
-HTML report is opened from disk with the same browser, offline.
+HTML report is opened from disk with the same browser, offline. While another process
+holds the store, pages and plots wait for it by themselves.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,9 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
 from tests.conftest import ROOT, missing
 from tests.web.conftest import BEACON_SRC, PASSWORD, USER, StoreFacts, build_store
-from tests.web.served import serving, vigile
+from tests.web.served import holding, serving, vigile
+
+from vigile.web.access import REQUEST_WAIT, RETRY_AFTER
 
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = (
@@ -207,3 +211,38 @@ def test_report_offline_in_browser(
     assert loaded == 0  # nothing fetched: the file is self-contained
     _shot(browser, "report")
     assert _severe_logs(browser) == []
+
+
+def test_pages_and_plots_wait_for_a_busy_store(
+    browser: WebDriver, served: tuple[str, StoreFacts]
+) -> None:
+    """A long ingest holds the store: a page says so and reloads itself, a plot's data
+    request is asked again after Retry-After; both show the data once the store is free."""
+    base, facts = served
+    browser.get(base + "/login")  # on the console's origin, where the cookies are cleared
+    _log_in(browser, base, "/")
+    browser.set_script_timeout(4 * RETRY_AFTER + 10)
+    with holding(facts.path) as holder:
+        # It lets go after the console's wait (REQUEST_WAIT), before the retry.
+        threading.Timer(REQUEST_WAIT + 1.5, holder.communicate, ("",)).start()
+        answer = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const said = [];"
+            "getJson('/api/overview', (m) => said.push(m))"
+            ".then((d) => done({said: said, hosts: d.hosts.length}))"
+            ".catch((e) => done({error: e.message}));"
+        )
+    assert "error" not in answer, answer
+    assert answer["hosts"] > 0
+    assert len(answer["said"]) == 1, answer
+    assert "in use by another process" in answer["said"][0]
+    assert answer["said"][0].endswith(f"trying again in {RETRY_AFTER} s")
+
+    with holding(facts.path) as holder:
+        browser.get(f"{base}/findings/{facts.beacon_id}")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "503"
+        reloading = browser.find_element(By.ID, "reloading").text
+        assert reloading == f"This page reloads by itself in {RETRY_AFTER} s."
+        assert f"PID {holder.pid}" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+    WebDriverWait(browser, 4 * RETRY_AFTER).until(ec.presence_of_element_located((By.ID, "status")))
+    assert browser.current_url.endswith(f"/findings/{facts.beacon_id}")
+    _wait_drawn(browser, "chart-series")

@@ -12,7 +12,6 @@ import http.cookiejar
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
-from tests.web.served import serving, vigile
+from tests.web.served import holding, serving, vigile
 
 from vigile.web.access import REQUEST_WAIT, RETRY_AFTER
 
@@ -105,26 +104,8 @@ def test_ingest_hunt_and_user_add_while_the_console_runs(
 @pytest.fixture
 def writer_holding(console: Console) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the store for writing until the test ends."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.read(); con.close()",
-            str(console.facts.path),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held", (
-            holder.stderr.read() if holder.stderr else ""
-        )
+    with holding(console.facts.path) as holder:
         yield holder
-    finally:
-        holder.communicate("", timeout=30)
 
 
 def test_requests_while_a_writer_holds_the_store_get_503(

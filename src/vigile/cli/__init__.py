@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -120,7 +120,37 @@ class LazyCommandGroup(TyperGroup):
         self.commands = {c.name: c for c in commands + groups}
 
 
-def _root() -> None:
+def _version(asked: bool) -> None:
+    """``--version``: vigile's version, the libraries that decide its results, and how
+    the compiled kernels run here (ahead of time, or just in time and why)."""
+    if not asked:
+        return
+    import platform
+    from importlib.metadata import version
+
+    from vigile import jit
+
+    kernels = jit.status()
+    if kernels != "ahead of time":
+        kernels = f"just in time: {kernels}"
+    libraries = ", ".join(f"{name} {version(name)}" for name in ("duckdb", "pyarrow", "numpy"))
+    typer.echo(f"vigile {version('vigile')}")
+    typer.echo(f"Python {platform.python_version()}, {libraries}")
+    typer.echo(f"kernels: {kernels}")
+    raise typer.Exit()
+
+
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Show the version, the main libraries' versions and how kernels run, then exit.",
+        ),
+    ] = False,
+) -> None:
     """Typer builds a group, rather than one command, only for an app with a callback."""
 
 

@@ -99,44 +99,62 @@ def run_ingest(
 
 
 def print_report(report: IngestReport, fmt: Format) -> None:
-    """One row per file, then a total line (table format) or nothing more (json/csv)."""
+    """One row per file, then a total line (table format) or nothing more (json/csv).
+
+    JSON and CSV have a column per table; the table folds the counts into one ``rows``
+    cell (``297,024 conn``) and the format and log type into one, so that it stays
+    readable in an 80-column terminal or a cron mail.
+    """
     tables = list(TRAFFIC_TABLES)
-    rows = []
-    for f in report.files:
-        row = {
+    if fmt is not Format.TABLE:
+        rows = []
+        for f in report.files:
+            row = {
+                "file": str(f.path),
+                "status": f.status,
+                "format": f.format,
+                "log": f.log_type,
+                "bad_rows": f.bad_rows,
+                "message": f.message,
+            }
+            row.update({t: f.rows.get(t, 0) for t in tables})
+            rows.append(row)
+        emit_rows(rows, ["file", "status", "format", "log", *tables, "bad_rows", "message"], fmt)
+        return
+    shown = [
+        {
             "file": str(f.path),
             "status": f.status,
-            "format": f.format,
-            "log": f.log_type,
+            "format": "/".join(x for x in (f.format, f.log_type) if x) or None,
+            "rows": ", ".join(f"{f.rows[t]:,} {t}" for t in tables if f.rows.get(t)) or None,
             "bad_rows": f.bad_rows,
             "message": f.message,
         }
-        row.update({t: f.rows.get(t, 0) for t in tables})
-        rows.append(row)
-    columns = ["file", "status", "format", "log", *tables, "bad_rows", "message"]
-    if fmt is Format.TABLE:
-        shown = [r for r in rows if r["status"] != "skipped" or r["format"]]
-        emit_rows(shown, columns, fmt, title="Ingested files")
-        totals = report.totals()
-        counts: dict[str, int] = {}
-        for f in report.files:
-            counts[f.status] = counts.get(f.status, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        rows_text = ", ".join(f"{totals[t]:,} {t}" for t in tables)
-        bad = sum(f.bad_rows for f in report.files)
+        for f in report.files
+        if f.status != "skipped" or f.format
+    ]
+    columns = ["file", "status", "format", "rows", "bad_rows", "message"]
+    if not any(r["bad_rows"] for r in shown):  # the total line below says "bad rows: 0"
+        columns.remove("bad_rows")
+    emit_rows(shown, columns, fmt, "Ingested files")
+    totals = report.totals()
+    counts: dict[str, int] = {}
+    for f in report.files:
+        counts[f.status] = counts.get(f.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    rows_text = ", ".join(f"{totals[t]:,} {t}" for t in tables)
+    bad = sum(f.bad_rows for f in report.files)
+    err_console.print(
+        f"{len(report.files)} files ({summary}); rows: {rows_text}; bad rows: {bad:,}",
+        highlight=False,
+    )
+    first = next((f for f in report.files if f.status in ("refused", "partial")), None)
+    if first is not None:
         err_console.print(
-            f"{len(report.files)} files ({summary}); rows: {rows_text}; bad rows: {bad:,}",
+            f"[yellow]first problem:[/] {escape(first.message or '')}",
             highlight=False,
+            soft_wrap=True,
         )
-        first = next((f for f in report.files if f.status in ("refused", "partial")), None)
-        if first is not None:
-            err_console.print(
-                f"[yellow]first problem:[/] {escape(first.message or '')}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    else:
-        emit_rows(rows, columns, fmt)
 
 
 def register(app: typer.Typer) -> None:
@@ -157,6 +175,11 @@ def register(app: typer.Typer) -> None:
         Exit code 3 means some input was refused or had bad records. Flows are cut
         from captures with Zeek's inactivity timeouts unless the configuration's
         \\[ingest.pcap] table sets others.
+
+        Prints one row per file: its status (ingested, duplicate, partial, refused,
+        skipped), format and log type, the rows stored per table, bad rows and a
+        message; then the totals. With --json or --csv every table's count is a
+        column of its own.
         """
         fmt = choose_format(as_json, as_csv)
         options = reader_options(read_config(config))

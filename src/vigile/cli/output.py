@@ -18,6 +18,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+#: Single-word cells up to this long are kept on one line (see :func:`emit_rows`).
+SHORT = 13
+
+
 class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
@@ -66,9 +70,14 @@ def emit_rows(
             writer.writerow(["" if row.get(k) is None else _plain(row.get(k)) for k in columns])
         return
     table = Table(title=title, title_justify="left", show_lines=False)
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for row in rows:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    for i, c in enumerate(columns):
+        # A column of short single words (a status, a count, a format) is never wrapped:
+        # a narrow terminal takes its width from the others (paths, messages), which
+        # wrap at spaces and fold long words.
+        atomic = all(len(r[i]) <= SHORT and " " not in r[i] for r in cells)
+        table.add_column(c, overflow="fold", no_wrap=atomic and len(c) <= SHORT)
+    for r in cells:
         # Text, not str: cells quote logs and traffic, which must never be read as markup.
-        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+        table.add_row(*(Text(cell) for cell in r))
     console.print(table)

@@ -143,7 +143,8 @@ def create_app(
         if request.url.path.startswith("/api/") or request.method != "GET":
             return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
         templates = app.state.console.templates
-        ctx = {"status": 503, "detail": str(exc), "session": None}
+        # The page reloads itself once the wait is over (a long ingest holds the store).
+        ctx = {"status": 503, "detail": str(exc), "session": None, "reload": exc.retry_after}
         return templates.TemplateResponse(request, "error.html", ctx, 503, headers=headers)
 
     @app.exception_handler(EntryNotFoundError)

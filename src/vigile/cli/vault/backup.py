@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     KeyFileOption,
+    VaultConfigOption,
     VaultOption,
     load_settings,
     progress_bar,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 @vault_app.command("init")
 def init_cmd(
-    config: ConfigOption = None, vault: VaultOption = None, key_file: KeyFileOption = None
+    config: VaultConfigOption = None, vault: VaultOption = None, key_file: KeyFileOption = None
 ) -> None:
     """Create an empty vault: new random keys, sealed under your passphrase or key file.
 
@@ -62,7 +63,7 @@ def backup_cmd(
         list[str] | None,
         typer.Option("--account", "-a", help="Account(s) to back up. Default: all."),
     ] = None,
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,

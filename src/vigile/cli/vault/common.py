@@ -39,6 +39,17 @@ vault_app = typer.Typer(
     no_args_is_help=True,
 )
 
+VaultConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="VIGILE_CONFIG",
+        help=(
+            "Configuration (TOML) whose \\[vault] section names the vault and its accounts. "
+            "Default: ./vigile.toml if present."
+        ),
+    ),
+]
 VaultOption = Annotated[
     Path | None,
     typer.Option(

@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import choose_format, emit_rows
 from vigile.cli.vault.common import (
     AccountOption,
     AtOption,
     FolderOption,
     KeyFileOption,
+    VaultConfigOption,
     VaultOption,
     open_vault,
     parse_at,
@@ -26,7 +27,7 @@ from vigile.vault.lock import Access
 @vault_app.command("snapshots")
 def snapshots_cmd(
     account: AccountOption = None,
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,
@@ -60,7 +61,7 @@ def ls_cmd(
     account: Annotated[str, typer.Option("--account", "-a", help="Account name.")],
     at: AtOption = None,
     folder: FolderOption = None,
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,
@@ -106,7 +107,7 @@ def ls_cmd(
 
 @vault_app.command("verify")
 def verify_cmd(
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import choose_format, emit_rows
 from vigile.cli.vault.common import (
     KeyFileOption,
+    VaultConfigOption,
     VaultOption,
     open_vault,
     vault_app,
@@ -37,7 +38,7 @@ def prune_cmd(
             "backup or prune writes the vault; reads by others may go on.",
         ),
     ] = False,
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,

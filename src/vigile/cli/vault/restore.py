@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from vigile.cli.common import ConfigOption, CsvOption, JsonOption
+from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     AtOption,
     FolderOption,
     KeyFileOption,
+    VaultConfigOption,
     VaultOption,
     load_settings,
     open_vault,
@@ -57,7 +58,7 @@ def restore_cmd(
             "to what they were at --at (by default they are left as they are).",
         ),
     ] = False,
-    config: ConfigOption = None,
+    config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,

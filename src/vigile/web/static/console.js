@@ -46,12 +46,27 @@ function draw(el, data) {
     .then(() => { el.dataset.rendered = "1"; });
 }
 
+/* GET a JSON API URL. While another process holds the store (a long ingest), the console
+ * answers 503 with Retry-After: say so through busy(message) and ask again after that wait. */
+function getJson(url, busy) {
+  return fetch(url, { credentials: "same-origin" }).then((r) => {
+    if (r.status === 503) {
+      const wait = parseInt(r.headers.get("Retry-After") || "5", 10);
+      return r.json().then((j) => {
+        busy(j.detail + "; trying again in " + wait + " s");
+        return new Promise((ok) => setTimeout(ok, wait * 1000)).then(() => getJson(url, busy));
+      });
+    }
+    if (!r.ok) throw new Error(r.status + " " + r.statusText);
+    return r.json();
+  });
+}
+
 function drawCharts() {
   document.querySelectorAll(".chart[data-kind]").forEach((el) => {
     if (el.dataset.json) { draw(el, JSON.parse(el.dataset.json)); return; }
-    fetch(el.dataset.src, { credentials: "same-origin" })
-      .then((r) => { if (!r.ok) throw new Error(r.status + " " + r.statusText); return r.json(); })
-      .then((d) => draw(el, d))
+    getJson(el.dataset.src, (message) => { el.textContent = message; })
+      .then((d) => { el.textContent = ""; draw(el, d); })
       .catch((e) => { el.textContent = "Could not load the plot: " + e.message; });
   });
 }
