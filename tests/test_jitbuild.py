@@ -7,6 +7,7 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tests.conftest import require_tool
 
 from vigile import jit, jitbuild
@@ -32,6 +33,7 @@ def _load(path: Path):
     return module
 
 
+@pytest.mark.filterwarnings("ignore:The 'pycc' module is pending deprecation")
 def test_the_build_compiles_each_kernel_once_with_the_return_type_numba_infers(
     tmp_path: Path,
 ) -> None:
