@@ -251,7 +251,12 @@ FINDINGS = Table(
             "What the run that produced it examined: null for a hunt over the stored "
             "traffic, `exchange:<server>` for `vigile inspect exchange` (docs/architecture.md).",
         ),
-        Column("scope_start", TS, "Start of the window that run covered (null: open)."),
+        Column(
+            "scope_start",
+            TS,
+            "Start of the window that run covered (null: open); for an inspection, of the "
+            "span the check's logs covered.",
+        ),
         Column("scope_end", TS, "End of the window that run covered (null: open)."),
     ),
 )

@@ -27,7 +27,6 @@ from vigile.exchange.collect import Coverage
 from vigile.exchange.inspect import InspectResult, inspect_paths
 from vigile.exchange.report import render_report
 from vigile.exchange.suppress import parse_rules
-from vigile.store import FindingScope
 
 inspect_app = typer.Typer(
     help="Inspect a server for what an intruder left behind.", no_args_is_help=True
@@ -177,8 +176,8 @@ def exchange(
         bool,
         typer.Option(
             "--store/--no-store",
-            help="Write the findings to the store (replacing this server's earlier ones) "
-            "so `vigile serve` shows them.",
+            help="Write the findings to the store (replacing this server's earlier ones "
+            "that this copy covers again) so `vigile serve` shows them.",
         ),
     ] = True,
     server: Annotated[
@@ -186,8 +185,9 @@ def exchange(
         typer.Option(
             "--server",
             help="Name of the server the copies come from. A rerun for the same server "
-            "replaces its earlier findings; other servers' findings stay. Default: the "
-            "paths given, so name the server when its copies move.",
+            "replaces its earlier findings from the files and from the time its logs "
+            "cover; findings from logs no longer in the copy and other servers' findings "
+            "stay. Default: the paths given, so name the server when its copies move.",
         ),
     ] = None,
     report: Annotated[
@@ -214,13 +214,16 @@ def exchange(
         raise InputError(Location(missing[0]), "no such file or folder")
     rules = parse_rules(read_config(config).section("exchange"))
     result = inspect_paths(paths, suppress=rules)
-    scope = FindingScope(inspected_source(server, paths))
+    source = inspected_source(server, paths)
     for finding in result.findings:
-        finding.scope = scope.source
+        finding.scope = source
     if store:
         db_store = open_store(db)
         try:
-            db_store.replace_findings(result.checks, findings_table(result.findings), scope)
+            # Per check family, only what this copy covers is replaced: findings from
+            # logs that have rotated away stay (InspectResult.runs).
+            for checks, scope, findings in result.runs(source):
+                db_store.replace_findings(checks, findings_table(findings), scope)
             # A rerun's findings come back without the console's suppressions (the
             # Exchange checks apply only [exchange] rules): put them back, as a hunt does.
             # Imported here: the console's modules cost every other command 35 ms.

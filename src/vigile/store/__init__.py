@@ -32,17 +32,29 @@ Contract, per method:
 
   - the stored findings of those detectors with the same ``scope.source`` whose
     scope window lies inside ``scope.window`` (the run looked again at everything
-    they were computed from, so its verdict supersedes them), and
+    they were computed from, so its verdict supersedes them) or, when the run's
+    findings are traces (``scope.verdicts`` false: an inspection), whose own window
+    (``window_start`` to ``window_end``) lies inside it (the run read again what
+    they were found in);
+  - when ``scope.verdicts`` (a hunt), the stored findings of those detectors with
+    the same source and the same subject (detector, ``src``, ``dst``, ``fqdn``) as a
+    finding in ``batch`` whose scope window overlaps ``scope.window`` and does not end
+    after it (the previous hour's hunt of a sliding 24 h window: the new verdict on
+    that subject saw most of the same evidence and newer, so it supersedes the old
+    one instead of piling up beside it); and
   - any stored finding with the id of a finding in ``batch`` (one row per id);
 
   and keeps every other finding: those of other detectors, of another source (a
-  second Exchange server), and of windows the run did not wholly cover (yesterday's
-  hunt, or a window that only overlaps this one). The batch's ``scope``,
+  second Exchange server), of windows the run did not overlap (yesterday's hunt), of
+  subjects the run did not report again over a window it did not wholly cover (it
+  did not see all of their evidence), and of windows ending after the run's (a
+  re-hunt of an old window leaves today's verdict). The batch's ``scope``,
   ``scope_start`` and ``scope_end`` columns are set from ``scope``. Rerunning the
   same run over the same data leaves the same rows (ids are stable), so it is
   idempotent. Rows stored before the scope columns existed have no scope at all
   (null source, open window): the next run of their detector replaces them, as every
-  run did then. :meth:`FindingScope.replaces` is the rule.
+  run did then. :meth:`FindingScope.replaces` and :meth:`FindingScope.supersedes`
+  are the rule; an engine selects candidates however it likes but decides with them.
 * ``time_series`` is ``group`` over fixed time buckets: one row per bucket (and key)
   that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
   multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
@@ -85,7 +97,13 @@ class FindingScope:
 
     ``source`` is ``None`` for a hunt over the stored traffic, or names what else was
     examined (``exchange:<server>``); ``window`` is the time the run covered, a side
-    left ``None`` covering all time on that side.
+    left ``None`` covering all time on that side. ``verdicts`` says what the run's
+    findings are: ``True`` (a hunt) when each is a verdict on its subject over the
+    whole window, so a later run's verdict on the same subject supersedes an earlier
+    overlapping one; ``False`` (an inspection) when each is a trace found at its own
+    time, evidence in its own right until a run looks again at all it came from.
+
+    A run replaces what lies inside its window, and nothing of another source:
 
     >>> day = FindingScope(None, Window(datetime(2026, 3, 2), datetime(2026, 3, 3)))
     >>> day.replaces(None, datetime(2026, 3, 2, 12), datetime(2026, 3, 3))
@@ -94,25 +112,80 @@ class FindingScope:
     False
     >>> day.replaces("exchange:EX01", None, None), day.replaces(None, None, None)
     (False, True)
+
+    An inspection replaces the traces found within what its copy covers again, whatever
+    span the earlier copy covered:
+
+    >>> copy = FindingScope("exchange:EX01", day.window, verdicts=False)
+    >>> march, noon = datetime(2026, 3, 1), datetime(2026, 3, 2, 12)
+    >>> copy.replaces("exchange:EX01", march, day.window.end, Window(noon, noon))
+    True
+    >>> copy.replaces("exchange:EX01", march, day.window.end, Window(march, march))
+    False
+
+    The hour-later hunt of a sliding 24 h window supersedes the previous hour's verdict
+    on a subject it reports again; yesterday's window, and a window ending later than
+    the run's (today's, when an old window is hunted again), stay:
+
+    >>> later = FindingScope(None, Window(datetime(2026, 3, 2, 1), datetime(2026, 3, 3, 1)))
+    >>> later.supersedes(None, datetime(2026, 3, 2), datetime(2026, 3, 3))
+    True
+    >>> later.supersedes(None, datetime(2026, 3, 1), datetime(2026, 3, 2))
+    False
+    >>> later.supersedes(None, datetime(2026, 3, 2, 2), datetime(2026, 3, 3, 2))
+    False
+    >>> FindingScope("exchange:EX01", later.window, verdicts=False).supersedes(
+    ...     "exchange:EX01", datetime(2026, 3, 2), datetime(2026, 3, 3))
+    False
     """
 
     source: str | None = None
     window: Window = Window()
+    verdicts: bool = True
 
-    def replaces(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
+    def replaces(
+        self,
+        source: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        found: Window = Window(),
+    ) -> bool:
         """Whether a run over this scope replaces a stored finding of one of its detectors
-        whose run had ``source`` and the window ``[start, end)``.
+        whose run had ``source`` and the window ``[start, end)``, the finding itself
+        spanning ``found`` (its ``window_start`` to ``window_end``).
 
-        Yes when the sources match and that window lies inside this one; and for a
+        Yes when the sources match and the run looked again at all the finding came
+        from: for verdicts, that run's window lies inside this one; for traces, the
+        finding's own time does (an inspection of a newer copy replaces what its logs
+        cover again, not the traces of logs that have rotated away). And yes for a
         finding stored with no scope at all (before scopes existed), which every run of
         its detector replaced, as it still does.
         """
         if source is None and start is None and end is None:
             return True
         w = self.window
+        if not self.verdicts:  # the finding's own window is closed: its last time counts
+            start, end = found.start, found.end
+            before = w.end is None or (end is not None and end < w.end)
+        else:
+            before = w.end is None or (end is not None and end <= w.end)
         after = w.start is None or (start is not None and start >= w.start)
-        before = w.end is None or (end is not None and end <= w.end)
         return source == self.source and after and before
+
+    def supersedes(self, source: str | None, start: datetime | None, end: datetime | None) -> bool:
+        """Whether this run's finding on a subject supersedes a stored finding of the same
+        detector and subject whose run had ``source`` and the window ``[start, end)``.
+
+        Yes when this run's findings are verdicts, the sources match, and that window
+        overlaps this one without ending after it. The caller asks only about subjects
+        the run reported again: the others stay, since it did not see all their evidence.
+        """
+        w = self.window
+        overlaps = (start is None or w.end is None or start < w.end) and (
+            end is None or w.start is None or end > w.start
+        )
+        not_after = w.end is None or (end is not None and end <= w.end)
+        return self.verdicts and source == self.source and overlaps and not_after
 
 
 @dataclass(frozen=True)

@@ -337,7 +337,7 @@ class DuckDBStore:
             batch = batch.set_column(batch.schema.get_field_index(name), name, values)
         self._con.execute("BEGIN TRANSACTION")
         try:
-            stale = self._covered_findings(detectors, scope) + batch.column("id").to_pylist()
+            stale = self._stale_findings(detectors, scope, batch) + batch.column("id").to_pylist()
             if stale:
                 self._con.execute(
                     "DELETE FROM findings WHERE id IN (SELECT unnest(?::VARCHAR[]))", [stale]
@@ -353,22 +353,34 @@ class DuckDBStore:
             raise
         self._con.execute("COMMIT")
 
-    def _covered_findings(self, detectors: Sequence[str], scope: FindingScope) -> list[str]:
-        """Ids of the stored findings of ``detectors`` that a run over ``scope`` replaces;
-        :meth:`FindingScope.replaces` decides, so every engine applies the same rule."""
+    def _stale_findings(
+        self, detectors: Sequence[str], scope: FindingScope, batch: pa.Table
+    ) -> list[str]:
+        """Ids of the stored findings of ``detectors`` that a run over ``scope`` producing
+        ``batch`` replaces: :meth:`FindingScope.replaces` and, for the subjects in
+        ``batch``, :meth:`FindingScope.supersedes` decide, so every engine applies the
+        same rule (the ids of ``batch`` itself are the caller's)."""
         if not detectors:
             return []
+        subject = ["detector", "src", "dst", "fqdn"]
+        reported = set(zip(*(batch.column(c).to_pylist() for c in subject), strict=True))
         rows = self._con.sql(
-            "SELECT id, scope, scope_start, scope_end FROM findings "
+            "SELECT id, detector, src, dst, fqdn, window_start, window_end, scope, scope_start, "
+            "scope_end FROM findings "
             "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
             "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
             params=[list(detectors), scope.source],
         ).to_arrow_table()
-        return [
-            r["id"]
-            for r in rows.to_pylist()
-            if scope.replaces(r["scope"], r["scope_start"], r["scope_end"])
-        ]
+        stale = []
+        for r in rows.to_pylist():
+            run = (r["scope"], r["scope_start"], r["scope_end"])
+            found = Window(r["window_start"], r["window_end"])
+            if scope.replaces(*run, found) or (
+                (r["detector"], r["src"], r["dst"], r["fqdn"]) in reported
+                and scope.supersedes(*run)
+            ):
+                stale.append(r["id"])
+        return stale
 
     @contextmanager
     def state_writer(self) -> Iterator[_DuckDBStateWriter]:
