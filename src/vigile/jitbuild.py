@@ -5,6 +5,13 @@ compiles each kernel that declares ``aot`` argument types for each of them with 
 ahead-of-time compiler (:mod:`numba.pycc`) into the extension module ``vigile._kernels``,
 then writes the manifest that :mod:`vigile.jit` checks before using it (see there).
 
+Each kernel is compiled once, by numba.pycc, from its argument types alone: numba.pycc
+passes an export's return type to numba's compiler, which infers it when there is none,
+as it does just in time (tests/test_jitbuild.py checks that the build compiles no kernel
+just in time and that the exports return what numba infers). The helpers a kernel calls
+are compiled by numba just in time as the kernel is typed (that is how numba links a call
+to another compiled function) and kept in numba's cache for later builds.
+
 Two choices differ from numba.pycc's defaults, to match what the just-in-time kernels do:
 the exports release the GIL while they run (the kernels are declared ``nogil``, and the
 pair grouping of :mod:`vigile.detect.pairs` runs them on several threads), and the code
@@ -30,6 +37,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,8 +71,16 @@ def _import_kernels() -> None:
             importlib.import_module(info.name)
 
 
-def build(out: Path = jit.HERE) -> dict[str, Any]:
-    """Compile the kernels into ``out``; returns the manifest written."""
+def build(
+    out: Path = jit.HERE, kernels: Mapping[str, tuple[Any, Sequence[str]]] | None = None
+) -> dict[str, Any]:
+    """Compile the kernels into ``out``; returns the manifest written.
+
+    Args:
+        out: The folder for the library and its manifest.
+        kernels: numba dispatchers and their ``aot`` argument types by "module:qualname";
+            by default every kernel of :data:`vigile.jit.KERNEL_PACKAGES`.
+    """
     from llvmlite import binding
     from numba.core.compiler import Flags
     from numba.core.sigutils import normalize_signature
@@ -76,7 +93,9 @@ def build(out: Path = jit.HERE) -> dict[str, Any]:
 
     manifest_path = out / f"{jit.LIBRARY}.json"
     manifest_path.unlink(missing_ok=True)
-    _import_kernels()
+    if kernels is None:
+        _import_kernels()
+        kernels = jit.REGISTRY
     cc = CC(jit.LIBRARY)
     # Compiled aside, then renamed into place: a process that has the old library
     # loaded keeps its file.
@@ -85,18 +104,22 @@ def build(out: Path = jit.HERE) -> dict[str, Any]:
     cc.target_cpu = binding.get_host_cpu_name()
     exports: dict[str, list[dict[str, Any]]] = {}
     names = (f"k{n}" for n in itertools.count())
-    for key, (dispatcher, signatures) in sorted(jit.REGISTRY.items()):
+    for key, (dispatcher, signatures) in sorted(kernels.items()):
         for text in signatures:
             args, _ = normalize_signature(text)
-            dispatcher.compile(args)
-            signature = dispatcher.overloads[tuple(args)].signature
             name = next(names)
-            cc.export(name, signature)(dispatcher.py_func)
+            cc.export(name, text)(dispatcher.py_func)  # no return type: numba infers it
             exports.setdefault(key, []).append({"name": name, "args": [_spec(a) for a in args]})
     original = compiler.Flags
     compiler.Flags = _ReleaseGil  # type: ignore[misc]  # pycc's one Flags(): _cull_exports
     try:
-        cc.compile()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # numba's C runtime for the module (modulemixin.c and the rest, 3 CPU-s of gcc)
+            # does not depend on the kernels: compiled on another core while numba
+            # compiles them, where cc.compile() would compile it after.
+            runtime = pool.submit(cc._compile_mixins, str(work / "runtime"))
+            cc._compile_mixins = lambda build_dir: runtime.result()  # type: ignore[method-assign]
+            cc.compile()
         built = next(work.glob(f"{jit.LIBRARY}.*.so"))
         library = out / built.name
         built.replace(library)

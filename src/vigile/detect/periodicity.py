@@ -57,7 +57,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
 
 from vigile.jit import njit
 
@@ -223,6 +222,10 @@ def _poisson_share(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def _p_value(tight: np.ndarray, short: np.ndarray, n_d: np.ndarray, jitter: np.ndarray):
     """Larger p-value of the two binomial tests against Poisson (see the module doc)."""
+    # Imported here, not with the module: scipy.stats takes 0.65 CPU-s to import, and
+    # python -m vigile.jitbuild imports this module only for its kernels.
+    from scipy.stats import binom
+
     w = np.clip(1.5 * jitter + 0.05, 0.05, BAND)
     p_on = np.minimum(NULL_MARGIN * _poisson_share(1 - w, 1 + w), NULL_ON_SHARE)
     q_short = NULL_MARGIN_SHORT * _poisson_share(np.zeros_like(w), 1 - w)
