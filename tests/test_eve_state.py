@@ -214,6 +214,33 @@ def test_slips_eve_states_and_scans(shared_data: Path, tmp_path: Path) -> None:
     assert evidence["kinds"] == ["port"] and evidence["distinct_ports"] == 482
 
 
+def test_slips_flows_suricata_saw_closed_are_not_open(shared_data: Path, tmp_path: Path) -> None:
+    """Suricata logs every flow left in its table at exit with reason ``shutdown``,
+    also the 1,917 TCP sessions it had seen closed (``flow.state`` ``closed``); only
+    flows still active are open: the half-closed TCP sessions (``close_wait``) and
+    flows without a session, less 8 whose flags show a reset Suricata did not act on
+    (``RSTO``, ended as in the pcap reader), and UDP flows. Counted on the raw lines.
+    """
+    lines = (shared_data / EVE).read_text(encoding="utf-8").splitlines()
+    flows = [line for line in lines if '"event_type":"flow"' in line]
+    shutdown = [line for line in flows if '"reason":"shutdown"' in line]
+    closed = [line for line in shutdown if '"state":"closed","reason"' in line]
+    tcp_closed = [line for line in closed if '"proto":"TCP"' in line]
+    db = tmp_path / "v.duckdb"
+    _ingest(db, [shared_data / EVE])
+    rows = _rows(db, ["proto", "open", "conn_state", "uid"])
+    is_open = Counter((r["proto"], r["open"]) for r in rows)
+    assert len(tcp_closed) == len(closed) == 1917
+    closed_ids = {m.group(1) for m in (re.search(r'"flow_id":(\d+)', x) for x in closed) if m}
+    assert len(closed_ids) == len(closed)
+    assert not [r for r in rows if r["uid"] in closed_ids and r["open"]]
+    assert is_open[("udp", True)] == sum('"proto":"UDP"' in line for line in shutdown) == 1079
+    assert is_open[("tcp", True)] == 335
+    tcp_open = Counter(r["conn_state"] for r in rows if r["open"] and r["proto"] == "tcp")
+    assert tcp_open == {"S2": 319, None: 13, "OTH": 3}
+    assert sum(is_open.values()) == len(flows) == 3512
+
+
 FLAGS = st.one_of(
     st.none(), st.integers(-5, 300), st.text(max_size=4), st.sampled_from(["00", "02", "1b"])
 )

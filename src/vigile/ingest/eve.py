@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.flowstate import conn_states
+from vigile.ingest.flowstate import ENDED_STATES, conn_states
 from vigile.schema import TRAFFIC_TABLES
 
 BATCH_LINES = 20_000
@@ -40,6 +40,9 @@ BATCH_LINES = 20_000
 _WORK = {"_flags", "_rflags"}
 #: IP protocol numbers of the protocols that get a state (see ``conn_states``).
 STATE_PROTOS = {"tcp": 6, "udp": 17}
+#: ``tcp.state`` values of a session both sides have finished (RST, or both FINs):
+#: ``output-json-flow.c`` prints these names.
+TCP_CLOSED = frozenset({"closed", "time_wait", "last_ack", "closing"})
 PROTOS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmp6", "icmpv6": "icmp6"}
 QTYPES = {
     "A": 1,
@@ -147,6 +150,27 @@ def _tcp_flags(e: dict[str, Any], row: dict[str, Any], netflow: bool) -> tuple[A
     return (orig if row["orig_pkts"] else None), (resp if row["resp_pkts"] else None)
 
 
+def _still_open(e: dict[str, Any], flow: dict[str, Any]) -> bool:
+    """Whether the flow was still active when the capture ended (Zeek's sense).
+
+    Suricata logs every flow left in its table at exit with ``flow.reason``
+    ``"shutdown"``, also TCP sessions it had seen closed and was only keeping until
+    their timeout; those are not open. Closed is Suricata's own ``flow.state
+    "closed"``, which its stream engine sets on the TCP states in :data:`TCP_CLOSED`
+    (``StreamTcpPacketSetState`` in ``src/stream-tcp.c``), or ``tcp.state`` among
+    them (plus ``closing``: both FINs sent). Half-closed sessions (``fin_wait1``,
+    ``fin_wait2``, ``close_wait``) stay open, as Zeek's and the pcap reader's
+    ``S2``/``S3`` connections do; a flow whose flags show a reset Suricata did not
+    act on (out of its window) is closed later, by its ``conn_state``
+    (:data:`vigile.ingest.flowstate.ENDED_STATES`).
+    """
+    if flow.get("reason") != "shutdown":
+        return False
+    tcp = e.get("tcp")
+    tcp_state = tcp.get("state") if isinstance(tcp, dict) else None
+    return flow.get("state") != "closed" and tcp_state not in TCP_CLOSED
+
+
 def _conn(e: dict[str, Any]) -> dict[str, Any]:
     row = _endpoints(e)
     netflow = e.get("netflow")
@@ -159,7 +183,7 @@ def _conn(e: dict[str, Any]) -> dict[str, Any]:
         proto=_proto(e),
         service=app if isinstance(app, str) and app not in ("failed", "unknown") else None,
         duration=max((end - start).total_seconds(), 0.0),
-        open=flow.get("reason") == "shutdown",
+        open=_still_open(e, flow),
     )
     if isinstance(netflow, dict):  # one direction only
         row.update(orig_pkts=_int(flow.get("pkts")), orig_ip_bytes=_int(flow.get("bytes")))
@@ -355,7 +379,10 @@ def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
     names = set().union(*rows) - _WORK
     columns = {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
     if table == "conn" and rows:
-        columns["conn_state"] = _states(columns, rows)
+        columns["conn_state"] = state = _states(columns, rows)
+        tcp = pc.equal(columns["proto"], "tcp")  # a UDP "SF" is answered, not ended
+        ended = pc.fill_null(pc.and_(tcp, pc.is_in(state, pa.array(ENDED_STATES))), False)
+        columns["open"] = pc.and_(columns["open"], pc.invert(ended))
     return columns
 
 

@@ -114,6 +114,9 @@ def _flags(code: int) -> int | None:
 #: The states as indices into this list (-1: no state), so batches are set in numpy.
 STATES = ["S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR"]
 STATES.append("OTH")
+#: States of a connection both sides finished, by FINs or a reset: never open (the
+#: pcap reader's rule, ``ingest/packet/connstate.py``, as Zeek forgets such connections).
+ENDED_STATES = ("SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH")
 _S0, _SF = STATES.index("S0"), STATES.index("SF")
 
 
