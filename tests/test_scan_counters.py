@@ -30,8 +30,17 @@ SERVERS = [f"198.51.100.{k}" for k in range(1, 31)]  # 30 ≥ the address scan's
 SCANNED = range(1, 21)  # 20 ports ≥ the port scan's 15
 
 
-def _conn(k: int, src: str, sport: int, dst: str, dport: int, state: str | None,
-          orig: tuple[int, int], resp: tuple[int, int] | None, delay: float = 0) -> dict[str, Any]:  # fmt: skip
+def _conn(
+    k: int,
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    state: str | None,
+    orig: tuple[int, int],
+    resp: tuple[int, int] | None,
+    delay: float = 0,
+) -> dict[str, Any]:
     """A TCP row; ``orig``/``resp`` are (packets, IP bytes); ``resp`` None: one direction."""
     return {
         "ts": T0 + timedelta(seconds=k + delay),
@@ -50,8 +59,8 @@ def _eve_rows() -> list[dict[str, Any]]:
     for port in SCANNED:
         filtered = port <= 4
         state, resp = ("S0", (0, 0)) if filtered else ("REJ", (1, 60))
-        rows.append(_conn(port, SCANNER, 61234, TARGET, port, state, (3 if filtered else 1,
-                          222 if filtered else 74), resp))  # fmt: skip
+        syns = (3, 222) if filtered else (1, 74)
+        rows.append(_conn(port, SCANNER, 61234, TARGET, port, state, syns, resp))
     for k, server in enumerate(SERVERS):
         state = "RSTO" if k % 2 else "RSTR"
         rows.append(_conn(k, BUSY, 50000 + k, server, 443, state, (9, 1450), (8, 6100)))
