@@ -7,6 +7,11 @@ as a scanner's kernel and its target's would send them:
   ``nmap -sS`` does): closed ports answer RST/ACK (Zeek ``REJ``), ports in
   :data:`FILTERED` answer nothing (``S0``), ports in :data:`OPEN` answer SYN/ACK and
   the scanner resets (``RSTO``).
+* with ``busy``, ``BUSY`` (a browser) opens HTTPS sessions to :data:`SERVERS`, 30
+  hosts in 6 seconds, each a handshake, a small request, a 1,200-byte answer and a
+  reset, by the client (Zeek ``RSTO``) or the server (``RSTR``): data was exchanged,
+  so none is a failed attempt, though 30 hosts on one port are over the address
+  scan's threshold (25) if they were counted.
 * ``CLIENT`` makes :data:`WEB_CONNECTIONS` complete HTTP connections to ``TARGET``:80
   (handshake, request, response, FIN both ways: ``SF``), one answered DNS query to
   ``RESOLVER`` (UDP ``SF``) and one unanswered SNMP query (UDP ``S0``).
@@ -32,6 +37,10 @@ FILTERED = (10, 11, 12, 13)
 PORTS = range(1, 41)
 WEB_CONNECTIONS = 3
 START = 1_700_000_000.0
+BUSY = "10.1.0.20"
+SERVERS = tuple(f"198.51.100.{k}" for k in range(1, 31))
+#: Zeek's states of the busy client's sessions (with ``busy``).
+BUSY_STATES = {("tcp", BUSY, "RSTO"): 15, ("tcp", BUSY, "RSTR"): 15}
 CLOSED = len(PORTS) - len(OPEN) - len(FILTERED)
 #: What Zeek logs for the capture's connections: (proto, originator, state) → count.
 ZEEK_STATES = {
@@ -98,10 +107,41 @@ def packets() -> list[tuple[float, bytes]]:
     return sorted(out, key=lambda p: p[0])
 
 
-def write_capture(path: Path) -> Path:
-    """Write :func:`packets` as a pcap file; returns ``path``."""
+def _segment(src: str, sport: int, dst: str, dport: int, flags: int, seq: int, ack: int,
+             data: bytes = b"") -> bytes:  # fmt: skip
+    seg = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, data=data)
+    return _ip(src, dst, seg, dpkt.ip.IP_PROTO_TCP)
+
+
+def busy_packets(t: float) -> list[tuple[float, bytes]]:
+    """The busy client's sessions from ``t``, with consistent sequence numbers (a
+    reset must fall in the receiver's window to end the session)."""
+    out = []
+    request, answer = b"\x17\x03\x03\x00\x30" + b"q" * 48, b"\x17\x03\x03\x04\xab" + b"a" * 1195
+    for k, server in enumerate(SERVERS):
+        c, s, at = (BUSY, 41000 + k), (server, 443), t + k * 0.2
+        ci, si = 100_000 * (k + 1), 900_000 * (k + 1)
+        c2, s2 = ci + 1 + len(request), si + 1 + len(answer)
+        steps = [
+            (c, s, SYN, ci, 0, b""),
+            (s, c, SYN | ACK, si, ci + 1, b""),
+            (c, s, ACK, ci + 1, si + 1, b""),
+            (c, s, PSH | ACK, ci + 1, si + 1, request),
+            (s, c, PSH | ACK, si + 1, c2, answer),
+            (c, s, ACK, c2, s2, b""),
+            (c, s, RST | ACK, c2, s2, b"") if k % 2 else (s, c, RST | ACK, s2, c2, b""),
+        ]
+        for n, ((a, ap), (b, bp), flags, seq, ack, data) in enumerate(steps):
+            out.append((at + n * 0.005, _segment(a, ap, b, bp, flags, seq, ack, data)))
+    return out
+
+
+def write_capture(path: Path, *, busy: bool = False) -> Path:
+    """Write :func:`packets` (and, with ``busy``, :func:`busy_packets` after the
+    scan) as a pcap file; returns ``path``."""
+    frames = packets() + (busy_packets(START + 2.5) if busy else [])
     with path.open("wb") as f:
         writer = dpkt.pcap.Writer(f)
-        for ts, frame in packets():
+        for ts, frame in sorted(frames, key=lambda p: p[0]):
             writer.writepkt(frame, ts=ts)
     return path

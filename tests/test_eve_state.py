@@ -75,6 +75,27 @@ def test_suricata_eve_of_a_scan_gives_zeek_states_and_the_scanner(
     assert evidence["distinct_ports"] == len(cap.PORTS)
 
 
+def test_sessions_reset_after_data_make_no_scanner_from_eve_as_from_the_pcap(
+    tmp_path: Path,
+) -> None:
+    """The scan capture with a browser whose 30 HTTPS sessions (30 hosts, one port)
+    carried data and ended in a reset. The pcap reader counts their payload and
+    leaves them out; EVE gives IP-level bytes only (flow events both sides, netflow
+    events one each), and ``scan`` must still tell the data from the headers: only
+    the scanner is reported from each."""
+    pcap = cap.write_capture(tmp_path / "busy.pcap", busy=True)
+    inputs = {"pcap": pcap}
+    for kind in ("flow", "netflow"):
+        inputs[kind] = run_suricata(pcap, tmp_path / kind, (kind,))
+    for name, path in inputs.items():
+        db = tmp_path / f"{name}.duckdb"
+        _ingest(db, [path])
+        assert _states(db) == cap.ZEEK_STATES | cap.BUSY_STATES, name
+        rows = [r for r in _rows(db, ["src", "conn_state", "orig_bytes"]) if r["src"] == cap.BUSY]
+        assert all((r["orig_bytes"] is None) == (name != "pcap") for r in rows), name
+        assert set(_scan_findings(db, tmp_path)) == {cap.SCANNER}, name
+
+
 def _backscatter(path: Path) -> Path:
     """A server answering 40 spoofed SYNs: lone SYN/ACKs to one address, 40 ports."""
     with path.open("wb") as f:

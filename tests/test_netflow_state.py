@@ -51,9 +51,9 @@ def _hunt_scanners(db: Path, tmp_path: Path) -> dict[str, dict]:
     return {f["src"]: f for f in findings if f["detector"] == "scan"}
 
 
-def _collect(tmp_path: Path, version: str, bidir: bool) -> Path:
+def _collect(tmp_path: Path, version: str, bidir: bool, busy: bool = False) -> Path:
     require_tool("softflowd")
-    pcap = cap.write_capture(tmp_path / "scan.pcap")
+    pcap = cap.write_capture(tmp_path / "scan.pcap", busy=busy)
     db = tmp_path / "v.duckdb"
     with RunningCollector(db, batch_seconds=0.5) as run:
         sent = run_softflowd(pcap, run.collector.port, version, bidir, tmp_path)
@@ -100,6 +100,28 @@ def test_nfcapd_file_gives_zeek_states_and_a_scan(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", "--db", str(db), str(flows)])
     assert result.exit_code == 0, result.output
     assert _states(db) == EXPECTED
+    assert set(_hunt_scanners(db, tmp_path)) == {cap.SCANNER}
+
+
+@pytest.mark.parametrize("export", ["v9", "nfpcapd"])
+def test_sessions_reset_after_data_make_no_scanner(tmp_path: Path, export: str) -> None:
+    """The scan capture with a browser whose 30 HTTPS sessions (30 hosts on 443)
+    carried data and ended in a reset: one record per direction, IP bytes only, and
+    the client's records alone (a small request) do not show the data; the server's
+    do. Only the scanner is reported, as from the capture itself."""
+    if export == "v9":
+        db = _collect(tmp_path, "9", bidir=False, busy=True)
+    else:
+        require_tool("nfpcapd")
+        pcap = cap.write_capture(tmp_path / "scan.pcap", busy=True)
+        flows = tmp_path / "flows"
+        flows.mkdir()
+        cmd = ["nfpcapd", "-r", str(pcap), "-w", str(flows)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        db = tmp_path / "v.duckdb"
+        result = CliRunner().invoke(app, ["ingest", "--db", str(db), str(flows)])
+        assert result.exit_code == 0, result.output
+    assert _states(db) == EXPECTED | cap.BUSY_STATES
     assert set(_hunt_scanners(db, tmp_path)) == {cap.SCANNER}
 
 
