@@ -13,12 +13,13 @@ purpose (``nmap -g 53`` sends every probe from source port 53).
   give IP-level bytes and packets only), its IP bytes beyond what the packets'
   headers can hold (:data:`HEADER_BYTES_MAX` each) are payload; a one-direction
   record (``resp_pkts`` null) also looks at its responder's record, the reversed
-  5-tuple without a state that :mod:`vigile.ingest.flowstate` paired it with. The prober is the side that sent the SYN: the originator when
-  the history has ``S``, the responder when it has only ``s`` (Zeek's
-  ``is_reverse_failed_conn``). A flow in which nobody sent a SYN (a lone SYN/ACK or
-  RST: backscatter from a flooded server answering spoofed SYNs, or a capture that
-  misses one direction) is no attempt by either side and is not counted; a source
-  without a history (some Zeek field sets) keeps the originator.
+  5-tuple without a state that :mod:`vigile.ingest.flowstate` paired it with. The
+  prober is the side that sent the SYN: the originator when the history has ``S``,
+  the responder when it has only ``s`` (Zeek's ``is_reverse_failed_conn``). A flow
+  in which nobody sent a SYN (a lone SYN/ACK or RST: backscatter from a flooded
+  server answering spoofed SYNs, or a capture that misses one direction) is no
+  attempt by either side and is not counted; a source without a history (some Zeek
+  field sets) keeps the originator.
 * **UDP**: a probe is unanswered when only one side sent packets (Zeek state ``S0``:
   only the originator; ``SHR``: only the responder, the flipped case). The sender is
   the prober. A rejected probe is unanswered too: the target's ICMP port unreachable is
