@@ -132,6 +132,7 @@ def _answered_apart(
             Pred("proto", "=", "tcp"),
             Pred("conn_state", "is null"),
             Pred("src", "in", pc.unique(mine["dst"])),
+            Pred("dst", "in", pc.unique(mine["src"])),
         ],
     )
     theirs = theirs.filter(_payload(theirs, "orig"))
