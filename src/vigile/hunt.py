@@ -123,7 +123,7 @@ def write_report(
     else:
         lines += [f"## Findings ({len(findings)})", ""]
         for position, f in enumerate(findings, 1):
-            subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
+            subject = f.subject
             lines += [
                 f"### {position}. {f.severity} {f.score:.3f} — {f.detector}: {subject}",
                 "",

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(f: Finding) -> None:
-    subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
+    subject = f.subject
     console.print(f"[bold]{f.detector}[/] {subject}", highlight=False)
     console.print(
         f"score {f.score:.3f} ({f.severity}); window {f.window_start} → {f.window_end}",

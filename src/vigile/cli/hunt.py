@@ -40,7 +40,7 @@ def print_ranked(findings: list[Finding], total: int) -> None:
         return
     console.print(Text(f"Findings ({total} in all, ranked by score)", style="bold"))
     for rank, f in enumerate(findings, 1):
-        subject = " → ".join(x for x in (f.src, f.fqdn or f.dst) if x)
+        subject = f.subject
         head = Text(f"{rank:>3}. ")
         head.append(f"{f.severity:<8}", style=_SEVERITY_STYLE.get(f.severity or "", ""))
         head.append(f" {f.score:.3f}  {f.detector:<16} {subject}")

@@ -53,6 +53,26 @@ def severity_for(score: float) -> str:
     return "low"
 
 
+#: The scoring pass's finding about a pair: an internal host and a peer, whichever end
+#: opened the connections its findings are about (:mod:`vigile.detect.score`).
+PAIR_DETECTOR = "pair_score"
+
+
+def subject_text(detector: str, src: str | None, dst: str | None, fqdn: str | None) -> str:
+    """A finding's subject as every listing writes it: ``src → dst`` (the name when one
+    is known), ``↔`` between the two ends of a pair, whose direction it does not say.
+
+    >>> subject_text("beacon", "10.0.0.5", "198.51.100.7", "c2.example")
+    '10.0.0.5 → c2.example'
+    >>> subject_text(PAIR_DETECTOR, "10.0.0.5", "198.51.100.7", None)
+    '10.0.0.5 ↔ 198.51.100.7'
+    >>> subject_text("host_score", "10.0.0.5", None, None)
+    '10.0.0.5'
+    """
+    arrow = " ↔ " if detector == PAIR_DETECTOR else " → "
+    return arrow.join(x for x in (src, fqdn or dst) if x)
+
+
 @dataclass
 class Finding:
     """A detector's verdict on one subject (a host, a pair, a name) in one window."""
@@ -89,6 +109,11 @@ class Finding:
         self.severity = severity_for(self.score)
         self.evidence[key] = {**details, "score_before": before}
         self.explanation = f"{self.explanation.rstrip()} {because} (was {before:.3f})."
+
+    @property
+    def subject(self) -> str:
+        """The subject as listings write it (:func:`subject_text`)."""
+        return subject_text(self.detector, self.src, self.dst, self.fqdn)
 
     @property
     def id(self) -> str:

@@ -36,11 +36,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigile.detect import SEVERITY_BANDS, Finding, HuntContext
+from vigile.detect import PAIR_DETECTOR, SEVERITY_BANDS, Finding, HuntContext
 from vigile.detect.modifiers import PairSignals
 from vigile.detect.traffic import bounds, internal_lookup
 
-PAIR_DETECTOR = "pair_score"
 HOST_DETECTOR = "host_score"
 INFORMATIONAL = frozenset({"roles"})
 #: Modifiers a detector's own score already counts: not added to a pair that has only

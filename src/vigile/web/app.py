@@ -24,6 +24,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from vigile import __version__
 from vigile.config import Config
+from vigile.detect import subject_text
 from vigile.errors import ConfigError
 from vigile.web import api
 from vigile.web.access import StoreAccess, StoreBusyError
@@ -52,6 +53,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["pct"] = lambda v: f"{100 * float(v or 0):.1f} %"
     env.filters["ts"] = lambda v: (str(v)[:19].replace("T", " ") + " UTC") if v else "-"
     env.globals["version"] = __version__
+    env.globals["subject"] = lambda f: subject_text(f["detector"], f["src"], f["dst"], f["fqdn"])
     return templates
 
 
