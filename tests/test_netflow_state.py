@@ -234,3 +234,28 @@ def _state_rows(db: Path, paths: list[Path]) -> dict[tuple, tuple[float, str | N
         (r["src"], r["src_port"], r["dst"], r["dst_port"], r["proto"]): (r["ts"].timestamp(), s)
         for r, s in zip(rows.to_pylist(), states, strict=True)
     }
+
+
+def test_a_lone_udp_reply_is_no_probe_by_the_server() -> None:
+    """A resolver's answer whose query went out in another batch is not the resolver
+    probing the client (it was reported as a UDP port scanner of a busy client): a
+    lone record from a likely server port to one that is not stays without a state;
+    a lone query is S0, a pair SF on the query's record; two server ports, S0."""
+    records = [  # src, sport, dst, dport, start µs
+        ("9.9.9.9", 53, "10.0.0.5", 51234, 0),  # the answer; its query is elsewhere
+        ("10.0.0.5", 51999, "9.9.9.9", 53, 60_000_000),  # a query never answered
+        ("10.0.0.5", 52000, "9.9.9.9", 53, 120_000_000),  # a query and its answer
+        ("9.9.9.9", 53, "10.0.0.5", 52000, 120_020_000),
+        ("10.0.0.9", 123, "192.0.2.1", 123, 180_000_000),  # NTP server to server
+    ]
+    columns = list(zip(*records, strict=True))
+    keys = {
+        "src": pa.array(columns[0]),
+        "src_port": pa.array(columns[1]),
+        "dst": pa.array(columns[2]),
+        "dst_port": pa.array(columns[3]),
+        "proto": pa.array([17] * len(records)),
+    }
+    t = pa.array(columns[4], pa.int64())
+    none = pa.nulls(len(records), pa.int64())
+    assert conn_states(keys, t, t, none, none, none).to_pylist() == [None, "S0", "SF", None, "S0"]

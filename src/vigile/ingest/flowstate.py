@@ -25,7 +25,10 @@ own (the nearest one when several do). Contract of :func:`conn_states`:
   with a RST, ``SH`` with a FIN). Any other lone record (SYN and ACK, ACK only)
   stays null: the sender may be either side, and its peer's record is more often
   unexported (one-interface, ingress-only export) than absent.
-* UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known).
+* UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known),
+  except a lone reply: a record from a likely server port to a port that is not one
+  (:mod:`vigile.ingest.ports`; a resolver's answer whose query record was exported in
+  another batch) stays null, as Zeek would take its receiver for the originator.
 * A biflow (reverse counters present: an IPFIX biflow, an EVE flow event) is judged
   alone; when its reverse side is the one that sent the lone SYN (the record's
   ``src`` is the responder) it stays null. Callers give a side that sent no packets
@@ -42,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from vigile.ingest.ports import SERVER_PORT
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 #: Two records of one connection start and end within this of each other (a RST
@@ -208,7 +213,9 @@ def conn_states(
     sel = tcp & biflow & (rp > 0) & (code != _NONE) & (rcode != _NONE)
     sel &= ~(r_syn_only & ~syn_only)
     out[sel] = PAIR_STATE[code[sel], rcode[sel]]
-    out[udp & ((~biflow & ~paired) | (biflow & (rp == 0)))] = _S0
+    sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
+    reply = SERVER_PORT[sport] & ~SERVER_PORT[dport]
+    out[udp & ((~biflow & ~paired & ~reply) | (biflow & (rp == 0)))] = _S0
     out[udp & ((~biflow & paired & is_orig) | (biflow & (rp > 0)))] = _SF
     return pc.take(pa.array(STATES), pa.array(out, mask=out < 0))
 

@@ -18,18 +18,8 @@ import numpy as np
 
 from vigile.ingest.packet.flows import BIG, LETTERS, SYN, Parts
 from vigile.ingest.packet.magic import Timeouts
+from vigile.ingest.ports import SERVER_PORT
 
-#: Ports Zeek's analyzers register as likely server ports (subset of ``likely_server_ports``).
-LIKELY_SERVER_PORTS = np.array(
-    [
-        *(21, 22, 23, 25, 53, 80, 88, 110, 123, 135, 137, 139, 143, 161, 389, 443, 445),
-        *(465, 502, 514, 587, 623, 636, 853, 993, 995, 1080, 1194, 1433, 1812, 3128, 3306),
-        *(3389, 3544, 5060, 5061, 5353, 5355, 5432, 5900, 6379, 6667, 8080, 8443, 9200),
-    ]
-)
-#: True at the ports of :data:`LIKELY_SERVER_PORTS`: a look-up is one pass, ``np.isin`` sorts.
-SERVER_PORT = np.zeros(65536, bool)
-SERVER_PORT[LIKELY_SERVER_PORTS] = True
 INACTIVE, PARTIAL, SYN_SENT, SYN_ACK_SENT, ESTABLISHED, CLOSED, RESET = range(7)
 S, H, A, D, F, R = range(6)
 #: conn_state names by code; codes 1 to 13 follow the order of the rules in _state.
