@@ -8,7 +8,7 @@ import platform
 import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,3 +100,26 @@ def update_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         text = text.rstrip() + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+class CountingSink:
+    """An ingest sink that keeps only the rows per table, so that only the reader is
+    measured; a rejected record stops the benchmark (its input must be clean)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    def emit(self, table: str, columns: Mapping[str, Any], num_rows: int) -> None:
+        self.rows[table] = self.rows.get(table, 0) + num_rows
+
+    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
+        raise SystemExit(f"unexpected reject at {position}: {reason}")
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def set_log_type(self, log_type: str) -> None:
+        pass
+
+    def progress(self, raw_bytes: int) -> None:
+        pass

@@ -29,35 +29,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from bench.common import ROOT, machine
+from bench.common import ROOT, CountingSink, machine
 from vigile.ingest import eve
 from vigile.ingest.base import SourceFile
 
 HEADING = "Suricata EVE: connection states"
 SLIPS = ROOT.parent / "shared" / "data" / "suricata" / "slips-test6-malicious.eve.json"
 REPEATS = 3
-
-
-class CountingSink:
-    """A sink that keeps nothing but the row count, so only the reader is measured."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def emit(self, table: str, columns: Mapping[str, pa.Array], num_rows: int) -> None:
-        self.rows += num_rows
-
-    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
-        raise RuntimeError(f"line {position}: {reason}")
-
-    def notice(self, message: str) -> None:
-        pass
-
-    def set_log_type(self, log_type: str) -> None:
-        pass
-
-    def progress(self, raw_bytes: int) -> None:
-        pass
 
 
 def _shift(event: dict[str, Any], days: int) -> None:
@@ -119,7 +97,7 @@ def best_seconds(
             took = time.perf_counter() - t
             if name not in best or took < best[name][0]:
                 best[name] = (took, spent[0])
-            rows = sink.rows
+            rows = sum(sink.rows.values())
     return best, rows
 
 

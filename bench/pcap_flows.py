@@ -23,12 +23,10 @@ import argparse
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pyarrow as pa
-
-from bench.common import machine
+from bench.common import CountingSink, machine
 from bench.pcap import measure
 
 CLIENT, SERVER, RESOLVER = bytes([10, 0, 0, 5]), bytes([203, 0, 113, 9]), bytes([10, 0, 0, 53])
@@ -110,33 +108,11 @@ CAPTURES: dict[str, Callable[[int], Iterator[bytes]]] = {
 }
 
 
-class _Counts:
-    """A sink that counts rows and drops them."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, int] = {}
-
-    def emit(self, table: str, columns: Mapping[str, pa.Array], num_rows: int) -> None:
-        self.rows[table] = self.rows.get(table, 0) + num_rows
-
-    def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
-        raise SystemExit(f"unexpected reject at {position}: {reason}")
-
-    def notice(self, message: str) -> None:
-        pass
-
-    def set_log_type(self, log_type: str) -> None:
-        pass
-
-    def progress(self, raw_bytes: int) -> None:
-        pass
-
-
 def read_only(path: Path) -> str:
     from vigile.ingest.base import SourceFile
     from vigile.ingest.pcap import PcapReader
 
-    sink = _Counts()
+    sink = CountingSink()
     PcapReader().read(SourceFile.probe(path), sink)
     return ", ".join(f"{n:,} {t}" for t, n in sorted(sink.rows.items()))
 
