@@ -174,6 +174,7 @@ def conn_states(
     """
     n = len(start_us)
     proto = _np(keys["proto"], 0)
+    sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
     start, end = _np(start_us, 0), _np(end_us, 0)
     fl = _np(flags, -1)
     code = np.where(fl < 0, _NONE, (fl & 7) | np.where(fl & ACK, 8, 0))
@@ -191,11 +192,7 @@ def conn_states(
         np.where(
             start != start[p],
             start < start[p],
-            np.where(
-                _np(keys["dst_port"], 0) != _np(keys["src_port"], 0),
-                _np(keys["dst_port"], 0) < _np(keys["src_port"], 0),
-                np.arange(n) < p,
-            ),
+            np.where(dport != sport, dport < sport, np.arange(n) < p),
         ),
     )
     out = np.full(n, -1, dtype=np.int8)
@@ -213,7 +210,6 @@ def conn_states(
     sel = tcp & biflow & (rp > 0) & (code != _NONE) & (rcode != _NONE)
     sel &= ~(r_syn_only & ~syn_only)
     out[sel] = PAIR_STATE[code[sel], rcode[sel]]
-    sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
     reply = SERVER_PORT[sport] & ~SERVER_PORT[dport]
     out[udp & ((~biflow & ~paired & ~reply) | (biflow & (rp == 0)))] = _S0
     out[udp & ((~biflow & paired & is_orig) | (biflow & (rp > 0)))] = _SF

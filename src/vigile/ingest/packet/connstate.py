@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vigile.ingest.flowstate import ENDED_STATES
 from vigile.ingest.packet.flows import BIG, LETTERS, SYN, Parts
 from vigile.ingest.packet.magic import Timeouts
 from vigile.ingest.ports import SERVER_PORT
@@ -76,7 +77,7 @@ def conn_columns(p: Parts, end_ns: int | None, timeouts: Timeouts) -> dict[str, 
     o_seen, r_seen = seen[rows, o], seen[rows, r]
     o_pk, r_pk = p["pkts"][rows, o], p["pkts"][rows, r]
     state = _state(p["proto"], o_seen, r_seen, o_pk, r_pk)
-    ended = np.isin(state, ("SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"))
+    ended = np.isin(state, ENDED_STATES)
     is_open = np.zeros(n, bool)
     if end_ns is not None:
         is_open = ~ended & (p["last_ts"] >= end_ns - timeouts.of(p["proto"]))

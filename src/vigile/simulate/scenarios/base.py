@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vigile.simulate.flows import Flows, beacon_times
+from vigile.simulate.flows import Flows, beacon_times, ephemeral_ports
 
 DAY = 86400.0
 
@@ -95,6 +95,32 @@ def server_subnet_sweep(
     order = rng.permutation(len(dst))
     live = np.isin(dst, np.array(list(office.servers.values()), np.int32))
     return dst, port, live, order
+
+
+def sweep_flows(
+    rng: np.random.Generator,
+    first: float,
+    rate: float,
+    src: int,
+    sweep: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: np.ndarray,
+    **columns: Any,
+) -> Flows:
+    """The probes of a :func:`server_subnet_sweep` sent from ``src`` in its order,
+    ``rate`` a second from ``first`` (seconds), each from an ephemeral port, with the
+    connection states ``state`` (in sending order) and any other ``Flows`` columns."""
+    dst, port, _, order = sweep
+    n = len(order)
+    return Flows.of(
+        n,
+        ts=first + np.arange(n) / rate,
+        src=src,
+        dst=dst[order],
+        dport=port[order],
+        sport=ephemeral_ports(rng, n),
+        state=state,
+        **columns,
+    )
 
 
 def attacker_address(office: Any, rng: np.random.Generator) -> int:

@@ -7,13 +7,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from vigile.simulate.flows import REJ, S0, SF, Flows, ephemeral_ports
+from vigile.simulate.flows import REJ, S0, SF, Flows
 from vigile.simulate.network import Office
 from vigile.simulate.scenarios.base import (
     DAY,
     Truth,
     pick_workstation,
     server_subnet_sweep,
+    sweep_flows,
     truth_for,
 )
 
@@ -71,17 +72,11 @@ class PortScanScenario:
         self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
     ) -> tuple[Flows, Truth]:
         src = pick_workstation(office, self.host)
-        dst, port, live, order = server_subnet_sweep(office, rng, self.targets, TOP_PORTS)
-        n = len(dst)
-        state = np.where(live, np.where(rng.random(n) < 0.1, SF, REJ), S0)[order]
-        flows = Flows.of(
-            n,
-            ts=start + self.start_day * DAY + np.arange(n) / self.rate,
-            src=src,
-            dst=dst[order],
-            dport=port[order],
-            sport=ephemeral_ports(rng, n),
-            state=state,
-            duration=np.where(state == S0, 0.0, 0.0004),
+        sweep = server_subnet_sweep(office, rng, self.targets, TOP_PORTS)
+        _, _, live, order = sweep
+        state = np.where(live, np.where(rng.random(len(order)) < 0.1, SF, REJ), S0)[order]
+        first = start + self.start_day * DAY
+        flows = sweep_flows(
+            rng, first, self.rate, src, sweep, state, duration=np.where(state == S0, 0.0, 0.0004)
         )
         return flows, truth_for(self, office, flows, label, src, None, None)

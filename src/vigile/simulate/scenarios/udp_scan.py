@@ -7,13 +7,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from vigile.simulate.flows import S0, SF, UDP, Flows, ephemeral_ports
+from vigile.simulate.flows import S0, SF, UDP, Flows
 from vigile.simulate.network import Office
 from vigile.simulate.scenarios.base import (
     DAY,
     Truth,
     pick_workstation,
     server_subnet_sweep,
+    sweep_flows,
     truth_for,
 )
 
@@ -43,20 +44,19 @@ class UdpScanScenario:
         self, office: Office, rng: np.random.Generator, start: float, end: float, label: int
     ) -> tuple[Flows, Truth]:
         src = pick_workstation(office, self.host)
-        dst, port, live, order = server_subnet_sweep(office, rng, self.targets, UDP_PORTS)
-        n = len(dst)
+        sweep = server_subnet_sweep(office, rng, self.targets, UDP_PORTS)
+        _, _, live, order = sweep
         # Live servers answer on some of their services (nmap sends each port's protocol
         # payload, so a listening service replies); the rest stays silent or sends ICMP.
-        state = np.where(live & (rng.random(n) < 0.2), SF, S0)[order]
-        flows = Flows.of(
-            n,
-            ts=start + self.start_day * DAY + np.arange(n) / self.rate,
-            src=src,
-            dst=dst[order],
-            dport=port[order],
-            sport=ephemeral_ports(rng, n),
+        state = np.where(live & (rng.random(len(order)) < 0.2), SF, S0)[order]
+        flows = sweep_flows(
+            rng,
+            start + self.start_day * DAY,
+            self.rate,
+            src,
+            sweep,
+            state,
             proto=UDP,
-            state=state,
             obytes=40,
             rbytes=np.where(state == SF, 120, 0),
             duration=np.where(state == S0, 0.0, 0.002),
