@@ -216,6 +216,27 @@ def conn_states(
     return pc.take(pa.array(STATES), pa.array(out, mask=out < 0))
 
 
+def unpaired(
+    keys: dict[str, pa.Array], start_us: pa.Array, end_us: pa.Array, rpkts: pa.Array
+) -> np.ndarray:
+    """Which records are one-direction TCP or UDP records with no partner in the batch.
+
+    These are the records whose state a reverse-direction record read later could
+    still change (arguments as for :func:`conn_states`). A record with no partner
+    is no record's partner either: the pairing condition is symmetric.
+
+    >>> k = {"src": pa.array(["a", "b", "c"]), "src_port": pa.array([5000, 80, 53]),
+    ...      "dst": pa.array(["b", "a", "a"]), "dst_port": pa.array([80, 5000, 4000]),
+    ...      "proto": pa.array([6, 6, 17])}
+    >>> unpaired(k, pa.array([0, 0, 0]), pa.array([0, 0, 0]), pa.nulls(3, pa.int64())).tolist()
+    [False, False, True]
+    """
+    proto = _np(keys["proto"], 0)
+    biflow = _np(rpkts, -1) >= 0
+    partner = _partners(keys, proto, _np(start_us, 0), _np(end_us, 0), biflow)
+    return (partner < 0) & ~biflow & ((proto == 6) | (proto == 17))
+
+
 def _np(values: pa.Array, null: int) -> np.ndarray:
     """An integer Arrow array as int64 numpy, nulls as ``null``."""
     return np.asarray(pc.fill_null(values.cast(pa.int64()), null).to_numpy(zero_copy_only=False))
