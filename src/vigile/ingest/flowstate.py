@@ -148,6 +148,7 @@ def conn_states(
     rpkts: pa.Array,
     *,
     one_sensor: bool = False,
+    partner: np.ndarray | None = None,
 ) -> pa.Array:
     """The ``conn_state`` of each record of one batch (see the module contract).
 
@@ -163,6 +164,8 @@ def conn_states(
             (Suricata's flow events): a side without packets was silent, not
             unexported, so the other side's flags alone give the state Zeek gives
             the same packets (``SH``, ``OTH``, …), not only a lone SYN's.
+        partner: Each record's partner as :func:`partners` gives it, when the caller
+            has it already (it is found here otherwise).
 
     >>> k = {"src": pa.array(["a", "b"]), "src_port": pa.array([5000, 80]),
     ...      "dst": pa.array(["b", "a"]), "dst_port": pa.array([80, 5000]),
@@ -182,7 +185,8 @@ def conn_states(
     rcode = np.where(rfl < 0, _NONE, (rfl & 7) | np.where(rfl & ACK, 8, 0))
     rp = _np(rpkts, -1)
     biflow = rp >= 0
-    partner = _partners(keys, proto, start, end, biflow)
+    if partner is None:
+        partner = _partners(keys, proto, start, end, biflow)
     paired = partner >= 0
     p = np.where(paired, partner, 0)
     syn_only = (code & 2 != 0) & (code & 8 == 0) & (code != _NONE)
@@ -216,25 +220,23 @@ def conn_states(
     return pc.take(pa.array(STATES), pa.array(out, mask=out < 0))
 
 
-def unpaired(
+def partners(
     keys: dict[str, pa.Array], start_us: pa.Array, end_us: pa.Array, rpkts: pa.Array
 ) -> np.ndarray:
-    """Which records are one-direction TCP or UDP records with no partner in the batch.
+    """For each record, the index of its reverse-direction record in the batch, or -1
+    (arguments as for :func:`conn_states`, which takes the result as ``partner``).
 
-    These are the records whose state a reverse-direction record read later could
-    still change (arguments as for :func:`conn_states`). A record with no partner
-    is no record's partner either: the pairing condition is symmetric.
+    Pairing is symmetric in which records may pair: a record with no partner is no
+    record's partner either, so leaving it out changes no other record's partner.
 
     >>> k = {"src": pa.array(["a", "b", "c"]), "src_port": pa.array([5000, 80, 53]),
     ...      "dst": pa.array(["b", "a", "a"]), "dst_port": pa.array([80, 5000, 4000]),
     ...      "proto": pa.array([6, 6, 17])}
-    >>> unpaired(k, pa.array([0, 0, 0]), pa.array([0, 0, 0]), pa.nulls(3, pa.int64())).tolist()
-    [False, False, True]
+    >>> partners(k, pa.array([0, 0, 0]), pa.array([0, 0, 0]), pa.nulls(3, pa.int64())).tolist()
+    [1, 0, -1]
     """
-    proto = _np(keys["proto"], 0)
     biflow = _np(rpkts, -1) >= 0
-    partner = _partners(keys, proto, _np(start_us, 0), _np(end_us, 0), biflow)
-    return (partner < 0) & ~biflow & ((proto == 6) | (proto == 17))
+    return _partners(keys, _np(keys["proto"], 0), _np(start_us, 0), _np(end_us, 0), biflow)
 
 
 def _np(values: pa.Array, null: int) -> np.ndarray:

@@ -10,7 +10,7 @@ step:
 
 * :meth:`PairHold.release` takes a batch's rows, adds the rows held so far, pairs
   them, and returns every row except the *lone* ones (a one-direction TCP or UDP
-  record with no partner, :func:`~vigile.ingest.flowstate.unpaired`) that have
+  record with no partner, :func:`~vigile.ingest.flowstate.partners`) that have
   waited less than ``wait``; those are held for the next call. The returned rows
   carry their ``conn_state``, computed over all the rows returned together.
 * Time is the caller's: ``now`` is any clock that grows (the collector's batch cut
@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.flowstate import conn_states, unpaired
+from vigile.ingest.flowstate import conn_states, partners
 
 #: Work columns: record start and end (Unix µs), IP protocol number, ORed TCP flags, a
 #: biflow's reverse flags (may be absent), IPv4 addresses as integers (may be absent:
@@ -88,7 +88,11 @@ class PairHold:
             return _finish(_stamped(rows, now) if rows is not None else pa.table({}), [])
         merged = pa.concat_tables(parts, promote_options="default").combine_chunks()
         keys, start, end = _keys(merged), merged["_start_us"], merged["_end_us"]
-        lone = unpaired(keys, start, end, merged["resp_pkts"])
+        rpkts, proto = merged["resp_pkts"].combine_chunks(), merged["_proto"].to_numpy()
+        partner = partners(keys, start, end, rpkts)
+        # Lone: a one-direction TCP or UDP record with no partner (yet).
+        lone = (partner < 0) & ((proto == 6) | (proto == 17))
+        lone &= np.asarray(rpkts.is_null(), dtype=bool)
         keep = lone & (now - merged[_SINCE].to_numpy() < self.wait) & (not final)
         waiting = np.flatnonzero(keep)
         if len(waiting) > self.max_rows:
@@ -98,6 +102,9 @@ class PairHold:
         self.paired_late += int((~lone[:prior]).sum())
         self.held = merged.filter(pa.array(keep))
         out = merged.filter(pa.array(~keep))
+        # A waiting row is no row's partner: the others' partners, renumbered, stay.
+        renumber = np.cumsum(~keep) - 1
+        partner = np.where(partner >= 0, renumber[partner], -1)[~keep]
         states = conn_states(
             _keys(out),
             out["_start_us"].combine_chunks(),
@@ -105,6 +112,7 @@ class PairHold:
             out["_flags"].combine_chunks(),
             _column(out, "_rflags"),
             out["resp_pkts"].combine_chunks(),
+            partner=partner,
         )
         return _finish(out, states)
 
