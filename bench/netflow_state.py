@@ -1,12 +1,16 @@
 """What deriving ``conn_state`` costs per NetFlow batch, side by side in one process.
 
-Turns one collector batch (50,000 decoded flows) into a ``conn`` batch with
-``flows_to_conn`` as the collector does, once as it is and once with the state step
-replaced by an all-null column, on three batch shapes: every record with its reverse
-(a two-direction export), every record alone (a one-direction export, the case with
-no partner to find), and the collector load test's shape (1,920 one-direction
-5-tuples repeated). Prints milliseconds per batch, the difference per flow, the
-ratio and peak memory. Takes a few seconds.
+Turns one collector batch (50,000 decoded flows) into a ``conn`` batch, once with
+``flows_to_conn`` (pairing and states within the batch) and once without the state
+step (``flows_to_rows`` then ``conn_batch``: an all-null column), on three batch
+shapes: every record with its reverse (a two-direction export), every record alone
+(a one-direction export, the case with no partner to find), and the collector load
+test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per batch,
+the difference per flow, the ratio and peak memory. The last column is the
+collector's own step since records wait across batches for their partner:
+``flows_to_rows``, ``PairHold.release`` with the previous batch's lone records
+waiting (up to 50,000: a one-direction export keeps the hold full) and
+``conn_batch``. Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
 """
@@ -16,14 +20,11 @@ from __future__ import annotations
 import random
 import resource
 import time
-from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
 import vigile.ingest.netflow.columns as columns
+import vigile.ingest.pairhold as pairhold
 from bench.common import machine
-from vigile.ingest.flowstate import conn_states
 
 N = 50_000
 T0 = 1_700_000_000_000_000
@@ -49,30 +50,47 @@ def shapes() -> dict[str, list[tuple[Any, ...]]]:
     return {"two directions": paired, "one direction": alone, "load test": load}
 
 
-def best_ms(flows: list[tuple[Any, ...]]) -> float:
+def best_ms(flows: list[tuple[Any, ...]], state: bool) -> float:
+    """One batch to ``conn`` rows: with the state step (``flows_to_conn``: pairing and
+    states, no hold) or without it (the rows as ``flows_to_rows`` gives them)."""
     sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
-    columns.flows_to_conn(flows, sensors, positions, 1)
+    times = []
+    for _ in range(REPEATS + 1):
+        t = time.perf_counter()
+        if state:
+            columns.flows_to_conn(flows, sensors, positions, 1)
+        else:
+            columns.conn_batch(columns.flows_to_rows(flows, sensors, positions), 1)
+        times.append(time.perf_counter() - t)
+    return min(times[1:]) * 1000
+
+
+def held_ms(flows: list[tuple[Any, ...]]) -> float:
+    """One batch through the collector's step, the previous batch's lone records held."""
+    sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
+    hour = 3_600_000_000  # the previous batch: the same shape an hour earlier, no partners
+    earlier = [(f[0] - hour, f[1] - hour, *f[2:]) for f in flows]
     times = []
     for _ in range(REPEATS):
+        hold = pairhold.PairHold(10.0)
+        hold.release(columns.flows_to_rows(earlier, sensors, positions), 0.0)
         t = time.perf_counter()
-        columns.flows_to_conn(flows, sensors, positions, 1)
+        rows = columns.flows_to_rows(flows, sensors, positions)
+        columns.conn_batch(hold.release(rows, 5.0), 1)
         times.append(time.perf_counter() - t)
     return min(times) * 1000
 
 
 def main() -> None:
     print(f"machine: {machine()}")
-    print("batch shape | with state ms | without ms | state µs/flow | ratio")
-    no_state: Callable[..., pa.Array] = lambda keys, *_: pa.nulls(len(keys["src"]), pa.string())  # noqa: E731
+    print("batch shape | with state ms | without ms | state µs/flow | ratio | with the hold ms")
     for name, flows in shapes().items():
-        columns.conn_states = conn_states
-        with_state = best_ms(flows)
-        columns.conn_states = no_state
-        without = best_ms(flows)
-        columns.conn_states = conn_states
+        with_state, without = best_ms(flows, True), best_ms(flows, False)
+        held = held_ms(flows)
         extra = (with_state - without) * 1000 / len(flows)
         print(
-            f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | {with_state / without:.2f}"
+            f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | "
+            f"{with_state / without:.2f} | {held:.1f}"
         )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
 
