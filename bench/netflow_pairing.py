@@ -6,9 +6,10 @@ Then the store is read back: every UDP/TCP record with a reverse-direction recor
 whose time span lies within the pairing slack is one side of a pair; a pair is *split*
 when its two records are in different batches (``source_id``), and a DNS query (to port
 53) is *answered but S0* when such a reverse record exists and the query says ``S0``.
-The collector's counters (held-back records) come from its last batch's notices.
+The collector's counters (records that waited for their partner) are printed as it
+prints them on exit.
 
-    .venv/bin/python -m bench.netflow_pairing [--days 1] [--batch-seconds 5]
+    .venv/bin/python -m bench.netflow_pairing [--days 1] [--batch-seconds 5] [--pair-wait 0]
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(days: float, batch_seconds: float, tmp: Path) -> None:
+def run(days: float, batch_seconds: float, pair_wait: float | None, tmp: Path) -> None:
     db, port = tmp / "v.duckdb", free_port()
     collect = [VIGILE, "collect", "--listen", f"127.0.0.1:{port}", "--db", str(db)]
     collect += ["--batch-seconds", str(batch_seconds), "--json"]
+    if pair_wait is not None:  # None: the collector's default
+        collect += ["--pair-wait", str(pair_wait)]
     collector = subprocess.Popen(collect, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(3)  # the collector opens the store and binds before the export starts
     began = time.perf_counter()
@@ -87,10 +90,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--batch-seconds", type=float, default=5.0)
+    ap.add_argument("--pair-wait", type=float, default=None, help="0: no waiting")
     args = ap.parse_args()
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
-        run(args.days, args.batch_seconds, Path(tmp))
+        run(args.days, args.batch_seconds, args.pair_wait, Path(tmp))
 
 
 if __name__ == "__main__":
