@@ -86,8 +86,8 @@ class PairHold:
         if not parts:
             self.held = None
             return _finish(_stamped(rows, now) if rows is not None else pa.table({}), [])
-        merged = pa.concat_tables(parts, promote_options="default").combine_chunks()
-        keys, start, end = _keys(merged), merged["_start_us"], merged["_end_us"]
+        merged = pa.concat_tables(parts, promote_options="default")
+        keys, start, end = _keys(merged), _column(merged, "_start_us"), _column(merged, "_end_us")
         rpkts, proto = merged["resp_pkts"].combine_chunks(), merged["_proto"].to_numpy()
         partner = partners(keys, start, end, rpkts)
         # Lone: a one-direction TCP or UDP record with no partner (yet).
@@ -100,7 +100,8 @@ class PairHold:
             self.early += len(waiting) - self.max_rows
         self.held_back += int(keep[prior:].sum())
         self.paired_late += int((~lone[:prior]).sum())
-        self.held = merged.filter(pa.array(keep))
+        held = merged.filter(pa.array(keep))  # chunks of the batches it came in: bounded
+        self.held = held.combine_chunks() if held.column(0).num_chunks > 8 else held
         out = merged.filter(pa.array(~keep))
         # A waiting row is no row's partner: the others' partners, renumbered, stay.
         renumber = np.cumsum(~keep) - 1
