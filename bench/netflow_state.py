@@ -5,12 +5,12 @@ Turns one collector batch (50,000 decoded flows) into a ``conn`` batch, once wit
 step (``flows_to_rows`` then ``conn_batch``: an all-null column), on three batch
 shapes: every record with its reverse (a two-direction export), every record alone
 (a one-direction export, the case with no partner to find), and the collector load
-test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per batch,
-the difference per flow, the ratio and peak memory. The last column is the
-collector's own step since records wait across batches for their partner:
-``flows_to_rows``, ``PairHold.release`` with the previous batch's lone records
-waiting (up to 50,000: a one-direction export keeps the hold full) and
-``conn_batch``. Takes a few seconds.
+test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per batch
+(best of 7, the three steps in turn), the difference per flow, the ratio and peak
+memory. The last column is the collector's own step since records wait across
+batches for their partner: ``flows_to_rows``, ``PairHold.release`` with the previous
+batch's lone records waiting (up to 50,000: a one-direction export keeps the hold
+full) and ``conn_batch``. Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
 """
@@ -50,43 +50,36 @@ def shapes() -> dict[str, list[tuple[Any, ...]]]:
     return {"two directions": paired, "one direction": alone, "load test": load}
 
 
-def best_ms(flows: list[tuple[Any, ...]], state: bool) -> float:
-    """One batch to ``conn`` rows: with the state step (``flows_to_conn``: pairing and
-    states, no hold) or without it (the rows as ``flows_to_rows`` gives them)."""
+def one_s(flows: list[tuple[Any, ...]], earlier: list[tuple[Any, ...]], step: str) -> float:
+    """Seconds for one batch to ``conn`` rows by ``step``: ``state`` (``flows_to_conn``:
+    pairing and states within the batch, no hold), ``none`` (the rows as
+    ``flows_to_rows`` gives them, no state) or ``hold`` (the collector's step, with
+    ``earlier``'s lone records waiting in the hold)."""
     sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
-    times = []
-    for _ in range(REPEATS + 1):
-        t = time.perf_counter()
-        if state:
-            columns.flows_to_conn(flows, sensors, positions, 1)
-        else:
-            columns.conn_batch(columns.flows_to_rows(flows, sensors, positions), 1)
-        times.append(time.perf_counter() - t)
-    return min(times[1:]) * 1000
-
-
-def held_ms(flows: list[tuple[Any, ...]]) -> float:
-    """One batch through the collector's step, the previous batch's lone records held."""
-    sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
-    hour = 3_600_000_000  # the previous batch: the same shape an hour earlier, no partners
-    earlier = [(f[0] - hour, f[1] - hour, *f[2:]) for f in flows]
-    times = []
-    for _ in range(REPEATS):
-        hold = pairhold.PairHold(10.0)
+    hold = pairhold.PairHold(10.0)
+    if step == "hold":
         hold.release(columns.flows_to_rows(earlier, sensors, positions), 0.0)
-        t = time.perf_counter()
-        rows = columns.flows_to_rows(flows, sensors, positions)
-        columns.conn_batch(hold.release(rows, 5.0), 1)
-        times.append(time.perf_counter() - t)
-    return min(times) * 1000
+    t = time.perf_counter()
+    if step == "state":
+        columns.flows_to_conn(flows, sensors, positions, 1)
+    elif step == "none":
+        columns.conn_batch(columns.flows_to_rows(flows, sensors, positions), 1)
+    else:
+        columns.conn_batch(hold.release(columns.flows_to_rows(flows, sensors, positions), 5.0), 1)
+    return time.perf_counter() - t
 
 
 def main() -> None:
     print(f"machine: {machine()}")
     print("batch shape | with state ms | without ms | state µs/flow | ratio | with the hold ms")
+    hour = 3_600_000_000  # the previous batch: the same shape an hour earlier, no partners
     for name, flows in shapes().items():
-        with_state, without = best_ms(flows, True), best_ms(flows, False)
-        held = held_ms(flows)
+        earlier = [(f[0] - hour, f[1] - hour, *f[2:]) for f in flows]
+        times: dict[str, list[float]] = {"state": [], "none": [], "hold": []}
+        for _ in range(REPEATS + 1):  # the steps in turn, so a neighbour's load hits all
+            for step, spent in times.items():
+                spent.append(one_s(flows, earlier, step))
+        with_state, without, held = (min(v[1:]) * 1000 for v in times.values())
         extra = (with_state - without) * 1000 / len(flows)
         print(
             f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | "
