@@ -7,8 +7,8 @@ Storage contract:
 
 * Flows are written in batches, cut when ``batch_rows`` flows are waiting or
   ``batch_seconds`` have passed. Each batch is one input in ``sources`` (one
-  store transaction: all its rows or none), so a crash loses at most the batch
-  being filled and never half a batch.
+  store transaction: all its rows or none), so a crash never stores half a batch;
+  it loses the batch being filled and the records waiting for a partner (below).
 * A batch's ``content_hash`` hashes its datagrams (exporter address, port and bytes)
   and which records it takes from and leaves to its neighbours (below), so committing
   the same batch twice, e.g. a retry, adds nothing.
@@ -17,8 +17,9 @@ Storage contract:
   (:class:`~vigile.ingest.pairhold.PairHold`) for ``pair_wait`` seconds after their
   batch was cut, at most :data:`~vigile.ingest.pairhold.HOLD_ROWS` of them; each is
   stored exactly once, with the batch in which its partner came or its wait ended. A
-  batch whose rows all wait stores nothing (its rows go with a later batch). A crash
-  loses the batch being filled and the records held back into it.
+  batch whose rows all wait stores nothing (its rows go with a later batch). When a
+  waiting record's time is up and no datagram comes, a batch is cut anyway; the last
+  batch (:meth:`Collector.close`) holds nothing back.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
   ``rejects`` under the same position.
