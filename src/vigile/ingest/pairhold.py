@@ -105,17 +105,14 @@ class PairHold:
         out = merged.filter(pa.array(~keep))
         # A waiting row is no row's partner: the others' partners, renumbered, stay.
         renumber = np.cumsum(~keep) - 1
-        partner = np.where(partner >= 0, renumber[partner], -1)[~keep]
-        states = conn_states(
-            _keys(out),
-            out["_start_us"].combine_chunks(),
-            out["_end_us"].combine_chunks(),
-            out["_flags"].combine_chunks(),
-            _column(out, "_rflags"),
-            out["resp_pkts"].combine_chunks(),
-            partner=partner,
-        )
-        return _finish(out, states)
+        return _finish(out, _states(out, np.where(partner >= 0, renumber[partner], -1)[~keep]))
+
+
+def _states(t: pa.Table, partner: np.ndarray) -> pa.Array:
+    """``conn_state`` of rows whose partners (indices into ``t``) are known."""
+    flags, rpkts = _column(t, "_flags"), _column(t, "resp_pkts")
+    start, end = _column(t, "_start_us"), _column(t, "_end_us")
+    return conn_states(_keys(t), start, end, flags, _column(t, "_rflags"), rpkts, partner=partner)
 
 
 def _stamped(rows: pa.Table | None, now: float) -> pa.Table | None:
