@@ -315,6 +315,7 @@ class Collector:
         _hash_rows(batch.digest, b"out", hold.held)
         if not (batch.flows or batch.rejects):
             batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
+        batch.flows, batch.sensors, batch.positions = [], [], []  # in batch.rows now
         c.held_back, c.paired_late, c.released_early = hold.held_back, hold.paired_late, hold.early
         self._hold_due = hold.due()
 
