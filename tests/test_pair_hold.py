@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import subprocess
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from bench.netflow_pairing import split_pairs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests import scan_capture as cap
@@ -161,6 +163,35 @@ def test_nfcapd_batches_pair_across_their_boundaries(
     result = CliRunner().invoke(app, ["ingest", "--db", str(db), str(file)])
     assert result.exit_code == 0, result.output
     assert _states(db) == EXPECTED
+
+
+def _simulated_export(tmp_path: Path, pair_wait: float) -> tuple[RunningCollector, int]:
+    """Three simulated hours exported as IPFIX into a collector cutting a batch every
+    250 records (about every ninth datagram); returns the collector and how many
+    records had no partner in their own batch though one is in the store."""
+    db = tmp_path / f"wait{pair_wait}.duckdb"
+    with RunningCollector(db, batch_rows=250, batch_seconds=60, pair_wait=pair_wait) as run:
+        args = ["simulate", "--out", str(tmp_path / f"sim{pair_wait}"), "--days", "0.125"]
+        args += ["--hosts", "3", "-f", "parquet", "--export", f"127.0.0.1:{run.collector.port}"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        sent = re.search(r"in ([\d,]+) datagrams", result.output)
+        assert sent is not None, result.output
+        datagrams = int(sent.group(1).replace(",", ""))
+        run.wait_for(datagrams)
+    assert (run.counters.datagrams, run.counters.lost) == (datagrams, 0)
+    paired, split = split_pairs(db)
+    assert paired > 100
+    return run, split
+
+
+def test_simulated_export_cut_between_records_is_paired(tmp_path: Path) -> None:
+    """The simulator sends a connection's two records together; where they straddle two
+    datagrams, a cut can fall between them: without waiting they stay apart."""
+    _, split = _simulated_export(tmp_path, pair_wait=0)
+    assert split > 0
+    run, split = _simulated_export(tmp_path, pair_wait=30)
+    assert split == 0 and run.counters.paired_late > 0
 
 
 def test_held_records_are_written_while_no_datagram_comes(tmp_path: Path) -> None:
