@@ -231,7 +231,7 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
     have: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() "
-        "WHERE table_name IN ('sources', 'findings')"
+        "WHERE table_name IN ('sources', 'findings', 'conn')"
     ).fetchall():
         have.setdefault(table, set()).add(column)
     # ``sources.sha256`` became ``content_hash`` (one transaction).
@@ -247,6 +247,16 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
         for col in FINDINGS.columns:
             if col.name not in have["findings"]:
                 con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
+    # ``conn`` gained ``orig_payload``/``resp_payload``, nullable and last as well. Rows
+    # with payload counts (Zeek, pcap) get them as ingest gives them (count > 0); flow
+    # rows keep null (unknown): their inference pairs records of one input
+    # (vigile.ingest.payload), which the stored rows no longer delimit.
+    if "conn" in have and "resp_payload" not in have["conn"]:
+        con.execute("BEGIN TRANSACTION")
+        for side in ("orig", "resp"):
+            con.execute(f'ALTER TABLE conn ADD COLUMN "{side}_payload" BOOLEAN')
+            con.execute(f"UPDATE conn SET {side}_payload = {side}_bytes > 0")
+        con.execute("COMMIT")
 
 
 def _lock_holder(message: str) -> str:
