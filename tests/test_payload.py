@@ -1,0 +1,113 @@
+"""The payload rule (:mod:`vigile.ingest.payload`), its derivation from payload counts,
+and stores written before ``conn`` had the payload columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vigile.ingest.payload import (
+    EVE_FRAMING,
+    IPV4_HEADER_BYTES,
+    IPV6_HEADER_BYTES,
+    TCP_HEADER_BYTES,
+    UDP_HEADER_BYTES,
+    from_ip_bytes,
+)
+from vigile.schema import CONN, TS, Table, conform
+from vigile.store import SourceRecord, SourceSummary
+from vigile.store.duckdb import DuckDBStore, _ddl
+
+HEADERS = {6: TCP_HEADER_BYTES, 17: UDP_HEADER_BYTES}
+
+
+@given(
+    pkts=st.integers(1, 10_000),
+    proto=st.sampled_from([6, 17]),
+    ipv6=st.booleans(),
+    framing=st.sampled_from([0, EVE_FRAMING]),
+    short=st.integers(0, 40),
+    extra=st.integers(1, 100_000),
+)
+def test_bytes_beyond_the_headers_allowance_are_payload(
+    pkts: int, proto: int, ipv6: bool, framing: int, short: int, extra: int
+) -> None:
+    """Header-only packets (at most the allowance each) are no payload, one byte over
+    the allowance of all the packets is."""
+    per_packet = (IPV6_HEADER_BYTES if ipv6 else IPV4_HEADER_BYTES) + HEADERS[proto] + framing
+    headers_only = pkts * per_packet - min(short, pkts * per_packet)
+    sent = pkts * per_packet + extra
+
+    def told(ip_bytes: int) -> int:
+        arrays = [np.array([v]) for v in (ip_bytes, pkts, proto)]
+        return int(from_ip_bytes(*arrays, np.array([ipv6]), framing)[0])
+
+    assert told(headers_only) == 0
+    assert told(sent) == 1
+
+
+def test_unknown_counters_and_other_protocols_cannot_be_told() -> None:
+    got = from_ip_bytes(
+        np.array([-1, 500, 500, 0]),
+        np.array([3, -1, 2, 0]),
+        np.array([6, 17, 1, 6]),
+        np.zeros(4, bool),
+        0,
+    )
+    assert got.tolist() == [-1, -1, -1, 0]
+
+
+def test_conform_derives_payload_from_counts_unless_given() -> None:
+    counts = {"orig_bytes": pa.array([5, 0, None]), "resp_bytes": pa.array([0, 9, None])}
+    batch = _batch(counts)
+    assert batch.column("orig_payload").to_pylist() == [True, False, None]
+    assert batch.column("resp_payload").to_pylist() == [False, True, None]
+    batch = _batch({"resp_payload": pa.array([True, None, False])})
+    assert batch.column("resp_payload").to_pylist() == [True, None, False]
+    assert batch.column("orig_payload").null_count == 3
+
+
+def test_a_store_without_the_payload_columns_gets_them_on_open(tmp_path: Path) -> None:
+    """A store written before the columns: they are appended and, where payload was
+    counted, filled as ingest fills them; the rows stay, and new batches go in."""
+    db = tmp_path / "old.duckdb"
+    old = Table("conn", CONN.doc, CONN.columns[:-2])
+    rows = _batch({"orig_bytes": pa.array([12, 3, None]), "resp_bytes": pa.array([0, 700, None])})
+    before = pa.Table.from_batches([rows]).select(old.column_names)
+    con = duckdb.connect(str(db))
+    con.execute(_ddl(old))
+    con.register("before", before)
+    con.execute("INSERT INTO conn SELECT * FROM before")
+    con.close()
+    store = DuckDBStore(db)
+    try:
+        with store.source_writer(SourceRecord(2, "new", "h", 0, "test")) as w:
+            w.append("conn", _batch({"resp_payload": pa.array([True, False, None])}))
+            w.finish(SourceSummary())
+        got = store.scan("conn", ["orig_bytes", "orig_payload", "resp_payload"]).to_pylist()
+    finally:
+        store.close()
+    assert [tuple(r.values()) for r in got] == [
+        (12, True, False),
+        (3, True, True),
+        (None, None, None),
+        (None, None, True),
+        (None, None, False),
+        (None, None, None),
+    ]
+
+
+def _batch(columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    base = {
+        "ts": pa.array([0, 0, 0], TS),
+        "src": pa.array(["10.0.0.1"] * 3),
+        "dst": pa.array(["10.0.0.2"] * 3),
+        "open": pa.array([False] * 3),
+        "source_id": pa.array([1] * 3),
+    }
+    return conform(CONN, base | columns, 3)
