@@ -67,6 +67,8 @@ def test_conform_derives_payload_from_counts_unless_given() -> None:
     batch = _batch(counts)
     assert batch.column("orig_payload").to_pylist() == [True, False, None]
     assert batch.column("resp_payload").to_pylist() == [False, True, None]
+    nulls = {"resp_payload": pa.nulls(3, pa.bool_())}  # a batch built from every column
+    assert _batch(counts | nulls).column("resp_payload").to_pylist() == [False, True, None]
     batch = _batch({"resp_payload": pa.array([True, None, False])})
     assert batch.column("resp_payload").to_pylist() == [True, None, False]
     assert batch.column("orig_payload").null_count == 3

@@ -34,7 +34,7 @@ class Column:
     doc: str
     nullable: bool = True
     #: A count column whose value above 0 gives this column's where a batch lacks it
-    #: (``resp_payload`` from ``resp_bytes``; see :func:`conform`).
+    #: or holds null (``resp_payload`` from ``resp_bytes``; see :func:`conform`).
     positive_of: str | None = None
 
     def field(self) -> pa.Field:
@@ -363,8 +363,9 @@ def conform(table: Table, columns: Mapping[str, pa.Array], num_rows: int) -> pa.
     """Build a batch of ``table``'s schema from the columns a reader has.
 
     Missing nullable columns are filled with nulls, except a column derived from a
-    count (``positive_of``: ``conn.resp_payload`` is ``resp_bytes > 0``), which is
-    derived when the count is there; types are cast safely.
+    count (``positive_of``: ``conn.resp_payload`` is ``resp_bytes > 0``), whose
+    missing or null values are derived where the count is known; types are cast
+    safely.
 
     >>> b = conform(CONN, {"ts": pa.array([0], TS), "src": pa.array(["10.0.0.1"]),
     ...     "dst": pa.array(["10.0.0.2"]), "open": pa.array([False]),
@@ -375,8 +376,10 @@ def conform(table: Table, columns: Mapping[str, pa.Array], num_rows: int) -> pa.
     arrays = []
     for col in table.columns:
         arr = columns.get(col.name)
-        if arr is None and col.positive_of is not None and col.positive_of in columns:
-            arr = pc.greater(columns[col.positive_of], 0)
+        count = columns.get(col.positive_of) if col.positive_of is not None else None
+        if count is not None:
+            derived = pc.greater(count, 0)
+            arr = derived if arr is None else pc.coalesce(arr.cast(col.type), derived)
         if arr is None:
             if not col.nullable:
                 raise ValueError(f"{table.name}.{col.name} is required")
