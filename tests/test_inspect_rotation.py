@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from vigile.cli import app
@@ -89,6 +90,31 @@ def test_a_newer_copy_keeps_the_findings_of_rotated_logs_and_drops_cleaned_files
     # April's (found again) the second's.
     spans = {f["src"]: f["scope_start"].date() for f in second if f["id"] in logged}
     assert spans == {"203.0.113.7": date(2021, 3, 3), "198.51.100.9": date(2021, 4, 3)}
+
+
+def test_an_inspection_that_fails_midway_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every check family's findings and the suppressions are one transaction: a crash
+    after some families were replaced (here: while re-applying the console's
+    suppressions, the last step) leaves no family updated and the others not."""
+    db = tmp_path / "v.duckdb"
+    march = tmp_path / "march"
+    _log(march, "2021-03-03")
+    shutil.copytree(SHELL, march / "inetpub" / "wwwroot" / "aspnet_client" / "system_web")
+    _inspect(march, db)
+    before = _findings(db)
+    may = tmp_path / "may"
+    _log(may, "2021-05-03")  # would add May's findings and drop the cleaned web shell's
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("killed while suppressing")
+
+    monkeypatch.setattr("vigile.web.allowlist._apply", crash)
+    args = ["inspect", "exchange", str(may), "--db", str(db), "--server", "EX01", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, RuntimeError)
+    assert _findings(db) == before
 
 
 def test_a_newer_copy_replaces_the_findings_of_the_logs_it_covers_again(tmp_path: Path) -> None:

@@ -219,17 +219,19 @@ def exchange(
         finding.scope = source
     if store:
         db_store = open_store(db)
-        try:
-            # Per check family, only what this copy covers is replaced: findings from
-            # logs that have rotated away stay (InspectResult.runs).
-            for checks, scope, findings in result.runs(source):
-                db_store.replace_findings(checks, findings_table(findings), scope)
-            # A rerun's findings come back without the console's suppressions (the
-            # Exchange checks apply only [exchange] rules): put them back, as a hunt does.
-            # Imported here: the console's modules cost every other command 35 ms.
-            from vigile.web.allowlist import apply_entries
+        # Imported here: the console's modules cost every other command 35 ms.
+        from vigile.web.allowlist import apply_entries
 
-            apply_entries(db_store)
+        try:
+            # One transaction: every check family's findings and their suppressions are
+            # stored together or not at all. Per family, only what this copy covers is
+            # replaced: findings from logs that have rotated away stay (InspectResult.runs).
+            with db_store.state_writer() as w:
+                for checks, scope, findings in result.runs(source):
+                    w.replace_findings(checks, findings_table(findings), scope)
+                # A rerun's findings come back without the console's suppressions (the
+                # Exchange checks apply only [exchange] rules): put them back.
+                apply_entries(db_store, w)
         finally:
             db_store.close()
     if report is not None:

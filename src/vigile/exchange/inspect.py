@@ -45,7 +45,8 @@ class InspectResult:
     def runs(self, source: str) -> list[tuple[list[str], FindingScope, list[Finding]]]:
         """The checks grouped by the window they examined, each group with its scope
         (``source``, that window; traces, not verdicts) and its findings, for
-        :meth:`vigile.store.Store.replace_findings`. Checks that examined nothing (no
+        :meth:`vigile.store.StateWriter.replace_findings`, all in one transaction.
+        Checks that examined nothing (no
         logs of a source they read) are named in no group: their findings replace only
         those with the same ids, under an empty window at ``UNKNOWN_TIME``."""
         windows: dict[str, Window | None] = {

@@ -28,7 +28,11 @@ Contract, per method:
   ``sum`` of an integer column is a 64-bit integer, of a float column a double.
 * ``replace_findings(detectors, batch, scope)`` stores the findings one run of the
   named detectors produced over ``scope`` (a :class:`FindingScope`: what the run
-  examined and the window it covered), in one transaction. It removes exactly
+  examined and the window it covered), in one transaction of its own; the
+  :class:`StateWriter` method of the same name does the same inside the writer's
+  transaction, so a command that stores several runs (an inspection, one per check
+  family) and then re-applies the console's suppressions commits all or nothing.
+  It removes exactly
 
   - the stored findings of those detectors with the same ``scope.source`` whose
     scope window lies inside ``scope.window`` (the run looked again at everything
@@ -59,8 +63,10 @@ Contract, per method:
   that has rows, column ``bucket`` holding the bucket's start, buckets aligned to
   multiples of ``every`` since the Unix epoch, ordered by ``bucket``.
 * ``state_writer()`` opens one transaction over the console's own tables
-  (:data:`vigile.schema.STATE_TABLES`) and ``findings.suppressed_by``: every change
-  made through it is committed together when the block exits normally, or not at all.
+  (:data:`vigile.schema.STATE_TABLES`), ``findings.suppressed_by`` and the findings
+  themselves (``replace_findings``): every change made through it is committed
+  together when the block exits normally, or not at all. Reads through the store
+  inside the block see the block's own changes.
   The process holding the store read-write (``vigile serve`` while it runs) is the
   only writer, as DuckDB allows one writer per file.
 * Errors: :class:`vigile.errors.StoreError` for an unopenable or locked store (the
@@ -267,6 +273,11 @@ class StateWriter(Protocol):
 
     def set_suppressed(self, assignments: Mapping[str, str | None]) -> None:
         """Set ``findings.suppressed_by`` by finding id; ids not named are left alone."""
+
+    def replace_findings(
+        self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
+    ) -> None:
+        """:meth:`Store.replace_findings` inside this writer's transaction."""
 
 
 class Store(Protocol):

@@ -199,6 +199,75 @@ class _DuckDBStateWriter:
                 [[entry, fid] for fid, entry in assignments.items()],
             )
 
+    def replace_findings(
+        self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
+    ) -> None:
+        n = batch.num_rows
+        batch = batch.select(FINDINGS.arrow_schema.names)
+        stamped = {
+            "scope": pa.array([scope.source] * n, pa.string()),
+            "scope_start": pa.array(
+                [scope.window.start] * n, FINDINGS.arrow_schema.field("scope_start").type
+            ),
+            "scope_end": pa.array(
+                [scope.window.end] * n, FINDINGS.arrow_schema.field("scope_end").type
+            ),
+        }
+        for name, values in stamped.items():
+            batch = batch.set_column(batch.schema.get_field_index(name), name, values)
+        stale = self._stale_findings(detectors, scope, batch) + batch.column("id").to_pylist()
+        if stale:
+            self._con.execute(
+                "DELETE FROM findings WHERE id IN (SELECT unnest(?::VARCHAR[]))", [stale]
+            )
+        if n:
+            with _registered(self._con, {"__vigile_findings": batch}):
+                cols = ", ".join(f'"{c}"' for c in batch.schema.names)
+                self._con.execute(
+                    f"INSERT INTO findings ({cols}) SELECT {cols} FROM __vigile_findings"
+                )
+
+    def _stale_findings(
+        self, detectors: Sequence[str], scope: FindingScope, batch: pa.Table
+    ) -> list[str]:
+        """Ids of the stored findings of ``detectors`` that a run over ``scope`` producing
+        ``batch`` replaces: :meth:`FindingScope.replaces` and, for the subjects in
+        ``batch``, :meth:`FindingScope.supersedes` decide, so every engine applies the
+        same rule (the ids of ``batch`` itself are the caller's)."""
+        if not detectors:
+            return []
+        subject = ["detector", "src", "dst", "fqdn"]
+        reported = set(zip(*(batch.column(c).to_pylist() for c in subject), strict=True))
+        rows = self._con.sql(
+            "SELECT id, detector, src, dst, fqdn, window_start, window_end, scope, scope_start, "
+            "scope_end FROM findings "
+            "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
+            "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
+            params=[list(detectors), scope.source],
+        ).to_arrow_table()
+        stale = []
+        for r in rows.to_pylist():
+            run = (r["scope"], r["scope_start"], r["scope_end"])
+            found = Window(r["window_start"], r["window_end"])
+            if scope.replaces(*run, found) or (
+                (r["detector"], r["src"], r["dst"], r["fqdn"]) in reported
+                and scope.supersedes(*run)
+            ):
+                stale.append(r["id"])
+        return stale
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, big: dict[str, pa.Table]) -> Iterator[None]:
+    """Arrow tables visible to ``con``'s SQL under the given names for the block."""
+    for name, values in big.items():
+        con.register(name, values)
+    try:
+        yield
+    finally:
+        for name in big:
+            con.unregister(name)
+
 
 def _connect(
     location: str, read_only: bool, wait: float, on_wait: Callable[[str], None] | None
@@ -332,65 +401,8 @@ class DuckDBStore:
     def replace_findings(
         self, detectors: Sequence[str], batch: pa.Table, scope: FindingScope
     ) -> None:
-        n = batch.num_rows
-        batch = batch.select(FINDINGS.arrow_schema.names)
-        stamped = {
-            "scope": pa.array([scope.source] * n, pa.string()),
-            "scope_start": pa.array(
-                [scope.window.start] * n, FINDINGS.arrow_schema.field("scope_start").type
-            ),
-            "scope_end": pa.array(
-                [scope.window.end] * n, FINDINGS.arrow_schema.field("scope_end").type
-            ),
-        }
-        for name, values in stamped.items():
-            batch = batch.set_column(batch.schema.get_field_index(name), name, values)
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            stale = self._stale_findings(detectors, scope, batch) + batch.column("id").to_pylist()
-            if stale:
-                self._con.execute(
-                    "DELETE FROM findings WHERE id IN (SELECT unnest(?::VARCHAR[]))", [stale]
-                )
-            if n:
-                with self._registered({"__vigile_findings": batch}):
-                    cols = ", ".join(f'"{c}"' for c in batch.schema.names)
-                    self._con.execute(
-                        f"INSERT INTO findings ({cols}) SELECT {cols} FROM __vigile_findings"
-                    )
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
-
-    def _stale_findings(
-        self, detectors: Sequence[str], scope: FindingScope, batch: pa.Table
-    ) -> list[str]:
-        """Ids of the stored findings of ``detectors`` that a run over ``scope`` producing
-        ``batch`` replaces: :meth:`FindingScope.replaces` and, for the subjects in
-        ``batch``, :meth:`FindingScope.supersedes` decide, so every engine applies the
-        same rule (the ids of ``batch`` itself are the caller's)."""
-        if not detectors:
-            return []
-        subject = ["detector", "src", "dst", "fqdn"]
-        reported = set(zip(*(batch.column(c).to_pylist() for c in subject), strict=True))
-        rows = self._con.sql(
-            "SELECT id, detector, src, dst, fqdn, window_start, window_end, scope, scope_start, "
-            "scope_end FROM findings "
-            "WHERE detector IN (SELECT unnest(?::VARCHAR[])) "
-            "AND (scope IS NOT DISTINCT FROM ? OR scope IS NULL)",
-            params=[list(detectors), scope.source],
-        ).to_arrow_table()
-        stale = []
-        for r in rows.to_pylist():
-            run = (r["scope"], r["scope_start"], r["scope_end"])
-            found = Window(r["window_start"], r["window_end"])
-            if scope.replaces(*run, found) or (
-                (r["detector"], r["src"], r["dst"], r["fqdn"]) in reported
-                and scope.supersedes(*run)
-            ):
-                stale.append(r["id"])
-        return stale
+        with self.state_writer() as w:
+            w.replace_findings(detectors, batch, scope)
 
     @contextmanager
     def state_writer(self) -> Iterator[_DuckDBStateWriter]:
@@ -426,7 +438,7 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(_ident(table, c) for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big):
+        with _registered(self._con, big):
             result = self._conform(self._con.sql(sql, params=params).to_arrow_table())
         return _as_dictionaries(result, codes) if codes else result
 
@@ -464,7 +476,7 @@ class DuckDBStore:
         big: dict[str, pa.Table] = {}
         clause, params = _where(table, window, where, big)
         select = self._coded_select(table, columns, codes, big) if codes else None
-        with self._registered(big):
+        with _registered(self._con, big):
             sql = (select or self._select(table, columns)) + clause
             reader = self._con.sql(sql, params=params)
             for batch in reader.to_arrow_reader(1 << 17):
@@ -495,7 +507,7 @@ class DuckDBStore:
             sql += " ORDER BY " + ", ".join(f'"{c}"{direction}' for c in order_by)
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._registered(big):
+        with _registered(self._con, big):
             return self._con.sql(sql, params=params).to_arrow_table()
 
     def time_series(
@@ -536,16 +548,6 @@ class DuckDBStore:
 
     def close(self) -> None:
         self._con.close()
-
-    @contextmanager
-    def _registered(self, big: dict[str, pa.Table]) -> Iterator[None]:
-        for name, values in big.items():
-            self._con.register(name, values)
-        try:
-            yield
-        finally:
-            for name in big:
-                self._con.unregister(name)
 
     @staticmethod
     def _conform(result: pa.Table) -> pa.Table:

@@ -106,8 +106,12 @@ def _apply(store: Store, writer: StateWriter, entries: list[AllowlistEntry]) -> 
     writer.set_suppressed(changes)
 
 
-def apply_entries(store: Store) -> None:
-    """Bring ``findings.suppressed_by`` in line with the entries (e.g. after a hunt)."""
+def apply_entries(store: Store, writer: StateWriter | None = None) -> None:
+    """Bring ``findings.suppressed_by`` in line with the entries (e.g. after a hunt),
+    inside ``writer``'s transaction when one is given, else in one of its own."""
+    if writer is not None:
+        _apply(store, writer, list_entries(store))
+        return
     with store.state_writer() as w:
         _apply(store, w, list_entries(store))
 
