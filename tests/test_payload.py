@@ -86,6 +86,12 @@ def test_a_store_without_the_payload_columns_gets_them_on_open(tmp_path: Path) -
     con.register("before", before)
     con.execute("INSERT INTO conn SELECT * FROM before")
     con.close()
+    store = DuckDBStore(db, read_only=True)  # cannot upgrade: a view adds the columns
+    try:
+        got = store.scan("conn", ["orig_bytes", "orig_payload", "resp_payload"]).to_pylist()
+    finally:
+        store.close()
+    assert [tuple(r.values()) for r in got] == [(12, True, False), (3, True, True), (None,) * 3]
     store = DuckDBStore(db)
     try:
         with store.source_writer(SourceRecord(2, "new", "h", 0, "test")) as w:

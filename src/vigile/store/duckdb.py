@@ -328,6 +328,26 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("COMMIT")
 
 
+def _payload_view(con: duckdb.DuckDBPyConnection) -> None:
+    """A read-only open of a store written before ``conn`` had its payload columns
+    (it cannot be upgraded in place): a temporary view named ``conn`` adds them,
+    derived as :func:`_upgrade` would fill them, so readers see the current schema."""
+    columns = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'conn' "
+            "AND schema_name = 'main' AND NOT internal"
+        ).fetchall()
+    }
+    if not columns or "resp_payload" in columns:
+        return
+    (catalog,) = con.execute("SELECT current_database()").fetchone() or ("",)
+    con.execute(
+        "CREATE TEMP VIEW conn AS SELECT *, orig_bytes > 0 AS orig_payload, "
+        f'resp_bytes > 0 AS resp_payload FROM "{catalog}".main.conn'
+    )
+
+
 def _lock_holder(message: str) -> str:
     """DuckDB's lock message, cut to the part that names the holding process."""
     m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
@@ -371,6 +391,8 @@ class DuckDBStore:
             _upgrade(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
+        elif read_only:
+            _payload_view(self._con)
 
     # -- writes -------------------------------------------------------------------------
     def source_hashes(self, size_bytes: int) -> set[str]:
