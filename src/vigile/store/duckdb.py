@@ -318,8 +318,8 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
     # ``conn`` gained ``orig_payload``/``resp_payload``, nullable and last as well. Rows
     # with payload counts (Zeek, pcap) get them as ingest gives them (count > 0); flow
-    # rows keep null (unknown): their inference pairs records of one input
-    # (vigile.ingest.payload), which the stored rows no longer delimit.
+    # rows keep null (unknown): their inference belongs to the ingest layer
+    # (vigile.ingest.payload) and pairs the records of one batch as it is read.
     if "conn" in have and "resp_payload" not in have["conn"]:
         con.execute("BEGIN TRANSACTION")
         for side in ("orig", "resp"):
