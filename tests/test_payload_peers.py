@@ -22,6 +22,7 @@ from tests.payload_agreement import EXPORTERS, agreement, matches, stored_rows
 from vigile.config import Config
 from vigile.detect import HuntContext, default_window
 from vigile.detect.roles import infer_roles
+from vigile.ingest.payload import EVE_FRAMING, NETFLOW_FRAMING
 from vigile.store.duckdb import DuckDBStore
 
 CAPTURES = (
@@ -61,6 +62,36 @@ def test_inferred_payload_agrees_with_the_pcap_reader(
         assert (a.fp, a.fn, a.unknown_payload) == (0, 0, 0), (proto, side, a)
         if exporter in BIFLOWS or side == "orig":
             assert a.unknown == 0, (proto, side, a)
+
+
+FRAMINGS = [("softflowd v9", NETFLOW_FRAMING), ("nfpcapd", NETFLOW_FRAMING)]
+FRAMINGS.append(("Suricata flow", EVE_FRAMING))
+#: Ethernet pads a frame to 60 bytes: a bare 40-byte TCP segment carries 6 bytes of
+#: padding, which softflowd and Suricata count (nfpcapd does not).
+PADDING_MAX = 60 - 14 - 40
+
+
+@pytest.mark.parametrize("exporter, framing", FRAMINGS)
+def test_exporters_count_the_bytes_the_rule_assumes(
+    exporter: str, framing: int, shared_data: Path, tmp_path: Path
+) -> None:
+    """softflowd and nfpcapd count IP bytes, as the pcap reader's ``*_ip_bytes``;
+    Suricata counts Ethernet frames, 14 bytes a packet more (these captures are all
+    Ethernet): the framing the payload rule allows for each. Beyond it, only the
+    padding of short frames, within the TCP allowance."""
+    require_tool(TOOLS[exporter])
+    pcaps = [shared_data / "pcap" / c for c in CAPTURES]
+    truth = stored_rows(tmp_path / "pcap.duckdb", pcaps)
+    rows = EXPORTERS[exporter](pcaps, tmp_path)
+    extra = []
+    for t, r in matches(truth, rows, by_order=exporter.startswith("softflowd")):
+        for side in ("orig", "resp"):
+            pkts = t[f"{side}_pkts"]
+            if r is not None and pkts and r[f"{side}_pkts"] == pkts:
+                extra.append((r[f"{side}_ip_bytes"] - t[f"{side}_ip_bytes"]) / pkts)
+    assert len(extra) >= 40  # measured: 41 sides (one-direction records: their own)
+    assert all(framing <= e <= framing + PADDING_MAX for e in extra), sorted(set(extra))
+    assert extra.count(framing) >= 0.9 * len(extra)
 
 
 def test_the_slips_honeypot_is_a_server_from_eve_alone(shared_data: Path, tmp_path: Path) -> None:

@@ -25,7 +25,10 @@ these two columns; they are derived here, once, at ingest:
 Byte counts: softflowd and nfdump's ``nfpcapd`` count IP bytes (measured: equal to
 the pcap reader's ``*_ip_bytes`` on the shared captures); Suricata counts whole
 captured frames (``GET_PKT_LEN``), 14 more per packet on Ethernet
-(:data:`EVE_FRAMING`), none on raw-IP captures.
+(:data:`EVE_FRAMING`), none on raw-IP captures. softflowd and Suricata also count
+Ethernet's padding of short frames (up to 6 bytes on a bare TCP segment, within the
+TCP allowance; a padded UDP datagram of under 18 payload bytes counts as payload,
+which it is unless empty).
 
 Why this bound, and not the bound of the headers' maxima (60 bytes of IP header, 60
 of TCP, 26 of link framing: 146 per packet, which no probe can exceed however many
