@@ -11,6 +11,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 from vigile.ingest.payload import (
     EVE_FRAMING,
     IPV4_HEADER_BYTES,
@@ -119,3 +120,52 @@ def _batch(columns: dict[str, pa.Array]) -> pa.RecordBatch:
         "source_id": pa.array([1] * 3),
     }
     return conform(CONN, base | columns, 3)
+
+
+#: A connection: protocol, start, the forward record's flags and (bytes, packets), and
+#: its reverse record's flags, counters and delay (no reverse record when None).
+SIDE = st.tuples(st.one_of(st.none(), st.integers(0, 255)), st.integers(0, 3000), st.integers(1, 9))
+CONNECTIONS = st.lists(
+    st.tuples(
+        st.sampled_from([6, 17]),
+        st.integers(0, 10_000_000),
+        SIDE,
+        SIDE,
+        st.one_of(st.none(), st.integers(0, 4_000_000)),
+    ),
+    max_size=25,
+)
+
+
+@given(CONNECTIONS, st.randoms())
+def test_a_pair_tells_the_responder_side_on_the_originator_record(connections, random) -> None:  # type: ignore[no-untyped-def]
+    """Of two records of one connection, the one that gets the state gets the other's
+    payload as ``resp_payload``, the other none; a record alone gets none."""
+    records = []  # (connection, src, sport, dst, dport, proto, start, flags, bytes, pkts)
+    for k, (proto, start, fwd, back, delay) in enumerate(connections):
+        records.append((k, "10.0.0.1", 1000 + k, "10.0.0.2", 80, proto, start, *fwd))
+        if delay is not None:
+            records.append((k, "10.0.0.2", 80, "10.0.0.1", 1000 + k, proto, start + delay, *back))
+    random.shuffle(records)
+    cols = [list(c) for c in zip(*records, strict=True)] if records else [[]] * 10
+    keys = dict(zip(["src", "src_port", "dst", "dst_port", "proto"], cols[1:6], strict=True))
+    keys = {name: pa.array(v) for name, v in keys.items()}
+    t, flags = pa.array(cols[6], pa.int64()), pa.array(cols[7], pa.int64())
+    none = pa.nulls(len(records), pa.int64())
+    pairing = pair_records(keys, t, t, flags, none)
+    sent = (pa.array(cols[8], pa.int64()), pa.array(cols[9], pa.int64()))
+    own, resp = (a.to_pylist() for a in conn_payload(keys, pairing, sent, (none, none), 0))
+    states = conn_states(keys, t, t, flags, none, none, pairing=pairing).to_pylist()
+    by_conn: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_conn.setdefault(r[0], []).append(i)
+    for rows in by_conn.values():
+        if len(rows) == 1:
+            assert resp[rows[0]] is None
+            continue
+        told = [i for i in rows if resp[i] is not None]
+        assert len(told) == 1
+        (i,) = told
+        (j,) = [r for r in rows if r != i]
+        assert resp[i] == own[j]
+        assert states[j] is None
