@@ -405,6 +405,6 @@ def _states(
     none = pa.nulls(n, pa.int64())
     sent = (columns.get("orig_ip_bytes", none), columns.get("orig_pkts", none))
     received = (columns.get("resp_ip_bytes", none), rpkts)
-    orig, resp = conn_payload(keys, pairing, sent, received, EVE_FRAMING)
+    orig, resp = conn_payload(keys, pairing, sent, received, EVE_FRAMING, (flags, rflags))
     state = conn_states(keys, start, end, flags, rflags, rpkts, one_sensor=True, pairing=pairing)
     return state, orig, resp

@@ -267,12 +267,14 @@ def conn_payload(
     sent: tuple[pa.Array, pa.Array],
     received: tuple[pa.Array, pa.Array],
     framing: int,
+    tcp_flags: tuple[pa.Array, pa.Array] | None = None,
 ) -> tuple[pa.Array, pa.Array]:
     """``orig_payload`` and ``resp_payload`` of each record of one batch.
 
     ``sent`` is each record's own (IP bytes, packets), ``received`` a biflow's reverse
     ones (null for a one-direction record); ``framing`` the link bytes the exporter
-    counts per packet (:mod:`vigile.ingest.payload`). A record's own side comes from
+    counts per packet, ``tcp_flags`` each record's own and reverse ORed TCP flags
+    (null: unknown; :mod:`vigile.ingest.payload`). A record's own side comes from
     its own counters; its responder's side from its reverse counters (a biflow) or,
     on the originator's record of a pair, from its partner's own side. The
     responder's record of a pair gets a null ``resp_payload`` (its partner carries
@@ -294,8 +296,11 @@ def conn_payload(
         ipv6 = np.zeros(len(proto), dtype=bool)
     else:
         ipv6 = _bools(pc.match_substring(src.cast(pa.string()), ":"))
-    own = payload.from_ip_bytes(_np(sent[0], -1), _np(sent[1], -1), proto, ipv6, framing)
-    back = payload.from_ip_bytes(_np(received[0], -1), _np(received[1], -1), proto, ipv6, framing)
+    fl, rfl = (None, None) if tcp_flags is None else (_np(f, -1) for f in tcp_flags)
+    own = payload.from_ip_bytes(_np(sent[0], -1), _np(sent[1], -1), proto, ipv6, framing, fl)
+    back = payload.from_ip_bytes(
+        _np(received[0], -1), _np(received[1], -1), proto, ipv6, framing, rfl
+    )
     partner = pairing.partner
     paired = partner >= 0
     from_partner = own[np.where(paired, partner, 0)]

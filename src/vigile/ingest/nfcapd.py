@@ -161,7 +161,7 @@ def _emit(sink: Sink, rows: list[dict[str, Any]]) -> None:
     sent = (columns["orig_ip_bytes"].cast(pa.int64()), columns["orig_pkts"])
     received = (columns["resp_ip_bytes"].cast(pa.int64()), resp_pkts)
     columns["orig_payload"], columns["resp_payload"] = conn_payload(
-        keys, pairing, sent, received, NETFLOW_FRAMING
+        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, pa.nulls(len(rows), pa.int64()))
     )
     sink.emit("conn", columns, len(rows))
     rows.clear()

@@ -39,10 +39,11 @@ host answering small responses would never be a server, and they gained nothing 
 precision (the few sides wrongly counted are the same under both bounds). The
 allowance used errs only when a side's packets carry more than 20 option bytes on
 average without payload: SACK blocks on a lossy receiver, MPTCP options, IP options,
-and on EVE an 802.1Q tag (4 bytes) on a SYN that already carries 20 option bytes.
-For ``scan`` that means a failed attempt of that kind counts as a session with data
-(not a probe); no scanner's probes (nmap: at most 20 option bytes; masscan, zmap:
-fewer) reach it.
+and on EVE a link header longer than Ethernet's (802.1Q, Linux cooked capture) under
+a SYN/ACK that already carries 20 option bytes. For ``scan`` that means a failed
+attempt of that kind counts as a session with data (not a probe); a side that sent
+only SYNs (flags without ACK) never does, and no scanner's probes (nmap: at most 20
+option bytes; masscan, zmap: fewer) reach the allowance.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ EVE_FRAMING = 14
 #: Link-layer bytes NetFlow exporters count: none, they count IP bytes.
 NETFLOW_FRAMING = 0
 TCP, UDP = 6, 17
+ACK = 0x10
 
 
 def from_ip_bytes(
@@ -69,22 +71,32 @@ def from_ip_bytes(
     proto: np.ndarray,
     ipv6: np.ndarray,
     framing: int,
+    flags: np.ndarray | None = None,
 ) -> np.ndarray:
     """Payload sent by one side of each record, from its IP bytes and packets.
 
-    Arrays of one length; ``ip_bytes`` and ``pkts`` hold -1 where unknown. Returns
-    int8: 1 payload, 0 none, -1 cannot be told (unknown counters, or a protocol
-    other than TCP and UDP).
+    Arrays of one length; ``ip_bytes``, ``pkts`` and ``flags`` (the side's ORed TCP
+    flags) hold -1 where unknown (flags 0 count as unknown too). Returns int8: 1 payload, 0 none, -1 cannot be told
+    (unknown counters, or a protocol other than TCP and UDP). A TCP side whose flags
+    are known and lack ACK sent no payload whatever its bytes: once a connection is
+    synchronized every segment carries ACK (RFC 9293 §3.10.7.4), so such a side sent
+    only SYNs or RSTs (a SYN's data, TCP Fast Open, is no answer either), and a
+    SYN-only probe never counts as data on a link whose framing exceeds the allowance.
 
     >>> import numpy as np
-    >>> from_ip_bytes(np.array([60, 120, 52, -1]), np.array([1, 2, 1, -1]),
-    ...     np.array([6, 6, 17, 6]), np.zeros(4, bool), 0).tolist()
-    [0, 0, 1, -1]
+    >>> from_ip_bytes(np.array([60, 120, 52, -1, 500]), np.array([1, 2, 1, -1, 1]),
+    ...     np.array([6, 6, 17, 6, 6]), np.zeros(5, bool), 0,
+    ...     np.array([2, 0x12, -1, -1, 0x04])).tolist()
+    [0, 0, 1, -1, 0]
     """
     ip_header = np.where(ipv6, IPV6_HEADER_BYTES, IPV4_HEADER_BYTES)
     transport = np.where(proto == TCP, TCP_HEADER_BYTES, UDP_HEADER_BYTES)
     allowed = pkts * (ip_header + transport + framing)
-    sent = (ip_bytes > allowed).astype(np.int8)
+    sent = ip_bytes > allowed
+    if flags is not None:
+        # Zero flags are taken as unknown: some exporters send 0 where they keep none.
+        sent &= ~((proto == TCP) & (flags > 0) & (flags & ACK == 0))
+    sent = sent.astype(np.int8)
     known = (ip_bytes >= 0) & (pkts >= 0) & ((proto == TCP) | (proto == UDP))
     return np.where(known, sent, np.int8(-1)).astype(np.int8)
 

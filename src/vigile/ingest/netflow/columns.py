@@ -39,7 +39,9 @@ def flows_to_conn(
     orig_pkts, orig_ip_bytes = pa.array(cols[7], pa.int64()), pa.array(cols[8], pa.int64())
     resp_ip_bytes = pa.array(cols[10], pa.int64())
     sent, received = (orig_ip_bytes, orig_pkts), (resp_ip_bytes, resp_pkts)
-    orig_payload, resp_payload = conn_payload(keys, pairing, sent, received, NETFLOW_FRAMING)
+    orig_payload, resp_payload = conn_payload(
+        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, rflags)
+    )
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
     return conform(
