@@ -76,12 +76,13 @@ def from_ip_bytes(
     """Payload sent by one side of each record, from its IP bytes and packets.
 
     Arrays of one length; ``ip_bytes``, ``pkts`` and ``flags`` (the side's ORed TCP
-    flags) hold -1 where unknown (flags 0 count as unknown too). Returns int8: 1 payload, 0 none, -1 cannot be told
-    (unknown counters, or a protocol other than TCP and UDP). A TCP side whose flags
-    are known and lack ACK sent no payload whatever its bytes: once a connection is
-    synchronized every segment carries ACK (RFC 9293 §3.10.7.4), so such a side sent
-    only SYNs or RSTs (a SYN's data, TCP Fast Open, is no answer either), and a
-    SYN-only probe never counts as data on a link whose framing exceeds the allowance.
+    flags) hold -1 where unknown (flags 0 count as unknown too). Returns int8: 1
+    payload, 0 none, -1 cannot be told (unknown counters, or a protocol other than
+    TCP and UDP). A TCP side whose flags are known and lack ACK sent no payload
+    whatever its bytes: once a connection is synchronized every segment carries ACK
+    (RFC 9293 §3.10.7.4), so such a side sent only SYNs or RSTs (a SYN's data, TCP
+    Fast Open, is no answer either), and a SYN-only probe never counts as data on a
+    link whose framing exceeds the allowance.
 
     >>> import numpy as np
     >>> from_ip_bytes(np.array([60, 120, 52, -1, 500]), np.array([1, 2, 1, -1, 1]),
