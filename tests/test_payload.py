@@ -169,3 +169,15 @@ def test_a_pair_tells_the_responder_side_on_the_originator_record(connections, r
         (j,) = [r for r in rows if r != i]
         assert resp[i] == own[j]
         assert states[j] is None
+
+
+def test_a_side_that_sent_no_ack_sent_no_payload() -> None:
+    """A Linux SYN (60 IP bytes) under a Linux cooked capture header (16 bytes) in an
+    EVE flow is 76 bytes, over the Ethernet allowance: its flags, SYN without ACK,
+    still say it carried nothing; unknown or zero flags leave it to the bytes."""
+    one = [np.array([v]) for v in (76, 1, 6)]
+    got = [
+        int(from_ip_bytes(*one, np.zeros(1, bool), EVE_FRAMING, np.array([f]))[0])
+        for f in (0x02, 0x06, 0x12, -1, 0)
+    ]
+    assert got == [0, 0, 1, 1, 1]
