@@ -1,8 +1,10 @@
-"""What deriving ``conn_state`` costs per NetFlow batch, side by side in one process.
+"""What deriving ``conn_state`` and the payload columns costs per NetFlow batch, side
+by side in one process.
 
 Turns one collector batch (50,000 decoded flows) into a ``conn`` batch, once with
-``flows_to_conn`` (pairing and states within the batch) and once without the state
-step (``flows_to_rows`` then ``conn_batch``: an all-null column), on three batch
+``flows_to_conn`` (pairing, ``conn_state``, ``orig_payload``/``resp_payload`` within
+the batch) and once without that step (``flows_to_rows`` then ``conn_batch``: all-null
+columns), on three batch
 shapes: every record with its reverse (a two-direction export), every record alone
 (a one-direction export, the case with no partner to find), and the collector load
 test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per batch
@@ -10,7 +12,8 @@ test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per ba
 memory. The last column is the collector's own step since records wait across
 batches for their partner: ``flows_to_rows``, ``PairHold.release`` with the previous
 batch's lone records waiting (up to 50,000: a one-direction export keeps the hold
-full) and ``conn_batch``. Takes a few seconds.
+full) and ``conn_batch``. Then the time of each step alone (pairing, state, payload).
+Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
 """
@@ -20,11 +23,15 @@ from __future__ import annotations
 import random
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
+
+import pyarrow as pa
 
 import vigile.ingest.netflow.columns as columns
 import vigile.ingest.pairhold as pairhold
 from bench.common import machine
+from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 
 N = 50_000
 T0 = 1_700_000_000_000_000
@@ -85,7 +92,37 @@ def main() -> None:
             f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | "
             f"{with_state / without:.2f} | {held:.1f}"
         )
+    print("batch shape | pairing ms | conn_state ms | payload ms (each step alone, best of 15)")
+    for name, flows in shapes().items():
+        print(f"{name} | " + " | ".join(f"{ms:.1f}" for ms in step_ms(flows)))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+
+def step_ms(flows: list[tuple[Any, ...]]) -> list[float]:
+    """Best milliseconds of the pairing, the state and the payload step on one batch."""
+    cols = list(zip(*flows, strict=True))
+    keys = {"src": pa.array(cols[2], pa.uint32()), "dst": pa.array(cols[4], pa.uint32())}
+    keys |= {"src_port": pa.array(cols[3], pa.int32()), "dst_port": pa.array(cols[5], pa.int32())}
+    keys["proto"] = pa.array(cols[6], pa.int32())
+    start, end = pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int64())
+    flags, rpkts = pa.array(cols[11], pa.int64()), pa.array(cols[9], pa.int64())
+    sent = (pa.array(cols[8], pa.int64()), pa.array(cols[7], pa.int64()))
+    received = (pa.array(cols[10], pa.int64()), rpkts)
+    pairing = pair_records(keys, start, end, flags, rpkts)
+    steps: list[Callable[[], Any]] = [
+        lambda: pair_records(keys, start, end, flags, rpkts),
+        lambda: conn_states(keys, start, end, flags, flags, rpkts, pairing=pairing),
+        lambda: conn_payload(keys, pairing, sent, received, 0),
+    ]
+    out = []
+    for step in steps:
+        times = []
+        for _ in range(15):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+        out.append(min(times) * 1000)
+    return out
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 The nfcapd format is nfdump's own (versioned, compressed with LZO, LZ4, BZ2 or
 ZSTD); rather than re-implement it, vigile runs ``nfdump -r FILE -o json`` with
 ``TZ=UTC`` and reads the records it prints. Positions are record numbers.
-``conn_state`` comes from each record's ``tcp_flags``, the records paired by
-direction (:func:`vigile.ingest.flowstate.conn_states`) in batches of 50,000; a record
-with no partner in its batch waits for it through the next :data:`PAIR_RECORDS`
-records of the file (:class:`~vigile.ingest.pairhold.PairHold`), so pairs that
-straddle a batch boundary are still paired. Files are not paired with each other:
+``conn_state`` comes from each record's ``tcp_flags``, and the payload columns from
+its bytes and packets, the records paired by direction
+(:func:`vigile.ingest.flowstate.conn_states`, ``conn_payload``) in batches of
+50,000; a record with no partner in its batch waits for it through the next
+:data:`PAIR_RECORDS` records of the file (:class:`~vigile.ingest.pairhold.PairHold`),
+so pairs that straddle a batch boundary are still paired. Files are not paired with each other:
 each file is one input, stored in one transaction, whatever its neighbours hold.
 """
 

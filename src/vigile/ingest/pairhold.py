@@ -10,9 +10,11 @@ step:
 
 * :meth:`PairHold.release` takes a batch's rows, adds the rows held so far, pairs
   them, and returns every row except the *lone* ones (a one-direction TCP or UDP
-  record with no partner, :func:`~vigile.ingest.flowstate.partners`) that have
+  record with no partner, :func:`~vigile.ingest.flowstate.pair_records`) that have
   waited less than ``wait``; those are held for the next call. The returned rows
-  carry their ``conn_state``, computed over all the rows returned together.
+  carry their ``conn_state``, ``orig_payload`` and ``resp_payload``, computed over
+  all the rows returned together (:func:`~vigile.ingest.flowstate.conn_states`,
+  :func:`~vigile.ingest.flowstate.conn_payload`).
 * Time is the caller's: ``now`` is any clock that grows (the collector's batch cut
   time in seconds, the nfcapd reader's batch number). A row is held at most until
   the first call at least ``wait`` after the call that brought it, so none waits
@@ -25,8 +27,9 @@ step:
   decided once, on the originator's record.
 
 Rows are Arrow tables with the columns a reader stores (``src``, ``src_port``,
-``dst``, ``dst_port``, ``resp_pkts``, …) followed by the work columns in
-:data:`WORK`, which :meth:`~PairHold.release` drops.
+``dst``, ``dst_port``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
+``resp_ip_bytes``, …) followed by the work columns in :data:`WORK`, which
+:meth:`~PairHold.release` drops.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.flowstate import conn_states, partners
+from vigile.ingest.flowstate import Pairing, conn_payload, conn_states, pair_records
+from vigile.ingest.payload import NETFLOW_FRAMING
 
 #: Work columns: record start and end (Unix µs), IP protocol number, ORed TCP flags, a
 #: biflow's reverse flags (may be absent), IPv4 addresses as integers (may be absent:
@@ -49,8 +53,10 @@ HOLD_ROWS = 50_000
 class PairHold:
     """Holds lone records back across batch cuts until their partner can have come."""
 
-    def __init__(self, wait: float, max_rows: int = HOLD_ROWS) -> None:
-        self.wait, self.max_rows = wait, max_rows
+    def __init__(
+        self, wait: float, max_rows: int = HOLD_ROWS, framing: int = NETFLOW_FRAMING
+    ) -> None:
+        self.wait, self.max_rows, self.framing = wait, max_rows, framing
         self.held: pa.Table | None = None
         #: Rows held back at least once, those of them that found their partner later,
         #: and those released before their wait was over because ``max_rows`` were held.
@@ -69,7 +75,8 @@ class PairHold:
         return float(pc.min(self.held[_SINCE]).as_py()) + self.wait
 
     def release(self, rows: pa.Table | None, now: float, *, final: bool = False) -> pa.Table:
-        """The rows to store now, with ``conn_state``, work columns dropped.
+        """The rows to store now, with ``conn_state`` and the payload columns, work
+        columns dropped (an empty table when there are none).
 
         >>> hold = PairHold(wait=1)
         >>> def row(src, sport, dst, dport, flags):
@@ -85,14 +92,13 @@ class PairHold:
         parts = [t for t in (self.held, _stamped(rows, now)) if t is not None and t.num_rows]
         if not parts:
             self.held = None
-            return _finish(_stamped(rows, now) if rows is not None else pa.table({}), [])
+            return pa.table({})
         merged = pa.concat_tables(parts, promote_options="default")
         keys, start, end = _keys(merged), _column(merged, "_start_us"), _column(merged, "_end_us")
-        rpkts, proto = merged["resp_pkts"].combine_chunks(), merged["_proto"].to_numpy()
-        partner = partners(keys, start, end, rpkts)
+        rpkts, proto = _column(merged, "resp_pkts"), merged["_proto"].to_numpy()
+        pairing = pair_records(keys, start, end, _column(merged, "_flags"), rpkts)
         # Lone: a one-direction TCP or UDP record with no partner (yet).
-        lone = (partner < 0) & ((proto == 6) | (proto == 17))
-        lone &= np.asarray(rpkts.is_null(), dtype=bool)
+        lone = (pairing.partner < 0) & ~pairing.biflow & ((proto == 6) | (proto == 17))
         keep = lone & (now - merged[_SINCE].to_numpy() < self.wait) & (not final)
         waiting = np.flatnonzero(keep)
         if len(waiting) > self.max_rows:
@@ -105,14 +111,29 @@ class PairHold:
         out = merged.filter(pa.array(~keep))
         # A waiting row is no row's partner: the others' partners, renumbered, stay.
         renumber = np.cumsum(~keep) - 1
-        return _finish(out, _states(out, np.where(partner >= 0, renumber[partner], -1)[~keep]))
+        partner = np.where(pairing.partner >= 0, renumber[pairing.partner], -1)[~keep]
+        return self._finish(out, Pairing(partner, pairing.originator[~keep], pairing.biflow[~keep]))
 
-
-def _states(t: pa.Table, partner: np.ndarray) -> pa.Array:
-    """``conn_state`` of rows whose partners (indices into ``t``) are known."""
-    flags, rpkts = _column(t, "_flags"), _column(t, "resp_pkts")
-    start, end = _column(t, "_start_us"), _column(t, "_end_us")
-    return conn_states(_keys(t), start, end, flags, _column(t, "_rflags"), rpkts, partner=partner)
+    def _finish(self, t: pa.Table, pairing: Pairing) -> pa.Table:
+        """``t`` with its state and payload columns, work columns dropped."""
+        keys, rpkts = _keys(t), _column(t, "resp_pkts")
+        flags, rflags = _column(t, "_flags"), _column(t, "_rflags")
+        start, end = _column(t, "_start_us"), _column(t, "_end_us")
+        sent = (_column(t, "orig_ip_bytes"), _column(t, "orig_pkts"))
+        received = (_column(t, "resp_ip_bytes"), rpkts)
+        derived = {
+            "conn_state": conn_states(keys, start, end, flags, rflags, rpkts, pairing=pairing)
+        }
+        derived["orig_payload"], derived["resp_payload"] = conn_payload(
+            keys, pairing, sent, received, self.framing, (flags, rflags)
+        )
+        t = t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
+        for name, values in derived.items():
+            if name in t.column_names:
+                t = t.set_column(t.column_names.index(name), name, values)
+            else:
+                t = t.append_column(name, values)
+        return t
 
 
 def _stamped(rows: pa.Table | None, now: float) -> pa.Table | None:
@@ -136,11 +157,3 @@ def _keys(t: pa.Table) -> dict[str, pa.Array]:
     keys["src"] = src4 if ints else _column(t, "src")
     keys["dst"] = dst4 if ints else _column(t, "dst")
     return keys
-
-
-def _finish(t: pa.Table, states: pa.Array | list[str]) -> pa.Table:
-    t = t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
-    states = pa.array(states, pa.string()) if isinstance(states, list) else states
-    if "conn_state" in t.column_names:
-        return t.set_column(t.column_names.index("conn_state"), "conn_state", states)
-    return t.append_column("conn_state", states)
