@@ -42,13 +42,17 @@ def folder_rows(snap: Snapshot) -> list[dict[str, Any]]:
     ]
 
 
-def message_rows(vault: Vault, ref: FolderRef) -> list[dict[str, Any]]:
-    """The messages of one folder of a snapshot, by UID: date, size, flags, record id.
+def message_rows(
+    vault: Vault, ref: FolderRef, start: int = 0, stop: int | None = None
+) -> list[dict[str, Any]]:
+    """The messages of one folder of a snapshot, by UID: date, size, flags, record id;
+    only those from ``start`` to ``stop`` in that order (a page of a large folder).
 
     The vault keeps each message's internal date, size and flags in the folder's tree;
     headers (sender, subject) are inside the sealed message and are not read for a listing.
     """
     tree = vault.get_tree(ref.tree)
+    ordered = sorted(tree.messages.values(), key=lambda m: m.uid)[start:stop]
     return [
         {
             "folder": ref.name,
@@ -58,5 +62,5 @@ def message_rows(vault: Vault, ref: FolderRef) -> list[dict[str, Any]]:
             "flags": " ".join(m.flags),
             "id": m.blob_id.hex()[:16],
         }
-        for m in sorted(tree.messages.values(), key=lambda m: m.uid)
+        for m in ordered
     ]

@@ -189,12 +189,7 @@ def _snapshot(vault: Vault, account: str, name: str) -> Snapshot | None:
     return snap if snap is not None and snap.account == account else None
 
 
-def snapshot_detail(config: Config, account: str, name: str) -> dict[str, Any] | None:
-    """One snapshot: its counts, its folders, and the commands that restore it."""
-    with opened_vault(vault_settings(config)) as vault:
-        snap = _snapshot(vault, account, name)
-    if snap is None:
-        return None
+def _detail(snap: Snapshot, config: Config) -> dict[str, Any]:
     return {
         **snapshot_row(snap),
         "stats": snap.stats,
@@ -203,19 +198,46 @@ def snapshot_detail(config: Config, account: str, name: str) -> dict[str, Any] |
     }
 
 
+def _messages(
+    vault: Vault, snap: Snapshot, folder: str, offset: int, limit: int
+) -> dict[str, Any] | None:
+    ref = snap.folder(folder)
+    if ref is None:
+        return None
+    rows = message_rows(vault, ref, offset, offset + limit)  # only this page's rows are built
+    return {
+        "folder": folder,
+        "total": ref.count,
+        "offset": offset,
+        "messages": [{**r, "date": r["date"].astimezone(UTC)} for r in rows],
+    }
+
+
+def snapshot_detail(config: Config, account: str, name: str) -> dict[str, Any] | None:
+    """One snapshot: its counts, its folders, and the commands that restore it."""
+    with opened_vault(vault_settings(config)) as vault:
+        snap = _snapshot(vault, account, name)
+    return _detail(snap, config) if snap is not None else None
+
+
 def folder_messages(
     config: Config, account: str, name: str, folder: str, offset: int = 0, limit: int = 500
 ) -> dict[str, Any] | None:
     """The messages of one folder of one snapshot, by UID, ``limit`` from ``offset``."""
     with opened_vault(vault_settings(config)) as vault:
         snap = _snapshot(vault, account, name)
-        ref = snap.folder(folder) if snap is not None else None
-        if ref is None:
-            return None
-        rows = message_rows(vault, ref)
-    return {
-        "folder": folder,
-        "total": len(rows),
-        "offset": offset,
-        "messages": [{**r, "date": r["date"].astimezone(UTC)} for r in rows[offset:][:limit]],
-    }
+        return _messages(vault, snap, folder, offset, limit) if snap is not None else None
+
+
+def snapshot_page(
+    config: Config, account: str, name: str, folder: str | None, offset: int, limit: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """:func:`snapshot_detail` and, with ``folder``, :func:`folder_messages`, with the
+    vault opened once: ``(None, None)`` for no such snapshot, ``(detail, None)`` for no
+    such folder."""
+    with opened_vault(vault_settings(config)) as vault:
+        snap = _snapshot(vault, account, name)
+        if snap is None:
+            return None, None
+        found = _messages(vault, snap, folder, offset, limit) if folder is not None else None
+    return _detail(snap, config), found

@@ -47,14 +47,11 @@ async def snapshot_page(
     session: Session = Depends(page_session),
 ) -> HTMLResponse:
     config = get_console(request).config
-    detail = backups.snapshot_detail(config, account, snapshot)
+    detail, messages = backups.snapshot_page(config, account, snapshot, folder, offset, PAGE)
     if detail is None:
         raise HTTPException(404, f"no snapshot {snapshot} of account {account}")
-    messages = None
-    if folder is not None:
-        messages = backups.folder_messages(config, account, snapshot, folder, offset, PAGE)
-        if messages is None:
-            raise HTTPException(404, f"no folder {folder} in snapshot {snapshot}")
+    if folder is not None and messages is None:
+        raise HTTPException(404, f"no folder {folder} in snapshot {snapshot}")
     return render(
         request, "backup_snapshot.html", session, snap=detail, messages=messages, page=PAGE
     )
