@@ -12,13 +12,16 @@ vault at the path, a wrong secret, a prune running, damage.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from vigile.config import Config
+from vigile.vault.crypto import Keys
 from vigile.vault.errors import (
     VaultBusyError,
     VaultConfigError,
@@ -72,7 +75,7 @@ def opened_vault(settings: VaultSettings) -> Iterator[Vault]:
             "or $VIGILE_VAULT_PASSPHRASE where `vigile serve` runs",
         )
     try:
-        vault = Vault.open(settings.path, secret, access=Access.READ)
+        vault = Vault(settings.path, _keys(settings.path, secret), access=Access.READ)
     except WrongKeyError:
         raise VaultUnavailableError("wrong_key", "the vault secret does not open it") from None
     except VaultBusyError as e:
@@ -87,6 +90,27 @@ def opened_vault(settings: VaultSettings) -> Iterator[Vault]:
         raise VaultUnavailableError("damaged", f"{e}; run `vigile vault verify`") from None
     finally:
         vault.close()
+
+
+#: The keys of the vault last opened: (its folder, the state of its ``config`` file and a
+#: digest of the secret that unlocked it) -> keys. Unlocking a passphrase vault is an
+#: argon2id derivation of 0.2-0.4 s and 64 MiB; with this, a page pays for it once, not on
+#: every request. The process can read the secret's source anyway, so holding the keys
+#: it derives changes no exposure; a changed secret or a re-created vault misses the cache.
+_UNLOCKED: dict[tuple[Path, tuple[int, int], bytes], Keys] = {}
+
+
+def _keys(root: Path, secret: bytes) -> Keys:
+    try:
+        stat = (root / "config").stat()
+    except OSError:
+        return Vault.unlock(root, secret)  # says there is no vault here
+    key = (root, (stat.st_mtime_ns, stat.st_size), hashlib.sha256(secret).digest())
+    if key not in _UNLOCKED:
+        keys = Vault.unlock(root, secret)
+        _UNLOCKED.clear()  # one vault per console
+        _UNLOCKED[key] = keys
+    return _UNLOCKED[key]
 
 
 def restore_commands(snap: Snapshot, config: Config) -> dict[str, str]:
