@@ -248,13 +248,29 @@ def test_prune_running_and_damage_found(
         finally:
             prune.release()
         assert c.get("/api/backups/alice/snapshots").status_code == 200  # the lock is gone
-        pack = next(p for p in (folder / "vault" / "packs").glob("*/*"))
-        data = bytearray(pack.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        pack.write_bytes(bytes(data))
+        _flip_byte(next(p for p in (folder / "vault" / "packs").glob("*/*")))
         verified = CliRunner().invoke(app, ["vault", "verify", "--config", str(config)])
         assert verified.exit_code == 1
         status = c.get("/api/backups").json()
         assert status["verification"]["ok"] is False and status["verification"]["problems"] > 0
         assert "damaged" in c.get("/backups").text
         assert "last verify found damage" in c.get("/").text
+
+        record = sorted((folder / "vault" / "verifications").iterdir())[-1]  # the newest
+        _flip_byte(record)
+        status = c.get("/api/backups").json()
+        assert status["state"] == "ok" and status["verification"] is None
+        assert "authentication tag" in status["verification_error"]
+        assert 'id="verification-error"' in c.get("/backups").text
+        _flip_byte(next((folder / "vault" / "snapshots").iterdir()))
+        status = c.get("/api/backups").json()
+        assert status["state"] == "damaged" and "vigile vault verify" in status["detail"]
+        assert c.get("/api/backups/alice/snapshots").status_code == 503
+        overview = c.get("/")
+        assert overview.status_code == 200 and "unreadable" in overview.text
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))

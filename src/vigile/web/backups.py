@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -83,13 +84,21 @@ def opened_vault(settings: VaultSettings) -> Iterator[Vault]:
     except VaultError as e:
         missing = not (settings.path / "config").exists()
         raise VaultUnavailableError("missing" if missing else "error", str(e)) from None
+    except (OSError, sqlite3.Error) as e:  # permissions, a disk error: said, not a 500
+        raise VaultUnavailableError("error", f"{settings.path}: {_reason(e)}") from None
     del secret
     try:
         yield vault
     except VaultDamagedError as e:
         raise VaultUnavailableError("damaged", f"{e}; run `vigile vault verify`") from None
+    except (OSError, sqlite3.Error) as e:
+        raise VaultUnavailableError("error", f"{settings.path}: {_reason(e)}") from None
     finally:
         vault.close()
+
+
+def _reason(e: OSError | sqlite3.Error) -> str:
+    return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
 
 
 #: The keys of the vault last opened: (its folder, the state of its ``config`` file and a
@@ -160,6 +169,7 @@ def vault_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     out: dict[str, Any] = {"configured": bool(config.section("vault")), "state": "ok"}
     out.update(detail=None, path=None, stale_after_hours=None, accounts=[], verification=None)
+    out["verification_error"] = None
     try:
         settings = vault_settings(config)
         out.update(path=str(settings.path or ""), stale_after_hours=settings.stale_after_hours)
@@ -167,7 +177,10 @@ def vault_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
         out["accounts"] = [{"account": n, "configured": True, "state": "unknown"} for n in names]
         with opened_vault(settings) as vault:
             snaps = vault.snapshots()
-            out["verification"] = last_verification(vault)
+            try:
+                out["verification"] = last_verification(vault)
+            except VaultDamagedError as e:  # the accounts are still worth showing
+                out["verification_error"] = str(e)
     except VaultUnavailableError as e:
         out.update(state=e.state, detail=str(e))
         return out
