@@ -229,7 +229,7 @@ def test_passphrase_command_never_shown(
     assert not any(passphrase in text for text in [json.dumps(status), *pages])
 
 
-def test_prune_running_and_damage_found(
+def test_backup_running_prune_running_and_damage_found(
     console_access: StoreAccess, backed_up: BackupFacts, tmp_path: Path
 ) -> None:
     folder = tmp_path / "copy"
@@ -237,6 +237,12 @@ def test_prune_running_and_damage_found(
     config = write_config(folder, list(backed_up.accounts.values()))
     with _client(console_access, config) as c:
         assert _login(c) == 303
+        backup = VaultLock(folder / "vault", Access.APPEND)  # what `vault backup` holds
+        try:  # the pages read beside a backup
+            assert c.get("/api/backups").json()["state"] == "ok"
+            assert c.get("/api/backups/alice/snapshots").status_code == 200
+        finally:
+            backup.release()
         prune = VaultLock(folder / "vault", Access.DELETE)  # what `vault prune` holds
         try:
             r = c.get("/api/backups/alice/snapshots")
