@@ -2,7 +2,8 @@
 
 Layout::
 
-    verifications/<time>-<random>   one sealed JSON document per verify run
+    verifications/<time>-<random>   one sealed JSON document per verify run, named by the
+                                    UTC time it finished, to the microsecond
 
 A run adds one file (written to a temporary name, fsynced, renamed, as a snapshot is) and
 never changes or removes one; no vigile command deletes them (prune leaves them alone).
@@ -22,6 +23,7 @@ Document::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import UTC, datetime
@@ -59,7 +61,8 @@ def record_verification(vault: Vault, report: VerifyReport, started: datetime) -
         "problems": len(report.problems),
         "first_problems": report.problems[:KEPT_PROBLEMS],
     }
-    name = f"{finished.strftime(STAMP)}-{os.urandom(4).hex()}"
+    # To the microsecond, so names sort as the runs finished even within one second.
+    name = f"{finished.strftime(STAMP)}.{finished:%f}-{os.urandom(4).hex()}"
     folder = vault.root / FOLDER
     tmp = folder / f".tmp-{name}"
     sealed = vault.keys.seal(json.dumps(doc, ensure_ascii=False).encode(), _aad(name))
@@ -71,7 +74,8 @@ def record_verification(vault: Vault, report: VerifyReport, started: datetime) -
             os.fsync(f.fileno())
         os.replace(tmp, folder / name)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to remove where the folder is not one
+            tmp.unlink(missing_ok=True)
         raise VaultError(f"{folder}: cannot record the verification: {e.strerror}") from None
     return name
 
