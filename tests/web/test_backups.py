@@ -147,6 +147,7 @@ def test_snapshots_folders_and_messages(client: TestClient, backed_up: BackupFac
     ).json()
     assert paged["total"] == 20 and [m["uid"] for m in paged["messages"]] == list(range(16, 21))
     page = client.get(f"/backups/alice/{name}?folder=Archive").text
+    assert "<dt>unchanged folders</dt><dd>3 of 3 (skipped)</dd>" in page  # the no-change run
     assert page.count('<tr><td class="num">') == 10 and "Messages in Archive" in page
     for url in (
         "/api/backups/dave/snapshots",
