@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -193,3 +194,18 @@ def test_a_held_store_is_named_after_the_wait(tmp_path: Path) -> None:
     assert "in use by another process" in proc.stderr and f"PID {os.getpid()}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert waited >= 0.5
+
+
+def test_datagrams_waiting_in_the_socket_at_the_stop_are_stored(tmp_path: Path) -> None:
+    """Datagrams the kernel holds for the socket when the collector stops arrived before
+    the stop: close() reads and stores them, none is lost uncounted."""
+    with RunningCollector(tmp_path / "v.duckdb", pair_wait=0) as run:
+        run.collector.stop()
+        run.thread.join()  # nothing reads the socket any more
+        _send(run.collector.port, [_flows_msg(i * 10, 10, i * 10) for i in range(20)])
+        time.sleep(0.2)
+        assert run.collector.counters.datagrams == 0
+        run.thread = threading.Thread(target=lambda: None)  # __exit__ joins it
+        run.thread.start()
+    assert (run.counters.datagrams, run.counters.flows, run.counters.rows_written) == (20, 200, 200)
+    assert run.count("conn") == 200

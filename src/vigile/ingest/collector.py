@@ -26,7 +26,9 @@ Storage contract:
 * Each batch's ``notices`` holds the session counters at that moment; the last
   batch, written by :meth:`Collector.close` even when empty, holds the totals.
 * :meth:`Collector.stop` (called from a SIGINT/SIGTERM handler) ends the loop;
-  :meth:`Collector.close` then writes everything received before returning.
+  :meth:`Collector.close` then reads the datagrams still waiting in the socket's
+  receive buffer (they arrived before the stop) and writes everything received
+  before returning.
 * The store is opened for each batch and closed after it (``open_store``), so
   other commands (``vigile hunt``, ``status``, ``ingest``) can use the same store
   between batches. While another process holds it, finished batches wait in a
@@ -64,6 +66,9 @@ from vigile.store import SourceRecord, SourceSummary, Store
 
 RECV_BUFFER = 64 << 20
 PENDING_BATCHES = 16
+#: How long a stop goes on reading datagrams already waiting in the receive buffer: a
+#: full 64 MiB buffer of 1,400-byte datagrams is read and decoded in about 2 s.
+DRAIN_SECONDS = 5.0
 SEQUENCE_WINDOW = 1 << 31
 #: Seconds a lone record waits for its reverse-direction record. Records pair when their
 #: spans lie within flowstate.PAIR_SLACK_US (5 s) of each other; an exporter that times
@@ -270,7 +275,12 @@ class Collector:
         self._batch = _Batch(self._batch.number + 1)
 
     def close(self) -> Counters:
-        """Write what was received (parked sets count as unknown template) and stop."""
+        """Write what was received (parked sets count as unknown template) and stop.
+
+        Datagrams that reached the socket before the stop but were not read yet (the
+        kernel's receive buffer holds up to its size of them) are read and stored
+        first: they were received, not lost (:meth:`_drain`)."""
+        self._drain()
         self.counters.dropped = socket_drops(self.sock)
         self.sock.close()
         self.cache.expire(float("inf"))
@@ -283,6 +293,21 @@ class Collector:
         if self._error is not None:
             raise self._error
         return self.counters
+
+    def _drain(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Decode every datagram waiting in the receive buffer, for at most ``seconds``
+        (an exporter that goes on sending at full rate keeps the buffer filled; what
+        arrives after the stop is not waited for beyond that)."""
+        self.sock.setblocking(False)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except InterruptedError:
+                continue
+            except (BlockingIOError, OSError):
+                return
+            self.handle(data, peer[0], peer[1])
 
     def _write_loop(self) -> None:
         while (batch := self._queue.get()) is not None:
