@@ -207,5 +207,6 @@ def test_datagrams_waiting_in_the_socket_at_the_stop_are_stored(tmp_path: Path) 
         assert run.collector.counters.datagrams == 0
         run.thread = threading.Thread(target=lambda: None)  # __exit__ joins it
         run.thread.start()
-    assert (run.counters.datagrams, run.counters.flows, run.counters.rows_written) == (20, 200, 200)
+    c = run.counters
+    assert (c.datagrams, c.read_at_stop, c.flows, c.rows_written) == (20, 20, 200, 200)
     assert run.count("conn") == 200

@@ -66,9 +66,11 @@ from vigile.store import SourceRecord, SourceSummary, Store
 
 RECV_BUFFER = 64 << 20
 PENDING_BATCHES = 16
-#: How long a stop goes on reading datagrams already waiting in the receive buffer: a
-#: full 64 MiB buffer of 1,400-byte datagrams is read and decoded in about 2 s.
-DRAIN_SECONDS = 5.0
+#: How long a stop goes on reading datagrams already waiting in the receive buffer. A
+#: full buffer (RECV_BUFFER, doubled by Linux: 58,254 datagrams of 30 IPFIX records,
+#: 1.75 M flows) took 13 s to read and decode on 2 shared cores; an exporter that goes
+#: on sending at full rate after the stop is not waited for beyond this.
+DRAIN_SECONDS = 30.0
 SEQUENCE_WINDOW = 1 << 31
 #: Seconds a lone record waits for its reverse-direction record. Records pair when their
 #: spans lie within flowstate.PAIR_SLACK_US (5 s) of each other; an exporter that times
@@ -94,6 +96,7 @@ class Counters:
     held_back: int = 0  # lone records held into a later batch to wait for their partner
     paired_late: int = 0  # held-back records whose partner came in a later batch
     released_early: int = 0  # held-back records stored before their wait ended (hold full)
+    read_at_stop: int = 0  # datagrams still waiting in the socket buffer at the stop, read
 
     def text(self) -> str:
         return " ".join(f"{k}={'unknown' if v is None else v}" for k, v in asdict(self).items())
@@ -307,6 +310,7 @@ class Collector:
                 continue
             except (BlockingIOError, OSError):
                 return
+            self.counters.read_at_stop += 1
             self.handle(data, peer[0], peer[1])
 
     def _write_loop(self) -> None:
