@@ -10,8 +10,9 @@ its bytes and packets, the records paired by direction
 :data:`PAIR_RECORDS` records of the file (:class:`~vigile.ingest.pairhold.PairHold`),
 so pairs that straddle a batch boundary are still paired. A pair is stored as one
 row, the originator's record with its partner's counters as the responder side; the
-partner is counted in a notice (``N responder records merged …``). Files are not paired with each other:
-each file is one input, stored in one transaction, whatever its neighbours hold.
+partner is counted in a notice (``N responder records merged …``). Files are not
+paired with each other: each file is one input, stored in one transaction, whatever
+its neighbours hold.
 """
 
 from __future__ import annotations
