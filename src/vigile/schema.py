@@ -12,6 +12,8 @@ Conventions shared by all tables:
 * ``sensor`` names what observed the traffic (a Zeek node, a NetFlow exporter, a
   capture file); ``source_id`` and ``source_pos`` point back to the exact file and
   line (or byte offset, or record number) a row came from.
+* A Parquet file holding one of the traffic tables names it in its key-value
+  metadata: ``vigile.table`` = ``conn``, ``dns``, ``http``, ``tls`` or ``alerts``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
+#: Key-value metadata key naming the table a Parquet file holds (set by every writer).
+PARQUET_TABLE_KEY = b"vigile.table"
 
 
 @dataclass(frozen=True)

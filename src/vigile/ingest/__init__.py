@@ -43,6 +43,7 @@ CANDIDATE_SUFFIXES = (
     ".labeled",
     ".eve",
     ".nfcapd",
+    ".parquet",
     "nfcapd.",  # nfcapd names its files nfcapd.YYYYMMDDhhmm
 )
 MAX_RAW = 4096
@@ -155,11 +156,10 @@ class _PipelineSink:
         self.writer.reject(position, self.unit, reason, raw)
         self.summary.bad_rows += 1
         if self.summary.first_error is None:
-            where = (
-                Location(self.source.path, line=position)
-                if self.unit == "line"
-                else Location(self.source.path, offset=position)
-            )
+            where = {
+                "line": Location(self.source.path, line=position),
+                "record": Location(self.source.path, record=position),
+            }.get(self.unit, Location(self.source.path, offset=position))
             self.summary.first_error = f"{where}: {reason}"
 
     def notice(self, message: str) -> None:
@@ -199,11 +199,11 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
         if reader.sniff(source.head):
             return reader
     if not source.head:
-        raise UnknownFormatError(Location(source.path), "empty file: not a Zeek log or capture")
+        raise UnknownFormatError(Location(source.path), "empty file: not a log, capture or table")
     raise UnknownFormatError(
         Location(source.path),
-        "not a Zeek log, packet capture, flow file or Suricata EVE log (format is detected "
-        "from content)",
+        "not a Zeek log, packet capture, flow file, Suricata EVE log or Parquet table "
+        "(format is detected from content)",
     )
 
 
