@@ -29,7 +29,8 @@ from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
 
 ENTRY_POINT_GROUP = "vigile.readers"
 #: In a directory, files with these endings are read; others (README, …) are listed as
-#: not read. A file named on the command line is always read.
+#: not read. A file named on the command line is always read. (Content decides the
+#: format either way; the names only keep notes and configuration out of a scan.)
 CANDIDATE_SUFFIXES = (
     ".log",
     ".json",
@@ -47,6 +48,8 @@ CANDIDATE_SUFFIXES = (
     "nfcapd.",  # nfcapd names its files nfcapd.YYYYMMDDhhmm
 )
 MAX_RAW = 4096
+#: Why a file in a directory was not read (its name is not one of the above).
+NOT_A_CANDIDATE = "not a log, capture or table name"
 
 
 #: Reader options by reader name (the ``[ingest]`` section of vigile.toml).
@@ -282,7 +285,7 @@ def ingest_paths(
     for path, explicit in files:
         if not explicit and not _is_candidate(path):
             on_progress(path.stat().st_size)
-            report.files.append(FileResult(path, "skipped", message="not a log or capture name"))
+            report.files.append(FileResult(path, "skipped", message=NOT_A_CANDIDATE))
             continue
         try:
             report.files.append(
