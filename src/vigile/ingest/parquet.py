@@ -39,7 +39,24 @@ _ARROW_ERRORS = (pa.ArrowException, OSError, ValueError, IndexError, MemoryError
 def _brief(e: BaseException) -> str:
     """pyarrow's message, first line only and not too long (it can quote a page)."""
     text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text).rstrip(": ")
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _value(column: pa.ChunkedArray, i: int) -> object:
+    """Row ``i``'s value for a message or a kept-aside record, whatever is wrong with it."""
+    one = column.slice(int(i), 1).combine_chunks()
+    try:
+        return one.to_pylist()[0]
+    except (OverflowError, ValueError, pa.ArrowException):
+        pass
+    if pa.types.is_timestamp(one.type):  # beyond what a date can show: its raw number
+        return f"{one.view(pa.int64())[0].as_py()} ({one.type.unit} since 1970)"
+    try:
+        data = pc.cast(one, pa.binary())[0].as_py()
+        return data.decode("utf-8", "backslashreplace") if data is not None else None
+    except (ValueError, pa.ArrowException):
+        return f"<unreadable {one.type}>"
 
 
 class ParquetReader:
@@ -144,7 +161,7 @@ class ParquetReader:
             out[column] = arr
             if col_bad is not None:
                 for i in np.flatnonzero(col_bad & ~bad):
-                    reasons[int(i)] = f"bad value for {name}: {batch.column(name)[int(i)]}"
+                    reasons[int(i)] = f"bad value for {name}: {_value(batch.column(name), i)}"
                 bad |= col_bad
         required = {plan.columns.get(r, r) for r in plan.required} | {"open"}
         for name, column in plan.columns.items():
@@ -155,7 +172,8 @@ class ParquetReader:
                 bad |= null
         rows = np.arange(first, first + n, dtype=np.int64)
         for i in np.flatnonzero(bad):
-            raw = json.dumps(batch.slice(int(i), 1).to_pylist()[0], default=str)
+            record = {name: _value(batch.column(name), i) for name in batch.column_names}
+            raw = json.dumps(record, default=str)
             sink.reject(int(rows[i]), reasons[int(i)], raw)
         if bad.any():
             keep = pa.array(~bad)
