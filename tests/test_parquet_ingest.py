@@ -259,3 +259,37 @@ def test_listing_names_the_files_left_unread(tmp_path: Path) -> None:
     assert [(r["status"], r["message"]) for r in rows] == [
         ("skipped", "not a log, capture or table name")
     ] * 3
+
+
+def test_progress_is_reported_row_group_by_row_group(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.parquet", conn_table(30), row_group_size=10)
+    steps: list[int] = []
+    store = DuckDBStore(":memory:")
+    try:
+        ingest_file(store, path, registered_readers(), on_progress=steps.append)
+    finally:
+        store.close()
+    assert sum(steps) == path.stat().st_size
+    assert len([s for s in steps if s > 0]) >= 3
+
+
+def test_null_port_in_zeek_names_is_kept_like_the_zeek_reader_does(tmp_path: Path) -> None:
+    t = pa.table(
+        {
+            "ts": [1713484795.5, None],
+            "id.orig_h": ["10.0.0.1", "10.0.0.2"],
+            "id.orig_p": pa.array([None, 1], pa.int64()),
+            "id.resp_h": ["10.0.0.3", "10.0.0.4"],
+            "id.resp_p": pa.array([53, 53], pa.int64()),
+            "proto": ["udp", "udp"],
+            "conn_state": ["S0", "S0"],
+        }
+    )
+    result, store = ingest(write(tmp_path / "x.parquet", t, None))
+    try:
+        assert (result.status, result.log_type, result.rows) == ("partial", "conn", {"conn": 1})
+        assert store.scan("conn").column("src_port").to_pylist() == [None]
+        reject = store.scan("rejects").to_pylist()[0]
+        assert (reject["position"], reject["reason"]) == (2, "required column ts is null")
+    finally:
+        store.close()

@@ -26,7 +26,14 @@ import pyarrow.parquet as pq
 
 from vigile.errors import InputError, Location
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.parquet_columns import ColumnError, Plan, castable, convert, plan_columns
+from vigile.ingest.parquet_columns import (
+    ColumnError,
+    Plan,
+    castable,
+    convert,
+    flatten,
+    plan_columns,
+)
 from vigile.ingest.zeek_fields import normalise
 from vigile.schema import TRAFFIC_TABLES
 
@@ -110,7 +117,7 @@ class ParquetReader:
             raise InputError(where, str(e)) from None
         except _ARROW_ERRORS as e:
             raise InputError(where, f"unreadable Parquet schema: {_brief(e)}") from None
-        flat = pa.Table.from_batches([], pf.schema_arrow).flatten().schema
+        flat = flatten(pa.Table.from_batches([], pf.schema_arrow)).schema
         target = TRAFFIC_TABLES[plan.table].arrow_schema
         for name, column in plan.columns.items():
             have, want = flat.field(name).type, target.field(column).type
@@ -131,23 +138,31 @@ class ParquetReader:
         for group in range(pf.num_row_groups):
             rows = pf.metadata.row_group(group).num_rows
             done = 0
-            try:
-                for batch in self._batches(pf, group, top):
-                    self._emit(batch, plan, first + done, sink)
-                    done += batch.num_rows
-                    sink.progress(source.size * (first - 1 + done) // total)
-            except _ARROW_ERRORS as e:
-                lost = max(rows - done, 0)
-                sink.reject(
-                    first + done,
-                    f"row group {group + 1} cannot be read from here ({lost:,} rows lost): "
-                    f"{_brief(e)}",
-                )
+            batches = pf.iter_batches(self.batch_rows, row_groups=[group], columns=top)
+            # Only decoding is guarded: an error in what follows is not damage in the file.
+            while True:
+                batch = self._next(batches, group, rows - done, first + done, sink)
+                if batch is None:
+                    break
+                self._emit(flatten(pa.Table.from_batches([batch])), plan, first + done, sink)
+                done += batch.num_rows
+                sink.progress(source.size * (first - 1 + done) // total)
             first += rows
 
-    def _batches(self, pf: pq.ParquetFile, group: int, columns: list[str]) -> Iterator[pa.Table]:
-        for batch in pf.iter_batches(self.batch_rows, row_groups=[group], columns=columns):
-            yield pa.Table.from_batches([batch]).flatten()
+    @staticmethod
+    def _next(
+        batches: Iterator[pa.RecordBatch], group: int, rows: int, first: int, sink: Sink
+    ) -> pa.RecordBatch | None:
+        """The next batch of a row group (``rows`` rows, the first at ``first``), or None
+        at its end or where it is damaged: the rest of the group is then one reject."""
+        try:
+            return next(batches, None)
+        except _ARROW_ERRORS as e:
+            sink.reject(
+                first,
+                f"row group {group + 1} cannot be read from here ({rows:,} rows lost): {_brief(e)}",
+            )
+            return None
 
     @staticmethod
     def _emit(batch: pa.Table, plan: Plan, first: int, sink: Sink) -> None:
@@ -161,18 +176,17 @@ class ParquetReader:
             out[column] = arr
             if col_bad is not None:
                 for i in np.flatnonzero(col_bad & ~bad):
-                    reasons[int(i)] = f"bad value for {name}: {_value(batch.column(name), i)}"
+                    reasons[int(i)] = f"bad value for {name}: {_value(batch.column(name), int(i))}"
                 bad |= col_bad
-        required = {plan.columns.get(r, r) for r in plan.required} | {"open"}
         for name, column in plan.columns.items():
-            if column in required:
+            if not schema.field(column).nullable:
                 null = out[column].is_null().to_numpy(zero_copy_only=False) & ~bad
                 for i in np.flatnonzero(null):
                     reasons[int(i)] = f"required column {name} is null"
                 bad |= null
         rows = np.arange(first, first + n, dtype=np.int64)
         for i in np.flatnonzero(bad):
-            record = {name: _value(batch.column(name), i) for name in batch.column_names}
+            record = {name: _value(batch.column(name), int(i)) for name in batch.column_names}
             raw = json.dumps(record, default=str)
             sink.reject(int(rows[i]), reasons[int(i)], raw)
         if bad.any():

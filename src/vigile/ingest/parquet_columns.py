@@ -42,7 +42,6 @@ class Plan:
 
     table: str
     columns: Mapping[str, str]
-    required: tuple[str, ...]
     ignored: tuple[str, ...]
     zeek_names: bool
 
@@ -61,6 +60,13 @@ def flat_names(schema: pa.Schema) -> list[str]:
         return [name]
 
     return [n for f in schema for n in walk("", f)]
+
+
+def flatten(table: pa.Table) -> pa.Table:
+    """``table`` with struct columns flattened at every depth, as :func:`flat_names` names them."""
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table
 
 
 def _mapping(table: str, zeek: bool) -> Mapping[str, str]:
@@ -98,7 +104,7 @@ def plan_columns(schema: pa.Schema) -> Plan:
     columns = {n: mapping[n] for n in names if n in mapping}
     skip = set(PROVENANCE) | (KNOWN_UNUSED if zeek else set())
     ignored = tuple(n for n in names if n not in mapping and n not in skip)
-    return Plan(table, columns, _required(table, zeek), ignored, zeek)
+    return Plan(table, columns, ignored, zeek)
 
 
 def _table_from_columns(names: list[str], zeek: bool) -> str:
