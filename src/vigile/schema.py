@@ -1,8 +1,9 @@
 """The normalised tables, defined once.
 
 Every input format (Zeek, pcap, NetFlow/IPFIX, Suricata EVE) is turned into these
-tables; every store engine creates them from here; ``docs/schema.md`` is generated
-from here (``python -m vigile.schema``) and a test keeps the two in step.
+tables, and Parquet files of these tables are read as they are; every store engine
+creates them from here; ``docs/schema.md`` is generated from here (``python -m
+vigile.schema``) and a test keeps the two in step.
 
 Conventions shared by all tables:
 

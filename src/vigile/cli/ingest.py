@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
         as_csv: CsvOption = False,
     ) -> None:
-        """Read Zeek logs, packet captures, Suricata EVE JSON, nfcapd files and Parquet tables.
+        """Read Zeek logs, captures, EVE JSON, nfcapd and Parquet files into the store.
 
         Each file is stored whole or not at all, and a file already ingested (same
         content) is skipped, so running this twice adds nothing. Bad records are
