@@ -293,3 +293,18 @@ def test_null_port_in_zeek_names_is_kept_like_the_zeek_reader_does(tmp_path: Pat
         assert (reject["position"], reject["reason"]) == (2, "required column ts is null")
     finally:
         store.close()
+
+
+def test_duplicate_columns_and_zeek_alerts_are_refused(tmp_path: Path) -> None:
+    twice = pa.Table.from_arrays(
+        [pa.array([0]).cast(TS), pa.array(["10.0.0.1"]), pa.array(["10.0.0.2"]), pa.array(["x"])],
+        names=["ts", "src", "dst", "src"],
+    )
+    zeek_alerts = pa.table({"ts": [1.0], "id.orig_h": ["a"], "id.resp_h": ["b"]})
+    for name, table, meta, message in (
+        ("twice", twice, "conn", "column 'src' appears more than once"),
+        ("alerts", zeek_alerts, "alerts", "Zeek's field names are read for conn, dns, http"),
+    ):
+        result, store = ingest(write(tmp_path / f"{name}.parquet", table, meta))
+        store.close()
+        assert result.status == "refused" and message in (result.message or ""), result

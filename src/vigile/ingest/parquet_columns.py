@@ -9,7 +9,7 @@ columns are flattened to dotted names first, so a nested ``id`` struct reads as 
 Types are converted only within a kind (numbers, text, booleans, times, lists of
 those): an integer port column of any width becomes ``int32``, an ``int64`` IP address
 column is refused rather than turned into digits. Values that do not fit (a port of
-70000, a float count of 1.5, invalid UTF-8) make their row bad, not the file.
+2**40, a float count of 1.5, invalid UTF-8) make their row bad, not the file.
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ def _required(table: str, zeek: bool) -> tuple[str, ...]:
 def plan_columns(schema: pa.Schema) -> Plan:
     """Choose the table and the column mapping; :class:`ColumnError` if none fits."""
     names = flat_names(schema)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ColumnError(f"column {twice[0]!r} appears more than once")
     zeek = "id.orig_h" in names or "id.resp_h" in names
     meta = schema.metadata or {}
     if TABLE_KEY in meta:
@@ -97,6 +100,8 @@ def plan_columns(schema: pa.Schema) -> Plan:
             )
     else:
         table = _table_from_columns(names, zeek)
+    if zeek and table not in FIELD_MAP:
+        raise ColumnError(f"Zeek's field names are read for {', '.join(FIELD_MAP)}, not {table}")
     missing = [c for c in _required(table, zeek) if c not in names]
     if missing:
         raise ColumnError(f"no column {missing[0]!r}, which the {table} table requires")
