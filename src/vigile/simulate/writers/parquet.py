@@ -3,7 +3,7 @@
 This is the fast path for large runs (tens of millions of connections): rows go
 straight from NumPy to Arrow, chunk by chunk, without text. Rows carry
 ``sensor = "simulate"`` and a ``source_id`` derived from the seed; ``source_pos``
-is the row number in the file.
+is the row number in the file (from 1, as ``vigile ingest`` numbers them).
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ class ParquetWriter:
             cols = make(self.vocabs, part, part_uid)
             cols["sensor"] = pa.array(np.full(n, "simulate"))
             cols["source_id"] = pa.array(np.full(n, self.source_id, np.int64))
-            cols["source_pos"] = pa.array(np.arange(self._rows[name], self._rows[name] + n))
+            # Row numbers from 1, the positions `vigile ingest` gives the rows of this file.
+            cols["source_pos"] = pa.array(np.arange(self._rows[name] + 1, self._rows[name] + n + 1))
             self._rows[name] += n
             batch = conform(TRAFFIC_TABLES[name], cols, n)
             writer = self._writers.get(name)
