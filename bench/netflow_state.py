@@ -1,12 +1,15 @@
-"""What deriving ``conn_state`` costs per NetFlow batch, side by side in one process.
+"""What deriving ``conn_state`` and the payload columns costs per NetFlow batch, side
+by side in one process.
 
 Turns one collector batch (50,000 decoded flows) into a ``conn`` batch with
 ``flows_to_conn`` as the collector does, once as it is and once with the state step
-replaced by an all-null column, on three batch shapes: every record with its reverse
+(the pairing, ``conn_state``, ``orig_payload``/``resp_payload``) replaced by all-null
+columns, on three batch shapes: every record with its reverse
 (a two-direction export), every record alone (a one-direction export, the case with
 no partner to find), and the collector load test's shape (1,920 one-direction
 5-tuples repeated). Prints milliseconds per batch, the difference per flow, the
-ratio and peak memory. Takes a few seconds.
+ratio and peak memory; then the time of each step alone (pairing, state, payload).
+Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
 """
@@ -23,7 +26,7 @@ import pyarrow as pa
 
 import vigile.ingest.netflow.columns as columns
 from bench.common import machine
-from vigile.ingest.flowstate import conn_states
+from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 
 N = 50_000
 T0 = 1_700_000_000_000_000
@@ -60,21 +63,63 @@ def best_ms(flows: list[tuple[Any, ...]]) -> float:
     return min(times) * 1000
 
 
+def _no_state(keys: dict[str, pa.Array], *_: Any, **__: Any) -> pa.Array:
+    return pa.nulls(len(keys["src"]), pa.string())
+
+
+def _no_payload(keys: dict[str, pa.Array], *_: Any) -> tuple[pa.Array, pa.Array]:
+    return pa.nulls(len(keys["src"]), pa.bool_()), pa.nulls(len(keys["src"]), pa.bool_())
+
+
+def _use(pair: Callable[..., Any], state: Callable[..., Any], payload: Callable[..., Any]) -> None:
+    columns.pair_records, columns.conn_states, columns.conn_payload = pair, state, payload  # type: ignore[assignment]
+
+
 def main() -> None:
     print(f"machine: {machine()}")
     print("batch shape | with state ms | without ms | state µs/flow | ratio")
-    no_state: Callable[..., pa.Array] = lambda keys, *_: pa.nulls(len(keys["src"]), pa.string())  # noqa: E731
+    real = (pair_records, conn_states, conn_payload)
     for name, flows in shapes().items():
-        columns.conn_states = conn_states
+        _use(*real)
         with_state = best_ms(flows)
-        columns.conn_states = no_state
+        _use(lambda *_: None, _no_state, _no_payload)
         without = best_ms(flows)
-        columns.conn_states = conn_states
+        _use(*real)
         extra = (with_state - without) * 1000 / len(flows)
         print(
             f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | {with_state / without:.2f}"
         )
+    print("batch shape | pairing ms | conn_state ms | payload ms (each step alone, best of 15)")
+    for name, flows in shapes().items():
+        print(f"{name} | " + " | ".join(f"{ms:.1f}" for ms in step_ms(flows)))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+
+def step_ms(flows: list[tuple[Any, ...]]) -> list[float]:
+    """Best milliseconds of the pairing, the state and the payload step on one batch."""
+    cols = list(zip(*flows, strict=True))
+    keys = {"src": pa.array(cols[2], pa.uint32()), "dst": pa.array(cols[4], pa.uint32())}
+    keys |= {"src_port": pa.array(cols[3], pa.int32()), "dst_port": pa.array(cols[5], pa.int32())}
+    keys["proto"] = pa.array(cols[6], pa.int32())
+    start, end = pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int64())
+    flags, rpkts = pa.array(cols[11], pa.int64()), pa.array(cols[9], pa.int64())
+    sent = (pa.array(cols[8], pa.int64()), pa.array(cols[7], pa.int64()))
+    received = (pa.array(cols[10], pa.int64()), rpkts)
+    pairing = pair_records(keys, start, end, flags, rpkts)
+    steps: list[Callable[[], Any]] = [
+        lambda: pair_records(keys, start, end, flags, rpkts),
+        lambda: conn_states(keys, start, end, flags, flags, rpkts, pairing=pairing),
+        lambda: conn_payload(keys, pairing, sent, received, 0),
+    ]
+    out = []
+    for step in steps:
+        times = []
+        for _ in range(15):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+        out.append(min(times) * 1000)
+    return out
 
 
 if __name__ == "__main__":

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# No time limit per example: the suite runs on two cores shared with other work, where a
+# first call that loads compiled code, or a busy neighbour, can make one example slow.
+# Speed is measured by bench/, never asserted by a test (Hypothesis's default deadline
+# of 200 ms would be such an assertion, failing as "Flaky" when the rerun is quick).
+settings.register_profile("vigile", deadline=None)
+settings.load_profile("vigile")
 
 
 def missing(reason: str, hint: str = "") -> NoReturn:

@@ -44,7 +44,7 @@ def _human(rng, hours=24.0):  # type: ignore[no-untyped-def]
     return np.array(out)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.integers(30, 7200), st.integers(12, 200))
 def test_perfect_beacon_scores_at_least_095(period: int, n: int) -> None:
     own, _ = _score(np.arange(n) * float(period) + 1e9)

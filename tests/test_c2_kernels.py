@@ -25,7 +25,7 @@ def _flat(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return values, offsets_from_counts(np.array([len(g) for g in groups]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(lists)
 def test_sort_median_mad_match_numpy(groups: list[list[int]]) -> None:
     values, offsets = _flat(groups)
@@ -41,7 +41,7 @@ def test_sort_median_mad_match_numpy(groups: list[list[int]]) -> None:
             assert np.isnan(med[i])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(lists)
 def test_diff_matches_numpy(groups: list[list[int]]) -> None:
     values, offsets = _flat(groups)

@@ -280,9 +280,7 @@ EVENTS = st.lists(
 )
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(EVENTS)
 def test_any_tcp_object_gives_a_row_with_a_zeek_state_or_none(tmp_path_factory, events) -> None:  # type: ignore[no-untyped-def]
     lines = []

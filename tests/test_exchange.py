@@ -116,7 +116,7 @@ def test_zip_members_are_read_in_place(tmp_path: Path) -> None:
     assert col.coverage["iis"].oldest == datetime(2021, 3, 3, 1, 2, 3, tzinfo=UTC)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.text(max_size=80), max_size=12))
 def test_fields_parser_never_raises(lines: list[str]) -> None:
     for item in parse_fields_log(["#Fields: date time a,b", *lines]):
@@ -125,7 +125,7 @@ def test_fields_parser_never_raises(lines: list[str]) -> None:
         assert isinstance(item, FieldsRow | BadLine)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.binary(max_size=400))
 def test_any_bytes_as_a_log_give_records_or_problems(tmp_path_factory, data: bytes) -> None:
     root = tmp_path_factory.mktemp("fuzz")
@@ -138,7 +138,7 @@ def test_any_bytes_as_a_log_give_records_or_problems(tmp_path_factory, data: byt
         assert record.kind in ("file", "httpproxy", "iis", "event")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.lists(st.one_of(st.text(max_size=60), st.just('{"UtcTime": 5}')), max_size=8))
 def test_json_events_never_raise(lines: list[str]) -> None:
     import io
@@ -203,7 +203,7 @@ def test_evtx_files_are_read(tmp_path: Path) -> None:
         assert not result.collection.problems
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.lists(st.tuples(st.integers(0, 4096 + 2048), st.integers(0, 255)), max_size=6))
 def test_damaged_evtx_gives_records_or_a_problem(tmp_path_factory, flips) -> None:
     root = tmp_path_factory.mktemp("evtx")

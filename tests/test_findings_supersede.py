@@ -112,7 +112,7 @@ def _ids(store: DuckDBStore) -> list[str]:
     return sorted(store.scan("findings", ["id"]).column("id").to_pylist())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(RUNS)
 def test_property_rerunning_a_hunt_adds_nothing_and_newer_verdicts_stay(
     runs: list[tuple[int, int, set[str]]],
@@ -132,7 +132,7 @@ def test_property_rerunning_a_hunt_adds_nothing_and_newer_verdicts_stay(
         assert {_finding(s, window).id for s in srcs} <= set(after)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(RUNS)
 def test_property_sliding_windows_leave_one_subject_no_overlapping_findings(
     runs: list[tuple[int, int, set[str]]],
@@ -161,7 +161,7 @@ COPIES = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(COPIES)
 def test_property_an_inspection_replaces_exactly_the_traces_in_what_it_read(
     copies: list[tuple[int, int, set[tuple[str, int]]]],

@@ -87,7 +87,7 @@ def test_bad_indicator_files_name_file_and_line(
         load_indicator_files([_write(tmp_path, name, text)], tmp_path)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text(max_size=60))
 def test_any_value_is_kept_or_refused_never_crashes(value: str) -> None:
     s = IndicatorSet()

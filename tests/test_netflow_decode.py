@@ -198,7 +198,7 @@ def test_malformed_sets_are_reported_not_raised() -> None:
         raise AssertionError("a wrong message length must raise DecodeError")
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=1500))
 def test_fuzz_any_bytes(data: bytes) -> None:
     cache = TemplateCache()
@@ -216,7 +216,7 @@ _field = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_field, max_size=12), st.binary(max_size=600), st.booleans())
 def test_fuzz_templates_with_random_data(fields, data, options) -> None:  # type: ignore[no-untyped-def]
     """Arbitrary (absurd) templates followed by arbitrary data: results or DecodeError."""

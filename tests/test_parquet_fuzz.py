@@ -56,9 +56,7 @@ def _run(tmp: Path, data: bytes) -> str:
         store.close()
 
 
-@settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.sampled_from(sorted(VALID)),
     st.floats(0, 1, exclude_max=True),
@@ -85,9 +83,7 @@ def test_valid_file_reads_whole() -> None:
             assert _run(Path(tmp), data) == "ingested"
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_between_magics(tmp_path_factory, body):
     assert _run(tmp_path_factory.mktemp("f"), b"PAR1" + body + b"PAR1") == "refused"

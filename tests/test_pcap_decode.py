@@ -87,7 +87,7 @@ def frames(draw: st.DrawFn) -> bytes:
     return bytes(frame)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(frames(), min_size=1, max_size=12), st.sampled_from([1, 1, 1, 101, 113]))
 def test_same_fields_on_any_frame(frames: list[bytes], linktype: int) -> None:
     assert_same(packets(frames, linktype))

@@ -57,7 +57,7 @@ def test_batch_matches_parser_on_real_messages(shared_data: Path, name: str) -> 
     assert fast > 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.binary(max_size=80), min_size=1, max_size=8))
 def test_batch_matches_parser_on_any_bytes(payloads: list[bytes]) -> None:
     header = bytes.fromhex("12340100000100000000000003")
@@ -78,7 +78,7 @@ def questions(draw: st.DrawFn) -> bytes:
     return head + name + qtype + draw(st.binary(max_size=40))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(questions(), min_size=1, max_size=6))
 def test_batch_matches_parser_on_questions(payloads: list[bytes]) -> None:
     check(payloads)
@@ -130,7 +130,7 @@ def responses(draw: st.DrawFn) -> bytes:
     return message[: len(message) - draw(st.integers(0, 3))]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(st.lists(responses(), min_size=1, max_size=6))
 def test_batch_matches_parser_on_answers(payloads: list[bytes]) -> None:
     check(payloads)

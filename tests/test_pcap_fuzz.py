@@ -64,7 +64,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(data=mutated())
 def test_mutated_captures_give_rows_or_rejects(
     tmp_path_factory: pytest.TempPathFactory, data: bytes

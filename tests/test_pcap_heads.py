@@ -105,7 +105,7 @@ def _kernel_hello(mem: memoryview, row: list[int], keys: np.ndarray) -> tuple:
     return CACHE.get(key, mem[row[1] : row[1] + row[2]]), text(mem, row[5], row[6])
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=600)
 @given(st.lists(hellos(), min_size=1, max_size=5))
 def test_hellos_match_the_python_parser(payloads: list[bytes]) -> None:
     mem, rows, keys = _kernel(payloads, TLS_HELLO)
@@ -154,7 +154,7 @@ def request(v: np.ndarray | memoryview, row: list[int]) -> http.HttpRequest:
     return http.HttpRequest(method, uri, host, agent, referrer)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=600)
 @given(st.lists(heads(), min_size=1, max_size=5))
 def test_request_heads_match_the_python_parser(payloads: list[bytes]) -> None:
     mem, rows, _ = _kernel(payloads, HTTP_REQUEST)

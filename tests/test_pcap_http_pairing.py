@@ -58,7 +58,7 @@ def expected(events: list[tuple[int, bool, int]], is_open: list[bool]) -> list[t
 flags = st.lists(st.booleans(), min_size=FLOWS, max_size=FLOWS)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(runs, st.lists(st.integers(0, 400), max_size=6), flags, flags)
 def test_pairing_follows_zeek_however_the_chunks_fall(
     script: list, cuts: list[int], is_open: list[bool], early: list[bool]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vigile.ingest.packet import tls
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(st.binary(max_size=300), st.sampled_from([20, 21, 22, 23]), st.sampled_from([1, 2, 11]))
 def test_any_record_gives_a_hello_none_or_tls_error(body: bytes, ctype: int, kind: int) -> None:
     record = bytes([ctype, 3, 3]) + (len(body) + 4).to_bytes(2, "big")

@@ -38,7 +38,7 @@ def _pair_times(n: int, kind: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(t).astype(np.int64)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     st.lists(st.integers(0, 60), min_size=1, max_size=12),
     st.integers(0, 2),
@@ -60,7 +60,7 @@ def test_compiled_periodicity_equals_the_numpy_formulation(
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.integers(1, 400), st.integers(1, 20), st.integers(1, 5), st.integers(0, 2**32 - 1))
 def test_grouping_equals_a_lexsort(n: int, groups: int, min_rows: int, seed: int) -> None:
     rng = np.random.default_rng(seed)

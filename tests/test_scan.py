@@ -107,7 +107,7 @@ def test_udp_thresholds_come_from_the_config(tmp_path: Path) -> None:
     assert "10.0.0.40" in {f["src"] for f in got}  # TCP keeps its own thresholds
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(
     hosts=st.integers(1, 40),
     ports=st.integers(1, 20),

@@ -1,11 +1,13 @@
 """``scan`` on records without payload byte counts (NetFlow, Suricata EVE).
 
 Their conn rows give IP-level bytes and packets per side and null ``orig_bytes`` /
-``resp_bytes``; :mod:`vigile.detect.probes` tells payload from IP bytes beyond
-:data:`~vigile.detect.probes.HEADER_BYTES_MAX` per packet, and for one-direction
-records from the responder's record. The rows are laid out as the EVE reader
-(one biflow per connection, frames as Suricata counts them) and the NetFlow readers
-(one record per direction, the state on the originator's) write them.
+``resp_bytes``; the readers infer ``orig_payload``/``resp_payload`` from IP bytes
+beyond the headers' allowance (:mod:`vigile.ingest.payload`), for one-direction
+records from the responder's record (:func:`vigile.ingest.flowstate.conn_payload`),
+and ``scan`` reads those columns. The rows are laid out as the EVE reader (one biflow
+per connection, frames as Suricata counts them) and the NetFlow readers (one record
+per direction, the state on the originator's) write them, and get their payload
+columns from the same functions the readers call.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pytest
 
 from vigile.config import Config
 from vigile.detect import HuntContext, default_window
-from vigile.detect.probes import HEADER_BYTES_MAX, failed_probes
+from vigile.detect.probes import failed_probes
 from vigile.detect.scan import ScanDetector
+from vigile.ingest.flowstate import conn_payload, pair_records
+from vigile.ingest.payload import EVE_FRAMING, NETFLOW_FRAMING, TCP_HEADER_BYTES
 from vigile.schema import CONN, conform
 from vigile.store import SourceRecord, SourceSummary
 from vigile.store.duckdb import DuckDBStore
@@ -84,11 +88,19 @@ def _netflow_rows(small: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _store(rows: list[dict[str, Any]]) -> DuckDBStore:
+def _store(rows: list[dict[str, Any]], framing: int = NETFLOW_FRAMING) -> DuckDBStore:
     store = DuckDBStore(":memory:")
     columns = {c: [r[c] for r in rows] for c in rows[0]}
     arrays = {c: pa.array(v, CONN.arrow_schema.field(c).type) for c, v in columns.items()}
     arrays |= {"open": pa.array([False] * len(rows)), "source_id": pa.array([1] * len(rows))}
+    keys = {c: arrays[c] for c in ("src", "src_port", "dst", "dst_port")}
+    keys["proto"] = pa.array([6] * len(rows))
+    start, none = arrays["ts"].cast(pa.int64()), pa.nulls(len(rows), pa.int64())
+    pairing = pair_records(keys, start, start, none, arrays["resp_pkts"])
+    sent = (arrays["orig_ip_bytes"], arrays["orig_pkts"])
+    received = (arrays["resp_ip_bytes"], arrays["resp_pkts"])
+    payload = conn_payload(keys, pairing, sent, received, framing)
+    arrays["orig_payload"], arrays["resp_payload"] = payload
     with store.source_writer(SourceRecord(1, "t", "h" * 64, 0, "test")) as w:
         w.append("conn", conform(CONN, arrays, len(rows)))
         w.finish(SourceSummary())
@@ -103,12 +115,16 @@ def _probers(store: DuckDBStore) -> tuple[dict[str, int], set[str]]:
 
 
 @pytest.mark.parametrize(
-    "rows",
-    [_eve_rows(), _netflow_rows(small=False), _netflow_rows(small=True)],
+    "rows, framing",
+    [
+        (_eve_rows(), EVE_FRAMING),
+        (_netflow_rows(small=False), NETFLOW_FRAMING),
+        (_netflow_rows(small=True), NETFLOW_FRAMING),
+    ],
     ids=["eve-flow", "netflow", "netflow-small-requests"],
 )
-def test_sessions_reset_after_data_are_no_probes(rows: list[dict[str, Any]]) -> None:
-    store = _store(rows)
+def test_sessions_reset_after_data_are_no_probes(rows: list[dict[str, Any]], framing: int) -> None:
+    store = _store(rows, framing)
     try:
         probes, found = _probers(store)
     finally:
@@ -123,7 +139,7 @@ def test_without_the_counters_every_reset_is_a_probe() -> None:
     rows = _eve_rows()
     for r in rows:
         r["orig_ip_bytes"] = r["resp_ip_bytes"] = None
-    store = _store(rows)
+    store = _store(rows, EVE_FRAMING)
     try:
         probes, found = _probers(store)
     finally:
@@ -134,11 +150,12 @@ def test_without_the_counters_every_reset_is_a_probe() -> None:
 
 @pytest.mark.parametrize("extra, counted", [(0, True), (1, False)], ids=["at", "over"])
 def test_header_allowance_is_per_packet(extra: int, counted: bool) -> None:
-    """Up to :data:`HEADER_BYTES_MAX` per packet is headers (a probe); one byte more
-    is payload. Checked on the responder's side of a biflow and on a partner record."""
-    bytes_ = 2 * HEADER_BYTES_MAX + extra
-    rows = [_conn(0, SCANNER, 61234, TARGET, 22, "RSTO", (1, 74), (2, bytes_))]
-    rows.append(_conn(1, SCANNER, 61234, TARGET, 23, "RSTO", (1, 74), None))
+    """Up to an IPv4 header and :data:`TCP_HEADER_BYTES` per packet is headers (a
+    probe); one byte more is payload. Checked on the responder's side of a biflow and
+    on a partner record (IP bytes, as NetFlow counts them)."""
+    bytes_ = 2 * (20 + TCP_HEADER_BYTES) + extra
+    rows = [_conn(0, SCANNER, 61234, TARGET, 22, "RSTO", (1, 60), (2, bytes_))]
+    rows.append(_conn(1, SCANNER, 61234, TARGET, 23, "RSTO", (1, 60), None))
     rows.append(_conn(1, TARGET, 23, SCANNER, 61234, None, (2, bytes_), None, 0.001))
     rows.append(_conn(99, TARGET, 24, SCANNER, 61234, None, (9, 9000), None))  # no partner
     store = _store(rows)

@@ -116,7 +116,7 @@ def test_scenario_parameters_reach_the_traffic() -> None:
     assert (s.period, s.jitter, s.sleep) == (120.0, 0.5, "")  # type: ignore[attr-defined]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(
     period=st.floats(10, 3600),
     jitter=st.floats(0, 0.9),

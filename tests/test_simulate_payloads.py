@@ -17,7 +17,7 @@ def _one(v: Vocabs, svc: str, ob: int, rb: int, **kw: object) -> Flows:
     return Flows.of(1, service=service(svc), proto=proto, obytes=ob, rbytes=rb, **kw)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     svc=st.sampled_from(["http", "ssl"]),
     ob=st.integers(0, 200_000),
@@ -46,7 +46,7 @@ def test_http_and_tls_payloads_have_the_row_sizes(
     assert f.obytes[0] >= ob and f.rbytes[0] >= rb
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     name=NAMES,
     qtype=st.sampled_from([1, 16, 10]),
@@ -75,7 +75,7 @@ def test_dns_messages_have_the_row_sizes(name: str, qtype: int, data: int, answe
 ADDRESSES = st.sampled_from(["10.30.0.10", "10.30.255.254", "203.0.113.25", "45.1.2.3"])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     svc=st.sampled_from(["krb", "ldap", "smb", "smtp"]),
     ob=st.integers(0, 300_000),
@@ -95,7 +95,7 @@ def test_domain_and_mail_payloads_have_the_row_sizes(
     assert (len(out), len(back)) == (f.obytes[0], f.rbytes[0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(ob=st.integers(0, 120), rb=st.integers(300, 700), dst=ADDRESSES, ts=st.floats(1.7e9, 2e9))
 def test_snmp_polls_have_the_row_sizes(ob: int, rb: int, dst: str, ts: float) -> None:
     v = Vocabs.new()
@@ -106,7 +106,7 @@ def test_snmp_polls_have_the_row_sizes(ob: int, rb: int, dst: str, ts: float) ->
     assert (len(out), len(back)) == (size, rb)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(ob=st.integers(0, 2000), rb=st.integers(0, 2000))
 def test_ipmi_and_unnamed_payloads_have_the_row_sizes(ob: int, rb: int) -> None:
     v = Vocabs.new()

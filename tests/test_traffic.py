@@ -43,7 +43,7 @@ def test_time_series_floors_to_multiples_from_the_epoch() -> None:
     store.close()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     st.lists(st.floats(1e3, 1e6), min_size=8, max_size=60),
     st.floats(50, 1000),

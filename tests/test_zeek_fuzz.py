@@ -39,17 +39,13 @@ def _run(tmp: Path, data: bytes, name: str) -> str:
         store.close()
 
 
-@settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=2048))
 def test_arbitrary_bytes(tmp_path_factory, data):
     assert _run(tmp_path_factory.mktemp("f"), data, "conn.log") in OUTCOMES
 
 
-@settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.integers(0, len(VALID) - 1),
     st.binary(min_size=1, max_size=16),

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
 #: Key-value metadata key naming the table a Parquet file holds (set by every writer).
@@ -37,6 +38,9 @@ class Column:
     type: pa.DataType
     doc: str
     nullable: bool = True
+    #: A count column whose value above 0 gives this column's where a batch lacks it
+    #: or holds null (``resp_payload`` from ``resp_bytes``; see :func:`conform`).
+    positive_of: str | None = None
 
     def field(self) -> pa.Field:
         return pa.field(self.name, self.type, nullable=self.nullable)
@@ -97,6 +101,23 @@ CONN = Table(
         Column("history", pa.string(), "Zeek history string, if the source has one."),
         Column("open", pa.bool_(), "True if the connection was still open when logged.", False),
         *_provenance(),
+        # Last, so a store written before they existed gets them appended in this order.
+        Column(
+            "orig_payload",
+            pa.bool_(),
+            "True if the originator sent payload: `orig_bytes > 0` where payload is "
+            "counted, else inferred from IP bytes and packets (NetFlow, EVE; see "
+            'docs/detections.md, "Payload from IP bytes"); null when it cannot be told.',
+            positive_of="orig_bytes",
+        ),
+        Column(
+            "resp_payload",
+            pa.bool_(),
+            "True if the responder sent payload (the connection was *answered*), as "
+            "`orig_payload`; for a one-direction flow record, from its reverse record; "
+            "null when it cannot be told (no reverse record).",
+            positive_of="resp_bytes",
+        ),
     ),
 )
 
@@ -346,7 +367,10 @@ STATE_TABLES: Mapping[str, Table] = {t.name: t for t in (USERS, SESSIONS, ALLOWL
 def conform(table: Table, columns: Mapping[str, pa.Array], num_rows: int) -> pa.RecordBatch:
     """Build a batch of ``table``'s schema from the columns a reader has.
 
-    Missing nullable columns are filled with nulls; types are cast safely.
+    Missing nullable columns are filled with nulls, except a column derived from a
+    count (``positive_of``: ``conn.resp_payload`` is ``resp_bytes > 0``), whose
+    missing or null values are derived where the count is known; types are cast
+    safely.
 
     >>> b = conform(CONN, {"ts": pa.array([0], TS), "src": pa.array(["10.0.0.1"]),
     ...     "dst": pa.array(["10.0.0.2"]), "open": pa.array([False]),
@@ -357,6 +381,10 @@ def conform(table: Table, columns: Mapping[str, pa.Array], num_rows: int) -> pa.
     arrays = []
     for col in table.columns:
         arr = columns.get(col.name)
+        count = columns.get(col.positive_of) if col.positive_of is not None else None
+        if count is not None:
+            derived = pc.greater(count, 0)
+            arr = derived if arr is None else pc.coalesce(arr.cast(col.type), derived)
         if arr is None:
             if not col.nullable:
                 raise ValueError(f"{table.name}.{col.name} is required")

@@ -28,7 +28,7 @@ from vigile.vault.verify import verify
 FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.binary(max_size=300))
 def test_any_bytes_scan_as_records_or_a_clear_error(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
@@ -43,7 +43,7 @@ def test_any_bytes_scan_as_records_or_a_clear_error(
     assert all(r.kind in (b"M", b"T") for r in records)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.binary(max_size=2000), st.binary(min_size=1, max_size=8))
 def test_seal_round_trip_and_any_change_fails(content: bytes, aad: bytes) -> None:
     keys = Keys.generate()

@@ -148,7 +148,7 @@ def with_zones(
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(_MESSAGE, max_size=5), st.sets(st.integers(0, 2000), max_size=30))
 def test_quick_path_gives_what_the_general_framing_gives(
     messages: list[tuple[int, list[str], datetime, int, bytes, str]], cuts: set[int]

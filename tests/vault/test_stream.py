@@ -178,7 +178,7 @@ def _wire(parts: list[bytes], literals: list[bytes]) -> bytes:
 _text = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ").replace(b"{", b"("))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.lists(st.binary(max_size=300), max_size=4), st.data())
 def test_response_framing_round_trips(literals: list[bytes], data: st.DataObject) -> None:
     parts = [data.draw(_text) for _ in range(len(literals) + 1)]
@@ -187,7 +187,7 @@ def test_response_framing_round_trips(literals: list[bytes], data: st.DataObject
     assert response.text == b"".join(parts) + b"\r\n"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.binary(max_size=200))
 def test_any_bytes_frame_as_a_response_or_a_clean_end(data: bytes) -> None:
     try:

@@ -117,7 +117,7 @@ def _service_clients(
         ["dst", "dst_port"],
         [Agg("count_distinct", "src", "clients")],
         window=window,
-        where=[Pred("dst", "in", dsts), Pred("resp_bytes", ">", 0)],
+        where=[Pred("dst", "in", dsts), Pred("resp_payload", "=", True)],
     )
     clients = {(r["dst"], r["dst_port"]): int(r["clients"]) for r in served.to_pylist()}
     out = {}

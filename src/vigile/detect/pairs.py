@@ -150,7 +150,7 @@ PARTITION_ROWS = 2_500_000
 #: Partitions grouped at once, one per core: NumPy's sort and the compiled loops release
 #: the GIL, so threads are enough.
 WORKERS = 2
-_IP_COLUMNS = ("src", "dst", "ts", "orig_ip_bytes", "resp_bytes", "dst_port", "proto")
+_IP_COLUMNS = ("src", "dst", "ts", "orig_ip_bytes", "resp_payload", "dst_port", "proto")
 
 
 def ip_pairs(
@@ -238,7 +238,8 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     Pairs with fewer than :data:`MIN_CONNECTIONS` connections are left out. Optional
     columns become per-pair columns of ``keys``: ``dst_port`` and ``proto`` of the first
     connection, and ``answered_share``, the share of connections whose responder sent
-    payload (``resp_bytes > 0``, or a boolean column ``answered``). Key columns may be
+    payload (a boolean column ``resp_payload``, or ``answered``; null counts as not
+    answered). Key columns may be
     strings or dictionary-encoded.
 
     >>> t = pa.table({"src": ["a", "b", "a", "a", "a"], "ts": pa.array(
@@ -253,10 +254,10 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
         return PairLists(rows.select(keys).slice(0, 0), empty, empty, np.zeros(1, np.int64))
     sorted_keys, row_bits = _sorted_keys([_codes(rows.column(k)) for k in keys], rows.num_rows)
     answered = np.zeros(rows.num_rows, dtype=bool)
-    if "answered" in rows.column_names:
-        answered = rows.column("answered").combine_chunks().to_numpy(zero_copy_only=False)
-    elif "resp_bytes" in rows.column_names:
-        answered = _int64(rows.column("resp_bytes").combine_chunks()) > 0
+    for name in ("answered", "resp_payload"):
+        if name in rows.column_names:
+            answered = _bools(rows.column(name).combine_chunks())
+            break
     ts, b, offsets, firsts, n_answered = group_sorted_rows(
         sorted_keys,
         row_bits,
@@ -270,10 +271,14 @@ def pairs_from_rows(rows: pa.Table, keys: list[str]) -> PairLists:
     for extra in ("dst_port", "proto"):  # the pair's service, from its first connection
         if extra in rows.column_names:
             table = table.append_column(extra, rows.column(extra).take(first_rows))
-    if "resp_bytes" in rows.column_names or "answered" in rows.column_names:
+    if "resp_payload" in rows.column_names or "answered" in rows.column_names:
         share = np.round(n_answered / np.diff(offsets), 3)
         table = table.append_column("answered_share", pa.array(share))
     return PairLists(table, ts, b, offsets)
+
+
+def _bools(col: pa.Array) -> np.ndarray:
+    return np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _int64(col: pa.Array) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 #: Spilled columns and their on-disk types; dictionary columns are stored as indices,
-#: a null as -1 (``dst_port`` too: ports are never negative). Of ``resp_bytes`` only
-#: whether the responder answered (``> 0``) is kept, as column ``answered``.
+#: a null as -1 (``dst_port`` too: ports are never negative). ``resp_payload`` is kept
+#: as column ``answered``, null as False.
 COLUMNS: dict[str, type] = {
     "src": np.int32,
     "dst": np.int32,
@@ -53,7 +53,7 @@ class SpilledPartitions:
     ``write`` takes record batches whose ``src``, ``dst`` and ``proto`` columns are
     dictionary-encoded over ``codes`` (as ``Store.scan_batches(..., codes=codes)``
     returns them); ``load(i)`` gives partition ``i`` back as a table with the same
-    columns (``ts`` as int64 microseconds, ``answered`` for ``resp_bytes``), holding
+    columns (``ts`` as int64 microseconds, ``answered`` for ``resp_payload``), holding
     every row of its sources.
 
     >>> import tempfile
@@ -61,8 +61,8 @@ class SpilledPartitions:
     >>> enc = lambda c, i: pa.DictionaryArray.from_arrays(pa.array(i, pa.int32()), codes[c])
     >>> batch = pa.record_batch({"src": enc("src", [0, 1, 0]), "dst": enc("dst", [0, 0, 0]),
     ...     "ts": pa.array([1, 2, 3]), "orig_ip_bytes": pa.array([10, None, 30]),
-    ...     "resp_bytes": pa.array([0, 5, 0]), "dst_port": pa.array([443, None, 80], pa.int32()),
-    ...     "proto": enc("proto", [0, 0, 0])})
+    ...     "resp_payload": pa.array([False, True, None]),
+    ...     "dst_port": pa.array([443, None, 80], pa.int32()), "proto": enc("proto", [0, 0, 0])})
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     parts = SpilledPartitions(Path(tmp), 2, codes)
     ...     parts.write([batch])
@@ -97,7 +97,8 @@ class SpilledPartitions:
                 bounds = np.searchsorted(part[order], np.arange(self.k + 1))
                 for c, dtype in COLUMNS.items():
                     if c == "answered":
-                        values = (_numpy(batch.column("resp_bytes"), np.int64) > 0)[order]
+                        answered = batch.column("resp_payload").fill_null(False)
+                        values = _numpy(answered, np.bool_)[order]
                     else:
                         values = _numpy(batch.column(c), dtype)[order]
                     for i in np.flatnonzero(np.diff(bounds)).tolist():

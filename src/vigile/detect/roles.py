@@ -3,7 +3,8 @@
 A host's role comes, in this order, from ``[hosts."<ip>"] role`` in the config,
 from a configured management subnet (``[network] management`` → ``bmc``), and
 otherwise from the services it answered in the store's history up to the end of
-the window (a connection counts as answered when the responder sent payload):
+the window (a connection counts as answered when the responder sent payload,
+``conn.resp_payload``):
 
 ==========  ==============================================================================
 role        evidence
@@ -92,7 +93,7 @@ def _infer_roles(ctx: HuntContext) -> dict[str, HostRole]:
         ["dst", "dst_port", "proto"],
         [Agg("count_distinct", "src", "clients"), Agg("count", None, "connections")],
         window=history,
-        where=[Pred("resp_bytes", ">", 0)],
+        where=[Pred("resp_payload", "=", True)],
         order_by=["dst", "dst_port", "proto"],
     )
     roles: dict[str, HostRole] = {}

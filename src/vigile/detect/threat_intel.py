@@ -74,12 +74,12 @@ class ThreatIntelDetector:
         rows = ctx.store.group(
             "conn",
             ["src", "dst"],
-            [Agg("count", None, "n"), Agg("max", "resp_bytes", "max_resp")],
+            [Agg("count", None, "n"), Agg("max", "resp_payload", "answered")],
             window=window,
         )
         internal = internal_lookup(ctx)
         for r in rows.to_pylist():
-            answered = (r["max_resp"] or 0) > 0
+            answered = bool(r["answered"])
             n = int(r["n"])
             if (ind := intel.match_address(r["dst"])) and internal(r["src"]):
                 score = 0.95 if answered else 0.85

@@ -145,26 +145,27 @@ class PairTraffic:
 
 
 def pair_traffic(ctx: HuntContext, window: Window) -> dict[tuple[str, str], PairTraffic]:
-    """Per (originator, responder): ports, connections and which ports answered (sent
-    payload). ICMP is left out: replies such as port-unreachable are logged with the
-    replier as originator, and they are answers, not connections a host opened."""
+    """Per (originator, responder): ports, connections and which ports answered (the
+    responder sent payload: ``resp_payload``). ICMP is left out: replies such as
+    port-unreachable are logged with the replier as originator, and they are answers,
+    not connections a host opened."""
     rows = ctx.store.group(
         "conn",
         ["src", "dst", "dst_port"],
-        [Agg("count", None, "n"), Agg("max", "resp_bytes", "max_resp")],
+        [Agg("count", None, "n"), Agg("max", "resp_payload", "answered")],
         window=window,
         where=[Pred("proto", "in", ["tcp", "udp"])],
     )
     pairs: dict[tuple[str, str], PairTraffic] = defaultdict(PairTraffic)
-    for src, dst, port, n, max_resp in zip(
-        *(rows.column(c).to_pylist() for c in ("src", "dst", "dst_port", "n", "max_resp")),
+    for src, dst, port, n, answered in zip(
+        *(rows.column(c).to_pylist() for c in ("src", "dst", "dst_port", "n", "answered")),
         strict=True,
     ):
         p = pairs[(src, dst)]
         p.connections += int(n)
         if port is not None:
             p.ports.add(int(port))
-        if (max_resp or 0) > 0:
+        if answered:
             p.answered += int(n)
             if port is not None:
                 p.answered_ports.add(int(port))

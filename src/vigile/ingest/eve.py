@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.flowstate import ENDED_STATES, conn_states
+from vigile.ingest.flowstate import ENDED_STATES, conn_payload, conn_states, pair_records
+from vigile.ingest.payload import EVE_FRAMING
 from vigile.schema import TRAFFIC_TABLES
 
 BATCH_LINES = 20_000
@@ -379,20 +380,31 @@ def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
     names = set().union(*rows) - _WORK
     columns = {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
     if table == "conn" and rows:
-        columns["conn_state"] = state = _states(columns, rows)
+        state, columns["orig_payload"], columns["resp_payload"] = _states(columns, rows)
+        columns["conn_state"] = state
         tcp = pc.equal(columns["proto"], "tcp")  # a UDP "SF" is answered, not ended
         ended = pc.fill_null(pc.and_(tcp, pc.is_in(state, pa.array(ENDED_STATES))), False)
         columns["open"] = pc.and_(columns["open"], pc.invert(ended))
     return columns
 
 
-def _states(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> pa.Array:
-    """``conn_state`` of a batch of conn rows (flow events are biflows: ``resp_pkts``)."""
+def _states(
+    columns: dict[str, pa.Array], rows: list[dict[str, Any]]
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``conn_state``, ``orig_payload`` and ``resp_payload`` of a batch of conn rows
+    (flow events are biflows: ``resp_pkts``), over one pairing of its records."""
     start = columns["ts"].cast(pa.int64())
     end = pc.add(start, pc.round(pc.multiply(columns["duration"], 1e6)).cast(pa.int64()))
     proto = pa.array([STATE_PROTOS.get(r["proto"], 0) for r in rows], pa.int32())
     keys = {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
     flags = pa.array([r["_flags"] for r in rows], pa.int64())
     rflags = pa.array([r["_rflags"] for r in rows], pa.int64())
-    rpkts = columns.get("resp_pkts", pa.nulls(len(rows), pa.int64()))
-    return conn_states(keys, start, end, flags, rflags, rpkts, one_sensor=True)
+    n = len(rows)
+    rpkts = columns.get("resp_pkts", pa.nulls(n, pa.int64()))
+    pairing = pair_records(keys, start, end, flags, rpkts)
+    none = pa.nulls(n, pa.int64())
+    sent = (columns.get("orig_ip_bytes", none), columns.get("orig_pkts", none))
+    received = (columns.get("resp_ip_bytes", none), rpkts)
+    orig, resp = conn_payload(keys, pairing, sent, received, EVE_FRAMING, (flags, rflags))
+    state = conn_states(keys, start, end, flags, rflags, rpkts, one_sensor=True, pairing=pairing)
+    return state, orig, resp

@@ -36,16 +36,24 @@ own (the nearest one when several do). Contract of :func:`conn_states`:
   lone-record rule, unless ``one_sensor`` says one sensor watched both directions
   (EVE flow events): then the silent side is Zeek's inactive endpoint and the state
   is Zeek's (``SH``, ``OTH``, …).
+* ``orig_payload``/``resp_payload`` (:func:`conn_payload`, rule in
+  :mod:`vigile.ingest.payload`) follow the same pairing (:func:`pair_records`,
+  computed once per batch for both): the originator's record of a pair gets its
+  partner's side as the responder's; the responder's record and a lone
+  one-direction record get a null ``resp_payload``.
 * ``history`` is not derived: flags are ORed, so the order of the events and
   whether a segment carried data are lost, and a history would be invented.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigile.ingest import payload
 from vigile.ingest.ports import SERVER_PORT
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -139,6 +147,52 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 PAIR_STATE, LONE_STATE = _tables()
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """The records of one batch paired by direction (see the module contract).
+
+    ``partner``: index of each record's reverse-direction record, -1 for none;
+    ``originator``: whether a paired record is the originator's (meaningless unpaired);
+    ``biflow``: whether the record carries both directions' counters.
+    """
+
+    partner: np.ndarray
+    originator: np.ndarray
+    biflow: np.ndarray
+
+
+def pair_records(
+    keys: dict[str, pa.Array],
+    start_us: pa.Array,
+    end_us: pa.Array,
+    flags: pa.Array,
+    rpkts: pa.Array,
+) -> Pairing:
+    """Pair the one-direction records of a batch and tell each pair's originator.
+
+    Arguments as for :func:`conn_states`. The originator is the side that sent a
+    SYN without an ACK, else the earlier record, else the one sent to the lower port.
+    """
+    proto = _np(keys["proto"], 0)
+    sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
+    start, end = _np(start_us, 0), _np(end_us, 0)
+    code = _codes(flags)
+    biflow = _np(rpkts, -1) >= 0
+    partner = _partners(keys, proto, start, end, biflow)
+    p = np.where(partner >= 0, partner, 0)
+    syn_only = (code & 2 != 0) & (code & 8 == 0) & (code != _NONE)
+    is_orig = np.where(
+        syn_only != syn_only[p],
+        syn_only,
+        np.where(
+            start != start[p],
+            start < start[p],
+            np.where(dport != sport, dport < sport, np.arange(len(start)) < p),
+        ),
+    )
+    return Pairing(partner, is_orig, biflow)
+
+
 def conn_states(
     keys: dict[str, pa.Array],
     start_us: pa.Array,
@@ -148,6 +202,7 @@ def conn_states(
     rpkts: pa.Array,
     *,
     one_sensor: bool = False,
+    pairing: Pairing | None = None,
 ) -> pa.Array:
     """The ``conn_state`` of each record of one batch (see the module contract).
 
@@ -163,6 +218,8 @@ def conn_states(
             (Suricata's flow events): a side without packets was silent, not
             unexported, so the other side's flags alone give the state Zeek gives
             the same packets (``SH``, ``OTH``, …), not only a lone SYN's.
+        pairing: The batch's :func:`pair_records`, when the caller has it already
+            (for :func:`conn_payload` too); computed here otherwise.
 
     >>> k = {"src": pa.array(["a", "b"]), "src_port": pa.array([5000, 80]),
     ...      "dst": pa.array(["b", "a"]), "dst_port": pa.array([80, 5000]),
@@ -172,30 +229,18 @@ def conn_states(
     ...     pa.nulls(2, pa.int64())).to_pylist()
     ['REJ', None]
     """
-    n = len(start_us)
     proto = _np(keys["proto"], 0)
     sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
-    start, end = _np(start_us, 0), _np(end_us, 0)
-    fl = _np(flags, -1)
-    code = np.where(fl < 0, _NONE, (fl & 7) | np.where(fl & ACK, 8, 0))
-    rfl = _np(rflags, -1)
-    rcode = np.where(rfl < 0, _NONE, (rfl & 7) | np.where(rfl & ACK, 8, 0))
+    code = _codes(flags)
+    rcode = _codes(rflags)
     rp = _np(rpkts, -1)
-    biflow = rp >= 0
-    partner = _partners(keys, proto, start, end, biflow)
+    if pairing is None:
+        pairing = pair_records(keys, start_us, end_us, flags, rpkts)
+    biflow, partner, is_orig = pairing.biflow, pairing.partner, pairing.originator
     paired = partner >= 0
     p = np.where(paired, partner, 0)
     syn_only = (code & 2 != 0) & (code & 8 == 0) & (code != _NONE)
-    is_orig = np.where(
-        syn_only != syn_only[p],
-        syn_only,
-        np.where(
-            start != start[p],
-            start < start[p],
-            np.where(dport != sport, dport < sport, np.arange(n) < p),
-        ),
-    )
-    out = np.full(n, -1, dtype=np.int8)
+    out = np.full(len(proto), -1, dtype=np.int8)
     tcp, udp = proto == 6, proto == 17
     # One-direction records: with a partner (originator only) or alone.
     sel = tcp & ~biflow & paired & is_orig & (code != _NONE) & (code[p] != _NONE)
@@ -214,6 +259,64 @@ def conn_states(
     out[udp & ((~biflow & ~paired & ~reply) | (biflow & (rp == 0)))] = _S0
     out[udp & ((~biflow & paired & is_orig) | (biflow & (rp > 0)))] = _SF
     return pc.take(pa.array(STATES), pa.array(out, mask=out < 0))
+
+
+def conn_payload(
+    keys: dict[str, pa.Array],
+    pairing: Pairing,
+    sent: tuple[pa.Array, pa.Array],
+    received: tuple[pa.Array, pa.Array],
+    framing: int,
+    tcp_flags: tuple[pa.Array, pa.Array] | None = None,
+) -> tuple[pa.Array, pa.Array]:
+    """``orig_payload`` and ``resp_payload`` of each record of one batch.
+
+    ``sent`` is each record's own (IP bytes, packets), ``received`` a biflow's reverse
+    ones (null for a one-direction record); ``framing`` the link bytes the exporter
+    counts per packet, ``tcp_flags`` each record's own and reverse ORed TCP flags
+    (null: unknown; :mod:`vigile.ingest.payload`). A record's own side comes from
+    its own counters; its responder's side from its reverse counters (a biflow) or,
+    on the originator's record of a pair, from its partner's own side. The
+    responder's record of a pair gets a null ``resp_payload`` (its partner carries
+    the connection, as for ``conn_state``), and so does a lone one-direction record.
+
+    >>> k = {"src": pa.array(["a", "b"]), "src_port": pa.array([5000, 80]),
+    ...      "dst": pa.array(["b", "a"]), "dst_port": pa.array([80, 5000]),
+    ...      "proto": pa.array([6, 6])}
+    >>> t, none = pa.array([0, 1000]), pa.nulls(2, pa.int64())
+    >>> pairing = pair_records(k, t, t, pa.array([2, 18]), none)
+    >>> o, r = conn_payload(k, pairing, (pa.array([120, 900]), pa.array([2, 3])),
+    ...     (none, none), 0)
+    >>> o.to_pylist(), r.to_pylist()
+    ([False, True], [True, None])
+    """
+    proto = _np(keys["proto"], 0)
+    src = keys["src"]
+    if pa.types.is_integer(src.type):
+        ipv6 = np.zeros(len(proto), dtype=bool)
+    else:
+        ipv6 = _bools(pc.match_substring(src.cast(pa.string()), ":"))
+    fl, rfl = (None, None) if tcp_flags is None else (_np(f, -1) for f in tcp_flags)
+    own = payload.from_ip_bytes(_np(sent[0], -1), _np(sent[1], -1), proto, ipv6, framing, fl)
+    back = payload.from_ip_bytes(
+        _np(received[0], -1), _np(received[1], -1), proto, ipv6, framing, rfl
+    )
+    partner = pairing.partner
+    paired = partner >= 0
+    from_partner = own[np.where(paired, partner, 0)]
+    resp = np.where(pairing.biflow, back, np.int8(-1))
+    resp = np.where(~pairing.biflow & paired & pairing.originator, from_partner, resp)
+    return payload.as_arrow(own), payload.as_arrow(resp.astype(np.int8))
+
+
+def _codes(flags: pa.Array) -> np.ndarray:
+    """ORed TCP flags as flag codes (FIN, SYN, RST, ACK as 0..15; 16 unseen)."""
+    fl = _np(flags, -1)
+    return np.where(fl < 0, _NONE, (fl & 7) | np.where(fl & ACK, 8, 0))
+
+
+def _bools(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _np(values: pa.Array, null: int) -> np.ndarray:

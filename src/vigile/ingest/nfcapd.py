@@ -4,7 +4,9 @@ The nfcapd format is nfdump's own (versioned, compressed with LZO, LZ4, BZ2 or
 ZSTD); rather than re-implement it, vigile runs ``nfdump -r FILE -o json`` with
 ``TZ=UTC`` and reads the records it prints. Positions are record numbers.
 ``conn_state`` comes from each record's ``tcp_flags``, the records of one batch
-paired by direction (:func:`vigile.ingest.flowstate.conn_states`).
+paired by direction (:func:`vigile.ingest.flowstate.conn_states`), and the payload
+columns from their bytes and packets over the same pairing
+(:func:`vigile.ingest.flowstate.conn_payload`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pyarrow as pa
 
 from vigile.errors import InputError, Location
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.flowstate import conn_states
+from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
+from vigile.ingest.payload import NETFLOW_FRAMING
 from vigile.schema import TS
 
 MAGIC = b"\x0c\xa5"  # 0xA50C, little-endian, then the layout version (1 or 2)
@@ -150,8 +153,15 @@ def _emit(sink: Sink, rows: list[dict[str, Any]]) -> None:
     start, end, proto, flags = (columns.pop(name) for name in _WORK)
     keys = {name: columns[name] for name in ("src", "src_port", "dst", "dst_port")}
     resp_pkts = columns["resp_pkts"].cast(pa.int64())
+    keys["proto"] = proto
+    pairing = pair_records(keys, start, end, flags, resp_pkts)
     columns["conn_state"] = conn_states(
-        {**keys, "proto": proto}, start, end, flags, pa.nulls(len(rows), pa.int64()), resp_pkts
+        keys, start, end, flags, pa.nulls(len(rows), pa.int64()), resp_pkts, pairing=pairing
+    )
+    sent = (columns["orig_ip_bytes"].cast(pa.int64()), columns["orig_pkts"])
+    received = (columns["resp_ip_bytes"].cast(pa.int64()), resp_pkts)
+    columns["orig_payload"], columns["resp_payload"] = conn_payload(
+        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, pa.nulls(len(rows), pa.int64()))
     )
     sink.emit("conn", columns, len(rows))
     rows.clear()

@@ -215,7 +215,11 @@ class Pred:
 
 @dataclass(frozen=True)
 class Agg:
-    """An aggregate over a group: ``Agg("sum", "orig_ip_bytes", "bytes_out")``."""
+    """An aggregate over a group: ``Agg("sum", "orig_ip_bytes", "bytes_out")``.
+
+    ``min``/``max`` of a boolean column are "all true"/"any true" (nulls ignored; null
+    when every value is null): ``Agg("max", "resp_payload", "answered")``.
+    """
 
     op: AggOp
     column: str | None

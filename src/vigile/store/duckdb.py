@@ -300,7 +300,7 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
     have: dict[str, set[str]] = {}
     for table, column in con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() "
-        "WHERE table_name IN ('sources', 'findings')"
+        "WHERE table_name IN ('sources', 'findings', 'conn')"
     ).fetchall():
         have.setdefault(table, set()).add(column)
     # ``sources.sha256`` became ``content_hash`` (one transaction).
@@ -316,6 +316,36 @@ def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
         for col in FINDINGS.columns:
             if col.name not in have["findings"]:
                 con.execute(f'ALTER TABLE findings ADD COLUMN "{col.name}" {_SQL_TYPES[col.type]}')
+    # ``conn`` gained ``orig_payload``/``resp_payload``, nullable and last as well. Rows
+    # with payload counts (Zeek, pcap) get them as ingest gives them (count > 0); flow
+    # rows keep null (unknown): their inference belongs to the ingest layer
+    # (vigile.ingest.payload) and pairs the records of one batch as it is read.
+    if "conn" in have and "resp_payload" not in have["conn"]:
+        con.execute("BEGIN TRANSACTION")
+        for side in ("orig", "resp"):
+            con.execute(f'ALTER TABLE conn ADD COLUMN "{side}_payload" BOOLEAN')
+            con.execute(f"UPDATE conn SET {side}_payload = {side}_bytes > 0")
+        con.execute("COMMIT")
+
+
+def _payload_view(con: duckdb.DuckDBPyConnection) -> None:
+    """A read-only open of a store written before ``conn`` had its payload columns
+    (it cannot be upgraded in place): a temporary view named ``conn`` adds them,
+    derived as :func:`_upgrade` would fill them, so readers see the current schema."""
+    columns = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'conn' "
+            "AND schema_name = 'main' AND NOT internal"
+        ).fetchall()
+    }
+    if not columns or "resp_payload" in columns:
+        return
+    (catalog,) = con.execute("SELECT current_database()").fetchone() or ("",)
+    con.execute(
+        "CREATE TEMP VIEW conn AS SELECT *, orig_bytes > 0 AS orig_payload, "
+        f'resp_bytes > 0 AS resp_payload FROM "{catalog}".main.conn'
+    )
 
 
 def _lock_holder(message: str) -> str:
@@ -361,6 +391,8 @@ class DuckDBStore:
             _upgrade(self._con)
             for table in ALL_TABLES.values():
                 self._con.execute(_ddl(table))
+        elif read_only:
+            _payload_view(self._con)
 
     # -- writes -------------------------------------------------------------------------
     def source_hashes(self, size_bytes: int) -> set[str]:

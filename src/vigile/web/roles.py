@@ -2,9 +2,10 @@
 
 A host's role comes from ``[hosts."<ip>"] role`` in the configuration when the user
 set one; otherwise from the services it answers in the traffic (the destination
-side of ``conn``): mail ports make a mail server, 53 a DNS server, UDP 123 an NTP
-server, IPMI/RMCP, KVM or virtual-media ports a BMC, any other port answered to
-three or more distinct clients a server. Hosts in ``[network] management`` are BMCs.
+side of ``conn`` where the responder sent payload, ``resp_payload``): mail ports make
+a mail server, 53 a DNS server, UDP 123 an NTP server, IPMI/RMCP, KVM or
+virtual-media ports a BMC, any other port answered to three or more distinct clients
+a server. Hosts in ``[network] management`` are BMCs.
 
 This is the console's own small inference so it can rank and label hosts; a role a
 detector reports in a finding's evidence (``evidence["role"]``) takes precedence over
@@ -56,7 +57,7 @@ def infer_roles(store: Store, config: Config, hosts: Sequence[str]) -> dict[str,
         "conn",
         ["dst", "proto", "dst_port"],
         [Agg("count_distinct", "src", "clients"), Agg("count", None, "connections")],
-        where=[Pred("dst", "in", list(hosts))],
+        where=[Pred("dst", "in", list(hosts)), Pred("resp_payload", "=", True)],
     )
     served: dict[str, list[tuple[str, int, int]]] = {h: [] for h in hosts}
     for row in table.to_pylist():

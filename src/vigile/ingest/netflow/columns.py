@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.flowstate import conn_states
+from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 from vigile.ingest.netflow.templates import Address, Flow, address_text
+from vigile.ingest.payload import NETFLOW_FRAMING
 from vigile.schema import CONN, TS, conform
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
@@ -18,7 +19,9 @@ def flows_to_conn(
     """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null).
 
     ``conn_state`` comes from the TCP flags of the batch's records, paired by
-    direction (:func:`~vigile.ingest.flowstate.conn_states`).
+    direction (:func:`~vigile.ingest.flowstate.conn_states`); ``orig_payload`` and
+    ``resp_payload`` from their IP bytes and packets over the same pairing
+    (:func:`~vigile.ingest.flowstate.conn_payload`).
     """
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())
@@ -32,6 +35,13 @@ def flows_to_conn(
     keys = {"src": src_ints if ints else src, "dst": dst_ints if ints else dst}
     keys |= {"src_port": sport, "dst_port": dport, "proto": protos}
     flags, rflags = pa.array(cols[11], pa.int64()), pa.array(cols[12], pa.int64())
+    pairing = pair_records(keys, start, end, flags, resp_pkts)
+    orig_pkts, orig_ip_bytes = pa.array(cols[7], pa.int64()), pa.array(cols[8], pa.int64())
+    resp_ip_bytes = pa.array(cols[10], pa.int64())
+    sent, received = (orig_ip_bytes, orig_pkts), (resp_ip_bytes, resp_pkts)
+    orig_payload, resp_payload = conn_payload(
+        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, rflags)
+    )
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
     return conform(
@@ -44,11 +54,13 @@ def flows_to_conn(
             "dst_port": dport,
             "proto": proto_names(protos),
             "duration": duration,
-            "orig_pkts": pa.array(cols[7], pa.int64()),
-            "orig_ip_bytes": pa.array(cols[8], pa.int64()),
+            "orig_pkts": orig_pkts,
+            "orig_ip_bytes": orig_ip_bytes,
             "resp_pkts": resp_pkts,
-            "resp_ip_bytes": pa.array(cols[10], pa.int64()),
-            "conn_state": conn_states(keys, start, end, flags, rflags, resp_pkts),
+            "resp_ip_bytes": resp_ip_bytes,
+            "conn_state": conn_states(keys, start, end, flags, rflags, resp_pkts, pairing=pairing),
+            "orig_payload": orig_payload,
+            "resp_payload": resp_payload,
             "open": pa.array([False] * n, pa.bool_()),
             "sensor": pa.array(sensors, pa.string()),
             "source_id": pa.array([source_id] * n, pa.int64()),
