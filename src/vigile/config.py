@@ -73,6 +73,7 @@ icmp_inactivity_timeout = 60
 # [vault]
 # path = "/srv/vigile-vault"
 # key_file = "/root/vigile-vault.key"    # or passphrase_command = "pass show vigile/vault"
+# stale_after_hours = 26                 # the console warns when a backup is older
 #
 # [[vault.accounts]]
 # name = "alice"

@@ -36,11 +36,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(db: Path) -> Iterator[str]:
-    """``vigile serve`` over ``db`` on 127.0.0.1; yields its base URL once it listens."""
+def serving(db: Path, *options: str) -> Iterator[str]:
+    """``vigile serve`` over ``db`` on 127.0.0.1 (with more ``options``, such as
+    ``--config``); yields its base URL once it listens."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "vigile", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "vigile", "serve", "--db", str(db), "--port", str(port), *options],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -52,7 +52,7 @@ SUMMARIES: dict[str, str] = {
     "explain": "Explain one finding: its sentence, its score and every number behind it.",
     "status": "Show what the store holds: rows and time span per table, inputs, findings.",
     "report": "Write the console's content for the top hosts to one self-contained HTML file.",
-    "serve": "Run the console: ranked hosts, findings with plots, allowlist, ingested sources.",
+    "serve": "Run the console: ranked hosts, findings with plots, allowlist, sources, backups.",
     "simulate": "Simulate an office network for some days, with attacks hidden in it.",
     "eval": "Measure detection quality: rank of each true positive, precision at k, recall, "
     "and alerts per 1,000 hosts per day; lists every false alert for audit.",

@@ -59,7 +59,11 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--tls-key", help="Private key (PEM) for --tls-cert.")
         ] = None,
     ) -> None:
-        """Run the console: ranked hosts, findings with plots, allowlist, ingested sources.
+        """Run the console: ranked hosts, findings with plots, allowlist, sources, backups.
+
+        The Backups page shows, read-only, the mail vault of the --config file's
+        \\[vault] section; the console finds the vault secret as `vigile vault` does
+        (key file, $VIGILE_VAULT_PASSPHRASE, passphrase_command), never by a prompt.
 
         The console opens the store only while it answers a request, so `vigile ingest`,
         `vigile hunt` and `vigile collect` can write the same file while it runs; a page

@@ -303,6 +303,13 @@ class Vault:
                 out.append(snap)
         return sorted(out, key=lambda s: (s.time, s.name))
 
+    def load_snapshot(self, name: str) -> Snapshot | None:
+        """The snapshot named ``name``, or None if the vault has none of that name (a name
+        is looked up among the snapshot files, never used as a path as given)."""
+        if name not in self._snapshot_names():
+            return None
+        return self._load_snapshot(self.root / "snapshots" / name)
+
     def _load_snapshot(self, path: Path) -> Snapshot:
         try:
             plain = self.keys.open(path.read_bytes(), b"S" + path.name.encode())

@@ -6,6 +6,7 @@ Example::
     path = "/srv/vigile-vault"
     passphrase_command = "pass show vigile/vault"   # or key_file = "/root/vault.key"
     pack_size_mb = 16
+    stale_after_hours = 26     # the console warns when an account's newest snapshot is older
 
     [[vault.accounts]]
     name = "alice"
@@ -42,10 +43,23 @@ SECURITY = ("tls", "starttls", "plain")
 AUTH = ("login", "plain", "xoauth2")
 
 
-def run_secret_command(command: str, what: str) -> str:
-    """First line of a command's output, for passwords and tokens (never echoed)."""
+#: The environment variable that holds the vault passphrase.
+PASSPHRASE_ENV = "VIGILE_VAULT_PASSPHRASE"
+
+
+def run_secret_command(
+    command: str, what: str, *, interactive: bool = True, timeout: float = 60
+) -> str:
+    """First line of a command's output, for passwords and tokens (never echoed).
+
+    ``interactive=False`` gives the command no standard input (a server has no one to
+    type into a prompt), so a command that would ask fails instead of waiting.
+    """
+    stdin = None if interactive else subprocess.DEVNULL
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            shlex.split(command), stdin=stdin, capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise VaultConfigError(f"{what}: command failed to run: {type(e).__name__}") from None
     if done.returncode != 0:
@@ -152,6 +166,7 @@ class VaultSettings:
     key_file: Path | None
     pack_size: int
     accounts: tuple[ImapAccount, ...]
+    stale_after_hours: float = 26.0
 
     def account(self, name: str) -> ImapAccount:
         for a in self.accounts:
@@ -180,4 +195,52 @@ def parse_settings(section: dict[str, Any], base: Path | None) -> VaultSettings:
         key_file=root / key_file if key_file else None,
         pack_size=int(float(section.get("pack_size_mb", 16)) * 1024 * 1024),
         accounts=tuple(accounts),
+        stale_after_hours=_positive(section.get("stale_after_hours", 26), "stale_after_hours"),
     )
+
+
+def _positive(value: object, key: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise VaultConfigError(f"[vault] {key} must be a positive number, not {value!r}")
+    return number
+
+
+def secret_key_file(settings: VaultSettings, key_file: Path | None = None) -> Path | None:
+    """The key file the vault secret is read from, or ``None`` if it is a passphrase.
+
+    ``key_file`` (the command line's) comes first; then ``$VIGILE_VAULT_PASSPHRASE``
+    overrides ``[vault] key_file``.
+    """
+    return key_file or (None if os.environ.get(PASSPHRASE_ENV) else settings.key_file)
+
+
+def stored_secret(
+    settings: VaultSettings,
+    key_file: Path | None = None,
+    *,
+    interactive: bool = True,
+    timeout: float = 60,
+) -> bytes | None:
+    """The vault secret from where it is kept, or ``None`` if no source is set.
+
+    In order: ``key_file``, ``$VIGILE_VAULT_PASSPHRASE``, ``[vault] key_file``,
+    ``[vault] passphrase_command``. The CLI prompts when this gives ``None``; the console
+    never does (``interactive=False`` also keeps the command away from any terminal).
+    """
+    path = secret_key_file(settings, key_file)
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise VaultConfigError(f"{path}: cannot read key file: {e.strerror}") from None
+    if value := os.environ.get(PASSPHRASE_ENV):
+        return value.encode()
+    if settings.passphrase_command:
+        what = "passphrase_command"
+        command = settings.passphrase_command
+        return run_secret_command(command, what, interactive=interactive, timeout=timeout).encode()
+    return None

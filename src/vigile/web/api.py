@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from vigile.web import allowlist, audit, charts, hosts, queries
+from vigile.web import allowlist, audit, backups, charts, hosts, queries
 from vigile.web.auth import Session
 from vigile.web.deps import api_csrf, api_session, get_console, store_of
 
@@ -146,6 +146,49 @@ async def remove_allowlist(
 @router.get("/audit", summary="The audit log (allowlist changes, log-ins), newest first")
 async def audit_log(request: Request) -> list[dict[str, Any]]:
     return audit.entries(store_of(request))
+
+
+@router.get("/backups", summary="Mail vault: each account's last backup and state, last verify")
+async def backup_status(request: Request) -> dict[str, Any]:
+    return backups.vault_status(get_console(request).config)
+
+
+@router.get("/backups/{account}/snapshots", summary="The snapshots of an account, newest first")
+async def backup_snapshots(request: Request, account: str) -> list[dict[str, Any]]:
+    found = backups.account_snapshots(get_console(request).config, account)
+    if found is None:
+        raise HTTPException(404, f"no account {account} in the vault or the configuration")
+    return found
+
+
+@router.get(
+    "/backups/{account}/snapshots/{snapshot}",
+    summary="A snapshot: its folders and the CLI commands that restore it",
+)
+async def backup_snapshot(request: Request, account: str, snapshot: str) -> dict[str, Any]:
+    found = backups.snapshot_detail(get_console(request).config, account, snapshot)
+    if found is None:
+        raise HTTPException(404, f"no snapshot {snapshot} of account {account}")
+    return found
+
+
+@router.get(
+    "/backups/{account}/snapshots/{snapshot}/messages",
+    summary="The messages of one folder of a snapshot, by UID (date, size, flags)",
+)
+async def backup_messages(
+    request: Request,
+    account: str,
+    snapshot: str,
+    folder: str,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(500, ge=1, le=5000),
+) -> dict[str, Any]:
+    c = get_console(request)
+    found = backups.folder_messages(c.config, account, snapshot, folder, offset, limit)
+    if found is None:
+        raise HTTPException(404, f"no folder {folder} in snapshot {snapshot} of {account}")
+    return found
 
 
 @router.get("/openapi.json", summary="This API's OpenAPI schema", include_in_schema=False)

@@ -29,6 +29,7 @@ from vigile.errors import ConfigError
 from vigile.web import api
 from vigile.web.access import StoreAccess, StoreBusyError
 from vigile.web.allowlist import EntryNotFoundError, apply_entries
+from vigile.web.backups import VaultUnavailableError
 from vigile.web.deps import Console, LoginRequiredError, request_store
 from vigile.web.views import VIEWS
 
@@ -52,6 +53,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["bytes"] = human_bytes
     env.filters["pct"] = lambda v: f"{100 * float(v or 0):.1f} %"
     env.filters["ts"] = lambda v: (str(v)[:19].replace("T", " ") + " UTC") if v else "-"
+    env.filters["age"] = age_text
     env.globals["version"] = __version__
     env.globals["subject"] = lambda f: subject_text(f["detector"], f["src"], f["dst"], f["fqdn"])
     return templates
@@ -71,6 +73,22 @@ def human_bytes(value: object) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def age_text(hours: float | None) -> str:
+    """A time since, in hours, as people say it.
+
+    >>> age_text(0.2), age_text(5.51), age_text(49), age_text(None)
+    ('12 min', '5 h 31 min', '2 d 1 h', '-')
+    """
+    if hours is None:
+        return "-"
+    minutes = round(hours * 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes // 1440} d {minutes % 1440 // 60} h"
 
 
 async def _security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -146,6 +164,16 @@ def create_app(
             return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
         templates = app.state.console.templates
         # The page reloads itself once the wait is over (a long ingest holds the store).
+        ctx = {"status": 503, "detail": str(exc), "session": None, "reload": exc.retry_after}
+        return templates.TemplateResponse(request, "error.html", ctx, 503, headers=headers)
+
+    @app.exception_handler(VaultUnavailableError)
+    async def vault_unavailable(request: Request, exc: VaultUnavailableError) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        if request.url.path.startswith("/api/"):
+            body = {"detail": str(exc), "state": exc.state}
+            return JSONResponse(body, status_code=503, headers=headers)
+        templates = app.state.console.templates
         ctx = {"status": 503, "detail": str(exc), "session": None, "reload": exc.retry_after}
         return templates.TemplateResponse(request, "error.html", ctx, 503, headers=headers)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +14,11 @@ from vigile.cli.output import err_console
 from vigile.errors import ConfigError
 from vigile.vault.lock import Access
 from vigile.vault.settings import (
+    PASSPHRASE_ENV,
     VaultSettings,
     parse_settings,
-    run_secret_command,
+    secret_key_file,
+    stored_secret,
 )
 
 # The vault, IMAP and progress-bar modules are imported where they are used: `vault
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from vigile.vault.repo import Vault
-
-PASSPHRASE_ENV = "VIGILE_VAULT_PASSPHRASE"
 
 vault_app = typer.Typer(
     name="vault",
@@ -97,20 +96,14 @@ def vault_root(settings: VaultSettings, vault: Path | None) -> Path:
 
 def vault_key_file(settings: VaultSettings, key_file: Path | None) -> Path | None:
     """The key file the vault secret is read from, or ``None`` if it is a passphrase."""
-    return key_file or (None if os.environ.get(PASSPHRASE_ENV) else settings.key_file)
+    return secret_key_file(settings, key_file)
 
 
 def vault_secret(settings: VaultSettings, key_file: Path | None, confirm: bool = False) -> bytes:
-    key_file = vault_key_file(settings, key_file)
-    if key_file is not None:
-        try:
-            return key_file.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{key_file}: cannot read key file: {e.strerror}") from None
-    if value := os.environ.get(PASSPHRASE_ENV):
-        return value.encode()
-    if settings.passphrase_command:
-        return run_secret_command(settings.passphrase_command, "passphrase_command").encode()
+    """The secret from where it is kept (``stored_secret``), else a prompt on a terminal."""
+    secret = stored_secret(settings, key_file)
+    if secret is not None:
+        return secret
     if not sys.stdin.isatty():
         raise ConfigError(f"no vault secret: use --key-file, ${PASSPHRASE_ENV} or a terminal")
     return str(

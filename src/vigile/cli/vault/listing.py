@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from vigile.cli.common import CsvOption, JsonOption
-from vigile.cli.output import choose_format, emit_rows
+from vigile.cli.output import choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     AccountOption,
     AtOption,
@@ -20,7 +21,15 @@ from vigile.cli.vault.common import (
     progress_bar,
     vault_app,
 )
-from vigile.vault.errors import VaultDamagedError
+from vigile.vault.errors import VaultDamagedError, VaultError
+from vigile.vault.listing import (
+    FOLDER_COLUMNS,
+    MESSAGE_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    folder_rows,
+    message_rows,
+    snapshot_row,
+)
 from vigile.vault.lock import Access
 
 
@@ -36,24 +45,8 @@ def snapshots_cmd(
     """List snapshots, oldest first: when, which account, how many folders and messages."""
     fmt = choose_format(as_json, as_csv)
     with open_vault(config, vault, key_file, Access.READ) as store:
-        rows = [
-            {
-                "snapshot": s.name,
-                "account": s.account,
-                "time": s.time,
-                "folders": len(s.folders),
-                "messages": sum(f.count for f in s.folders),
-                "fetched": s.stats.get("fetched"),
-                "stored": s.stats.get("stored"),
-            }
-            for s in store.snapshots(account)
-        ]
-    emit_rows(
-        rows,
-        ["snapshot", "account", "time", "folders", "messages", "fetched", "stored"],
-        fmt,
-        title="Snapshots",
-    )
+        rows = [snapshot_row(s) for s in store.snapshots(account)]
+    emit_rows(rows, SNAPSHOT_COLUMNS, fmt, title="Snapshots")
 
 
 @vault_app.command("ls")
@@ -74,34 +67,12 @@ def ls_cmd(
     with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
         if folder is None:
-            rows = [
-                {
-                    "folder": f.name,
-                    "messages": f.count,
-                    "uidvalidity": f.uidvalidity,
-                    "snapshot": snap.name,
-                }
-                for f in snap.folders
-            ]
-            columns = ["folder", "messages", "uidvalidity", "snapshot"]
+            rows, columns = folder_rows(snap), FOLDER_COLUMNS
         else:
-            rows = []
+            rows, columns = [], MESSAGE_COLUMNS
             for ref in snap.folders:
                 if fnmatchcase(ref.name, folder):
-                    for m in sorted(
-                        store.get_tree(ref.tree).messages.values(), key=lambda m: m.uid
-                    ):
-                        rows.append(
-                            {
-                                "folder": ref.name,
-                                "uid": m.uid,
-                                "date": m.internaldate,
-                                "size": m.size,
-                                "flags": " ".join(m.flags),
-                                "id": m.blob_id.hex()[:16],
-                            }
-                        )
-            columns = ["folder", "uid", "date", "size", "flags", "id"]
+                    rows.extend(message_rows(store, ref))
     emit_rows(rows, columns, fmt, title=f"{account} at {snap.time:%Y-%m-%d %H:%M:%S}")
 
 
@@ -116,14 +87,22 @@ def verify_cmd(
     """Check every pack, record and snapshot; name each damaged message.
 
     Re-reads every pack and record, checks every hash and authentication tag and walks
-    every snapshot. Exit status 1 if anything is damaged.
+    every snapshot. Exit status 1 if anything is damaged. The outcome is added to the
+    vault's verifications/ folder (sealed, append-only), which `vigile serve` shows.
     """
     from vigile.vault.verify import verify  # not loaded by the other vault commands
+    from vigile.vault.verifylog import record_verification
 
     fmt = choose_format(as_json, as_csv)
-    with open_vault(config, vault, key_file, Access.READ) as store, progress_bar() as bar:
-        task = bar.add_task("verify", total=store.index.count(), messages=0)
-        report = verify(store, lambda: bar.update(task, advance=1))
+    started = datetime.now(UTC)
+    with open_vault(config, vault, key_file, Access.READ) as store:
+        with progress_bar() as bar:
+            task = bar.add_task("verify", total=store.index.count(), messages=0)
+            report = verify(store, lambda: bar.update(task, advance=1))
+        try:  # for the console's Backups page; the result below stands either way
+            record_verification(store, report, started)
+        except VaultError as e:
+            err_console.print(f"[yellow]warning:[/] {e}", highlight=False)
     if report.problems:
         emit_rows(
             report.problems, ["kind", "where", "error", "folder", "uid"], fmt, title="Damage found"

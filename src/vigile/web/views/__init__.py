@@ -22,6 +22,7 @@ VIEWS = (
     "vigile.web.views.finding",
     "vigile.web.views.allowlist",
     "vigile.web.views.sources",
+    "vigile.web.views.backups",
     "vigile.web.views.report",
 )
 
