@@ -1,14 +1,18 @@
 """What deriving ``conn_state`` and the payload columns costs per NetFlow batch, side
 by side in one process.
 
-Turns one collector batch (50,000 decoded flows) into a ``conn`` batch with
-``flows_to_conn`` as the collector does, once as it is and once with the state step
-(the pairing, ``conn_state``, ``orig_payload``/``resp_payload``) replaced by all-null
-columns, on three batch shapes: every record with its reverse
-(a two-direction export), every record alone (a one-direction export, the case with
-no partner to find), and the collector load test's shape (1,920 one-direction
-5-tuples repeated). Prints milliseconds per batch, the difference per flow, the
-ratio and peak memory; then the time of each step alone (pairing, state, payload).
+Turns one collector batch (50,000 decoded flows) into a ``conn`` batch, once with
+``flows_to_conn`` (pairing, ``conn_state``, ``orig_payload``/``resp_payload`` within
+the batch) and once without that step (``flows_to_rows`` then ``conn_batch``: all-null
+columns), on three batch
+shapes: every record with its reverse (a two-direction export), every record alone
+(a one-direction export, the case with no partner to find), and the collector load
+test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per batch
+(best of 7, the three steps in turn), the difference per flow, the ratio and peak
+memory. The last column is the collector's own step since records wait across
+batches for their partner: ``flows_to_rows``, ``PairHold.release`` with the previous
+batch's lone records waiting (up to 50,000: a one-direction export keeps the hold
+full) and ``conn_batch``. Then the time of each step alone (pairing, state, payload).
 Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
@@ -25,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 import vigile.ingest.netflow.columns as columns
+import vigile.ingest.pairhold as pairhold
 from bench.common import machine
 from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 
@@ -52,42 +57,40 @@ def shapes() -> dict[str, list[tuple[Any, ...]]]:
     return {"two directions": paired, "one direction": alone, "load test": load}
 
 
-def best_ms(flows: list[tuple[Any, ...]]) -> float:
+def one_s(flows: list[tuple[Any, ...]], earlier: list[tuple[Any, ...]], step: str) -> float:
+    """Seconds for one batch to ``conn`` rows by ``step``: ``state`` (``flows_to_conn``:
+    pairing and states within the batch, no hold), ``none`` (the rows as
+    ``flows_to_rows`` gives them, no state) or ``hold`` (the collector's step, with
+    ``earlier``'s lone records waiting in the hold)."""
     sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
-    columns.flows_to_conn(flows, sensors, positions, 1)
-    times = []
-    for _ in range(REPEATS):
-        t = time.perf_counter()
+    hold = pairhold.PairHold(10.0)
+    if step == "hold":
+        hold.release(columns.flows_to_rows(earlier, sensors, positions), 0.0)
+    t = time.perf_counter()
+    if step == "state":
         columns.flows_to_conn(flows, sensors, positions, 1)
-        times.append(time.perf_counter() - t)
-    return min(times) * 1000
-
-
-def _no_state(keys: dict[str, pa.Array], *_: Any, **__: Any) -> pa.Array:
-    return pa.nulls(len(keys["src"]), pa.string())
-
-
-def _no_payload(keys: dict[str, pa.Array], *_: Any) -> tuple[pa.Array, pa.Array]:
-    return pa.nulls(len(keys["src"]), pa.bool_()), pa.nulls(len(keys["src"]), pa.bool_())
-
-
-def _use(pair: Callable[..., Any], state: Callable[..., Any], payload: Callable[..., Any]) -> None:
-    columns.pair_records, columns.conn_states, columns.conn_payload = pair, state, payload  # type: ignore[assignment]
+    elif step == "none":
+        columns.conn_batch(columns.flows_to_rows(flows, sensors, positions), 1)
+    else:
+        columns.conn_batch(hold.release(columns.flows_to_rows(flows, sensors, positions), 5.0), 1)
+    return time.perf_counter() - t
 
 
 def main() -> None:
     print(f"machine: {machine()}")
-    print("batch shape | with state ms | without ms | state µs/flow | ratio")
-    real = (pair_records, conn_states, conn_payload)
+    print("batch shape | with state ms | without ms | state µs/flow | ratio | with the hold ms")
+    hour = 3_600_000_000  # the previous batch: the same shape an hour earlier, no partners
     for name, flows in shapes().items():
-        _use(*real)
-        with_state = best_ms(flows)
-        _use(lambda *_: None, _no_state, _no_payload)
-        without = best_ms(flows)
-        _use(*real)
+        earlier = [(f[0] - hour, f[1] - hour, *f[2:]) for f in flows]
+        times: dict[str, list[float]] = {"state": [], "none": [], "hold": []}
+        for _ in range(REPEATS + 1):  # the steps in turn, so a neighbour's load hits all
+            for step, spent in times.items():
+                spent.append(one_s(flows, earlier, step))
+        with_state, without, held = (min(v[1:]) * 1000 for v in times.values())
         extra = (with_state - without) * 1000 / len(flows)
         print(
-            f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | {with_state / without:.2f}"
+            f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | "
+            f"{with_state / without:.2f} | {held:.1f}"
         )
     print("batch shape | pairing ms | conn_state ms | payload ms (each step alone, best of 15)")
     for name, flows in shapes().items():

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def _flows_msg(seq: int, n: int, base: int = 0) -> bytes:
 
 
 def test_counters_loss_rejects_and_batches(tmp_path: Path) -> None:
-    with RunningCollector(tmp_path / "v.duckdb", batch_rows=25, batch_seconds=60) as run:
+    # pair_wait=0: the records are one-direction, and would otherwise wait for a partner
+    with RunningCollector(
+        tmp_path / "v.duckdb", batch_rows=25, batch_seconds=60, pair_wait=0
+    ) as run:
         port = run.collector.port
         msgs = [_flows_msg(0, 10), _flows_msg(10, 10, 10), _flows_msg(27, 10, 20)]  # 7 lost
         msgs += [b"\x00\x0a\x00\x05garbage", b"\x00\x63" + b"\x00" * 30]  # malformed, v99
@@ -53,7 +57,7 @@ def test_counters_loss_rejects_and_batches(tmp_path: Path) -> None:
 
 
 def test_batches_by_time(tmp_path: Path) -> None:
-    with RunningCollector(tmp_path / "v.duckdb", batch_seconds=0.2) as run:
+    with RunningCollector(tmp_path / "v.duckdb", batch_seconds=0.2, pair_wait=0) as run:
         _send(run.collector.port, [_flows_msg(0, 5)])
         run.wait_for(1)
         time.sleep(1.0)
@@ -72,9 +76,13 @@ def test_same_batch_twice_adds_nothing(tmp_path: Path) -> None:
     batch = _Batch(7)
     collector._batch = batch
     collector.handle(_flows_msg(0, 4), "192.0.2.1")
-    collector._write(batch)
-    collector._write(batch)  # a retried commit of the same datagrams
-    assert run.count("conn") == 4
+    collector._write(batch)  # the lone records wait for their partners: nothing stored
+    collector._write(batch)  # a retry: the same decision, nothing held twice
+    assert run.count("conn") == 0 and collector._hold.rows == 4
+    final = _Batch(8, final=True)
+    collector._write(final)
+    collector._write(final)  # a retried commit of the same batch
+    assert run.count("conn") == 4 and collector._hold.rows == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -139,7 +147,7 @@ def test_other_commands_use_the_store_while_collect_runs(tmp_path: Path) -> None
     port = free_udp_port()
     db = tmp_path / "v.duckdb"
     cmd = [sys.executable, "-m", "vigile", "collect", "--listen", f"127.0.0.1:{port}"]
-    cmd += ["--db", str(db), "--batch-seconds", "0.2", "--quiet"]
+    cmd += ["--db", str(db), "--batch-seconds", "0.2", "--pair-wait", "0", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -186,3 +194,19 @@ def test_a_held_store_is_named_after_the_wait(tmp_path: Path) -> None:
     assert "in use by another process" in proc.stderr and f"PID {os.getpid()}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert waited >= 0.5
+
+
+def test_datagrams_waiting_in_the_socket_at_the_stop_are_stored(tmp_path: Path) -> None:
+    """Datagrams the kernel holds for the socket when the collector stops arrived before
+    the stop: close() reads and stores them, none is lost uncounted."""
+    with RunningCollector(tmp_path / "v.duckdb", pair_wait=0) as run:
+        run.collector.stop()
+        run.thread.join()  # nothing reads the socket any more
+        _send(run.collector.port, [_flows_msg(i * 10, 10, i * 10) for i in range(20)])
+        time.sleep(0.2)
+        assert run.collector.counters.datagrams == 0
+        run.thread = threading.Thread(target=lambda: None)  # __exit__ joins it
+        run.thread.start()
+    c = run.counters
+    assert (c.datagrams, c.read_at_stop, c.flows, c.rows_written) == (20, 20, 200, 200)
+    assert run.count("conn") == 200

@@ -15,7 +15,7 @@ from rich.table import Table
 from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store
 from vigile.cli.output import Format, console, emit_rows, err_console
 from vigile.errors import ConfigError
-from vigile.ingest.collector import Collector, Counters, parse_listen
+from vigile.ingest.collector import PAIR_WAIT, Collector, Counters, parse_listen
 from vigile.store.duckdb import DuckDBStore
 
 ListenOption = Annotated[
@@ -38,6 +38,15 @@ BatchRowsOption = Annotated[
 BatchSecondsOption = Annotated[
     float,
     typer.Option("--batch-seconds", min=0.1, help="Write a batch at least this often (seconds)."),
+]
+PairWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--pair-wait",
+        min=0.0,
+        help="Seconds a flow record with no reverse-direction record yet waits for it "
+        "(into later batches) before it is stored alone; 0 stores every batch as it is.",
+    ),
 ]
 DurationOption = Annotated[
     float | None,
@@ -78,6 +87,7 @@ def register(app: typer.Typer) -> None:
         allow_remote: AllowRemoteOption = False,
         batch_rows: BatchRowsOption = 50_000,
         batch_seconds: BatchSecondsOption = 5.0,
+        pair_wait: PairWaitOption = PAIR_WAIT,
         duration: DurationOption = None,
         quiet: QuietOption = False,
         as_json: JsonOption = False,
@@ -98,7 +108,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             collector = Collector(
-                open_for_batch, host, port, batch_rows=batch_rows, batch_seconds=batch_seconds
+                open_for_batch,
+                host,
+                port,
+                batch_rows=batch_rows,
+                batch_seconds=batch_seconds,
+                pair_wait=pair_wait,
             )
         except OSError as e:
             raise ConfigError(f"--listen {listen}: {e.strerror or e}") from None

@@ -7,17 +7,28 @@ Storage contract:
 
 * Flows are written in batches, cut when ``batch_rows`` flows are waiting or
   ``batch_seconds`` have passed. Each batch is one input in ``sources`` (one
-  store transaction: all its rows or none), so a crash loses at most the batch
-  being filled and never half a batch.
-* A batch's ``content_hash`` hashes its datagrams (exporter address, port and bytes), so
-  committing the same batch twice, e.g. a retry, adds nothing.
+  store transaction: all its rows or none), so a crash never stores half a batch;
+  it loses the batch being filled and the records waiting for a partner (below).
+* A batch's ``content_hash`` hashes its datagrams (exporter address, port and bytes)
+  and which records it takes from and leaves to its neighbours (below), so committing
+  the same batch twice, e.g. a retry, adds nothing.
+* Records of one connection that fall on either side of a cut are still paired: the
+  lone one-direction TCP/UDP records of a batch are held back into the next batches
+  (:class:`~vigile.ingest.pairhold.PairHold`) for ``pair_wait`` seconds after their
+  batch was cut, at most :data:`~vigile.ingest.pairhold.HOLD_ROWS` of them; each is
+  stored exactly once, with the batch in which its partner came or its wait ended. A
+  batch whose rows all wait stores nothing (its rows go with a later batch). When a
+  waiting record's time is up and no datagram comes, a batch is cut anyway; the last
+  batch (:meth:`Collector.close`) holds nothing back.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
   ``rejects`` under the same position.
 * Each batch's ``notices`` holds the session counters at that moment; the last
   batch, written by :meth:`Collector.close` even when empty, holds the totals.
 * :meth:`Collector.stop` (called from a SIGINT/SIGTERM handler) ends the loop;
-  :meth:`Collector.close` then writes everything received before returning.
+  :meth:`Collector.close` then reads the datagrams still waiting in the socket's
+  receive buffer (they arrived before the stop) and writes everything received
+  before returning.
 * The store is opened for each batch and closed after it (``open_store``), so
   other commands (``vigile hunt``, ``status``, ``ingest``) can use the same store
   between batches. While another process holds it, finished batches wait in a
@@ -37,6 +48,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import blake3
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.ingest.base import HASH_PREFIX, content_hasher, hash_id
@@ -47,12 +60,23 @@ from vigile.ingest.netflow import (
     TemplateCache,
     decode_datagram,
 )
-from vigile.ingest.netflow.columns import flows_to_conn
+from vigile.ingest.netflow.columns import conn_batch, flows_to_rows
+from vigile.ingest.pairhold import PairHold
 from vigile.store import SourceRecord, SourceSummary, Store
 
 RECV_BUFFER = 64 << 20
 PENDING_BATCHES = 16
+#: How long a stop goes on reading datagrams already waiting in the receive buffer. A
+#: full buffer (RECV_BUFFER, doubled by Linux: 58,254 datagrams of 30 IPFIX records,
+#: 1.75 M flows) took 13 s to read and decode on 2 shared cores; an exporter that goes
+#: on sending at full rate after the stop is not waited for beyond this.
+DRAIN_SECONDS = 30.0
 SEQUENCE_WINDOW = 1 << 31
+#: Seconds a lone record waits for its reverse-direction record. Records pair when their
+#: spans lie within flowstate.PAIR_SLACK_US (5 s) of each other; an exporter that times
+#: out each direction on its own sends the second that much later at most, plus its
+#: expiry scan interval, and softflowd sends both at once.
+PAIR_WAIT = 10.0
 
 
 @dataclass
@@ -69,6 +93,10 @@ class Counters:
     lost: int = 0  # records (v5, IPFIX) or packets (v9) missing by exporter sequence
     batches: int = 0
     rows_written: int = 0
+    held_back: int = 0  # lone records held into a later batch to wait for their partner
+    paired_late: int = 0  # held-back records whose partner came in a later batch
+    released_early: int = 0  # held-back records stored before their wait ended (hold full)
+    read_at_stop: int = 0  # datagrams still waiting in the socket buffer at the stop, read
 
     def text(self) -> str:
         return " ".join(f"{k}={'unknown' if v is None else v}" for k, v in asdict(self).items())
@@ -84,6 +112,9 @@ class _Batch:
     digest: blake3.blake3 = field(default_factory=content_hasher)
     size: int = 0
     started: float = field(default_factory=time.monotonic)
+    cut: float = 0.0  # when the batch was closed (monotonic); the held records' clock
+    final: bool = False  # the last batch: nothing is held back from it
+    rows: pa.Table | None = None  # what the batch stores, settled when it is first written
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -111,6 +142,7 @@ class Collector:
         batch_seconds: float = 5.0,
         cache: TemplateCache | None = None,
         receive_buffer: int = RECV_BUFFER,
+        pair_wait: float = PAIR_WAIT,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -124,6 +156,8 @@ class Collector:
         self.counters = Counters()
         self.session = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._batch = _Batch(1)
+        self._hold = PairHold(pair_wait)
+        self._hold_due: float | None = None  # set by the writer: when held records are due
         self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
         self._stop = threading.Event()
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=PENDING_BATCHES)
@@ -231,28 +265,53 @@ class Collector:
         self.cache.expire(time.monotonic())
         self.counters.unknown_template = self.cache.unknown_template
         self.counters.dropped = socket_drops(self.sock)
-        batch = self._batch
-        if (batch.flows or batch.rejects) and now - batch.started >= self.batch_seconds:
+        batch, due = self._batch, self._hold_due
+        waited = (batch.flows or batch.rejects) and now - batch.started >= self.batch_seconds
+        if waited or (due is not None and now >= due):  # held records must not wait forever
+            self._hold_due = None
             self._cut()
 
     def _cut(self) -> None:
         self.counters.batches += 1
+        self._batch.cut = time.monotonic()
         self._queue.put(self._batch)
         self._batch = _Batch(self._batch.number + 1)
 
     def close(self) -> Counters:
-        """Write what was received (parked sets count as unknown template) and stop."""
+        """Write what was received (parked sets count as unknown template) and stop.
+
+        Datagrams that reached the socket before the stop but were not read yet (the
+        kernel's receive buffer holds up to its size of them) are read and stored
+        first: they were received, not lost (:meth:`_drain`)."""
+        self._drain()
         self.counters.dropped = socket_drops(self.sock)
         self.sock.close()
         self.cache.expire(float("inf"))
         self.counters.unknown_template = self.cache.unknown_template
         self.counters.batches += 1
+        self._batch.cut, self._batch.final = time.monotonic(), True
         self._queue.put(self._batch)  # written even if empty: it holds the final counters
         self._queue.put(None)
         self._writer.join()
         if self._error is not None:
             raise self._error
         return self.counters
+
+    def _drain(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Decode every datagram waiting in the receive buffer, for at most ``seconds``
+        (an exporter that goes on sending at full rate keeps the buffer filled; what
+        arrives after the stop is not waited for beyond that)."""
+        self.sock.setblocking(False)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except InterruptedError:
+                continue
+            except (BlockingIOError, OSError):
+                return
+            self.counters.read_at_stop += 1
+            self.handle(data, peer[0], peer[1])
 
     def _write_loop(self) -> None:
         while (batch := self._queue.get()) is not None:
@@ -263,15 +322,33 @@ class Collector:
                     self._error = e
 
     def _write(self, batch: _Batch) -> None:
-        if not (batch.flows or batch.rejects):
-            batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
+        if batch.rows is None:
+            self._settle(batch)
+        assert batch.rows is not None
+        if not (batch.rows.num_rows or batch.rejects or batch.final):
+            return  # every row waits: they are stored with a later batch
         store = self.open_store()
         try:
-            self._write_to(store, batch)
+            self._write_to(store, batch, batch.rows)
         finally:
             store.close()
 
-    def _write_to(self, store: Store, batch: _Batch) -> None:
+    def _settle(self, batch: _Batch) -> None:
+        """Decide, once per batch, which rows it stores (held ones join and leave) and
+        its content hash: a retried write of the batch stores the same rows or nothing."""
+        hold, c = self._hold, self.counters
+        carried = hold.held
+        rows = flows_to_rows(batch.flows, batch.sensors, batch.positions) if batch.flows else None
+        batch.rows = hold.release(rows, batch.cut, final=batch.final)
+        _hash_rows(batch.digest, b"in", carried)
+        _hash_rows(batch.digest, b"out", hold.held)
+        if not (batch.flows or batch.rejects):
+            batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
+        batch.flows, batch.sensors, batch.positions = [], [], []  # in batch.rows now
+        c.held_back, c.paired_late, c.released_early = hold.held_back, hold.paired_late, hold.early
+        self._hold_due = hold.due()
+
+    def _write_to(self, store: Store, batch: _Batch, rows: pa.Table) -> None:
         content_hash = HASH_PREFIX + batch.digest.hexdigest()
         if content_hash in store.source_hashes(batch.size):
             return
@@ -281,8 +358,8 @@ class Collector:
         )
         summary = SourceSummary(log_type="conn", bad_rows=len(batch.rejects))
         with store.source_writer(record) as writer:
-            if batch.flows:
-                conn = flows_to_conn(batch.flows, batch.sensors, batch.positions, record.source_id)
+            if rows.num_rows:
+                conn = conn_batch(rows, record.source_id)
                 writer.append("conn", conn)
                 summary.rows["conn"] = conn.num_rows
                 lo, hi = pc.min_max(conn.column("ts")).values()
@@ -293,9 +370,19 @@ class Collector:
             if batch.rejects:
                 first = batch.rejects[0]
                 summary.first_error = f"{path}@datagram {first[0]}: {first[1]}"
-            self.counters.rows_written += len(batch.flows)
+            self.counters.rows_written += rows.num_rows
             summary.notices.append(f"collector counters: {self.counters.text()}")
             writer.finish(summary)
+
+
+def _hash_rows(digest: blake3.blake3, tag: bytes, rows: pa.Table | None) -> None:
+    """Add which records (datagram number, times, ports, bytes) ``rows`` holds to a hash."""
+    digest.update(tag + (rows.num_rows if rows is not None else 0).to_bytes(8, "big"))
+    if rows is None:
+        return
+    for name in ("source_pos", "_start_us", "_end_us", "src_port", "dst_port", "orig_ip_bytes"):
+        values = pc.fill_null(rows[name].combine_chunks(), 0).cast(pa.int64())
+        digest.update(np.asarray(values).tobytes())
 
 
 def _grow_receive_buffer(sock: socket.socket, size: int) -> None:

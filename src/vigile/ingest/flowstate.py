@@ -12,9 +12,11 @@ transcribed in :func:`zeek_tcp_state`. The NetFlow readers (collector, nfcapd) a
 the EVE reader share this module.
 
 NetFlow is mostly one record per direction, so the records of one batch (a
-collector batch, an nfcapd file) are paired first: a record pairs with the record
-of the reversed 5-tuple whose time span lies within :data:`PAIR_SLACK_US` of its
-own (the nearest one when several do). Contract of :func:`conn_states`:
+collector batch, 50,000 records of an nfcapd file, with the records of earlier
+batches still waiting for a partner: :mod:`vigile.ingest.pairhold`) are paired
+first: a record pairs with the record of the reversed 5-tuple whose time span lies
+within :data:`PAIR_SLACK_US` of its own (the nearest one when several do).
+Contract of :func:`conn_states`:
 
 * The state goes on the **originator's** record: the side that sent a SYN without
   an ACK, else the earlier record, else the one sent to the lower port. The

@@ -3,10 +3,13 @@
 The nfcapd format is nfdump's own (versioned, compressed with LZO, LZ4, BZ2 or
 ZSTD); rather than re-implement it, vigile runs ``nfdump -r FILE -o json`` with
 ``TZ=UTC`` and reads the records it prints. Positions are record numbers.
-``conn_state`` comes from each record's ``tcp_flags``, the records of one batch
-paired by direction (:func:`vigile.ingest.flowstate.conn_states`), and the payload
-columns from their bytes and packets over the same pairing
-(:func:`vigile.ingest.flowstate.conn_payload`).
+``conn_state`` comes from each record's ``tcp_flags``, and the payload columns from
+its bytes and packets, the records paired by direction
+(:func:`vigile.ingest.flowstate.conn_states`, ``conn_payload``) in batches of
+50,000; a record with no partner in its batch waits for it through the next
+:data:`PAIR_RECORDS` records of the file (:class:`~vigile.ingest.pairhold.PairHold`),
+so pairs that straddle a batch boundary are still paired. Files are not paired with each other:
+each file is one input, stored in one transaction, whatever its neighbours hold.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import pyarrow as pa
 
 from vigile.errors import InputError, Location
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
-from vigile.ingest.payload import NETFLOW_FRAMING
+from vigile.ingest.pairhold import PairHold
 from vigile.schema import TS
 
 MAGIC = b"\x0c\xa5"  # 0xA50C, little-endian, then the layout version (1 or 2)
 BATCH = 50_000
+#: How many later records of the file a record with no partner yet meets before it is
+#: stored alone (nfcapd stores records as they came: partners are close together).
+PAIR_RECORDS = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INSTALL_HINT = (
     "reading nfcapd files needs the nfdump program, which is not installed; install it "
@@ -37,8 +42,6 @@ INSTALL_HINT = (
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 #: nfdump prints TCP flags as eight characters, CWR ECE URG ACK PSH RST SYN FIN, "." unset.
 FLAG_BITS = (0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01)
-#: Columns kept for the state and dropped before the batch is stored.
-_WORK = ("_start_us", "_end_us", "_proto", "_flags")
 
 
 def _objects(stream: IO[str]) -> Iterator[str]:
@@ -127,6 +130,7 @@ class NfcapdReader:
         ) as proc:
             assert proc.stdout is not None
             rows: list[dict[str, Any]] = []
+            hold, read = PairHold(wait=PAIR_RECORDS), 0  # the clock: records read
             for number, text in enumerate(_objects(proc.stdout), 1):
                 try:
                     record = json.loads(text)
@@ -136,32 +140,30 @@ class NfcapdReader:
                 except (ValueError, KeyError, TypeError) as e:
                     sink.reject(number, f"unreadable nfdump record: {e}", text)
                 if len(rows) >= BATCH:
-                    _emit(sink, rows)
-            _emit(sink, rows)
+                    read += len(rows)
+                    _emit(sink, rows, hold, read)
+            _emit(sink, rows, hold, read + len(rows), final=True)
             error = proc.stderr.read() if proc.stderr else ""
         if proc.returncode != 0:
             reason = error.strip().splitlines()[-1] if error.strip() else "unreadable"
             raise InputError(Location(source.path), f"nfdump failed: {reason}")
 
 
-def _emit(sink: Sink, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    types = {"ts": TS, "src_port": pa.int32(), "dst_port": pa.int32(), "duration": pa.float64()}
-    columns = {name: pa.array([r[name] for r in rows], types.get(name)) for name in rows[0]}
-    columns["orig_pkts"] = columns["orig_pkts"].cast(pa.int64())
-    start, end, proto, flags = (columns.pop(name) for name in _WORK)
-    keys = {name: columns[name] for name in ("src", "src_port", "dst", "dst_port")}
-    resp_pkts = columns["resp_pkts"].cast(pa.int64())
-    keys["proto"] = proto
-    pairing = pair_records(keys, start, end, flags, resp_pkts)
-    columns["conn_state"] = conn_states(
-        keys, start, end, flags, pa.nulls(len(rows), pa.int64()), resp_pkts, pairing=pairing
-    )
-    sent = (columns["orig_ip_bytes"].cast(pa.int64()), columns["orig_pkts"])
-    received = (columns["resp_ip_bytes"].cast(pa.int64()), resp_pkts)
-    columns["orig_payload"], columns["resp_payload"] = conn_payload(
-        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, pa.nulls(len(rows), pa.int64()))
-    )
-    sink.emit("conn", columns, len(rows))
-    rows.clear()
+def _emit(
+    sink: Sink, rows: list[dict[str, Any]], hold: PairHold, read: int, final: bool = False
+) -> None:
+    """Pass one batch of rows through ``hold`` (``read``: records read so far, its
+    clock) and emit what it releases."""
+    table = None
+    if rows:
+        types = {"ts": TS, "src_port": pa.int32(), "dst_port": pa.int32()}
+        types |= {"duration": pa.float64(), "orig_pkts": pa.int64(), "resp_pkts": pa.int64()}
+        table = pa.table(
+            {name: pa.array([r[name] for r in rows], types.get(name)) for name in rows[0]}
+        )
+        rows.clear()
+    out = hold.release(table, read, final=final)
+    if out.num_rows:
+        sink.emit(
+            "conn", {name: out[name].combine_chunks() for name in out.column_names}, out.num_rows
+        )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigile.ingest.flowstate import conn_payload, conn_states, pair_records
 from vigile.ingest.netflow.templates import Address, Flow, address_text
-from vigile.ingest.payload import NETFLOW_FRAMING
+from vigile.ingest.pairhold import PairHold
 from vigile.schema import CONN, TS, conform
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
@@ -19,10 +19,17 @@ def flows_to_conn(
     """Decoded flows as a ``conn`` batch (unidirectional records: ``resp_*`` null).
 
     ``conn_state`` comes from the TCP flags of the batch's records, paired by
-    direction (:func:`~vigile.ingest.flowstate.conn_states`); ``orig_payload`` and
-    ``resp_payload`` from their IP bytes and packets over the same pairing
-    (:func:`~vigile.ingest.flowstate.conn_payload`).
+    direction (:func:`~vigile.ingest.flowstate.conn_states`) among these flows only;
+    the collector pairs across its batches with :func:`flows_to_rows` and a
+    :class:`~vigile.ingest.pairhold.PairHold`.
     """
+    rows = PairHold(0).release(flows_to_rows(flows, sensors, positions), 0, final=True)
+    return conn_batch(rows, source_id)
+
+
+def flows_to_rows(flows: list[Flow], sensors: list[str], positions: list[int]) -> pa.Table:
+    """Decoded flows as ``conn`` columns (no state, no source) and the pairing work columns
+    (:data:`~vigile.ingest.pairhold.WORK`)."""
     cols = list(zip(*flows, strict=True))
     start = pa.array(cols[0], pa.int64())
     end = pa.array(cols[1], pa.int64())
@@ -30,21 +37,9 @@ def flows_to_conn(
     src, dst = addresses_text(cols[2], src_ints), addresses_text(cols[4], dst_ints)
     sport, dport = pa.array(cols[3], pa.int32()), pa.array(cols[5], pa.int32())
     protos = pa.array(cols[6], pa.int32())
-    resp_pkts = pa.array(cols[9], pa.int64())
-    ints = src_ints is not None and dst_ints is not None
-    keys = {"src": src_ints if ints else src, "dst": dst_ints if ints else dst}
-    keys |= {"src_port": sport, "dst_port": dport, "proto": protos}
-    flags, rflags = pa.array(cols[11], pa.int64()), pa.array(cols[12], pa.int64())
-    pairing = pair_records(keys, start, end, flags, resp_pkts)
-    orig_pkts, orig_ip_bytes = pa.array(cols[7], pa.int64()), pa.array(cols[8], pa.int64())
-    resp_ip_bytes = pa.array(cols[10], pa.int64())
-    sent, received = (orig_ip_bytes, orig_pkts), (resp_ip_bytes, resp_pkts)
-    orig_payload, resp_payload = conn_payload(
-        keys, pairing, sent, received, NETFLOW_FRAMING, (flags, rflags)
-    )
     duration = pc.divide(pc.max_element_wise(pc.subtract(end, start), 0).cast(pa.float64()), 1e6)
     n = len(flows)
-    return conform(
+    conn = conform(
         CONN,
         {
             "ts": start.cast(TS),
@@ -54,20 +49,34 @@ def flows_to_conn(
             "dst_port": dport,
             "proto": proto_names(protos),
             "duration": duration,
-            "orig_pkts": orig_pkts,
-            "orig_ip_bytes": orig_ip_bytes,
-            "resp_pkts": resp_pkts,
-            "resp_ip_bytes": resp_ip_bytes,
-            "conn_state": conn_states(keys, start, end, flags, rflags, resp_pkts, pairing=pairing),
-            "orig_payload": orig_payload,
-            "resp_payload": resp_payload,
+            "orig_pkts": pa.array(cols[7], pa.int64()),
+            "orig_ip_bytes": pa.array(cols[8], pa.int64()),
+            "resp_pkts": pa.array(cols[9], pa.int64()),
+            "resp_ip_bytes": pa.array(cols[10], pa.int64()),
             "open": pa.array([False] * n, pa.bool_()),
             "sensor": pa.array(sensors, pa.string()),
-            "source_id": pa.array([source_id] * n, pa.int64()),
+            "source_id": pa.array([0] * n, pa.int64()),
             "source_pos": pa.array(positions, pa.int64()),
         },
         n,
     )
+    work = {"_start_us": start, "_end_us": end, "_proto": protos}
+    work |= {"_flags": pa.array(cols[11], pa.int64()), "_rflags": pa.array(cols[12], pa.int64())}
+    none = pa.nulls(n, pa.uint32())
+    work["_src4"] = none if src_ints is None else src_ints
+    work["_dst4"] = none if dst_ints is None else dst_ints
+    table = pa.Table.from_batches([conn])
+    for name, values in work.items():
+        table = table.append_column(name, values)
+    return table
+
+
+def conn_batch(rows: pa.Table, source_id: int) -> pa.RecordBatch:
+    """Rows from :meth:`~vigile.ingest.pairhold.PairHold.release` as one ``conn`` batch of
+    the source ``source_id``."""
+    columns = {name: rows[name].combine_chunks() for name in rows.column_names}
+    columns["source_id"] = pa.array(np.full(rows.num_rows, source_id, np.int64))
+    return conform(CONN, columns, rows.num_rows)
 
 
 def ipv4_numbers(values: tuple[Address, ...]) -> pa.Array | None:

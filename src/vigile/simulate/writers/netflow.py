@@ -77,21 +77,34 @@ class NetflowExporter:
         return np.array([int(ipaddress.IPv4Address(a)) for a in self.vocabs.addr.values], ">u4")
 
     def records_of(self, f: Flows) -> dict[str, np.ndarray]:
-        """Unidirectional records (originator's, then responder's where it sent packets)."""
+        """Unidirectional records in export order.
+
+        Each connection gives its originator's record and, where the responder sent
+        packets, the responder's right after it; connections go in the order they end.
+        That is softflowd's order (it expires a connection's two directions together,
+        oldest first) and, near enough, a router's (each direction at its own timeout
+        after its last packet, seconds apart at most). Sending all of an hour's
+        originator records before its responder records would put thousands of records
+        between the two sides of every connection, a spacing no exporter produces.
+        """
         ip = self._ipv4()
         hdr = np.array([HEADER[p] for p in range(3)])[f.proto]
         back = f.rpkts > 0
         cat = np.concatenate
-        return {
+        end = f.ts + f.duration
+        index = np.arange(len(back))
+        side = cat([np.zeros(len(back), np.int8), np.ones(int(back.sum()), np.int8)])
+        order = np.lexsort((side, cat([index, index[back]]), cat([end, end[back]])))
+        records = {
             "src": cat([ip[f.src], ip[f.dst][back]]), "dst": cat([ip[f.dst], ip[f.src][back]]),
             "sport": cat([f.sport, f.dport[back]]), "dport": cat([f.dport, f.sport[back]]),
             "proto": cat([PROTO_NUMBERS[f.proto], PROTO_NUMBERS[f.proto][back]]),
             "flags": cat([_tcp_flags(f, True), _tcp_flags(f, False)[back]]),
             "pkts": cat([f.opkts, f.rpkts[back]]),
             "octets": cat([f.obytes + f.opkts * hdr, (f.rbytes + f.rpkts * hdr)[back]]),
-            "start": cat([f.ts, f.ts[back]]), "end": cat([f.ts + f.duration,
-                                                          (f.ts + f.duration)[back]]),
+            "start": cat([f.ts, f.ts[back]]), "end": cat([end, end[back]]),
         }  # fmt: skip
+        return {name: values[order] for name, values in records.items()}
 
     def write(
         self, flows: Flows, uid: pa.Array, t0: float, t1: float, rng: np.random.Generator

@@ -1,0 +1,159 @@
+"""Lone flow records held back until their reverse-direction record can have arrived.
+
+NetFlow and IPFIX exporters mostly send one record per direction, and
+:func:`vigile.ingest.flowstate.conn_states` pairs the two records of a connection
+within the rows it is given. Readers hand rows over in batches (a collector batch,
+50,000 records of an nfcapd file), so the two records of a connection that arrive
+on either side of a batch cut would each be judged alone: a query answered in the
+next batch says ``S0``. :class:`PairHold` sits between the batches and the state
+step:
+
+* :meth:`PairHold.release` takes a batch's rows, adds the rows held so far, pairs
+  them, and returns every row except the *lone* ones (a one-direction TCP or UDP
+  record with no partner, :func:`~vigile.ingest.flowstate.pair_records`) that have
+  waited less than ``wait``; those are held for the next call. The returned rows
+  carry their ``conn_state``, ``orig_payload`` and ``resp_payload``, computed over
+  all the rows returned together (:func:`~vigile.ingest.flowstate.conn_states`,
+  :func:`~vigile.ingest.flowstate.conn_payload`).
+* Time is the caller's: ``now`` is any clock that grows (the collector's batch cut
+  time in seconds, the nfcapd reader's batch number). A row is held at most until
+  the first call at least ``wait`` after the call that brought it, so none waits
+  forever; ``final=True`` (the last batch: a collector's stop, a file's end) holds
+  nothing.
+* Memory is bounded: at most ``max_rows`` rows are held; beyond that the
+  longest-waiting ones are released early (counted in :attr:`PairHold.early`).
+* A row is returned exactly once, by exactly one call: nothing is lost or doubled
+  between batches. Rows that pair are returned together, so a connection's state is
+  decided once, on the originator's record.
+
+Rows are Arrow tables with the columns a reader stores (``src``, ``src_port``,
+``dst``, ``dst_port``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
+``resp_ip_bytes``, …) followed by the work columns in :data:`WORK`, which
+:meth:`~PairHold.release` drops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vigile.ingest.flowstate import Pairing, conn_payload, conn_states, pair_records
+from vigile.ingest.payload import NETFLOW_FRAMING
+
+#: Work columns: record start and end (Unix µs), IP protocol number, ORed TCP flags, a
+#: biflow's reverse flags (may be absent), IPv4 addresses as integers (may be absent:
+#: pairing on integers is cheaper than on text; text is used when any row lacks them).
+WORK = ("_start_us", "_end_us", "_proto", "_flags", "_rflags", "_src4", "_dst4")
+_SINCE = "_since"
+#: Rows held at most: about one default collector batch (50,000 flows) more in memory.
+HOLD_ROWS = 50_000
+
+
+class PairHold:
+    """Holds lone records back across batch cuts until their partner can have come."""
+
+    def __init__(
+        self, wait: float, max_rows: int = HOLD_ROWS, framing: int = NETFLOW_FRAMING
+    ) -> None:
+        self.wait, self.max_rows, self.framing = wait, max_rows, framing
+        self.held: pa.Table | None = None
+        #: Rows held back at least once, those of them that found their partner later,
+        #: and those released before their wait was over because ``max_rows`` were held.
+        self.held_back = self.paired_late = self.early = 0
+
+    @property
+    def rows(self) -> int:
+        """How many rows are held now."""
+        return 0 if self.held is None else self.held.num_rows
+
+    def due(self) -> float | None:
+        """When the longest-held row's wait ends (on the caller's clock), or None."""
+        if not self.rows:
+            return None
+        assert self.held is not None
+        return float(pc.min(self.held[_SINCE]).as_py()) + self.wait
+
+    def release(self, rows: pa.Table | None, now: float, *, final: bool = False) -> pa.Table:
+        """The rows to store now, with ``conn_state`` and the payload columns, work
+        columns dropped (an empty table when there are none).
+
+        >>> hold = PairHold(wait=1)
+        >>> def row(src, sport, dst, dport, flags):
+        ...     return pa.table({"src": [src], "src_port": [sport], "dst": [dst],
+        ...         "dst_port": [dport], "resp_pkts": pa.nulls(1, pa.int64()),
+        ...         "_start_us": [0], "_end_us": [0], "_proto": [6], "_flags": [flags]})
+        >>> hold.release(row("a", 5000, "b", 80, 2), now=0).num_rows, hold.rows
+        (0, 1)
+        >>> hold.release(row("b", 80, "a", 5000, 20), now=0.5)["conn_state"].to_pylist()
+        ['REJ', None]
+        """
+        prior = self.rows
+        parts = [t for t in (self.held, _stamped(rows, now)) if t is not None and t.num_rows]
+        if not parts:
+            self.held = None
+            return pa.table({})
+        merged = pa.concat_tables(parts, promote_options="default")
+        keys, start, end = _keys(merged), _column(merged, "_start_us"), _column(merged, "_end_us")
+        rpkts, proto = _column(merged, "resp_pkts"), merged["_proto"].to_numpy()
+        pairing = pair_records(keys, start, end, _column(merged, "_flags"), rpkts)
+        # Lone: a one-direction TCP or UDP record with no partner (yet).
+        lone = (pairing.partner < 0) & ~pairing.biflow & ((proto == 6) | (proto == 17))
+        keep = lone & (now - merged[_SINCE].to_numpy() < self.wait) & (not final)
+        waiting = np.flatnonzero(keep)
+        if len(waiting) > self.max_rows:
+            keep[waiting[: len(waiting) - self.max_rows]] = False
+            self.early += len(waiting) - self.max_rows
+        self.held_back += int(keep[prior:].sum())
+        self.paired_late += int((~lone[:prior]).sum())
+        held = merged.filter(pa.array(keep))  # chunks of the batches it came in: bounded
+        self.held = held.combine_chunks() if held.column(0).num_chunks > 8 else held
+        out = merged.filter(pa.array(~keep))
+        # A waiting row is no row's partner: the others' partners, renumbered, stay.
+        renumber = np.cumsum(~keep) - 1
+        partner = np.where(pairing.partner >= 0, renumber[pairing.partner], -1)[~keep]
+        return self._finish(out, Pairing(partner, pairing.originator[~keep], pairing.biflow[~keep]))
+
+    def _finish(self, t: pa.Table, pairing: Pairing) -> pa.Table:
+        """``t`` with its state and payload columns, work columns dropped."""
+        keys, rpkts = _keys(t), _column(t, "resp_pkts")
+        flags, rflags = _column(t, "_flags"), _column(t, "_rflags")
+        start, end = _column(t, "_start_us"), _column(t, "_end_us")
+        sent = (_column(t, "orig_ip_bytes"), _column(t, "orig_pkts"))
+        received = (_column(t, "resp_ip_bytes"), rpkts)
+        derived = {
+            "conn_state": conn_states(keys, start, end, flags, rflags, rpkts, pairing=pairing)
+        }
+        derived["orig_payload"], derived["resp_payload"] = conn_payload(
+            keys, pairing, sent, received, self.framing, (flags, rflags)
+        )
+        t = t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
+        for name, values in derived.items():
+            if name in t.column_names:
+                t = t.set_column(t.column_names.index(name), name, values)
+            else:
+                t = t.append_column(name, values)
+        return t
+
+
+def _stamped(rows: pa.Table | None, now: float) -> pa.Table | None:
+    if rows is None:
+        return None
+    return rows.append_column(_SINCE, pa.array(np.full(rows.num_rows, now, np.float64)))
+
+
+def _column(t: pa.Table, name: str) -> pa.Array:
+    """A column as one array; a work column a reader did not give, as nulls."""
+    if name not in t.column_names:
+        return pa.nulls(t.num_rows, pa.int64())
+    return t[name].combine_chunks()
+
+
+def _keys(t: pa.Table) -> dict[str, pa.Array]:
+    keys = {name: _column(t, name) for name in ("src_port", "dst_port")}
+    keys["proto"] = _column(t, "_proto")
+    src4, dst4 = _column(t, "_src4"), _column(t, "_dst4")
+    ints = t.num_rows and src4.null_count == 0 and dst4.null_count == 0
+    keys["src"] = src4 if ints else _column(t, "src")
+    keys["dst"] = dst4 if ints else _column(t, "dst")
+    return keys
