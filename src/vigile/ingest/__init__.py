@@ -29,7 +29,8 @@ from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
 
 ENTRY_POINT_GROUP = "vigile.readers"
 #: In a directory, files with these endings are read; others (README, …) are listed as
-#: not read. A file named on the command line is always read.
+#: not read. A file named on the command line is always read. (Content decides the
+#: format either way; the names only keep notes and configuration out of a scan.)
 CANDIDATE_SUFFIXES = (
     ".log",
     ".json",
@@ -43,9 +44,12 @@ CANDIDATE_SUFFIXES = (
     ".labeled",
     ".eve",
     ".nfcapd",
+    ".parquet",
     "nfcapd.",  # nfcapd names its files nfcapd.YYYYMMDDhhmm
 )
 MAX_RAW = 4096
+#: Why a file in a directory was not read (its name is not one of the above).
+NOT_A_CANDIDATE = "not a log, capture or table name"
 
 
 #: Reader options by reader name (the ``[ingest]`` section of vigile.toml).
@@ -155,11 +159,10 @@ class _PipelineSink:
         self.writer.reject(position, self.unit, reason, raw)
         self.summary.bad_rows += 1
         if self.summary.first_error is None:
-            where = (
-                Location(self.source.path, line=position)
-                if self.unit == "line"
-                else Location(self.source.path, offset=position)
-            )
+            where = {
+                "line": Location(self.source.path, line=position),
+                "record": Location(self.source.path, record=position),
+            }.get(self.unit, Location(self.source.path, offset=position))
             self.summary.first_error = f"{where}: {reason}"
 
     def notice(self, message: str) -> None:
@@ -199,11 +202,11 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
         if reader.sniff(source.head):
             return reader
     if not source.head:
-        raise UnknownFormatError(Location(source.path), "empty file: not a Zeek log or capture")
+        raise UnknownFormatError(Location(source.path), "empty file: not a log, capture or table")
     raise UnknownFormatError(
         Location(source.path),
-        "not a Zeek log, packet capture, flow file or Suricata EVE log (format is detected "
-        "from content)",
+        "not a Zeek log, packet capture, flow file, Suricata EVE log or Parquet table "
+        "(format is detected from content)",
     )
 
 
@@ -282,7 +285,7 @@ def ingest_paths(
     for path, explicit in files:
         if not explicit and not _is_candidate(path):
             on_progress(path.stat().st_size)
-            report.files.append(FileResult(path, "skipped", message="not a log or capture name"))
+            report.files.append(FileResult(path, "skipped", message=NOT_A_CANDIDATE))
             continue
         try:
             report.files.append(
