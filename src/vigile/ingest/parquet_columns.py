@@ -28,8 +28,6 @@ from vigile.schema import TRAFFIC_TABLES, TS
 #: Provenance columns a file may carry; the pipeline sets its own (``sensor`` is kept).
 PROVENANCE = ("source_id", "source_pos")
 _MAX_SECONDS = 9.2e12  # int64 microseconds overflow beyond this many seconds
-_FIRST_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
-_LAST_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 
 class ColumnError(ValueError):
@@ -183,7 +181,8 @@ def convert(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray | 
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), target), None
     if pa.types.is_timestamp(target):
-        return _in_range(*(_seconds(arr) if not pa.types.is_timestamp(arr.type) else _times(arr)))
+        # Times beyond years 1-9999 are rejected by the pipeline, as for every reader.
+        return _seconds(arr) if not pa.types.is_timestamp(arr.type) else _times(arr)
     try:
         out = _cast(arr, target)
         if _kind(target) in ("text", "list:text"):
@@ -213,17 +212,6 @@ def _times(arr: pa.Array) -> tuple[pa.Array, None]:
     schema's resolution); a time without a zone is taken as UTC, as Spark writes them."""
     us = pc.cast(arr, pa.timestamp("us", arr.type.tz), safe=False)
     return pc.cast(us.view(pa.int64()), TS), None
-
-
-def _in_range(arr: pa.Array, bad: np.ndarray | None) -> tuple[pa.Array, np.ndarray | None]:
-    """Times outside years 1-9999 (a damaged value; no date can show them) are bad."""
-    micros = arr.view(pa.int64())
-    outside = pc.or_(pc.less(micros, _FIRST_US), pc.greater(micros, _LAST_US))
-    out_np = outside.fill_null(False).to_numpy(zero_copy_only=False)
-    if not out_np.any():
-        return arr, bad
-    both = out_np if bad is None else (bad | out_np)
-    return pc.if_else(pa.array(both), pa.nulls(len(arr), TS), arr), both
 
 
 def _seconds(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
