@@ -18,6 +18,7 @@ from bench.common import update_section
 #: follow by name.
 ORDER = (
     "zeek_ingest",
+    "parquet_ingest",
     "pcap",
     "netflow",
     "netflow_collector",

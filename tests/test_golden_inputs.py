@@ -24,3 +24,14 @@ def test_golden(source, expected, compute) -> None:  # type: ignore[no-untyped-d
     assert expected.exists(), f"run `python -m tests.golden.regenerate` for {source.name}"
     got = render(compute(source))
     assert json.loads(got) == json.loads(expected.read_text())
+
+
+def test_parquet_inputs_are_what_their_script_writes() -> None:
+    import pyarrow.parquet as pq
+    from tests.golden.parquet.inputs import HERE, INPUTS
+
+    assert {p[0].name for p in CASES if p[0].suffix == ".parquet"} == set(INPUTS)
+    for name, (make, _) in INPUTS.items():
+        stored, written = pq.read_table(HERE / name), make()
+        assert stored.equals(written), name
+        assert stored.schema.metadata == written.schema.metadata, name

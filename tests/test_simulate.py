@@ -40,8 +40,11 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run as Zeek logs (``zeek/``) and, from the same seed, as Parquet (``parquet/``):
+    two folders, as each is ingested as a whole."""
     out = tmp_path_factory.mktemp("sim")
-    _simulate(out, "--scenario", "all", "--format", "zeek", "--format", "parquet")
+    _simulate(out / "zeek", "--scenario", "all", "--format", "zeek")
+    _simulate(out / "parquet", "--scenario", "all", "--format", "parquet")
     return out
 
 
@@ -58,18 +61,18 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 def test_zeek_logs_ingest_cleanly_and_match_parquet(run: Path, tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "v.duckdb")
     try:
-        report = ingest_paths(store, [run])
+        report = ingest_paths(store, [run / "zeek"])
         assert not report.problems, [f.message for f in report.files]
         totals = report.totals()
         for table in ("conn", "dns", "http", "tls"):
-            expected = pq.read_table(run / f"{table}.parquet")
+            expected = pq.read_table(run / "parquet" / f"{table}.parquet")
             assert totals[table] == expected.num_rows > 0
             got = store.scan(table, order_by=["uid"])
             expected = expected.sort_by("uid")
             for column in ("ts", "uid", "src", "dst", "dst_port"):
                 assert got.column(column).equals(expected.column(column)), (table, column)
         conn = store.scan("conn", order_by=["uid"])
-        parquet = pq.read_table(run / "conn.parquet").sort_by("uid")
+        parquet = pq.read_table(run / "parquet" / "conn.parquet").sort_by("uid")
         for column in ("proto", "service", "orig_bytes", "resp_ip_bytes", "conn_state"):
             assert conn.column(column).equals(parquet.column(column)), column
     finally:
@@ -77,15 +80,15 @@ def test_zeek_logs_ingest_cleanly_and_match_parquet(run: Path, tmp_path: Path) -
 
 
 def test_ground_truth_names_the_scenario_traffic(run: Path) -> None:
-    truths = {t.scenario: t for t in read_truth(run / "ground-truth.csv")}
+    truths = {t.scenario: t for t in read_truth(run / "zeek" / "ground-truth.csv")}
     # A one-day run ends before the tunnel and the scans (days 1.4, 1.6, 1.7) would start.
     assert set(truths) == set(SCENARIOS) - {"dns_tunnel", "port_scan", "udp_scan"}
-    conn = pq.read_table(run / "conn.parquet")
+    conn = pq.read_table(run / "parquet" / "conn.parquet")
     bmc = truths["bmc_beacon"]
     pair = pc.and_(pc.equal(conn["src"], bmc.src), pc.equal(conn["dst"], bmc.dst))
     assert pc.sum(pair).as_py() == bmc.connections > 20
     # The BMC is on the management subnet that vigile.toml declares.
-    cfg = load_config(run / "vigile.toml")
+    cfg = load_config(run / "zeek" / "vigile.toml")
     assert any(str(n) == "10.20.250.0/24" for n in cfg.network.management)
     assert cfg.network.is_internal(truths["mailbox_exfil"].dst or "")
     assert not cfg.network.is_internal(truths["mailbox_exfil"].src)

@@ -29,14 +29,17 @@ BUILT = {"dns", "http", "tls", "ntp", "kerberos", "ldap", "smb2", "snmp", "ipmi_
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run as a capture and, from the same seed, as Parquet tables, in one folder each
+    (a folder is ingested as a whole); returns the capture's folder."""
     out = tmp_path_factory.mktemp("pcap")
-    args = ["simulate", "--out", str(out), "--days", "0.125", "--hosts", "4", "--seed", "11"]
-    args += ["--activity", "8"]  # people at work at night, so every service shows
-    args += ["-f", "pcap", "-f", "parquet"]
-    for s in SCENARIOS:
-        args += ["-s", s]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    for fmt in ("pcap", "parquet"):
+        args = ["simulate", "--out", str(out / fmt), "--days", "0.125", "--hosts", "4"]
+        args += ["--seed", "11", "--activity", "8"]  # people at work at night: every service
+        args += ["-f", fmt]
+        for s in SCENARIOS:
+            args += ["-s", s]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
     return out
 
 
@@ -53,10 +56,10 @@ def _tshark(pcap: Path, *args: str) -> str:
 
 
 def test_tshark_counts_the_packets_and_bytes_of_the_conn_rows(capture: Path) -> None:
-    conn = pq.read_table(capture / "conn.parquet")
+    conn = pq.read_table(capture / "parquet" / "conn.parquet")
     frames = pc.sum(pc.add(conn["orig_pkts"], conn["resp_pkts"])).as_py()
     ip_bytes = pc.sum(pc.add(conn["orig_ip_bytes"], conn["resp_ip_bytes"])).as_py()
-    lengths = _tshark(capture / "traffic.pcap", "-T", "fields", "-e", "frame.len").split()
+    lengths = _tshark(capture / "pcap" / "traffic.pcap", "-T", "fields", "-e", "frame.len").split()
     assert len(lengths) == frames
     assert sum(map(int, lengths)) == ip_bytes + 14 * frames  # Ethernet headers on top
 
@@ -66,9 +69,9 @@ def _multiset(values: list[str | None]) -> collections.Counter[str]:
 
 
 def test_tshark_reads_the_same_names(capture: Path) -> None:
-    pcap = capture / "traffic.pcap"
+    pcap = capture / "pcap" / "traffic.pcap"
     queries = _tshark(pcap, "-Y", "dns.flags.response == 0", "-T", "fields", "-e", "dns.qry.name")
-    dns = pq.read_table(capture / "dns.parquet")
+    dns = pq.read_table(capture / "parquet" / "dns.parquet")
     assert _multiset(queries.split()) == _multiset(dns["query"].to_pylist())
     snis = _tshark(
         pcap,
@@ -79,11 +82,11 @@ def test_tshark_reads_the_same_names(capture: Path) -> None:
         "-e",
         "tls.handshake.extensions_server_name",
     )
-    tls = pq.read_table(capture / "tls.parquet")
+    tls = pq.read_table(capture / "parquet" / "tls.parquet")
     assert _multiset(snis.split()) == _multiset(tls["sni"].to_pylist())
     assert sum(_multiset(snis.split()).values()) > 50
     hosts = _tshark(pcap, "-Y", "http.request", "-T", "fields", "-e", "http.host")
-    http = pq.read_table(capture / "http.parquet")
+    http = pq.read_table(capture / "parquet" / "http.parquet")
     assert _multiset(hosts.split()) == _multiset(http["host"].to_pylist())
     lengths = _tshark(pcap, "-Y", "http.response", "-T", "fields", "-e", "http.content_length")
     logged = [str(n) for n in http["response_body_len"].to_pylist()]
@@ -106,12 +109,12 @@ def _expert(pcap: Path) -> dict[str, list[tuple[int, str, str, str]]]:
 
 def test_tshark_finds_no_fault_in_any_packet(capture: Path) -> None:
     """No malformed packet, no error or warning, except a reset where the row is REJ."""
-    pcap = capture / "traffic.pcap"
+    pcap = capture / "pcap" / "traffic.pcap"
     protocols = set(
         _tshark(pcap, "-T", "fields", "-e", "frame.protocols").replace("\n", ":").split(":")
     )
     assert protocols >= BUILT, BUILT - protocols
-    conn = pq.read_table(capture / "conn.parquet")
+    conn = pq.read_table(capture / "parquet" / "conn.parquet")
     rejected = pc.sum(pc.equal(conn["conn_state"], "REJ")).as_py()
     assert rejected > 0
     expert = _expert(pcap)

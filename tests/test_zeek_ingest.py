@@ -133,14 +133,18 @@ def test_truncated_files_keep_complete_rows_and_report_the_cut(shared_data, tmp_
     assert tsv.message and tsv.message.endswith(
         "conn.log:67: the file ends in the middle of this record"
     )
-    assert (js.status, js.rows["conn"], js.bad_rows) == ("partial", 3, 1)
-    assert js.message and "conn_json.log:4:" in js.message
+    # Line 3 is whole but its originator port, 93145, does not fit in 16 bits: rejected
+    # as a bad row beside the cut line 4.
+    assert (js.status, js.rows["conn"], js.bad_rows) == ("partial", 2, 2)
+    assert js.message and "conn_json.log:3: src_port outside 0-65535: 93145" in js.message
+    rejected = store.scan("rejects", ["position", "reason"]).to_pylist()
+    assert {"position": 4, "reason": "the file ends in the middle of this record"} in rejected
     # Cut at the top: no header, so its columns cannot be known; refused with the line.
     assert (
         top.status == "refused" and top.message and "conn_top.log:1: not a Zeek log" in top.message
     )
     rejects = store.scan("rejects").to_pylist()
-    assert sorted(r["position"] for r in rejects) == [4, 67]
+    assert sorted(r["position"] for r in rejects) == [3, 4, 67]
     assert all(r["raw"] for r in rejects)
     assert report.problems
 
@@ -185,3 +189,26 @@ def test_proxy_http_connect_and_sni(shared_data, tmp_path):
     assert "www.honestimnotevil.com:443" in set(connects.column("host").to_pylist()) or any(
         h and h.startswith("www.honestimnotevil.com") for h in connects.column("host").to_pylist()
     )
+
+
+def test_impossible_times_and_ports_are_rejected_rows_not_a_crash(tmp_path):
+    """A ``ts`` no date can show (year 33658) and a port beyond 16 bits are bad rows,
+    kept with their line; the rest of the file is stored (the pipeline checks every
+    reader's rows)."""
+    head = "#separator \\x09\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h"
+    head += "\tid.resp_p\tproto\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\n"
+    rows = [
+        "999999999999\tC1\t10.0.0.1\t1\t10.0.0.2\t80\ttcp",
+        "1700000000\tC2\t10.0.0.1\t70000\t10.0.0.2\t80\ttcp",
+        "1700000001\tC3\t10.0.0.1\t5000\t10.0.0.2\t80\ttcp",
+    ]
+    path = tmp_path / "conn.log"
+    path.write_text(head + "\n".join(rows) + "\n")
+    store = DuckDBStore(tmp_path / "v.duckdb")
+    (result,) = ingest(store, path).files
+    assert (result.status, result.rows["conn"], result.bad_rows) == ("partial", 1, 2)
+    rejects = store.scan("rejects", order_by=["position"]).to_pylist()
+    assert [(r["position"], r["reason"], r["raw"]) for r in rejects] == [
+        (5, "time outside years 1-9999: 999999999999000000 µs since 1970", rows[0]),
+        (6, "src_port outside 0-65535: 70000", rows[1]),
+    ]

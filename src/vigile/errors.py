@@ -21,23 +21,28 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Location:
-    """Where in an input something happened: a file and a line or a byte offset.
+    """Where in an input something happened: a file and a line, byte offset or record.
 
     >>> str(Location(Path("conn.log"), line=12))
     'conn.log:12'
     >>> str(Location(Path("a.pcap"), offset=4096))
     'a.pcap@byte 4096'
+    >>> str(Location(Path("conn.parquet"), record=7))
+    'conn.parquet@record 7'
     """
 
     path: Path
     line: int | None = None
     offset: int | None = None
+    record: int | None = None
 
     def __str__(self) -> str:
         if self.line is not None:
             return f"{self.path}:{self.line}"
         if self.offset is not None:
             return f"{self.path}@byte {self.offset}"
+        if self.record is not None:
+            return f"{self.path}@record {self.record}"
         return str(self.path)
 
 

@@ -1,8 +1,9 @@
 """The normalised tables, defined once.
 
 Every input format (Zeek, pcap, NetFlow/IPFIX, Suricata EVE) is turned into these
-tables; every store engine creates them from here; ``docs/schema.md`` is generated
-from here (``python -m vigile.schema``) and a test keeps the two in step.
+tables, and Parquet files of these tables are read as they are; every store engine
+creates them from here; ``docs/schema.md`` is generated from here (``python -m
+vigile.schema``) and a test keeps the two in step.
 
 Conventions shared by all tables:
 
@@ -12,6 +13,8 @@ Conventions shared by all tables:
 * ``sensor`` names what observed the traffic (a Zeek node, a NetFlow exporter, a
   capture file); ``source_id`` and ``source_pos`` point back to the exact file and
   line (or byte offset, or record number) a row came from.
+* A Parquet file holding one of the traffic tables names it in its key-value
+  metadata: ``vigile.table`` = ``conn``, ``dns``, ``http``, ``tls`` or ``alerts``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
+#: Key-value metadata key naming the table a Parquet file holds (set by every writer).
+PARQUET_TABLE_KEY = b"vigile.table"
 
 
 @dataclass(frozen=True)

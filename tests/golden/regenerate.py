@@ -5,7 +5,8 @@
 Review the diff before committing: a changed expected file is a changed behaviour.
 Inputs: ``netflow/*.hex`` are datagrams captured from softflowd 1.1 exporting captures
 from ../shared/data/pcap (one datagram per line, hex); ``eve/*.eve.json`` is a small
-hand-written EVE log in Suricata 7's format.
+hand-written EVE log in Suricata 7's format; ``parquet/*.parquet`` are written by
+``parquet/inputs.py`` (each a way a Parquet table reaches vigile).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vigile.ingest import ingest_paths
+from vigile.ingest import ingest_file, ingest_paths, registered_readers
 from vigile.ingest.netflow import TemplateCache, address_text, decode_datagram
 from vigile.store.duckdb import DuckDBStore
 
@@ -66,6 +67,25 @@ def eve_expected(eve_file: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def parquet_expected(parquet_file: Path) -> dict[str, Any]:
+    """What ingesting the file reports, and the rows each table holds after it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBStore(Path(tmp) / "g.duckdb")
+        result = ingest_file(store, parquet_file, registered_readers())
+        notices = store.scan("sources").column("notices").to_pylist()
+        store.close()
+    message = (result.message or "").replace(str(parquet_file), parquet_file.name) or None
+    report = {
+        "status": result.status,
+        "log_type": result.log_type,
+        "rows": result.rows,
+        "bad_rows": result.bad_rows,
+        "message": message,
+        "notices": notices,
+    }
+    return {"report": report, **eve_expected(parquet_file)}
+
+
 def pairs() -> list[tuple[Path, Path, Any]]:
     """(input, expected file, function computing the expected content) for every case."""
     out: list[tuple[Path, Path, Any]] = []
@@ -73,6 +93,8 @@ def pairs() -> list[tuple[Path, Path, Any]]:
         out.append((f, f.with_suffix(".expected.json"), netflow_expected))
     for f in sorted((GOLDEN / "eve").glob("*.eve.json")):
         out.append((f, f.with_name(f.name.replace(".eve.json", ".expected.json")), eve_expected))
+    for f in sorted((GOLDEN / "parquet").glob("*.parquet")):
+        out.append((f, f.with_suffix(".expected.json"), parquet_expected))
     return out
 
 

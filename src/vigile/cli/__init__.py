@@ -46,7 +46,7 @@ COMMANDS = (
 #: command's name and the first paragraph of its help.
 SUMMARIES: dict[str, str] = {
     "init": "Write a commented default vigile.toml: internal networks, hosts, allowlists.",
-    "ingest": "Read Zeek logs, packet captures, Suricata EVE JSON and nfcapd files into the store.",
+    "ingest": "Read Zeek logs, captures, EVE JSON, nfcapd and Parquet files into the store.",
     "collect": "Receive NetFlow v5, v9 and IPFIX exports over UDP and store the flows.",
     "hunt": "Hunt for compromised hosts: ingest PATHS (if given), run every detector, rank.",
     "explain": "Explain one finding: its sentence, its score and every number behind it.",

@@ -28,6 +28,7 @@ from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.config import Config
 from vigile.errors import ConfigError
 from vigile.ingest import (
+    NOT_A_CANDIDATE,
     IngestReport,
     ReaderOptions,
     check_options,
@@ -39,6 +40,8 @@ from vigile.store import Store
 
 #: Exit code when some input was refused or had bad records (the rest was stored).
 EXIT_INPUT_PROBLEMS = 3
+#: How many names of files left unread the table output lists.
+SKIPPED_NAMES = 8
 
 PathsArgument = Annotated[
     list[Path],
@@ -136,7 +139,9 @@ def print_report(report: IngestReport, fmt: Format) -> None:
     columns = ["file", "status", "format", "rows", "bad_rows", "message"]
     if not any(r["bad_rows"] for r in shown):  # the total line below says "bad rows: 0"
         columns.remove("bad_rows")
-    emit_rows(shown, columns, fmt, "Ingested files")
+    if shown:
+        emit_rows(shown, columns, fmt, "Ingested files")
+    print_skipped_names(report)
     totals = report.totals()
     counts: dict[str, int] = {}
     for f in report.files:
@@ -157,6 +162,25 @@ def print_report(report: IngestReport, fmt: Format) -> None:
         )
 
 
+def print_skipped_names(report: IngestReport, most: int = SKIPPED_NAMES) -> None:
+    """One line naming, folder by folder, the files of a directory left unread for their
+    names (not rows of the table, which lists what was read):
+    ``in logs: README, notes.txt; in logs/old: vigile.toml and 3 more``."""
+    paths = [f.path for f in report.files if f.status == "skipped" and not f.format]
+    if not paths:
+        return
+    by_folder: dict[Path, list[str]] = {}
+    for path in paths[:most]:
+        by_folder.setdefault(path.parent, []).append(path.name)
+    listed = "; ".join(f"in {folder}: {', '.join(names)}" for folder, names in by_folder.items())
+    if len(paths) > most:
+        listed += f" and {len(paths) - most:,} more"
+    err_console.print(
+        f"[yellow]not read[/] ({NOT_A_CANDIDATE}; name a file to read it anyway) {escape(listed)}",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def ingest(
@@ -167,7 +191,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
         as_csv: CsvOption = False,
     ) -> None:
-        """Read Zeek logs, packet captures, Suricata EVE JSON and nfcapd files into the store.
+        """Read Zeek logs, captures, EVE JSON, nfcapd and Parquet files into the store.
 
         Each file is stored whole or not at all, and a file already ingested (same
         content) is skipped, so running this twice adds nothing. Bad records are
@@ -176,10 +200,14 @@ def register(app: typer.Typer) -> None:
         from captures with Zeek's inactivity timeouts unless the configuration's
         \\[ingest.pcap] table sets others.
 
+        The format is recognised from each file's content. In a directory, only files
+        named like logs, captures or tables (.log, .json, .gz, .pcap, .parquet, ...)
+        are read; the others (README, vigile.toml) are named on one "not read" line.
+
         Prints one row per file: its status (ingested, duplicate, partial, refused,
         skipped), format and log type, the rows stored per table, bad rows and a
         message; then the totals. With --json or --csv every table's count is a
-        column of its own.
+        column of its own, and every file is a row.
         """
         fmt = choose_format(as_json, as_csv)
         options = reader_options(read_config(config))

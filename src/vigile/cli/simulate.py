@@ -48,9 +48,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--format",
                 "-f",
-                help="Output: zeek (TSV logs), parquet (vigile's schema) and/or pcap "
-                "(packets, for small runs; not with zeek in one folder). Repeatable. "
-                "Default: zeek.",
+                help="Output: zeek (TSV logs), parquet (vigile's schema, one file per "
+                "table, read back by `vigile ingest`) or pcap (packets, for small runs). One "
+                "format per --out folder, as a folder is ingested as a whole. Default: zeek.",
             ),
         ] = None,
         rotate: Annotated[
@@ -98,10 +98,11 @@ def register(app: typer.Typer) -> None:
         unknown = sorted(set(formats) - set(FORMATS))
         if unknown:
             raise ConfigError(f"unknown --format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-        if "zeek" in formats and "pcap" in formats:
+        if len(set(formats)) > 1:
             raise ConfigError(
-                "write Zeek logs and the capture to different --out folders (a folder is "
-                "ingested as a whole); the same --seed gives the same traffic in both"
+                f"write {' and '.join(sorted(set(formats)))} to different --out folders (a "
+                "folder is ingested as a whole and would hold the same traffic twice); the "
+                "same --seed gives the same traffic in both"
             )
         if export_version not in (5, 10):
             raise ConfigError("--export-version must be 5 (NetFlow v5) or 10 (IPFIX)")

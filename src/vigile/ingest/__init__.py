@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,7 +30,8 @@ from vigile.store import SourceRecord, SourceSummary, SourceWriter, Store
 
 ENTRY_POINT_GROUP = "vigile.readers"
 #: In a directory, files with these endings are read; others (README, …) are listed as
-#: not read. A file named on the command line is always read.
+#: not read. A file named on the command line is always read. (Content decides the
+#: format either way; the names only keep notes and configuration out of a scan.)
 CANDIDATE_SUFFIXES = (
     ".log",
     ".json",
@@ -43,9 +45,15 @@ CANDIDATE_SUFFIXES = (
     ".labeled",
     ".eve",
     ".nfcapd",
+    ".parquet",
     "nfcapd.",  # nfcapd names its files nfcapd.YYYYMMDDhhmm
 )
 MAX_RAW = 4096
+#: The times a row may have, in microseconds since 1970: years 1 to 9999, what a date
+#: can show. A time beyond them is a damaged value (a Zeek ``ts`` of 999999999999).
+FIRST_TS_US, LAST_TS_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+#: Why a file in a directory was not read (its name is not one of the above).
+NOT_A_CANDIDATE = "not a log, capture or table name"
 
 
 #: Reader options by reader name (the ``[ingest]`` section of vigile.toml).
@@ -138,14 +146,63 @@ class _PipelineSink:
         if self.sensor is not None or "sensor" not in cols:
             cols["sensor"] = pa.array([self.sensor] * num_rows, pa.string())
         batch = conform(TRAFFIC_TABLES[table], cols, num_rows)
+        batch = self._reject_impossible(batch)
+        if batch.num_rows == 0:
+            return
         self.writer.append(table, batch)
         s = self.summary
-        s.rows[table] = s.rows.get(table, 0) + num_rows
+        s.rows[table] = s.rows.get(table, 0) + batch.num_rows
         lo, hi = pc.min_max(batch.column("ts")).values()
         lo, hi = lo.as_py(), hi.as_py()
         if lo is not None:
             s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
             s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
+
+    def _reject_impossible(self, batch: pa.Table) -> pa.Table:
+        """Rows no reader should have let through are rejected here, for every reader:
+        a ``ts`` outside years 1-9999 (no date can show it, and every later step would
+        fail on it) or a port outside 0-65535 (16 bits, RFC 9293 §3.1, RFC 768)."""
+        checks = [("ts", FIRST_TS_US, LAST_TS_US, "time outside years 1-9999: {} µs since 1970")]
+        checks += [
+            (c, 0, 65_535, f"{c} outside 0-65535: {{}}")
+            for c in ("src_port", "dst_port")
+            if c in batch.column_names
+        ]
+        reasons: list[tuple[pa.Array, pa.Array, str]] = []
+        for column, lo, hi, text in checks:
+            values = pc.cast(batch.column(column), pa.int64())
+            outside = pc.or_(pc.less(values, lo), pc.greater(values, hi)).fill_null(False)
+            if pc.any(outside).as_py():
+                reasons.append((outside, values, text))
+        if not reasons:
+            return batch
+        bad = reasons[0][0]
+        for outside, _, _ in reasons[1:]:
+            bad = pc.or_(bad, outside)
+        positions = batch.column("source_pos").to_pylist()
+        found = [
+            (positions[i] or 0, text.format(values[int(i)].as_py()))
+            for outside, values, text in reasons
+            for i in np.flatnonzero(outside.to_numpy(zero_copy_only=False))
+        ]
+        raw = self._lines({pos for pos, _ in found}) if self.unit == "line" else {}
+        for pos, reason in sorted(found):
+            self.reject(pos, reason, raw.get(pos))
+        return batch.filter(pc.invert(bad))
+
+    def _lines(self, wanted: set[int]) -> dict[int, bytes]:
+        """The text of the given lines of the file, read again (the reader has moved on;
+        such rows are rare, so a second pass over the file costs nothing in the usual
+        case), so each rejected row is kept with its line."""
+        out: dict[int, bytes] = {}
+        last = max(wanted, default=0)
+        with self.source.open() as stream:
+            for number, line in enumerate(stream, start=1):
+                if number in wanted:
+                    out[number] = line.rstrip(b"\r\n")
+                if number >= last:
+                    break
+        return out
 
     def reject(self, position: int, reason: str, raw: str | bytes | None = None) -> None:
         if isinstance(raw, bytes):
@@ -155,11 +212,10 @@ class _PipelineSink:
         self.writer.reject(position, self.unit, reason, raw)
         self.summary.bad_rows += 1
         if self.summary.first_error is None:
-            where = (
-                Location(self.source.path, line=position)
-                if self.unit == "line"
-                else Location(self.source.path, offset=position)
-            )
+            where = {
+                "line": Location(self.source.path, line=position),
+                "record": Location(self.source.path, record=position),
+            }.get(self.unit, Location(self.source.path, offset=position))
             self.summary.first_error = f"{where}: {reason}"
 
     def notice(self, message: str) -> None:
@@ -199,11 +255,11 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
         if reader.sniff(source.head):
             return reader
     if not source.head:
-        raise UnknownFormatError(Location(source.path), "empty file: not a Zeek log or capture")
+        raise UnknownFormatError(Location(source.path), "empty file: not a log, capture or table")
     raise UnknownFormatError(
         Location(source.path),
-        "not a Zeek log, packet capture, flow file or Suricata EVE log (format is detected "
-        "from content)",
+        "not a Zeek log, packet capture, flow file, Suricata EVE log or Parquet table "
+        "(format is detected from content)",
     )
 
 
@@ -282,7 +338,7 @@ def ingest_paths(
     for path, explicit in files:
         if not explicit and not _is_candidate(path):
             on_progress(path.stat().st_size)
-            report.files.append(FileResult(path, "skipped", message="not a log or capture name"))
+            report.files.append(FileResult(path, "skipped", message=NOT_A_CANDIDATE))
             continue
         try:
             report.files.append(

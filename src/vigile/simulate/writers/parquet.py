@@ -3,7 +3,7 @@
 This is the fast path for large runs (tens of millions of connections): rows go
 straight from NumPy to Arrow, chunk by chunk, without text. Rows carry
 ``sensor = "simulate"`` and a ``source_id`` derived from the seed; ``source_pos``
-is the row number in the file.
+is the row number in the file (from 1, as ``vigile ingest`` numbers them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vigile.schema import TRAFFIC_TABLES, conform
+from vigile.schema import PARQUET_TABLE_KEY, TRAFFIC_TABLES, conform
 from vigile.simulate.flows import (
     METHODS,
     PROTOS,
@@ -36,6 +36,7 @@ from vigile.simulate.writers.zeek import (
     HEADER,
     JA3_BROWSER,
     JA3_NO_SNI,
+    JA3S,
     dns_ids,
     histories,
 )
@@ -46,6 +47,12 @@ TS_TYPE = TRAFFIC_TABLES["conn"].arrow_schema.field("ts").type
 def source_id_for(seed: int) -> int:
     """A stable 63-bit id for a simulated run, like the ids of ingested files."""
     return int(hashlib.sha256(f"simulate:{seed}".encode()).hexdigest()[:16], 16) >> 1
+
+
+def tagged_schema(table: str) -> pa.Schema:
+    """The table's schema with the key-value metadata that names it (``vigile.table``),
+    which ``vigile ingest`` reads to know the table without guessing from columns."""
+    return TRAFFIC_TABLES[table].arrow_schema.with_metadata({PARQUET_TABLE_KEY: table.encode()})
 
 
 def _ts(seconds: np.ndarray) -> pa.Array:
@@ -73,7 +80,8 @@ def conn_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         **endpoint_columns(v, f, uid),
         "proto": lookup(PROTOS, f.proto),
         "service": lookup(SERVICES, np.where(f.service == 0, -1, f.service.astype(np.int32))),
-        "duration": pa.array(f.duration, mask=single),
+        # Microseconds, as Zeek prints an interval: the same value the conn.log gives.
+        "duration": pa.array(np.round(f.duration * 1e6) / 1e6, mask=single),
         "orig_bytes": pa.array(f.obytes, mask=single),
         "resp_bytes": pa.array(f.rbytes, mask=single),
         "orig_ip_bytes": pa.array(f.obytes + f.opkts * hdr),
@@ -146,6 +154,7 @@ def tls_columns(v: Vocabs, f: Flows, uid: pa.Array) -> dict[str, pa.Array]:
         "cipher": pa.array(np.full(n, "TLS_AES_128_GCM_SHA256")),
         "sni": lookup(v.name.values, f.name),
         "ja3": pa.array(np.where(f.name >= 0, JA3_BROWSER, JA3_NO_SNI)),
+        "ja3s": pa.array(np.full(n, JA3S)),
         "established": pa.array(np.ones(n, bool)),
         "open": pa.array(np.zeros(n, bool)),
     }
@@ -187,13 +196,14 @@ class ParquetWriter:
             cols = make(self.vocabs, part, part_uid)
             cols["sensor"] = pa.array(np.full(n, "simulate"))
             cols["source_id"] = pa.array(np.full(n, self.source_id, np.int64))
-            cols["source_pos"] = pa.array(np.arange(self._rows[name], self._rows[name] + n))
+            # Row numbers from 1, the positions `vigile ingest` gives the rows of this file.
+            cols["source_pos"] = pa.array(np.arange(self._rows[name] + 1, self._rows[name] + n + 1))
             self._rows[name] += n
             batch = conform(TRAFFIC_TABLES[name], cols, n)
             writer = self._writers.get(name)
             if writer is None:
                 writer = self._writers[name] = pq.ParquetWriter(
-                    self.out / f"{name}.parquet", batch.schema, compression="zstd"
+                    self.out / f"{name}.parquet", tagged_schema(name), compression="zstd"
                 )
             writer.write_batch(batch)
 
