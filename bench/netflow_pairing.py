@@ -96,12 +96,18 @@ def run(days: float, batch_seconds: float, pair_wait: float | None, tmp: Path) -
 
 
 def split_pairs(db: Path) -> tuple[int, int]:
-    """(records with a partner, records with none in their own batch) in a store."""
+    """(records with a partner, records with none in their own batch) in a store.
+
+    A pair the collector paired is one row (its responder side filled): it counts as
+    two records with a partner; records of one connection stored as two rows are the
+    ones pairing missed."""
     con = duckdb.connect(str(db), read_only=True)
     q = f"select count(*), count(*) filter (where not in_batch) from ({PAIRS})"
     paired, split = con.execute(q).fetchone() or (0, 0)
+    one = "select count(*) from conn where proto in ('udp', 'tcp') and resp_pkts is not null"
+    merged = (con.execute(one).fetchone() or (0,))[0]
     con.close()
-    return paired, split
+    return paired + 2 * merged, split
 
 
 def nfreplay(pcap: Path, port: int, work: Path) -> int:

@@ -84,24 +84,34 @@ class RunningCollector:
         finally:
             store.close()
 
-    def flows(self) -> Counter[FlowKey]:
+    def flows(self, merged: bool = True) -> Counter[FlowKey]:
+        """The stored flow records. With ``merged`` (a one-direction export), a row with
+        a responder side is a pair the collector merged: it gives back both records."""
         store = self.open()
         rows = store.scan("conn").to_pylist()
         store.close()
-        return Counter(
-            _key(
-                r["src"],
-                r["src_port"],
-                r["dst"],
-                r["dst_port"],
-                r["proto"],
-                r["orig_pkts"],
-                r["orig_ip_bytes"],
-                r["resp_pkts"],
-                r["resp_ip_bytes"],
-            )
-            for r in rows
-        )
+        out: Counter[FlowKey] = Counter()
+        for r in rows:
+            own = (r["orig_pkts"], r["orig_ip_bytes"])
+            if merged and r["resp_pkts"] is not None:
+                back = (r["dst"], r["dst_port"], r["src"], r["src_port"], r["proto"])
+                out[_key(*back, r["resp_pkts"], r["resp_ip_bytes"], None, None)] += 1
+                out[
+                    _key(
+                        r["src"],
+                        r["src_port"],
+                        r["dst"],
+                        r["dst_port"],
+                        r["proto"],
+                        *own,
+                        None,
+                        None,
+                    )
+                ] += 1
+            else:
+                side = (r["src"], r["src_port"], r["dst"], r["dst_port"], r["proto"])
+                out[_key(*side, *own, r["resp_pkts"], r["resp_ip_bytes"])] += 1
+        return out
 
 
 def _key(src, sport, dst, dport, proto, pkts, octets, rpkts, roctets) -> FlowKey:  # type: ignore[no-untyped-def]

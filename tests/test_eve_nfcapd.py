@@ -141,7 +141,13 @@ def test_nfcapd_file_matches_nfdump_csv(shared_data: Path, tmp_path: Path) -> No
     assert (result.status, result.format) == ("ingested", "nfcapd")
     rows = store.scan("conn").to_pylist()
     got = Counter((r["src"], r["dst"], r["orig_pkts"], r["orig_ip_bytes"]) for r in rows)
+    # A pair is one row: the responder's record is its responder side.
+    merged = [r for r in rows if r["resp_pkts"] is not None]
+    got += Counter((r["dst"], r["src"], r["resp_pkts"], r["resp_ip_bytes"]) for r in merged)
     assert sum(expected.values()) > 0 and got == expected
+    assert len(rows) + len(merged) == sum(expected.values()) and merged
+    notice = f"{len(merged)} responder records merged into their originator's row"
+    assert result.message is not None and notice in result.message
     store.close()
 
 

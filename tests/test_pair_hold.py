@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from bench.netflow_pairing import split_pairs
 from hypothesis import given, settings
@@ -47,11 +48,13 @@ def _records(conns: list[tuple[int, bool, bool]]) -> pa.Table:
         proto, us = (6 if tcp else 17), t * 1_000_000
         a, b = ("10.0.0.1", 10_000 + k), ("10.0.0.2", 80 if tcp else 53)
         sides = [(a, b, SYN if tcp else None)] + [(b, a, RST | ACK if tcp else None)] * answered
-        for (src, sport), (dst, dport), flags in sides:
+        for side, ((src, sport), (dst, dport), flags) in enumerate(sides):
             rows.append({"src": src, "src_port": sport, "dst": dst, "dst_port": dport})
             rows[-1] |= {"_start_us": us, "_end_us": us + 1000, "_proto": proto, "_flags": flags}
+            rows[-1] |= {"orig_pkts": 1 + side, "orig_ip_bytes": 100 + side}
     table = pa.Table.from_pylist(rows)
     table = table.append_column("resp_pkts", pa.nulls(len(rows), pa.int64()))
+    table = table.append_column("resp_ip_bytes", pa.nulls(len(rows), pa.int64()))
     return table.append_column("pos", pa.array(np.arange(len(rows))))
 
 
@@ -98,10 +101,24 @@ def test_held_records_are_stored_once_within_their_wait(
     out.append(hold.release(None, len(bounds), final=True))
     assert hold.rows == 0
     stored = pa.concat_tables([t for t in out if t.num_rows])
-    assert sorted(stored["pos"].to_pylist()) == list(range(table.num_rows))  # once each
+    pos = stored["pos"].to_pylist()
+    assert len(set(pos)) == len(pos)  # once each ...
+    assert len(pos) + hold.merged == table.num_rows  # ... or merged into its partner's row
+    # A merged row is a pair (the answer's own counters as its responder side, one row per
+    # connection, as the conn log has); every other row is a record as it came.
+    merged = [r for r in stored.to_pylist() if r["resp_pkts"] is not None]
+    assert len(merged) == hold.merged
+    assert all((r["orig_pkts"], r["resp_pkts"], r["resp_ip_bytes"]) == (1, 2, 101) for r in merged)
+    firsts = {r["pos"] for r in table.to_pylist() if r["orig_pkts"] == 1}
+    assert firsts <= set(pos)  # an originator's record is always a row of its own
     if wait >= len(bounds) and max_rows >= table.num_rows:  # every record could wait
-        got = dict(zip(stored["pos"].to_pylist(), stored["conn_state"].to_pylist(), strict=True))
-        assert got == _one_batch_states(table)
+        got = dict(zip(pos, stored["conn_state"].to_pylist(), strict=True))
+        expected = _one_batch_states(table)
+        answered = sum(a for _, a, _ in conns)
+        assert hold.merged == answered  # every answered connection is one row
+        assert set(pos) == firsts  # and every answer is in its row
+        assert {p: expected[p] for p in got} == got
+        assert all(expected[p] is None for p in set(expected) - set(got))  # responders only
 
 
 def test_a_query_answered_in_the_next_batch_is_answered() -> None:
@@ -110,9 +127,45 @@ def test_a_query_answered_in_the_next_batch_is_answered() -> None:
     first = hold.release(table.slice(0, 1), now=0)
     assert first.num_rows == 0 and hold.rows == 1
     second = hold.release(table.slice(1), now=1)
-    assert second["conn_state"].to_pylist() == ["SF", None]  # the lone query still waits
-    assert (hold.rows, hold.held_back, hold.paired_late) == (1, 2, 1)
+    assert second["conn_state"].to_pylist() == ["SF"]  # one row; the lone query still waits
+    assert second.select(["orig_pkts", "resp_pkts", "resp_ip_bytes"]).to_pylist() == [
+        {"orig_pkts": 1, "resp_pkts": 2, "resp_ip_bytes": 101}
+    ]
+    assert (hold.rows, hold.held_back, hold.paired_late, hold.merged) == (1, 2, 1, 1)
     assert hold.release(None, now=6)["conn_state"].to_pylist() == ["S0"]  # its wait is over
+
+
+def test_a_pair_is_one_row_spanning_both_records() -> None:
+    """The originator's row takes the earlier start and the later end; a third record of
+    the 5-tuple whose nearest reverse record is taken stays a row of its own."""
+    a, b = ("10.0.0.1", 40000), ("10.0.0.2", 443)
+    rows = [(a, b, SYN | ACK, 2_000_000, 9_000_000, 5), (b, a, SYN | ACK, 1_000_000, 8_000_000, 4)]
+    rows.append((b, a, ACK, 12_000_000, 12_000_000, 1))  # nearest to a's record: taken
+    t = pa.Table.from_pylist(
+        [
+            {"src": s[0], "src_port": s[1], "dst": d[0], "dst_port": d[1], "_proto": 6}
+            | {"_flags": f, "_start_us": lo, "_end_us": hi, "orig_pkts": n}
+            | {"orig_ip_bytes": 100 * n, "pos": i}
+            for i, (s, d, f, lo, hi, n) in enumerate(rows)
+        ]
+    )
+    t = t.append_column("ts", pc.cast(t["_start_us"], pa.timestamp("us", "UTC")))
+    t = t.append_column("duration", pc.divide(pc.subtract(t["_end_us"], t["_start_us"]), 1e6))
+    for name in ("resp_pkts", "resp_ip_bytes"):
+        t = t.append_column(name, pa.nulls(3, pa.int64()))
+    hold = PairHold(wait=0)
+    out = hold.release(t, 0, final=True).sort_by("pos").to_pylist()
+    assert hold.merged == 1 and [r["pos"] for r in out] == [1, 2]
+    # b's record started first: b is the originator of the pair, a its responder.
+    one = out[0]
+    assert (one["orig_pkts"], one["orig_ip_bytes"], one["resp_pkts"], one["resp_ip_bytes"]) == (
+        4,
+        400,
+        5,
+        500,
+    )
+    assert one["ts"].timestamp() == 1.0 and one["duration"] == 8.0
+    assert (out[1]["resp_pkts"], out[1]["duration"]) == (None, 0.0)
 
 
 def _nfpcapd_file(tmp_path: Path) -> Path:
@@ -151,7 +204,8 @@ def test_nfreplay_records_split_by_batch_cuts_are_paired(tmp_path: Path) -> None
     assert split.counters.batches > 3 and _states(split.db) != EXPECTED  # the cut matters
     run = _replay(file, tmp_path / "wait.duckdb", pair_wait=30)
     assert _states(run.db) == EXPECTED
-    assert run.counters.paired_late > 0 and run.counters.rows_written == run.counters.flows
+    c = run.counters  # every flow stored once: as a row, or as its originator's responder side
+    assert c.paired_late > 0 and c.rows_written + c.merged == c.flows and c.merged > 0
 
 
 def test_nfcapd_batches_pair_across_their_boundaries(

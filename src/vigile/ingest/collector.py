@@ -96,6 +96,7 @@ class Counters:
     held_back: int = 0  # lone records held into a later batch to wait for their partner
     paired_late: int = 0  # held-back records whose partner came in a later batch
     released_early: int = 0  # held-back records stored before their wait ended (hold full)
+    merged: int = 0  # responder records stored in their originator's row, not as rows
     read_at_stop: int = 0  # datagrams still waiting in the socket buffer at the stop, read
 
     def text(self) -> str:
@@ -346,6 +347,7 @@ class Collector:
             batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
         batch.flows, batch.sensors, batch.positions = [], [], []  # in batch.rows now
         c.held_back, c.paired_late, c.released_early = hold.held_back, hold.paired_late, hold.early
+        c.merged = hold.merged
         self._hold_due = hold.due()
 
     def _write_to(self, store: Store, batch: _Batch, rows: pa.Table) -> None:

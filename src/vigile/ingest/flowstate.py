@@ -43,6 +43,10 @@ Contract of :func:`conn_states`:
   computed once per batch for both): the originator's record of a pair gets its
   partner's side as the responder's; the responder's record and a lone
   one-direction record get a null ``resp_payload``.
+* Rows: this module only derives columns, record by record. Storing a pair as one
+  row (the originator's, with its partner's counters as the responder side) is
+  :class:`~vigile.ingest.pairhold.PairHold`'s step, which the NetFlow readers share;
+  the EVE reader's events are stored one row each.
 * ``history`` is not derived: flags are ORed, so the order of the events and
   whether a segment carried data are lost, and a history would be invented.
 """

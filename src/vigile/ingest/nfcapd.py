@@ -8,8 +8,11 @@ its bytes and packets, the records paired by direction
 (:func:`vigile.ingest.flowstate.conn_states`, ``conn_payload``) in batches of
 50,000; a record with no partner in its batch waits for it through the next
 :data:`PAIR_RECORDS` records of the file (:class:`~vigile.ingest.pairhold.PairHold`),
-so pairs that straddle a batch boundary are still paired. Files are not paired with each other:
-each file is one input, stored in one transaction, whatever its neighbours hold.
+so pairs that straddle a batch boundary are still paired. A pair is stored as one
+row, the originator's record with its partner's counters as the responder side; the
+partner is counted in a notice (``N responder records merged …``). Files are not
+paired with each other: each file is one input, stored in one transaction, whatever
+its neighbours hold.
 """
 
 from __future__ import annotations
@@ -143,6 +146,11 @@ class NfcapdReader:
                     read += len(rows)
                     _emit(sink, rows, hold, read)
             _emit(sink, rows, hold, read + len(rows), final=True)
+            if hold.merged:
+                sink.notice(
+                    f"{hold.merged} responder records merged into their originator's row "
+                    "(one row per connection)"
+                )
             error = proc.stderr.read() if proc.stderr else ""
         if proc.returncode != 0:
             reason = error.strip().splitlines()[-1] if error.strip() else "unreadable"

@@ -25,6 +25,13 @@ step:
 * A row is returned exactly once, by exactly one call: nothing is lost or doubled
   between batches. Rows that pair are returned together, so a connection's state is
   decided once, on the originator's record.
+* **A pair is one row** (:func:`merge_pairs`): the originator's record, its
+  responder side (``resp_pkts``, ``resp_ip_bytes``, ``resp_bytes``) taken from its
+  partner's own counters, ``ts`` the earlier start and ``duration`` spanning both
+  records; the partner is not returned as a row of its own but counted in
+  :attr:`PairHold.merged`. Only mutual pairs merge (each record the other's
+  nearest); a record whose nearest partner is another's keeps its row, as does
+  every lone record and every biflow.
 
 Rows are Arrow tables with the columns a reader stores (``src``, ``src_port``,
 ``dst``, ``dst_port``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
@@ -61,6 +68,8 @@ class PairHold:
         #: Rows held back at least once, those of them that found their partner later,
         #: and those released before their wait was over because ``max_rows`` were held.
         self.held_back = self.paired_late = self.early = 0
+        #: Responder records merged into their originator's row (not stored as rows).
+        self.merged = 0
 
     @property
     def rows(self) -> int:
@@ -86,7 +95,9 @@ class PairHold:
         >>> hold.release(row("a", 5000, "b", 80, 2), now=0).num_rows, hold.rows
         (0, 1)
         >>> hold.release(row("b", 80, "a", 5000, 20), now=0.5)["conn_state"].to_pylist()
-        ['REJ', None]
+        ['REJ']
+        >>> hold.merged
+        1
         """
         prior = self.rows
         parts = [t for t in (self.held, _stamped(rows, now)) if t is not None and t.num_rows]
@@ -127,13 +138,78 @@ class PairHold:
         derived["orig_payload"], derived["resp_payload"] = conn_payload(
             keys, pairing, sent, received, self.framing, (flags, rflags)
         )
-        t = t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
         for name, values in derived.items():
             if name in t.column_names:
                 t = t.set_column(t.column_names.index(name), name, values)
             else:
                 t = t.append_column(name, values)
-        return t
+        t, merged = merge_pairs(t, pairing)
+        self.merged += merged
+        return t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
+
+
+#: A responder column filled from the partner's own counter of the same side.
+_FROM_PARTNER = {"resp_pkts": "orig_pkts", "resp_ip_bytes": "orig_ip_bytes"}
+_FROM_PARTNER["resp_bytes"] = "orig_bytes"
+
+
+def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
+    """Each mutual pair of one-direction records of ``t`` as one row, and how many
+    responder records were merged away.
+
+    The originator's row keeps its own side, ``src``/``dst``, ``source_pos``,
+    ``sensor`` and derived columns (``conn_state``, payload), and gets its partner's
+    own counters as its responder side, ``ts`` the earlier start and ``duration``
+    from the earlier start to the later end (``_start_us``/``_end_us``). Rows that
+    are not in a mutual pair (lone records, biflows, a record whose nearest partner
+    pairs with another) are kept as they are, in their order.
+
+    >>> t = pa.table({"ts": pa.array([10, 4], pa.timestamp("us", "UTC")),
+    ...     "duration": [0.0, 0.0], "orig_pkts": [3, 2], "orig_ip_bytes": [300, 120],
+    ...     "resp_pkts": pa.nulls(2, pa.int64()), "_start_us": [10, 4], "_end_us": [10, 9]})
+    >>> pairing = Pairing(np.array([1, 0]), np.array([False, True]), np.zeros(2, bool))
+    >>> one, n = merge_pairs(t, pairing)
+    >>> n, one["orig_pkts"].to_pylist(), one["resp_pkts"].to_pylist(), one["duration"][0]
+    (1, [2], [3], <pyarrow.DoubleScalar: 6e-06>)
+    """
+    partner, n = pairing.partner, t.num_rows
+    p = np.where(partner >= 0, partner, 0)
+    mutual = (partner >= 0) & ~pairing.biflow & (partner[p] == np.arange(n))
+    orig = np.flatnonzero(mutual & pairing.originator)
+    if not len(orig):
+        return t, 0
+    resp = partner[orig]
+    idx, other = pa.array(orig), pa.array(resp)
+    columns = {name: t[name].combine_chunks() for name in t.column_names}
+    for mine, theirs in _FROM_PARTNER.items():
+        if mine in columns and theirs in columns:
+            columns[mine] = _put(columns[mine], orig, columns[theirs].take(other))
+    if "_start_us" in columns and "_end_us" in columns:
+        start, end = columns["_start_us"], columns["_end_us"]
+        lo = pc.min_element_wise(start.take(idx), start.take(other))
+        hi = pc.max_element_wise(end.take(idx), end.take(other))
+        if "ts" in columns:
+            columns["ts"] = _put(columns["ts"], orig, lo.cast(pa.int64()).cast(columns["ts"].type))
+        if "duration" in columns:
+            span = pc.max_element_wise(pc.subtract(hi, lo), 0).cast(pa.float64())
+            columns["duration"] = _put(columns["duration"], orig, pc.divide(span, 1e6))
+        columns["_start_us"], columns["_end_us"] = (
+            _put(start, orig, lo),
+            _put(end, orig, hi),
+        )
+    keep = np.ones(n, dtype=bool)
+    keep[resp] = False
+    return pa.table(columns).filter(pa.array(keep)), len(resp)
+
+
+def _put(values: pa.Array, at: np.ndarray, new: pa.Array) -> pa.Array:
+    """``values`` with the elements at indices ``at`` replaced by ``new``."""
+    if pa.types.is_null(values.type):  # a column the reader left untyped (all null)
+        values = values.cast(new.type)
+    order = np.arange(len(values))
+    order[at] = len(values) + np.arange(len(at))
+    both = pa.concat_arrays([values, new.cast(values.type)])
+    return both.take(pa.array(order))
 
 
 def _stamped(rows: pa.Table | None, now: float) -> pa.Table | None:

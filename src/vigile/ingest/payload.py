@@ -20,7 +20,9 @@ these two columns; they are derived here, once, at ingest:
   responder's side comes from its partner record, paired by
   :mod:`vigile.ingest.flowstate` (see :func:`~vigile.ingest.flowstate.conn_payload`).
 * **Cannot be told** (a one-direction record with no partner, the responder's record
-  of a pair, protocols other than TCP and UDP without payload counts): null.
+  of a pair where it is kept as a row (EVE ``netflow`` events; the NetFlow readers
+  merge it into its originator's row), protocols other than TCP and UDP without
+  payload counts): null.
 
 Byte counts: softflowd and nfdump's ``nfpcapd`` count IP bytes (measured: equal to
 the pcap reader's ``*_ip_bytes`` on the shared captures); Suricata counts whole
