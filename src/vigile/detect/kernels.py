@@ -139,15 +139,6 @@ def segmented_filter(values: np.ndarray, offsets: np.ndarray, mask: np.ndarray):
     return values[mask], offsets_from_counts(counts)
 
 
-def segmented_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Sum of each segment (0 for empty ones).
-
-    >>> segmented_sum(np.array([1, 2, 3]), np.array([0, 2, 2, 3])).tolist()
-    [3.0, 0.0, 3.0]
-    """
-    return np.bincount(segment_ids(offsets), weights=values, minlength=len(offsets) - 1)
-
-
 @njit(cache=True, nogil=True)
 def _time_order(ts, lo, hi, scratch):
     """Stable permutation that sorts ``ts[lo:hi]``: in ``scratch[k]``, ``k`` returned.

@@ -121,11 +121,6 @@ def zeek_tcp_state(orig: int, resp: int | None) -> str:
     return "OTH"
 
 
-def _code(flags: int | None) -> int:
-    """The flags that matter (FIN, SYN, RST, ACK) as 0..15; 16 when the side is unseen."""
-    return _NONE if flags is None else (flags & 7) | (8 if flags & ACK else 0)
-
-
 def _flags(code: int) -> int | None:
     return None if code == _NONE else (code & 7) | (ACK if code & 8 else 0)
 
