@@ -156,7 +156,12 @@ class ParquetReader:
         """The next batch of a row group (``rows`` rows, the first at ``first``), or None
         at its end or where it is damaged: the rest of the group is then one reject."""
         try:
-            return next(batches, None)
+            batch = next(batches, None)
+            if batch is not None:
+                # A damaged page can decode into values that point nowhere (a dictionary
+                # index past its dictionary): found here, as damage, not later as a crash.
+                batch.validate(full=True)
+            return batch
         except _ARROW_ERRORS as e:
             sink.reject(
                 first,
