@@ -307,3 +307,29 @@ def test_any_tcp_object_gives_a_row_with_a_zeek_state_or_none(tmp_path_factory, 
         assert set(states) <= {*STATES, None}
     finally:
         store.close()
+
+
+def test_netflow_events_of_a_connection_are_one_row_as_its_flow_event(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Suricata's one-direction ``netflow`` events of a connection become one conn row
+    with both sides' counters: the row its ``flow`` event (a biflow) gives."""
+    sides = ["src", "src_port", "dst", "dst_port", "proto"]
+    counters = ["orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes"]
+    merged = 0
+    for pcap in ("caldera/sandcat.pcap", "caldera/ragdoll.pcap"):
+        rows = {}
+        for kind in ("flow", "netflow"):
+            eve = run_suricata(shared_data / "pcap" / pcap, tmp_path / kind / pcap, (kind,))
+            db = tmp_path / f"{kind}-{Path(pcap).stem}.duckdb"
+            _ingest(db, [eve])
+            rows[kind] = {tuple(r[c] for c in sides): r for r in _rows(db, sides + counters)}
+            events = sum(1 for line in eve.open() if f'"event_type":"{kind}"' in line)
+            merged += events - len(rows[kind]) if kind == "netflow" else 0
+        assert rows["netflow"].keys() == rows["flow"].keys()
+        for key, row in rows["flow"].items():
+            got = [rows["netflow"][key][c] for c in counters]
+            if got[2] is None:  # a lone event: no reply seen, so the flow event has none
+                got[2:] = [0, 0]
+            assert got == [row[c] for c in counters]
+    assert merged > 0

@@ -32,7 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.ingest.base import Sink, SourceFile
-from vigile.ingest.flowstate import ENDED_STATES, conn_payload, conn_states, pair_records
+from vigile.ingest.flowstate import (
+    ENDED_STATES,
+    Pairing,
+    conn_payload,
+    conn_states,
+    pair_records,
+)
+from vigile.ingest.pairhold import merge_pairs
 from vigile.ingest.payload import EVE_FRAMING
 from vigile.schema import TRAFFIC_TABLES
 
@@ -360,7 +367,7 @@ def _emit(sink: Sink, table: str, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     try:
-        columns = _columns(table, rows)
+        columns, pairing = _columns(table, rows)
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
         good = []
         for row in rows:
@@ -369,42 +376,81 @@ def _emit(sink: Sink, table: str, rows: list[dict[str, Any]]) -> None:
                 good.append(row)
             except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
                 sink.reject(row["source_pos"], f"value out of range or of the wrong type: {e}")
-        columns = _columns(table, good)
+        columns, pairing = _columns(table, good)
         rows[:] = good
-    sink.emit(table, columns, len(rows))
+    n = len(rows)
+    if pairing is not None:
+        columns, merged = _merged(columns, pairing)
+        if merged:
+            sink.notice(
+                f"{merged} responder records of netflow events merged into their "
+                "originator's row (one row per connection)"
+            )
+        n -= merged
+    sink.emit(table, columns, n)
     rows.clear()
 
 
-def _columns(table: str, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+def _merged(columns: dict[str, pa.Array], pairing: Pairing) -> tuple[dict[str, pa.Array], int]:
+    """One row per connection: the two one-direction ``netflow`` events of a connection
+    become the originator's row with the responder's counters
+    (:func:`~vigile.ingest.pairhold.merge_pairs`, as for NetFlow); flow events, which
+    are biflows already, and lone events stay as they are."""
+    n = len(columns["ts"])
+    for side in ("resp_pkts", "resp_ip_bytes"):  # netflow events alone have no responder
+        columns.setdefault(side, pa.nulls(n, pa.int64()))
+    start = columns["ts"].cast(pa.int64())
+    end = pc.add(start, pc.round(pc.multiply(columns["duration"], 1e6)).cast(pa.int64()))
+    work = {"_start_us": start, "_end_us": end}
+    table, merged = merge_pairs(pa.table(columns | work), pairing)
+    return {name: table[name].combine_chunks() for name in columns}, merged
+
+
+def _columns(table: str, rows: list[dict[str, Any]]) -> tuple[dict[str, pa.Array], Pairing | None]:
+    """The rows as columns, and for conn rows how their records pair."""
     schema = TRAFFIC_TABLES[table].arrow_schema
     names = set().union(*rows) - _WORK
     columns = {n: pa.array([r.get(n) for r in rows], schema.field(n).type) for n in names}
+    pairing = None
     if table == "conn" and rows:
-        state, columns["orig_payload"], columns["resp_payload"] = _states(columns, rows)
+        pairing = _pairing(columns, rows)
+        state, columns["orig_payload"], columns["resp_payload"] = _states(columns, rows, pairing)
         columns["conn_state"] = state
         tcp = pc.equal(columns["proto"], "tcp")  # a UDP "SF" is answered, not ended
         ended = pc.fill_null(pc.and_(tcp, pc.is_in(state, pa.array(ENDED_STATES))), False)
         columns["open"] = pc.and_(columns["open"], pc.invert(ended))
-    return columns
+    return columns, pairing
 
 
 def _states(
-    columns: dict[str, pa.Array], rows: list[dict[str, Any]]
+    columns: dict[str, pa.Array], rows: list[dict[str, Any]], pairing: Pairing
 ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """``conn_state``, ``orig_payload`` and ``resp_payload`` of a batch of conn rows
-    (flow events are biflows: ``resp_pkts``), over one pairing of its records."""
+    (flow events are biflows: ``resp_pkts``), over ``pairing`` of its records."""
     start = columns["ts"].cast(pa.int64())
     end = pc.add(start, pc.round(pc.multiply(columns["duration"], 1e6)).cast(pa.int64()))
-    proto = pa.array([STATE_PROTOS.get(r["proto"], 0) for r in rows], pa.int32())
-    keys = {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
+    keys = _keys(columns, rows)
     flags = pa.array([r["_flags"] for r in rows], pa.int64())
     rflags = pa.array([r["_rflags"] for r in rows], pa.int64())
     n = len(rows)
     rpkts = columns.get("resp_pkts", pa.nulls(n, pa.int64()))
-    pairing = pair_records(keys, start, end, flags, rpkts)
     none = pa.nulls(n, pa.int64())
     sent = (columns.get("orig_ip_bytes", none), columns.get("orig_pkts", none))
     received = (columns.get("resp_ip_bytes", none), rpkts)
     orig, resp = conn_payload(keys, pairing, sent, received, EVE_FRAMING, (flags, rflags))
     state = conn_states(keys, start, end, flags, rflags, rpkts, one_sensor=True, pairing=pairing)
     return state, orig, resp
+
+
+def _keys(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+    proto = pa.array([STATE_PROTOS.get(r["proto"], 0) for r in rows], pa.int32())
+    return {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
+
+
+def _pairing(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> Pairing:
+    """The records of a batch paired (:func:`~vigile.ingest.flowstate.pair_records`)."""
+    start = columns["ts"].cast(pa.int64())
+    end = pc.add(start, pc.round(pc.multiply(columns["duration"], 1e6)).cast(pa.int64()))
+    flags = pa.array([r["_flags"] for r in rows], pa.int64())
+    rpkts = columns.get("resp_pkts", pa.nulls(len(rows), pa.int64()))
+    return pair_records(_keys(columns, rows), start, end, flags, rpkts)
