@@ -5,17 +5,12 @@ message here keeps reading the next ones from the server meanwhile (measured in
 docs/benchmarks.md). One worker, so records reach a pack in the order they were added and
 only that thread ever touches the open pack.
 
-Records travel in batches (4 MiB or 128 messages) to keep the hand-over cheap: batches of
-64 took 4-5% less time for a full backup than 32, and 128 less CPU again (the packer
-thread 0.05-0.08 CPU-s less: half the batch calls, each with a new zstd context, and half
-the hand-overs; docs/benchmarks.md). At most ``in_flight`` batches wait, which bounds
-memory: two of up to 4 MiB (three of 64 messages before; the peak of a full backup is
-5 MiB higher with the larger batches, its bound lower).
-
-A pack that the worker completes is handed to a second thread that publishes it (fsync,
-rename under the hash of its bytes, which the worker took block by block as it wrote
-them, fsync of the folder) while the worker goes on filling the next pack: the waits for
-the disk are off the worker's path.
+Records travel in batches (4 MiB or 64 messages: 4-5% less time for a full backup than
+batches of 32, docs/benchmarks.md) to keep the hand-over cheap; at most ``in_flight``
+batches wait, which bounds memory. A pack that the worker completes is handed to a second
+thread that publishes it (fsync, rename under the hash of its bytes, which the worker took
+block by block as it wrote them, fsync of the folder) while the worker goes on filling
+the next pack: the waits for the disk are off the worker's path.
 That thread also indexes each pack it has published (``on_published``, given by the
 vault: its index rows are committed right after the rename, as before, but the reading
 thread no longer spends 0.1-0.15 CPU-s of a full backup inserting them). Published
@@ -55,8 +50,8 @@ class BackgroundPacker:
         pack_size: int,
         *,
         batch_bytes: int = 4 << 20,
-        batch_count: int = 128,
-        in_flight: int = 2,
+        batch_count: int = 64,
+        in_flight: int = 3,
         on_published: Callable[[Published], None] | None = None,
     ) -> None:
         self.root = root
