@@ -16,6 +16,7 @@ parser costs about 30 µs a message and a regular expression over the header blo
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 
 #: The longest value kept, in bytes: a sender or subject longer than a screen line is
@@ -27,6 +28,9 @@ HEADER_SCAN = 64 * 1024
 FIELDS = (b"From", b"Subject", b"Message-ID")
 _NEEDLES = tuple(b"\n" + name + b":" for name in FIELDS)
 _WSP = (0x20, 0x09)
+#: First bytes of a message that may begin with one of the fields, which the quick
+#: path (looking for each after a line end) would miss.
+_LEADS = frozenset(b"FfSsMm")
 
 
 def header_fields(raw: bytes) -> tuple[str, str, str]:
@@ -38,7 +42,7 @@ def header_fields(raw: bytes) -> tuple[str, str, str]:
     ('', '', '')
     """
     end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN)
-    if end < 0:  # bare LF line ends, or no body
+    if end < 0 or raw[0] in _LEADS:  # bare LF line ends, no body, or a field may be first
         return _fields_of_block(raw)
     out = []
     # The quick path, one loop with no call per field (this runs once per message): each
@@ -82,18 +86,17 @@ def _value(block: bytes, at: int) -> str:
 
 @lru_cache(maxsize=4096)
 def display(value: str) -> str:
-    """A raw header value as a person reads it: RFC 2047 encoded words decoded.
+    """A raw header value as a person reads it: RFC 2047 encoded words decoded, runs of
+    white space (a tab left by unfolding) one space.
 
     >>> display("=?utf-8?q?Jos=C3=A9_M=C3=BCller?= <jose@example.org>")
     'José Müller <jose@example.org>'
-    >>> display("=?bogus-charset?q?x?= plain")
+    >>> display("=?bogus-charset?q?x?=\tplain")
     '=?bogus-charset?q?x?= plain'
     """
-    if "=?" not in value:
-        return value
-    from email.header import decode_header, make_header  # only listings need it
+    if "=?" in value:
+        from email.header import decode_header, make_header  # only listings need it
 
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, AssertionError):
-        return value
+        with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError):
+            value = str(make_header(decode_header(value)))
+    return " ".join(value.split())

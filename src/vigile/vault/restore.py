@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigile.vault.errors import VaultDamagedError
+from vigile.vault.headers import display, header_fields
 from vigile.vault.snapshot import FolderTree, MessageEntry, Snapshot
 
 if TYPE_CHECKING:  # the CLI imports this module before it needs IMAP or the vault
@@ -107,16 +108,8 @@ def match_key(raw_or_header: bytes, size: int) -> bytes:
 
 
 def subject_of(raw: bytes) -> str:
-    # The email and mailbox packages are imported where used: `vault backup` loads this
-    # module (the restore command's --to choices) and needs neither.
-    from email.header import decode_header, make_header
-    from email.parser import BytesHeaderParser
-
-    value = BytesHeaderParser().parsebytes(raw).get("Subject", "")
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError):
-        return str(value)
+    """The subject of a message (or header block), decoded for display."""
+    return display(header_fields(raw)[1])
 
 
 def _messages(
@@ -173,7 +166,9 @@ def restore_files(
 ) -> RestoreReport:
     """Write the snapshot's messages (only ``messages``, if given: see
     :func:`select_trees`) under ``out`` as Maildir, mbox or .eml files."""
-    import mailbox  # see subject_of
+    # Imported here: `vault backup` loads this module (the restore command's --to
+    # choices) and does not need it.
+    import mailbox
 
     report = RestoreReport()
     out.mkdir(parents=True, exist_ok=True)
