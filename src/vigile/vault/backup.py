@@ -22,14 +22,13 @@ listings and search; entries carried over from the previous tree keep theirs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from vigile.vault.headers import header_fields
-from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
+from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta, Source
 
 if TYPE_CHECKING:
@@ -226,7 +225,7 @@ def backup_account(
         )
         stats.folders += 1
     when = now or datetime.now(UTC)
-    name = f"{when.astimezone(UTC).strftime(STAMP)}-{os.urandom(4).hex()}"
+    name = vault.snapshot_name(source.account, when)
     counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
     snapshot = Snapshot(name, source.account, when, tuple(refs), counts)
     vault.save_snapshot(snapshot)
