@@ -89,6 +89,20 @@ def test_header_fields_agree_with_the_email_parser() -> None:
         assert header_fields(raw) == expected, n
 
 
+encoded_words = st.builds(
+    lambda charset, enc, text, rest: f"=?{charset}?{enc}?{text}?={rest}",
+    st.sampled_from(["utf-8", "iso-8859-1", "no-such", ""]),
+    st.sampled_from(["q", "b", "Q", "B", "x"]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+    st.text(max_size=10),
+)
+
+
+@given(st.lists(st.one_of(encoded_words, st.text(max_size=20)), max_size=4).map(" ".join))
+def test_display_of_any_value_is_text(value: str) -> None:
+    assert isinstance(display(value), str)
+
+
 @given(st.binary(max_size=3000))
 def test_any_bytes_give_three_bounded_values(raw: bytes) -> None:
     fields = header_fields(raw)

@@ -97,6 +97,9 @@ def display(value: str) -> str:
     if "=?" in value:
         from email.header import decode_header, make_header  # only listings need it
 
-        with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError):
+        # email.header raises what it meets on malformed input (HeaderParseError,
+        # binascii.Error, LookupError for an unknown charset, UnicodeError, ...): any of
+        # them leaves the value as written, which is what a listing shows.
+        with contextlib.suppress(Exception):
             value = str(make_header(decode_header(value)))
     return " ".join(value.split())
