@@ -36,6 +36,9 @@ _LEADS = frozenset(b"FfSsMm")
 def header_fields(raw: bytes) -> tuple[str, str, str]:
     """The raw ``From``, ``Subject`` and ``Message-ID`` values of a message ("" if absent).
 
+    Of a field given twice, the first is taken; one spelt as usual (``Message-ID``) comes
+    before one in another case (``message-id``), which is the first only if it is alone.
+
     >>> header_fields(b"Subject: =?utf-8?q?=C3=A9t=C3=A9?=\\r\\n very long\\r\\n\\r\\nbody")
     ('', '=?utf-8?q?=C3=A9t=C3=A9?= very long', '')
     >>> header_fields(b"no header block at all")
