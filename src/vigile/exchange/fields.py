@@ -145,3 +145,146 @@ def parse_fields_log(
             n: ("" if v == "-" and not csv_mode else v) for n, v in zip(names, values, strict=True)
         }
         yield FieldsRow(number, row_time(fields), fields, body)
+
+
+#: Rows per :class:`FieldsBlock`: large enough that per-block work vanishes, small
+#: enough that memory stays flat whatever the file's size.
+BLOCK_ROWS = 2048
+
+
+@dataclass(slots=True)
+class FieldsBlock:
+    """Consecutive rows of one file under one ``#Fields:`` line, kept as split values.
+
+    Holds what :func:`parse_fields_log` would have yielded for these lines, without a
+    dict per row: :meth:`fields` builds one row's mapping on demand, :meth:`column`
+    reads one field of every row the way ``LogRecord.get`` would.
+    """
+
+    names: list[str]
+    csv_mode: bool
+    lines: list[int]
+    values: list[list[str]]
+    raws: list[str]
+    ts: list[datetime | None]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def fields(self, i: int) -> dict[str, str]:
+        """Row ``i`` as :attr:`FieldsRow.fields` (IIS ``-`` read as empty)."""
+        dash = not self.csv_mode
+        return {
+            n: ("" if v == "-" and dash else v)
+            for n, v in zip(self.names, self.values[i], strict=True)
+        }
+
+    def column(self, name: str) -> list[str]:
+        """Field ``name`` of every row, ``""`` when absent or empty (``LogRecord.get``)."""
+        index = _last_index(self.names).get(name)
+        if index is None:
+            return [""] * len(self.lines)
+        if self.csv_mode:
+            return [row[index] for row in self.values]
+        return ["" if row[index] == "-" else row[index] for row in self.values]
+
+    def icolumn(self, name: str) -> list[str]:
+        """Field ``name`` matched without case, as ``LogRecord.iget`` matches it."""
+        if name in self.names:
+            return self.column(name)
+        lower = {n.lower(): n for n in _last_index(self.names)}
+        found = lower.get(name.lower())
+        return self.column(found) if found is not None else [""] * len(self.lines)
+
+
+def _last_index(names: list[str]) -> dict[str, int]:
+    """Where a name's value comes from: its last column, as ``dict(zip(…))`` keeps it."""
+    return {n: i for i, n in enumerate(names)}
+
+
+def _stamp_columns(names: list[str]) -> tuple[int, ...]:
+    """Columns :func:`_time_reader` reads: one full timestamp, ``date`` and ``time``, or none."""
+    index = _last_index(names)
+    column = next((n for n in TS_COLUMNS if n in index), None)
+    if column is not None:
+        return (index[column],)
+    if "date" in index and "time" in index:
+        return index["date"], index["time"]
+    return ()
+
+
+@lru_cache(maxsize=8192)
+def _date_time(date: str, time: str, dash: bool) -> datetime | None:
+    if dash:  # as the row's mapping reads them
+        date, time = ("" if date == "-" else date), ("" if time == "-" else time)
+    return parse_time(f"{date} {time}")
+
+
+def parse_fields_blocks(
+    lines: Iterable[str], size: int = BLOCK_ROWS
+) -> Iterator[FieldsBlock | BadLine]:
+    """The rows of :func:`parse_fields_log` (without ``headerless``) in blocks.
+
+    Same lines, same numbers, same times, same bad lines with the same reasons
+    (``tests/test_exchange_blocks.py`` compares the two on generated logs); bad lines
+    come as soon as they are read, rows when ``size`` of them are gathered, the
+    ``#Fields:`` line changes or the input ends.
+
+    >>> items = list(parse_fields_blocks(["#Fields: date time cs-uri-stem", "2021-03-03 04:05:06 /",
+    ...     "oops", "2021-03-03 04:05:07 /ecp/y.js"]))
+    >>> [type(i).__name__ for i in items], items[1].lines, items[1].column("cs-uri-stem")
+    (['BadLine', 'FieldsBlock'], [2, 4], ['/', '/ecp/y.js'])
+    """
+    block: FieldsBlock | None = None
+    width, sep = 0, " "
+    stamps: tuple[int, ...] = ()
+    last_key: tuple[str, str] | str | None = None
+    last_ts: datetime | None = None
+    for number, text in enumerate(lines, 1):
+        body = text.rstrip("\r\n")
+        if body[:1] == "\ufeff":
+            body = body.lstrip("\ufeff")
+        if not body or (body[0].isspace() and not body.strip()):
+            continue
+        if body[0] == "#":
+            if body.startswith("#Fields:"):
+                if block is not None and block.lines:
+                    yield block
+                spec = body[len("#Fields:") :].strip()
+                csv_mode = "," in spec
+                names = [n.strip() for n in _split(spec, csv_mode)]
+                block = FieldsBlock(names, csv_mode, [], [], [], [])
+                width, sep, stamps = len(names), ("," if csv_mode else " "), _stamp_columns(names)
+                last_key, last_ts = None, None
+            continue
+        if block is None:
+            yield BadLine(number, "data before any #Fields: line", body)
+            continue
+        if sep == "," and '"' in body:
+            try:
+                values = next(csv.reader([body]), [])
+            except csv.Error as e:
+                yield BadLine(number, f"unreadable CSV: {e}", body)
+                continue
+        else:
+            values = body.split(sep)
+        if len(values) != width:
+            yield BadLine(number, f"expected {width} fields, found {len(values)}", body)
+            continue
+        if len(stamps) == 1:
+            key: tuple[str, str] | str = values[stamps[0]]
+            if key != last_key:
+                last_key, last_ts = key, parse_time(key)
+        elif stamps:
+            key = (values[stamps[0]], values[stamps[1]])
+            if key != last_key:
+                last_key, last_ts = key, _date_time(key[0], key[1], sep == " ")
+        block.lines.append(number)
+        block.values.append(values)
+        block.raws.append(body)
+        block.ts.append(last_ts)
+        if len(block.lines) >= size:
+            yield block
+            block = FieldsBlock(block.names, block.csv_mode, [], [], [], [])
+    if block is not None and block.lines:
+        yield block

@@ -17,8 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from vigile.detect import Finding
-from vigile.exchange import UNKNOWN_TIME, ExchangeCheck, registered_checks
-from vigile.exchange.collect import Collection, walk
+from vigile.exchange import UNKNOWN_TIME, ExchangeCheck, LogBlock, registered_checks
+from vigile.exchange.collect import Collection, walk_blocks
 from vigile.exchange.suppress import SuppressRule, apply_rules
 from vigile.store import FindingScope, Window
 
@@ -111,6 +111,21 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return list(by_id.values())
 
 
+def _feed_block(block: LogBlock, checks: Sequence[ExchangeCheck]) -> None:
+    """The block to checks that take blocks, its rows one by one to the others."""
+    per_row = []
+    for check in checks:
+        feed_block = getattr(check, "feed_block", None)
+        if feed_block is None:
+            per_row.append(check)
+        else:
+            feed_block(block)
+    if per_row:
+        for record in block.records():
+            for check in per_row:
+                check.feed(record)
+
+
 def inspect_paths(
     paths: Sequence[Path],
     checks: Sequence[type[ExchangeCheck]] | None = None,
@@ -127,9 +142,12 @@ def inspect_paths(
         for kind in check.kinds:
             by_kind.setdefault(kind, []).append(check)
     collection = Collection()
-    for record in walk(list(paths), collection):
-        for check in by_kind.get(record.kind, ()):
-            check.feed(record)
+    for item in walk_blocks(list(paths), collection):
+        if isinstance(item, LogBlock):
+            _feed_block(item, by_kind.get(item.kind, ()))
+            continue
+        for check in by_kind.get(item.kind, ()):
+            check.feed(item)
     findings = _merge([f for check in instances for f in check.finish()])
     apply_rules(findings, suppress)
     findings.sort(key=lambda f: (bool(f.suppressed_by), -f.score, f.window_start, f.detector, f.id))
