@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import ClassVar
 
 from vigile.detect import Finding
-from vigile.exchange import LogRecord
+from vigile.exchange import LogBlock, LogRecord
 
 RATIO = 20.0
 MIN_BYTES = 100 * 1024 * 1024
@@ -40,15 +40,34 @@ class ResponseBytesCheck:
             client, raw = record.get("c-ip"), record.get("sc-bytes")
         else:
             client, raw = record.iget("ClientIpAddress"), record.iget("ResponseBytes")
-        if not client or not raw.isdigit() or record.ts is None:
-            return
-        key = (client, record.ts.date())
-        self.totals[key] += int(raw)
-        span = self.span.get(key)
-        if span is None:
-            self.span[key] = (record.ts, record.ts)
-        elif not span[0] <= record.ts <= span[1]:
-            self.span[key] = (min(span[0], record.ts), max(span[1], record.ts))
+        self._add_rows([client], [raw], [record.ts])
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for every row, reading three columns instead of records."""
+        rows = block.rows
+        if block.kind == "iis":
+            clients, sizes = rows.column("c-ip"), rows.column("sc-bytes")
+        else:
+            clients, sizes = rows.icolumn("ClientIpAddress"), rows.icolumn("ResponseBytes")
+        self._add_rows(clients, sizes, rows.ts)
+
+    def _add_rows(
+        self, clients: list[str], sizes: list[str], stamps: list[datetime | None]
+    ) -> None:
+        totals, spans = self.totals, self.span
+        last_ts, day = None, None
+        for client, raw, ts in zip(clients, sizes, stamps, strict=True):
+            if not client or not raw.isdigit() or ts is None:
+                continue
+            if ts is not last_ts:  # rows of one second share their time object
+                last_ts, day = ts, ts.date()
+            key = (client, day)
+            totals[key] += int(raw)
+            span = spans.get(key)
+            if span is None:
+                spans[key] = (ts, ts)
+            elif not span[0] <= ts <= span[1]:
+                spans[key] = (min(span[0], ts), max(span[1], ts))
 
     def finish(self) -> list[Finding]:
         if len(self.totals) < 3:

@@ -21,8 +21,9 @@ from typing import ClassVar
 from urllib.parse import unquote_plus
 
 from vigile.detect import Finding
-from vigile.exchange import LogRecord
+from vigile.exchange import LogBlock, LogRecord
 from vigile.exchange.grouping import Grouper
+from vigile.exchange.prefilter import Needle, rows_holding
 
 SSRF_STATIC = re.compile(
     r"(?:^|/)ecp/[^/?&=]{1,30}\.(?:js|flt|css)\b|/owa/auth/[^/?&=]+\.js\b", re.IGNORECASE
@@ -60,6 +61,45 @@ HAFNIUM_AGENTS = tuple(
         "python-requests/2.25.1",
     )
 )
+ASPNET_CLIENT_PAGE = re.compile(r"/aspnet_client/.*\.as[hmp]x$", re.IGNORECASE)
+RESET_SCHEMA = re.compile(r"schema=Reset", re.IGNORECASE)
+#: Text every match of a URL pattern above holds, without case (one needle per way
+#: to match, all of its parts; see :mod:`vigile.exchange.prefilter`). The URL is the
+#: stem, ``?`` and the decoded query: a match on the stem or on the query is one on
+#: the URL, and ``/aspnet_client/`` stands for the page rule on the stem.
+URL_NEEDLES: tuple[Needle, ...] = (
+    ("/owa/auth/current/themes/resources/",),  # THEMES_POST
+    ("ecp/",),  # SSRF_STATIC (…ecp/x.js), RESET_SETOBJECT (/ecp/DDI/…)
+    ("/owa/auth/", ".js"),  # SSRF_STATIC (/owa/auth/x.js)
+    ("whoami",),  # SHELL_PARAMS: =\s*whoami
+    ("cmd", "/c"),  # cmd(?:\.exe)?\s+/c
+    ("powershell",),
+    ("response.write",),
+    ("wscript.shell",),
+    ("eval(",),
+    ("autodiscover.json?@",),  # PROXYSHELL
+    ("/aspnet_client/",),  # ASPNET_CLIENT_PAGE (on the stem)
+)
+
+
+def request_url(stem: str, query: str) -> str:
+    """The URL the patterns read: the stem, then ``?`` and the decoded query if any.
+
+    >>> request_url("/aspnet_client/a.aspx", "c=cmd+/c+whoami")
+    '/aspnet_client/a.aspx?c=cmd /c whoami'
+    """
+    if query and ("%" in query or "+" in query):
+        query = unquote_plus(query)
+    return f"{stem}?{query}" if query else stem
+
+
+def agent_listed(agent: str) -> bool:
+    """Whether a user agent starts with one HAFNIUM used (IIS writes spaces as ``+``)."""
+    return agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS)
+
+
+#: Distinct user agents remembered before the memo starts afresh (memory stays flat).
+AGENTS_KEPT = 10_000
 DESCRIBE = {
     "themes-post": "POSTs to /owa/auth/Current/themes/resources/, where ProxyLogon shells hide",
     "ssrf-static": "requests for a root-level /ecp/*.js|flt|css or /owa/auth/*.js, the URLs "
@@ -82,22 +122,22 @@ def match_request(method: str, stem: str, query: str, agent: str) -> list[tuple[
     >>> match_request("POST", "/owa/auth.owa", "", "Mozilla/5.0+(Windows+NT+10.0)")
     []
     """
-    post = method.upper() == "POST"
+    url = request_url(stem, query)
     if query and ("%" in query or "+" in query):
         query = unquote_plus(query)
-    url = f"{stem}?{query}" if query else stem
+    post = method.upper() == "POST"
     hits = []
     if post and THEMES_POST.search(url):
         hits.append(("themes-post", 0.8))
     if SSRF_STATIC.search(url):
         hits.append(("ssrf-static", 0.8 if post else 0.55))
-    if RESET_SETOBJECT.search(url) and re.search(r"schema=Reset", url, re.IGNORECASE):
+    if RESET_SETOBJECT.search(url) and RESET_SCHEMA.search(url):
         hits.append(("reset-setobject", 0.85))
-    if agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS):
+    if agent_listed(agent):
         hits.append(("hafnium-agent-post", 0.75) if post else ("hafnium-agent", 0.35))
     if query and SHELL_PARAMS.search(query):
         hits.append(("shell-params", 0.85))
-    if post and re.search(r"/aspnet_client/.*\.as[hmp]x$", stem, re.IGNORECASE):
+    if post and ASPNET_CLIENT_PAGE.search(stem):
         hits.append(("aspnet-client-post", 0.85))
     if PROXYSHELL.search(url):
         hits.append(("proxyshell", 0.85))
@@ -114,6 +154,8 @@ class IisProxyLogonCheck:
 
     def __init__(self) -> None:
         self.groups = Grouper(self.name)
+        #: agent_listed per agent seen: a server sees a few hundred agents, each often.
+        self.agents: dict[str, bool] = {}
 
     def feed(self, record: LogRecord) -> None:
         method, stem = record.get("cs-method"), record.get("cs-uri-stem")
@@ -129,6 +171,23 @@ class IisProxyLogonCheck:
                 status=record.get("sc-status"),
                 user_agent=agent,
             )
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for the rows a pattern may match: those whose URL holds a
+        needle of :data:`URL_NEEDLES` or whose agent is listed; the others match none."""
+        rows = block.rows
+        urls = list(map(request_url, rows.column("cs-uri-stem"), rows.column("cs-uri-query")))
+        found = set(rows_holding(urls, URL_NEEDLES))
+        if len(self.agents) > AGENTS_KEPT:
+            self.agents.clear()
+        for i, agent in enumerate(rows.column("cs(User-Agent)")):
+            listed = self.agents.get(agent)
+            if listed is None:
+                listed = self.agents[agent] = agent_listed(agent)
+            if listed:
+                found.add(i)
+        for i in sorted(found):
+            self.feed(block.record(i))
 
     def finish(self) -> list[Finding]:
         return self.groups.findings(DESCRIBE)
