@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigile.exchange import ExchangeCheck, LogBlock, LogRecord, registered_checks
-from vigile.exchange.fields import BadLine, FieldsBlock, parse_fields_blocks, parse_fields_log
+from vigile.exchange.blocks import FieldsBlock, parse_fields_blocks
+from vigile.exchange.fields import BadLine, parse_fields_log
 from vigile.exchange.httpproxy import forged_anchor_rows, reset_vdir_anchor, ssrf_anchor
 from vigile.exchange.iis import (
     ASPNET_CLIENT_PAGE,
@@ -109,7 +110,10 @@ def _bad_line(rng: random.Random) -> str:
 def write_mixed_logs(root: Path, lines: int, seed: int = 3) -> None:
     """IIS and HttpProxy logs with attacks, bad lines, blank lines and header changes."""
     rng = random.Random(seed)
-    iis = [f"\ufeff#Software: Microsoft Internet Information Services 10.0", f"#Fields: {IIS_FIELDS}"]
+    iis = [
+        f"\ufeff#Software: Microsoft Internet Information Services 10.0",
+        f"#Fields: {IIS_FIELDS}",
+    ]
     proxy = ["#Log-type: HttpProxy Logs", f"#Fields: {PROXY_FIELDS}"]
     iis_fields, lower = IIS_FIELDS, False
     for n in range(lines):

@@ -38,7 +38,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 
 from vigile.detect import Finding
-from vigile.exchange.fields import FieldsBlock
+from vigile.exchange.blocks import FieldsBlock
 
 ENTRY_POINT_GROUP = "vigile.exchange_checks"
 #: Stands in for the time of a record that has none (shown as "time unknown").

@@ -29,7 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
 from vigile.exchange import KINDS, UNKNOWN_TIME, LogBlock, LogRecord
-from vigile.exchange.fields import BadLine, parse_fields_blocks, parse_fields_log
+from vigile.exchange.blocks import parse_fields_blocks
+from vigile.exchange.fields import BadLine, parse_fields_log
 from vigile.exchange.winevents import json_clock_offset, read_evtx_events, read_json_events
 
 #: Files whose content the web-shell rules scan (up to :data:`MAX_SCAN_BYTES`).
