@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
+from operator import itemgetter
 
 from vigile.exchange.fields import TS_COLUMNS, BadLine, _split, parse_time
 
@@ -74,9 +75,10 @@ class FieldsBlock:
         index = _last_index(self.names).get(name)
         if index is None:
             return [""] * len(self.lines)
-        if self.csv_mode:
-            return [row[index] for row in self.values]
-        return ["" if row[index] == "-" else row[index] for row in self.values]
+        found = list(map(itemgetter(index), self.values))
+        if not self.csv_mode and "-" in found:
+            return ["" if v == "-" else v for v in found]
+        return found
 
 
 def _last_index(names: list[str]) -> dict[str, int]:
@@ -130,10 +132,7 @@ class _Reader:
         stamps = self.stamps
         if not stamps:
             return [None] * len(values)
-        if len(stamps) == 1:
-            keys: list[str | tuple[str, str]] = [v[stamps[0]] for v in values]
-        else:
-            keys = [(v[stamps[0]], v[stamps[1]]) for v in values]
+        keys: list[str | tuple[str, str]] = list(map(itemgetter(*stamps), values))
         seen = dict.fromkeys(keys)
         dash = self.sep == " "
         for key in seen:
@@ -170,7 +169,7 @@ class _Reader:
         width, block = self.width, self.block
         assert block is not None  # rows come only after a #Fields: line
         numbers: Iterable[int] = range(first, first + len(bodies))
-        if any(len(v) != width for v in values):
+        if set(map(len, values)) != {width}:
             kept = [i for i, v in enumerate(values) if len(v) == width]
             for i, v in enumerate(values):
                 if len(v) != width:

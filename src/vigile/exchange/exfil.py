@@ -13,14 +13,24 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigile.detect import Finding
 from vigile.exchange import LogBlock, LogRecord
 
 RATIO = 20.0
 MIN_BYTES = 100 * 1024 * 1024
+#: Rows of blocks gathered before Arrow sums them per client-day (memory stays bounded).
+BATCH_ROWS = 100_000
+#: Sizes Arrow sums: ASCII digits, at most 12 (under 1 TB a response), so that a
+#: batch's int64 sum cannot overflow. Others (rare) are summed in Python.
+ARROW_DIGITS = r"^[0-9]{1,12}$"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class ResponseBytesCheck:
@@ -34,6 +44,8 @@ class ResponseBytesCheck:
     def __init__(self) -> None:
         self.totals: dict[tuple[str, date], int] = defaultdict(int)
         self.span: dict[tuple[str, date], tuple[datetime, datetime]] = {}
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
 
     def feed(self, record: LogRecord) -> None:
         if record.kind == "iis":
@@ -43,33 +55,73 @@ class ResponseBytesCheck:
         self._add_rows([client], [raw], [record.ts])
 
     def feed_block(self, block: LogBlock) -> None:
-        """:meth:`feed` for every row, reading three columns instead of records."""
+        """:meth:`feed` for every row: the three columns go to Arrow, summed per batch."""
         rows = block.rows
         if block.kind == "iis":
             clients, sizes = rows.column("c-ip"), rows.column("sc-bytes")
         else:
             clients, sizes = rows.icolumn("ClientIpAddress"), rows.icolumn("ResponseBytes")
-        self._add_rows(clients, sizes, rows.ts)
+        code: dict[datetime | None, int] = {}
+        codes = pa.array([code.setdefault(ts, len(code)) for ts in rows.ts], pa.int32())
+        micros = [None if ts is None else (ts - EPOCH) // MICROSECOND for ts in code]
+        days = [None if ts is None else ts.date().toordinal() for ts in code]
+        self.pending.append(
+            pa.record_batch(
+                {
+                    "client": pa.array(clients, pa.string()),
+                    "size": pa.array(sizes, pa.string()),
+                    "micros": pa.array(micros, pa.int64()).take(codes),
+                    "day": pa.array(days, pa.int32()).take(codes),
+                }
+            )
+        )
+        self.pending_rows += len(clients)
+        if self.pending_rows >= BATCH_ROWS:
+            self._sum_pending()
+
+    def _sum_pending(self) -> None:
+        """The pending rows into the per client-day sums and spans."""
+        if not self.pending:
+            return
+        table = pa.Table.from_batches(self.pending)
+        self.pending, self.pending_rows = [], 0
+        table = table.filter(pc.and_(pc.not_equal(table["client"], ""), table["micros"].is_valid()))
+        simple = pc.match_substring_regex(table["size"], ARROW_DIGITS)
+        rest = table.filter(pc.invert(simple))
+        stamps = [EPOCH + m * MICROSECOND for m in rest["micros"].to_pylist()]
+        self._add_rows(rest["client"].to_pylist(), rest["size"].to_pylist(), stamps)
+        table = table.filter(simple)
+        sums = (
+            table.set_column(1, "size", pc.cast(table["size"], pa.int64()))
+            .group_by(["client", "day"])
+            .aggregate([("size", "sum"), ("micros", "min"), ("micros", "max")])
+        )
+        columns = ("client", "day", "size_sum", "micros_min", "micros_max")
+        for client, day, total, low, high in zip(
+            *(sums[c].to_pylist() for c in columns), strict=True
+        ):
+            self._add_sum(client, date.fromordinal(day), total, EPOCH + low * MICROSECOND,
+                          EPOCH + high * MICROSECOND)  # fmt: skip
+
+    def _add_sum(self, client: str, day: date, total: int, first: datetime, last: datetime) -> None:
+        key = (client, day)
+        self.totals[key] += total
+        span = self.span.get(key)
+        if span is None:
+            self.span[key] = (first, last)
+        elif not span[0] <= first <= last <= span[1]:
+            self.span[key] = (min(span[0], first), max(span[1], last))
 
     def _add_rows(
         self, clients: list[str], sizes: list[str], stamps: list[datetime | None]
     ) -> None:
-        totals, spans = self.totals, self.span
-        last_ts, day = None, None
         for client, raw, ts in zip(clients, sizes, stamps, strict=True):
-            if not client or not raw.isdigit() or ts is None:
-                continue
-            if ts is not last_ts:  # rows of one second share their time object
-                last_ts, day = ts, ts.date()
-            key = (client, day)
-            totals[key] += int(raw)
-            span = spans.get(key)
-            if span is None:
-                spans[key] = (ts, ts)
-            elif not span[0] <= ts <= span[1]:
-                spans[key] = (min(span[0], ts), max(span[1], ts))
+            # isdecimal, not isdigit: int() reads exactly these (not "²").
+            if client and raw.isdecimal() and ts is not None:
+                self._add_sum(client, ts.date(), int(raw), ts, ts)
 
     def finish(self) -> list[Finding]:
+        self._sum_pending()
         if len(self.totals) < 3:
             return []
         baseline = max(1.0, statistics.median(self.totals.values()))

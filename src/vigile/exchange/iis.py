@@ -70,9 +70,9 @@ RESET_SCHEMA = re.compile(r"schema=Reset", re.IGNORECASE)
 URL_NEEDLES: tuple[Needle, ...] = (
     ("/owa/auth/current/themes/resources/",),  # THEMES_POST
     ("ecp/",),  # SSRF_STATIC (…ecp/x.js), RESET_SETOBJECT (/ecp/DDI/…)
-    ("/owa/auth/", ".js"),  # SSRF_STATIC (/owa/auth/x.js)
+    (".js", "/owa/auth/"),  # SSRF_STATIC (/owa/auth/x.js); the rarer part first
     ("whoami",),  # SHELL_PARAMS: =\s*whoami
-    ("cmd", "/c"),  # cmd(?:\.exe)?\s+/c
+    ("/c", "cmd"),  # cmd(?:\.exe)?\s+/c (ActiveSync queries all hold Cmd=)
     ("powershell",),
     ("response.write",),
     ("wscript.shell",),
@@ -176,7 +176,11 @@ class IisProxyLogonCheck:
         """:meth:`feed` for the rows a pattern may match: those whose URL holds a
         needle of :data:`URL_NEEDLES` or whose agent is listed; the others match none."""
         rows = block.rows
-        urls = list(map(request_url, rows.column("cs-uri-stem"), rows.column("cs-uri-query")))
+        # No needle holds "+" or " ", so only a query with "%" needs decoding here.
+        urls = [
+            request_url(stem, query) if "%" in query else f"{stem}?{query}" if query else stem
+            for stem, query in zip(rows.column("cs-uri-stem"), rows.column("cs-uri-query"))
+        ]
         found = set(rows_holding(urls, URL_NEEDLES))
         if len(self.agents) > AGENTS_KEPT:
             self.agents.clear()
