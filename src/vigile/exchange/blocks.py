@@ -27,6 +27,8 @@ from vigile.exchange.fields import TS_COLUMNS, BadLine, _split, parse_time
 #: Rows per :class:`FieldsBlock`: large enough that per-block work vanishes, small
 #: enough that memory stays flat whatever the file's size.
 BLOCK_ROWS = 2048
+#: IIS writes ``-`` for an empty field (``DASH_EMPTY.get(v, v)`` reads a value).
+DASH_EMPTY = {"-": ""}
 
 
 @dataclass(slots=True)
@@ -77,7 +79,7 @@ class FieldsBlock:
             return [""] * len(self.lines)
         found = list(map(itemgetter(index), self.values))
         if not self.csv_mode and "-" in found:
-            return ["" if v == "-" else v for v in found]
+            return list(map(DASH_EMPTY.get, found, found))
         return found
 
 
@@ -137,7 +139,7 @@ class _Reader:
         dash = self.sep == " "
         for key in seen:
             seen[key] = parse_time(key) if isinstance(key, str) else _date_time(*key, dash)
-        return [seen[k] for k in keys]
+        return list(map(seen.__getitem__, keys))
 
     def chunk(self, texts: list[str], first: int) -> Iterator[FieldsBlock | BadLine]:
         """The rows of ``texts`` (line ``first`` onwards), then the block if it has any."""
@@ -165,10 +167,9 @@ class _Reader:
             return None  # line by line, to report the bad one
 
     def _add(self, values: list[list[str]], bodies: list[str], first: int) -> Iterator[BadLine]:
-        """Rows to the block, those of the wrong width as bad lines."""
-        width, block = self.width, self.block
-        assert block is not None  # rows come only after a #Fields: line
-        numbers: Iterable[int] = range(first, first + len(bodies))
+        """Rows of a plain chunk to the block, those of the wrong width as bad lines."""
+        width = self.width
+        numbers: list[int] | range = range(first, first + len(bodies))
         if set(map(len, values)) != {width}:
             kept = [i for i, v in enumerate(values) if len(v) == width]
             for i, v in enumerate(values):
@@ -176,18 +177,30 @@ class _Reader:
                     yield BadLine(first + i, f"expected {width} fields, found {len(v)}", bodies[i])
             numbers = [first + i for i in kept]
             values, bodies = [values[i] for i in kept], [bodies[i] for i in kept]
+        self._extend(numbers, values, bodies)
+
+    def _extend(
+        self, numbers: list[int] | range, values: list[list[str]], bodies: list[str]
+    ) -> None:
+        block = self.block
+        assert block is not None  # rows come only after a #Fields: line
         block.lines.extend(numbers)
         block.values.extend(values)
         block.raws.extend(bodies)
         block.ts.extend(self.times(values))
 
     def _line_by_line(self, bodies: list[str], first: int) -> Iterator[FieldsBlock | BadLine]:
+        """As ``parse_fields_log`` reads each line; good rows join the block in runs."""
+        run: tuple[list[int], list[list[str]], list[str]] = ([], [], [])
         for number, body in enumerate(bodies, first):
             body = body.lstrip("\ufeff")
             if not body.strip():
                 continue
             if body.startswith("#"):
                 if body.startswith("#Fields:"):
+                    if run[0]:
+                        self._extend(*run)
+                        run = ([], [], [])
                     done = self._header(body)
                     if done is not None:
                         yield done
@@ -200,7 +213,14 @@ class _Reader:
             except csv.Error as e:
                 yield BadLine(number, f"unreadable CSV: {e}", body)
                 continue
-            yield from self._add([values], [body], number)
+            if len(values) != self.width:
+                yield BadLine(number, f"expected {self.width} fields, found {len(values)}", body)
+                continue
+            run[0].append(number)
+            run[1].append(values)
+            run[2].append(body)
+        if run[0]:
+            self._extend(*run)
 
 
 def parse_fields_blocks(

@@ -61,10 +61,11 @@ class ResponseBytesCheck:
             clients, sizes = rows.column("c-ip"), rows.column("sc-bytes")
         else:
             clients, sizes = rows.icolumn("ClientIpAddress"), rows.icolumn("ResponseBytes")
-        code: dict[datetime | None, int] = {}
-        codes = pa.array([code.setdefault(ts, len(code)) for ts in rows.ts], pa.int32())
-        micros = [None if ts is None else (ts - EPOCH) // MICROSECOND for ts in code]
-        days = [None if ts is None else ts.date().toordinal() for ts in code]
+        distinct = list(dict.fromkeys(rows.ts))  # rows of one second share their time
+        code = {ts: i for i, ts in enumerate(distinct)}
+        codes = pa.array(list(map(code.__getitem__, rows.ts)), pa.int32())
+        micros = [None if ts is None else (ts - EPOCH) // MICROSECOND for ts in distinct]
+        days = [None if ts is None else ts.date().toordinal() for ts in distinct]
         self.pending.append(
             pa.record_batch(
                 {

@@ -93,6 +93,33 @@ def request_url(stem: str, query: str) -> str:
     return f"{stem}?{query}" if query else stem
 
 
+def needle_urls(stems: list[str], queries: list[str]) -> list[str]:
+    """Each row's :func:`request_url` as the needles see it, decoding in one call.
+
+    No needle holds ``+`` or a space, so a query without ``%`` is left as it is
+    (decoding would only turn ``+`` into spaces), and the queries with ``%`` are
+    decoded joined by newlines: ``%``-escapes cannot span a newline, which is ASCII and
+    ends any partial UTF-8 sequence, so unless decoding made a newline (``%0A``) the
+    parts are the queries decoded one by one.
+
+    >>> needle_urls(["/a", "/b", "/c"], ["x=1+2", "", "q=%77hoami"])
+    ['/a?x=1+2', '/b', '/c?q=whoami']
+    """
+    urls = [
+        f"{stem}?{query}" if query else stem for stem, query in zip(stems, queries, strict=True)
+    ]
+    escaped = [i for i, query in enumerate(queries) if "%" in query]
+    if not escaped:
+        return urls
+    joined = "\n".join(queries[i] for i in escaped)
+    decoded = unquote_plus(joined).split("\n")
+    if joined.count("\n") != len(escaped) - 1 or len(decoded) != len(escaped):
+        decoded = [unquote_plus(queries[i]) for i in escaped]
+    for i, query in zip(escaped, decoded, strict=True):
+        urls[i] = f"{stems[i]}?{query}"
+    return urls
+
+
 def agent_listed(agent: str) -> bool:
     """Whether a user agent starts with one HAFNIUM used (IIS writes spaces as ``+``)."""
     return agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS)
@@ -176,11 +203,7 @@ class IisProxyLogonCheck:
         """:meth:`feed` for the rows a pattern may match: those whose URL holds a
         needle of :data:`URL_NEEDLES` or whose agent is listed; the others match none."""
         rows = block.rows
-        # No needle holds "+" or " ", so only a query with "%" needs decoding here.
-        urls = [
-            request_url(stem, query) if "%" in query else f"{stem}?{query}" if query else stem
-            for stem, query in zip(rows.column("cs-uri-stem"), rows.column("cs-uri-query"))
-        ]
+        urls = needle_urls(rows.column("cs-uri-stem"), rows.column("cs-uri-query"))
         found = set(rows_holding(urls, URL_NEEDLES))
         if len(self.agents) > AGENTS_KEPT:
             self.agents.clear()

@@ -45,7 +45,7 @@ def rows_holding(texts: list[str], needles: tuple[Needle, ...]) -> list[int]:
         if pos < 0:
             continue
         if starts is None:  # where each text begins in the joined one
-            starts = list(accumulate((len(t) + 1 for t in texts), initial=0))
+            starts = list(accumulate(map((1).__add__, map(len, texts)), initial=0))
         while pos >= 0:
             i = bisect_right(starts, pos) - 1
             row = low[starts[i] : starts[i + 1] - 1]
