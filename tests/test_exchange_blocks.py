@@ -60,11 +60,11 @@ ATTACKS = [
     ("POST", "/ecp/y.js", "-"),
     ("GET", "/ECP/DUEUL.CSS", "-"),
     ("POST", "/owa/auth/Current/themes/resources/logon.aspx", "-"),
-    ("POST", "/ecp/DDI/DDIService.svc/SetObject", "schema=ResetOABVirtualDirectory&msExchEcpCanary=x"),
+    ("POST", "/ecp/DDI/DDIService.svc/SetObject", "schema=ResetOABVirtualDirectory&x=1"),
     ("POST", "/aspnet_client/system_web/discover.aspx", "-"),
     ("GET", "/owa/auth/errorFE.aspx", "cmd=%77hoami"),
     ("GET", "/owa/auth/x.aspx", "c=cmd.exe+/c+dir"),
-    ("GET", "/autodiscover/autodiscover.json", "@evil.com/mapi/nspi/?&Email=autodiscover/autodiscover.json%3f@evil.com"),
+    ("GET", "/autodiscover/autodiscover.json", "@evil.com/mapi/nspi/?&Email=a%3f@evil.com"),
     ("POST", "/owa/auth/shell.aspx", "code=Response.Write(1)"),
     ("GET", "/ecp/\u00e9t\u00e9.js", "-"),  # non-ASCII: every row of its block is a candidate
 ]  # fmt: skip
@@ -111,7 +111,7 @@ def write_mixed_logs(root: Path, lines: int, seed: int = 3) -> None:
     """IIS and HttpProxy logs with attacks, bad lines, blank lines and header changes."""
     rng = random.Random(seed)
     iis = [
-        f"\ufeff#Software: Microsoft Internet Information Services 10.0",
+        "\ufeff#Software: Microsoft Internet Information Services 10.0",
         f"#Fields: {IIS_FIELDS}",
     ]
     proxy = ["#Log-type: HttpProxy Logs", f"#Fields: {PROXY_FIELDS}"]
@@ -177,11 +177,12 @@ def test_blocks_find_what_rows_find(mixed_logs: Path) -> None:
         "exchange-exfil-hint", "exchange-hafnium-address",
     } <= detectors  # fmt: skip
     coverage = fast["coverage"]
-    assert coverage["iis"]["bad_rows"] > 100 and coverage["httpproxy"]["bad_rows"] > 100  # type: ignore[index]
+    for kind in ("iis", "httpproxy"):
+        assert coverage[kind]["bad_rows"] > 100  # type: ignore[index]
 
 
 def _as_rows(items: list) -> list[tuple]:
-    out = []
+    out: list[tuple] = []
     for item in items:
         if isinstance(item, BadLine):
             out.append((item.line, "bad", item.reason, item.raw))
@@ -206,7 +207,8 @@ LINE = st.one_of(
     st.sampled_from(["#Fields: date time a b", "#Fields: DateTime,x,y", "#Fields: date time",
                      "#Fields: time date date", "", "  \t", "\ufeff#c", "\ufeff", "#x"]),
     st.from_regex(r"(2021-03-0[1-3]|-) (0\d:00:0\d|-)( [ab-]{1,3}){0,2}", fullmatch=True),
-    st.from_regex(r"(2021-03-0[1-3]T0\d:00:00\.\d{0,9}Z?|-)(,\"?[x,-]{0,3}\"?){0,3}", fullmatch=True),
+    st.from_regex(r"(2021-03-0[1-3]T0\d:00:00\.\d{0,9}Z?|-)(,\"?[x,-]{0,3}\"?){0,3}",
+                  fullmatch=True),
     st.text(max_size=30),
 )  # fmt: skip
 

@@ -61,7 +61,7 @@ class Coverage:
     def add_many(self, stamps: list[datetime | None]) -> None:
         """:meth:`add` for every time of a block of rows, at once."""
         self.rows += len(stamps)
-        known = [ts for ts in stamps if ts is not None]
+        known = {ts for ts in set(stamps) if ts is not None}  # rows of a second share it
         if not known:
             return
         oldest, newest = min(known), max(known)

@@ -205,14 +205,15 @@ class IisProxyLogonCheck:
         rows = block.rows
         urls = needle_urls(rows.column("cs-uri-stem"), rows.column("cs-uri-query"))
         found = set(rows_holding(urls, URL_NEEDLES))
+        agents = rows.column("cs(User-Agent)")
         if len(self.agents) > AGENTS_KEPT:
             self.agents.clear()
-        for i, agent in enumerate(rows.column("cs(User-Agent)")):
-            listed = self.agents.get(agent)
-            if listed is None:
-                listed = self.agents[agent] = agent_listed(agent)
-            if listed:
-                found.add(i)
+        distinct = set(agents)  # a few per block: each tested once, then remembered
+        for agent in distinct.difference(self.agents):
+            self.agents[agent] = agent_listed(agent)
+        listed = {agent for agent in distinct if self.agents[agent]}
+        if listed:
+            found.update(i for i, agent in enumerate(agents) if agent in listed)
         for i in sorted(found):
             self.feed(block.record(i))
 
