@@ -94,7 +94,7 @@ class ResponseBytesCheck:
         table = table.filter(simple)
         sums = (
             table.set_column(1, "size", pc.cast(table["size"], pa.int64()))
-            .group_by(["client", "day"])
+            .group_by(["client", "day"], use_threads=False)
             .aggregate([("size", "sum"), ("micros", "min"), ("micros", "max")])
         )
         columns = ("client", "day", "size_sum", "micros_min", "micros_max")
