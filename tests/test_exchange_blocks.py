@@ -68,6 +68,8 @@ ATTACKS = [
     ("POST", "/owa/auth/shell.aspx", "code=Response.Write(1)"),
     ("GET", "/ecp/\u00e9t\u00e9.js", "-"),  # non-ASCII: every row of its block is a candidate
 ]  # fmt: skip
+#: Sizes that are not plain ASCII numbers: summed in Python (long, other digits) or skipped.
+ODD_SIZES = ["-", "1234567890123", "99999999999999999999", "\u0663\u0664", "\u00b2"]
 AGENTS = ["Mozilla/5.0+(Windows+NT+10.0)", "Microsoft+Office/16.0", "python-requests/2.25.1",
           "ANTSWORD/v2.1", "ExchangeServicesClient/0.0.0.0", "curl/7.1"]  # fmt: skip
 ANCHORS = ["SMTP:a@contoso.com", "PUID:1~2@contoso.com", "ServerInfo~a]@mx01:444/ecp/x.ecp#",
@@ -82,6 +84,7 @@ def _iis_row(rng: random.Random, n: int, fields: str) -> str:
     ip = rng.choice(listed) if rng.random() < 0.002 else f"10.0.{rng.randrange(3)}.{n % 40}"
     ip = "10.9.9.9" if rng.random() < 0.01 else ip  # the exfiltrating client
     size = 60_000_000 if ip == "10.9.9.9" else rng.randrange(500, 50_000)
+    size = rng.choice(ODD_SIZES) if rng.random() < 0.002 else size
     agent = rng.choice(AGENTS) if rng.random() < 0.05 else AGENTS[0]
     day, sec = 3 + n // 9000, n % 86400
     date = "-" if rng.random() < 0.003 else f"2021-03-{day:02d}"
@@ -96,6 +99,7 @@ def _proxy_row(rng: random.Random, n: int, lower: bool) -> str:
     user = "" if rng.random() < 0.5 else "contoso\\alice"
     ip = "10.9.9.8" if rng.random() < 0.01 else f"10.1.0.{n % 30}"
     size = 70_000_000 if ip == "10.9.9.8" else rng.randrange(500, 50_000)
+    size = rng.choice([*ODD_SIZES, "", " 7", "+5"]) if rng.random() < 0.002 else size
     status = rng.choice(["200", "200", "500"])
     ts = f"2021-03-{3 + n // 9000:02d}T{n % 24:02d}:00:{n % 60:02d}.1234567Z"
     if lower:

@@ -26,9 +26,9 @@ RATIO = 20.0
 MIN_BYTES = 100 * 1024 * 1024
 #: Rows of blocks gathered before Arrow sums them per client-day (memory stays bounded).
 BATCH_ROWS = 100_000
-#: Sizes Arrow sums: ASCII digits, at most 12 (under 1 TB a response), so that a
-#: batch's int64 sum cannot overflow. Others (rare) are summed in Python.
-ARROW_DIGITS = r"^[0-9]{1,12}$"
+#: Sizes Arrow sums have at most this many ASCII digits (under 1 TB a response), so a
+#: batch's int64 sum cannot overflow; others (rare) are summed in Python.
+ARROW_DIGITS = 12
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -81,28 +81,38 @@ class ResponseBytesCheck:
             self._sum_pending()
 
     def _sum_pending(self) -> None:
-        """The pending rows into the per client-day sums and spans."""
+        """The pending rows into the per client-day sums and spans.
+
+        Rows are grouped, not filtered (a filter copies every string): ``keep`` is a
+        group key and the groups of rows :meth:`_add_rows` would skip are dropped.
+        """
         if not self.pending:
             return
         table = pa.Table.from_batches(self.pending)
         self.pending, self.pending_rows = [], 0
-        table = table.filter(pc.and_(pc.not_equal(table["client"], ""), table["micros"].is_valid()))
-        simple = pc.match_substring_regex(table["size"], ARROW_DIGITS)
-        rest = table.filter(pc.invert(simple))
-        stamps = [EPOCH + m * MICROSECOND for m in rest["micros"].to_pylist()]
-        self._add_rows(rest["client"].to_pylist(), rest["size"].to_pylist(), stamps)
-        table = table.filter(simple)
+        size = table["size"]
+        valid = pc.and_(pc.not_equal(table["client"], ""), table["micros"].is_valid())
+        simple = pc.and_(
+            pc.ascii_is_decimal(size), pc.less_equal(pc.binary_length(size), ARROW_DIGITS)
+        )
+        odd = pc.and_(valid, pc.and_(pc.invert(simple), pc.not_equal(size, "")))
+        if pc.any(odd).as_py():  # not ASCII digits, or 13 and more: Python reads them
+            rest = table.filter(odd)
+            stamps = [EPOCH + m * MICROSECOND for m in rest["micros"].to_pylist()]
+            self._add_rows(rest["client"].to_pylist(), rest["size"].to_pylist(), stamps)
         sums = (
-            table.set_column(1, "size", pc.cast(table["size"], pa.int64()))
-            .group_by(["client", "day"], use_threads=False)
+            table.set_column(1, "size", pc.cast(pc.if_else(simple, size, "0"), pa.int64()))
+            .append_column("keep", pc.and_(valid, simple))
+            .group_by(["keep", "client", "day"], use_threads=False)
             .aggregate([("size", "sum"), ("micros", "min"), ("micros", "max")])
         )
-        columns = ("client", "day", "size_sum", "micros_min", "micros_max")
-        for client, day, total, low, high in zip(
+        columns = ("keep", "client", "day", "size_sum", "micros_min", "micros_max")
+        for keep, client, day, total, low, high in zip(
             *(sums[c].to_pylist() for c in columns), strict=True
         ):
-            self._add_sum(client, date.fromordinal(day), total, EPOCH + low * MICROSECOND,
-                          EPOCH + high * MICROSECOND)  # fmt: skip
+            if keep:
+                self._add_sum(client, date.fromordinal(day), total, EPOCH + low * MICROSECOND,
+                              EPOCH + high * MICROSECOND)  # fmt: skip
 
     def _add_sum(self, client: str, day: date, total: int, first: datetime, last: datetime) -> None:
         key = (client, day)
