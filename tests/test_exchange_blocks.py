@@ -31,6 +31,8 @@ from vigile.exchange.iis import (
     URL_NEEDLES,
     IisProxyLogonCheck,
     match_request,
+    needle_urls,
+    request_url,
 )
 from vigile.exchange.indicators import hafnium_addresses
 from vigile.exchange.inspect import InspectResult, inspect_paths
@@ -298,3 +300,19 @@ def test_every_forged_anchor_holds_a_tilde(anchors: list[str]) -> None:
     for i, anchor in enumerate(anchors):
         if ssrf_anchor(anchor) or reset_vdir_anchor(anchor, "200"):
             assert i in kept
+
+
+QUERY = st.lists(
+    st.sampled_from(["%C3", "%A9", "%c3%a9", "%0A", "%", "%2", "%77", "+", "=", "a", "\u00e9",
+                     "\n", "-", "cmd"]),
+    max_size=6,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["/", "/ecp/x"]), QUERY), max_size=8))
+def test_needle_urls_decode_as_request_url(rows: list[tuple[str, str]]) -> None:
+    """Decoding the escaped queries joined gives each one's decoding (``+`` aside)."""
+    stems, queries = [s for s, _ in rows], [q for _, q in rows]
+    expected = [request_url(s, q).replace("+", " ") for s, q in rows]
+    assert [u.replace("+", " ") for u in needle_urls(stems, queries)] == expected

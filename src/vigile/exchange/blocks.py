@@ -109,8 +109,7 @@ def _date_time(date: str, time: str, dash: bool) -> datetime | None:
 class _Reader:
     """The state between chunks: the current ``#Fields:`` line and what follows from it."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self) -> None:
         self.block: FieldsBlock | None = None
         self.width, self.sep = 0, " "
         self.stamps: tuple[int, ...] = ()
@@ -122,11 +121,9 @@ class _Reader:
         csv_mode = "," in spec
         names = [n.strip() for n in _split(spec, csv_mode)]
         self.block = FieldsBlock(names, csv_mode, [], [], [], [])
-        self.width, self.sep, self.stamps = (
-            len(names),
-            ("," if csv_mode else " "),
-            (_stamp_columns(names)),
-        )
+        self.width = len(names)
+        self.sep = "," if csv_mode else " "
+        self.stamps = _stamp_columns(names)
         return done
 
     def times(self, values: list[list[str]]) -> list[datetime | None]:
@@ -236,7 +233,7 @@ def parse_fields_blocks(
     >>> [type(i).__name__ for i in items], items[1].lines, items[1].column("cs-uri-stem")
     (['BadLine', 'FieldsBlock'], [2, 4], ['/', '/ecp/y.js'])
     """
-    reader = _Reader(size)
+    reader = _Reader()
     it = iter(lines)
     first = 1
     while chunk := list(islice(it, size)):
