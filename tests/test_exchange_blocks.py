@@ -316,3 +316,13 @@ def test_needle_urls_decode_as_request_url(rows: list[tuple[str, str]]) -> None:
     stems, queries = [s for s, _ in rows], [q for _, q in rows]
     expected = [request_url(s, q).replace("+", " ") for s, q in rows]
     assert [u.replace("+", " ") for u in needle_urls(stems, queries)] == expected
+
+
+def test_a_size_int_cannot_read_is_skipped(tmp_path: Path) -> None:
+    """``"²".isdigit()`` holds but ``int("²")`` fails: such a size is not summed."""
+    log = tmp_path / "W3SVC1" / "u_ex1.log"
+    log.parent.mkdir()
+    log.write_text("#Fields: date time c-ip sc-bytes\n2021-03-03 01:02:03 10.0.0.1 \u00b2\n")
+    for checks in (registered_checks(), [_per_row(c) for c in registered_checks()]):
+        result = inspect_paths([tmp_path], checks)
+        assert result.collection.coverage["iis"].rows == 1 and not result.findings
