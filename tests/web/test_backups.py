@@ -328,7 +328,8 @@ def test_backup_running_prune_running_and_damage_found(
         assert status["state"] == "ok" and status["verification"] is None
         assert "authentication tag" in status["verification_error"]
         assert 'id="verification-error"' in c.get("/backups").text
-        _flip_byte(next((folder / "vault" / "snapshots").iterdir()))
+        # alice's: an account's pages open only its own snapshots (their names carry it)
+        _flip_byte(folder / "vault" / "snapshots" / backed_up.alice_snapshots[0])
         status = c.get("/api/backups").json()
         assert status["state"] == "damaged" and "vigile vault verify" in status["detail"]
         assert c.get("/api/backups/alice/snapshots").status_code == 503
