@@ -87,9 +87,10 @@ def _endpoint(flags: int | None, peer_acked: bool) -> str:
 def zeek_tcp_state(orig: int | None, resp: int | None) -> str:
     """Zeek's ``conn_state`` for an originator's and a responder's ORed TCP flags.
 
-    ``resp`` (``orig``) is None when no record of the responder (originator) was seen. Where Zeek looks at
-    payload sizes (``REJ`` after resets from both sides) or the history
-    (``RSTOS0``), flags stand in: no ACK from the originator means no handshake.
+    ``resp`` (``orig``) is None when no record of the responder (originator) was
+    seen. Where Zeek looks at payload sizes (``REJ`` after resets from both sides) or
+    the history (``RSTOS0``), flags stand in: no ACK from the originator means no
+    handshake.
 
     >>> zeek_tcp_state(SYN, None), zeek_tcp_state(SYN, RST | ACK)
     ('S0', 'REJ')

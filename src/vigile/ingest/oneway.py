@@ -88,7 +88,7 @@ class OneWayExporters:
                 skip[i] = True
         rows = skip[codes] & lone
         counted = np.bincount(codes[rows & fresh], minlength=len(names))
-        for i in np.flatnonzero(counted):
+        for i in np.flatnonzero(counted).tolist():
             self.one_way[names[i]] += int(counted[i])
         self.not_held += int(counted.sum())
         return rows

@@ -221,8 +221,8 @@ def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
 
 
 #: Columns a turned row swaps: its sender becomes the responder.
-_SWAPPED = (("src", "dst"), ("src_port", "dst_port"), ("_src4", "_dst4"))
-_SWAPPED += (("orig_payload", "resp_payload"),)
+_SWAPPED = [("src", "dst"), ("src_port", "dst_port"), ("_src4", "_dst4")]
+_SWAPPED.append(("orig_payload", "resp_payload"))
 _TO_RESPONDER = {"orig_pkts": "resp_pkts", "orig_ip_bytes": "resp_ip_bytes"}
 _TO_RESPONDER["orig_bytes"] = "resp_bytes"
 
