@@ -14,8 +14,9 @@ the EVE reader share this module.
 NetFlow is mostly one record per direction, so the records of one batch (a
 collector batch, 50,000 records of an nfcapd file, with the records of earlier
 batches still waiting for a partner: :mod:`vigile.ingest.pairhold`) are paired
-first: a record pairs with the record of the reversed 5-tuple whose time span lies
-within :data:`PAIR_SLACK_US` of its own (the nearest one when several do).
+first: a record pairs with the record of the reversed 5-tuple, from the same exporter
+or sensor (``keys["sensor"]``), whose time span lies within :data:`PAIR_SLACK_US` of
+its own (the nearest one when several do).
 Contract of :func:`conn_states`:
 
 * The state goes on the **originator's** record: the side that sent a SYN without
@@ -26,11 +27,18 @@ Contract of :func:`conn_states`:
   without an ACK (the sender never completed a handshake: ``S0``, or ``RSTOS0``
   with a RST, ``SH`` with a FIN). Any other lone record (SYN and ACK, ACK only)
   stays null: the sender may be either side, and its peer's record is more often
-  unexported (one-interface, ingress-only export) than absent.
+  unexported (one-interface, ingress-only export) than absent. Except a lone
+  *reply* (``Pairing.reply``: from a likely server port to a port that is not one,
+  :mod:`vigile.ingest.ports`), which the rows step turns around to its receiver
+  (:func:`~vigile.ingest.pairhold.turn_replies`), as Zeek turns such a connection:
+  its state is Zeek's with the originator unseen (:data:`REPLY_STATE`: ``RSTRH``,
+  ``SHR`` or ``OTH``).
 * UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known),
   except a lone reply: a record from a likely server port to a port that is not one
   (:mod:`vigile.ingest.ports`; a resolver's answer whose query record was exported in
-  another batch) stays null, as Zeek would take its receiver for the originator.
+  another batch) stays null: it is turned around like a TCP reply, and Zeek's state
+  for it, ``SHR`` (only the responder sent), would make the answering server the
+  prober for ``scan`` wherever only answers are exported.
 * A biflow (reverse counters present: an IPFIX biflow, an EVE flow event) is judged
   alone; when its reverse side is the one that sent the lone SYN (the record's
   ``src`` is the responder) it stays null. Callers give a side that sent no packets

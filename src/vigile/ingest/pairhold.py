@@ -135,6 +135,9 @@ class PairHold:
             self.early += len(waiting) - self.max_rows
         self.held_back += int(keep[prior:].sum())
         self.paired_late += int((~lone[:prior]).sum())
+        if not keep.any():  # nothing waits (a final call, a one-way exporter): no copies
+            self.held = None
+            return self._finish(merged, pairing)
         held = merged.filter(pa.array(keep))  # chunks of the batches it came in: bounded
         self.held = held.combine_chunks() if held.column(0).num_chunks > 8 else held
         out = merged.filter(pa.array(~keep))
