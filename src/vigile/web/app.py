@@ -10,6 +10,7 @@ anything from elsewhere, and the Content-Security-Policy header forbids it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import import_module, resources
 from pathlib import Path
 from urllib.parse import quote
@@ -52,11 +53,40 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.filters["bytes"] = human_bytes
     env.filters["pct"] = lambda v: f"{100 * float(v or 0):.1f} %"
-    env.filters["ts"] = lambda v: (str(v)[:19].replace("T", " ") + " UTC") if v else "-"
+    env.filters["ts"] = utc_text
     env.filters["age"] = age_text
     env.globals["version"] = __version__
     env.globals["subject"] = lambda f: subject_text(f["detector"], f["src"], f["dst"], f["fqdn"])
     return templates
+
+
+def utc_text(value: object) -> str:
+    """A time as the pages show it: to the second, in UTC, said so.
+
+    Times with an offset are converted; times without one are the store's, which keeps UTC.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> utc_text(datetime(2026, 11, 23, 9, 30, 5, 123, tzinfo=timezone(timedelta(hours=2))))
+    '2026-11-23 07:30:05 UTC'
+    >>> utc_text("2026-11-23T09:30:05-05:00"), utc_text(datetime(2026, 11, 23, 9, 30))
+    ('2026-11-23 14:30:05 UTC', '2026-11-23 09:30:00 UTC')
+    >>> utc_text(None)
+    '-'
+    """
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    elif isinstance(value, datetime):
+        when = value
+    else:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def human_bytes(value: object) -> str:
