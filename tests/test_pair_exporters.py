@@ -18,8 +18,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +32,7 @@ import pyarrow as pa
 from bench.netflow_collector import build_messages
 from tests import scan_capture as cap
 from tests.conftest import require_tool
-from tests.netflow_peers import RunningCollector, run_softflowd
+from tests.netflow_peers import RunningCollector, free_udp_port, run_softflowd
 from tests.test_netflow_decode import ipfix_msg, template
 from tests.test_netflow_state import _states
 from tests.test_pair_hold import EXPECTED
@@ -284,3 +287,25 @@ def test_lone_replies_are_turned_as_zeek_turns_them(tmp_path: Path) -> None:
     assert states == {"RSTRH": 2 + 15, "OTH": 2 + 15, "SHR": 3}
     # Closed ports that are not likely server ports: a lone RST/ACK, not turned, no state.
     assert Counter((r["src"], r["conn_state"]) for r in kept) == {(cap.TARGET, None): 32}
+
+
+def test_collect_names_a_one_way_exporter_on_exit(tmp_path: Path) -> None:
+    port = free_udp_port()
+    cmd = [sys.executable, "-m", "vigile", "collect", "--listen", f"127.0.0.1:{port}"]
+    cmd += ["--db", str(tmp_path / "v.duckdb"), "--batch-seconds", "0.2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "listening on" in proc.stderr.readline()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for seq, m in enumerate(build_messages(200)):
+                struct.pack_into("!I", m, 8, seq * 30)
+                s.sendto(m, ("127.0.0.1", port))
+                time.sleep(0.001)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "one_way_exporters" in out and "127.0.0.1" in out
+    assert "exporter 127.0.0.1 sends one direction only" in err
