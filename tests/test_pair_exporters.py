@@ -29,6 +29,7 @@ from pathlib import Path
 
 import dpkt
 import pyarrow as pa
+import pytest
 from bench.netflow_collector import build_messages
 from tests import scan_capture as cap
 from tests.conftest import require_tool
@@ -39,6 +40,7 @@ from tests.test_pair_hold import EXPECTED
 from typer.testing import CliRunner
 
 from vigile.cli import app
+from vigile.ingest import nfcapd
 from vigile.ingest.flowstate import ACK, RST, SYN
 from vigile.ingest.pairhold import PairHold
 from vigile.store.duckdb import DuckDBStore
@@ -309,3 +311,33 @@ def test_collect_names_a_one_way_exporter_on_exit(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "one_way_exporters" in out and "127.0.0.1" in out
     assert "exporter 127.0.0.1 sends one direction only" in err
+
+
+def test_an_nfcapd_file_of_one_direction_is_learnt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """6,000 unanswered DNS queries (each its own client port) through nfpcapd, read in
+    batches of 500: the reader stops holding them after 5,000 and says so in the
+    file's notices."""
+    monkeypatch.setattr(nfcapd, "BATCH", 500)
+    for tool in ("nfpcapd", "nfdump"):
+        require_tool(tool)
+    pcap = tmp_path / "queries.pcap"
+    with pcap.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for k in range(6_000):
+            frame = cap._udp(cap.CLIENT, 10_000 + k, cap.RESOLVER, 53, b"\x12\x34" + b"\0" * 10)
+            writer.writepkt(frame, ts=cap.START + k * 0.001)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    subprocess.run(["nfpcapd", "-r", str(pcap), "-w", str(flows)], check=True, timeout=60)
+    (file,) = (p for p in flows.rglob("nfcapd.*") if p.is_file())
+    db = tmp_path / "v.duckdb"
+    result = CliRunner().invoke(app, ["ingest", "--db", str(db), str(file)])
+    assert result.exit_code == 0, result.output
+    store = DuckDBStore(db, read_only=True)
+    states = Counter(store.scan("conn", ["conn_state"])["conn_state"].to_pylist())
+    notices = store.scan("sources", ["notices"])["notices"].to_pylist()
+    store.close()
+    assert states == {"S0": 6_000}
+    assert any("(no address recorded) sends one direction only" in (n or "") for n in notices)

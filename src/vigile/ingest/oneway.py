@@ -96,8 +96,8 @@ class OneWayExporters:
     def notices(self) -> list[str]:
         """One line per one-way exporter, for the user."""
         return [
-            f"exporter {name} sends one direction only: its records are not held for a "
-            f"partner ({n:,} stored at once)"
+            f"exporter {'(no address recorded)' if name is None else name} sends one "
+            f"direction only: its records are not held for a partner ({n:,} stored at once)"
             for name, n in self.one_way.items()
         ]
 
