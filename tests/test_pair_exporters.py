@@ -1,8 +1,9 @@
 """Pairing per exporter, exporters that send one direction only, lone replies turned.
 
 * Two records with reversed 5-tuples from two exporters are not one connection
-  (PairHold, the collector over two loopback source addresses, Suricata netflow
-  events of two hosts).
+  (PairHold, a Hypothesis property over random exporters and batch cuts, the
+  collector over two loopback source addresses, Suricata netflow events of two
+  hosts).
 * An exporter whose records never pair is learnt (:mod:`vigile.ingest.oneway`):
   softflowd exporting one direction of the scan capture (a capture filtered to one
   side), and the collector load test's own one-direction records at the default
@@ -31,6 +32,8 @@ import dpkt
 import pyarrow as pa
 import pytest
 from bench.netflow_collector import build_messages
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests import scan_capture as cap
 from tests.conftest import require_tool
 from tests.netflow_peers import RunningCollector, free_udp_port, run_softflowd
@@ -341,3 +344,39 @@ def test_an_nfcapd_file_of_one_direction_is_learnt(
     store.close()
     assert states == {"S0": 6_000}
     assert any("(no address recorded) sends one direction only" in (n or "") for n in notices)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.booleans(), st.sampled_from(["r1", "r2", None])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(0, 4),
+)
+def test_a_row_never_joins_two_exporters(
+    records: list[tuple[int, bool, str | None]], cuts: int
+) -> None:
+    """Attempts and answers of four 5-tuples, each record from any of three exporters
+    (one without an address), in batches: a merged row's two records come from one
+    exporter, and none is lost."""
+    rows = [
+        ((CLIENT[0], 40000 + k), SERVER, SYN, sensor)
+        if forward
+        else (SERVER, (CLIENT[0], 40000 + k), SYN | ACK, sensor)
+        for k, forward, sensor in records
+    ]
+    hold, out, step = PairHold(wait=10), [], max(1, len(rows) // (cuts + 1))
+    table = _records(rows)
+    for clock, lo in enumerate(range(0, len(rows), step)):
+        out.append(hold.release(table.slice(lo, step), clock))
+    out.append(hold.release(None, 99, final=True))
+    stored = pa.concat_tables([t for t in out if t.num_rows]).to_pylist()
+    assert len(stored) + hold.merged == len(rows)
+    sides = Counter((sensor, k, forward) for k, forward, sensor in records)
+    most = sum(min(sides[s, k, True], sides[s, k, False]) for s, k, _ in sides)
+    merged = [r for r in stored if r["resp_pkts"] is not None and r["orig_pkts"] is not None]
+    assert len(merged) == hold.merged <= most
+    for r in merged:  # the attempt's row: its answer came from its own exporter
+        assert sides[r["sensor"], r["src_port"] - 40000, False] > 0
