@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,9 @@ entries = st.builds(
     flags=st.lists(st.sampled_from(["\\Seen", "\\Flagged", "$Label1", "Ünï"]), unique=True)
     .map(sorted)
     .map(tuple),
+    sender=st.text(max_size=40),
+    subject=st.text(max_size=40),
+    message_id=st.text(max_size=40),
 )
 
 
@@ -286,3 +290,44 @@ def test_look_ups_do_not_wait_for_a_pack_being_indexed(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     db.close()
     assert not list((tmp_path / "v").glob("index.sqlite-*"))
+
+
+def test_one_accounts_snapshots_open_only_its_own(tmp_path: Path) -> None:
+    """Snapshot names carry a keyed tag of the account: listing one account's snapshots
+    opens its own and the untagged ones of earlier releases, never another account's;
+    the tag is no account name, and a file renamed to another tag does not open."""
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Vault.open(root, b"pw", writable=True) as vault:
+        for hour in range(6):
+            when = t0 + timedelta(hours=hour)
+            for account in ("alice", "bob", "carol"):
+                vault.save_snapshot(Snapshot(vault.snapshot_name(account, when), account, when, ()))
+        old = t0 - timedelta(days=1)  # as earlier releases named them: no tag
+        for account in ("alice", "bob"):
+            name = f"{old.strftime(STAMP)}-{os.urandom(4).hex()}"
+            vault.save_snapshot(Snapshot(name, account, old, ()))
+        names = sorted(p.name for p in (root / "snapshots").iterdir())
+        assert not any(a in n for n in names for a in ("alice", "bob", "carol"))
+        opened: list[str] = []
+        load = vault._load_snapshot
+
+        def counting(path: Path) -> Snapshot:
+            opened.append(path.name)
+            return load(path)
+
+        vault._load_snapshot = counting  # type: ignore[method-assign]
+        everything = vault.snapshots()
+        for account in ("alice", "bob", "carol", "dave"):
+            opened.clear()
+            mine = vault.snapshots(account)
+            assert mine == [s for s in everything if s.account == account]
+            assert len(opened) == (6 if account != "dave" else 0) + 2
+        vault._load_snapshot = load  # type: ignore[method-assign]
+        alice = vault.snapshots("alice")[-1].name
+        bob_tag = vault.keys.account_tag("bob")
+        moved = root / "snapshots" / alice.replace(alice.split("-")[1], bob_tag)
+        (root / "snapshots" / alice).rename(moved)
+        with pytest.raises(VaultDamagedError, match="authentication"):
+            vault.snapshots("bob")

@@ -44,6 +44,8 @@ URLS = (
     "/api/backups/alice/snapshots",
     "/api/backups/alice/snapshots/SNAP",
     "/api/backups/alice/snapshots/SNAP/messages?folder=INBOX",
+    "/api/backups/alice/snapshots/SNAP/messages?match=a",
+    "/backups/alice/SNAP?q=a",
 )
 
 
@@ -148,7 +150,7 @@ def test_snapshots_folders_and_messages(client: TestClient, backed_up: BackupFac
     assert paged["total"] == 20 and [m["uid"] for m in paged["messages"]] == list(range(16, 21))
     page = client.get(f"/backups/alice/{name}?folder=Archive").text
     assert "<dt>unchanged folders</dt><dd>3 of 3 (skipped)</dd>" in page  # the no-change run
-    assert page.count('<tr><td class="num">') == 10 and "Messages in Archive" in page
+    assert page.count('<tr data-id="') == 10 and "Messages in Archive" in page
     for url in (
         "/api/backups/dave/snapshots",
         "/api/backups/alice/snapshots/nope",
@@ -176,6 +178,63 @@ def test_restore_command_shown_restores_that_snapshot(
     assert result.exit_code == 0, result.output
     assert f"snapshot {first}" in result.stderr  # --at picked exactly this snapshot
     assert result.stdout.count("deleted since") == 2
+
+
+def test_search_and_one_message_restore_command(
+    client: TestClient, backed_up: BackupFacts, tmp_path: Path
+) -> None:
+    name = backed_up.alice_snapshots[-1]
+    api = f"/api/backups/alice/snapshots/{name}/messages"
+    everything = [
+        m for f in FOLDERS for m in client.get(f"{api}?folder={f}&limit=5000").json()["messages"]
+    ]
+    assert all(m["from"] and m["subject"] and m["message_id"] for m in everything)
+    assert all("=?" not in m["from"] + m["subject"] for m in everything)  # decoded
+    word = "réunion"
+    expected = [
+        (m["folder"], m["uid"])
+        for m in everything
+        if word in m["from"].casefold() or word in m["subject"].casefold()
+    ]
+    assert 0 < len(expected) < len(everything)
+    found = client.get(f"{api}?match=R%C3%89UNION&limit=5000").json()  # any case
+    assert sorted((m["folder"], m["uid"]) for m in found["messages"]) == sorted(expected)
+    assert found["total"] == len(expected) and found["folder"] is None
+    in_été = client.get(f"{api}?folder=%C3%89t%C3%A9&match={word}").json()
+    assert in_été["total"] == sum(f == "Été" for f, _ in expected)
+    sender = everything[0]["from"].split("<")[0].strip()
+    by_sender = client.get(f"{api}?from={sender}&subject=n°").json()["messages"]
+    assert by_sender and all(sender in m["from"] and "n°" in m["subject"] for m in by_sender)
+    assert client.get(api).status_code == 400  # neither a folder nor a search
+    # the page: the same search, server side, paged as the folder listing
+    page = client.get(f"/backups/alice/{name}?q={word}").text
+    assert page.count('<tr data-id="') == len(expected) and "matching" in page
+
+    one = next(m for m in everything if m["folder"] == "Été")
+    url = f"/backups/alice/{name}?folder=%C3%89t%C3%A9&message={one['id']}"
+    page = client.get(url).text.replace("&#39;", "'")
+    commands = re.findall(r'<pre class="command" id="message-(\w+(?:-\w+)?)">([^<]*)</pre>', page)
+    shown = {k: v.replace("&amp;", "&") for k, v in commands}
+    assert set(shown) == {"dry-run", "imap", "eml"}
+    assert f"--message {one['id']}" in shown["eml"] and "--folder" in shown["eml"]
+    args = shlex.split(shown["eml"])
+    out = tmp_path / "one"
+    args[args.index("--out") + 1] = str(out)
+    result = CliRunner().invoke(app, args[1:])
+    assert result.exit_code == 0, result.output
+    (written,) = out.rglob("*.eml")
+    assert written.name == f"{one['uid']}.eml"
+    vault = Vault.open(backed_up.folder / "vault", backed_up.key)
+    try:
+        snap = vault.load_snapshot(name)
+        assert snap is not None
+        ref = snap.folder("Été")
+        assert ref is not None
+        entry = vault.get_tree(ref.tree).messages[one["uid"]]
+        assert written.read_bytes() == vault.get(entry.blob_id)
+    finally:
+        vault.close()
+    assert client.get(f"/backups/alice/{name}?folder=INBOX&message=00000000").status_code == 404
 
 
 def test_no_secret_wrong_secret_no_vault(

@@ -68,7 +68,28 @@ def test_backups_in_browser(
     été[3].find_element(By.TAG_NAME, "a").click()
     assert browser.find_element(By.CSS_SELECTOR, "#messages h2").text.startswith("Messages in Été")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr")) == 5
+    subjects = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#message-list td.subject")]
+    senders = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#message-list td.sender")]
+    assert all(subjects) and all(senders) and not any("=?" in t for t in subjects + senders)
     _shot(browser, "backup-snapshot")
+
+    # Search every folder of the snapshot by a word of a (decoded, non-ASCII) subject.
+    browser.get(browser.current_url.split("?")[0])  # the snapshot, no folder: every folder
+    word = subjects[0].split()[0]
+    box = browser.find_element(By.ID, "message-query")
+    box.send_keys(word.upper())
+    browser.find_element(By.ID, "message-search-button").click()
+    found = browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr[data-id]")
+    assert found and "matching" in browser.find_element(By.CSS_SELECTOR, "#messages h2").text
+    for row in found:
+        text = " ".join(c.text for c in row.find_elements(By.CSS_SELECTOR, "td.sender, td.subject"))
+        assert word.casefold() in text.casefold(), text
+    record = found[0].get_attribute("data-id")
+    found[0].find_element(By.CSS_SELECTOR, "a.message-restore").click()
+    command = browser.find_element(By.ID, "message-imap").text
+    assert f"--message {record}" in command and "--folder" in command
+    assert command.startswith("vigile vault restore -a alice --at ")
+    _shot(browser, "backup-message")
 
     browser.get(base + "/")
     summary = browser.find_element(By.ID, "backup-summary").text

@@ -15,18 +15,20 @@ Per folder, in order, the cheapest path that is still exact:
    nothing already stored is stored again.
 
 New messages are fetched in batches and stored by content id; a message already in the
-vault (another folder, account or run) costs no space.
+vault (another folder, account or run) costs no space. Each new message's tree entry
+also keeps its raw From, Subject and Message-ID (:mod:`vigile.vault.headers`), for
+listings and search; entries carried over from the previous tree keep theirs.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
+from vigile.vault.headers import header_fields
+from vigile.vault.snapshot import FolderRef, FolderTree, MessageEntry, Snapshot
 from vigile.vault.source import FetchedMessage, FolderStatus, MessageMeta, Source
 
 if TYPE_CHECKING:
@@ -129,9 +131,7 @@ def _apply_changes(
         if entry is None:
             to_fetch.append(meta)
         elif entry.flags != meta.flags:
-            messages[meta.uid] = MessageEntry(
-                meta.uid, entry.blob_id, entry.size, entry.internaldate, meta.flags
-            )
+            messages[meta.uid] = entry._replace(flags=meta.flags)
             stats.flag_changes += 1
     return to_fetch
 
@@ -149,8 +149,10 @@ def _store(
         raws = [raw for _, raw in group]
         ids = vault.put_many(b"M", raws)
         sizes = list(map(len, raws))
-        for (m, _), (blob_id, _), size in zip(group, ids, sizes, strict=True):
-            messages[m.uid] = MessageEntry(m.uid, blob_id, size, m.internaldate, m.flags)
+        for (m, raw), (blob_id, _), size in zip(group, ids, sizes, strict=True):
+            messages[m.uid] = MessageEntry(
+                m.uid, blob_id, size, m.internaldate, m.flags, *header_fields(raw)
+            )
         stats.fetched += len(group)
         stats.stored += sum(stored for _, stored in ids)
         stats.bytes_fetched += sum(sizes)
@@ -223,7 +225,7 @@ def backup_account(
         )
         stats.folders += 1
     when = now or datetime.now(UTC)
-    name = f"{when.astimezone(UTC).strftime(STAMP)}-{os.urandom(4).hex()}"
+    name = vault.snapshot_name(source.account, when)
     counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
     snapshot = Snapshot(name, source.account, when, tuple(refs), counts)
     vault.save_snapshot(snapshot)

@@ -120,6 +120,25 @@ class Keys:
         new, key = blake3.blake3, self.ident
         return [new(content, key=key).digest() for content in contents]
 
+    def account_tag(self, account: str) -> str:
+        """A keyed tag of an account's name (16 hex digits), which its snapshot files'
+        names carry so that one account's snapshots are found without opening the
+        others'. Without the keys it says nothing about the name.
+
+        >>> k = Keys(b"d" * 32, b"i" * 32)
+        >>> k.account_tag("alice") == k.account_tag("alice") != k.account_tag("bob")
+        True
+        >>> len(k.account_tag("alice")), k.account_tag("alice") != Keys(b"d" * 32,
+        ...     b"j" * 32).account_tag("alice")
+        (16, True)
+        """
+        return hmac.digest(self._tag_key, account.encode(), "sha256")[:8].hex()
+
+    @cached_property
+    def _tag_key(self) -> bytes:
+        # A key of its own, derived from the id key, so that no tag can equal a message id.
+        return hmac.digest(self.ident, b"vigile-vault snapshot account tags", "sha256")
+
     @cached_property
     def _aead(self) -> AESGCM:
         return AESGCM(self.data)

@@ -1,12 +1,17 @@
 """What the vault holds, as rows: snapshots, the folders of one, the messages of a folder.
 
 One reader for every listing: ``vigile vault snapshots`` and ``vigile vault ls`` print
-these rows, and the console's Backups page shows them.
+these rows, and the console's Backups page shows them; both search messages by sender
+and subject with :class:`MessageQuery`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from vigile.vault.headers import display
+from vigile.vault.snapshot import MessageEntry
 
 if TYPE_CHECKING:
     from vigile.vault.repo import Vault
@@ -14,7 +19,12 @@ if TYPE_CHECKING:
 
 SNAPSHOT_COLUMNS = ["snapshot", "account", "time", "folders", "messages", "fetched", "stored"]
 FOLDER_COLUMNS = ["folder", "messages", "uidvalidity", "snapshot"]
-MESSAGE_COLUMNS = ["folder", "uid", "date", "size", "flags", "id"]
+#: A message's columns in a table; JSON and CSV add its Message-ID (MESSAGE_FIELDS).
+MESSAGE_COLUMNS = ["folder", "uid", "date", "from", "subject", "size", "flags", "id"]
+MESSAGE_FIELDS = [*MESSAGE_COLUMNS, "message_id"]
+#: Hex digits of a record id shown in listings (64 bits), which ``vault restore
+#: --message`` takes.
+MESSAGE_ID_CHARS = 16
 
 
 def snapshot_row(snap: Snapshot) -> dict[str, Any]:
@@ -42,25 +52,70 @@ def folder_rows(snap: Snapshot) -> list[dict[str, Any]]:
     ]
 
 
-def message_rows(
-    vault: Vault, ref: FolderRef, start: int = 0, stop: int | None = None
-) -> list[dict[str, Any]]:
-    """The messages of one folder of a snapshot, by UID: date, size, flags, record id;
-    only those from ``start`` to ``stop`` in that order (a page of a large folder).
+@dataclass(frozen=True)
+class MessageQuery:
+    """Which messages a listing keeps: each given text must appear, in any case, in the
+    decoded header it names (``text``: in the sender or the subject).
 
-    The vault keeps each message's internal date, size and flags in the folder's tree;
-    headers (sender, subject) are inside the sealed message and are not read for a listing.
+    >>> from datetime import datetime, UTC
+    >>> m = MessageEntry(1, b"", 1, datetime(2026, 1, 1, tzinfo=UTC), (),
+    ...                  "=?utf-8?q?Jos=C3=A9?= <j@example.org>", "Invoice 42")
+    >>> [MessageQuery(*q).matches(m) for q in (("josé",), ("", "", "INVOICE"), ("", "bob"))]
+    [True, True, False]
     """
-    tree = vault.get_tree(ref.tree)
-    ordered = sorted(tree.messages.values(), key=lambda m: m.uid)[start:stop]
-    return [
-        {
-            "folder": ref.name,
-            "uid": m.uid,
-            "date": m.internaldate,
-            "size": m.size,
-            "flags": " ".join(m.flags),
-            "id": m.blob_id.hex()[:16],
-        }
-        for m in ordered
-    ]
+
+    text: str = ""
+    sender: str = ""
+    subject: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.sender or self.subject)
+
+    def matches(self, m: MessageEntry) -> bool:
+        sender, subject = display(m.sender).casefold(), display(m.subject).casefold()
+        text = self.text.casefold()
+        return (
+            (not text or text in sender or text in subject)
+            and self.sender.casefold() in sender
+            and self.subject.casefold() in subject
+        )
+
+
+def find_messages(
+    vault: Vault, ref: FolderRef, query: MessageQuery | None = None
+) -> list[MessageEntry]:
+    """The messages (``MessageEntry``) of one folder of a snapshot, by UID; with ``query``,
+    only those it matches.
+
+    The vault keeps each message's internal date, size, flags and raw sender, subject and
+    Message-ID in the folder's tree: a listing or a search never opens a message.
+    """
+    ordered = sorted(vault.get_tree(ref.tree).messages.values(), key=lambda m: m.uid)
+    return [m for m in ordered if query.matches(m)] if query else ordered
+
+
+def message_row(folder: str, m: MessageEntry) -> dict[str, Any]:
+    """One message as listings show it: sender and subject decoded, the id restore takes."""
+    return {
+        "folder": folder,
+        "uid": m.uid,
+        "date": m.internaldate,
+        "from": display(m.sender),
+        "subject": display(m.subject),
+        "size": m.size,
+        "flags": " ".join(m.flags),
+        "id": m.blob_id.hex()[:MESSAGE_ID_CHARS],
+        "message_id": m.message_id,
+    }
+
+
+def message_rows(
+    vault: Vault,
+    ref: FolderRef,
+    start: int = 0,
+    stop: int | None = None,
+    query: MessageQuery | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`message_row` of the messages of one folder of a snapshot (matching
+    ``query``), by UID, only those from ``start`` to ``stop`` in that order (a page)."""
+    return [message_row(ref.name, m) for m in find_messages(vault, ref, query)[start:stop]]

@@ -36,6 +36,7 @@ from vigile.vault.packer import BackgroundPacker, Published
 from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+ACCOUNT_TAG_CHARS = 16
 
 
 def _disk_error(e: OSError | sqlite3.Error, what: Path) -> VaultError:
@@ -46,6 +47,13 @@ def _disk_error(e: OSError | sqlite3.Error, what: Path) -> VaultError:
     if e.errno == errno.ENOSPC:
         return VaultError(f"{what}: no space left on device; the vault is unchanged by this run")
     return VaultError(f"{what}: {e.strerror}")
+
+
+def _account_tag(name: str) -> str | None:
+    """The account tag a snapshot name carries (``<time>-<tag>-<random>``), or None for
+    a name without one (written by earlier releases)."""
+    parts = name.split("-")
+    return parts[1] if len(parts) == 3 and len(parts[1]) == ACCOUNT_TAG_CHARS else None
 
 
 def _stamp(name: str) -> str | None:
@@ -294,10 +302,24 @@ class Vault:
             tmp.unlink(missing_ok=True)
             raise _disk_error(e, path) from None
 
+    def snapshot_name(self, account: str, when: datetime) -> str:
+        """A new snapshot's file name: ``<UTC second>-<account tag>-<random>``.
+
+        The tag (:meth:`Keys.account_tag`) lets :meth:`snapshots` and
+        :meth:`latest_snapshot` skip other accounts' snapshots unopened; the name is
+        authenticated with the snapshot, so a file renamed to another tag fails to open.
+        """
+        stamp = when.astimezone(UTC).strftime(STAMP)
+        return f"{stamp}-{self.keys.account_tag(account)}-{os.urandom(4).hex()}"
+
     def snapshots(self, account: str | None = None) -> list[Snapshot]:
-        """Every snapshot (of ``account``), oldest first."""
+        """Every snapshot (of ``account``), oldest first.
+
+        For one account only its own snapshot files are opened (and those of earlier
+        releases, whose names carry no account tag).
+        """
         out = []
-        for name in self._snapshot_names():
+        for name in self._snapshot_names(account):
             snap = self._load_snapshot(self.root / "snapshots" / name)
             if account is None or snap.account == account:
                 out.append(snap)
@@ -336,7 +358,7 @@ class Vault:
         limit = None if at is None else at.astimezone(UTC).strftime(STAMP)
         best: Snapshot | None = None
         best_stamp = ""
-        stamps = {name: _stamp(name) for name in self._snapshot_names()}
+        stamps = {name: _stamp(name) for name in self._snapshot_names(account)}
         unstamped = [n for n, s in stamps.items() if s is None]  # always opened
         timed = sorted((n for n, s in stamps.items() if s is not None), reverse=True)
         for name in unstamped + timed:  # newest first: a name begins with its time
@@ -352,9 +374,14 @@ class Vault:
                 best, best_stamp = snap, stamp or ""
         return best
 
-    def _snapshot_names(self) -> list[str]:
-        """Names of the snapshot files (``.tmp-*`` files of unfinished writes left out)."""
-        return [p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith(".")]
+    def _snapshot_names(self, account: str | None = None) -> list[str]:
+        """Names of the snapshot files (``.tmp-*`` files of unfinished writes left out);
+        with ``account``, those that may be its snapshots (its tag, or no tag)."""
+        names = [p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith(".")]
+        if account is None:
+            return names
+        tag = self.keys.account_tag(account)
+        return [n for n in names if _account_tag(n) in (tag, None)]
 
     def delete_snapshot(self, name: str) -> None:
         self.require(Access.DELETE, doing="deleting a snapshot")

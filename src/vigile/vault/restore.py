@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigile.vault.errors import VaultDamagedError
+from vigile.vault.headers import display, header_fields
 from vigile.vault.snapshot import FolderTree, MessageEntry, Snapshot
 
 if TYPE_CHECKING:  # the CLI imports this module before it needs IMAP or the vault
@@ -47,13 +48,23 @@ class RestoreReport:
 
 
 def select_trees(
-    vault: Vault, snapshot: Snapshot, pattern: str | None, report: RestoreReport
+    vault: Vault,
+    snapshot: Snapshot,
+    pattern: str | None,
+    report: RestoreReport,
+    messages: Collection[str] | None = None,
 ) -> Iterator[FolderTree]:
-    """The snapshot's folder trees; a damaged tree is reported and its folder skipped."""
+    """The snapshot's folder trees; a damaged tree is reported and its folder skipped.
+
+    With ``messages`` (record ids as listings show them, or any prefix of one), each tree
+    keeps only the messages whose id begins with one of them, and folders left with none
+    are skipped: an item-level restore.
+    """
+    prefixes = None if messages is None else tuple(m.lower() for m in messages)
     for ref in snapshot.folders:
         if pattern is None or fnmatchcase(ref.name, pattern):
             try:
-                yield vault.get_tree(ref.tree)
+                tree = vault.get_tree(ref.tree)
             except VaultDamagedError as e:
                 report.damaged.append(
                     {
@@ -63,6 +74,26 @@ def select_trees(
                         "error": f"folder listing damaged, {ref.count} messages unknown: {e}",
                     }
                 )
+                continue
+            if prefixes is None:
+                yield tree
+                continue
+            kept = {u: m for u, m in tree.messages.items() if m.blob_id.hex().startswith(prefixes)}
+            if kept:
+                yield FolderTree(tree.name, tree.uidvalidity, kept)
+
+
+def unknown_messages(
+    vault: Vault, snapshot: Snapshot, pattern: str | None, messages: Collection[str]
+) -> list[str]:
+    """Those of ``messages`` (record ids or prefixes) that name no message of the
+    snapshot's folders matching ``pattern``: a restore names them before writing anything."""
+    ids = [
+        m.blob_id.hex()
+        for tree in select_trees(vault, snapshot, pattern, RestoreReport())
+        for m in tree.messages.values()
+    ]
+    return [p for p in messages if not any(i.startswith(p.lower()) for i in ids)]
 
 
 def match_key(raw_or_header: bytes, size: int) -> bytes:
@@ -77,16 +108,8 @@ def match_key(raw_or_header: bytes, size: int) -> bytes:
 
 
 def subject_of(raw: bytes) -> str:
-    # The email and mailbox packages are imported where used: `vault backup` loads this
-    # module (the restore command's --to choices) and needs neither.
-    from email.header import decode_header, make_header
-    from email.parser import BytesHeaderParser
-
-    value = BytesHeaderParser().parsebytes(raw).get("Subject", "")
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError):
-        return str(value)
+    """The subject of a message (or header block), decoded for display."""
+    return display(header_fields(raw)[1])
 
 
 def _messages(
@@ -139,13 +162,17 @@ def restore_files(
     out: Path,
     pattern: str | None = None,
     progress: Callable[[int], None] | None = None,
+    messages: Collection[str] | None = None,
 ) -> RestoreReport:
-    """Write the snapshot's messages under ``out`` as Maildir, mbox or .eml files."""
-    import mailbox  # see subject_of
+    """Write the snapshot's messages (only ``messages``, if given: see
+    :func:`select_trees`) under ``out`` as Maildir, mbox or .eml files."""
+    # Imported here: `vault backup` loads this module (the restore command's --to
+    # choices) and does not need it.
+    import mailbox
 
     report = RestoreReport()
     out.mkdir(parents=True, exist_ok=True)
-    for tree in select_trees(vault, snapshot, pattern, report):
+    for tree in select_trees(vault, snapshot, pattern, report, messages):
         box = mailbox.mbox(out / f"{_safe(tree.name)}.mbox") if fmt == "mbox" else None
         for entry, raw in _messages(vault, snapshot, tree, report):
             if box is not None:
@@ -173,14 +200,16 @@ def restore_imap(
     pattern: str | None = None,
     progress: Callable[[int], None] | None = None,
     reset_flags: bool = False,
+    messages: Collection[str] | None = None,
 ) -> RestoreReport:
-    """Append to ``target`` every message of the snapshot that it does not hold.
+    """Append to ``target`` every message of the snapshot (of ``messages``, if given:
+    see :func:`select_trees`) that it does not hold.
 
     With ``reset_flags``, messages it does hold also get their flags set back to the
     snapshot's (otherwise they are left exactly as they are).
     """
     report = RestoreReport()
-    for tree in select_trees(vault, snapshot, pattern, report):
+    for tree in select_trees(vault, snapshot, pattern, report, messages):
         target.ensure_folder(tree.name)
         live: dict[bytes, list[tuple[int, tuple[str, ...]]]] = {}
         for uid, (header, size, flags) in sorted(target.headers(tree.name).items()):
@@ -202,12 +231,21 @@ def restore_imap(
 
 
 def diff_imap(
-    vault: Vault, snapshot: Snapshot, target: ImapTarget, pattern: str | None = None
+    vault: Vault,
+    snapshot: Snapshot,
+    target: ImapTarget,
+    pattern: str | None = None,
+    messages: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows describing how the live mailbox differs from the snapshot (nothing is written)."""
+    """Rows describing how the live mailbox differs from the snapshot (nothing is written).
+
+    With ``messages`` (see :func:`select_trees`), only those messages are compared: each
+    is *deleted since* (a restore would add it) or *flags changed*, or absent from the
+    rows if the mailbox holds it as it was; what the mailbox gained is not listed.
+    """
     rows: list[dict[str, Any]] = []
     report = RestoreReport()
-    for tree in select_trees(vault, snapshot, pattern, report):
+    for tree in select_trees(vault, snapshot, pattern, report, messages):
         live: dict[bytes, list[tuple[int, bytes, tuple[str, ...]]]] = {}
         for uid, (header, size, flags) in sorted(target.headers(tree.name).items()):
             live.setdefault(match_key(header, size), []).append((uid, header, flags))
@@ -224,7 +262,7 @@ def diff_imap(
             _, _, flags = matches.pop(0)
             if flags != entry.flags:
                 rows.append({**row, "change": "flags changed", "live_flags": " ".join(flags)})
-        for rest in live.values():
+        for rest in live.values() if messages is None else ():
             for _, header, flags in rest:
                 rows.append(
                     {

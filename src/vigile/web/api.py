@@ -11,6 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from vigile.vault.listing import MessageQuery
 from vigile.web import allowlist, audit, backups, charts, hosts, queries
 from vigile.web.auth import Session
 from vigile.web.deps import api_csrf, api_session, get_console, store_of
@@ -174,18 +175,25 @@ async def backup_snapshot(request: Request, account: str, snapshot: str) -> dict
 
 @router.get(
     "/backups/{account}/snapshots/{snapshot}/messages",
-    summary="The messages of one folder of a snapshot, by UID (date, size, flags)",
+    summary="The messages of a snapshot's folder (or, searching, of every folder), by UID: "
+    "date, sender, subject, size, flags, record id",
 )
 async def backup_messages(
     request: Request,
     account: str,
     snapshot: str,
-    folder: str,
+    folder: str | None = Query(None, description="The folder; every folder if not given."),
+    match: str = Query("", max_length=200, description="Sender or subject contains (any case)."),
+    sender: str = Query("", alias="from", max_length=200, description="Sender contains."),
+    subject: str = Query("", max_length=200, description="Subject contains."),
     offset: int = Query(0, ge=0),
     limit: int = Query(500, ge=1, le=5000),
 ) -> dict[str, Any]:
     c = get_console(request)
-    found = backups.folder_messages(c.config, account, snapshot, folder, offset, limit)
+    query = MessageQuery(match, sender, subject)
+    if folder is None and not query:
+        raise HTTPException(400, "give a folder, or search with match, from or subject")
+    found = backups.folder_messages(c.config, account, snapshot, folder, offset, limit, query)
     if found is None:
         raise HTTPException(404, f"no folder {folder} in snapshot {snapshot} of {account}")
     return found

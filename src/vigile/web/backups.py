@@ -12,11 +12,13 @@ vault at the path, a wrong secret, a prune running, damage.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import shlex
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,14 @@ from vigile.vault.errors import (
     VaultError,
     WrongKeyError,
 )
-from vigile.vault.listing import folder_rows, message_rows, snapshot_row
+from vigile.vault.listing import (
+    MESSAGE_ID_CHARS,
+    MessageQuery,
+    find_messages,
+    folder_rows,
+    message_row,
+    snapshot_row,
+)
 from vigile.vault.lock import Access
 from vigile.vault.repo import Vault
 from vigile.vault.settings import VaultSettings, parse_settings, stored_secret
@@ -122,21 +131,34 @@ def _keys(root: Path, secret: bytes) -> Keys:
     return _UNLOCKED[key]
 
 
-def restore_commands(snap: Snapshot, config: Config) -> dict[str, str]:
-    """The CLI commands that restore ``snap``, for copying (restore is a CLI action).
+def restore_commands(
+    snap: Snapshot, config: Config, folder: str | None = None, message: str | None = None
+) -> dict[str, str]:
+    """The CLI commands that restore ``snap``, for copying (restore is a CLI action); with
+    ``message`` (a record id as listings show it, in ``folder``), that message alone.
 
-    ``--at`` is the snapshot's exact time, so it picks this snapshot and no older one.
+    ``--at`` is the snapshot's exact time, so it picks this snapshot and no older one;
+    ``--folder`` is the folder's name with its pattern characters escaped.
 
     >>> from datetime import datetime, UTC
     >>> snap = Snapshot("x", "alice", datetime(2026, 11, 20, 8, 0, 5, 1234, UTC), ())
     >>> restore_commands(snap, Config())["dry_run"]
     'vigile vault restore -a alice --at 2026-11-20T08:00:05.001234Z --to imap --dry-run'
+    >>> restore_commands(snap, Config(), "Q[1]*", "0123456789abcdef")["imap"][63:]
+    "--folder 'Q[[]1][*]' --message 0123456789abcdef --to imap"
     """
     at = snap.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
     base = ["vigile", "vault", "restore", "-a", snap.account, "--at", at]
     if config.path is not None:
         base += ["--config", str(config.path.resolve())]
     out = f"./restore-{snap.account}-{snap.time.astimezone(UTC):%Y%m%dT%H%M%S}"
+    if message is not None:
+        base += ["--folder", glob.escape(folder or "*"), "--message", message]
+        return {
+            "dry_run": shlex.join([*base, "--to", "imap", "--dry-run"]),
+            "imap": shlex.join([*base, "--to", "imap"]),
+            "eml": shlex.join([*base, "--to", "eml", "--out", out]),
+        }
     return {
         "dry_run": shlex.join([*base, "--to", "imap", "--dry-run"]),
         "imap": shlex.join([*base, "--to", "imap"]),
@@ -236,17 +258,28 @@ def _detail(snap: Snapshot, config: Config) -> dict[str, Any]:
 
 
 def _messages(
-    vault: Vault, snap: Snapshot, folder: str, offset: int, limit: int
+    vault: Vault,
+    snap: Snapshot,
+    folder: str | None,
+    offset: int,
+    limit: int,
+    query: MessageQuery | None = None,
 ) -> dict[str, Any] | None:
-    ref = snap.folder(folder)
-    if ref is None:
+    """A page of the messages of ``folder`` (of every folder if None) that ``query``
+    matches; None for no such folder."""
+    refs = snap.folders if folder is None else [snap.folder(folder)]
+    if None in refs:
         return None
-    rows = message_rows(vault, ref, offset, offset + limit)  # only this page's rows are built
+    found = [(ref.name, m) for ref in refs if ref for m in find_messages(vault, ref, query)]
+    page = found[offset : offset + limit]  # only this page's rows are built
     return {
         "folder": folder,
-        "total": ref.count,
+        "query": asdict(query or MessageQuery()),
+        "total": len(found),
         "offset": offset,
-        "messages": [{**r, "date": r["date"].astimezone(UTC)} for r in rows],
+        "messages": [
+            {**r, "date": r["date"].astimezone(UTC)} for r in (message_row(*f) for f in page)
+        ],
     }
 
 
@@ -258,23 +291,56 @@ def snapshot_detail(config: Config, account: str, name: str) -> dict[str, Any] |
 
 
 def folder_messages(
-    config: Config, account: str, name: str, folder: str, offset: int = 0, limit: int = 500
+    config: Config,
+    account: str,
+    name: str,
+    folder: str | None,
+    offset: int = 0,
+    limit: int = 500,
+    query: MessageQuery | None = None,
 ) -> dict[str, Any] | None:
-    """The messages of one folder of one snapshot, by UID, ``limit`` from ``offset``."""
+    """The messages of one folder of one snapshot (of every folder with ``folder`` None),
+    by UID, those ``query`` matches, ``limit`` from ``offset``."""
     with opened_vault(vault_settings(config)) as vault:
         snap = _snapshot(vault, account, name)
-        return _messages(vault, snap, folder, offset, limit) if snap is not None else None
+        if snap is None:
+            return None
+        return _messages(vault, snap, folder, offset, limit, query)
+
+
+def message_restore(
+    config: Config, account: str, name: str, folder: str, message: str
+) -> dict[str, Any] | None:
+    """One message of a snapshot (its row) and the commands that restore it alone, or
+    None if ``folder`` of that snapshot has no message of that id."""
+    with opened_vault(vault_settings(config)) as vault:
+        snap = _snapshot(vault, account, name)
+        ref = snap.folder(folder) if snap is not None else None
+        if snap is None or ref is None:
+            return None
+        found = [m for m in find_messages(vault, ref) if m.blob_id.hex().startswith(message)]
+    if len(message) < MESSAGE_ID_CHARS or not found:
+        return None
+    row = message_row(folder, found[0])
+    return {**row, "restore": restore_commands(snap, config, folder, row["id"])}
 
 
 def snapshot_page(
-    config: Config, account: str, name: str, folder: str | None, offset: int, limit: int
+    config: Config,
+    account: str,
+    name: str,
+    folder: str | None,
+    offset: int,
+    limit: int,
+    query: MessageQuery | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """:func:`snapshot_detail` and, with ``folder``, :func:`folder_messages`, with the
-    vault opened once: ``(None, None)`` for no such snapshot, ``(detail, None)`` for no
-    such folder."""
+    """:func:`snapshot_detail` and, with ``folder`` or ``query``, :func:`folder_messages`,
+    with the vault opened once: ``(None, None)`` for no such snapshot, ``(detail, None)``
+    for no such folder."""
     with opened_vault(vault_settings(config)) as vault:
         snap = _snapshot(vault, account, name)
         if snap is None:
             return None, None
-        found = _messages(vault, snap, folder, offset, limit) if folder is not None else None
+        wanted = folder is not None or bool(query)
+        found = _messages(vault, snap, folder, offset, limit, query) if wanted else None
     return _detail(snap, config), found

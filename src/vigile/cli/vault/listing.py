@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vigile.cli.common import CsvOption, JsonOption
-from vigile.cli.output import choose_format, emit_rows, err_console
+from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     AccountOption,
     AtOption,
@@ -25,7 +25,9 @@ from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.listing import (
     FOLDER_COLUMNS,
     MESSAGE_COLUMNS,
+    MESSAGE_FIELDS,
     SNAPSHOT_COLUMNS,
+    MessageQuery,
     folder_rows,
     message_rows,
     snapshot_row,
@@ -54,25 +56,48 @@ def ls_cmd(
     account: Annotated[str, typer.Option("--account", "-a", help="Account name.")],
     at: AtOption = None,
     folder: FolderOption = None,
+    match: Annotated[
+        str | None,
+        typer.Option(
+            "--match",
+            "-m",
+            help="Only messages whose sender or subject contains this text (any case); "
+            "searches every folder unless --folder is given.",
+        ),
+    ] = None,
+    sender: Annotated[
+        str | None,
+        typer.Option("--from", help="Only messages whose sender (From) contains this text."),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="Only messages whose subject contains this text."),
+    ] = None,
     config: VaultConfigOption = None,
     vault: VaultOption = None,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
 ) -> None:
-    """List folders of an account at a time; with --folder, the messages in them."""
+    """List folders of an account at a time; with --folder or a search, the messages.
+
+    Messages are listed with their date, sender, subject, size, flags and id; the id is
+    what `vigile vault restore --message` takes. --json and --csv add the Message-ID.
+    """
     from fnmatch import fnmatchcase
 
     fmt = choose_format(as_json, as_csv)
+    query = MessageQuery(match or "", sender or "", subject or "")
     with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
-        if folder is None:
+        if folder is None and not query:
             rows, columns = folder_rows(snap), FOLDER_COLUMNS
         else:
-            rows, columns = [], MESSAGE_COLUMNS
+            rows = []
+            columns = MESSAGE_COLUMNS if fmt is Format.TABLE else MESSAGE_FIELDS
             for ref in snap.folders:
-                if fnmatchcase(ref.name, folder):
-                    rows.extend(message_rows(store, ref))
+                if fnmatchcase(ref.name, folder or "*"):
+                    rows.extend(message_rows(store, ref, query=query))
     emit_rows(rows, columns, fmt, title=f"{account} at {snap.time:%Y-%m-%d %H:%M:%S}")
 
 

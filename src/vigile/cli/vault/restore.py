@@ -24,7 +24,16 @@ from vigile.cli.vault.common import (
 from vigile.errors import ConfigError
 from vigile.vault.errors import VaultDamagedError
 from vigile.vault.lock import Access
-from vigile.vault.restore import FORMATS, diff_imap, restore_files, restore_imap
+from vigile.vault.restore import (
+    FORMATS,
+    diff_imap,
+    restore_files,
+    restore_imap,
+    unknown_messages,
+)
+
+#: The shortest record id prefix --message takes: 32 bits, enough within one snapshot.
+MIN_MESSAGE_ID = 8
 
 
 @vault_app.command("restore")
@@ -50,6 +59,16 @@ def restore_cmd(
             "in the mailbox since that time.",
         ),
     ] = False,
+    message: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--message",
+            "-m",
+            help="Restore only this message: its id as `vigile vault ls` shows it (or the "
+            "start of one, 8 hex digits or more). Repeat for several. Works with every "
+            "--to and with --dry-run.",
+        ),
+    ] = None,
     reset_flags: Annotated[
         bool,
         typer.Option(
@@ -68,6 +87,7 @@ def restore_cmd(
 
     Into a live mailbox (--to imap) only what is missing is added, with its flags and
     date; --dry-run shows the difference instead. Maildir, mbox and .eml go under --out.
+    With --message, only the messages named (find them with `vigile vault ls --match`).
     """
     fmt = choose_format(as_json, as_csv)
     if to not in FORMATS:
@@ -78,9 +98,17 @@ def restore_cmd(
         raise ConfigError("--reset-flags sets flags in a live mailbox: use it with --to imap")
     if dry_run and to != "imap":
         raise ConfigError("--dry-run compares with a live mailbox: use it with --to imap")
+    messages = _message_ids(message)
     settings = load_settings(config)
     with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
+        unknown = unknown_messages(store, snap, folder, messages) if messages else []
+        if unknown:
+            where = f" in folders matching {folder!r}" if folder else ""
+            raise ConfigError(
+                f"--message {unknown[0]}: no such message in snapshot {snap.name}{where} "
+                f"(see `vigile vault ls -a {account} --at ...`)"
+            )
         err_console.print(
             f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False
         )
@@ -90,7 +118,7 @@ def restore_cmd(
             target = ImapTarget(settings.account(into or account))
             try:
                 if dry_run:
-                    rows = diff_imap(store, snap, target, folder)
+                    rows = diff_imap(store, snap, target, folder, messages)
                     emit_rows(
                         rows,
                         ["folder", "change", "subject", "vault_flags", "live_flags"],
@@ -107,12 +135,13 @@ def restore_cmd(
                         folder,
                         lambda n: bar.update(task, advance=n),
                         reset_flags=reset_flags,
+                        messages=messages,
                     )
             finally:
                 target.close()
         else:
             assert out is not None
-            report = restore_files(store, snap, to, out, folder)
+            report = restore_files(store, snap, to, out, folder, messages=messages)
     emit_rows(
         [
             {
@@ -133,3 +162,16 @@ def restore_cmd(
                 f"damaged: {d['folder']} uid {d['uid']}: {d['error']}", highlight=False
             )
         raise VaultDamagedError(f"{len(report.damaged)} message(s) could not be restored")
+
+
+def _message_ids(given: list[str] | None) -> list[str] | None:
+    """The --message values, checked: hex record ids (or prefixes of at least 8 digits)."""
+    if not given:
+        return None
+    for value in given:
+        if len(value) < MIN_MESSAGE_ID or not all(c in "0123456789abcdefABCDEF" for c in value):
+            raise ConfigError(
+                f"--message {value!r}: give a message id as `vigile vault ls` shows it "
+                f"(hex digits, at least {MIN_MESSAGE_ID})"
+            )
+    return [v.lower() for v in given]

@@ -1,4 +1,5 @@
-"""The Backups pages: each account's last backup, its snapshots, a snapshot's folders.
+"""The Backups pages: each account's last backup, its snapshots, a snapshot's folders,
+its messages (searched by sender and subject) and the commands that restore one.
 
 Read-only: the vault is opened for each page and closed before it is sent
 (:mod:`vigile.web.backups`). Restoring stays a CLI action; a snapshot's page shows the
@@ -10,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from vigile.vault.listing import MessageQuery
 from vigile.web import backups
 from vigile.web.auth import Session
 from vigile.web.deps import get_console, page_session
@@ -44,14 +46,30 @@ async def snapshot_page(
     snapshot: str,
     folder: str | None = None,
     offset: int = Query(0, ge=0),
+    q: str = Query("", max_length=200),
+    message: str | None = Query(None, max_length=64),
     session: Session = Depends(page_session),
 ) -> HTMLResponse:
     config = get_console(request).config
-    detail, messages = backups.snapshot_page(config, account, snapshot, folder, offset, PAGE)
+    query = MessageQuery(q.strip())
+    detail, messages = backups.snapshot_page(config, account, snapshot, folder, offset, PAGE, query)
     if detail is None:
         raise HTTPException(404, f"no snapshot {snapshot} of account {account}")
     if folder is not None and messages is None:
         raise HTTPException(404, f"no folder {folder} in snapshot {snapshot}")
+    one = None
+    if message is not None:
+        one = backups.message_restore(config, account, snapshot, folder or "", message.lower())
+        if one is None:
+            raise HTTPException(404, f"no message {message} in {folder} of snapshot {snapshot}")
     return render(
-        request, "backup_snapshot.html", session, snap=detail, messages=messages, page=PAGE
+        request,
+        "backup_snapshot.html",
+        session,
+        snap=detail,
+        messages=messages,
+        page=PAGE,
+        folder=folder,
+        q=query.text,
+        message=one,
     )
