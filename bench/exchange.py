@@ -2,9 +2,10 @@
 
 Writes a synthetic IIS W3C log and an HttpProxy log (normal OWA, autodiscover and
 ActiveSync traffic with a few ProxyLogon requests mixed in) to a temporary folder,
-then times ``inspect_paths`` on them and, side by side, GNU grep -E with the IIS URL
+then times ``inspect_paths`` on them and, side by side, the same checks fed one record
+per line (their ``feed`` only, as before blocks) and GNU grep -E with the IIS URL
 patterns (a lower bound: grep parses nothing and scores nothing), each in its own
-process. Prints lines/s, the ratio and each side's peak memory.
+process. Prints lines/s, the ratios and each side's peak memory.
 
 Run from the repository root: ``.venv/bin/python -m bench.exchange [--lines N]``.
 """
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import machine, measure
+from vigile.exchange import registered_checks
 from vigile.exchange.inspect import inspect_paths
 
 IIS_HEADER = (
@@ -70,6 +72,11 @@ def run_vigile(root: Path) -> int:
     return len(inspect_paths([root]).findings)
 
 
+def run_vigile_per_row(root: Path) -> int:
+    checks = [type(c.__name__, (c,), {"feed_block": None}) for c in registered_checks()]
+    return len(inspect_paths([root], checks).findings)
+
+
 def run_grep(root: Path) -> int:
     files = [str(p) for p in root.rglob("*") if p.is_file()]
     done = subprocess.run(["grep", "-cE", GREP_PATTERN, *files], capture_output=True, text=True)
@@ -85,15 +92,17 @@ def main() -> None:
         write_logs(root, args.lines, random.Random(7))
         total = 2 * args.lines
         ours = measure("vigile inspect exchange", run_vigile, root)
+        per_row = measure("vigile, one record per line", run_vigile_per_row, root)
         theirs = measure("grep -E", run_grep, root) if shutil.which("grep") else None
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(f"lines: {total:,} in 2 files")
-    for m in (ours, theirs):
+    for m in (ours, per_row, theirs):
         if m is not None:
             print(
                 f"{m.name}: {m.seconds:.2f} s = {total / m.seconds:,.0f} lines/s, "
                 f"peak RSS {m.peak_rss_mb:,.0f} MB, result {m.result}"
             )
+    print(f"ratio one record per line/blocks time: {per_row.seconds / ours.seconds:.1f}x")
     if theirs is not None:
         print(f"ratio vigile/grep time: {ours.seconds / theirs.seconds:.1f}x")
 

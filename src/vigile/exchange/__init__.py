@@ -16,6 +16,12 @@ Contract of a check:
 
 * ``kinds`` names the record kinds it reads (see :data:`KINDS`); ``feed`` is called
   once per such record, in file order, files in path order;
+* a check may also define ``feed_block(block)``: it then gets the rows of IIS and
+  HttpProxy logs as :class:`LogBlock` values (up to a few thousand rows of one file
+  under one ``#Fields:`` line, in file order) instead of one ``feed`` call per row,
+  and must reach exactly the findings that feeding ``block.records()`` one by one
+  would (``tests/test_exchange_blocks.py`` holds the built-in checks to that). A
+  check without it gets every row through ``feed``;
 * ``finish`` is called once, last, and returns the findings; the same records give
   the same findings (no clock, no randomness);
 * ``source`` cites the public rule or guidance the check follows (docs/detections.md);
@@ -24,7 +30,7 @@ Contract of a check:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -32,6 +38,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 
 from vigile.detect import Finding
+from vigile.exchange.blocks import FieldsBlock
 
 ENTRY_POINT_GROUP = "vigile.exchange_checks"
 #: Stands in for the time of a record that has none (shown as "time unknown").
@@ -82,6 +89,29 @@ class LogRecord:
     @cached_property
     def _lower_fields(self) -> dict[str, str]:
         return {k.lower(): v for k, v in self.fields.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LogBlock:
+    """Rows of one IIS or HttpProxy log file under one ``#Fields:`` line."""
+
+    kind: str
+    origin: str
+    rows: FieldsBlock
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def record(self, i: int) -> LogRecord:
+        """Row ``i`` as the :class:`LogRecord` ``feed`` would get."""
+        rows = self.rows
+        return LogRecord(
+            self.kind, self.origin, rows.lines[i], rows.ts[i], rows.fields(i), rows.raws[i]
+        )
+
+    def records(self) -> Iterator[LogRecord]:
+        """Every row as a :class:`LogRecord`, in file order."""
+        return (self.record(i) for i in range(len(self.rows)))
 
 
 class ExchangeCheck(Protocol):

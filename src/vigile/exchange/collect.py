@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
-from vigile.exchange import KINDS, UNKNOWN_TIME, LogRecord
+from vigile.exchange import KINDS, UNKNOWN_TIME, LogBlock, LogRecord
+from vigile.exchange.blocks import parse_fields_blocks
 from vigile.exchange.fields import BadLine, parse_fields_log
 from vigile.exchange.winevents import json_clock_offset, read_evtx_events, read_json_events
 
@@ -40,6 +41,8 @@ LOG_SUFFIXES = {".log", ".evtx", ".json", ".jsonl", ".ndjson"}
 EVTX_MAGIC = b"ElfFile\x00"
 GZIP_MAGIC = b"\x1f\x8b"
 #: Exceptions that mean "this file cannot be read", reported and skipped.
+#: Log kinds read in blocks (:class:`LogBlock`): the large, line-per-request ones.
+BLOCK_KINDS = ("iis", "httpproxy")
 READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile, UnicodeError)
 
 
@@ -54,6 +57,18 @@ class Coverage:
     oldest: datetime | None = None
     newest: datetime | None = None
     first_error: str | None = None
+
+    def add_many(self, stamps: list[datetime | None]) -> None:
+        """:meth:`add` for every time of a block of rows, at once."""
+        self.rows += len(stamps)
+        known = {ts for ts in set(stamps) if ts is not None}  # rows of a second share it
+        if not known:
+            return
+        oldest, newest = min(known), max(known)
+        if self.oldest is None or oldest < self.oldest:
+            self.oldest = oldest
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
 
     def add(self, ts: datetime | None) -> None:
         self.rows += 1
@@ -263,6 +278,24 @@ def _fields_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRec
             yield LogRecord(kind, entry.origin, item.line, item.ts, item.fields, item.raw)
 
 
+def _fields_blocks(entry: Entry, kind: str, col: Collection) -> Iterator[LogBlock]:
+    """IIS and HttpProxy rows in blocks: most rows only feed per-client sums, and a
+    block lets the checks skip them without a record each (see ``feed_block``)."""
+    cov = col.coverage[kind]
+    part = col.part(kind, httpproxy_folder(entry.rel)) if kind == "httpproxy" else None
+    if part is not None:
+        part.files += 1
+    with _text_lines(entry.open)() as f:
+        for item in parse_fields_blocks(f):
+            if isinstance(item, BadLine):
+                _bad(cov, entry.origin, item)
+                continue
+            cov.add_many(item.ts)
+            if part is not None:
+                part.add_many(item.ts)
+            yield LogBlock(kind, entry.origin, item)
+
+
 def _bad(cov: Coverage, origin: str, bad: BadLine) -> None:
     cov.bad_rows += 1
     if cov.first_error is None:
@@ -332,7 +365,7 @@ def _gunzipped(entry: Entry) -> Entry:
     return Entry(entry.origin, entry.rel.with_suffix(""), entry.size, entry.mtime, open_plain)
 
 
-def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
+def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord | LogBlock]:
     col.coverage["file"].files += 1
     col.coverage["file"].add(entry.mtime)
     yield file_record(entry, col)
@@ -350,12 +383,23 @@ def _records_of(entry: Entry, col: Collection) -> Iterator[LogRecord]:
     col.coverage[base].files += 1
     if base == "event":
         yield from _event_records(entry, kind, col)
+    elif base in BLOCK_KINDS:
+        yield from _fields_blocks(entry, kind, col)
     else:
         yield from _fields_records(entry, kind, col)
 
 
 def walk(paths: list[Path], col: Collection) -> Iterator[LogRecord]:
     """Every record of every input, files in path order; problems go to ``col``."""
+    for item in walk_blocks(paths, col):
+        if isinstance(item, LogBlock):
+            yield from item.records()
+        else:
+            yield item
+
+
+def walk_blocks(paths: list[Path], col: Collection) -> Iterator[LogRecord | LogBlock]:
+    """:func:`walk` with the rows of :data:`BLOCK_KINDS` logs left in blocks."""
     for path in paths:
         for entry in _entries(path, col):
             try:

@@ -15,8 +15,9 @@ from fnmatch import fnmatchcase
 from typing import ClassVar
 
 from vigile.detect import Finding
-from vigile.exchange import LogRecord
+from vigile.exchange import LogBlock, LogRecord
 from vigile.exchange.grouping import Grouper
+from vigile.exchange.prefilter import rows_holding
 
 
 def ssrf_anchor(anchor: str) -> bool:
@@ -43,6 +44,13 @@ def reset_vdir_anchor(anchor: str, status: str) -> bool:
     True
     """
     return fnmatchcase(anchor.lower(), "serverinfo~*/*reset*virtualdirectory#") and status == "200"
+
+
+def forged_anchor_rows(block: LogBlock) -> list[int]:
+    """Rows of ``block`` whose ``AnchorMailbox`` holds a ``~``: every anchor that
+    ``ServerInfo~*`` matches has one (no other character lowers to ``~``), and normal
+    anchors (``SMTP:…``, ``PUID:…``) have none."""
+    return rows_holding(block.rows.icolumn("AnchorMailbox"), (("~",),))
 
 
 class ProxyLogonSsrfCheck:
@@ -74,6 +82,11 @@ class ProxyLogonSsrfCheck:
             user=user,
             user_agent=record.iget("UserAgent"),
         )
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for the rows that may carry a forged anchor."""
+        for i in forged_anchor_rows(block):
+            self.feed(block.record(i))
 
     def finish(self) -> list[Finding]:
         return self.groups.findings(
@@ -111,6 +124,11 @@ class ResetVirtualDirectoryCheck:
             url=record.iget("UrlStem"),
             user_agent=record.iget("UserAgent"),
         )
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for the rows that may carry a forged anchor."""
+        for i in forged_anchor_rows(block):
+            self.feed(block.record(i))
 
     def finish(self) -> list[Finding]:
         return self.groups.findings(

@@ -21,8 +21,9 @@ from typing import ClassVar
 from urllib.parse import unquote_plus
 
 from vigile.detect import Finding
-from vigile.exchange import LogRecord
+from vigile.exchange import LogBlock, LogRecord
 from vigile.exchange.grouping import Grouper
+from vigile.exchange.prefilter import Needle, rows_holding
 
 SSRF_STATIC = re.compile(
     r"(?:^|/)ecp/[^/?&=]{1,30}\.(?:js|flt|css)\b|/owa/auth/[^/?&=]+\.js\b", re.IGNORECASE
@@ -60,6 +61,72 @@ HAFNIUM_AGENTS = tuple(
         "python-requests/2.25.1",
     )
 )
+ASPNET_CLIENT_PAGE = re.compile(r"/aspnet_client/.*\.as[hmp]x$", re.IGNORECASE)
+RESET_SCHEMA = re.compile(r"schema=Reset", re.IGNORECASE)
+#: Text every match of a URL pattern above holds, without case (one needle per way
+#: to match, all of its parts; see :mod:`vigile.exchange.prefilter`). The URL is the
+#: stem, ``?`` and the decoded query: a match on the stem or on the query is one on
+#: the URL, and ``/aspnet_client/`` stands for the page rule on the stem.
+URL_NEEDLES: tuple[Needle, ...] = (
+    ("/owa/auth/current/themes/resources/",),  # THEMES_POST
+    ("ecp/",),  # SSRF_STATIC (…ecp/x.js), RESET_SETOBJECT (/ecp/DDI/…)
+    (".js", "/owa/auth/"),  # SSRF_STATIC (/owa/auth/x.js); the rarer part first
+    ("whoami",),  # SHELL_PARAMS: =\s*whoami
+    ("/c", "cmd"),  # cmd(?:\.exe)?\s+/c (ActiveSync queries all hold Cmd=)
+    ("powershell",),
+    ("response.write",),
+    ("wscript.shell",),
+    ("eval(",),
+    ("autodiscover.json?@",),  # PROXYSHELL
+    ("/aspnet_client/",),  # ASPNET_CLIENT_PAGE (on the stem)
+)
+
+
+def request_url(stem: str, query: str) -> str:
+    """The URL the patterns read: the stem, then ``?`` and the decoded query if any.
+
+    >>> request_url("/aspnet_client/a.aspx", "c=cmd+/c+whoami")
+    '/aspnet_client/a.aspx?c=cmd /c whoami'
+    """
+    if query and ("%" in query or "+" in query):
+        query = unquote_plus(query)
+    return f"{stem}?{query}" if query else stem
+
+
+def needle_urls(stems: list[str], queries: list[str]) -> list[str]:
+    """Each row's :func:`request_url` as the needles see it, decoding in one call.
+
+    No needle holds ``+`` or a space, so a query without ``%`` is left as it is
+    (decoding would only turn ``+`` into spaces), and the queries with ``%`` are
+    decoded joined by newlines: ``%``-escapes cannot span a newline, which is ASCII and
+    ends any partial UTF-8 sequence, so unless decoding made a newline (``%0A``) the
+    parts are the queries decoded one by one.
+
+    >>> needle_urls(["/a", "/b", "/c"], ["x=1+2", "", "q=%77hoami"])
+    ['/a?x=1+2', '/b', '/c?q=whoami']
+    """
+    urls = [
+        f"{stem}?{query}" if query else stem for stem, query in zip(stems, queries, strict=True)
+    ]
+    escaped = [i for i, query in enumerate(queries) if "%" in query]
+    if not escaped:
+        return urls
+    joined = "\n".join(queries[i] for i in escaped)
+    decoded = unquote_plus(joined).split("\n")
+    if joined.count("\n") != len(escaped) - 1 or len(decoded) != len(escaped):
+        decoded = [unquote_plus(queries[i]) for i in escaped]
+    for i, query in zip(escaped, decoded, strict=True):
+        urls[i] = f"{stems[i]}?{query}"
+    return urls
+
+
+def agent_listed(agent: str) -> bool:
+    """Whether a user agent starts with one HAFNIUM used (IIS writes spaces as ``+``)."""
+    return agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS)
+
+
+#: Distinct user agents remembered before the memo starts afresh (memory stays flat).
+AGENTS_KEPT = 10_000
 DESCRIBE = {
     "themes-post": "POSTs to /owa/auth/Current/themes/resources/, where ProxyLogon shells hide",
     "ssrf-static": "requests for a root-level /ecp/*.js|flt|css or /owa/auth/*.js, the URLs "
@@ -82,22 +149,22 @@ def match_request(method: str, stem: str, query: str, agent: str) -> list[tuple[
     >>> match_request("POST", "/owa/auth.owa", "", "Mozilla/5.0+(Windows+NT+10.0)")
     []
     """
-    post = method.upper() == "POST"
+    url = request_url(stem, query)
     if query and ("%" in query or "+" in query):
         query = unquote_plus(query)
-    url = f"{stem}?{query}" if query else stem
+    post = method.upper() == "POST"
     hits = []
     if post and THEMES_POST.search(url):
         hits.append(("themes-post", 0.8))
     if SSRF_STATIC.search(url):
         hits.append(("ssrf-static", 0.8 if post else 0.55))
-    if RESET_SETOBJECT.search(url) and re.search(r"schema=Reset", url, re.IGNORECASE):
+    if RESET_SETOBJECT.search(url) and RESET_SCHEMA.search(url):
         hits.append(("reset-setobject", 0.85))
-    if agent.lower().replace(" ", "+").startswith(HAFNIUM_AGENTS):
+    if agent_listed(agent):
         hits.append(("hafnium-agent-post", 0.75) if post else ("hafnium-agent", 0.35))
     if query and SHELL_PARAMS.search(query):
         hits.append(("shell-params", 0.85))
-    if post and re.search(r"/aspnet_client/.*\.as[hmp]x$", stem, re.IGNORECASE):
+    if post and ASPNET_CLIENT_PAGE.search(stem):
         hits.append(("aspnet-client-post", 0.85))
     if PROXYSHELL.search(url):
         hits.append(("proxyshell", 0.85))
@@ -114,6 +181,8 @@ class IisProxyLogonCheck:
 
     def __init__(self) -> None:
         self.groups = Grouper(self.name)
+        #: agent_listed per agent seen: a server sees a few hundred agents, each often.
+        self.agents: dict[str, bool] = {}
 
     def feed(self, record: LogRecord) -> None:
         method, stem = record.get("cs-method"), record.get("cs-uri-stem")
@@ -129,6 +198,24 @@ class IisProxyLogonCheck:
                 status=record.get("sc-status"),
                 user_agent=agent,
             )
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for the rows a pattern may match: those whose URL holds a
+        needle of :data:`URL_NEEDLES` or whose agent is listed; the others match none."""
+        rows = block.rows
+        urls = needle_urls(rows.column("cs-uri-stem"), rows.column("cs-uri-query"))
+        found = set(rows_holding(urls, URL_NEEDLES))
+        agents = rows.column("cs(User-Agent)")
+        if len(self.agents) > AGENTS_KEPT:
+            self.agents.clear()
+        distinct = set(agents)  # a few per block: each tested once, then remembered
+        for agent in distinct.difference(self.agents):
+            self.agents[agent] = agent_listed(agent)
+        listed = {agent for agent in distinct if self.agents[agent]}
+        if listed:
+            found.update(i for i, agent in enumerate(agents) if agent in listed)
+        for i in sorted(found):
+            self.feed(block.record(i))
 
     def finish(self) -> list[Finding]:
         return self.groups.findings(DESCRIBE)

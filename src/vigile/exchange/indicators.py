@@ -13,7 +13,7 @@ from importlib.resources import files as package_files
 from typing import ClassVar
 
 from vigile.detect import Finding
-from vigile.exchange import LogRecord
+from vigile.exchange import LogBlock, LogRecord
 from vigile.exchange.grouping import Grouper
 
 
@@ -53,6 +53,16 @@ class PublishedAddressCheck:
             record,
             request=record.get("cs-uri-stem") or record.iget("UrlStem"),
         )
+
+    def feed_block(self, block: LogBlock) -> None:
+        """:meth:`feed` for the rows from a listed address (a set test per block)."""
+        rows = block.rows
+        clients = rows.column("c-ip") if block.kind == "iis" else rows.icolumn("ClientIpAddress")
+        if self.known.isdisjoint(clients):
+            return
+        for i, client in enumerate(clients):
+            if client in self.known:
+                self.feed(block.record(i))
 
     def finish(self) -> list[Finding]:
         return self.groups.findings(

@@ -11,14 +11,16 @@ that (see :func:`examined_window`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from vigile.detect import Finding
-from vigile.exchange import UNKNOWN_TIME, ExchangeCheck, registered_checks
-from vigile.exchange.collect import Collection, walk
+from vigile.exchange import UNKNOWN_TIME, ExchangeCheck, LogBlock, registered_checks
+from vigile.exchange.collect import Collection, walk_blocks
 from vigile.exchange.suppress import SuppressRule, apply_rules
 from vigile.store import FindingScope, Window
 
@@ -111,6 +113,38 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return list(by_id.values())
 
 
+#: Allocations between two young-generation collections while inspecting. A block
+#: allocates a list per row that lives until the block is done: at Python's default
+#: (700) the collector would walk every block several times before it dies, a tenth
+#: of the run. Cycles are still collected, only less often.
+BLOCK_ALLOCATIONS = 50_000
+
+
+@contextmanager
+def _young_collections_every(allocations: int) -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], allocations), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _feed_block(block: LogBlock, checks: Sequence[ExchangeCheck]) -> None:
+    """The block to checks that take blocks, its rows one by one to the others."""
+    per_row = []
+    for check in checks:
+        feed_block = getattr(check, "feed_block", None)
+        if feed_block is None:
+            per_row.append(check)
+        else:
+            feed_block(block)
+    if per_row:
+        for record in block.records():
+            for check in per_row:
+                check.feed(record)
+
+
 def inspect_paths(
     paths: Sequence[Path],
     checks: Sequence[type[ExchangeCheck]] | None = None,
@@ -127,9 +161,13 @@ def inspect_paths(
         for kind in check.kinds:
             by_kind.setdefault(kind, []).append(check)
     collection = Collection()
-    for record in walk(list(paths), collection):
-        for check in by_kind.get(record.kind, ()):
-            check.feed(record)
+    with _young_collections_every(BLOCK_ALLOCATIONS):
+        for item in walk_blocks(list(paths), collection):
+            if isinstance(item, LogBlock):
+                _feed_block(item, by_kind.get(item.kind, ()))
+                continue
+            for check in by_kind.get(item.kind, ()):
+                check.feed(item)
     findings = _merge([f for check in instances for f in check.finish()])
     apply_rules(findings, suppress)
     findings.sort(key=lambda f: (bool(f.suppressed_by), -f.score, f.window_start, f.detector, f.id))
