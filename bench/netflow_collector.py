@@ -48,6 +48,7 @@ FIELDS = [
 RATES = [25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000]
 # counters shared with the collector process
 DATAGRAMS, FLOWS, DROPPED, LOST, MALFORMED, ROWS, RSS_KB, CPU_MS = range(8)
+HELD, EARLY, NOT_HELD = range(8, 11)  # the pairing hold's counters (not_held: newer code)
 
 
 def collector_main(port: Any, shared: Any, stop: Any, db: str, rcvbuf: int | None) -> None:
@@ -62,6 +63,8 @@ def collector_main(port: Any, shared: Any, stop: Any, db: str, rcvbuf: int | Non
         shared[DATAGRAMS], shared[FLOWS], shared[LOST] = c.datagrams, c.flows, c.lost
         shared[DROPPED], shared[MALFORMED] = c.dropped or 0, c.malformed
         shared[ROWS] = c.rows_written
+        shared[HELD], shared[EARLY] = c.held_back, c.released_early
+        shared[NOT_HELD] = getattr(c, "not_held", 0)
         if stop.is_set():
             collector.stop()
 
@@ -139,7 +142,7 @@ class Phase:
 
     def __init__(self, tmp: str, rcvbuf: int | None) -> None:
         ctx = mp.get_context("spawn")
-        self.port, self.shared, self.stop = ctx.Value("i", 0), ctx.Array("q", 8), ctx.Event()
+        self.port, self.shared, self.stop = ctx.Value("i", 0), ctx.Array("q", 11), ctx.Event()
         db = str(Path(tmp) / f"b{rcvbuf}.duckdb")
         args = (self.port, self.shared, self.stop, db, rcvbuf)
         self.proc = ctx.Process(target=collector_main, args=args)
@@ -170,6 +173,10 @@ class Phase:
             f"    stored {s[ROWS]:,} of {s[FLOWS]:,} flows received; malformed {s[MALFORMED]}; "
             f"peak RSS {s[RSS_KB] / 1024:.0f} MB; CPU {cpu:.1f} s = "
             f"{s[FLOWS] / max(cpu, 1e-3):,.0f} flows per CPU second"
+        )
+        print(
+            f"    held back {s[HELD]:,}, released early (hold full) {s[EARLY]:,}, "
+            f"not held (one-way exporter) {s[NOT_HELD]:,}"
         )
 
 

@@ -39,12 +39,21 @@ from vigile.ingest.flowstate import PAIR_SLACK_US
 VIGILE = str(Path(sys.executable).with_name("vigile"))
 
 #: Each one-direction UDP/TCP record that has a partner in the store (reversed 5-tuple,
-#: time spans within the pairing slack): whether it has one in its own batch too.
+#: time spans within the pairing slack): whether it has one in its own batch too. A lone
+#: reply stored turned around (originator's side null) is read as the record it was.
 PAIRS = f"""
-with c as (
+with r as (
+  select *, orig_pkts is null as turned from conn
+  where proto in ('udp', 'tcp') and (resp_pkts is null or orig_pkts is null)),
+c as (
   select row_number() over () as id, epoch_us(ts) as s,
-         epoch_us(ts) + cast(coalesce(duration, 0) * 1e6 as bigint) as e, *
-  from conn where proto in ('udp', 'tcp') and resp_pkts is null)
+         epoch_us(ts) + cast(coalesce(duration, 0) * 1e6 as bigint) as e,
+         source_id, proto, conn_state,
+         case when turned then dst else src end as src,
+         case when turned then src else dst end as dst,
+         case when turned then dst_port else src_port end as src_port,
+         case when turned then src_port else dst_port end as dst_port
+  from r)
 select a.id, bool_or(a.source_id = b.source_id) as in_batch,
        any_value(a.proto = 'udp' and a.dst_port = 53) as dns_query,
        any_value(a.conn_state) as state

@@ -11,9 +11,13 @@ test's shape (1,920 one-direction 5-tuples repeated). Prints milliseconds per ba
 (best of 7, the three steps in turn), the difference per flow, the ratio and peak
 memory. The last column is the collector's own step since records wait across
 batches for their partner: ``flows_to_rows``, ``PairHold.release`` with the previous
-batch's lone records waiting (up to 50,000: a one-direction export keeps the hold
-full) and ``conn_batch``. Then the time of each step alone (pairing, state, payload).
-Takes a few seconds.
+batch's lone records waiting (up to 50,000: a one-direction export would keep the hold
+full, were its exporter not learnt one-way; here it is not) and ``conn_batch``; then
+the same with the exporter learnt one-way from the previous batch (its records not
+held, :mod:`vigile.ingest.oneway`), and the state step with the records of two
+exporters (each connection's two records from one of them, alternately: the pairing
+join takes the exporter as a key). Then the time of each step alone (pairing, state,
+payload). Takes a few seconds.
 
     .venv/bin/python -m bench.netflow_state
 """
@@ -60,14 +64,19 @@ def shapes() -> dict[str, list[tuple[Any, ...]]]:
 def one_s(flows: list[tuple[Any, ...]], earlier: list[tuple[Any, ...]], step: str) -> float:
     """Seconds for one batch to ``conn`` rows by ``step``: ``state`` (``flows_to_conn``:
     pairing and states within the batch, no hold), ``none`` (the rows as
-    ``flows_to_rows`` gives them, no state) or ``hold`` (the collector's step, with
-    ``earlier``'s lone records waiting in the hold)."""
+    ``flows_to_rows`` gives them, no state), ``hold`` (the collector's step, with
+    ``earlier``'s lone records waiting in the hold), ``one-way`` (the same, its
+    exporter learnt one-way from ``earlier``) or ``exporters`` (``state`` with the
+    records of two exporters)."""
     sensors, positions = ["192.0.2.1"] * len(flows), [1] * len(flows)
-    hold = pairhold.PairHold(10.0)
-    if step == "hold":
+    if step == "exporters":
+        sensors = [f"192.0.2.{1 + (i // 2) % 2}" for i in range(len(flows))]
+    never = 10 * pairhold.HOLD_ROWS  # so many lone records in a row: never learnt one-way
+    hold = pairhold.PairHold(10.0, one_way_records=never if step == "hold" else 5_000)
+    if step in ("hold", "one-way"):
         hold.release(columns.flows_to_rows(earlier, sensors, positions), 0.0)
     t = time.perf_counter()
-    if step == "state":
+    if step in ("state", "exporters"):
         columns.flows_to_conn(flows, sensors, positions, 1)
     elif step == "none":
         columns.conn_batch(columns.flows_to_rows(flows, sensors, positions), 1)
@@ -78,19 +87,23 @@ def one_s(flows: list[tuple[Any, ...]], earlier: list[tuple[Any, ...]], step: st
 
 def main() -> None:
     print(f"machine: {machine()}")
-    print("batch shape | with state ms | without ms | state µs/flow | ratio | with the hold ms")
+    print(
+        "batch shape | with state ms | without ms | state µs/flow | ratio | with the hold ms"
+        " | one-way learnt ms | two exporters ms"
+    )
     hour = 3_600_000_000  # the previous batch: the same shape an hour earlier, no partners
     for name, flows in shapes().items():
         earlier = [(f[0] - hour, f[1] - hour, *f[2:]) for f in flows]
-        times: dict[str, list[float]] = {"state": [], "none": [], "hold": []}
+        steps = ("state", "none", "hold", "one-way", "exporters")
+        times: dict[str, list[float]] = {step: [] for step in steps}
         for _ in range(REPEATS + 1):  # the steps in turn, so a neighbour's load hits all
             for step, spent in times.items():
                 spent.append(one_s(flows, earlier, step))
-        with_state, without, held = (min(v[1:]) * 1000 for v in times.values())
+        with_state, without, held, learnt, two = (min(v[1:]) * 1000 for v in times.values())
         extra = (with_state - without) * 1000 / len(flows)
         print(
             f"{name} | {with_state:.1f} | {without:.1f} | {extra:.2f} | "
-            f"{with_state / without:.2f} | {held:.1f}"
+            f"{with_state / without:.2f} | {held:.1f} | {learnt:.1f} | {two:.1f}"
         )
     print("batch shape | pairing ms | conn_state ms | payload ms (each step alone, best of 15)")
     for name, flows in shapes().items():

@@ -86,7 +86,8 @@ class RunningCollector:
 
     def flows(self, merged: bool = True) -> Counter[FlowKey]:
         """The stored flow records. With ``merged`` (a one-direction export), a row with
-        a responder side is a pair the collector merged: it gives back both records."""
+        a responder side is a pair the collector merged: it gives back both records (a
+        lone reply turned around, its originator's side null, gives back its one)."""
         store = self.open()
         rows = store.scan("conn").to_pylist()
         store.close()
@@ -96,6 +97,8 @@ class RunningCollector:
             if merged and r["resp_pkts"] is not None:
                 back = (r["dst"], r["dst_port"], r["src"], r["src_port"], r["proto"])
                 out[_key(*back, r["resp_pkts"], r["resp_ip_bytes"], None, None)] += 1
+                if r["orig_pkts"] is None:  # a lone reply, turned: one record
+                    continue
                 out[
                     _key(
                         r["src"],

@@ -106,9 +106,17 @@ def test_held_records_are_stored_once_within_their_wait(
     assert len(pos) + hold.merged == table.num_rows  # ... or merged into its partner's row
     # A merged row is a pair (the answer's own counters as its responder side, one row per
     # connection, as the conn log has); every other row is a record as it came.
-    merged = [r for r in stored.to_pylist() if r["resp_pkts"] is not None]
+    rows = stored.to_pylist()
+    merged = [r for r in rows if r["resp_pkts"] is not None and r["orig_pkts"] is not None]
     assert len(merged) == hold.merged
     assert all((r["orig_pkts"], r["resp_pkts"], r["resp_ip_bytes"]) == (1, 2, 101) for r in merged)
+    # An answer stored without its query is turned to its originator (the query's sender).
+    turned = [r for r in rows if r["orig_pkts"] is None]
+    assert all(
+        (r["src"], r["dst"], r["resp_pkts"], r["resp_ip_bytes"]) == ("10.0.0.1", "10.0.0.2", 2, 101)
+        and r["dst_port"] in (80, 53)
+        for r in turned
+    )
     firsts = {r["pos"] for r in table.to_pylist() if r["orig_pkts"] == 1}
     assert firsts <= set(pos)  # an originator's record is always a row of its own
     if wait >= len(bounds) and max_rows >= table.num_rows:  # every record could wait

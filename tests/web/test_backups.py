@@ -328,8 +328,10 @@ def test_backup_running_prune_running_and_damage_found(
         assert status["state"] == "ok" and status["verification"] is None
         assert "authentication tag" in status["verification_error"]
         assert 'id="verification-error"' in c.get("/backups").text
-        # alice's: an account's pages open only its own snapshots (their names carry it)
-        _flip_byte(folder / "vault" / "snapshots" / backed_up.alice_snapshots[0])
+        # One of alice's snapshots: listing hers must find it damaged (another account's
+        # damaged snapshot is not opened for her listing; snapshot names carry a tag).
+        tag = Vault.unlock(folder / "vault", backed_up.key).account_tag("alice")
+        _flip_byte(next((folder / "vault" / "snapshots").glob(f"*-{tag}-*")))
         status = c.get("/api/backups").json()
         assert status["state"] == "damaged" and "vigile vault verify" in status["detail"]
         assert c.get("/api/backups/alice/snapshots").status_code == 503

@@ -45,7 +45,9 @@ PairWaitOption = Annotated[
         "--pair-wait",
         min=0.0,
         help="Seconds a flow record with no reverse-direction record yet waits for it "
-        "(into later batches) before it is stored alone; 0 stores every batch as it is.",
+        "(into later batches) before it is stored alone; 0 stores every batch as it is. "
+        "An exporter that sends one direction only is recognised (5,000 records in a row "
+        "without a partner) and its records are then stored without waiting.",
     ),
 ]
 DurationOption = Annotated[
@@ -61,7 +63,10 @@ def counters_table(c: Counters, title: str) -> Table:
     table.add_column("counter")
     table.add_column("value", justify="right")
     for name, value in vars(c).items():
-        table.add_row(name, "unknown" if value is None else f"{value:,}")
+        if isinstance(value, list):
+            table.add_row(name, ", ".join(value) or "none")
+        else:
+            table.add_row(name, "unknown" if value is None else f"{value:,}")
     return table
 
 
@@ -138,6 +143,12 @@ def register(app: typer.Typer) -> None:
             emit_rows([vars(counters)], list(vars(counters)), Format.JSON)
         else:
             console.print(counters_table(counters, f"Collected on {collector.address}"))
+        for exporter in counters.one_way_exporters:
+            err_console.print(
+                f"exporter {exporter} sends one direction only: its records were not held "
+                "for a partner (see not_held)",
+                highlight=False,
+            )
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

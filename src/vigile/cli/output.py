@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -21,8 +20,6 @@ err_console = Console(stderr=True)
 
 #: Single-word cells up to this long are kept on one line (see :func:`emit_rows`).
 SHORT = 13
-#: A value that is an id to copy: hex digits, as record ids and hash prefixes are printed.
-HEX_ID = re.compile(r"[0-9a-f]{8,20}")
 
 
 class Format(StrEnum):
@@ -78,11 +75,8 @@ def emit_rows(
         # A column of short single words (a status, a count, a format) is never wrapped:
         # a narrow terminal takes its width from the others (paths, messages), which
         # wrap at spaces and fold long words.
-        # Ids (hex digits, such as a record id's 16) are copied into other commands, so
-        # they never wrap either.
         atomic = all(len(r[i]) <= SHORT and " " not in r[i] for r in cells)
-        ident = bool(cells) and all(HEX_ID.fullmatch(r[i]) for r in cells)
-        table.add_column(c, overflow="fold", no_wrap=(atomic and len(c) <= SHORT) or ident)
+        table.add_column(c, overflow="fold", no_wrap=atomic and len(c) <= SHORT)
     for r in cells:
         # Text, not str: cells quote logs and traffic, which must never be read as markup.
         table.add_row(*(Text(cell) for cell in r))

@@ -20,6 +20,9 @@ Storage contract:
   batch whose rows all wait stores nothing (its rows go with a later batch). When a
   waiting record's time is up and no datagram comes, a batch is cut anyway; the last
   batch (:meth:`Collector.close`) holds nothing back.
+* An exporter that sends one direction only is learnt, and its records are stored
+  without waiting (:mod:`~vigile.ingest.oneway`): counted in ``not_held``, named in
+  ``one_way_exporters`` and in a notice of each batch.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
   ``rejects`` under the same position.
@@ -61,6 +64,7 @@ from vigile.ingest.netflow import (
     decode_datagram,
 )
 from vigile.ingest.netflow.columns import conn_batch, flows_to_rows
+from vigile.ingest.oneway import ONE_WAY_RECORDS
 from vigile.ingest.pairhold import PairHold
 from vigile.store import SourceRecord, SourceSummary, Store
 
@@ -98,9 +102,17 @@ class Counters:
     released_early: int = 0  # held-back records stored before their wait ended (hold full)
     merged: int = 0  # responder records stored in their originator's row, not as rows
     read_at_stop: int = 0  # datagrams still waiting in the socket buffer at the stop, read
+    not_held: int = 0  # lone records stored at once: their exporter sends one direction only
+    one_way_exporters: list[str] = field(default_factory=list)  # those exporters, now
 
     def text(self) -> str:
-        return " ".join(f"{k}={'unknown' if v is None else v}" for k, v in asdict(self).items())
+        return " ".join(f"{k}={_text(v)}" for k, v in asdict(self).items())
+
+
+def _text(value: int | list[str] | None) -> str:
+    if value is None:
+        return "unknown"
+    return (",".join(value) or "none") if isinstance(value, list) else str(value)
 
 
 @dataclass
@@ -144,6 +156,7 @@ class Collector:
         cache: TemplateCache | None = None,
         receive_buffer: int = RECV_BUFFER,
         pair_wait: float = PAIR_WAIT,
+        one_way_records: int = ONE_WAY_RECORDS,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -157,7 +170,7 @@ class Collector:
         self.counters = Counters()
         self.session = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._batch = _Batch(1)
-        self._hold = PairHold(pair_wait)
+        self._hold = PairHold(pair_wait, one_way_records=one_way_records)
         self._hold_due: float | None = None  # set by the writer: when held records are due
         self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
         self._stop = threading.Event()
@@ -347,7 +360,8 @@ class Collector:
             batch.digest.update(f"{self.address} {self.session} {batch.number}".encode())
         batch.flows, batch.sensors, batch.positions = [], [], []  # in batch.rows now
         c.held_back, c.paired_late, c.released_early = hold.held_back, hold.paired_late, hold.early
-        c.merged = hold.merged
+        c.merged, c.not_held = hold.merged, hold.exporters.not_held
+        c.one_way_exporters = sorted(str(e) for e in hold.exporters.one_way)
         self._hold_due = hold.due()
 
     def _write_to(self, store: Store, batch: _Batch, rows: pa.Table) -> None:
@@ -374,6 +388,7 @@ class Collector:
                 summary.first_error = f"{path}@datagram {first[0]}: {first[1]}"
             self.counters.rows_written += rows.num_rows
             summary.notices.append(f"collector counters: {self.counters.text()}")
+            summary.notices.extend(self._hold.exporters.notices())
             writer.finish(summary)
 
 

@@ -444,7 +444,10 @@ def _states(
 
 def _keys(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
     proto = pa.array([STATE_PROTOS.get(r["proto"], 0) for r in rows], pa.int32())
-    return {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
+    keys = {k: columns[k] for k in ("src", "src_port", "dst", "dst_port")} | {"proto": proto}
+    if "sensor" in columns:  # records of two sensors are never one connection's sides
+        keys["sensor"] = columns["sensor"]
+    return keys
 
 
 def _pairing(columns: dict[str, pa.Array], rows: list[dict[str, Any]]) -> Pairing:

@@ -14,8 +14,9 @@ the EVE reader share this module.
 NetFlow is mostly one record per direction, so the records of one batch (a
 collector batch, 50,000 records of an nfcapd file, with the records of earlier
 batches still waiting for a partner: :mod:`vigile.ingest.pairhold`) are paired
-first: a record pairs with the record of the reversed 5-tuple whose time span lies
-within :data:`PAIR_SLACK_US` of its own (the nearest one when several do).
+first: a record pairs with the record of the reversed 5-tuple, from the same exporter
+or sensor (``keys["sensor"]``), whose time span lies within :data:`PAIR_SLACK_US` of
+its own (the nearest one when several do).
 Contract of :func:`conn_states`:
 
 * The state goes on the **originator's** record: the side that sent a SYN without
@@ -26,11 +27,18 @@ Contract of :func:`conn_states`:
   without an ACK (the sender never completed a handshake: ``S0``, or ``RSTOS0``
   with a RST, ``SH`` with a FIN). Any other lone record (SYN and ACK, ACK only)
   stays null: the sender may be either side, and its peer's record is more often
-  unexported (one-interface, ingress-only export) than absent.
+  unexported (one-interface, ingress-only export) than absent. Except a lone
+  *reply* (``Pairing.reply``: from a likely server port to a port that is not one,
+  :mod:`vigile.ingest.ports`), which the rows step turns around to its receiver
+  (:func:`~vigile.ingest.pairhold.turn_replies`), as Zeek turns such a connection:
+  its state is Zeek's with the originator unseen (:data:`REPLY_STATE`: ``RSTRH``,
+  ``SHR`` or ``OTH``).
 * UDP: a pair is ``SF``; a lone record is ``S0`` (only what was read is known),
   except a lone reply: a record from a likely server port to a port that is not one
   (:mod:`vigile.ingest.ports`; a resolver's answer whose query record was exported in
-  another batch) stays null, as Zeek would take its receiver for the originator.
+  another batch) stays null: it is turned around like a TCP reply, and Zeek's state
+  for it, ``SHR`` (only the responder sent), would make the answering server the
+  prober for ``scan`` wherever only answers are exported.
 * A biflow (reverse counters present: an IPFIX biflow, an EVE flow event) is judged
   alone; when its reverse side is the one that sent the lone SYN (the record's
   ``src`` is the responder) it stays null. Callers give a side that sent no packets
@@ -84,20 +92,24 @@ def _endpoint(flags: int | None, peer_acked: bool) -> str:
     return "SYN_SENT"
 
 
-def zeek_tcp_state(orig: int, resp: int | None) -> str:
+def zeek_tcp_state(orig: int | None, resp: int | None) -> str:
     """Zeek's ``conn_state`` for an originator's and a responder's ORed TCP flags.
 
-    ``resp`` is None when no record of the responder was seen. Where Zeek looks at
-    payload sizes (``REJ`` after resets from both sides) or the history
-    (``RSTOS0``), flags stand in: no ACK from the originator means no handshake.
+    ``resp`` (``orig``) is None when no record of the responder (originator) was
+    seen. Where Zeek looks at payload sizes (``REJ`` after resets from both sides) or
+    the history (``RSTOS0``), flags stand in: no ACK from the originator means no
+    handshake.
 
     >>> zeek_tcp_state(SYN, None), zeek_tcp_state(SYN, RST | ACK)
     ('S0', 'REJ')
     >>> zeek_tcp_state(SYN | ACK | FIN, SYN | ACK | FIN), zeek_tcp_state(SYN | RST, SYN | ACK)
     ('SF', 'RSTO')
+    >>> zeek_tcp_state(None, SYN | ACK), zeek_tcp_state(None, SYN | ACK | FIN)
+    ('OTH', 'SHR')
     """
     os = _endpoint(orig, True)
-    rs = _endpoint(resp, bool(orig & ACK))
+    rs = _endpoint(resp, bool((orig or 0) & ACK))
+    orig = orig or 0
     o_inactive = os in ("INACTIVE", "PARTIAL")
     r_inactive = rs in ("INACTIVE", "PARTIAL")
     if rs == "RESET":
@@ -134,18 +146,20 @@ ENDED_STATES = ("SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH")
 _S0, _SF = STATES.index("S0"), STATES.index("SF")
 
 
-def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """Every (originator, responder) flag code's state index, and a lone record's."""
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (originator, responder) flag code's state index, a lone record's, and a
+    lone reply's (the record's sender as the responder, the originator unseen)."""
     pair = np.full((_NONE + 1, _NONE + 1), -1, dtype=np.int8)
     for o in range(_NONE):
         for r in range(_NONE + 1):
             pair[o, r] = STATES.index(zeek_tcp_state(_flags(o) or 0, _flags(r)))
     alone = np.array([pair[o, _NONE] if o & SYN and not o & 8 else -1 for o in range(17)])
     alone[_NONE] = -1
-    return pair, alone.astype(np.int8)
+    reply = np.array([STATES.index(zeek_tcp_state(None, _flags(r))) for r in range(_NONE)] + [-1])
+    return pair, alone.astype(np.int8), reply.astype(np.int8)
 
 
-PAIR_STATE, LONE_STATE = _tables()
+PAIR_STATE, LONE_STATE, REPLY_STATE = _tables()
 
 
 @dataclass(frozen=True)
@@ -154,12 +168,28 @@ class Pairing:
 
     ``partner``: index of each record's reverse-direction record, -1 for none;
     ``originator``: whether a paired record is the originator's (meaningless unpaired);
-    ``biflow``: whether the record carries both directions' counters.
+    ``biflow``: whether the record carries both directions' counters;
+    ``reply``: whether a record is a lone reply, to be turned around to its likely
+    originator (rule in the module contract; none when not given).
     """
 
     partner: np.ndarray
     originator: np.ndarray
     biflow: np.ndarray
+    reply: np.ndarray | None = None
+
+    @property
+    def turned(self) -> np.ndarray:
+        """``reply`` as a mask (all false when not given)."""
+        return np.zeros(len(self.partner), bool) if self.reply is None else self.reply
+
+    def take(self, keep: np.ndarray) -> Pairing:
+        """The pairing of the records at ``keep`` (a mask), none of the others being a
+        kept record's partner; partners renumbered."""
+        renumber = np.cumsum(keep) - 1
+        partner = np.where(self.partner >= 0, renumber[self.partner], -1)[keep]
+        reply = None if self.reply is None else self.reply[keep]
+        return Pairing(partner, self.originator[keep], self.biflow[keep], reply)
 
 
 def pair_records(
@@ -169,10 +199,15 @@ def pair_records(
     flags: pa.Array,
     rpkts: pa.Array,
 ) -> Pairing:
-    """Pair the one-direction records of a batch and tell each pair's originator.
+    """Pair the one-direction records of a batch, tell each pair's originator and
+    which lone records are replies.
 
-    Arguments as for :func:`conn_states`. The originator is the side that sent a
-    SYN without an ACK, else the earlier record, else the one sent to the lower port.
+    Arguments as for :func:`conn_states`; a ``sensor`` entry in ``keys`` (the
+    exporter or sensor of each record) pairs only records of the same one. The
+    originator is the side that sent a SYN without an ACK, else the earlier record,
+    else the one sent to the lower port. A reply is a lone one-direction TCP or UDP
+    record from a likely server port to a port that is not one, unless it is a SYN
+    without an ACK (its sender opened the connection, whatever its port).
     """
     proto = _np(keys["proto"], 0)
     sport, dport = _np(keys["src_port"], 0) & 0xFFFF, _np(keys["dst_port"], 0) & 0xFFFF
@@ -191,7 +226,9 @@ def pair_records(
             np.where(dport != sport, dport < sport, np.arange(len(start)) < p),
         ),
     )
-    return Pairing(partner, is_orig, biflow)
+    lone = (partner < 0) & ~biflow & ((proto == 17) | ((proto == 6) & ~syn_only))
+    reply = lone & SERVER_PORT[sport] & ~SERVER_PORT[dport]
+    return Pairing(partner, is_orig, biflow, reply)
 
 
 def conn_states(
@@ -251,6 +288,9 @@ def conn_states(
     out[sel] = LONE_STATE[code[sel]]
     if one_sensor:
         out[silent] = PAIR_STATE[code[silent], _NONE]
+    # A lone reply: the row is turned around (merge_pairs), its sender the responder.
+    turned = tcp & pairing.turned
+    out[turned] = REPLY_STATE[code[turned]]
     # Biflows with both sides' flags, unless the reverse side is the one that opened.
     r_syn_only = (rcode & 2 != 0) & (rcode & 8 == 0) & (rcode != _NONE)
     sel = tcp & biflow & (rp > 0) & (code != _NONE) & (rcode != _NONE)
@@ -325,6 +365,18 @@ def _np(values: pa.Array, null: int) -> np.ndarray:
     return np.asarray(pc.fill_null(values.cast(pa.int64()), null).to_numpy(zero_copy_only=False))
 
 
+def _sensor_ids(sensor: pa.Array | None, take: pa.Array) -> pa.Array | None:
+    """The exporter of each record at ``take`` as a number (null: -1), or None when
+    they all have one exporter (the usual case: the join is left as it is)."""
+    if sensor is None:
+        return None
+    ids = pc.dictionary_encode(sensor.take(take)).indices
+    ids = np.asarray(pc.fill_null(ids.cast(pa.int64()), -1))
+    if not len(ids) or (ids == ids[0]).all():
+        return None
+    return pa.array(ids)
+
+
 def _partners(
     keys: dict[str, pa.Array],
     proto: np.ndarray,
@@ -361,7 +413,12 @@ def _partners(
     times = {"s": start[candidates][maybe], "e": end[candidates][maybe]}
     left = pa.table({"i": take, "a": here, "b": there, **times})
     right = pa.table({"j": take, "a": there, "b": here, "s2": times["s"], "e2": times["e"]})
-    m = left.join(right, ["a", "b"], join_type="inner")
+    on = ["a", "b"]
+    exporter = _sensor_ids(keys.get("sensor"), take)
+    if exporter is not None:  # records of different exporters never pair
+        left, right = left.append_column("x", exporter), right.append_column("x", exporter)
+        on.append("x")
+    m = left.join(right, on, join_type="inner")
     if not m.num_rows:
         return partner
     i, j = m["i"].to_numpy(), m["j"].to_numpy()

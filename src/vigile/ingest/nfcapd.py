@@ -146,6 +146,8 @@ class NfcapdReader:
                     read += len(rows)
                     _emit(sink, rows, hold, read)
             _emit(sink, rows, hold, read + len(rows), final=True)
+            for line in hold.exporters.notices():
+                sink.notice(line)
             if hold.merged:
                 sink.notice(
                     f"{hold.merged} responder records merged into their originator's row "

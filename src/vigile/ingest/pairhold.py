@@ -22,6 +22,12 @@ step:
   nothing.
 * Memory is bounded: at most ``max_rows`` rows are held; beyond that the
   longest-waiting ones are released early (counted in :attr:`PairHold.early`).
+* Records pair only with records of the same exporter (their ``sensor``): two
+  routers that each export one direction of different connections, or one
+  connection seen by two sensors, are not one connection's two sides.
+* An exporter that sends one direction only is learnt and its records are not held
+  (:mod:`vigile.ingest.oneway`, :attr:`PairHold.exporters`); holding resumes as soon
+  as one of its records pairs.
 * A row is returned exactly once, by exactly one call: nothing is lost or doubled
   between batches. Rows that pair are returned together, so a connection's state is
   decided once, on the originator's record.
@@ -31,7 +37,9 @@ step:
   records; the partner is not returned as a row of its own but counted in
   :attr:`PairHold.merged`. Only mutual pairs merge (each record the other's
   nearest); a record whose nearest partner is another's keeps its row, as does
-  every lone record and every biflow.
+  every lone record and every biflow. A lone reply (from a likely server port to a
+  port that is not one) is turned around to its likely originator
+  (:func:`turn_replies`).
 
 Rows are Arrow tables with the columns a reader stores (``src``, ``src_port``,
 ``dst``, ``dst_port``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
@@ -46,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigile.ingest.flowstate import Pairing, conn_payload, conn_states, pair_records
+from vigile.ingest.oneway import ONE_WAY_RECORDS, OneWayExporters
 from vigile.ingest.payload import NETFLOW_FRAMING
 
 #: Work columns: record start and end (Unix µs), IP protocol number, ORed TCP flags, a
@@ -61,7 +70,11 @@ class PairHold:
     """Holds lone records back across batch cuts until their partner can have come."""
 
     def __init__(
-        self, wait: float, max_rows: int = HOLD_ROWS, framing: int = NETFLOW_FRAMING
+        self,
+        wait: float,
+        max_rows: int = HOLD_ROWS,
+        framing: int = NETFLOW_FRAMING,
+        one_way_records: int = ONE_WAY_RECORDS,
     ) -> None:
         self.wait, self.max_rows, self.framing = wait, max_rows, framing
         self.held: pa.Table | None = None
@@ -70,6 +83,8 @@ class PairHold:
         self.held_back = self.paired_late = self.early = 0
         #: Responder records merged into their originator's row (not stored as rows).
         self.merged = 0
+        #: Which exporters send one direction only (their lone records are not held).
+        self.exporters = OneWayExporters(one_way_records)
 
     @property
     def rows(self) -> int:
@@ -109,21 +124,25 @@ class PairHold:
         rpkts, proto = _column(merged, "resp_pkts"), merged["_proto"].to_numpy()
         pairing = pair_records(keys, start, end, _column(merged, "_flags"), rpkts)
         # Lone: a one-direction TCP or UDP record with no partner (yet).
-        lone = (pairing.partner < 0) & ~pairing.biflow & ((proto == 6) | (proto == 17))
+        one_way = ~pairing.biflow & ((proto == 6) | (proto == 17))
+        lone = (pairing.partner < 0) & one_way
         keep = lone & (now - merged[_SINCE].to_numpy() < self.wait) & (not final)
+        if self.wait > 0 and not final:
+            keep &= ~self.exporters.learn(_column(merged, "sensor"), lone, one_way, prior)
         waiting = np.flatnonzero(keep)
         if len(waiting) > self.max_rows:
             keep[waiting[: len(waiting) - self.max_rows]] = False
             self.early += len(waiting) - self.max_rows
         self.held_back += int(keep[prior:].sum())
         self.paired_late += int((~lone[:prior]).sum())
+        if not keep.any():  # nothing waits (a final call, a one-way exporter): no copies
+            self.held = None
+            return self._finish(merged, pairing)
         held = merged.filter(pa.array(keep))  # chunks of the batches it came in: bounded
         self.held = held.combine_chunks() if held.column(0).num_chunks > 8 else held
         out = merged.filter(pa.array(~keep))
         # A waiting row is no row's partner: the others' partners, renumbered, stay.
-        renumber = np.cumsum(~keep) - 1
-        partner = np.where(pairing.partner >= 0, renumber[pairing.partner], -1)[~keep]
-        return self._finish(out, Pairing(partner, pairing.originator[~keep], pairing.biflow[~keep]))
+        return self._finish(out, pairing.take(~keep))
 
     def _finish(self, t: pa.Table, pairing: Pairing) -> pa.Table:
         """``t`` with its state and payload columns, work columns dropped."""
@@ -162,7 +181,8 @@ def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
     own counters as its responder side, ``ts`` the earlier start and ``duration``
     from the earlier start to the later end (``_start_us``/``_end_us``). Rows that
     are not in a mutual pair (lone records, biflows, a record whose nearest partner
-    pairs with another) are kept as they are, in their order.
+    pairs with another) are kept in their order, as they are except lone replies,
+    which are turned around first (:func:`turn_replies`).
 
     >>> t = pa.table({"ts": pa.array([10, 4], pa.timestamp("us", "UTC")),
     ...     "duration": [0.0, 0.0], "orig_pkts": [3, 2], "orig_ip_bytes": [300, 120],
@@ -172,6 +192,7 @@ def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
     >>> n, one["orig_pkts"].to_pylist(), one["resp_pkts"].to_pylist(), one["duration"][0]
     (1, [2], [3], <pyarrow.DoubleScalar: 6e-06>)
     """
+    t = turn_replies(t, pairing)
     partner, n = pairing.partner, t.num_rows
     p = np.where(partner >= 0, partner, 0)
     mutual = (partner >= 0) & ~pairing.biflow & (partner[p] == np.arange(n))
@@ -202,6 +223,45 @@ def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
     return pa.table(columns).filter(pa.array(keep)), len(resp)
 
 
+#: Columns a turned row swaps: its sender becomes the responder.
+_SWAPPED = [("src", "dst"), ("src_port", "dst_port"), ("_src4", "_dst4")]
+_SWAPPED.append(("orig_payload", "resp_payload"))
+_TO_RESPONDER = {"orig_pkts": "resp_pkts", "orig_ip_bytes": "resp_ip_bytes"}
+_TO_RESPONDER["orig_bytes"] = "resp_bytes"
+
+
+def turn_replies(t: pa.Table, pairing: Pairing) -> pa.Table:
+    """``t`` with each lone reply (``pairing.reply``) turned around to its likely
+    originator, as Zeek turns a connection whose first packet came from a likely
+    server port: ``src``/``dst`` and the ports swapped, the record's own counters
+    (and payload) as the responder's side, the originator's side null (its record
+    was not seen, which is not the same as silent). ``conn_state`` was set for the
+    turned row already (:func:`~vigile.ingest.flowstate.conn_states`).
+
+    >>> t = pa.table({"src": ["10.0.0.53"], "src_port": [53], "dst": ["10.0.0.9"],
+    ...     "dst_port": [40000], "orig_pkts": [1], "resp_pkts": pa.nulls(1, pa.int64())})
+    >>> one = Pairing(np.array([-1]), np.array([False]), np.array([False]), np.array([True]))
+    >>> turn_replies(t, one).select(["src", "dst_port", "orig_pkts", "resp_pkts"]).to_pylist()
+    [{'src': '10.0.0.9', 'dst_port': 53, 'orig_pkts': None, 'resp_pkts': 1}]
+    """
+    at = np.flatnonzero(pairing.turned)
+    if not len(at):
+        return t
+    columns = {name: t[name].combine_chunks() for name in t.column_names}
+    idx = pa.array(at)
+    for a, b in _SWAPPED:
+        if a in columns and b in columns:
+            mine, theirs = columns[a].take(idx), columns[b].take(idx)
+            columns[a], columns[b] = _put(columns[a], at, theirs), _put(columns[b], at, mine)
+    for own, back in _TO_RESPONDER.items():
+        if own in columns:
+            values = columns[own]
+            if back in columns:
+                columns[back] = _put(columns[back], at, values.take(idx))
+            columns[own] = _put(values, at, pa.nulls(len(at), values.type))
+    return pa.table(columns)
+
+
 def _put(values: pa.Array, at: np.ndarray, new: pa.Array) -> pa.Array:
     """``values`` with the elements at indices ``at`` replaced by ``new``."""
     if pa.types.is_null(values.type):  # a column the reader left untyped (all null)
@@ -226,7 +286,7 @@ def _column(t: pa.Table, name: str) -> pa.Array:
 
 
 def _keys(t: pa.Table) -> dict[str, pa.Array]:
-    keys = {name: _column(t, name) for name in ("src_port", "dst_port")}
+    keys = {name: _column(t, name) for name in ("src_port", "dst_port", "sensor")}
     keys["proto"] = _column(t, "_proto")
     src4, dst4 = _column(t, "_src4"), _column(t, "_dst4")
     ints = t.num_rows and src4.null_count == 0 and dst4.null_count == 0

@@ -3,8 +3,8 @@
 Zeek's analyzers register their ports as ``likely_server_ports``; a flow whose first
 packet goes from one of them to a port that is not one is a reply, and Zeek takes
 its receiver for the originator. The packet reader (:mod:`.packet.connstate`) flips
-such flows; the flow-record readers (:mod:`.flowstate`) leave a lone reply without a
-state, since its sender is not the one that opened the connection.
+such flows, and so does the flow records' rows step for a lone reply
+(:func:`vigile.ingest.pairhold.turn_replies`, rule in :mod:`.flowstate`).
 """
 
 from __future__ import annotations
