@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import socket
 import time
@@ -11,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.vault.dovecot import PASSWORD, Dovecot
 from tests.vault.mailgen import fill, open_client
 
-from vigile.vault.crypto import DEFAULT_KDF
+from vigile.vault.crypto import DEFAULT_KDF, Keys
 from vigile.vault.errors import SourceConnectionError, SourceError, VaultError
 from vigile.vault.imap import ImapSource
 from vigile.vault.imapstream import MAX_LINE, MAX_LITERAL, LineTooLong, read_response
-from vigile.vault.pack import RECORD_HEAD, RecordRef
+from vigile.vault.pack import RECORD_HEAD, RecordRef, hash_file, pack_path, read_record
+from vigile.vault.packer import BackgroundPacker
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import MessageMeta, RetryingSource
@@ -260,6 +263,35 @@ def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
         assert stored and vault.get(empty) == b""
     finally:
         vault.close()
+
+
+@pytest.mark.parametrize("pack_hash", ["blake3", "sha256"])
+def test_packs_are_named_by_the_hash_of_their_bytes_on_disk(tmp_path: Path, pack_hash: str) -> None:
+    """The packer seals each batch into one reused block and hashes it as it is written:
+    batches that grow, shrink and hold one record far above the batch size still leave
+    every record readable and every pack named by the hash of the file (what verify
+    checks), in both the BLAKE3 and the SHA-256 vault formats."""
+    keys = Keys(os.urandom(32), os.urandom(32), "blake3", pack_hash)
+    rng = random.Random(11)
+    sizes = [rng.randrange(10, 3000) for _ in range(40)] + [50_000] + [200] * 30
+    contents = [rng.randbytes(n // 2) + bytes(n - n // 2) for n in sizes]
+    ids = keys.blob_ids(contents)
+    packer = BackgroundPacker(tmp_path, keys, 12_000, batch_bytes=8_000, batch_count=5)
+    published = []
+    records = [(b"M", i, c) for i, c in zip(ids, contents, strict=True)]
+    for start in range(0, len(records), 7):
+        published += packer.add_many(records[start : start + 7])
+    published += packer.flush()
+    assert len(published) >= 4
+    seen = {}
+    for name, size, packed in published:
+        path = pack_path(tmp_path, name)
+        assert hash_file(path, pack_hash) == name and path.stat().st_size == size
+        for kind, blob_id, offset, length in packed:
+            _, _, sealed = read_record(path, offset, length)
+            plain = keys.open(sealed, kind + blob_id)
+            seen[blob_id] = zstandard.ZstdDecompressor().decompress(plain)
+    assert [seen[i] for i in ids] == contents
 
 
 def test_an_index_failure_on_the_publishing_thread_keeps_the_published_packs(

@@ -1,6 +1,6 @@
 """Compress, seal and pack records on one worker thread, while the caller reads the network.
 
-zstd, AES-GCM, SHA-256 and file writes release the GIL, so a backup that hands each new
+zstd, AES-GCM, the pack hash and file writes release the GIL, so a backup that hands each new
 message here keeps reading the next ones from the server meanwhile (measured in
 docs/benchmarks.md). One worker, so records reach a pack in the order they were added and
 only that thread ever touches the open pack.
@@ -8,8 +8,9 @@ only that thread ever touches the open pack.
 Records travel in batches (4 MiB or 64 messages: 4-5% less time for a full backup than
 batches of 32, docs/benchmarks.md) to keep the hand-over cheap; at most ``in_flight``
 batches wait, which bounds memory. A pack that the worker completes is handed to a second
-thread that publishes it (fsync, SHA-256 name, rename, fsync of the folder) while the
-worker goes on filling the next pack: the disk and the hashing are off the worker's path.
+thread that publishes it (fsync, rename under the hash of its bytes, which the worker took
+block by block as it wrote them, fsync of the folder) while the worker goes on filling
+the next pack: the waits for the disk are off the worker's path.
 That thread also indexes each pack it has published (``on_published``, given by the
 vault: its index rows are committed right after the rename, as before, but the reading
 thread no longer spends 0.1-0.15 CPU-s of a full backup inserting them). Published
@@ -71,6 +72,9 @@ class BackgroundPacker:
         self._writer: PackWriter | None = None
         self._handed_over: list[tuple[Publishing, PackWriter]] = []
         self._zc = compressor()
+        # The block a batch is sealed into, reused from batch to batch (grown when a batch
+        # needs more): a new zero-filled block per batch cost a page fault per 4 KiB.
+        self._block = bytearray()
         self._failed: BaseException | None = None
 
     def add(self, kind: bytes, blob_id: bytes, content: bytes) -> list[Published]:
@@ -148,6 +152,8 @@ class BackgroundPacker:
                 ]
                 self._writer.add_block(self._seal_block(records, compressed[part]), records)
                 start = end
+                if len(self._block) > 2 * self.batch_bytes:  # one very large message
+                    self._block = bytearray()
                 if self._writer.size >= self.pack_size:
                     published += self._publish()
         except BaseException as e:
@@ -165,16 +171,20 @@ class BackgroundPacker:
 
     def _seal_block(
         self, records: list[tuple[bytes, bytes, int]], compressed: list[Buffer]
-    ) -> bytearray:
-        """Record headers and sealed records, laid out as :meth:`PackWriter.add_block` takes."""
-        block = bytearray(sum(RECORD_HEAD + n for _, _, n in records))
+    ) -> memoryview:
+        """Record headers and sealed records, laid out as :meth:`PackWriter.add_block` takes
+        (a view of the reused block: valid until the next call)."""
+        size = sum(RECORD_HEAD + n for _, _, n in records)
+        if len(self._block) < size:
+            self._block = bytearray(size + (size >> 2))  # room for the next batches
+        block = self._block
         view, outs, offset = memoryview(block), [], 0
         for kind, blob_id, n in records:
             put_head(block, offset, kind, blob_id, n)
             outs.append(view[offset + RECORD_HEAD : offset + RECORD_HEAD + n])
             offset += RECORD_HEAD + n
         self.keys.seal_many_into(compressed, [k + i for k, i, _ in records], outs)
-        return block
+        return view[:size]
 
     def _publish(self) -> list[Publishing]:
         """Hand the current pack (if any) over to be published."""
