@@ -150,6 +150,21 @@ class Dovecot:
         return str(done.stdout)
 
 
+def account_toml(acc: ImapAccount, timeout: float | None = None) -> str:
+    """The ``[[vault.accounts]]`` table of ``acc`` (a plain-IMAP loopback account), with
+    ``timeout`` in place of the account's own if given."""
+    return f"""
+[[vault.accounts]]
+name = "{acc.name}"
+host = "{acc.host}"
+port = {acc.port}
+security = "plain"
+username = "{acc.username}"
+password_env = "{acc.password_env}"
+timeout = {acc.timeout if timeout is None else timeout:g}
+"""
+
+
 def write_tls_certificate(folder: Path) -> None:
     """A self-signed certificate for 127.0.0.1 and localhost (``ca.pem`` = the cert)."""
     from cryptography import x509

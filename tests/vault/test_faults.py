@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.vault.dovecot import PASSWORD, PASSWORD_ENV, Dovecot
+from tests.vault.dovecot import PASSWORD, PASSWORD_ENV, Dovecot, account_toml
 from tests.vault.mailgen import expunge_first, fill, open_client, snapshot_state
 from typer.testing import CliRunner
 
@@ -48,16 +48,7 @@ def write_config(tmp: Path, account: ImapAccount, pack_mb: float = 0.25) -> Path
 path = "vault"
 key_file = "key"
 pack_size_mb = {pack_mb}
-
-[[vault.accounts]]
-name = "{account.name}"
-host = "127.0.0.1"
-port = {account.port}
-security = "plain"
-username = "{account.username}"
-password_env = "{account.password_env}"
-timeout = 10
-""",
+{account_toml(account, timeout=10)}""",
         encoding="utf-8",
     )
     Vault.create(tmp / "vault", SECRET, FAST_KDF)

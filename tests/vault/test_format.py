@@ -8,7 +8,9 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -203,22 +205,15 @@ def test_latest_snapshot_opens_the_newest_first(tmp_path: Path) -> None:
         for micro in (500, 900):
             when = t0 + timedelta(hours=50, microseconds=micro)
             vault.save_snapshot(Snapshot(f"{when.strftime(STAMP)}-x{micro}", "alice", when, ()))
-        opened: list[str] = []
-        load = vault._load_snapshot
-
-        def counting(path: Path) -> Snapshot:
-            opened.append(path.name)
-            return load(path)
-
-        vault._load_snapshot = counting  # type: ignore[method-assign]
-        for account in ("alice", "bob", "carol"):
-            for at in (None, t0 + timedelta(hours=20, minutes=30), t0 - timedelta(hours=1)):
-                opened.clear()
-                got = vault.latest_snapshot(account, at)
-                if got is not None:  # the few newer ones and its own second, not all 98
-                    assert len(opened) <= 5, opened
-                scan = [s for s in vault.snapshots(account) if at is None or s.time <= at]
-                assert got == (scan[-1] if scan else None)
+        with _snapshots_opened(vault) as opened:
+            for account in ("alice", "bob", "carol"):
+                for at in (None, t0 + timedelta(hours=20, minutes=30), t0 - timedelta(hours=1)):
+                    opened.clear()
+                    got = vault.latest_snapshot(account, at)
+                    if got is not None:  # the few newer ones and its own second, not all 98
+                        assert len(opened) <= 5, opened
+                    scan = [s for s in vault.snapshots(account) if at is None or s.time <= at]
+                    assert got == (scan[-1] if scan else None)
         assert vault.latest_snapshot("alice").time.microsecond == 900
 
 
@@ -310,24 +305,33 @@ def test_one_accounts_snapshots_open_only_its_own(tmp_path: Path) -> None:
             vault.save_snapshot(Snapshot(name, account, old, ()))
         names = sorted(p.name for p in (root / "snapshots").iterdir())
         assert not any(a in n for n in names for a in ("alice", "bob", "carol"))
-        opened: list[str] = []
-        load = vault._load_snapshot
-
-        def counting(path: Path) -> Snapshot:
-            opened.append(path.name)
-            return load(path)
-
-        vault._load_snapshot = counting  # type: ignore[method-assign]
-        everything = vault.snapshots()
-        for account in ("alice", "bob", "carol", "dave"):
-            opened.clear()
-            mine = vault.snapshots(account)
-            assert mine == [s for s in everything if s.account == account]
-            assert len(opened) == (6 if account != "dave" else 0) + 2
-        vault._load_snapshot = load  # type: ignore[method-assign]
+        with _snapshots_opened(vault) as opened:
+            everything = vault.snapshots()
+            for account in ("alice", "bob", "carol", "dave"):
+                opened.clear()
+                mine = vault.snapshots(account)
+                assert mine == [s for s in everything if s.account == account]
+                assert len(opened) == (6 if account != "dave" else 0) + 2
         alice = vault.snapshots("alice")[-1].name
         bob_tag = vault.keys.account_tag("bob")
         moved = root / "snapshots" / alice.replace(alice.split("-")[1], bob_tag)
         (root / "snapshots" / alice).rename(moved)
         with pytest.raises(VaultDamagedError, match="authentication"):
             vault.snapshots("bob")
+
+
+@contextmanager
+def _snapshots_opened(vault: Vault) -> Iterator[list[str]]:
+    """The names of the snapshot files ``vault`` opens inside the block, in order."""
+    opened: list[str] = []
+    load = vault._load_snapshot
+
+    def counting(path: Path) -> Snapshot:
+        opened.append(path.name)
+        return load(path)
+
+    vault._load_snapshot = counting  # type: ignore[method-assign]
+    try:
+        yield opened
+    finally:
+        vault._load_snapshot = load  # type: ignore[method-assign]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tests.vault.dovecot import PASSWORD, Dovecot
+from tests.vault.dovecot import PASSWORD, Dovecot, account_toml
 from tests.vault.mailgen import fill, open_client, snapshot_state
 from tests.vault.test_faults import SECRET, rows, vigile, write_config
 
@@ -149,18 +149,7 @@ def test_a_tree_of_an_earlier_release_reads_with_empty_headers() -> None:
 def _two_account_config(tmp: Path, account: ImapAccount, other: ImapAccount) -> Path:
     config = write_config(tmp, account)
     with config.open("a", encoding="utf-8") as f:
-        f.write(
-            f"""
-[[vault.accounts]]
-name = "{other.name}"
-host = "127.0.0.1"
-port = {other.port}
-security = "plain"
-username = "{other.username}"
-password_env = "{other.password_env}"
-timeout = 10
-"""
-        )
+        f.write(account_toml(other, timeout=10))
     return config
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.vault.dovecot import PASSWORD, Dovecot
+from tests.vault.dovecot import PASSWORD, Dovecot, account_toml
 from tests.vault.mailgen import fill, open_client
 from typer.testing import CliRunner
 
@@ -37,19 +37,6 @@ class BackupFacts:
     key: bytes
     accounts: dict[str, ImapAccount]
     alice_snapshots: list[str]  # oldest first
-
-
-def account_toml(acc: ImapAccount) -> str:
-    return f"""
-[[vault.accounts]]
-name = "{acc.name}"
-host = "{acc.host}"
-port = {acc.port}
-security = "plain"
-username = "{acc.username}"
-password_env = "{acc.password_env}"
-timeout = 20
-"""
 
 
 def write_config(folder: Path, accounts: list[ImapAccount], vault: str = "", **extra: str) -> Path:

@@ -263,18 +263,15 @@ def _text_lines(opener: Callable[[], IO[bytes]]) -> Callable[[], IO[str]]:
 
 
 def _fields_records(entry: Entry, kind: str, col: Collection) -> Iterator[LogRecord]:
+    """ECP and OAB rows, one record each, rows before any ``#Fields:`` line kept (these
+    logs may have none); IIS and HttpProxy rows go in blocks (:func:`_fields_blocks`)."""
     cov = col.coverage[kind]
-    part = col.part(kind, httpproxy_folder(entry.rel)) if kind == "httpproxy" else None
-    if part is not None:
-        part.files += 1
     with _text_lines(entry.open)() as f:
-        for item in parse_fields_log(f, headerless=kind in ("oab", "ecp")):
+        for item in parse_fields_log(f, headerless=True):
             if isinstance(item, BadLine):
                 _bad(cov, entry.origin, item)
                 continue
             cov.add(item.ts)
-            if part is not None:
-                part.add(item.ts)
             yield LogRecord(kind, entry.origin, item.line, item.ts, item.fields, item.raw)
 
 
