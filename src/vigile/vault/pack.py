@@ -121,9 +121,13 @@ Unit = tuple[bytes, bytes, bytes, bytes]
 def frame_units(
     records: list[tuple[bytes, bytes, bytes]], frame_id: Callable[[bytes], bytes]
 ) -> list[Unit]:
-    """Records ``(kind, id, content)`` in frames of at most :data:`FRAME_BYTES` of content,
-    in their order (a larger record is a frame alone); ``frame_id`` names a frame by its
-    member table (the vault's keyed hash).
+    """Messages ``(kind, id, content)`` in frames of at most :data:`FRAME_BYTES` of content,
+    in their order (a larger message is a frame alone, a frame ends where the next
+    message would take it over the bound); ``frame_id`` names a frame by its
+    member table (the vault's keyed hash). Folder trees stay records of their own: every
+    listing, restore and verify reads each tree of a snapshot, and a tree in a frame
+    would cost a frame's decompression each time (a 50-folder item restore took three
+    times as long): each is a record, placed before the frame of the messages around it.
 
     >>> units = frame_units([(b"M", b"a" * 32, b"x" * 100_000)] * 3, lambda t: b"f" * 32)
     >>> [(kind, len(content)) for kind, _, _, content in units]
@@ -134,6 +138,9 @@ def frame_units(
     contents: list[bytes] = []
     size = 0
     for kind, blob_id, content in records:
+        if kind != b"M":
+            units.append((kind, blob_id, b"", content))
+            continue
         if members and size + len(content) > FRAME_BYTES:
             units.append(_frame_unit(members, contents, frame_id))
             members, contents, size = [], [], 0
