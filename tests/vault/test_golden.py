@@ -1,7 +1,7 @@
 """A vault written by an earlier version must stay readable: the golden vaults.
 
 ``tests/golden/vault/vault`` (format version 1, HMAC-SHA256 content ids),
-``vault-blake3`` (version 2) and ``vault-hkdf`` (version 3, a key file's KEK derived with
+``vault-blake3`` (version 2), ``vault-hkdf`` (version 3, a key file's KEK derived with
 HKDF-SHA256), ``vault-packs-blake3`` (version 4, packs named by BLAKE3) and
 ``vault-frames`` (version 5, messages in shared frames) were written by
 ``tests/golden/vault/regenerate.py``; the
