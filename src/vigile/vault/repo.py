@@ -33,6 +33,7 @@ from vigile.vault.index import Index
 from vigile.vault.lock import Access, VaultLock
 from vigile.vault.pack import (
     FRAME,
+    FRAME_BYTES,
     RecordRef,
     compressor,
     pack_path,
@@ -107,9 +108,10 @@ class Vault:
         self._pending: set[bytes] = set()
         self._zc = compressor()
         self._zd = zstandard.ZstdDecompressor()
-        # The last frame read, as (pack, offset, length) and its checked content: a restore
-        # reads a frame's members one after the other, and decompresses the frame once.
-        # One frame (at most FRAME_BYTES, or one larger record) keeps memory bounded.
+        # The last frame read, as (pack, offset, length) and its authenticated content: a
+        # restore reads a frame's members one after the other, and decompresses the frame
+        # once. One frame of at most FRAME_BYTES (a larger message, a frame alone, is not
+        # kept): memory stays bounded, in a long-lived reader (the console) too.
         self._frame: tuple[tuple[str, int, int], bytes] | None = None
         if self.writable:
             try:
@@ -264,7 +266,9 @@ class Vault:
             frame = self._frame
             if frame is None or frame[0] != ref.whole:
                 self._frame = None
-                frame = self._frame = (ref.whole, self._open(ref, FRAME, None, where))
+                frame = (ref.whole, self._open(ref, FRAME, None, where))
+                if len(frame[1]) <= FRAME_BYTES:  # a larger message is a frame alone
+                    self._frame = frame
             end = ref.part_offset + (ref.part_length or 0)
             content = frame[1][ref.part_offset : end]
         if self.keys.blob_id(content) != ref.blob_id:
