@@ -101,7 +101,9 @@ def main() -> None:
     print()
     names = list(results)
     print("scenario | " + " | ".join(names) + "  (best rank, detector)")
-    per = [{s.truth.scenario + " " + s.truth.src: s for s in r.scenarios} for r, _ in results.values()]
+    per = [
+        {f"{s.truth.scenario} {s.truth.src}": s for s in r.scenarios} for r, _ in results.values()
+    ]
     for key in per[0]:
         cells = []
         for table in per:

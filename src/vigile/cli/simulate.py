@@ -133,9 +133,7 @@ def register(app: typer.Typer) -> None:
         if export is not None:
             host, port = _host_port(export)
             inside = sim.local_mask if one_way else None
-            exporter = NetflowExporter(
-                sim.office.vocabs, host, port, export_version, inside=inside
-            )
+            exporter = NetflowExporter(sim.office.vocabs, host, port, export_version, inside=inside)
             writers.append(exporter)
         counts = write_run(sim, out, writers)
         err_console.print(
