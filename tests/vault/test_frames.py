@@ -15,7 +15,15 @@ from tests.vault.mailgen import make_message
 
 from vigile.vault.crypto import DEFAULT_KDF, Keys
 from vigile.vault.lock import Access
-from vigile.vault.pack import FRAME, FRAME_BYTES, frame_units, pack_path, parse_table, read_record
+from vigile.vault.pack import (
+    FRAME,
+    FRAME_BYTES,
+    frame_units,
+    pack_path,
+    parse_table,
+    read_record,
+    scan_pack,
+)
 from vigile.vault.prune import forget, prune
 from vigile.vault.repo import Vault
 from vigile.vault.restore import restore_files
@@ -51,6 +59,25 @@ def test_frames_hold_every_message_once_in_order_within_the_bound(
         framed += [blob_id for _, blob_id, _, _ in members]
     assert framed == [i for kind, i, _ in records if kind == b"M"]
     assert sum(k == b"T" for k, *_ in units) == sum(k == b"T" for k, _, _ in records)
+
+
+@settings(max_examples=100)
+@given(st.binary(max_size=400), st.integers(0, 3))
+def test_any_frame_body_scans_as_members_or_a_clear_error(
+    tmp_path_factory: pytest.TempPathFactory, body: bytes, count: int
+) -> None:
+    """Whatever follows a frame's head (a member table claiming ``count`` members, then
+    anything), scanning the pack gives that frame's members or one error naming a byte."""
+    data = count.to_bytes(4, "big") + body
+    path = tmp_path_factory.mktemp("frame") / "pack"
+    path.write_bytes(b"VGPACK\x00\x01" + FRAME + b"f" * 32 + len(data).to_bytes(4, "big") + data)
+    try:
+        members = list(scan_pack(path))
+    except ValueError as e:
+        assert "byte" in str(e)
+        return
+    assert len(members) == count and all(r.kind in (b"M", b"T") for r in members)
+    assert all(r.offset == 8 and r.length == len(data) for r in members)
 
 
 def _messages(count: int) -> list[bytes]:
