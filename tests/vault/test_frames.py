@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.vault.mailgen import make_message
 
 from vigile.vault.crypto import DEFAULT_KDF, Keys
+from vigile.vault.errors import VaultDamagedError
 from vigile.vault.lock import Access
 from vigile.vault.pack import (
     FRAME,
@@ -152,6 +153,33 @@ def test_prune_copies_whole_frames_sealed_and_reframes_the_rest(tmp_path: Path) 
         assert vault.put_many(b"M", kept_mail) == [
             (i, False) for i in vault.keys.blob_ids(kept_mail)
         ]
+
+
+def test_prune_stops_at_a_damaged_frame_it_would_reframe(tmp_path: Path) -> None:
+    """A frame to be re-framed that fails its tag stops the prune with one clear error:
+    its pack is left as it was, no temporary pack stays behind, and every message
+    outside the damaged frame still reads."""
+    root = tmp_path / "vault"
+    Vault.create(root, SECRET, FAST_KDF)
+    mail = _messages(30)
+    with Vault.open(root, SECRET, writable=True) as vault:
+        _snapshot(vault, "Old", T0, mail)
+        _snapshot(vault, "Kept", T0 + timedelta(days=1), mail[::2])
+        ids = vault.keys.blob_ids(mail)
+    with Vault.open(root, SECRET, access=Access.DELETE) as vault:
+        members = next(iter(_frames(vault).values()))
+        pack, offset, length = members[0].whole
+        path = pack_path(root, pack)
+        data = bytearray(path.read_bytes())
+        data[offset + 36 + length] ^= 1  # the last byte of its tag
+        path.write_bytes(bytes(data))
+        forget(vault, timedelta(0), T0 + timedelta(days=2))
+        with pytest.raises(VaultDamagedError, match="authentication tag"):
+            prune(vault)
+        assert path.exists() and not list((root / "packs").glob(".tmp-*"))
+        damaged = {r.blob_id for r in members}
+        kept = [i for i in ids[::2] if i not in damaged]
+        assert kept and all(vault.get(i) == mail[ids.index(i)] for i in kept)
 
 
 def test_a_folder_restore_opens_each_frame_once(

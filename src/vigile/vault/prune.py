@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from vigile.vault.errors import VaultDamagedError
 from vigile.vault.lock import Access
 from vigile.vault.pack import (
     MAGIC,
@@ -124,23 +125,42 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
         stats.packs_rewritten += kept > 0
         stats.packs_deleted += kept == 0
         if dry_run:
-            new_size = len(MAGIC) + sum(RECORD_HEAD + _size(p) for p in _kept(vault, name))
-            stats.bytes_freed += size - new_size if kept else size
+            if kept:
+                size -= len(MAGIC) + sum(RECORD_HEAD + _size(p) for p in _kept(vault, name))
+            stats.bytes_freed += size
             continue
         if kept:
-            writer = PackWriter(vault.root, vault.keys.pack_hash)
-            for part in _kept(vault, name):
-                if isinstance(part, RecordRef):
-                    part = read_record(pack_path(vault.root, name), part.offset, part.length)
-                writer.add(*part)
-            new_name, records = writer.finish()
-            vault.index.add_pack(new_name, writer.size, records, move=True)
-            stats.bytes_freed += size - writer.size
+            stats.bytes_freed += size - _rewrite(vault, name)
         else:
             stats.bytes_freed += size
         vault.index.drop_pack(name)
         pack_path(vault.root, name).unlink()
     return stats
+
+
+def _rewrite(vault: Vault, name: str) -> int:
+    """Write what pack ``name`` keeps into a new pack, publish and index it; its size."""
+    writer = PackWriter(vault.root, vault.keys.pack_hash)
+    try:
+        for part in _kept(vault, name):
+            if isinstance(part, RecordRef):
+                part = _read(vault, part)
+            writer.add(*part)
+        new_name, records = writer.finish()
+    except BaseException:
+        writer.abort()  # the old pack is untouched: nothing is lost
+        raise
+    vault.index.add_pack(new_name, writer.size, records, move=True)
+    return writer.size
+
+
+def _read(vault: Vault, ref: RecordRef) -> tuple[bytes, bytes, bytes]:
+    """The record (or frame) at ``ref``, sealed; a short or missing one is damage."""
+    try:
+        return read_record(pack_path(vault.root, ref.pack), ref.offset, ref.length)
+    except (OSError, ValueError) as e:
+        where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        raise VaultDamagedError(f"{where}: {e}; run `vigile vault verify`") from None
 
 
 def _kept(vault: Vault, pack: str) -> Iterator[RecordRef | tuple[bytes, bytes, bytes]]:
@@ -174,8 +194,12 @@ def reframe(
 
 def _members(vault: Vault, ref: RecordRef) -> int:
     """How many members the frame at ``ref`` lists."""
-    _, _, body = read_record(pack_path(vault.root, ref.pack), ref.offset, ref.length)
-    return len(parse_table(body)[0])
+    _, _, body = _read(vault, ref)
+    try:
+        return len(parse_table(body)[0])
+    except ValueError as e:
+        where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        raise VaultDamagedError(f"{where}: {e}; run `vigile vault verify`") from None
 
 
 def _size(part: RecordRef | tuple[bytes, bytes, bytes]) -> int:
