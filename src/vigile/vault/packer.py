@@ -45,7 +45,7 @@ from vigile.vault.pack import (
 )
 
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
-#: A published pack: its name, size and records ``(kind, id, offset, length)``.
+#: A published pack: its name, size and records (:data:`vigile.vault.pack.PackedRecord`).
 Published = tuple[str, int, list[PackedRecord]]
 #: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
 Publishing = Future[Published]
@@ -146,7 +146,8 @@ class BackgroundPacker:
             # the GIL; frames identical to compress()), and the records of a batch are
             # sealed straight into one block, written to the pack in one write: few
             # hand-overs of the GIL per batch rather than several per message, which the
-            # thread reading the network would wait on, and no copy of the message bytes.
+            # thread reading the network would wait on, and no copy of the message bytes
+            # (but one, in format version 5: a frame's messages are joined to be compressed).
             units = self._units(batch)
             compressed = self._compress([c for _, _, _, c in units])
             lengths = [
