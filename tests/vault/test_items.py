@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from tests.vault.dovecot import PASSWORD, Dovecot, account_toml
 from tests.vault.mailgen import fill, open_client, snapshot_state
 from tests.vault.test_faults import SECRET, rows, vigile, write_config
@@ -213,6 +214,15 @@ def test_find_and_restore_one_message(
     ]
     human = vigile(config, "ls", "-a", special.name, "--match", "invoice").stdout
     assert "from" in human and "subject" in human and "Invoice" in human
+    # Read by a person at 80 and 120 columns: every id whole on one line, to be copied
+    # into `vault restore --message`; the free text cut to the room left.
+    for width in ("80", "120"):
+        with pytest.MonkeyPatch.context() as terminal:
+            terminal.setenv("COLUMNS", width)
+            lines = vigile(config, "ls", "-a", special.name, "--folder", "*").stdout.splitlines()
+        assert all(cell_len(line) <= int(width) for line in lines)
+        assert all(any(r["id"] in line for line in lines) for r in listed), width
+        assert any("…" in line for line in lines) and len(lines) < 3 * len(listed), width
 
     # Item-level restore into another account: exactly these two, byte for byte, flags kept.
     named = [invoice["id"], bare["id"][:10]]
