@@ -37,11 +37,14 @@ CREATE = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--other", type=Path, required=True, help="src folder of the other version")
+    parser.add_argument("--other", type=Path, help="src folder of the other version")
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--folders", type=int, default=50)
     args = parser.parse_args()
+    if args.other is None:  # as `python -m bench` runs every module: nothing to compare
+        print("bench.vault_ab compares two versions: give --other SRC_FOLDER")
+        return
     with running_dovecot() as server, tempfile.TemporaryDirectory() as tmp:
         work, user = Path(tmp), "bench"
         home = f"{server.root}/home/{user}"
