@@ -169,12 +169,6 @@ def timed_run(cmd: list[str], env: dict[str, str]) -> Run:
     return Run(elapsed, user, system, peak_kib // 1024, load, io_wait)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one child process."""
-    run = timed_run(cmd, env)
-    return run.wall, run.cpu, run.peak_mib
-
-
 #: A peer's turn is disturbed when its CPU exceeds its own lowest CPU in the run this much,
 DISTURBED_CPU = 1.5
 #: or when its system time exceeds its user time this much.
