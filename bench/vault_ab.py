@@ -6,7 +6,8 @@
 Each turn runs ``vigile vault backup`` in a child process into a new key-file vault, made
 by that version's own ``Vault.create`` (so each writes its own default format), once with
 this tree's code and once with the code under ``--other`` (through ``PYTHONPATH``), the
-order swapped every pair so that neither always runs first. Per run: CPU seconds of the
+order swapped every pair so that neither always runs first. Both trees are compiled to
+bytecode first. Per run: CPU seconds of the
 child (user + system), wall seconds, peak memory, the packs' size; then medians and
 bests. On a shared machine single runs say little; pairs run a second apart see the
 same load.
@@ -15,6 +16,7 @@ same load.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from tests.vault.dovecot import running_dovecot
 
+import vigile as vigile_package
 from bench.common import machine
 from bench.vault import BENCH_PASSWORD, Run, timed_run, warm_up, write_maildir
 
@@ -45,6 +48,11 @@ def main() -> None:
     if args.other is None:  # as `python -m bench` runs every module: nothing to compare
         print("bench.vault_ab compares two versions: give --other SRC_FOLDER")
         return
+    # Both versions compiled to bytecode first, as bench.vault does: with
+    # PYTHONDONTWRITEBYTECODE set (as on the development machines) an exported tree would
+    # otherwise be compiled again at every start, and weigh on that version alone.
+    for src in (Path(vigile_package.__file__).parent, args.other / "vigile"):
+        compileall.compile_dir(src, quiet=1)
     with running_dovecot() as server, tempfile.TemporaryDirectory() as tmp:
         work, user = Path(tmp), "bench"
         home = f"{server.root}/home/{user}"
