@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 import platform
 import re
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,38 +25,111 @@ PREAMBLE = (
 )
 
 
+#: Runs per contender when a benchmark is not told (``--repeat``): the fastest is kept.
+REPEAT = 3
+
+
 @dataclass
 class Measure:
+    """A contender's best run of ``runs``: the fastest by wall-clock time.
+
+    ``seconds``, ``cpu_seconds`` and ``result`` come from that run (its result's own
+    timings match its seconds); ``peak_rss_mb`` is the largest of all the runs.
+    ``cpu_seconds`` is user plus system time of the child process, every thread, and of
+    the programs it ran and waited for (a peer such as grep).
+    """
+
     name: str
     seconds: float
     peak_rss_mb: float
     result: Any
+    cpu_seconds: float = 0.0
+    runs: int = 1
+
+
+def _cpu_seconds() -> float:
+    own = time.process_time()  # every thread of this process
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own + children.ru_utime + children.ru_stime
 
 
 def _child(fn: Callable[..., Any], args: tuple[Any, ...], queue: Any) -> None:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     result = fn(*args)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((seconds, peak_kb / 1024, result))
+    queue.put((seconds, cpu, peak_kb / 1024, result))
 
 
-def measure(name: str, fn: Callable[..., Any], *args: Any) -> Measure:
-    """Run ``fn(*args)`` in a fresh process so its peak memory is its own."""
+def _run_once(name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Measure:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn, args, queue))
     proc.start()
     while proc.is_alive() or not queue.empty():
         try:
-            seconds, peak, result = queue.get(timeout=1)
+            seconds, cpu, peak, result = queue.get(timeout=1)
             break
         except Exception:  # queue.Empty: keep waiting while the child lives
             continue
     else:
         raise RuntimeError(f"{name} failed (exit code {proc.exitcode})")
     proc.join()
-    return Measure(name, seconds, peak, result)
+    return Measure(name, seconds, peak, result, cpu)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One peer of a benchmark: ``fn(*args)`` run in a fresh process. ``before`` is
+    called (here) before each of its runs to undo what a run leaves behind, such as the
+    store it wrote: every run must do the same work."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    before: Callable[[], object] | None = None
+
+
+def measure_turns(contenders: Sequence[Contender], repeat: int = 1) -> list[Measure]:
+    """Measure peers side by side: ``repeat`` rounds in which each runs once in turn
+    (A, B, A, B, ...), so a burst of other work on a shared machine slows a round of
+    every peer rather than all the runs of one; the fastest run of each is kept (see
+    :class:`Measure`). One :class:`Measure` per contender, in their order."""
+    runs: list[list[Measure]] = [[] for _ in contenders]
+    for _ in range(max(1, repeat)):
+        for c, done in zip(contenders, runs, strict=True):
+            if c.before is not None:
+                c.before()
+            done.append(_run_once(c.name, c.fn, c.args))
+    return [_best(done) for done in runs]
+
+
+def _best(runs: list[Measure]) -> Measure:
+    best = min(runs, key=lambda m: m.seconds)
+    best.peak_rss_mb = max(m.peak_rss_mb for m in runs)
+    best.runs = len(runs)
+    return best
+
+
+def measure(name: str, fn: Callable[..., Any], *args: Any, repeat: int = 1) -> Measure:
+    """Run ``fn(*args)`` ``repeat`` times, each in a fresh process so its peak memory is
+    its own; keep the fastest run (see :class:`Measure`).
+
+    One sample on a shared machine is as slow as whatever else ran meanwhile: the best
+    of several is the contender's own speed. Peers compared with each other are better
+    measured together by :func:`measure_turns`.
+    """
+    return measure_turns([Contender(name, fn, args)], repeat)[0]
+
+
+def add_repeat_option(parser: argparse.ArgumentParser) -> None:
+    """``--repeat N``: runs per contender, the fastest kept (as ``bench.vault`` takes it)."""
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=REPEAT,
+        help=f"runs per contender, each in a fresh process; the fastest is kept ({REPEAT})",
+    )
 
 
 def machine() -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench.common import machine, measure
+from bench.common import add_repeat_option, machine, measure
 from vigile.config import Config
 from vigile.detect import HuntContext, default_window, registered_detectors
 from vigile.schema import CONN, DNS, TS, conform
@@ -188,6 +188,7 @@ def main() -> None:
     p.add_argument("--db", type=Path, help="store to use (default: /tmp/vigile-bench-…)")
     p.add_argument("--generate-only", action="store_true", help="write the store and stop")
     p.add_argument("--compare", action="store_true", help="also time the DuckDB lag() peer")
+    add_repeat_option(p)
     args = p.parse_args()
     db = args.db or Path(f"/tmp/vigile-bench-detect-{args.rows}.duckdb")
     if args.generate_only:
@@ -198,11 +199,15 @@ def main() -> None:
         cmd = [sys.executable, "-m", "bench.detect", "--generate-only", "--rows", str(args.rows)]
         subprocess.run([*cmd, "--db", str(db)], check=True)
         print(f"generated {db} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    measured = measure("C2 detectors", run, db)
+    measured = measure("C2 detectors", run, db, repeat=args.repeat)
     result = {"rows": args.rows, **measured.result, "peak_rss_mb": round(measured.peak_rss_mb)}
+    result["process_cpu_seconds"] = round(measured.cpu_seconds, 2)
+    result["runs"] = measured.runs
     result["machine"] = machine()
     if args.compare:
-        result["interval_median"] = measure("interval median", compare, db).result
+        result["interval_median"] = measure(
+            "interval median", compare, db, repeat=args.repeat
+        ).result
     print(json.dumps(result))
 
 

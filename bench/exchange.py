@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.common import machine, measure
+from bench.common import Contender, add_repeat_option, machine, measure_turns
 from vigile.exchange import registered_checks
 from vigile.exchange.inspect import inspect_paths
 
@@ -86,20 +86,27 @@ def run_grep(root: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=300_000, help="lines per log file")
+    add_repeat_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_logs(root, args.lines, random.Random(7))
         total = 2 * args.lines
-        ours = measure("vigile inspect exchange", run_vigile, root)
-        per_row = measure("vigile, one record per line", run_vigile_per_row, root)
-        theirs = measure("grep -E", run_grep, root) if shutil.which("grep") else None
+        contenders = [
+            Contender("vigile inspect exchange", run_vigile, (root,)),
+            Contender("vigile, one record per line", run_vigile_per_row, (root,)),
+        ]
+        if shutil.which("grep"):
+            contenders.append(Contender("grep -E", run_grep, (root,)))
+        ours, per_row, *rest = measure_turns(contenders, args.repeat)
+        theirs = rest[0] if rest else None
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"lines: {total:,} in 2 files")
+    print(f"lines: {total:,} in 2 files; turns, the fastest of {args.repeat} runs of each")
     for m in (ours, per_row, theirs):
         if m is not None:
             print(
                 f"{m.name}: {m.seconds:.2f} s = {total / m.seconds:,.0f} lines/s, "
+                f"CPU {m.cpu_seconds:.2f} s, "
                 f"peak RSS {m.peak_rss_mb:,.0f} MB, result {m.result}"
             )
     print(f"ratio one record per line/blocks time: {per_row.seconds / ours.seconds:.1f}x")

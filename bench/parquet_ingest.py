@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 
-from bench.common import OUT, machine, measure
+from bench.common import OUT, REPEAT, Contender, add_repeat_option, machine, measure_turns
 
 HEADING = "Parquet ingest"
 
@@ -81,7 +82,7 @@ def run_duckdb(path: str, db: str) -> int:
     return int(n)
 
 
-def main(connections: int = 1_000_000) -> str:
+def main(connections: int = 1_000_000, repeat: int = REPEAT) -> str:
     parquet, log = build_inputs(connections, OUT / f"parquet_ingest_{connections}")
     contenders = (
         ("vigile ingest conn.parquet (Parquet reader)", run_vigile, parquet),
@@ -90,27 +91,31 @@ def main(connections: int = 1_000_000) -> str:
         ("Parquet reader alone (rows counted, not stored)", run_reader, parquet),
         ("Zeek TSV reader alone (rows counted, not stored)", run_reader, log),
     )
-    results = []
-    for name, fn, path in contenders:
-        db = OUT / "parquet_ingest.duckdb"
-        db.unlink(missing_ok=True)
-        results.append((measure(name, fn, str(path), str(db)), path))
-        db.unlink(missing_ok=True)
+    db = OUT / "parquet_ingest.duckdb"
+    fresh = partial(db.unlink, missing_ok=True)  # each run writes a new store
+    measured = measure_turns(
+        [Contender(name, fn, (str(path), str(db)), fresh) for name, fn, path in contenders],
+        repeat,
+    )
+    db.unlink(missing_ok=True)
+    results = list(zip(measured, [path for _, _, path in contenders], strict=True))
     load = os.getloadavg()[0]
     lines = [
-        f"Command: `.venv/bin/python -m bench.parquet_ingest --connections {connections}`. "
-        "The same simulated rows as `conn.parquet` (zstd, as `vigile simulate` writes it) "
-        "and as Zeek's `conn.log`; each contender runs in its own process and stores them "
-        f"in a new DuckDB file. Load average at the end: {load:.1f}.",
+        "Command: `.venv/bin/python -m bench.parquet_ingest --connections "
+        f"{connections} --repeat {repeat}`. The same simulated rows as `conn.parquet` "
+        "(zstd, as `vigile simulate` writes it) and as Zeek's `conn.log`; each contender "
+        "runs in its own process and stores them in a new DuckDB file; they take turns and "
+        f"the fastest of {repeat} runs of each is kept. Load average at the end: {load:.1f}.",
         "",
         f"{results[0][0].result:,} conn rows, {machine()}",
         "",
-        "| contender | file MB | seconds | rows/s | peak RSS MB |",
-        "|---|---|---|---|---|",
+        "| contender | file MB | seconds | CPU s | rows/s | peak RSS MB |",
+        "|---|---|---|---|---|---|",
     ]
     for m, path in results:
         lines.append(
             f"| {m.name} | {path.stat().st_size / 1e6:.0f} | {m.seconds:.2f} | "
+            f"{m.cpu_seconds:.2f} | "
             f"{m.result / m.seconds:,.0f} | {m.peak_rss_mb:.0f} |"
         )
     rate = [m.result / m.seconds for m, _ in results]
@@ -131,4 +136,6 @@ def main(connections: int = 1_000_000) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connections", type=int, default=1_000_000)
-    main(parser.parse_args().connections)
+    add_repeat_option(parser)
+    args = parser.parse_args()
+    main(args.connections, args.repeat)

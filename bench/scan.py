@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.scan --rows 10000000
 
 The day is written once per size into ``/tmp/vigile-bench-scan-<rows>.duckdb`` through
-the store's one write path; each contender then runs in a fresh process
-(``bench.common.measure``) on the store opened read-only, and the section "Scan
+the store's one write path; the contenders then run in turns, each in a fresh process
+(``bench.common.measure_turns``), on the store opened read-only, and the section "Scan
 detector" of docs/benchmarks.md gets the table.
 
 Traffic model: one internal host per 10,000 connections; 60 % TCP to 20,000 outside
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench.common import machine, measure, update_section
+from bench.common import Contender, add_repeat_option, machine, measure_turns, update_section
 
 HEADING = "Scan detector"
 DAY = 86_400
@@ -175,6 +175,7 @@ def main() -> str:
     """Run both contenders; the Markdown body of the section (``python -m bench`` writes it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000, help="connections in the day")
+    add_repeat_option(p)
     args = p.parse_args()
     db = Path(f"/tmp/vigile-bench-scan-{args.rows}.duckdb")
     if not db.exists():
@@ -182,17 +183,24 @@ def main() -> str:
         code = f"from bench.scan import generate; generate(__import__('pathlib').Path('{db}'), "
         subprocess.run([sys.executable, "-c", code + f"{args.rows})"], check=True)
         print(f"generated {db} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    rows = [measure(name, fn, str(db)) for name, fn in (("bare", run_bare), ("scan", run_scan))]
+    contenders = [
+        Contender(name, fn, (str(db),)) for name, fn in (("bare", run_bare), ("scan", run_scan))
+    ]
+    rows = measure_turns(contenders, args.repeat)
     lines = [
-        f"`.venv/bin/python -m bench.scan --rows {args.rows}` (repository root). Machine: "
-        f"{machine()}; shared with other work, so seconds vary between runs.",
+        f"`.venv/bin/python -m bench.scan --rows {args.rows} --repeat {args.repeat}` "
+        f"(repository root). Machine: {machine()}; shared with other work, so seconds vary "
+        f"between runs (they take turns; the fastest of {args.repeat} runs of each is kept).",
         "",
-        "| contender | seconds in run | process seconds | peak RSS MB | result |",
-        "|---|---|---|---|---|",
+        "| contender | seconds in run | process seconds | process CPU s | peak RSS MB | result |",
+        "|---|---|---|---|---|---|",
     ]
     for m in rows:
         what, run_s = m.result
-        lines.append(f"| {m.name} | {run_s:.2f} | {m.seconds:.2f} | {m.peak_rss_mb:.0f} | {what} |")
+        lines.append(
+            f"| {m.name} | {run_s:.2f} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | "
+            f"{m.peak_rss_mb:.0f} | {what} |"
+        )
     ratio = rows[1].result[1] / max(rows[0].result[1], 1e-9)
     lines += [
         "",

@@ -10,12 +10,13 @@ on top of reading the data.
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, machine, measure
+from bench.common import ROOT, Contender, add_repeat_option, machine, measure_turns
 
 CONFIG = '[network]\ninternal = ["64.225.56.201/32"]\n'
 DETECTORS = ("roles", "exfil", "rare_destination", "role_violation", "threat_intel")
@@ -69,6 +70,10 @@ def bare_aggregation(db: str) -> tuple[int, float]:
 
 def main() -> None:
     from vigile.ingest import ingest_paths
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_repeat_option(parser)
+    n = parser.parse_args().repeat
     from vigile.store.duckdb import DuckDBStore
 
     data = ROOT.parent / "shared" / "data" / "zeek" / "rita" / "missing_host"
@@ -79,15 +84,27 @@ def main() -> None:
         ingest_paths(store, [data])
         rows = store.count("conn")
         store.close()
-        print(f"# {machine()}\n# {rows:,} connections (missing_host, 3 days)\n")
-        print("| step | seconds in run | process seconds | peak RSS MB | findings/rows |")
-        print("|---|---|---|---|---|")
-        ref = measure("bare aggregation (DuckDB)", bare_aggregation, db)
-        results = [measure(n, run_detector, db, cfg, n) for n in DETECTORS]
-        results.append(measure("all detectors + passes", run_passes, db, cfg))
+        print(f"# {machine()}\n# {rows:,} connections (missing_host, 3 days)")
+        print(f"# the steps take turns; the fastest of {n} runs of each\n")
+        print(
+            "| step | seconds in run | process seconds | process CPU s | peak RSS MB "
+            "| findings/rows |"
+        )
+        print("|---|---|---|---|---|---|")
+        ref, *results = measure_turns(
+            [
+                Contender("bare aggregation (DuckDB)", bare_aggregation, (db,)),
+                *(Contender(d, run_detector, (db, cfg, d)) for d in DETECTORS),
+                Contender("all detectors + passes", run_passes, (db, cfg)),
+            ],
+            n,
+        )
         for m in [ref, *results]:
-            n, run_s = m.result
-            print(f"| {m.name} | {run_s:.2f} | {m.seconds:.2f} | {m.peak_rss_mb:.0f} | {n} |")
+            found, run_s = m.result
+            print(
+                f"| {m.name} | {run_s:.2f} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | "
+                f"{m.peak_rss_mb:.0f} | {found} |"
+            )
         exfil = next(m for m in results if m.name == "exfil")
         print(f"\nexfil / bare aggregation: {exfil.result[1] / ref.result[1]:.1f}×")
 

@@ -12,9 +12,10 @@ import argparse
 import gzip
 import os
 import random
+from functools import partial
 from pathlib import Path
 
-from bench.common import OUT, machine, measure
+from bench.common import OUT, REPEAT, Contender, add_repeat_option, machine, measure_turns
 
 HEADING = "Zeek TSV ingest"
 
@@ -77,31 +78,36 @@ def run_duckdb(log: str, db: str) -> int:
     return int(n)
 
 
-def main(rows: int = 2_000_000) -> str:
+def main(rows: int = 2_000_000, repeat: int = REPEAT) -> str:
     log = OUT / f"zeek_conn_{rows}.log"
     if not log.exists() or log.stat().st_size == 0:
         build_log(rows, log)
-    results = []
+    contenders = []
     for name, fn in (("vigile ingest", run_vigile), ("DuckDB read_csv", run_duckdb)):
         db = OUT / f"zeek_{name.split()[0].lower()}.duckdb"
-        db.unlink(missing_ok=True)
-        results.append(measure(name, fn, str(log), str(db)))
-        db.unlink(missing_ok=True)
+        fresh = partial(db.unlink, missing_ok=True)  # each run writes a new store
+        contenders.append(Contender(name, fn, (str(log), str(db)), before=fresh))
+    results = measure_turns(contenders, repeat)
+    for c in contenders:
+        Path(c.args[1]).unlink(missing_ok=True)
     load = os.getloadavg()[0]
     lines = [
-        f"Command: `.venv/bin/python -m bench.zeek_ingest --rows {rows}`. Each contender runs "
-        "in its own process, parses the same uncompressed conn.log and stores it in a new "
-        f"DuckDB file. Load average at the end: {load:.1f}.",
+        f"Command: `.venv/bin/python -m bench.zeek_ingest --rows {rows} --repeat {repeat}`. "
+        "Each contender runs in its own process, parses the same uncompressed conn.log and "
+        f"stores it in a new DuckDB file; they take turns and the fastest of {repeat} runs of "
+        "each is kept. Load average "
+        f"at the end: {load:.1f}.",
         "",
         f"Zeek TSV ingest of {results[0].result:,} conn rows "
         f"({log.stat().st_size / 1e6:.0f} MB uncompressed), {machine()}",
         "",
-        "| contender | seconds | rows/s | peak RSS MB |",
-        "|---|---|---|---|",
+        "| contender | seconds | CPU s | rows/s | peak RSS MB |",
+        "|---|---|---|---|---|",
     ]
     for m in results:
         lines.append(
-            f"| {m.name} | {m.seconds:.2f} | {m.result / m.seconds:,.0f} | {m.peak_rss_mb:.0f} |"
+            f"| {m.name} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | {m.result / m.seconds:,.0f} | "
+            f"{m.peak_rss_mb:.0f} |"
         )
     ratio = (results[0].result / results[0].seconds) / (results[1].result / results[1].seconds)
     lines += ["", f"Ratio vigile / DuckDB read_csv: {ratio:.2f} (target ≥ 0.5)"]
@@ -113,4 +119,6 @@ def main(rows: int = 2_000_000) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=2_000_000)
-    main(parser.parse_args().rows)
+    add_repeat_option(parser)
+    args = parser.parse_args()
+    main(args.rows, args.repeat)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from tests.vault.dovecot import PASSWORD, Dovecot, account_toml
 from tests.vault.mailgen import fill, open_client, snapshot_state
 from tests.vault.test_faults import SECRET, rows, vigile, write_config
@@ -213,6 +217,15 @@ def test_find_and_restore_one_message(
     ]
     human = vigile(config, "ls", "-a", special.name, "--match", "invoice").stdout
     assert "from" in human and "subject" in human and "Invoice" in human
+    # Read by a person at 80 and 120 columns: every id whole on one line, to be copied
+    # into `vault restore --message`; the free text cut to the room left.
+    for width in ("80", "120"):
+        with pytest.MonkeyPatch.context() as terminal:
+            terminal.setenv("COLUMNS", width)
+            lines = vigile(config, "ls", "-a", special.name, "--folder", "*").stdout.splitlines()
+        assert all(cell_len(line) <= int(width) for line in lines)
+        assert all(any(r["id"] in line for line in lines) for r in listed), width
+        assert any("…" in line for line in lines) and len(lines) < 3 * len(listed), width
 
     # Item-level restore into another account: exactly these two, byte for byte, flags kept.
     named = [invoice["id"], bare["id"][:10]]
@@ -308,3 +321,45 @@ def test_new_and_carried_over_entries_keep_their_headers(
     assert [e.subject for e in entries if not e.message_id] == ["lower case names"]
     assert sum("$Reviewed" in e.flags for e in entries) == 3
     assert sum(e.message_id.startswith(("<900.", "<901.")) for e in entries) == 2
+
+
+@contextmanager
+def _trees_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[bytes]]:
+    """How many times each folder tree is read (decrypted) inside the block, by any
+    vault the commands open."""
+    read: Counter[bytes] = Counter()
+    get_tree = Vault.get_tree
+
+    def counting(self: Vault, tree_id: bytes) -> FolderTree:
+        read[tree_id] += 1
+        return get_tree(self, tree_id)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Vault, "get_tree", counting)
+        yield read
+
+
+def test_an_item_restore_reads_each_folder_tree_once(
+    special: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--message first refuses ids it cannot find, then restores: one read of each
+    tree serves both (every target, and the dry run)."""
+    config = write_config(tmp_path, special)
+    assert vigile(config, "backup", "-a", special.name).returncode == 0
+    folders = rows(vigile(config, "ls", "-a", special.name, "--json"))
+    listed = rows(vigile(config, "ls", "-a", special.name, "--folder", "*", "--json"))
+    named = ["-m", listed[0]["id"], "-m", listed[-1]["id"][:8]]
+    assert listed[0]["folder"] != listed[-1]["folder"] and len(folders) >= 2
+    runs = {
+        "eml": ["--to", "eml", "--out", str(tmp_path / "eml")],
+        "imap": [],  # into the account itself: both are there already
+        "dry run": ["--dry-run"],
+        "unknown id": ["--to", "eml", "--out", str(tmp_path / "no"), "-m", "0123456789abcdef"],
+    }
+    for what, args in runs.items():
+        with _trees_read(monkeypatch) as read:
+            done = vigile(config, "restore", "-a", special.name, "--json", *named, *args)
+        assert (done.returncode == 0) is (what != "unknown id"), (what, done.stderr)
+        assert len(read) == len(folders) and set(read.values()) == {1}, (what, read)
+    assert len([p for p in (tmp_path / "eml").rglob("*") if p.is_file()]) == 2
+    assert not (tmp_path / "no").exists()

@@ -75,6 +75,15 @@ def register(app: typer.Typer) -> None:
         export_version: Annotated[
             int, typer.Option("--export-version", help="5 (NetFlow v5) or 10 (IPFIX).")
         ] = 10,
+        one_way: Annotated[
+            bool,
+            typer.Option(
+                "--export-one-way",
+                help="With --export, send only what internal hosts send, as an exporter "
+                "metering its inside interface's ingress only: replies from outside are "
+                "never exported.",
+            ),
+        ] = False,
         activity: Annotated[
             float, typer.Option("--activity", help="Multiply people's browsing rate by this.")
         ] = 1.0,
@@ -104,6 +113,8 @@ def register(app: typer.Typer) -> None:
                 "folder is ingested as a whole and would hold the same traffic twice); the "
                 "same --seed gives the same traffic in both"
             )
+        if one_way and export is None:
+            raise ConfigError("--export-one-way needs --export HOST:PORT")
         if export_version not in (5, 10):
             raise ConfigError("--export-version must be 5 (NetFlow v5) or 10 (IPFIX)")
         if days <= 0 or not 1 <= hosts <= 65000:
@@ -120,7 +131,9 @@ def register(app: typer.Typer) -> None:
             writers.append(PcapWriter(out / "traffic.pcap", sim.office.vocabs, sim.local_mask))
         exporter = None
         if export is not None:
-            exporter = NetflowExporter(sim.office.vocabs, *_host_port(export), export_version)
+            host, port = _host_port(export)
+            inside = sim.local_mask if one_way else None
+            exporter = NetflowExporter(sim.office.vocabs, host, port, export_version, inside=inside)
             writers.append(exporter)
         counts = write_run(sim, out, writers)
         err_console.print(

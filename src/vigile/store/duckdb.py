@@ -7,10 +7,12 @@ writes DuckDB SQL; detectors use the engine-neutral query vocabulary.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -290,6 +292,51 @@ def _connect(
             raise StoreError(f"cannot open store {location}: {e}") from None
 
 
+#: One lock per store file, held while a connection of this process prepares it (see
+#: :meth:`DuckDBStore.__init__`); DuckDB names an open file by its absolute path too.
+_PREPARING: dict[str, threading.Lock] = {}
+_PREPARING_GUARD = threading.Lock()
+#: How long a preparation that keeps losing to another connection's uncommitted
+#: creation is re-checked before the open fails.
+PREPARE_PATIENCE = 2.0
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, location: str) -> None:
+    """Bring the store to the current schema (:func:`_upgrade`, then any missing table),
+    one connection of this process at a time per file.
+
+    The lock covers every opener that goes through :class:`DuckDBStore`. A conflict with
+    a connection made some other way is taken as "someone else is creating it": the
+    whole preparation (idempotent) runs again until it finds what the other made, for
+    at most :data:`PREPARE_PATIENCE` seconds. Any other failure is a :class:`StoreError`.
+    """
+    key = location if location == ":memory:" else os.path.realpath(location)
+    with _PREPARING_GUARD:
+        lock = _PREPARING.setdefault(key, threading.Lock())
+    with lock:
+        deadline, pause = time.monotonic() + PREPARE_PATIENCE, 0.01
+        while True:
+            try:
+                _upgrade(con)
+                for table in ALL_TABLES.values():
+                    con.execute(_ddl(table))
+                return
+            except duckdb.Error as e:
+                _rollback(con)
+                lost = isinstance(e, duckdb.TransactionException) and "conflict" in str(e)
+                if not lost or time.monotonic() >= deadline:
+                    why = str(e).strip().splitlines()[0]
+                    raise StoreError(f"cannot prepare store {location}: {why}") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """End a transaction an upgrade step left open when it failed."""
+    with suppress(duckdb.Error):  # none open: the failed statement ran on its own
+        con.execute("ROLLBACK")
+
+
 def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
     """Bring a store written by an older vigile to the current schema.
 
@@ -379,6 +426,17 @@ class DuckDBStore:
         A read-write open brings the file to the current schema (legacy column names,
         missing tables: about 20 ms). ``prepare=False`` skips that, for a process that
         reopens a store it has already prepared (the console opens it per request).
+
+        Several openers of one new store at once are safe. Within a process (the
+        collector's batch writer and a command or test reading beside it), every
+        connection to a file shares one DuckDB database, and two of them creating the
+        same table conflict ("write-write conflict on create"): :func:`_prepare`
+        prepares one file at a time per process, and an opener that finds the tables
+        made by another sees them as made. Across processes DuckDB's file lock already
+        serialises them: the second opener waits (``wait``) for the first to close and
+        then finds the tables made, or fails with a :class:`StoreError` naming the
+        holder. A store that cannot be brought to the schema (a file that is no store,
+        an upgrade that fails) is a :class:`StoreError`, never retried away.
         """
         self.location = str(path)
         if self.location != ":memory:" and not read_only:
@@ -388,9 +446,11 @@ class DuckDBStore:
         self._con.execute("SET enable_progress_bar = false")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if prepare and not read_only:
-            _upgrade(self._con)
-            for table in ALL_TABLES.values():
-                self._con.execute(_ddl(table))
+            try:
+                _prepare(self._con, self.location)
+            except BaseException:
+                self._con.close()
+                raise
         elif read_only:
             _payload_view(self._con)
 

@@ -52,14 +52,22 @@ def select_trees(
     snapshot: Snapshot,
     pattern: str | None,
     report: RestoreReport,
-    messages: Collection[str] | None = None,
+    messages: Collection[str] | MessageSelection | None = None,
 ) -> Iterator[FolderTree]:
     """The snapshot's folder trees; a damaged tree is reported and its folder skipped.
 
     With ``messages`` (record ids as listings show them, or any prefix of one), each tree
     keeps only the messages whose id begins with one of them, and folders left with none
-    are skipped: an item-level restore.
+    are skipped: an item-level restore. A :class:`MessageSelection` gives the trees it
+    has already read (its own ``pattern`` applies), so none is read twice.
     """
+    if isinstance(messages, MessageSelection):
+        for item in messages.folders:
+            if isinstance(item, FolderTree):
+                yield item
+            else:
+                report.damaged.append(item)
+        return
     prefixes = None if messages is None else tuple(m.lower() for m in messages)
     for ref in snapshot.folders:
         if pattern is None or fnmatchcase(ref.name, pattern):
@@ -83,17 +91,38 @@ def select_trees(
                 yield FolderTree(tree.name, tree.uidvalidity, kept)
 
 
-def unknown_messages(
+@dataclass(frozen=True)
+class MessageSelection:
+    """The messages named for an item-level restore, found in a snapshot's folder trees.
+
+    Each tree is read (decrypted) once: ``folders`` keeps, in snapshot order, the trees
+    left with only the named messages and the damage report of each tree that could not
+    be read; ``unknown`` holds the names that match no message, so a restore refuses them
+    before it writes anything, then restores from ``folders`` (pass the selection as
+    ``messages`` to the restore functions).
+    """
+
+    folders: tuple[FolderTree | dict[str, Any], ...]
+    unknown: tuple[str, ...]
+
+
+def select_messages(
     vault: Vault, snapshot: Snapshot, pattern: str | None, messages: Collection[str]
-) -> list[str]:
-    """Those of ``messages`` (record ids or prefixes) that name no message of the
-    snapshot's folders matching ``pattern``: a restore names them before writing anything."""
+) -> MessageSelection:
+    """Find ``messages`` (record ids or prefixes) in the snapshot's folders matching
+    ``pattern`` (see :class:`MessageSelection`)."""
+    folders: list[FolderTree | dict[str, Any]] = []
+    report = RestoreReport()
+    for tree in select_trees(vault, snapshot, pattern, report, messages):
+        folders.extend(report.damaged)  # damaged trees before this one, in order
+        report.damaged.clear()
+        folders.append(tree)
+    folders.extend(report.damaged)
     ids = [
-        m.blob_id.hex()
-        for tree in select_trees(vault, snapshot, pattern, RestoreReport())
-        for m in tree.messages.values()
+        m.blob_id.hex() for f in folders if isinstance(f, FolderTree) for m in f.messages.values()
     ]
-    return [p for p in messages if not any(i.startswith(p.lower()) for i in ids)]
+    unknown = tuple(p for p in messages if not any(i.startswith(p.lower()) for i in ids))
+    return MessageSelection(tuple(folders), unknown)
 
 
 def match_key(raw_or_header: bytes, size: int) -> bytes:
@@ -162,7 +191,7 @@ def restore_files(
     out: Path,
     pattern: str | None = None,
     progress: Callable[[int], None] | None = None,
-    messages: Collection[str] | None = None,
+    messages: Collection[str] | MessageSelection | None = None,
 ) -> RestoreReport:
     """Write the snapshot's messages (only ``messages``, if given: see
     :func:`select_trees`) under ``out`` as Maildir, mbox or .eml files."""
@@ -200,7 +229,7 @@ def restore_imap(
     pattern: str | None = None,
     progress: Callable[[int], None] | None = None,
     reset_flags: bool = False,
-    messages: Collection[str] | None = None,
+    messages: Collection[str] | MessageSelection | None = None,
 ) -> RestoreReport:
     """Append to ``target`` every message of the snapshot (of ``messages``, if given:
     see :func:`select_trees`) that it does not hold.
@@ -235,7 +264,7 @@ def diff_imap(
     snapshot: Snapshot,
     target: ImapTarget,
     pattern: str | None = None,
-    messages: Collection[str] | None = None,
+    messages: Collection[str] | MessageSelection | None = None,
 ) -> list[dict[str, Any]]:
     """Rows describing how the live mailbox differs from the snapshot (nothing is written).
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vigile.cli.common import CsvOption, JsonOption
-from vigile.cli.output import Format, choose_format, emit_rows, err_console
+from vigile.cli.output import Fit, Format, choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     AccountOption,
     AtOption,
@@ -33,6 +33,10 @@ from vigile.vault.listing import (
     snapshot_row,
 )
 from vigile.vault.lock import Access
+
+#: A message table at 80 columns: the id stays whole on one line, to be copied into
+#: `vault restore --message`; folder, sender and subject are cut to what is left.
+MESSAGE_FIT = Fit(whole=("id",), cut=("folder", "from", "subject"))
 
 
 @vault_app.command("snapshots")
@@ -82,7 +86,9 @@ def ls_cmd(
     """List folders of an account at a time; with --folder or a search, the messages.
 
     Messages are listed with their date, sender, subject, size, flags and id; the id is
-    what `vigile vault restore --message` takes. --json and --csv add the Message-ID.
+    what `vigile vault restore --message` takes, and always printed whole. On a narrow
+    terminal the folder, sender and subject are cut short (…); --json and --csv give
+    them whole and add the Message-ID.
     """
     from fnmatch import fnmatchcase
 
@@ -90,15 +96,17 @@ def ls_cmd(
     query = MessageQuery(match or "", sender or "", subject or "")
     with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
+        fit = None
         if folder is None and not query:
             rows, columns = folder_rows(snap), FOLDER_COLUMNS
         else:
+            fit = MESSAGE_FIT
             rows = []
             columns = MESSAGE_COLUMNS if fmt is Format.TABLE else MESSAGE_FIELDS
             for ref in snap.folders:
                 if fnmatchcase(ref.name, folder or "*"):
                     rows.extend(message_rows(store, ref, query=query))
-    emit_rows(rows, columns, fmt, title=f"{account} at {snap.time:%Y-%m-%d %H:%M:%S}")
+    emit_rows(rows, columns, fmt, title=f"{account} at {snap.time:%Y-%m-%d %H:%M:%S}", fit=fit)
 
 
 @vault_app.command("verify")

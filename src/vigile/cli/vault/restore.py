@@ -29,7 +29,7 @@ from vigile.vault.restore import (
     diff_imap,
     restore_files,
     restore_imap,
-    unknown_messages,
+    select_messages,
 )
 
 #: The shortest record id prefix --message takes: 32 bits, enough within one snapshot.
@@ -102,12 +102,14 @@ def restore_cmd(
     settings = load_settings(config)
     with open_vault(config, vault, key_file, Access.READ) as store:
         snap = store.snapshot_at(account, parse_at(at))
-        unknown = unknown_messages(store, snap, folder, messages) if messages else []
-        if unknown:
+        # Each folder tree is read once: the selection refuses unknown ids before
+        # anything is written, and the restore then takes its trees.
+        chosen = select_messages(store, snap, folder, messages) if messages else None
+        if chosen is not None and chosen.unknown:
             where = f" in folders matching {folder!r}" if folder else ""
             raise ConfigError(
-                f"--message {unknown[0]}: no such message in snapshot {snap.name}{where} "
-                f"(see `vigile vault ls -a {account} --at ...`)"
+                f"--message {chosen.unknown[0]}: no such message in snapshot {snap.name}"
+                f"{where} (see `vigile vault ls -a {account} --at ...`)"
             )
         err_console.print(
             f"snapshot {snap.name} taken {snap.time:%Y-%m-%d %H:%M:%S %Z}", highlight=False
@@ -118,7 +120,7 @@ def restore_cmd(
             target = ImapTarget(settings.account(into or account))
             try:
                 if dry_run:
-                    rows = diff_imap(store, snap, target, folder, messages)
+                    rows = diff_imap(store, snap, target, folder, chosen)
                     emit_rows(
                         rows,
                         ["folder", "change", "subject", "vault_flags", "live_flags"],
@@ -135,13 +137,13 @@ def restore_cmd(
                         folder,
                         lambda n: bar.update(task, advance=n),
                         reset_flags=reset_flags,
-                        messages=messages,
+                        messages=chosen,
                     )
             finally:
                 target.close()
         else:
             assert out is not None
-            report = restore_files(store, snap, to, out, folder, messages=messages)
+            report = restore_files(store, snap, to, out, folder, messages=chosen)
     emit_rows(
         [
             {

@@ -1,9 +1,13 @@
 """NetFlow v5 and IPFIX export of simulated traffic to a collector over UDP.
 
 Each connection becomes one flow record per direction that carried packets, as a
-router exporting unidirectional flows would send it. Records are packed with NumPy
-structured arrays (big-endian, field by field as in the specifications) rather than
-one ``struct.pack`` per record, so exports of millions of flows stay quick.
+router exporting unidirectional flows would send it. With ``inside`` (a callable giving
+the mask of the internal addresses, as the vocabulary stands) only what internal hosts
+send is exported, as by an exporter that meters its inside interface's ingress only:
+replies from outside never arrive, and a connection from outside shows only its
+internal responder's side. Records are packed with NumPy structured arrays (big-endian,
+field by field as in the specifications) rather than one ``struct.pack`` per record, so
+exports of millions of flows stay quick.
 
 References: Cisco NetFlow v5 export format; RFC 7011 (IPFIX), RFC 7012 information
 elements 1, 2, 4, 6, 7, 8, 11, 12, 152, 153.
@@ -60,10 +64,13 @@ class NetflowExporter:
         port: int,
         version: int = 10,
         pace: Callable[[int], None] | None = None,
+        inside: Callable[[], np.ndarray] | None = None,
     ) -> None:
         if version not in (5, 10):
             raise ValueError("NetFlow version must be 5 or 10 (IPFIX)")
         self.vocabs, self.target, self.version = vocabs, (host, port), version
+        #: Gives, per address of ``vocabs.addr``, whether it is internal; set: one-way.
+        self.inside = inside
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.boot: float | None = None
         self.sequence = 0
@@ -104,6 +111,8 @@ class NetflowExporter:
             "octets": cat([f.obytes + f.opkts * hdr, (f.rbytes + f.rpkts * hdr)[back]]),
             "start": cat([f.ts, f.ts[back]]), "end": cat([end, end[back]]),
         }  # fmt: skip
+        if self.inside is not None:  # sent by an internal host
+            order = order[self.inside()[cat([f.src, f.dst[back]])][order]]
         return {name: values[order] for name, values in records.items()}
 
     def write(
