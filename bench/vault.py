@@ -47,11 +47,21 @@ from vigile.vault.settings import ImapAccount
 BENCH_PASSWORD = "bench-password"
 
 
+def template_of(i: int, folders: int, templates: int = 400) -> int:
+    """Which template message ``i`` of the mailbox is a copy of (see :func:`write_maildir`):
+    folder ``i % folders`` gets templates ``i // folders + 8 (i % folders)``, all different."""
+    return (i // folders + 8 * (i % folders)) % templates
+
+
 def write_maildir(home: Path, messages: int, folders: int, uid: int, gid: int) -> int:
     """Generated mail directly into Maildir++ folders; returns total bytes (CRLF counted).
 
     Building 20,000 messages with the ``email`` package takes minutes on a busy machine,
-    so 400 are built and the rest are copies made unique by their Message-ID line.
+    so 400 are built and the rest are copies made unique by their Message-ID line. The
+    copies are spread so that no folder holds one template twice (with 400 or fewer
+    messages a folder): a vault that compresses a folder's messages several to a zstd
+    frame (format version 5) would otherwise find whole messages repeated a few messages
+    apart, and compress them to almost nothing, which real mail does not allow.
     """
     rng = random.Random(42)
     templates = [make_message(rng, i).replace(b"\r\n", b"\n") for i in range(400)]
@@ -64,7 +74,7 @@ def write_maildir(home: Path, messages: int, folders: int, uid: int, gid: int) -
         if not cur.exists():
             for sub in ("cur", "new", "tmp"):
                 (box / sub).mkdir(parents=True, exist_ok=True)
-        raw = f"X-Bench-Id: {i}\n".encode() + templates[i % len(templates)]  # Maildir is LF
+        raw = f"X-Bench-Id: {i}\n".encode() + templates[template_of(i, folders)]  # Maildir: LF
         total += len(raw) + raw.count(b"\n")  # IMAP sizes count CRLF
         (cur / f"{1700000000 + i}.M{i}P1.bench:2,{'S' if i % 3 else ''}").write_bytes(raw)
     for path in (home, *home.rglob("*")):

@@ -13,6 +13,13 @@
 3. **One account's snapshots**: a vault of 20 accounts × 30 snapshots (50 folders each);
    ``Vault.snapshots(account)`` with snapshot names carrying the account tag, against
    the same snapshots named as earlier releases named them (no tag: every one opened).
+4. **Single-message restores**: the mailbox stored in process (folder by folder, in the
+   order a backup stores it, through the vault's packer: one record to a frame in a vault
+   before format version 5, several since) with one snapshot; then ``Vault.get`` of 500
+   messages picked at random (each from another frame than the one before), an item
+   restore (``restore_files`` with one message id: snapshot, trees, message) of 20 of
+   them, and the restore of one whole folder to .eml files: CPU and wall, best of
+   ``--repeat``; the peak memory of the process at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,12 +40,13 @@ from tests.vault.mailgen import make_message
 
 import vigile.vault.backup as backup_module
 from bench.common import machine
-from bench.vault import BENCH_PASSWORD, warm_up, write_maildir
+from bench.vault import BENCH_PASSWORD, template_of, warm_up, write_maildir
 from vigile.vault.backup import backup_account
 from vigile.vault.crypto import key_file_kdf
 from vigile.vault.headers import header_fields
 from vigile.vault.imap import ImapSource
 from vigile.vault.repo import Vault
+from vigile.vault.restore import restore_files
 from vigile.vault.settings import ImapAccount
 from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
 
@@ -61,6 +70,83 @@ def bench_messages(count: int) -> list[bytes]:
     rng = random.Random(42)
     templates = [make_message(rng, i) for i in range(400)]
     return [f"X-Bench-Id: {i}\r\n".encode() + templates[i % 400] for i in range(count)]
+
+
+def folder_messages(count: int, folders: int) -> list[list[bytes]]:
+    """The messages of ``bench.vault``'s mailbox by folder, as its Maildir holds them."""
+    rng = random.Random(42)
+    templates = [make_message(rng, i) for i in range(400)]
+    boxes: list[list[bytes]] = [[] for _ in range(folders)]
+    for i in range(count):
+        raw = f"X-Bench-Id: {i}\r\n".encode() + templates[template_of(i, folders)]
+        boxes[i % folders].append(raw)
+    return boxes
+
+
+def single_restores(count: int, folders: int, repeat: int) -> None:
+    boxes = folder_messages(count, folders)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        root, key = Path(tmp) / "vault", os.urandom(32)
+        Vault.create(root, key, key_file_kdf(key))
+        with Vault.open(root, key, writable=True) as vault:
+            refs = []
+            for f, box in enumerate(boxes):
+                entries = {}
+                for start in range(0, len(box), 128):  # as a backup hands them over
+                    chunk = box[start : start + 128]
+                    stored = vault.put_many(b"M", chunk)
+                    for u, ((blob_id, _), raw) in enumerate(
+                        zip(stored, chunk, strict=True), start + 1
+                    ):
+                        entries[u] = MessageEntry(u, blob_id, len(raw), when, ("\\Seen",))
+                tree = FolderTree(f"Folder{f:02d}", 1, entries)
+                tree_id = vault.put_tree(tree)
+                refs.append(FolderRef(tree.name, 1, len(box) + 1, 1, len(box), tree_id))
+            vault.save_snapshot(
+                Snapshot(vault.snapshot_name("bench", when), "bench", when, tuple(refs), {})
+            )
+        size = sum(p.stat().st_size for p in (root / "packs").rglob("*") if p.is_file())
+        with Vault.open(root, key) as vault:
+            (snap,) = vault.snapshots("bench")
+            trees = [vault.get_tree(r.tree) for r in snap.folders]
+            ids = [m.blob_id for t in trees for m in t.messages.values()]
+            picked = random.Random(5).sample(ids, 500)
+            gets = _best(lambda: [vault.get(i) for i in picked], repeat)
+            items = _best(
+                lambda: [
+                    restore_files(vault, snap, "eml", Path(tmp) / "one", messages=[i.hex()[:16]])
+                    for i in picked[:20]
+                ],
+                repeat,
+            )
+            folder = _best(
+                lambda: restore_files(vault, snap, "eml", Path(tmp) / "f", "Folder07"), repeat
+            )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(f"vault of {count:,} messages stored in process: packs {size / 1e6:.1f} MB")
+        print(
+            f"Vault.get of a random message: {gets[0] / 500 * 1e6:.0f} µs CPU, "
+            f"{gets[1] / 500 * 1e6:.0f} µs wall (500 messages)"
+        )
+        print(
+            f"item restore of one message (restore_files, one id): {items[0] / 20 * 1e3:.1f} ms "
+            f"CPU, {items[1] / 20 * 1e3:.1f} ms wall (20 messages)"
+        )
+        print(
+            f"restore of one folder ({len(boxes[7])} messages) to .eml: {folder[0]:.3f} CPU-s, "
+            f"{folder[1]:.3f} s wall; peak memory of the process {peak} MiB"
+        )
+
+
+def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Best CPU and best wall seconds of ``repeat`` runs of ``fn``."""
+    cpu, wall = float("inf"), float("inf")
+    for _ in range(repeat):
+        c, w = time.process_time(), time.perf_counter()
+        fn()
+        cpu, wall = min(cpu, time.process_time() - c), min(wall, time.perf_counter() - w)
+    return cpu, wall
 
 
 def best_cpu(fn: Callable[[], object], turns: int = 5) -> float:
@@ -216,8 +302,14 @@ def main() -> None:
     parser.add_argument("--folders", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="turns of each full backup")
     parser.add_argument("--no-backup", action="store_true", help="skip the Dovecot backups")
+    parser.add_argument(
+        "--restores-only", action="store_true", help="only the single-message restores"
+    )
     args = parser.parse_args()
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
+    single_restores(args.messages, args.folders, args.repeat)
+    if args.restores_only:
+        return
     extraction(bench_messages(args.messages), args.folders)
     listing()
     if not args.no_backup:

@@ -29,6 +29,7 @@ from vigile.vault.errors import SourceError
 from vigile.vault.imap import ImapSource
 from vigile.vault.lock import Access
 from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record, scan_pack
+from vigile.vault.prune import reframe
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
 from vigile.vault.source import RetryingSource
@@ -38,7 +39,11 @@ SECRET = b"vault key bytes for the tests"
 FAST_KDF = dict(DEFAULT_KDF, memory_kib=1024, time_cost=1)
 
 
-def write_config(tmp: Path, account: ImapAccount, pack_mb: float = 0.25) -> Path:
+def write_config(
+    tmp: Path, account: ImapAccount, pack_mb: float = 0.25, *, frames: bool = True
+) -> Path:
+    """A config for ``account`` and a new vault (``frames=False``: one record to a frame,
+    as vaults before format version 5 are written)."""
     tmp.mkdir(exist_ok=True)
     (tmp / "key").write_bytes(SECRET)
     config = tmp / "vigile.toml"
@@ -51,7 +56,7 @@ pack_size_mb = {pack_mb}
 {account_toml(account, timeout=10)}""",
         encoding="utf-8",
     )
-    Vault.create(tmp / "vault", SECRET, FAST_KDF)
+    Vault.create(tmp / "vault", SECRET, FAST_KDF, frames=frames)
     return config
 
 
@@ -183,7 +188,9 @@ def test_wrong_key_is_one_clear_line(filled: ImapAccount, tmp_path: Path) -> Non
 def test_flipped_byte_names_the_message_and_the_rest_restores(
     filled: ImapAccount, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, filled)
+    """In a vault of records each alone (before format version 5), a flipped byte costs
+    exactly one message (frames: the next test)."""
+    config = write_config(tmp_path, filled, frames=False)
     assert vigile(config, "backup").returncode == 0
     pack, offset, length = message_records(tmp_path / "vault")[7]
     path = tmp_path / "vault" / "packs" / pack[:2] / pack
@@ -204,6 +211,62 @@ def test_flipped_byte_names_the_message_and_the_rest_restores(
     assert done.returncode == 1
     assert f"uid {messages[0]['uid']}" in done.stderr
     assert len(list(out.rglob("*.eml"))) == 34
+
+
+def test_a_flipped_byte_in_a_frame_names_exactly_its_members(
+    filled: ImapAccount, tmp_path: Path
+) -> None:
+    """A flipped byte inside a frame damages that frame: verify names each of its members
+    (by record id; each message by folder and UID, a folder tree by its folder) and
+    nothing else, and a restore brings back every other message byte for byte."""
+    config = write_config(tmp_path, filled)
+    root = tmp_path / "vault"
+    assert vigile(config, "backup").returncode == 0
+    before = tmp_path / "before"
+    done = vigile(config, "restore", "-a", filled.name, "--to", "eml", "--out", str(before))
+    assert done.returncode == 0, done.stderr
+    with Vault.open(root, SECRET) as vault:
+        frames: dict[tuple[str, int, int], list[Any]] = {}
+        for ref in vault.index.records():
+            frames.setdefault(ref.whole, []).append(ref)
+        (snap,) = vault.snapshots(filled.name)
+        places = {  # (folder, uid) -> message id, for every message of the snapshot
+            (ref.name, m.uid): m.blob_id
+            for ref in snap.folders
+            for m in vault.get_tree(ref.tree).messages.values()
+        }
+        trees = {ref.tree: ref.name for ref in snap.folders}
+    shared = [f for f in frames.values() if sum(r.kind == b"M" for r in f) > 1]
+    assert shared, "no frame of several messages"
+    members = shared[0]
+    assert all(r.part_offset is not None for r in members)
+    pack, offset, length = members[0].whole
+    path = pack_path(root, pack)
+    data = bytearray(path.read_bytes())
+    data[offset + RECORD_HEAD + length - 20] ^= 0x01  # in the ciphertext
+    path.write_bytes(bytes(data))
+
+    done = vigile(config, "verify", "--json")
+    assert done.returncode == 1
+    problems = rows(done)
+    ids = {r.blob_id for r in members}
+    records = [p["where"] for p in problems if p["kind"] == "record"]
+    assert sorted(records) == sorted(i.hex()[:16] for i in ids)
+    unlisted = {trees[i] for i in ids if i in trees}  # folders whose tree is in the frame
+    folders = {p["where"].split(" ", 2)[2] for p in problems if p["kind"] == "folder"}
+    assert folders == unlisted
+    lost = {place for place, i in places.items() if i in ids and place[0] not in unlisted}
+    named = {(p["folder"], p["uid"]) for p in problems if p["kind"] == "message"}
+    assert named == lost and len(lost) + len(unlisted) > 1
+
+    after = tmp_path / "after"
+    done = vigile(config, "restore", "-a", filled.name, "--to", "eml", "--out", str(after))
+    assert done.returncode == 1
+    got = {p.relative_to(after): p.read_bytes() for p in after.rglob("*.eml")}
+    want = {p.relative_to(before): p.read_bytes() for p in before.rglob("*.eml")}
+    gone = {place for place in places if place in lost or place[0] in unlisted}
+    assert len(want) == 35 and len(got) == 35 - len(gone)
+    assert all(want[k] == v for k, v in got.items())
 
 
 def test_any_flipped_byte_in_a_pack_is_detected(filled: ImapAccount, tmp_path: Path) -> None:
@@ -388,13 +451,15 @@ def test_dry_run_then_prune_keeps_the_newest_state(filled: ImapAccount, tmp_path
     assert len(list(out.rglob("*.eml"))) == 35 - 4
 
 
+@pytest.mark.parametrize("frames", [False, True])
 def test_a_prune_killed_before_indexing_its_new_pack_leaves_nothing_behind(
-    filled: ImapAccount, tmp_path: Path
+    filled: ImapAccount, tmp_path: Path, frames: bool
 ) -> None:
     """A prune publishes a rewritten pack, then dies before indexing it: the next opening
     indexes it with no record (each still points to the old pack), and the next prune,
-    which may keep another set and so write another pack, must delete it."""
-    config = write_config(tmp_path, filled, pack_mb=0.05)
+    which may keep another set and so write another pack, must delete it. With frames,
+    the rewritten pack holds a frame re-sealed from part of a frame's members."""
+    config = write_config(tmp_path, filled, pack_mb=0.05, frames=frames)
     root = tmp_path / "vault"
     assert vigile(config, "backup").returncode == 0
     expunge_first(filled, PASSWORD, "Archive", 4)
@@ -403,7 +468,11 @@ def test_a_prune_killed_before_indexing_its_new_pack_leaves_nothing_behind(
         old = next(iter(vault.index.packs()))
         writer = PackWriter(root, vault.keys.pack_hash)  # as prune copies a kept record
         ref = next(iter(vault.index.records(old)))
-        writer.add(*read_record(pack_path(root, old), ref.offset, ref.length))
+        if frames:  # as prune re-frames the kept members of a frame it cannot copy whole
+            (part,) = reframe(vault, [(ref.kind, ref.blob_id, vault.read(ref))])
+            writer.add(*part)
+        else:
+            writer.add(*read_record(pack_path(root, old), ref.offset, ref.length))
         orphan, _ = writer.finish()  # published; the kill comes before add_pack
     with Vault.open(root, SECRET, access=Access.DELETE) as vault:  # recovery indexes it
         assert vault.index.pack_number(orphan) is not None

@@ -165,7 +165,8 @@ def test_content_id_algorithm_is_recorded_and_authenticated(
     tmp_path: Path, content_id: str
 ) -> None:
     root = tmp_path / "v"
-    Vault.create(root, b"pw", FAST_KDF, content_id, "sha256")  # packs named as before version 4
+    # Packs named, and records written, as before versions 4 and 5.
+    Vault.create(root, b"pw", FAST_KDF, content_id, "sha256", frames=False)
     config = json.loads((root / "config").read_bytes())
     # Format version 1 (what earlier releases read) for HMAC-SHA256; 2 names the algorithm.
     assert (config["version"], config.get("content_id", "hmac-sha256")) == (
@@ -222,7 +223,7 @@ def test_pack_hash_is_recorded_authenticated_and_names_the_packs(
     tmp_path: Path, pack_hash: str
 ) -> None:
     root = tmp_path / "v"
-    Vault.create(root, b"pw", FAST_KDF, pack_hash=pack_hash)
+    Vault.create(root, b"pw", FAST_KDF, pack_hash=pack_hash, frames=False)  # before version 5
     config = json.loads((root / "config").read_bytes())
     assert (config["version"], config.get("pack_hash", "sha256")) == (
         (4, "blake3") if pack_hash == "blake3" else (2, "sha256")
@@ -263,7 +264,8 @@ def test_look_ups_do_not_wait_for_a_pack_being_indexed(tmp_path: Path) -> None:
         with index._lock, index.db:  # as add_pack holds them
             index.db.execute("INSERT INTO packs (name, size) VALUES ('p', 1)")
             index.db.execute(
-                "INSERT INTO blobs VALUES (?, 'M', (SELECT n FROM packs WHERE name = 'p'), 8, 1)",
+                "INSERT INTO blobs (id, kind, pack, offset, length) "
+                "VALUES (?, 'M', (SELECT n FROM packs WHERE name = 'p'), 8, 1)",
                 (new_id,),
             )
             inserted.set()

@@ -1,8 +1,10 @@
 """A vault written by an earlier version must stay readable: the golden vaults.
 
 ``tests/golden/vault/vault`` (format version 1, HMAC-SHA256 content ids),
-``vault-blake3`` (version 2) and ``vault-hkdf`` (version 3, a key file's KEK derived with
-HKDF-SHA256) were written by ``tests/golden/vault/regenerate.py``; the
+``vault-blake3`` (version 2), ``vault-hkdf`` (version 3, a key file's KEK derived with
+HKDF-SHA256), ``vault-packs-blake3`` (version 4, packs named by BLAKE3) and
+``vault-frames`` (version 5, messages in shared frames) were written by
+``tests/golden/vault/regenerate.py``; the
 expected restore output sits beside them in ``expected/``. The index is left out on
 purpose, so opening a vault also exercises rebuilding the index from the pack headers.
 """
@@ -15,8 +17,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.golden.vault.regenerate import FRAMES, secret_of
 from tests.golden.vault.regenerate import GOLDEN as FORMATS
-from tests.golden.vault.regenerate import secret_of
 
 from vigile.vault.errors import VaultError
 from vigile.vault.index import SCHEMA_VERSION
@@ -37,6 +39,7 @@ def test_golden_vault_reads_verifies_and_restores(
     vault = Vault.open(root, secret_of(name), writable=True)
     try:
         assert vault.keys.content_id == content_id
+        assert vault.keys.frames == (name in FRAMES)
         assert vault.index.count() == 4  # 2 distinct messages (one in two folders), 2 trees
         assert verify(vault).ok
         (snap,) = vault.snapshots("alice")
@@ -62,7 +65,8 @@ def test_writing_to_an_earlier_vault_keeps_its_content_ids(
     tmp_path: Path, name: str, content_id: str
 ) -> None:
     """A backup into a vault made by an earlier release dedups against what is there
-    (same ids as before), and the vault stays in its own format."""
+    (same ids as before), and the vault stays in its own format: a vault before format
+    version 5 gets records of their own, never frames."""
     root = tmp_path / "vault"
     shutil.copytree(GOLDEN / name, root)
     config = (root / "config").read_bytes()
@@ -72,6 +76,8 @@ def test_writing_to_an_earlier_vault_keeps_its_content_ids(
         vault.flush()
         assert [s for _, s in stored] == [False] * len(known) + [True]
         assert verify(vault).ok and vault.index.count() == 5
+        framed = {r.blob_id for r in vault.index.records() if r.part_offset is not None}
+    assert framed == ({stored[-1][0], *(i for i, _ in stored)} if name in FRAMES else set())
     assert (root / "config").read_bytes() == config
     with Vault.open(root, secret_of(name)) as vault:
         assert vault.keys.content_id == content_id
@@ -119,6 +125,50 @@ def test_an_index_of_version_1_is_converted_at_open(tmp_path: Path) -> None:
         "blobs_pack",
         "sqlite_autoindex_packs_1",
     }
+    db.close()
+
+
+#: The index as releases before schema version 3 wrote it: no place in a frame.
+INDEX_V2 = """
+CREATE TABLE packs (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
+CREATE TABLE blobs (
+    id BLOB PRIMARY KEY, kind BLOB NOT NULL, pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX blobs_pack ON blobs (pack);
+PRAGMA user_version = 2;
+"""
+
+
+def test_an_index_of_version_2_is_converted_at_open(tmp_path: Path) -> None:
+    """An index written before frames gets the two columns that place a record in its
+    frame, empty (each of its records is a record of its own), in place at open."""
+    root = tmp_path / "vault"
+    shutil.copytree(GOLDEN / "vault-packs-blake3", root)
+    db = sqlite3.connect(root / "index.sqlite")
+    with db:
+        db.executescript(INDEX_V2)
+        for path in (root / "packs").glob("*/*"):
+            n = db.execute(
+                "INSERT INTO packs (name, size) VALUES (?, ?)", (path.name, path.stat().st_size)
+            ).lastrowid
+            db.executemany(
+                f"INSERT INTO blobs VALUES (?, ?, {n}, ?, ?)",
+                ((r.blob_id, r.kind, r.offset, r.length) for r in scan_pack(path)),
+            )
+    db.close()
+    want = sorted((r.blob_id, r.pack, r.offset, r.length) for r in _scanned(root))
+    with Vault.open(root, secret_of("vault-packs-blake3")) as vault:  # read-only
+        got = sorted((r.blob_id, r.pack, r.offset, r.length) for r in vault.index.records())
+        assert got == want and len(got) == 4
+        assert all(r.part_offset is None for r in vault.index.records())
+        assert verify(vault).ok
+        (snap,) = vault.snapshots("alice")
+        assert restore_files(vault, snap, "eml", tmp_path / "out").restored == 3
+    db = sqlite3.connect(root / "index.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    columns = [r[1] for r in db.execute("PRAGMA table_info(blobs)")]
+    assert columns[-2:] == ["part_offset", "part_length"]
     db.close()
 
 

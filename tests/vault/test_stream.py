@@ -22,7 +22,15 @@ from vigile.vault.crypto import DEFAULT_KDF, Keys
 from vigile.vault.errors import SourceConnectionError, SourceError, VaultError
 from vigile.vault.imap import ImapSource
 from vigile.vault.imapstream import MAX_LINE, MAX_LITERAL, LineTooLong, read_response
-from vigile.vault.pack import RECORD_HEAD, RecordRef, hash_file, pack_path, read_record
+from vigile.vault.pack import (
+    FRAME,
+    RECORD_HEAD,
+    RecordRef,
+    hash_file,
+    pack_path,
+    parse_table,
+    read_record,
+)
 from vigile.vault.packer import BackgroundPacker
 from vigile.vault.repo import Vault
 from vigile.vault.settings import ImapAccount
@@ -236,10 +244,12 @@ def test_records_are_stored_once_and_only_after_flush(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("frames", [False, True])
+def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path, frames: bool) -> None:
     """Records compressed and written a batch at a time land in add order, each pack
-    ending at the first record that reaches ``pack_size`` (as one record at a time did)."""
-    Vault.create(tmp_path, b"k", FAST_KDF)
+    ending at the first record (or frame) that reaches ``pack_size`` (as one record at a
+    time did)."""
+    Vault.create(tmp_path, b"k", FAST_KDF, frames=frames)
     pack_size = 20_000
     vault = Vault.open(tmp_path, b"k", writable=True, pack_size=pack_size)
     rng = random.Random(7)
@@ -256,8 +266,9 @@ def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
         packs = sorted(by_pack.values(), key=lambda rs: order[rs[0].blob_id])
         assert [order[r.blob_id] for rs in packs for r in rs] == list(range(150))
         for records in packs[:-1]:
-            ends = [r.offset + RECORD_HEAD + r.length for r in records]
-            assert ends[-1] >= pack_size > ends[-2]  # full exactly at its last record
+            ends = sorted({r.offset + RECORD_HEAD + r.length for r in records})  # one a frame
+            assert len(ends) == len(records) or frames
+            assert ends[-1] >= pack_size > ([0, *ends][-2])  # full exactly at its last record
         empty, stored = vault.put(b"M", b"")  # alone in its batch, which zstd's batch call
         vault.flush()  # refuses: compressed on its own
         assert stored and vault.get(empty) == b""
@@ -265,13 +276,16 @@ def test_batched_packing_keeps_order_and_bounds_packs(tmp_path: Path) -> None:
         vault.close()
 
 
+@pytest.mark.parametrize("frames", [False, True])
 @pytest.mark.parametrize("pack_hash", ["blake3", "sha256"])
-def test_packs_are_named_by_the_hash_of_their_bytes_on_disk(tmp_path: Path, pack_hash: str) -> None:
+def test_packs_are_named_by_the_hash_of_their_bytes_on_disk(
+    tmp_path: Path, pack_hash: str, frames: bool
+) -> None:
     """The packer seals each batch into one reused block and hashes it as it is written:
     batches that grow, shrink and hold one record far above the batch size still leave
     every record readable and every pack named by the hash of the file (what verify
-    checks), in both the BLAKE3 and the SHA-256 vault formats."""
-    keys = Keys(os.urandom(32), os.urandom(32), "blake3", pack_hash)
+    checks), in both the BLAKE3 and the SHA-256 vault formats, records alone or framed."""
+    keys = Keys(os.urandom(32), os.urandom(32), "blake3", pack_hash, frames)
     rng = random.Random(11)
     sizes = [rng.randrange(10, 3000) for _ in range(40)] + [50_000] + [200] * 30
     contents = [rng.randbytes(n // 2) + bytes(n - n // 2) for n in sizes]
@@ -287,10 +301,19 @@ def test_packs_are_named_by_the_hash_of_their_bytes_on_disk(tmp_path: Path, pack
     for name, size, packed in published:
         path = pack_path(tmp_path, name)
         assert hash_file(path, pack_hash) == name and path.stat().st_size == size
-        for kind, blob_id, offset, length in packed:
-            _, _, sealed = read_record(path, offset, length)
-            plain = keys.open(sealed, kind + blob_id)
-            seen[blob_id] = zstandard.ZstdDecompressor().decompress(plain)
+        for kind, blob_id, offset, length, part_offset, part_length in packed:
+            head_kind, head_id, sealed = read_record(path, offset, length)
+            table = b""
+            if frames:
+                assert head_kind == FRAME and part_offset is not None and part_length is not None
+                table, sealed = sealed[: parse_table(sealed)[1]], sealed[parse_table(sealed)[1] :]
+            plain = keys.open(sealed, head_kind + head_id + table)
+            content = zstandard.ZstdDecompressor().decompress(plain)
+            if frames:
+                content = content[part_offset : part_offset + part_length]
+            else:
+                assert (head_kind, head_id, part_offset) == (kind, blob_id, None)
+            seen[blob_id] = content
     assert [seen[i] for i in ids] == contents
 
 

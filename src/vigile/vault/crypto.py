@@ -35,6 +35,12 @@ BLAKE3 (unkeyed) for vaults made since format version 4 (``pack_hash``), a quart
 SHA-256's CPU time here on a full backup's 115 MB of packs (0.02 against 0.08 s,
 docs/benchmarks.md). A vault keeps the hash it was made with; its name is part of the
 sealed keys' associated data, like the KDF's.
+
+Vaults made since format version 5 store the records of a backup several to a zstd frame
+(``frames``, pack.py); earlier vaults keep being written one record to a frame, as they
+always were (so a release before version 5 can still read them). Readers read both kinds
+in any vault. The version is not in the keys' associated data: changing it changes only
+how new records are written, and every frame is authenticated under the data key.
 """
 
 from __future__ import annotations
@@ -65,8 +71,11 @@ CONTENT_IDS = ("blake3", "hmac-sha256")
 #: How packs are named, by the name the vault config records; new vaults use the first.
 PACK_HASHES = ("blake3", "sha256")
 #: Config format versions this code reads: 1 (HMAC-SHA256 ids), 2 (``content_id`` named),
-#: 3 (the KEK derived with HKDF-SHA256 from a key file), 4 (``pack_hash`` named).
-FORMAT_VERSIONS = (1, 2, 3, 4)
+#: 3 (the KEK derived with HKDF-SHA256 from a key file), 4 (``pack_hash`` named), 5 (records
+#: in shared frames, pack.py).
+FORMAT_VERSIONS = (1, 2, 3, 4, 5)
+#: The first format version whose backups write frames.
+FRAMES_VERSION = 5
 
 #: argon2id cost: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes).
 DEFAULT_KDF = {"alg": "argon2id", "time_cost": 3, "memory_kib": 65536, "parallelism": 4}
@@ -85,14 +94,18 @@ class Keys:
     ident: bytes
     content_id: str = "hmac-sha256"
     pack_hash: str = "sha256"
+    #: Whether backups write records several to a frame (format version 5, pack.py).
+    frames: bool = False
 
     @classmethod
-    def generate(cls, content_id: str = CONTENT_IDS[0], pack_hash: str = PACK_HASHES[0]) -> Keys:
+    def generate(
+        cls, content_id: str = CONTENT_IDS[0], pack_hash: str = PACK_HASHES[0], frames: bool = True
+    ) -> Keys:
         if content_id not in CONTENT_IDS:
             raise VaultError(f"unknown content id algorithm {content_id!r}")
         if pack_hash not in PACK_HASHES:
             raise VaultError(f"unknown pack hash {pack_hash!r}")
-        return cls(os.urandom(32), os.urandom(32), content_id, pack_hash)
+        return cls(os.urandom(32), os.urandom(32), content_id, pack_hash, frames)
 
     def blob_id(self, content: bytes) -> bytes:
         """The content address of ``content`` (32 bytes).
@@ -277,6 +290,8 @@ def wrap_keys(keys: Keys, secret: bytes, kdf: dict[str, Any] | None = None) -> d
         document.update(version=3)
     if keys.pack_hash != "sha256":  # releases before version 4 would check the wrong hash
         document.update(version=4, pack_hash=keys.pack_hash)
+    if keys.frames:  # releases before version 5 cannot read frames
+        document.update(version=FRAMES_VERSION)
     return document
 
 
@@ -307,7 +322,7 @@ def unwrap_keys(document: dict[str, Any], secret: bytes) -> Keys:
         raw = kek.open(sealed, _keys_aad(content_id, _kdf_alg(kdf), pack_hash))
     except VaultDamagedError:
         raise WrongKeyError("wrong passphrase or key file for this vault") from None
-    return Keys(raw[:32], raw[32:], content_id, pack_hash)
+    return Keys(raw[:32], raw[32:], content_id, pack_hash, version >= FRAMES_VERSION)
 
 
 def unlock(root: Path, secret: bytes) -> Keys:

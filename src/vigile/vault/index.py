@@ -8,8 +8,11 @@ nothing. Rows are inserted only after their pack is published, in one transactio
 Records refer to their pack by the pack's row number rather than by its 64-character
 name (schema version 2, ``PRAGMA user_version``): a record's row is a third of the size,
 and a full backup of 20,000 messages spends about 0.03 CPU-s less inserting them
-(docs/benchmarks.md). An index of version 1 is converted in place, in one transaction, the
-first time it is opened.
+(docs/benchmarks.md). Since schema version 3 a row also says where a member of a frame
+(pack.py) sits in its frame's content (``part_offset``, ``part_length``; NULL for a
+record of its own, which is what every row of an earlier index is); the row's
+``offset`` and ``length`` are then its frame's. An index of version 1 or 2 is converted
+in place, in one transaction, the first time it is opened.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vigile.vault.errors import VaultError
-from vigile.vault.pack import RecordRef
+from vigile.vault.pack import PackedRecord, RecordRef
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE packs (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL);
 CREATE TABLE blobs (
     id BLOB PRIMARY KEY, kind BLOB NOT NULL, pack INTEGER NOT NULL,
-    offset INTEGER NOT NULL, length INTEGER NOT NULL
+    offset INTEGER NOT NULL, length INTEGER NOT NULL, part_offset INTEGER, part_length INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX blobs_pack ON blobs (pack);
 """
@@ -42,19 +45,24 @@ DROP INDEX blobs_pack;
     + _SCHEMA
     + """
 INSERT INTO packs (name, size) SELECT name, size FROM packs_v1 ORDER BY name;
-INSERT INTO blobs SELECT b.id, b.kind, p.n, b.offset, b.length
+INSERT INTO blobs (id, kind, pack, offset, length) SELECT b.id, b.kind, p.n, b.offset, b.length
     FROM blobs_v1 AS b JOIN packs AS p ON p.name = b.pack;
 DROP TABLE blobs_v1;
 DROP TABLE packs_v1;
 """
 )
+#: Version 2 had no place in a frame: its records are each a record of their own (NULL).
+_FROM_VERSION_2 = """
+ALTER TABLE blobs ADD COLUMN part_offset INTEGER;
+ALTER TABLE blobs ADD COLUMN part_length INTEGER;
+"""
 #: A record and the name of its pack (``records``, ``lookup``).
 _RECORDS = (
-    "SELECT blobs.kind, blobs.id, packs.name, blobs.offset, blobs.length "
-    "FROM blobs JOIN packs ON packs.n = blobs.pack"
+    "SELECT blobs.kind, blobs.id, packs.name, blobs.offset, blobs.length, "
+    "blobs.part_offset, blobs.part_length FROM blobs JOIN packs ON packs.n = blobs.pack"
 )
 #: A published pack's records as :class:`vigile.vault.pack.PackWriter` lists them.
-PackRows = Iterable[tuple[bytes, bytes, int, int]]
+PackRows = Iterable[PackedRecord]
 
 
 class Index:
@@ -82,7 +90,7 @@ class Index:
         self._reads_lock = self._lock
         try:
             self._prepare(path)
-        except sqlite3.Error as e:  # a damaged file, or a version 1 index on read-only media
+        except sqlite3.Error as e:  # a damaged file, or an earlier index on read-only media
             self.db.close()
             raise VaultError(
                 f"{path}: cannot prepare the index: {e} (it is a cache: removed, it is "
@@ -93,7 +101,7 @@ class Index:
             raise
 
     def _prepare(self, path: Path) -> None:
-        """Create the tables, or convert a version 1 index, in one transaction; a second
+        """Create the tables, or convert an earlier index, in one transaction; a second
         process opening the same index meanwhile waits, then finds it done."""
         if self.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             return
@@ -108,7 +116,9 @@ class Index:
                     "remove the file and run a backup to rebuild it from the packs"
                 )
             if version < SCHEMA_VERSION:
-                script = _FROM_VERSION_1 if "blobs" in tables else _SCHEMA
+                script = _SCHEMA
+                if "blobs" in tables:
+                    script = _FROM_VERSION_2 if version == 2 else _FROM_VERSION_1
                 for statement in script.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
@@ -167,7 +177,7 @@ class Index:
         return row is not None
 
     def add_pack(self, name: str, size: int, records: PackRows, *, move: bool = False) -> None:
-        """Record a published pack and its records ``(kind, id, offset, length)`` in one
+        """Record a published pack and its records (:data:`PackedRecord`) in one
         transaction (idempotent).
 
         A record already indexed keeps its old location, unless ``move`` (a rewritten
@@ -185,8 +195,9 @@ class Index:
             # above) so that the rows go in as the pack writer lists them, with no tuple
             # built per row in Python.
             self.db.executemany(
-                f"INSERT OR {verb} INTO blobs (kind, id, pack, offset, length) "
-                f"VALUES (?, ?, {n}, ?, ?)",
+                f"INSERT OR {verb} INTO blobs "
+                "(kind, id, pack, offset, length, part_offset, part_length) "
+                f"VALUES (?, ?, {n}, ?, ?, ?, ?)",
                 records,
             )
 
@@ -206,10 +217,12 @@ class Index:
         return dict(self.db.execute("SELECT name, size FROM packs").fetchall())
 
     def records(self, pack: str | None = None) -> Iterator[RecordRef]:
-        """Every record, in pack and offset order (reads stay sequential)."""
+        """Every record, in pack and offset order (reads stay sequential; a frame's members
+        together, in their order in the frame)."""
         where = "" if pack is None else " WHERE packs.name = ?"
         args = () if pack is None else (pack,)
-        for row in self.db.execute(_RECORDS + where + " ORDER BY packs.name, blobs.offset", args):
+        order = " ORDER BY packs.name, blobs.offset, blobs.part_offset"
+        for row in self.db.execute(_RECORDS + where + order, args):
             yield RecordRef(*row)
 
     def count(self) -> int:

@@ -5,6 +5,9 @@ message here keeps reading the next ones from the server meanwhile (measured in
 docs/benchmarks.md). One worker, so records reach a pack in the order they were added and
 only that thread ever touches the open pack.
 
+In a vault of format version 5 or later, the records of a batch are sealed several to a
+frame (:func:`vigile.vault.pack.frame_units`); in earlier vaults, each record alone.
+
 Records travel in batches (4 MiB or 64 messages: 4-5% less time for a full backup than
 batches of 32, docs/benchmarks.md) to keep the hand-over cheap; at most ``in_flight``
 batches wait, which bounds memory. A pack that the worker completes is handed to a second
@@ -31,10 +34,18 @@ from typing import cast
 from cryptography.utils import Buffer
 
 from vigile.vault.crypto import Keys, sealed_size
-from vigile.vault.pack import RECORD_HEAD, PackedRecord, PackWriter, compressor, put_head
+from vigile.vault.pack import (
+    RECORD_HEAD,
+    PackedRecord,
+    PackWriter,
+    Unit,
+    compressor,
+    frame_units,
+    put_head,
+)
 
 _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list is invariant)
-#: A published pack: its name, size and records ``(kind, id, offset, length)``.
+#: A published pack: its name, size and records (:data:`vigile.vault.pack.PackedRecord`).
 Published = tuple[str, int, list[PackedRecord]]
 #: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
 Publishing = Future[Published]
@@ -135,22 +146,28 @@ class BackgroundPacker:
             # the GIL; frames identical to compress()), and the records of a batch are
             # sealed straight into one block, written to the pack in one write: few
             # hand-overs of the GIL per batch rather than several per message, which the
-            # thread reading the network would wait on, and no copy of the message bytes.
-            compressed = self._compress([c for _, _, c in batch])
-            lengths = [sealed_size(len(c)) for c in compressed]
+            # thread reading the network would wait on, and no copy of the message bytes
+            # (but one, in format version 5: a frame's messages are joined to be compressed).
+            units = self._units(batch)
+            compressed = self._compress([c for _, _, _, c in units])
+            lengths = [
+                len(t) + sealed_size(len(c))
+                for (_, _, t, _), c in zip(units, compressed, strict=True)
+            ]
             start = 0
-            while start < len(batch):
+            while start < len(units):
                 if self._writer is None:
                     self._writer = PackWriter(self.root, self.keys.pack_hash)
                 room, end = self.pack_size - self._writer.size, start
-                while end < len(batch) and room > 0:
+                while end < len(units) and room > 0:
                     room -= RECORD_HEAD + lengths[end]
                     end += 1
                 part = slice(start, end)
+                block = self._seal_block(units[part], lengths[part], compressed[part])
                 records = [
-                    (k, i, n) for (k, i, _), n in zip(batch[part], lengths[part], strict=True)
+                    (k, i, n) for (k, i, _, _), n in zip(units[part], lengths[part], strict=True)
                 ]
-                self._writer.add_block(self._seal_block(records, compressed[part]), records)
+                self._writer.add_block(block, records)
                 start = end
                 if len(self._block) > 2 * self.batch_bytes:  # one very large message
                     self._block = bytearray()
@@ -161,6 +178,12 @@ class BackgroundPacker:
             raise
         return published
 
+    def _units(self, batch: list[tuple[bytes, bytes, bytes]]) -> list[Unit]:
+        """What the batch is sealed as: frames (format version 5), or one record each."""
+        if self.keys.frames:
+            return frame_units(batch, self.keys.blob_id)
+        return [(kind, blob_id, b"", content) for kind, blob_id, content in batch]
+
     def _compress(self, contents: list[bytes]) -> list[Buffer]:
         if not any(contents):  # the batch call refuses a batch of nothing but empty records
             return [self._zc.compress(c) for c in contents]
@@ -170,20 +193,24 @@ class BackgroundPacker:
         return cast("list[Buffer]", [compressed[n] for n in range(len(compressed))])
 
     def _seal_block(
-        self, records: list[tuple[bytes, bytes, int]], compressed: list[Buffer]
+        self, units: list[Unit], lengths: list[int], compressed: list[Buffer]
     ) -> memoryview:
-        """Record headers and sealed records, laid out as :meth:`PackWriter.add_block` takes
-        (a view of the reused block: valid until the next call)."""
-        size = sum(RECORD_HEAD + n for _, _, n in records)
+        """Record headers, member tables and sealed contents, laid out as
+        :meth:`PackWriter.add_block` takes (a view of the reused block: valid until the
+        next call)."""
+        size = sum(RECORD_HEAD + n for n in lengths)
         if len(self._block) < size:
             self._block = bytearray(size + (size >> 2))  # room for the next batches
         block = self._block
-        view, outs, offset = memoryview(block), [], 0
-        for kind, blob_id, n in records:
+        view, outs, aads, offset = memoryview(block), [], [], 0
+        for (kind, blob_id, table, _), n in zip(units, lengths, strict=True):
             put_head(block, offset, kind, blob_id, n)
-            outs.append(view[offset + RECORD_HEAD : offset + RECORD_HEAD + n])
-            offset += RECORD_HEAD + n
-        self.keys.seal_many_into(compressed, [k + i for k, i, _ in records], outs)
+            start = offset + RECORD_HEAD
+            block[start : start + len(table)] = table
+            outs.append(view[start + len(table) : start + n])
+            aads.append(kind + blob_id + table)
+            offset = start + n
+        self.keys.seal_many_into(compressed, aads, outs)
         return view[:size]
 
     def _publish(self) -> list[Publishing]:

@@ -9,7 +9,11 @@ Order, so that a crash at any point loses nothing still referenced:
    memory stays bounded);
 3. for each pack: if all its records are marked, keep it; if none (or no index record
    points to it), delete it; otherwise copy the marked records, still sealed, into a new
-   pack, publish and index it, and only then drop the old pack.
+   pack, publish and index it, and only then drop the old pack. A frame (pack.py) whose
+   members are all marked is copied sealed too; one with some members unmarked is
+   opened, and its marked members are framed and sealed anew into the new pack (a
+   damaged frame stops the prune there, with the vault as it was for that pack: run
+   ``vault verify``).
 
 Both functions refuse a vault not opened for it (:mod:`vigile.vault.lock`): a real run
 needs ``Access.DELETE`` (the writer lock and no reader, held from before the first
@@ -20,12 +24,25 @@ as unreferenced).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from vigile.vault.errors import VaultDamagedError
 from vigile.vault.lock import Access
-from vigile.vault.pack import RECORD_HEAD, PackWriter, pack_path, read_record
+from vigile.vault.pack import (
+    MAGIC,
+    RECORD_HEAD,
+    PackWriter,
+    RecordRef,
+    compressor,
+    frame_units,
+    pack_path,
+    parse_table,
+    read_record,
+)
 
 if TYPE_CHECKING:  # imported by the CLI at start-up: keep it light
     from vigile.vault.repo import Vault
@@ -84,7 +101,8 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
     """Remove records no snapshot references; see the module docstring for the order.
 
     With ``dry_run`` nothing is written: the snapshots named in ``forgotten`` are treated
-    as already deleted and the figures say what a real run would free.
+    as already deleted and the figures say what a real run would free (frames to re-seal
+    are re-framed and compressed to know their size, and not written).
     """
     _require(vault, dry_run)
     stats = PruneStats()
@@ -104,34 +122,85 @@ def prune(vault: Vault, forgotten: set[str] | None = None, dry_run: bool = False
         # indexing it leaves one, which the next opening indexes without taking any
         # record over. It is deleted like a pack whose records are all unreferenced.
         stats.records_dropped += total - kept
+        stats.packs_rewritten += kept > 0
+        stats.packs_deleted += kept == 0
         if dry_run:
-            stats.packs_rewritten += kept > 0
-            stats.packs_deleted += kept == 0
-            stats.bytes_freed += _dropped_bytes(vault, number) if kept else size
+            if kept:
+                size -= len(MAGIC) + sum(RECORD_HEAD + _size(p) for p in _kept(vault, name))
+            stats.bytes_freed += size
             continue
         if kept:
-            writer = PackWriter(vault.root, vault.keys.pack_hash)
-            for ref in vault.index.records(name):
-                if db.execute("SELECT 1 FROM keep WHERE id = ?", (ref.blob_id,)).fetchone():
-                    path = pack_path(vault.root, name)
-                    kind, blob_id, sealed = read_record(path, ref.offset, ref.length)
-                    writer.add(kind, blob_id, sealed)
-            new_name, records = writer.finish()
-            vault.index.add_pack(new_name, writer.size, records, move=True)
-            stats.packs_rewritten += 1
-            stats.bytes_freed += size - writer.size
+            stats.bytes_freed += size - _rewrite(vault, name)
         else:
-            stats.packs_deleted += 1
             stats.bytes_freed += size
         vault.index.drop_pack(name)
         pack_path(vault.root, name).unlink()
     return stats
 
 
-def _dropped_bytes(vault: Vault, pack: int | None) -> int:
-    row = vault.index.db.execute(
-        "SELECT coalesce(sum(length), 0) + count(*) * ? FROM blobs "
-        "WHERE pack = ? AND id NOT IN (SELECT id FROM keep)",
-        (RECORD_HEAD, pack),
-    ).fetchone()
-    return int(row[0])
+def _rewrite(vault: Vault, name: str) -> int:
+    """Write what pack ``name`` keeps into a new pack, publish and index it; its size."""
+    writer = PackWriter(vault.root, vault.keys.pack_hash)
+    try:
+        for part in _kept(vault, name):
+            if isinstance(part, RecordRef):
+                part = _read(vault, part)
+            writer.add(*part)
+        new_name, records = writer.finish()
+    except BaseException:
+        writer.abort()  # the old pack is untouched: nothing is lost
+        raise
+    vault.index.add_pack(new_name, writer.size, records, move=True)
+    return writer.size
+
+
+def _read(vault: Vault, ref: RecordRef) -> tuple[bytes, bytes, bytes]:
+    """The record (or frame) at ``ref``, sealed; a short or missing one is damage."""
+    try:
+        return read_record(pack_path(vault.root, ref.pack), ref.offset, ref.length)
+    except (OSError, ValueError) as e:
+        where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        raise VaultDamagedError(f"{where}: {e}; run `vigile vault verify`") from None
+
+
+def _kept(vault: Vault, pack: str) -> Iterator[RecordRef | tuple[bytes, bytes, bytes]]:
+    """What the rewritten pack holds, in order: records and whole frames to copy sealed
+    (the :class:`RecordRef` of each), and frames sealed anew ``(kind, id, sealed)``."""
+    db = vault.index.db
+    for _, group in itertools.groupby(vault.index.records(pack), key=lambda r: r.whole):
+        refs = list(group)
+        kept = [
+            r
+            for r in refs
+            if db.execute("SELECT 1 FROM keep WHERE id = ?", (r.blob_id,)).fetchone()
+        ]
+        if not kept:
+            continue
+        if refs[0].part_offset is None or len(kept) == _members(vault, refs[0]):
+            yield refs[0]
+            continue
+        yield from reframe(vault, [(r.kind, r.blob_id, vault.read(r)) for r in kept])
+
+
+def reframe(
+    vault: Vault, records: list[tuple[bytes, bytes, bytes]]
+) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """Records ``(kind, id, content)`` framed and sealed: ``(F, frame id, sealed)`` for
+    :meth:`PackWriter.add`."""
+    zc = compressor()
+    for kind, frame_id, table, content in frame_units(records, vault.keys.blob_id):
+        yield kind, frame_id, table + vault.keys.seal(zc.compress(content), kind + frame_id + table)
+
+
+def _members(vault: Vault, ref: RecordRef) -> int:
+    """How many members the frame at ``ref`` lists."""
+    _, _, body = _read(vault, ref)
+    try:
+        return len(parse_table(body)[0])
+    except ValueError as e:
+        where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        raise VaultDamagedError(f"{where}: {e}; run `vigile vault verify`") from None
+
+
+def _size(part: RecordRef | tuple[bytes, bytes, bytes]) -> int:
+    return part.length if isinstance(part, RecordRef) else len(part[2])

@@ -5,7 +5,7 @@ Layout::
     config              KDF parameters and the sealed keys (see crypto.py)
     packs/xx/<sha256>   message and tree records (see pack.py)
     snapshots/<name>    one sealed snapshot per account per run
-    index.sqlite        local cache: record id -> pack, offset (see index.py)
+    index.sqlite        local cache: record id -> pack, offset, place in its frame (index.py)
     lock, readers       flock: who may use the vault at the same time (see lock.py)
 
 Write order, which is what makes an interrupted run harmless: records go to a temporary
@@ -31,7 +31,16 @@ from vigile.vault.crypto import CONTENT_IDS, PACK_HASHES, Keys, dumps, unlock, w
 from vigile.vault.errors import VaultDamagedError, VaultError
 from vigile.vault.index import Index
 from vigile.vault.lock import Access, VaultLock
-from vigile.vault.pack import RecordRef, compressor, pack_path, read_record, scan_pack
+from vigile.vault.pack import (
+    FRAME,
+    FRAME_BYTES,
+    RecordRef,
+    compressor,
+    pack_path,
+    parse_table,
+    read_record,
+    scan_pack,
+)
 from vigile.vault.packer import BackgroundPacker, Published
 from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 
@@ -99,6 +108,11 @@ class Vault:
         self._pending: set[bytes] = set()
         self._zc = compressor()
         self._zd = zstandard.ZstdDecompressor()
+        # The last frame read, as (pack, offset, length) and its authenticated content: a
+        # restore reads a frame's members one after the other, and decompresses the frame
+        # once. One frame of at most FRAME_BYTES (a larger message, a frame alone, is not
+        # kept): memory stays bounded, in a long-lived reader (the console) too.
+        self._frame: tuple[tuple[str, int, int], bytes] | None = None
         if self.writable:
             try:
                 self.recover()
@@ -115,16 +129,18 @@ class Vault:
         kdf: dict[str, int | str] | None = None,
         content_id: str = CONTENT_IDS[0],
         pack_hash: str = PACK_HASHES[0],
+        frames: bool = True,
     ) -> None:
         """Make a new, empty vault at ``root`` (which must not hold one).
 
-        ``content_id`` names the content-id algorithm and ``pack_hash`` the hash packs are
-        named by (see crypto.py); the defaults are the current ones, the others exist so
-        tests can write a vault as earlier releases did.
+        ``content_id`` names the content-id algorithm, ``pack_hash`` the hash packs are
+        named by and ``frames`` whether records share frames (see crypto.py); the defaults
+        are the current ones, the others exist so tests can write a vault as earlier
+        releases did.
         """
         if (root / "config").exists():
             raise VaultError(f"{root}: a vault already exists here")
-        keys = Keys.generate(content_id, pack_hash)
+        keys = Keys.generate(content_id, pack_hash, frames)
         for sub in ("packs", "snapshots"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "config").write_bytes(dumps(wrap_keys(keys, secret, kdf)))
@@ -231,7 +247,7 @@ class Vault:
     def _index(self, published: list[Published]) -> None:
         """Packs published and indexed since: their records are no longer pending."""
         for _, _, records in published:
-            self._pending.difference_update(blob_id for _, blob_id, _, _ in records)
+            self._pending.difference_update(blob_id for _, blob_id, *_ in records)
 
     def get(self, blob_id: bytes) -> bytes:
         """The content stored under ``blob_id``; damage raises :class:`VaultDamagedError`."""
@@ -241,24 +257,47 @@ class Vault:
         return self.read(ref)
 
     def read(self, ref: RecordRef) -> bytes:
-        """Read, authenticate, decompress and re-hash one record."""
+        """Read, authenticate, decompress and re-hash one record (for a member of a frame,
+        the frame, unless it is the last one read)."""
         where = f"pack {ref.pack[:16]} byte {ref.offset}"
+        if ref.part_offset is None:
+            content = self._open(ref, ref.kind, ref.blob_id, where)
+        else:
+            frame = self._frame
+            if frame is None or frame[0] != ref.whole:
+                self._frame = None
+                frame = (ref.whole, self._open(ref, FRAME, None, where))
+                if len(frame[1]) <= FRAME_BYTES:  # a larger message is a frame alone
+                    self._frame = frame
+            end = ref.part_offset + (ref.part_length or 0)
+            content = frame[1][ref.part_offset : end]
+        if self.keys.blob_id(content) != ref.blob_id:
+            raise VaultDamagedError(f"{where}: content hash does not match")
+        return content
+
+    def _open(self, ref: RecordRef, kind: bytes, blob_id: bytes | None, where: str) -> bytes:
+        """The decompressed content of the record (or frame) at ``ref``, authenticated;
+        a frame must list ``ref`` as a member at its place (``blob_id`` None)."""
         try:
-            kind, blob_id, sealed = read_record(
+            head_kind, head_id, body = read_record(
                 pack_path(self.root, ref.pack), ref.offset, ref.length
             )
-        except (OSError, ValueError) as e:
-            raise VaultDamagedError(f"{where}: {e}") from None
-        if (kind, blob_id) != (ref.kind, ref.blob_id):
-            raise VaultDamagedError(f"{where}: record header does not match the index")
-        try:
-            content = self._zd.decompress(self.keys.open(sealed, kind + blob_id))
-        except VaultDamagedError as e:
+            table = b""
+            if kind == FRAME:
+                members, end = parse_table(body)
+                table, body = body[:end], body[end:]
+                member = (ref.kind, ref.blob_id, ref.part_offset, ref.part_length)
+                if head_kind != FRAME or member not in members:
+                    raise ValueError("frame does not hold the record the index says")
+            elif (head_kind, head_id) != (kind, blob_id):
+                raise ValueError("record header does not match the index")
+            content = self._zd.decompress(self.keys.open(body, head_kind + head_id + table))
+            if kind == FRAME and len(content) != members[-1][2] + members[-1][3]:
+                raise ValueError("frame content does not match its member table")
+        except (OSError, ValueError, VaultDamagedError) as e:
             raise VaultDamagedError(f"{where}: {e}") from None
         except zstandard.ZstdError as e:  # authentic but undecodable: a bug, still reported
             raise VaultDamagedError(f"{where}: {e}") from None
-        if self.keys.blob_id(content) != blob_id:
-            raise VaultDamagedError(f"{where}: content hash does not match")
         return content
 
     # ---- recovery ------------------------------------------------------------------
@@ -270,7 +309,10 @@ class Vault:
         found = []
         for path in sorted((self.root / "packs").glob("*/*")):
             if path.name not in known:
-                rows = ((r.kind, r.blob_id, r.offset, r.length) for r in scan_pack(path))
+                rows = (
+                    (r.kind, r.blob_id, r.offset, r.length, r.part_offset, r.part_length)
+                    for r in scan_pack(path)
+                )
                 self.index.add_pack(path.name, path.stat().st_size, rows)
                 found.append(path.name)
         for tmp in (self.root / "packs").glob(".tmp-*"):

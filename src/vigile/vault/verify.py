@@ -5,7 +5,10 @@ Three passes, each independent of the others so one damage does not hide another
 1. every pack file is re-hashed and compared with its name (a flipped byte anywhere,
    even between records, changes the hash); a pack the index lists but the disk lacks is
    missing, one the disk has but the index lacks is reported as unindexed;
-2. every record is read, authenticated (AES-GCM tag), decompressed and re-hashed;
+2. every record is read, authenticated (AES-GCM tag), decompressed and re-hashed; a
+   member of a frame (pack.py) is checked with its frame, which is read once for all
+   its members (in index order they come together), and a damaged frame names each of
+   its members;
 3. every snapshot is opened and walked: each folder tree and each message it references
    must be present and sound. Damaged records are reported as the messages they are
    (account, snapshot, folder, UID), which is what an administrator needs to know.

@@ -5,7 +5,8 @@ The golden vaults pin the on-disk format: a vault written by a version must stay
 written by format version 1 (HMAC-SHA256 ids), ``vault-blake3`` by version 2 (BLAKE3 ids),
 both under a passphrase (argon2id); ``vault-hkdf`` by version 3, under a key file
 (HKDF-SHA256; its key is ``KEY_FILE`` below); ``vault-packs-blake3`` by version 4 (packs
-named by BLAKE3 instead of SHA-256), under the same key file.
+named by BLAKE3 instead of SHA-256), under the same key file; ``vault-frames`` by version 5
+(messages several to a zstd frame), under the same key file.
 Regenerate only on a deliberate format change (and bump ``version`` in the vault config);
 review the diff of ``expected/``, which every golden vault restores to.
 """
@@ -33,11 +34,18 @@ GOLDEN = {
     "vault-blake3": "blake3",
     "vault-hkdf": "blake3",
     "vault-packs-blake3": "blake3",
+    "vault-frames": "blake3",
 }
 #: Golden vault folder -> its secret and KDF, where not the passphrase's.
-KEYS = {"vault-hkdf": (KEY_FILE, KEY_FILE_KDF), "vault-packs-blake3": (KEY_FILE, KEY_FILE_KDF)}
+KEYS = {
+    "vault-hkdf": (KEY_FILE, KEY_FILE_KDF),
+    "vault-packs-blake3": (KEY_FILE, KEY_FILE_KDF),
+    "vault-frames": (KEY_FILE, KEY_FILE_KDF),
+}
 #: Golden vault folder -> the hash its packs are named by, where not SHA-256.
-PACK_HASHES = {"vault-packs-blake3": "blake3"}
+PACK_HASHES = {"vault-packs-blake3": "blake3", "vault-frames": "blake3"}
+#: Golden vaults whose messages share frames (format version 5).
+FRAMES = {"vault-frames"}
 
 
 def secret_of(name: str) -> bytes:
@@ -63,7 +71,8 @@ def main(name: str) -> None:
     root = HERE / name
     shutil.rmtree(root, ignore_errors=True)
     secret, kdf = KEYS.get(name, (SECRET, KDF))
-    Vault.create(root, secret, kdf, GOLDEN[name], PACK_HASHES.get(name, "sha256"))
+    pack_hash = PACK_HASHES.get(name, "sha256")
+    Vault.create(root, secret, kdf, GOLDEN[name], pack_hash, frames=name in FRAMES)
     vault = Vault.open(root, secret, writable=True)
     when = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     refs = []
