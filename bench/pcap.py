@@ -167,7 +167,13 @@ def measure(fn: Callable[[Path], str], path: Path) -> tuple[float, float, int, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=100, help="copies of the shared captures")
-    parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="contenders to leave out (--skip dpkt tshark, or --skip repeated)",
+    )
     parser.add_argument("--exclude", nargs="*", default=[], help="shared captures to leave out")
     parser.add_argument(
         "--simulated", type=float, metavar="HOURS", help="simulated office traffic instead"

@@ -195,8 +195,16 @@ class _Exported(_Lazy):
 REGISTRY: dict[str, tuple[Any, tuple[str, ...]]] = {}
 
 
-def njit(*, cache: bool = True, nogil: bool = True, aot: Sequence[str] = ()) -> Callable[[F], F]:
+def njit(
+    *, cache: bool = True, nogil: bool = True, aot: Sequence[str] = (), inline: bool = False
+) -> Callable[[F], F]:
     """numba's ``njit(cache=..., nogil=...)``; ``aot``: the argument types of Python's calls.
+
+    ``inline``: a helper that numba inlines into every kernel calling it
+    (``inline="always"``), for small helpers called per packet with array arguments:
+    a call that is not inlined takes a reference on each array argument and gives it
+    back (``NRT_incref``/``NRT_decref``, an atomic operation each), which LLVM cannot
+    remove; inlined, numba's reference-count pruning removes the pairs.
 
     >>> @njit(cache=False, aot=("(int64,)",))
     ... def twice(x):
@@ -204,7 +212,9 @@ def njit(*, cache: bool = True, nogil: bool = True, aot: Sequence[str] = ()) -> 
     >>> twice(21)
     42
     """
-    options = {"cache": cache, "nogil": nogil}
+    options: dict[str, Any] = {"cache": cache, "nogil": nogil}
+    if inline:
+        options["inline"] = "always"
 
     def decorate(func: F) -> F:
         key = f"{func.__module__}:{func.__qualname__}"

@@ -4,10 +4,11 @@ Almost every packet of a capture is Ethernet (with or without 802.1Q/QinQ tags)
 carrying IPv4 (fragmented or not) or IPv6 without extension headers or tunnels.
 :func:`decode_common` decodes those one packet after the other in a compiled loop,
 reading exactly the bytes
-the NumPy decoder of :mod:`.decode` reads (same clipping at the end of the buffer), and
-marks every other packet as ``slow``; :func:`.decode.decode` hands those to the NumPy
-decoder, which stays the reference for everything unusual (``tests/test_pcap_decode.py``
-holds both to the same fields).
+the NumPy decoder of :mod:`.decode` reads (same clipping at the end of the buffer),
+decodes an Ethernet frame that carries no IP (ARP, …) as the NumPy decoder would (no
+field set), and marks every other packet as ``slow``; :func:`.decode.decode` hands those
+to the NumPy decoder, which stays the reference for everything unusual
+(``tests/test_pcap_decode.py`` holds both to the same fields).
 """
 
 from __future__ import annotations
@@ -51,13 +52,23 @@ def _unusual(p: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _may_carry_ip(etype: int) -> bool:
+    """IPv4, IPv6, PPPoE sessions and MPLS: the EtherTypes the NumPy decoder reads on."""
+    return etype == 0x0800 or etype == 0x86DD or etype == 0x8864 or 0x8847 <= etype <= 0x8848
+
+
+@njit(cache=True, nogil=True)
 def _network(v: np.ndarray, d: int, end: int) -> tuple[int, int]:
-    """Offset and IP version of an Ethernet frame's network header; version 0: slow."""
+    """Offset and IP version of an Ethernet frame's network header; version 0: slow;
+    -1: no IP in it (an EtherType that :func:`.link.ethertype_chain` does not follow
+    to IP either, such as ARP)."""
     etype, l3 = _u16(v, d + 12), d + 14
     for _ in range(3):
         if etype != 0x8100 and etype != 0x88A8 and etype != 0x9100:
             break
         etype, l3 = _u16(v, l3 + 2), l3 + 4
+    if not _may_carry_ip(etype):
+        return l3, -1
     b0 = _u8(v, l3)
     if etype == 0x0800 and b0 >> 4 == 4 and (b0 & 0x0F) >= 5 and l3 + (b0 & 0x0F) * 4 <= end:
         return l3, 4
@@ -84,6 +95,9 @@ def decode_common(
         if linktype[i] != ETH:
             continue
         l3, ver = _network(v, d, end)
+        if ver < 0:  # decoded: no IP (the fields stay as the NumPy decoder leaves them)
+            slow[i] = False
+            continue
         if ver == 0:
             continue
         if ver == 4:

@@ -29,7 +29,7 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline=True)
 def _mix(keys: np.ndarray, ints: np.ndarray, j: int) -> np.uint64:
     """64-bit mix of a flow key (splitmix64 finaliser); equal keys, equal hashes."""
     ports = np.uint64(ints[j, PA] << 24 | ints[j, PB] << 8 | ints[j, PROTO])
@@ -40,7 +40,7 @@ def _mix(keys: np.ndarray, ints: np.ndarray, j: int) -> np.uint64:
     return h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline=True)
 def _same(keys: np.ndarray, ints: np.ndarray, s: int, t: int) -> bool:
     for k in range(4):
         if keys[s, k] != keys[t, k]:
@@ -62,7 +62,7 @@ def _new_row(sides: np.ndarray, j: int) -> None:
             sides[j, side, k] = BIG
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline=True)
 def _letters(
     sides: np.ndarray, j: int, side: int, tcp: bool, flags: int, pay: int, pos: int
 ) -> None:
@@ -81,7 +81,7 @@ def _letters(
             sides[j, side, HIST + k] = pos
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline=True)
 def _find(
     table: np.ndarray, keys: np.ndarray, ints: np.ndarray, j: int, h: np.uint64
 ) -> tuple[np.int64, int]:
@@ -167,17 +167,19 @@ def assemble(
             hashes[j], table[at], found = h, j, j
             rows += 1
         side = int(swap)
-        row = sides[found, side]
-        row[PKTS] += 1
-        row[IPB] += ipb
-        row[PAY] += pay
-        row[FLG] |= flags
+        # Indexed in full, not through a view of the row: a view is a new array (a
+        # reference taken and given back per packet).
+        sides[found, side, PKTS] += 1
+        sides[found, side, IPB] += ipb
+        sides[found, side, PAY] += pay
+        sides[found, side, FLG] |= flags
         if proto == 6 and pay > 0:
-            if row[SBASE] < 0:
-                row[SBASE] = seq
+            if sides[found, side, SBASE] < 0:
+                sides[found, side, SBASE] = seq
             # Serial number arithmetic (RFC 1982): distance from the base, signed 32-bit.
-            shift = ((seq - row[SBASE] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-            row[SLO], row[SHI] = min(row[SLO], shift), max(row[SHI], pay + shift)
+            shift = ((seq - sides[found, side, SBASE] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            sides[found, side, SLO] = min(sides[found, side, SLO], shift)
+            sides[found, side, SHI] = max(sides[found, side, SHI], pay + shift)
         _letters(sides, found, side, proto == 6, flags, pay, pos)
         ints[found, LAST_TS] = max(ints[found, LAST_TS], ts)
         ints[found, PREV_TS] = ts
