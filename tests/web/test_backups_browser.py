@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 from tests.vault.conftest import dovecot  # noqa: F401  (the session's Dovecot fixture)
 from tests.vault.dovecot import Dovecot
 from tests.web.backed_up import FOLDERS, BackupFacts, build_backups
@@ -79,6 +80,8 @@ def test_backups_in_browser(
     box = browser.find_element(By.ID, "message-query")
     box.send_keys(word.upper())
     browser.find_element(By.ID, "message-search-button").click()
+    # The form is sent with GET: wait for the results page, not the page it was sent from.
+    WebDriverWait(browser, 20).until(lambda d: "q=" in d.current_url)
     found = browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr[data-id]")
     assert found and "matching" in browser.find_element(By.CSS_SELECTOR, "#messages h2").text
     for row in found:
