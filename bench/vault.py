@@ -11,7 +11,10 @@ times each peer in its own child process (wall time, CPU seconds of the child, p
 
 With ``--repeat N`` the peers take turns N times and the fastest run of each is kept (the
 machine is shared: turns spread the other load evenly). Messages/s and MB/s are over the
-raw message bytes in the mailbox. The load average is printed before and after.
+raw message bytes in the mailbox. The load average is printed before and after. Every
+full-backup turn is printed too (wall, user and system CPU, load, I/O waits), with each
+peer's medians, and the ratio is given again over the turns that no peer had disturbed
+(:func:`disturbed` states the rule).
 
 vigile's own modules are compiled to bytecode first, as installing the package does: run
 from an editable install with ``PYTHONDONTWRITEBYTECODE`` set (as on the development
