@@ -110,13 +110,7 @@ def test_an_index_of_version_1_is_converted_at_open(tmp_path: Path) -> None:
                 ((r.blob_id, r.kind, r.pack, r.offset, r.length) for r in scan_pack(path)),
             )
     db.close()
-    want = sorted((r.blob_id, r.pack, r.offset, r.length) for r in _scanned(root))
-    with Vault.open(root, secret_of("vault-hkdf")) as vault:  # read-only: no recovery
-        got = sorted((r.blob_id, r.pack, r.offset, r.length) for r in vault.index.records())
-        assert got == want and len(got) == 4
-        assert verify(vault).ok
-        (snap,) = vault.snapshots("alice")
-        assert restore_files(vault, snap, "eml", tmp_path / "out").restored == 3
+    _opens_converted(root, "vault-hkdf", tmp_path / "out")
     db = sqlite3.connect(root / "index.sqlite")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master")} == {
@@ -157,14 +151,8 @@ def test_an_index_of_version_2_is_converted_at_open(tmp_path: Path) -> None:
                 ((r.blob_id, r.kind, r.offset, r.length) for r in scan_pack(path)),
             )
     db.close()
-    want = sorted((r.blob_id, r.pack, r.offset, r.length) for r in _scanned(root))
-    with Vault.open(root, secret_of("vault-packs-blake3")) as vault:  # read-only
-        got = sorted((r.blob_id, r.pack, r.offset, r.length) for r in vault.index.records())
-        assert got == want and len(got) == 4
-        assert all(r.part_offset is None for r in vault.index.records())
-        assert verify(vault).ok
-        (snap,) = vault.snapshots("alice")
-        assert restore_files(vault, snap, "eml", tmp_path / "out").restored == 3
+    records = _opens_converted(root, "vault-packs-blake3", tmp_path / "out")
+    assert all(r.part_offset is None for r in records)
     db = sqlite3.connect(root / "index.sqlite")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     columns = [r[1] for r in db.execute("PRAGMA table_info(blobs)")]
@@ -174,6 +162,20 @@ def test_an_index_of_version_2_is_converted_at_open(tmp_path: Path) -> None:
 
 def _scanned(root: Path) -> list[RecordRef]:
     return [r for path in (root / "packs").glob("*/*") for r in scan_pack(path)]
+
+
+def _opens_converted(root: Path, golden: str, out: Path) -> list[RecordRef]:
+    """Open the vault read-only (no recovery, no re-index): its index lists every record
+    its packs hold, it verifies, and alice's snapshot restores; the index's records."""
+    want = sorted((r.blob_id, r.pack, r.offset, r.length) for r in _scanned(root))
+    with Vault.open(root, secret_of(golden)) as vault:
+        records = list(vault.index.records())
+        got = sorted((r.blob_id, r.pack, r.offset, r.length) for r in records)
+        assert got == want and len(got) == 4
+        assert verify(vault).ok
+        (snap,) = vault.snapshots("alice")
+        assert restore_files(vault, snap, "eml", out).restored == 3
+    return records
 
 
 def test_an_index_that_cannot_be_prepared_is_one_clear_error(tmp_path: Path) -> None:

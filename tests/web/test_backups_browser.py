@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
 from tests.vault.conftest import dovecot  # noqa: F401  (the session's Dovecot fixture)
 from tests.vault.dovecot import Dovecot
@@ -56,7 +57,8 @@ def test_backups_in_browser(
     links = browser.find_elements(By.CSS_SELECTOR, "#snapshots a.snapshot-link")
     assert len(links) == 2
     links[0].click()  # the newest
-    assert browser.current_url.endswith(f"/backups/alice/{facts.alice_snapshots[-1]}")
+    newest = f"/backups/alice/{facts.alice_snapshots[-1]}"
+    WebDriverWait(browser, 20).until(lambda d: d.current_url.endswith(newest))
     folders = [
         r.find_elements(By.TAG_NAME, "td")
         for r in browser.find_elements(By.CSS_SELECTOR, "#folders tbody tr")
@@ -67,7 +69,9 @@ def test_backups_in_browser(
 
     été = next(c for c in folders if c[0].text == "Été")
     été[3].find_element(By.TAG_NAME, "a").click()
-    assert browser.find_element(By.CSS_SELECTOR, "#messages h2").text.startswith("Messages in Été")
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#messages h2").text.startswith("Messages in Été")
+    )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr")) == 5
     subjects = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#message-list td.subject")]
     senders = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#message-list td.sender")]
@@ -80,15 +84,17 @@ def test_backups_in_browser(
     box = browser.find_element(By.ID, "message-query")
     box.send_keys(word.upper())
     browser.find_element(By.ID, "message-search-button").click()
-    # The form is sent with GET: wait for the results page, not the page it was sent from.
-    WebDriverWait(browser, 20).until(lambda d: "q=" in d.current_url)
+    WebDriverWait(browser, 20).until(  # the search's page, not the one it was sent from
+        lambda d: "matching" in d.find_element(By.CSS_SELECTOR, "#messages h2").text
+    )
     found = browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr[data-id]")
-    assert found and "matching" in browser.find_element(By.CSS_SELECTOR, "#messages h2").text
+    assert found
     for row in found:
         text = " ".join(c.text for c in row.find_elements(By.CSS_SELECTOR, "td.sender, td.subject"))
         assert word.casefold() in text.casefold(), text
     record = found[0].get_attribute("data-id")
     found[0].find_element(By.CSS_SELECTOR, "a.message-restore").click()
+    WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "message-imap")))
     command = browser.find_element(By.ID, "message-imap").text
     assert f"--message {record}" in command and "--folder" in command
     assert command.startswith("vigile vault restore -a alice --at ")
