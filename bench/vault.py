@@ -11,7 +11,10 @@ times each peer in its own child process (wall time, CPU seconds of the child, p
 
 With ``--repeat N`` the peers take turns N times and the fastest run of each is kept (the
 machine is shared: turns spread the other load evenly). Messages/s and MB/s are over the
-raw message bytes in the mailbox. The load average is printed before and after.
+raw message bytes in the mailbox. The load average is printed before and after. Every
+full-backup turn is printed too (wall, user and system CPU, load, I/O waits), with each
+peer's medians, and the ratio is given again over the turns that no peer had disturbed
+(:func:`disturbed` states the rule).
 
 vigile's own modules are compiled to bytecode first, as installing the package does: run
 from an editable install with ``PYTHONDONTWRITEBYTECODE`` set (as on the development
@@ -27,11 +30,13 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.vault.dovecot import Dovecot, running_dovecot
 from tests.vault.mailgen import make_message
@@ -107,12 +112,44 @@ def warm_up(server: Dovecot, user: str) -> None:
     )
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one child process.
+class Run(NamedTuple):
+    """One child process: wall seconds, its CPU split by mode, peak RSS, the machine around it.
+
+    ``load`` is the one-minute load average as the run starts; ``io_wait`` the share of the
+    run's wall time in which some task on the machine waited for I/O (``/proc/pressure/io``,
+    "some"; ``nan`` where the kernel has no pressure stall information).
+    """
+
+    wall: float
+    user: float
+    system: float
+    peak_mib: int
+    load: float
+    io_wait: float
+
+    @property
+    def cpu(self) -> float:
+        """User plus system seconds."""
+        return self.user + self.system
+
+
+def io_stall_us() -> float:
+    """Microseconds some task has waited for I/O since boot (``nan`` without PSI)."""
+    try:
+        some = Path("/proc/pressure/io").read_text().splitlines()[0]
+        return float(some.rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def timed_run(cmd: list[str], env: dict[str, str]) -> Run:
+    """Run one child process and measure it (see :class:`Run`).
 
     Peak RSS is the child's own ``VmHWM``, polled from /proc: ``ru_maxrss`` from ``wait4``
     would include the benchmark's own memory, which Linux carries across fork and exec.
     """
+    load = os.getloadavg()[0]
+    stall = io_stall_us()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -125,17 +162,45 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
             pass  # exiting between poll() and the read
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    io_wait = (io_stall_us() - stall) / 1e6 / elapsed
     if proc.returncode != 0:
         assert proc.stderr is not None
         raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode(errors='replace')}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return elapsed, cpu, peak_kib // 1024
+    user = after.ru_utime - before.ru_utime
+    system = after.ru_stime - before.ru_stime
+    return Run(elapsed, user, system, peak_kib // 1024, load, io_wait)
+
+
+#: A peer's turn is disturbed when its CPU exceeds its own lowest CPU in the run this much,
+DISTURBED_CPU = 1.5
+#: or when its system time exceeds its user time this much.
+DISTURBED_SYSTEM = 3.0
+
+
+def disturbed(runs: list[Run]) -> list[bool]:
+    """Which of a peer's turns are disturbed (the rule the output states).
+
+    A peer's own work is the same in every turn (the same mailbox into a new, empty
+    target), so CPU well above its own best is not the peer's doing: wall time under
+    load is expected and not flagged, extra CPU is. What was measured behind it: ext4's
+    inode allocator, after many files were deleted on the file system in the last
+    minutes (by another job, or an earlier run), costs mbsync's 20,000 file creations
+    seconds of system time (``recently_deleted`` in ``perf``), while its user time stays
+    at 0.3 s; undisturbed, its system time is about twice its user time, disturbed 6 to 15
+    times. The second rule catches a run in which every turn was disturbed.
+    """
+    least = min(r.cpu for r in runs)
+    return [r.cpu > DISTURBED_CPU * least or r.system > DISTURBED_SYSTEM * r.user for r in runs]
 
 
 def mbsync_config(work: Path, server: Dovecot, user: str, fsync: bool) -> Path:
     name = "mbsync" if fsync else "mbsync-nofsync"
-    shutil.rmtree(work / name, ignore_errors=True)  # a new, empty Maildir
+    if (work / name).exists():  # a new, empty Maildir; the last one set aside, not deleted:
+        # ext4 skips inodes freed in the last minutes when it allocates new ones
+        # (`recently_deleted`), which reads inode tables and costs a file-creating peer
+        # seconds of system time per turn after 20,000 deletions (see docs/benchmarks.md)
+        (work / name).rename(work / f"{name}.{time.monotonic_ns()}")
     (work / name).mkdir()
     rc = work / f"{name}rc"
     rc.write_text(
@@ -247,6 +312,56 @@ def kdf_seconds(work: Path) -> tuple[str, float]:
     return alg, time.perf_counter() - start
 
 
+def report_turns(turns: dict[tuple[str, str], list[Run]], peers: list[str], repeat: int) -> None:
+    """Every full-backup turn, each peer's medians, and the ratio over undisturbed turns.
+
+    A turn is disturbed when a peer's CPU exceeds :data:`DISTURBED_CPU` times its own
+    lowest in the run (:func:`disturbed`); the ratio of a turn is mbsync's wall time over
+    vigile's in that same turn, and only turns where neither peer is disturbed count.
+    """
+    flags = {peer: disturbed(turns[("full", peer)]) for peer in peers}
+    print(
+        "full backup, every turn: wall s (CPU s = user + system), load average at its start, "
+        "share of its wall time in which some task waited for I/O; * = disturbed "
+        f"(CPU over {DISTURBED_CPU}x the peer's lowest in this run, or system time over "
+        f"{DISTURBED_SYSTEM}x user time)"
+    )
+    for turn in range(repeat):
+        cells = []
+        for peer in peers:
+            r = turns[("full", peer)][turn]
+            mark = "*" if flags[peer][turn] else " "
+            cells.append(
+                f"{peer} {r.wall:.2f} ({r.cpu:.2f} = {r.user:.2f} + {r.system:.2f}) "
+                f"load {r.load:.1f} I/O wait {r.io_wait:.0%}{mark}"
+            )
+        print(f"  turn {turn + 1}: " + "; ".join(cells))
+    for peer in peers:
+        runs = turns[("full", peer)]
+        med = {f: statistics.median(getattr(r, f) for r in runs) for f in Run._fields[:3]}
+        low = {f: min(getattr(r, f) for r in runs) for f in Run._fields[:3]}
+        print(
+            f"full backup, {peer}: wall median {med['wall']:.2f} best {low['wall']:.2f} s; "
+            f"user CPU median {med['user']:.2f} best {low['user']:.2f}; system median "
+            f"{med['system']:.2f} best {low['system']:.2f}; disturbed turns "
+            f"{sum(flags[peer])} of {repeat}"
+        )
+    for peer in [p for p in peers if p != "vigile"]:
+        clean = [
+            turns[("full", peer)][t].wall / turns[("full", "vigile")][t].wall
+            for t in range(repeat)
+            if not flags[peer][t] and not flags["vigile"][t]
+        ]
+        if clean:
+            print(
+                f"full: vigile is {statistics.median(clean):.2f}x (median; best "
+                f"{max(clean):.2f}x) the speed of {peer}, over the {len(clean)} of {repeat} "
+                "turns that neither peer had disturbed"
+            )
+        else:
+            print(f"full: no turn undisturbed for both vigile and {peer}: no ratio to count")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -293,27 +408,28 @@ def main() -> None:
             f"mailbox: {args.messages:,} messages, {args.folders} folders, "
             f"{total / 1e6:.1f} MB; {machine()}; load average {os.getloadavg()[0]:.1f} at start"
         )
-        best: dict[tuple[str, str], tuple[float, float, int]] = {}
+        turns: dict[tuple[str, str], list[Run]] = {}
         commands: dict[str, list[str]] = {}
         for _turn in range(args.repeat):
             for peer, make in peers.items():
                 commands[peer] = make()  # a new, empty target for each full backup
                 for run in ("full", "no-change"):
-                    measured = timed(commands[peer], env)
-                    if (run, peer) not in best or measured[0] < best[(run, peer)][0]:
-                        best[(run, peer)] = measured
+                    turns.setdefault((run, peer), []).append(timed_run(commands[peer], env))
+        best = {key: min(runs, key=lambda r: r.wall) for key, runs in turns.items()}
         head = f"{'run':<20}{'peer':<17}{'seconds':>9}{'CPU s':>8}{'msgs/s':>9}{'MB/s':>7}"
         print(head + f"{'peak MiB':>10}")
         for run in ("full", "no-change"):
             for peer in peers:
-                secs, cpu, rss = best[(run, peer)]
-                rate = f"{args.messages / secs:>9.0f}{total / 1e6 / secs:>7.1f}"
+                b = best[(run, peer)]
+                rate = f"{args.messages / b.wall:>9.0f}{total / 1e6 / b.wall:>7.1f}"
                 rate = rate if run == "full" else " " * 16
-                print(f"{run + ' backup':<20}{peer:<17}{secs:>9.2f}{cpu:>8.2f}{rate}{rss:>10}")
+                cells = f"{b.wall:>9.2f}{b.cpu:>8.2f}{rate}{b.peak_mib:>10}"
+                print(f"{run + ' backup':<20}{peer:<17}{cells}")
         for run in ("full", "no-change"):
             for peer in [p for p in peers if p != "vigile"]:
-                ratio = best[(run, peer)][0] / best[(run, "vigile")][0]
+                ratio = best[(run, peer)].wall / best[(run, "vigile")].wall
                 print(f"{run}: vigile is {ratio:.2f}x the speed of {peer}")
+        report_turns(turns, list(peers), args.repeat)
         engine = no_change_in_process(work, server, user)
         alg, kdf_s = kdf_seconds(work)
         print(

@@ -6,7 +6,8 @@
 Each turn runs ``vigile vault backup`` in a child process into a new key-file vault, made
 by that version's own ``Vault.create`` (so each writes its own default format), once with
 this tree's code and once with the code under ``--other`` (through ``PYTHONPATH``), the
-order swapped every pair so that neither always runs first. Per run: CPU seconds of the
+order swapped every pair so that neither always runs first. Both trees are compiled to
+bytecode first. Per run: CPU seconds of the
 child (user + system), wall seconds, peak memory, the packs' size; then medians and
 bests. On a shared machine single runs say little; pairs run a second apart see the
 same load.
@@ -15,6 +16,7 @@ same load.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -25,8 +27,9 @@ from pathlib import Path
 
 from tests.vault.dovecot import running_dovecot
 
+import vigile as vigile_package
 from bench.common import machine
-from bench.vault import BENCH_PASSWORD, timed, warm_up, write_maildir
+from bench.vault import BENCH_PASSWORD, Run, timed_run, warm_up, write_maildir
 
 CREATE = (
     "import sys; from pathlib import Path; from vigile.vault.repo import Vault; "
@@ -45,6 +48,11 @@ def main() -> None:
     if args.other is None:  # as `python -m bench` runs every module: nothing to compare
         print("bench.vault_ab compares two versions: give --other SRC_FOLDER")
         return
+    # Both versions compiled to bytecode first, as bench.vault does: with
+    # PYTHONDONTWRITEBYTECODE set (as on the development machines) an exported tree would
+    # otherwise be compiled again at every start, and weigh on that version alone.
+    for src in (Path(vigile_package.__file__).parent, args.other / "vigile"):
+        compileall.compile_dir(src, quiet=1)
     with running_dovecot() as server, tempfile.TemporaryDirectory() as tmp:
         work, user = Path(tmp), "bench"
         home = f"{server.root}/home/{user}"
@@ -70,7 +78,7 @@ def main() -> None:
             },
         }
         print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
-        results: dict[str, list[tuple[float, float, int, int]]] = {"this": [], "other": []}
+        results: dict[str, list[tuple[Run, int]]] = {"this": [], "other": []}
         for pair in range(args.pairs):
             for label in ("other", "this") if pair % 2 == 0 else ("this", "other"):
                 shutil.rmtree(work / "vault", ignore_errors=True)
@@ -85,23 +93,28 @@ def main() -> None:
                     "--config",
                     str(config),
                 ]
-                wall, cpu, peak = timed(backup, envs[label])
+                run = timed_run(backup, envs[label])
                 packs = work / "vault" / "packs"
                 size = sum(p.stat().st_size for p in packs.rglob("*") if p.is_file())
-                results[label].append((cpu, wall, peak, size))
+                results[label].append((run, size))
                 print(
-                    f"{label:<6} CPU {cpu:.3f} s, wall {wall:.2f} s, peak {peak} MiB, "
-                    f"packs {size / 1e6:.1f} MB"
+                    f"{label:<6} CPU {run.cpu:.3f} s ({run.user:.3f} user + {run.system:.3f} "
+                    f"system), wall {run.wall:.2f} s, peak {run.peak_mib} MiB, "
+                    f"packs {size / 1e6:.1f} MB, load {run.load:.1f}"
                 )
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
         for label, rows in results.items():
-            cpus, walls = [r[0] for r in rows], [r[1] for r in rows]
+            runs = [r for r, _ in rows]
+            cpus, walls = [r.cpu for r in runs], [r.wall for r in runs]
             print(
-                f"{label:<6} CPU median {statistics.median(cpus):.3f} best {min(cpus):.3f} s; "
+                f"{label:<6} CPU median {statistics.median(cpus):.3f} best {min(cpus):.3f} s "
+                f"(user median {statistics.median(r.user for r in runs):.3f}, system median "
+                f"{statistics.median(r.system for r in runs):.3f}); "
                 f"wall median {statistics.median(walls):.2f} best {min(walls):.2f} s; "
-                f"peak {max(r[2] for r in rows)} MiB; packs {rows[0][3] / 1e6:.1f} MB"
+                f"peak {max(r.peak_mib for r in runs)} MiB; packs {rows[0][1] / 1e6:.1f} MB"
             )
-        lower = sum(a[0] < b[0] for a, b in zip(results["this"], results["other"], strict=True))
+        pairs = zip(results["this"], results["other"], strict=True)
+        lower = sum(a.cpu < b.cpu for (a, _), (b, _) in pairs)
         print(f"this version used less CPU in {lower} of {args.pairs} pairs")
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from vigile.cli import allow_quick_exit
 from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
@@ -114,6 +115,7 @@ def _backup_accounts(
                 rows.append({"account": acc.name, "error": str(e)})
             finally:
                 _close(source)
+    allow_quick_exit()  # the vault is closed: its packs, index and snapshots are durable
     columns = [
         "account",
         "snapshot",
