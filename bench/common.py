@@ -163,11 +163,13 @@ def peak_rss_mb() -> float:
 def update_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) the section ``## heading`` of docs/benchmarks.md with ``body``.
 
-    Other sections are left byte for byte as they are, so each area owns its own.
+    Other sections are left byte for byte as they are, so each area owns its own. What a
+    bench writes is the section's text up to its first ``###`` subsection: subsections
+    (earlier rounds' figures, notes written by hand) stay as they are, after it.
     """
     text = path.read_text(encoding="utf-8") if path.exists() else PREAMBLE
     section = f"## {heading}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^##[# ]|\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
     else:

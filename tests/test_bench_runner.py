@@ -46,6 +46,13 @@ def test_update_section_replaces_only_its_own_section(tmp_path: Path) -> None:
     )
 
 
+def test_update_section_keeps_the_subsections_written_by_hand(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("## Pcap\n\nfast\n\n### Earlier\n\nslow\n\n## Detect\n\nquick\n")
+    update_section("Pcap", "fastest", doc)
+    assert doc.read_text() == ("## Pcap\n\nfastest\n\n### Earlier\n\nslow\n\n## Detect\n\nquick\n")
+
+
 def test_discover_lists_modules_in_run_order() -> None:
     found = discover()
     assert "simulate" in found and "common" not in found and "__main__" not in found
