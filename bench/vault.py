@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.vault.dovecot import Dovecot, running_dovecot
+from tests.vault.dovecot import Dovecot, account_toml, running_dovecot
 from tests.vault.mailgen import make_message
 
 import vigile as vigile_package
@@ -241,32 +241,25 @@ def vigile_config(work: Path, server: Dovecot, user: str) -> Path:
     Vault.create(work / "vault", key, key_file_kdf(key))  # as `vigile vault init` does
     config = work / "vigile.toml"
     config.write_text(
-        f"""[vault]
-path = "vault"
-key_file = "key"
-
-[[vault.accounts]]
-name = "bench"
-host = "127.0.0.1"
-port = {server.port}
-security = "plain"
-username = "{user}"
-password_env = "BENCH_IMAP_PASSWORD"
-"""
+        '[vault]\npath = "vault"\nkey_file = "key"\n' + account_toml(account(server, user))
     )
     return config
+
+
+def account(server: Dovecot, user: str) -> ImapAccount:
+    """The benchmark's account on ``server``, as vigile_config writes it."""
+    return ImapAccount(
+        "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
+    )
 
 
 def no_change_in_process(work: Path, server: Dovecot, user: str) -> float:
     """The engine alone: one more no-change run, timed from connect to saved snapshot."""
     os.environ["BENCH_IMAP_PASSWORD"] = BENCH_PASSWORD
-    account = ImapAccount(
-        "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
-    )
     vault = Vault.open(work / "vault", (work / "key").read_bytes(), writable=True)
     try:
         start = time.perf_counter()
-        source = ImapSource(account)
+        source = ImapSource(account(server, user))
         _, stats = backup_account(vault, source)
         source.close()
         elapsed = time.perf_counter() - start
@@ -282,11 +275,8 @@ def fetch_only_in_process(server: Dovecot, user: str) -> float:
     The floor under a full backup's engine: how fast Dovecot serves the mailbox to one
     connection, plus vigile's response framing.
     """
-    account = ImapAccount(
-        "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
-    )
     start = time.perf_counter()
-    source = ImapSource(account)
+    source = ImapSource(account(server, user))
     for folder in source.folders():
         for _ in source.fetch_folder(folder):
             pass

@@ -41,13 +41,13 @@ from tests.vault.mailgen import make_message
 import vigile.vault.backup as backup_module
 from bench.common import machine
 from bench.vault import BENCH_PASSWORD, template_of, warm_up, write_maildir
+from bench.vault import account as bench_account
 from vigile.vault.backup import backup_account
 from vigile.vault.crypto import key_file_kdf
 from vigile.vault.headers import header_fields
 from vigile.vault.imap import ImapSource
 from vigile.vault.repo import Vault
 from vigile.vault.restore import restore_files
-from vigile.vault.settings import ImapAccount
 from vigile.vault.snapshot import STAMP, FolderRef, FolderTree, MessageEntry, Snapshot
 
 
@@ -207,9 +207,7 @@ def full_backups(messages: int, folders: int, repeat: int) -> None:
         write_maildir(server.root / "home" / user, messages, folders, server.uid, server.gid)
         warm_up(server, user)
         os.environ["BENCH_IMAP_PASSWORD"] = BENCH_PASSWORD
-        account = ImapAccount(
-            "bench", "127.0.0.1", server.port, "plain", user, password_env="BENCH_IMAP_PASSWORD"
-        )
+        account = bench_account(server, user)
         key = os.urandom(32)
 
         def run(n: int) -> tuple[float, float]:
