@@ -164,7 +164,7 @@ def test_an_exporter_learnt_one_way_is_held_again_once_it_pairs() -> None:
     other = [((f"10.0.1.{k}", 40000), SERVER, SYN | ACK, "r2") for k in range(3)]
     out = hold.release(_records(lone + other), now=0)
     assert out.num_rows == 12 and hold.rows == 3  # r1's are stored at once, r2's wait
-    assert (hold.exporters.not_held, list(hold.exporters.one_way)) == (12, ["r1"])
+    assert (hold.exporters.not_held, list(hold.exporters.one_way)) == (12, [("r1", None)])
     pair = [(CLIENT, SERVER, SYN, "r1"), (SERVER, CLIENT, SYN | ACK, "r1")]
     late = [(("10.0.2.1", 40000), SERVER, SYN | ACK, "r1")]
     out = hold.release(_records(pair + late), now=1)
