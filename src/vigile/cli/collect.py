@@ -12,14 +12,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from vigile.cli.common import (
-    DEFAULT_DB,
-    ConfigOption,
-    DbOption,
-    JsonOption,
-    open_store,
-    read_config,
-)
+from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store, read_config
 from vigile.cli.output import Format, console, emit_rows, err_console
 from vigile.errors import ConfigError
 from vigile.ingest.collector import PAIR_WAIT, Collector, Counters, parse_listen
@@ -57,6 +50,18 @@ PairWaitOption = Annotated[
         "without a partner) and its records are then stored without waiting; with the "
         "internal networks of --config, this is recognised separately for its internal, "
         "internet and transit traffic.",
+    ),
+]
+CollectConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="VIGILE_CONFIG",
+        help="Network model (TOML): its \\[network] internal networks tell internal, "
+        "internet and transit traffic apart, so that an exporter sending only one "
+        "direction of its internet traffic is recognised as such while its internal "
+        "traffic is still paired; internal = [] judges each exporter as a whole. "
+        "Default: ./vigile.toml if present, else the private address ranges.",
     ),
 ]
 DurationOption = Annotated[
@@ -102,7 +107,7 @@ def register(app: typer.Typer) -> None:
         batch_rows: BatchRowsOption = 50_000,
         batch_seconds: BatchSecondsOption = 5.0,
         pair_wait: PairWaitOption = PAIR_WAIT,
-        config: ConfigOption = None,
+        config: CollectConfigOption = None,
         duration: DurationOption = None,
         quiet: QuietOption = False,
         as_json: JsonOption = False,
