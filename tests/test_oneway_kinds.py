@@ -263,3 +263,30 @@ def test_softflowd_mixed_export_without_a_network_model_waits(tmp_path: Path) ->
     assert c.rows_written + c.merged == c.flows and c.merged == INTERNAL_PAIRS
     assert c.one_way_exporters == [] and c.held_back - c.paired_late == INTERNET
     assert before_stop == INTERNAL_PAIRS < c.rows_written
+
+
+def test_a_pair_makes_only_its_own_kind_two_way_again() -> None:
+    """Internet and transit kinds learnt one-way; an internet pair resumes holding for
+    internet only (counted in ``resumed``), the transit kind stays one-way, and an
+    internal attempt keeps waiting for its answer throughout."""
+    hold = PairHold(wait=10, one_way_records=3, internal=INTERNAL)
+    internet = [_record(k, ("10.1.0.9", 20000 + k), (OUTSIDE, 443), SYN | ACK) for k in range(3)]
+    transit = [
+        _record(3 + k, ("192.0.2.1", 20000 + k), (OUTSIDE, 443), SYN | ACK) for k in range(3)
+    ]
+    attempt = _record(6, ("10.1.0.9", 30000), ("10.2.0.5", 22), SYN | ACK)
+    out = hold.release(_table([*internet, *transit, attempt]), 0)
+    assert out.num_rows == 6 and hold.rows == 1  # the internal attempt waits
+    assert hold.exporters.labels() == ["fw (internet)", "fw (transit)"]
+    pair = [
+        _record(7, ("10.1.0.9", 40000), (OUTSIDE, 443), SYN | ACK),
+        _record(8, (OUTSIDE, 443), ("10.1.0.9", 40000), SYN | ACK),
+    ]
+    late = _record(9, ("10.1.0.9", 40001), (OUTSIDE, 443), SYN | ACK)  # held again
+    out = hold.release(_table([*pair, late]), 1)
+    assert (out.num_rows, hold.rows, hold.merged, hold.exporters.resumed) == (1, 2, 1, 1)
+    assert hold.exporters.labels() == ["fw (transit)"]
+    answer = _record(10, ("10.2.0.5", 22), ("10.1.0.9", 30000), SYN | ACK)
+    out = hold.release(_table([answer]), 2)
+    assert (hold.merged, hold.paired_late, hold.rows) == (2, 1, 1)
+    assert hold.release(None, 99, final=True).num_rows == 1 and hold.rows == 0
