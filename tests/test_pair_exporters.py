@@ -27,6 +27,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from subprocess import PIPE
 
 import dpkt
 import pyarrow as pa
@@ -164,7 +165,7 @@ def test_an_exporter_learnt_one_way_is_held_again_once_it_pairs() -> None:
     other = [((f"10.0.1.{k}", 40000), SERVER, SYN | ACK, "r2") for k in range(3)]
     out = hold.release(_records(lone + other), now=0)
     assert out.num_rows == 12 and hold.rows == 3  # r1's are stored at once, r2's wait
-    assert (hold.exporters.not_held, list(hold.exporters.one_way)) == (12, ["r1"])
+    assert (hold.exporters.not_held, list(hold.exporters.one_way)) == (12, [("r1", None)])
     pair = [(CLIENT, SERVER, SYN, "r1"), (SERVER, CLIENT, SYN | ACK, "r1")]
     late = [(("10.0.2.1", 40000), SERVER, SYN | ACK, "r1")]
     out = hold.release(_records(pair + late), now=1)
@@ -294,11 +295,26 @@ def test_lone_replies_are_turned_as_zeek_turns_them(tmp_path: Path) -> None:
     assert Counter((r["src"], r["conn_state"]) for r in kept) == {(cap.TARGET, None): 32}
 
 
-def test_collect_names_a_one_way_exporter_on_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("internal", "named", "said"),
+    [
+        (None, "127.0.0.1 (internet)", "exporter 127.0.0.1 sends one direction only of its "
+         "internet traffic (one address internal, the other external): those records"),
+        ([], "127.0.0.1", "exporter 127.0.0.1 sends one direction only: its records"),
+    ],
+)  # fmt: skip
+def test_collect_names_a_one_way_exporter_on_exit(
+    tmp_path: Path, internal: list[str] | None, named: str, said: str
+) -> None:
+    """The load test's records (10.x to 192.0.2.x): with the default network model they
+    are internet traffic, learnt as such; with no internal networks, per exporter."""
     port = free_udp_port()
     cmd = [sys.executable, "-m", "vigile", "collect", "--listen", f"127.0.0.1:{port}"]
-    cmd += ["--db", str(tmp_path / "v.duckdb"), "--batch-seconds", "0.2", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd += ["--db", str(tmp_path / "v.duckdb"), "--batch-seconds", "0.2", "--quiet", "--json"]
+    if internal is not None:
+        (tmp_path / "vigile.toml").write_text(f"[network]\ninternal = {internal!r}\n")
+        cmd += ["--config", str(tmp_path / "vigile.toml")]
+    proc = subprocess.Popen(cmd, stdout=PIPE, stderr=PIPE, text=True, cwd=tmp_path)
     try:
         assert proc.stderr is not None
         assert "listening on" in proc.stderr.readline()
@@ -312,8 +328,9 @@ def test_collect_names_a_one_way_exporter_on_exit(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "one_way_exporters" in out and "127.0.0.1" in out
-    assert "exporter 127.0.0.1 sends one direction only" in err
+    counters = json.loads(out)
+    assert counters["one_way_exporters"] == [named] and counters["not_held"] >= 1_000
+    assert said in " ".join(err.split())
 
 
 def test_an_nfcapd_file_of_one_direction_is_learnt(

@@ -12,7 +12,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store
+from vigile.cli.common import DEFAULT_DB, DbOption, JsonOption, open_store, read_config
 from vigile.cli.output import Format, console, emit_rows, err_console
 from vigile.errors import ConfigError
 from vigile.ingest.collector import PAIR_WAIT, Collector, Counters, parse_listen
@@ -47,7 +47,21 @@ PairWaitOption = Annotated[
         help="Seconds a flow record with no reverse-direction record yet waits for it "
         "(into later batches) before it is stored alone; 0 stores every batch as it is. "
         "An exporter that sends one direction only is recognised (5,000 records in a row "
-        "without a partner) and its records are then stored without waiting.",
+        "without a partner) and its records are then stored without waiting; with the "
+        "internal networks of --config, this is recognised separately for its internal, "
+        "internet and transit traffic.",
+    ),
+]
+CollectConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="VIGILE_CONFIG",
+        help="Network model (TOML): its \\[network] internal networks tell internal, "
+        "internet and transit traffic apart, so that an exporter sending only one "
+        "direction of its internet traffic is recognised as such while its internal "
+        "traffic is still paired; internal = [] judges each exporter as a whole. "
+        "Default: ./vigile.toml if present, else the private address ranges.",
     ),
 ]
 DurationOption = Annotated[
@@ -93,6 +107,7 @@ def register(app: typer.Typer) -> None:
         batch_rows: BatchRowsOption = 50_000,
         batch_seconds: BatchSecondsOption = 5.0,
         pair_wait: PairWaitOption = PAIR_WAIT,
+        config: CollectConfigOption = None,
         duration: DurationOption = None,
         quiet: QuietOption = False,
         as_json: JsonOption = False,
@@ -104,8 +119,12 @@ def register(app: typer.Typer) -> None:
         as sensor. Ctrl-C or SIGTERM stops it after writing everything received.
         Counters (datagrams, flows, unknown template, malformed, dropped, lost)
         are shown live, printed on exit and stored with each batch in `sources`.
+        The network model's internal networks (--config) tell internal, internet and
+        transit traffic apart, so an exporter that sends both directions of one and
+        one direction of another is recognised for what it is (docs/netflow.md).
         """
         host, port = _check_listen(listen, allow_remote)
+        internal = read_config(config).network.internal
         open_store(db).close()  # the store opens (or is created) before listening starts
 
         def open_for_batch() -> DuckDBStore:
@@ -119,6 +138,7 @@ def register(app: typer.Typer) -> None:
                 batch_rows=batch_rows,
                 batch_seconds=batch_seconds,
                 pair_wait=pair_wait,
+                internal=internal,
             )
         except OSError as e:
             raise ConfigError(f"--listen {listen}: {e.strerror or e}") from None
@@ -143,12 +163,8 @@ def register(app: typer.Typer) -> None:
             emit_rows([vars(counters)], list(vars(counters)), Format.JSON)
         else:
             console.print(counters_table(counters, f"Collected on {collector.address}"))
-        for exporter in counters.one_way_exporters:
-            err_console.print(
-                f"exporter {exporter} sends one direction only: its records were not held "
-                "for a partner (see not_held)",
-                highlight=False,
-            )
+        for line in collector.one_way_notices():
+            err_console.print(line, highlight=False)
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -22,7 +22,11 @@ Storage contract:
   batch (:meth:`Collector.close`) holds nothing back.
 * An exporter that sends one direction only is learnt, and its records are stored
   without waiting (:mod:`~vigile.ingest.oneway`): counted in ``not_held``, named in
-  ``one_way_exporters`` and in a notice of each batch.
+  ``one_way_exporters`` and in a notice of each batch; ``resumed`` counts the times
+  one paired again. Given the ``internal`` networks (the network model), this is
+  learnt per exporter and kind of path (internal, internet, transit): a firewall that
+  exports both directions of internal traffic and one of internet traffic has its
+  internet records stored at once and its internal ones still paired.
 * Every flow keeps its exporter address as ``sensor`` and the number of its
   datagram in the session as ``source_pos``; malformed datagrams go to
   ``rejects`` under the same position.
@@ -46,7 +50,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -55,6 +59,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigile.config import IPNetwork
 from vigile.ingest.base import HASH_PREFIX, content_hasher, hash_id
 from vigile.ingest.netflow import (
     DecodeError,
@@ -103,7 +108,8 @@ class Counters:
     merged: int = 0  # responder records stored in their originator's row, not as rows
     read_at_stop: int = 0  # datagrams still waiting in the socket buffer at the stop, read
     not_held: int = 0  # lone records stored at once: their exporter sends one direction only
-    one_way_exporters: list[str] = field(default_factory=list)  # those exporters, now
+    resumed: int = 0  # times a one-way exporter (and kind of path) paired and was held again
+    one_way_exporters: list[str] = field(default_factory=list)  # those exporters (kinds), now
 
     def text(self) -> str:
         return " ".join(f"{k}={_text(v)}" for k, v in asdict(self).items())
@@ -157,6 +163,7 @@ class Collector:
         receive_buffer: int = RECV_BUFFER,
         pair_wait: float = PAIR_WAIT,
         one_way_records: int = ONE_WAY_RECORDS,
+        internal: Sequence[IPNetwork] = (),
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -170,7 +177,7 @@ class Collector:
         self.counters = Counters()
         self.session = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._batch = _Batch(1)
-        self._hold = PairHold(pair_wait, one_way_records=one_way_records)
+        self._hold = PairHold(pair_wait, one_way_records=one_way_records, internal=internal)
         self._hold_due: float | None = None  # set by the writer: when held records are due
         self._expected: dict[tuple[str, int, int], tuple[int, ...]] = {}
         self._stop = threading.Event()
@@ -183,6 +190,10 @@ class Collector:
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"udp://{host}:{self.port}"
+
+    def one_way_notices(self) -> list[str]:
+        """One line per exporter (and kind of path) judged to send one direction only."""
+        return self._hold.exporters.notices()
 
     def stop(self) -> None:
         """Ask :meth:`serve` to return (safe from a signal handler or another thread)."""
@@ -361,7 +372,7 @@ class Collector:
         batch.flows, batch.sensors, batch.positions = [], [], []  # in batch.rows now
         c.held_back, c.paired_late, c.released_early = hold.held_back, hold.paired_late, hold.early
         c.merged, c.not_held = hold.merged, hold.exporters.not_held
-        c.one_way_exporters = sorted(str(e) for e in hold.exporters.one_way)
+        c.resumed, c.one_way_exporters = hold.exporters.resumed, hold.exporters.labels()
         self._hold_due = hold.due()
 
     def _write_to(self, store: Store, batch: _Batch, rows: pa.Table) -> None:
@@ -388,7 +399,7 @@ class Collector:
                 summary.first_error = f"{path}@datagram {first[0]}: {first[1]}"
             self.counters.rows_written += rows.num_rows
             summary.notices.append(f"collector counters: {self.counters.text()}")
-            summary.notices.extend(self._hold.exporters.notices())
+            summary.notices.extend(self.one_way_notices())
             writer.finish(summary)
 
 

@@ -27,7 +27,9 @@ step:
   connection seen by two sensors, are not one connection's two sides.
 * An exporter that sends one direction only is learnt and its records are not held
   (:mod:`vigile.ingest.oneway`, :attr:`PairHold.exporters`); holding resumes as soon
-  as one of its records pairs.
+  as one of its records pairs. Given the internal networks, this is learnt per kind
+  of path (internal, internet, transit), so a firewall that exports both directions
+  of internal traffic but one of internet traffic stops holding the latter only.
 * A row is returned exactly once, by exactly one call: nothing is lost or doubled
   between batches. Rows that pair are returned together, so a connection's state is
   decided once, on the originator's record.
@@ -49,12 +51,15 @@ Rows are Arrow tables with the columns a reader stores (``src``, ``src_port``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigile.config import IPNetwork
 from vigile.ingest.flowstate import Pairing, conn_payload, conn_states, pair_records
-from vigile.ingest.oneway import ONE_WAY_RECORDS, OneWayExporters
+from vigile.ingest.oneway import ONE_WAY_RECORDS, OneWayExporters, path_kinds
 from vigile.ingest.payload import NETFLOW_FRAMING
 
 #: Work columns: record start and end (Unix µs), IP protocol number, ORed TCP flags, a
@@ -62,6 +67,8 @@ from vigile.ingest.payload import NETFLOW_FRAMING
 #: pairing on integers is cheaper than on text; text is used when any row lacks them).
 WORK = ("_start_us", "_end_us", "_proto", "_flags", "_rflags", "_src4", "_dst4")
 _SINCE = "_since"
+#: A row's kind of path (oneway.path_kinds), set when it arrives if there is a network model.
+_KIND = "_kind"
 #: Rows held at most: about one default collector batch (50,000 flows) more in memory.
 HOLD_ROWS = 50_000
 
@@ -75,8 +82,11 @@ class PairHold:
         max_rows: int = HOLD_ROWS,
         framing: int = NETFLOW_FRAMING,
         one_way_records: int = ONE_WAY_RECORDS,
+        internal: Sequence[IPNetwork] = (),
     ) -> None:
         self.wait, self.max_rows, self.framing = wait, max_rows, framing
+        #: The internal networks: one-way is learnt per kind of path; none: per exporter.
+        self.internal = tuple(internal)
         self.held: pa.Table | None = None
         #: Rows held back at least once, those of them that found their partner later,
         #: and those released before their wait was over because ``max_rows`` were held.
@@ -85,6 +95,8 @@ class PairHold:
         self.merged = 0
         #: Which exporters send one direction only (their lone records are not held).
         self.exporters = OneWayExporters(one_way_records)
+        #: The most rows held at once, and the most bytes they took (Arrow buffers).
+        self.peak_rows = self.peak_bytes = 0
 
     @property
     def rows(self) -> int:
@@ -115,7 +127,8 @@ class PairHold:
         1
         """
         prior = self.rows
-        parts = [t for t in (self.held, _stamped(rows, now)) if t is not None and t.num_rows]
+        fresh = _stamped(rows, now, self.internal)
+        parts = [t for t in (self.held, fresh) if t is not None and t.num_rows]
         if not parts:
             self.held = None
             return pa.table({})
@@ -128,7 +141,9 @@ class PairHold:
         lone = (pairing.partner < 0) & one_way
         keep = lone & (now - merged[_SINCE].to_numpy() < self.wait) & (not final)
         if self.wait > 0 and not final:
-            keep &= ~self.exporters.learn(_column(merged, "sensor"), lone, one_way, prior)
+            kind = merged[_KIND].to_numpy() if _KIND in merged.column_names else None
+            sensor = _column(merged, "sensor")
+            keep &= ~self.exporters.learn(sensor, lone, one_way, prior, kind)
         waiting = np.flatnonzero(keep)
         if len(waiting) > self.max_rows:
             keep[waiting[: len(waiting) - self.max_rows]] = False
@@ -140,6 +155,8 @@ class PairHold:
             return self._finish(merged, pairing)
         held = merged.filter(pa.array(keep))  # chunks of the batches it came in: bounded
         self.held = held.combine_chunks() if held.column(0).num_chunks > 8 else held
+        self.peak_rows = max(self.peak_rows, self.held.num_rows)
+        self.peak_bytes = max(self.peak_bytes, self.held.nbytes)
         out = merged.filter(pa.array(~keep))
         # A waiting row is no row's partner: the others' partners, renumbered, stay.
         return self._finish(out, pairing.take(~keep))
@@ -164,7 +181,7 @@ class PairHold:
                 t = t.append_column(name, values)
         t, merged = merge_pairs(t, pairing)
         self.merged += merged
-        return t.drop_columns([c for c in (*WORK, _SINCE) if c in t.column_names])
+        return t.drop_columns([c for c in (*WORK, _SINCE, _KIND) if c in t.column_names])
 
 
 #: A responder column filled from the partner's own counter of the same side.
@@ -272,10 +289,14 @@ def _put(values: pa.Array, at: np.ndarray, new: pa.Array) -> pa.Array:
     return both.take(pa.array(order))
 
 
-def _stamped(rows: pa.Table | None, now: float) -> pa.Table | None:
+def _stamped(rows: pa.Table | None, now: float, internal: tuple[IPNetwork, ...]) -> pa.Table | None:
+    """``rows`` with their arrival time and, given internal networks, kind of path."""
     if rows is None:
         return None
-    return rows.append_column(_SINCE, pa.array(np.full(rows.num_rows, now, np.float64)))
+    rows = rows.append_column(_SINCE, pa.array(np.full(rows.num_rows, now, np.float64)))
+    if internal and rows.num_rows:
+        rows = rows.append_column(_KIND, pa.array(path_kinds(rows, internal)))
+    return rows
 
 
 def _column(t: pa.Table, name: str) -> pa.Array:
