@@ -86,14 +86,16 @@ class PackerProcess:
         *,
         batch_bytes: int = 4 << 20,
         batch_count: int = 64,
-        in_flight: int = 3,
+        in_flight: int = 8,
+        ring_batches: int = 3,
     ) -> None:
         self.root = root
         self.batch_bytes = batch_bytes
         self.batch_count = batch_count
         self.in_flight = in_flight
-        # Three batches in flight and the one being filled, as many bytes as threads hold.
-        self._ring = mmap.mmap(-1, (in_flight + 1) * batch_bytes)
+        # As many bytes as the threads hold in their three batches in flight; more batches
+        # of small messages may wait (fewer wake-ups of the parent waiting for room).
+        self._ring = mmap.mmap(-1, ring_batches * batch_bytes)
         down_r, self._down = os.pipe()
         self._up, up_w = os.pipe()
         for fd in (self._down, self._up):
