@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from cryptography.utils import Buffer
 
@@ -53,6 +53,7 @@ _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list
 Published = tuple[str, int, list[PackedRecord]]
 #: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
 Publishing = Future[Published]
+T = TypeVar("T")
 
 
 class BackgroundPacker:
@@ -271,8 +272,8 @@ class BackgroundPacker:
 class _Inline(Executor):
     """Runs each task at once on the caller's thread (``worker=False``)."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        future: Future[object] = Future()
+    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
+        future: Future[T] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
         except BaseException as e:

@@ -49,6 +49,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from cryptography.utils import Buffer
+
 from vigile.vault.crypto import Keys
 from vigile.vault.errors import VaultError
 from vigile.vault.packer import BackgroundPacker, Published
@@ -329,7 +331,7 @@ def _serve(
                 continue
             try:
                 if request[0] == _BATCH:
-                    records = []
+                    records: list[tuple[bytes, bytes, Buffer]] = []
                     for kind, blob_id, at, size in request[2]:
                         if at == _INLINE:
                             inline = _read_message(incoming)
@@ -343,7 +345,7 @@ def _serve(
                     del records, content
                 else:
                     answer = (_FLUSHED, packer.flush())
-            except BaseException as e:  # noqa: BLE001 - every error goes to the parent
+            except BaseException as e:
                 failed = True
                 answer = (_ERROR, _portable(e))
             _write_message(up, pickle.dumps(answer, protocol=5))
@@ -358,7 +360,7 @@ def _portable(error: BaseException) -> BaseException:
     """``error`` if it survives pickling, else a RuntimeError that names it."""
     try:
         pickle.loads(pickle.dumps(error))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
     return error
 
