@@ -1,6 +1,7 @@
 """What keeping sender and subject in the vault costs, and listing one account's snapshots.
 
     python -m bench.vault_items [--messages 20000] [--folders 50] [--repeat 3]
+        [--accounts 20] [--snapshots 30]
 
 1. **Header extraction alone**: ``header_fields`` over the messages of ``bench.vault``'s
    mailbox (the same generated mail, CRLF), CPU seconds, best of five; and encoding the
@@ -10,9 +11,11 @@
    extraction replaced by one returning empty values; and that with the release
    before's tree encoder too (the json module). CPU seconds of the process (every
    thread) and wall seconds, best of ``--repeat``.
-3. **One account's snapshots**: a vault of 20 accounts × 30 snapshots (50 folders each);
-   ``Vault.snapshots(account)`` with snapshot names carrying the account tag, against
-   the same snapshots named as earlier releases named them (no tag: every one opened).
+3. **One account's snapshots**: a vault of ``--accounts`` (20) × ``--snapshots`` (30)
+   snapshots of 50 folders each; ``Vault.snapshots(account)`` with snapshot names
+   carrying the account tag, against the same snapshots named as earlier releases named
+   them (no tag: every one opened); and every account's count and newest snapshot (the
+   console's status) by opening all, against ``Vault.newest_snapshots``.
 4. **Single-message restores**: the mailbox stored in process (folder by folder, in the
    order a backup stores it, through the vault's packer: one record to a frame in a vault
    before format version 5, several since) with one snapshot; then ``Vault.get`` of 500
@@ -111,32 +114,39 @@ def single_restores(count: int, folders: int, repeat: int) -> None:
             (snap,) = vault.snapshots("bench")
             trees = [vault.get_tree(r.tree) for r in snap.folders]
             ids = [m.blob_id for t in trees for m in t.messages.values()]
-            picked = random.Random(5).sample(ids, 500)
+            picked = random.Random(5).sample(ids, min(500, len(ids)))
+            shown = min(7, len(boxes) - 1)  # the eighth folder, or the last of fewer
             gets = _best(lambda: [vault.get(i) for i in picked], repeat)
             items = _best(
                 lambda: [
                     restore_files(vault, snap, "eml", Path(tmp) / "one", messages=[i.hex()[:16]])
-                    for i in picked[:20]
+                    for i in picked[:ITEMS]
                 ],
                 repeat,
             )
             folder = _best(
-                lambda: restore_files(vault, snap, "eml", Path(tmp) / "f", "Folder07"), repeat
+                lambda: restore_files(vault, snap, "eml", Path(tmp) / "f", f"Folder{shown:02d}"),
+                repeat,
             )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(f"vault of {count:,} messages stored in process: packs {size / 1e6:.1f} MB")
         print(
-            f"Vault.get of a random message: {gets[0] / 500 * 1e6:.0f} µs CPU, "
-            f"{gets[1] / 500 * 1e6:.0f} µs wall (500 messages)"
+            f"Vault.get of a random message: {gets[0] / len(picked) * 1e6:.0f} µs CPU, "
+            f"{gets[1] / len(picked) * 1e6:.0f} µs wall ({len(picked)} messages)"
         )
         print(
-            f"item restore of one message (restore_files, one id): {items[0] / 20 * 1e3:.1f} ms "
-            f"CPU, {items[1] / 20 * 1e3:.1f} ms wall (20 messages)"
+            f"item restore of one message (restore_files, one id): "
+            f"{items[0] / len(picked[:ITEMS]) * 1e3:.1f} ms CPU, "
+            f"{items[1] / len(picked[:ITEMS]) * 1e3:.1f} ms wall ({len(picked[:ITEMS])} messages)"
         )
         print(
-            f"restore of one folder ({len(boxes[7])} messages) to .eml: {folder[0]:.3f} CPU-s, "
+            f"restore of one folder ({len(boxes[shown])} messages) to .eml: {folder[0]:.3f} CPU-s, "
             f"{folder[1]:.3f} s wall; peak memory of the process {peak} MiB"
         )
+
+
+#: Messages restored one at a time (item restores) of those picked.
+ITEMS = 20
 
 
 def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -255,7 +265,7 @@ def full_backups(messages: int, folders: int, repeat: int) -> None:
             )
 
 
-def listing(accounts: int = 20, per_account: int = 30, folders: int = 50) -> None:
+def listing(accounts: int, per_account: int, folders: int = 50) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     refs = tuple(
         FolderRef(f"Folder{i:02d}", 1, 400, 900, 400, os.urandom(32)) for i in range(folders)
@@ -279,6 +289,14 @@ def listing(accounts: int = 20, per_account: int = 30, folders: int = 50) -> Non
             with Vault.open(root, key) as vault:
                 seconds = min(_timed(lambda: vault.snapshots("user07")) for _ in range(5))
                 found = len(vault.snapshots("user07"))
+                if tagged:
+                    every = min(_timed(vault.snapshots) for _ in range(3))
+                    newest = min(_timed(vault.newest_snapshots) for _ in range(3))
+                    print(
+                        f"every account's count and newest snapshot: {every * 1e3:.1f} ms "
+                        f"opening all {accounts * per_account:,}, {newest * 1e3:.1f} ms "
+                        "with newest_snapshots (the console's status)"
+                    )
             timings[tagged] = seconds
             label = "tagged names" if tagged else "names of earlier releases"
             print(f"snapshots(one account), {label}: {seconds * 1e3:.1f} ms ({found} found)")
@@ -303,13 +321,17 @@ def main() -> None:
     parser.add_argument(
         "--restores-only", action="store_true", help="only the single-message restores"
     )
+    parser.add_argument("--accounts", type=int, default=20, help="accounts in the listing vault")
+    parser.add_argument(
+        "--snapshots", type=int, default=30, help="snapshots of each account in the listing vault"
+    )
     args = parser.parse_args()
     print(f"{machine()}; load average {os.getloadavg()[0]:.1f} at start")
     single_restores(args.messages, args.folders, args.repeat)
     if args.restores_only:
         return
     extraction(bench_messages(args.messages), args.folders)
-    listing()
+    listing(args.accounts, args.snapshots)
     if not args.no_backup:
         full_backups(args.messages, args.folders, args.repeat)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

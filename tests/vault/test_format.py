@@ -322,6 +322,44 @@ def test_one_accounts_snapshots_open_only_its_own(tmp_path: Path) -> None:
             vault.snapshots("bob")
 
 
+def test_newest_snapshots_count_by_name_and_open_the_newest(tmp_path: Path) -> None:
+    """Per account, the count and the newest snapshot that a scan of every snapshot
+    gives, opening only each tag's newest second and the names of earlier releases."""
+    root = tmp_path / "v"
+    Vault.create(root, b"pw", FAST_KDF)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Vault.open(root, b"pw", writable=True) as vault:
+        for day in range(40):
+            for account in ("alice", "bob", "carol"):
+                when = t0 + timedelta(days=day, microseconds=day)
+                vault.save_snapshot(Snapshot(vault.snapshot_name(account, when), account, when, ()))
+        late = t0 + timedelta(days=50)
+        for micro in (900, 500):  # two of bob's in his newest second: the later time wins
+            when = late + timedelta(microseconds=micro)
+            vault.save_snapshot(Snapshot(vault.snapshot_name("bob", when), "bob", when, ()))
+        for account in ("alice", "dave"):  # as earlier releases named them: no tag
+            when = t0 + timedelta(days=60)
+            name = f"{when.strftime(STAMP)}-{os.urandom(4).hex()}"
+            vault.save_snapshot(Snapshot(name, account, when, ()))
+        with _snapshots_opened(vault) as opened:
+            got = vault.newest_snapshots()
+        assert len(opened) == 1 + 2 + 1 + 2  # alice, bob's second, carol, the untagged
+        everything = vault.snapshots()
+        expected = {
+            a: (len(mine), mine[-1])
+            for a in ("alice", "bob", "carol", "dave")
+            if (mine := [s for s in everything if s.account == a])
+        }
+        assert got == expected
+        assert got["bob"][1].time.microsecond == 900 and got["alice"][0] == 41
+        # A file renamed to another account's tag fails to open, as in any listing.
+        carol = vault.snapshots("carol")[-1].name
+        moved = carol.replace(carol.split("-")[1], vault.keys.account_tag("alice"))
+        (root / "snapshots" / carol).rename(root / "snapshots" / moved)
+        with pytest.raises(VaultDamagedError, match="authentication"):
+            vault.newest_snapshots()
+
+
 @contextmanager
 def _snapshots_opened(vault: Vault) -> Iterator[list[str]]:
     """The names of the snapshot files ``vault`` opens inside the block, in order."""

@@ -428,6 +428,44 @@ class Vault:
                 best, best_stamp = snap, stamp or ""
         return best
 
+    def newest_snapshots(self) -> dict[str, tuple[int, Snapshot]]:
+        """Per account in the vault: how many snapshots it has, and its newest.
+
+        What a status page shows for every account, without opening every snapshot (a
+        year of nightly backups of 50 accounts is 18,000 files): the snapshots of an
+        account tag are counted by name, and only those of its newest second are opened
+        (a name begins with its time). Untagged names (earlier releases) and names
+        without a time are opened, as is every name of a tag whose newest snapshot turns
+        out to belong to an account of another tag.
+        """
+        counts: dict[str, int] = {}
+        newest: dict[str, Snapshot] = {}
+
+        def seen(snap: Snapshot, count: int) -> None:
+            counts[snap.account] = counts.get(snap.account, 0) + count
+            best = newest.get(snap.account)
+            if best is None or (snap.time, snap.name) > (best.time, best.name):
+                newest[snap.account] = snap
+
+        by_tag: dict[str | None, list[str]] = {}
+        for name in self._snapshot_names():
+            by_tag.setdefault(_account_tag(name), []).append(name)
+        opened = by_tag.pop(None, [])
+        for tag, names in by_tag.items():
+            stamps = {name: _stamp(name) for name in names}
+            top = max((s for s in stamps.values() if s is not None), default=None)
+            first = [n for n, s in stamps.items() if s is None or s == top]
+            snaps = [self._load_snapshot(self.root / "snapshots" / n) for n in first]
+            if all(self.keys.account_tag(s.account) == tag for s in snaps):
+                for snap in snaps:
+                    seen(snap, 0)
+                counts[snaps[0].account] += len(names)
+            else:  # not as this release names them: open them all
+                opened += names
+        for name in opened:
+            seen(self._load_snapshot(self.root / "snapshots" / name), 1)
+        return {account: (counts[account], newest[account]) for account in newest}
+
     def _snapshot_names(self, account: str | None = None) -> list[str]:
         """Names of the snapshot files (``.tmp-*`` files of unfinished writes left out);
         with ``account``, those that may be its snapshots (its tag, or no tag)."""

@@ -167,16 +167,20 @@ def restore_commands(
 
 
 def _account_row(
-    name: str, configured: bool, snaps: list[Snapshot], stale_after: float, now: datetime
+    name: str,
+    configured: bool,
+    count: int,
+    last: Snapshot | None,
+    stale_after: float,
+    now: datetime,
 ) -> dict[str, Any]:
-    last = snaps[-1] if snaps else None
     age = (now - last.time).total_seconds() / 3600 if last else None
     state = "never" if age is None else "stale" if age > stale_after else "ok"
     return {
         "account": name,
         "configured": configured,
         "state": state,
-        "snapshots": len(snaps),
+        "snapshots": count,
         "last": snapshot_row(last) if last else None,
         "age_hours": age,
     }
@@ -198,7 +202,7 @@ def vault_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
         names = [a.name for a in settings.accounts]
         out["accounts"] = [{"account": n, "configured": True, "state": "unknown"} for n in names]
         with opened_vault(settings) as vault:
-            snaps = vault.snapshots()
+            newest = vault.newest_snapshots()
             try:
                 out["verification"] = last_verification(vault)
             except VaultDamagedError as e:  # the accounts are still worth showing
@@ -206,12 +210,11 @@ def vault_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
     except VaultUnavailableError as e:
         out.update(state=e.state, detail=str(e))
         return out
-    by_account: dict[str, list[Snapshot]] = {n: [] for n in names}
-    for s in snaps:
-        by_account.setdefault(s.account, []).append(s)
+    by_account: dict[str, tuple[int, Snapshot | None]] = {n: (0, None) for n in names}
+    by_account.update(sorted(newest.items()))  # the configured first, in their order
     out["accounts"] = [
-        _account_row(n, n in names, ss, settings.stale_after_hours, now)
-        for n, ss in by_account.items()
+        _account_row(n, n in names, count, last, settings.stale_after_hours, now)
+        for n, (count, last) in by_account.items()
     ]
     return out
 
