@@ -151,13 +151,14 @@ def timed_run(cmd: list[str], env: dict[str, str]) -> Run:
 
     Peak RSS is the child's own ``VmHWM``, polled from /proc: ``ru_maxrss`` from ``wait4``
     would include the benchmark's own memory, which Linux carries across fork and exec.
-    The processes the child forks (vigile packs in one during a backup) are polled too,
-    and their peaks added: pages they share with the child (the code it had loaded, the
-    ring they pass messages through) are counted in each, so the sum is an upper bound.
-    The sum of their proportional set sizes (``Pss`` in ``smaps_rollup``: a shared page
-    counts half in each of two processes) at the same poll is what they hold together;
-    its peak is sampled, so it may miss a short peak. Their CPU is in the child's
-    ``rusage``, as the child waits for them.
+    Processes the child forks are polled too (a backup that packed in a child process
+    was measured this way, docs/benchmarks.md; mbsync and vigile fork none today), and
+    their peaks added: pages they share with the child (what it had loaded before the
+    fork, shared memory) are counted in each, so the sum is an upper bound. The sum of
+    their proportional set sizes (``Pss`` in ``smaps_rollup``: a shared page counts half
+    in each of two processes) at the same poll is what they hold together; its peak is
+    sampled, so it may miss a short peak (reading ``smaps_rollup`` costs the bench about
+    0.35 ms a poll). Their CPU is in the child's ``rusage``, as the child waits for them.
     """
     load = os.getloadavg()[0]
     stall = io_stall_us()

@@ -21,19 +21,15 @@ packs are returned to the caller by the next :meth:`add` or :meth:`flush`;
 :meth:`flush` waits for every pack to be published and indexed. A write, fsync or index
 error is raised by the next :meth:`add` or :meth:`flush`; the unfinished packs are
 removed and nothing after the error is written.
-
-With ``worker=False`` the batches are sealed and written on the caller's thread, at
-once (only publishing has a thread of its own): how the packing process of a backup
-runs this same code (``packproc.py``), its main thread doing nothing else.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import cast
 
 from cryptography.utils import Buffer
 
@@ -53,7 +49,6 @@ _Bytes = bytes | bytearray | memoryview  # what zstandard's stubs accept (a list
 Published = tuple[str, int, list[PackedRecord]]
 #: A completed pack on its way to being published (see :meth:`BackgroundPacker._publish`).
 Publishing = Future[Published]
-T = TypeVar("T")
 
 
 class BackgroundPacker:
@@ -69,7 +64,6 @@ class BackgroundPacker:
         batch_count: int = 64,
         in_flight: int = 3,
         on_published: Callable[[Published], None] | None = None,
-        worker: bool = True,
     ) -> None:
         self.root = root
         self.on_published = on_published
@@ -78,9 +72,7 @@ class BackgroundPacker:
         self.batch_bytes = batch_bytes
         self.batch_count = batch_count
         self.in_flight = in_flight
-        self._executor: Executor = (
-            ThreadPoolExecutor(1, thread_name_prefix="vigile-packer") if worker else _Inline()
-        )
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vigile-packer")
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="vigile-pack-sync")
         self._batch: list[tuple[bytes, bytes, bytes]] = []
         self._batch_size = 0
@@ -107,16 +99,6 @@ class BackgroundPacker:
             self._batch_size += len(record[2])
             if len(self._batch) >= self.batch_count or self._batch_size >= self.batch_bytes:
                 self._submit()
-        return self._collect(wait_for=self.in_flight)
-
-    def add_batch(self, records: list[tuple[bytes, bytes, Buffer]]) -> list[Published]:
-        """Queue ``records`` as one batch of their own (after what is queued), handed over
-        at once; returns the packs published since the last call. With ``worker=False``,
-        the records are sealed and written when this returns: their contents are no
-        longer needed (a view into a buffer that is then reused is fine)."""
-        self._submit()
-        self._batch = cast("list[tuple[bytes, bytes, bytes]]", records)
-        self._submit()
         return self._collect(wait_for=self.in_flight)
 
     def flush(self) -> list[Published]:
@@ -267,15 +249,3 @@ class BackgroundPacker:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
-
-
-class _Inline(Executor):
-    """Runs each task at once on the caller's thread (``worker=False``)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as e:
-            future.set_exception(e)
-        return future

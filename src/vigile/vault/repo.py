@@ -42,7 +42,6 @@ from vigile.vault.pack import (
     scan_pack,
 )
 from vigile.vault.packer import BackgroundPacker, Published
-from vigile.vault.packproc import PackerProcess, can_fork
 from vigile.vault.snapshot import STAMP, FolderTree, Snapshot
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
@@ -93,7 +92,6 @@ class Vault:
         writable: bool = False,
         pack_size: int = DEFAULT_PACK_SIZE,
         access: Access | None = None,
-        pack_in_child: bool = False,
     ) -> None:
         self.root = root
         self.keys = keys
@@ -101,19 +99,12 @@ class Vault:
         self.writable = self.access.writes
         self.pack_size = pack_size
         self._lock = VaultLock(root, self.access)
-        # Forked now, if asked and safe: before the index is opened (no SQLite connection
-        # crosses the fork), with the writer lock held (the child keeps it held).
-        self._child: PackerProcess | None = None
         try:
-            if pack_in_child and self.access is Access.APPEND and can_fork():
-                self._child = PackerProcess(root, keys, pack_size, root / "index.sqlite")
             self.index = Index(root / "index.sqlite")
         except BaseException:
-            if self._child is not None:
-                self._child.abort()
             self._lock.release()
             raise
-        self._packer: BackgroundPacker | PackerProcess | None = None
+        self._packer: BackgroundPacker | None = None
         self._pending: set[bytes] = set()
         self._zc = compressor()
         self._zd = zstandard.ZstdDecompressor()
@@ -222,7 +213,7 @@ class Vault:
             out.append((i, stored))
         if new:
             if self._packer is None:
-                self._packer = self._child or BackgroundPacker(
+                self._packer = BackgroundPacker(
                     self.root, self.keys, self.pack_size, on_published=self._index_pack
                 )
             try:
@@ -235,9 +226,6 @@ class Vault:
     def _abort_pack(self) -> None:
         if self._packer is not None:
             self._packer.abort()
-        if self._child is not None:  # ended: any later records are packed on threads
-            self._child.abort()
-            self._child = None
         self._packer = None
         self._pending.clear()
 

@@ -96,19 +96,11 @@ def _backup_accounts(
         from vigile.vault.repo import Vault
 
         sources = {accounts[0].name: _connect(accounts[0])}
-    try:
-        # Opened once the pool's thread has ended: the vault then packs in a child
-        # process (vigile/vault/packproc.py), which it forks only if no other thread runs.
-        store = Vault(
-            root,
-            unlocking.result(),
-            writable=True,
-            pack_size=settings.pack_size,
-            pack_in_child=True,
-        )
-    except BaseException:
-        _close(sources[accounts[0].name])
-        raise
+        try:
+            store = Vault(root, unlocking.result(), writable=True, pack_size=settings.pack_size)
+        except BaseException:
+            _close(sources[accounts[0].name])
+            raise
     rows, failed = [], []
     with store:
         for acc in accounts:
