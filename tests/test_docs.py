@@ -96,3 +96,25 @@ def test_help_lists_every_command_from_its_summary_without_importing_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "simulate  Simulate an office network" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_paragraphs_are_wrapped_to_the_terminal():
+    """`--help` keeps a docstring's line breaks and wraps each line to the terminal, so a
+    docstring line wider than an 80-column terminal would leave a word on a line of its
+    own: every paragraph of every command's help must be one line (wrapped by Rich)."""
+    import typer.main
+
+    from vigile.cli import app
+
+    def walk(cmd, path: str):
+        yield path, cmd.help or ""
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), f"{path} {name}")
+
+    walked = list(walk(typer.main.get_command(app), "vigile"))
+    assert len(walked) > 15
+    for where, text in walked[1:]:  # the root's help is one string already
+        for paragraph in text.split("\n\n"):
+            assert "\n" not in paragraph, f"{where}: a line break inside {paragraph[:60]!r}"

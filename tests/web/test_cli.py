@@ -51,6 +51,10 @@ def test_user_add_list_and_refusals(tmp_path: Path) -> None:
     assert again.returncode == 2 and "--replace" in again.stderr
     listed = _vigile("user", "list", "--db", db, "--json")
     assert [json.loads(line)["username"] for line in listed.stdout.splitlines()] == ["ops"]
+    as_csv = _vigile("user", "list", "--db", db, "--csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    header, row = as_csv.stdout.splitlines()
+    assert header == "username,created_at" and row.startswith("ops,")
 
 
 def test_serve_refuses_a_public_address_without_an_account(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from inspect import cleandoc  # a plain `import inspect` is shadowed by vigile.cli.inspect
 from typing import Annotated, Any
 
 import typer
@@ -74,7 +75,23 @@ def _commands_of(module: str) -> dict[str, Any]:
         own = typer.Typer(**_SETTINGS)
         import_module(module).register(own)
         _loaded[module] = dict(typer.main.get_group(own).commands)
+        for command in _loaded[module].values():
+            _unwrap_help(command)
     return _loaded[module]
+
+
+def _unwrap_help(command: Any) -> None:
+    """Put each paragraph of a command's help (and its subcommands') on one line.
+
+    Typer's Rich help keeps a docstring's line breaks inside a paragraph and then wraps
+    each line to the terminal, so a docstring line wider than the terminal left a word
+    or two on a line of its own; joined, a paragraph is wrapped as one.
+    """
+    if command.help:
+        paragraphs = cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
 
 
 class LazyCommandGroup(TyperGroup):

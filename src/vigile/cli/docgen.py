@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import textwrap
 from typing import Any
 
 import typer.main
@@ -27,7 +28,10 @@ def _command_doc(cmd: Any, path: list[str], out: list[str]) -> None:
     hashes = "#" * min(len(path) + 1, 4)
     out += [f"{hashes} `{' '.join(path)}`", ""]
     out += [f"```\n{' '.join(path)} {' '.join(cmd.collect_usage_pieces(ctx))}\n```", ""]
-    out += [inspect.cleandoc(cmd.help or ""), ""]
+    # Each paragraph of help is one line (vigile.cli._unwrap_help); wrapped here for the page.
+    paragraphs = inspect.cleandoc(cmd.help or "").split("\n\n")
+    wrap = textwrap.TextWrapper(88, break_long_words=False, break_on_hyphens=False)
+    out += ["\n\n".join(wrap.fill(p) for p in paragraphs), ""]
     params = [p for p in cmd.params if p.name not in ("install_completion", "show_completion")]
     if params:
         out += ["| argument / option | meaning |", "|---|---|"]
@@ -49,9 +53,11 @@ def render() -> str:
         "Generated from the CLI by `make docs` (`python -m vigile.cli.docgen`); a test keeps",
         "it in step. Every command also answers `--help`.",
         "",
-        "Exit codes: 0 success; 2 a user error (bad option, unreadable config or input, "
-        "store locked), printed as one line; 3 some input was refused or had bad records "
-        "(everything readable was stored; see the `rejects` table).",
+        "Exit codes: 0 success; 1 a vault that cannot be read or written, is busy or "
+        "damaged, or a mail server that failed (`vigile vault`), printed as one line; "
+        "2 a user error (bad option, unreadable config or input, store locked), printed "
+        "as one line; 3 some input was refused or had bad records (everything readable "
+        "was stored; see the `rejects` table).",
         "",
     ]
     _command_doc(root, ["vigile"], out)

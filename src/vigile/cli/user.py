@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vigile.cli.common import DEFAULT_DB, DbOption, open_store
+from vigile.cli.common import DEFAULT_DB, CsvOption, DbOption, JsonOption, open_store
 from vigile.cli.output import choose_format, emit_rows, err_console
 from vigile.errors import ConfigError
 
@@ -51,7 +51,8 @@ def add(
 @user_app.command("list")
 def list_users(
     db: DbOption = DEFAULT_DB,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
     """List console accounts and when they were created."""
     store = open_store(db, read_only=True)
@@ -59,9 +60,10 @@ def list_users(
         rows = store.scan("console_users", ["username", "created_at"]).to_pylist()
     finally:
         store.close()
-    if not rows and not as_json:
+    fmt = choose_format(as_json, as_csv)
+    if not rows and not (as_json or as_csv):
         raise ConfigError(f"{db}: no console account; create one with `vigile user add`")
-    emit_rows(rows, ["username", "created_at"], choose_format(as_json, False), title="Accounts")
+    emit_rows(rows, ["username", "created_at"], fmt, title="Accounts")
 
 
 def register(app: typer.Typer) -> None:

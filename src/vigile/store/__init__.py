@@ -1,7 +1,8 @@
 """The store contract: what every storage engine must do, written where it is declared.
 
 Detectors and commands talk to a :class:`Store`, never to an engine directly, so the
-same detections run on the embedded DuckDB file today and on Apache Spark later.
+same detections can run on another engine (Apache Spark) that implements this contract;
+the embedded DuckDB file is the only engine implemented.
 Queries are expressed with the small, engine-neutral vocabulary below
 (:class:`Window`, :class:`Pred`, :class:`Agg`); each engine translates it.
 
