@@ -115,6 +115,9 @@ def warm_up(server: Dovecot, user: str) -> None:
 class Run(NamedTuple):
     """One child process: wall seconds, its CPU split by mode, peak RSS, the machine around it.
 
+    ``peak_mib`` adds up each process's own peak RSS (the child and what it forks),
+    ``peak_pss_mib`` is the highest sum of their proportional set sizes seen at one poll
+    (a page two processes share counts half in each; see :func:`timed_run`).
     ``load`` is the one-minute load average as the run starts; ``io_wait`` the share of the
     run's wall time in which some task on the machine waited for I/O (``/proc/pressure/io``,
     "some"; ``nan`` where the kernel has no pressure stall information).
@@ -126,6 +129,7 @@ class Run(NamedTuple):
     peak_mib: int
     load: float
     io_wait: float
+    peak_pss_mib: int = 0
 
     @property
     def cpu(self) -> float:
@@ -147,20 +151,39 @@ def timed_run(cmd: list[str], env: dict[str, str]) -> Run:
 
     Peak RSS is the child's own ``VmHWM``, polled from /proc: ``ru_maxrss`` from ``wait4``
     would include the benchmark's own memory, which Linux carries across fork and exec.
+    Processes the child forks are polled too (a backup that packed in a child process
+    was measured this way, docs/benchmarks.md; mbsync and vigile fork none today), and
+    their peaks added: pages they share with the child (what it had loaded before the
+    fork, shared memory) are counted in each, so the sum is an upper bound. The sum of
+    their proportional set sizes (``Pss`` in ``smaps_rollup``: a shared page counts half
+    in each of two processes) at the same poll is what they hold together; its peak is
+    sampled, so it may miss a short peak (reading ``smaps_rollup`` costs the bench about
+    0.35 ms a poll). Their CPU is in the child's ``rusage``, as the child waits for them.
     """
     load = os.getloadavg()[0]
     stall = io_stall_us()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak_kib = 0
+    peaks: dict[int, int] = {}
+    pss_kib = 0
     while proc.poll() is None:
         try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_kib = max(peak_kib, int(status.split("VmHWM:")[1].split()[0]))
-        except (OSError, IndexError, ValueError):
-            pass  # exiting between poll() and the read
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        pss = 0
+        for pid in [proc.pid, *map(int, children)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                peaks[pid] = max(peaks.get(pid, 0), int(status.split("VmHWM:")[1].split()[0]))
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                pss += int(rollup.split("\nPss:")[1].split()[0])
+            except (OSError, IndexError, ValueError):
+                pass  # exiting between poll() and the read
+        pss_kib = max(pss_kib, pss)
         time.sleep(0.02)
+    peak_kib = sum(peaks.values())
     elapsed = time.perf_counter() - start
     io_wait = (io_stall_us() - stall) / 1e6 / elapsed
     if proc.returncode != 0:
@@ -169,7 +192,7 @@ def timed_run(cmd: list[str], env: dict[str, str]) -> Run:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     user = after.ru_utime - before.ru_utime
     system = after.ru_stime - before.ru_stime
-    return Run(elapsed, user, system, peak_kib // 1024, load, io_wait)
+    return Run(elapsed, user, system, peak_kib // 1024, load, io_wait, pss_kib // 1024)
 
 
 #: A peer's turn is disturbed when its CPU exceeds its own lowest CPU in the run this much,
@@ -323,6 +346,7 @@ def report_turns(turns: dict[tuple[str, str], list[Run]], peers: list[str], repe
             mark = "*" if flags[peer][turn] else " "
             cells.append(
                 f"{peer} {r.wall:.2f} ({r.cpu:.2f} = {r.user:.2f} + {r.system:.2f}) "
+                f"peak {r.peak_mib} MiB (PSS {r.peak_pss_mib}) "
                 f"load {r.load:.1f} I/O wait {r.io_wait:.0%}{mark}"
             )
         print(f"  turn {turn + 1}: " + "; ".join(cells))

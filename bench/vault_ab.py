@@ -99,7 +99,8 @@ def main() -> None:
                 results[label].append((run, size))
                 print(
                     f"{label:<6} CPU {run.cpu:.3f} s ({run.user:.3f} user + {run.system:.3f} "
-                    f"system), wall {run.wall:.2f} s, peak {run.peak_mib} MiB, "
+                    f"system), wall {run.wall:.2f} s, peak {run.peak_mib} MiB "
+                    f"(PSS {run.peak_pss_mib}), "
                     f"packs {size / 1e6:.1f} MB, load {run.load:.1f}"
                 )
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
@@ -111,11 +112,15 @@ def main() -> None:
                 f"(user median {statistics.median(r.user for r in runs):.3f}, system median "
                 f"{statistics.median(r.system for r in runs):.3f}); "
                 f"wall median {statistics.median(walls):.2f} best {min(walls):.2f} s; "
-                f"peak {max(r.peak_mib for r in runs)} MiB; packs {rows[0][1] / 1e6:.1f} MB"
+                f"peak {max(r.peak_mib for r in runs)} MiB (PSS "
+                f"{max(r.peak_pss_mib for r in runs)}); packs {rows[0][1] / 1e6:.1f} MB"
             )
         pairs = zip(results["this"], results["other"], strict=True)
-        lower = sum(a.cpu < b.cpu for (a, _), (b, _) in pairs)
-        print(f"this version used less CPU in {lower} of {args.pairs} pairs")
+        lower = [(a.cpu < b.cpu, a.wall < b.wall) for (a, _), (b, _) in pairs]
+        print(
+            f"this version used less CPU in {sum(c for c, _ in lower)} of {args.pairs} pairs, "
+            f"less wall time in {sum(w for _, w in lower)}"
+        )
 
 
 if __name__ == "__main__":
