@@ -156,9 +156,11 @@ def load_config(path: Path | None = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError(f"{path}: cannot read configuration: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    net = raw.get("network", {})
+    net = _table(raw, "network", path)
     network = Network(
         internal=_parse_networks(
             net.get("internal", list(DEFAULT_INTERNAL)), f"{path} [network] internal"
@@ -167,14 +169,30 @@ def load_config(path: Path | None = None) -> Config:
         admin_hosts=_parse_networks(net.get("admin_hosts", []), f"{path} [network] admin_hosts"),
     )
     hosts = {}
-    for address, entry in raw.get("hosts", {}).items():
+    for address, entry in _table(raw, "hosts", path).items():
+        where = f'{path} [hosts."{address}"]'
         if not isinstance(entry, dict):
-            raise ConfigError(f'{path} [hosts."{address}"] must be a table')
+            raise ConfigError(f"{where} must be a table")
+        for key in ("name", "role"):
+            if not isinstance(entry.get(key, ""), str):
+                raise ConfigError(f"{where} {key} must be text")
         hosts[address] = HostConfig(address, entry.get("name"), entry.get("role"))
-    files = raw.get("allowlist", {}).get("files", [])
+    files = _table(raw, "allowlist", path).get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"{path} [allowlist] files must be a list of file names")
     allowlists = tuple((path.parent / f) for f in files)
-    window = float(raw.get("hunt", {}).get("window_hours", 24))
-    return Config(network, hosts, allowlists, window, path, raw)
+    window = _table(raw, "hunt", path).get("window_hours", 24)
+    if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 1e6:
+        raise ConfigError(f"{path} [hunt] window_hours must be a number of hours, 0 to 1e6")
+    return Config(network, hosts, allowlists, float(window), path, raw)
+
+
+def _table(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """The section ``name`` of the file (empty if absent); refused unless it is a table."""
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+    return value
 
 
 @lru_cache(maxsize=65536)

@@ -218,6 +218,15 @@ class _PipelineSink:
             }.get(self.unit, Location(self.source.path, offset=position))
             self.summary.first_error = f"{where}: {reason}"
 
+    def damaged(self, offset: int, why: str) -> None:
+        """The compressed file is cut or damaged: what came before it is kept, the rest
+        is one reject at the byte of the file (as stored) where reading stopped."""
+        reason = f"compressed data is cut or damaged: {why}"
+        self.writer.reject(offset, "byte", reason, None)
+        self.summary.bad_rows += 1
+        if self.summary.first_error is None:
+            self.summary.first_error = f"{Location(self.source.path, offset=offset)}: {reason}"
+
     def notice(self, message: str) -> None:
         if message not in self.summary.notices:
             self.summary.notices.append(message)
@@ -302,6 +311,8 @@ def ingest_file(
         with store.source_writer(record) as writer:
             sink = _PipelineSink(writer, source, reader_cls.position_unit, sensor, on_progress)
             reader_cls(**(options or {}).get(reader_cls.name, {})).read(source, sink)
+            if source.damage is not None:
+                sink.damaged(*source.damage)
             sink.progress(source.size)
             writer.finish(sink.summary)
     except SkipSource as e:
