@@ -134,7 +134,7 @@ def _entries(path: Path, col: Collection) -> Iterator[Entry]:
     problems = col.problems
     if path.is_dir():
         yield from _tree(path, col)
-    elif zipfile.is_zipfile(path):
+    elif _is_zip(path):
         yield from _zip_members(path, problems)
     elif path.exists():
         entry = _file_entry(path, PurePosixPath(path.name), problems)
@@ -166,11 +166,24 @@ def _tree(root: Path, col: Collection) -> Iterator[Entry]:
                 yield entry
 
 
+def _is_zip(path: Path) -> bool:
+    """A zip by its end record, or by its first local header: a zip cut short (or damaged
+    at the end) has no end record, and must be reported unreadable, not taken for a
+    file that is no log."""
+    try:
+        with path.open("rb") as f:
+            start = f.read(4)
+    except OSError:
+        return False
+    return start == b"PK\x03\x04" or zipfile.is_zipfile(path)
+
+
 def _zip_members(path: Path, problems: list[Problem]) -> Iterator[Entry]:
     try:
         archive = zipfile.ZipFile(path)
     except READ_ERRORS as e:
-        problems.append(Problem(str(path), f"unreadable zip: {e}"))
+        size = path.stat().st_size
+        problems.append(Problem(str(path), f"unreadable zip (cut or damaged; {size} bytes): {e}"))
         return
     for info in sorted(archive.infolist(), key=lambda i: i.filename):
         if info.is_dir():
