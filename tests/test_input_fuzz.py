@@ -38,13 +38,39 @@ ZEEK = (
     + "1713484795.943239\tCabc\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\n"
     * 50
 ).encode()
+ZEEK_JSON = b"".join(
+    json.dumps(
+        {"ts": 1713484795.5 + i, "uid": f"C{i}", "id.orig_h": "10.0.0.1", "id.orig_p": 5353 + i,
+         "id.resp_h": "2001:db8::2", "id.resp_p": 53, "proto": "udp", "duration": 0.25,
+         "orig_bytes": 40, "resp_bytes": 90, "conn_state": "SF", "history": "Dd"}
+    ).encode() + b"\n"
+    for i in range(20)
+)  # fmt: skip
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@pytest.mark.parametrize(
+    ("name", "seed", "reader"),
+    [("eve.json", EVE, "suricata-eve"), ("conn.log", ZEEK, "zeek-tsv"),
+     ("conn.log", ZEEK_JSON, "zeek-json")],
+)  # fmt: skip
+def test_the_seeds_are_read_whole(tmp_path: Path, name: str, seed: bytes, reader: str) -> None:
+    """The inputs the fuzz tests damage are read as their format (else the mutations
+    would only ever meet a refusal)."""
+    result = ingest_outcome(tmp_path, name, seed)
+    assert result.format == reader and sum(result.rows.values()) >= 15
 
 
 @settings(max_examples=60, suppress_health_check=FIXTURE_OK)
 @given(mutated(EVE))
 def test_damaged_eve_log_gives_rows_and_rejects(tmp_path_factory, data: bytes) -> None:
     ingest_outcome(tmp_path_factory.mktemp("eve"), "eve.json", data)
+
+
+@settings(max_examples=40, suppress_health_check=FIXTURE_OK)
+@given(mutated(ZEEK_JSON))
+def test_damaged_zeek_json_log_gives_rows_and_rejects(tmp_path_factory, data: bytes) -> None:
+    ingest_outcome(tmp_path_factory.mktemp("zj"), "conn.log", data)
 
 
 @settings(max_examples=25, suppress_health_check=FIXTURE_OK)
