@@ -7,6 +7,7 @@ never another exception, never a hang (:func:`tests.fuzzing.within`).
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import re
@@ -73,14 +74,23 @@ def test_damaged_zeek_json_log_gives_rows_and_rejects(tmp_path_factory, data: by
     ingest_outcome(tmp_path_factory.mktemp("zj"), "conn.log", data)
 
 
-@settings(max_examples=25, suppress_health_check=FIXTURE_OK)
-@given(st.integers(10, len(gzip.compress(EVE)) - 1), st.sampled_from(["eve", "zeek"]))
-def test_cut_gzip_keeps_what_came_before_and_rejects_the_cut(tmp_path_factory, cut, kind) -> None:
-    seed = EVE if kind == "eve" else ZEEK
-    whole = gzip.compress(seed * 3)
-    data = whole[: min(cut, len(whole) - 1)]
+@settings(max_examples=30, suppress_health_check=FIXTURE_OK)
+@given(
+    st.integers(10, len(gzip.compress(EVE)) - 1),
+    st.sampled_from([EVE, ZEEK, ZEEK_JSON]),
+    st.sampled_from([gzip.compress, bz2.compress]),
+    st.booleans(),
+)
+def test_cut_or_damaged_compressed_input_keeps_what_came_before(
+    tmp_path_factory, at, seed, compress, flip
+) -> None:
+    whole = compress(seed * 3)
+    at = min(at, len(whole) - 1)
+    # cut there, or one byte changed there (the compressed stream damaged mid-way)
+    data = whole[:at] + bytes([whole[at] ^ 0x55]) + whole[at + 1 :] if flip else whole[:at]
     result = ingest_outcome(tmp_path_factory.mktemp("gz"), "input.log.gz", data)
-    assert result.status in ("partial", "refused")
+    if not flip:
+        assert result.status in ("partial", "refused")
 
 
 def test_cut_gzip_eve_is_partial_with_the_byte_where_it_ends(tmp_path: Path) -> None:
