@@ -289,3 +289,13 @@ def test_nfdump_that_prints_errors_without_end_is_stopped(
         + r"Error process appendix record type: \d+ \(printed without end; stopped\)",
         result.message or "",
     )
+
+
+@pytest.mark.parametrize("data", [b"\x1f\x8b", b"\x1f\x8b\x08\x00", b"BZh9"])
+def test_compressed_file_cut_before_any_content_says_so(tmp_path: Path, data: bytes) -> None:
+    """Such a file was refused as an "empty file", which it is not."""
+    result = ingest_outcome(tmp_path, "conn.log.gz", data)
+    assert result.status == "refused"
+    assert result.message is not None and "data cut or damaged before any content" in (
+        result.message
+    )

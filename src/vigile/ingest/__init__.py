@@ -263,6 +263,11 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
     for reader in readers:
         if reader.sniff(source.head):
             return reader
+    if not source.head and source.compression is not None:
+        raise UnknownFormatError(
+            Location(source.path, offset=0),
+            f"{source.compression} data cut or damaged before any content could be read",
+        )
     if not source.head:
         raise UnknownFormatError(Location(source.path), "empty file: not a log, capture or table")
     raise UnknownFormatError(
