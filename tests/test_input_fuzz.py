@@ -299,3 +299,13 @@ def test_compressed_file_cut_before_any_content_says_so(tmp_path: Path, data: by
     assert result.message is not None and "data cut or damaged before any content" in (
         result.message
     )
+
+
+def test_zeek_line_longer_than_a_quarter_of_its_block_is_read(tmp_path: Path) -> None:
+    """Regression: a line longer than a thread's share of the block made Arrow's CSV
+    parser fail ("straddling object straddles two block boundaries"), a traceback."""
+    header, row = ZEEK.split(b"\n1713484795", 1)
+    long_uid = b"1713484795.5\t" + b"C" * (4 << 20) + b"\t10.0.0.1\t1\t10.0.0.2\t2\tudp\n"
+    data = header + b"\n1713484795" + row.split(b"\n", 1)[0] + b"\n" + long_uid
+    result = ingest_outcome(tmp_path, "conn.log", data)
+    assert (result.status, result.rows) == ("ingested", {"conn": 2})
