@@ -21,8 +21,8 @@ from tests.fuzzing import READERS, ingest_outcome, mutated, within
 
 from vigile.config import load_config
 from vigile.detect.allowlist import Allowlist
-from vigile.errors import ConfigError
-from vigile.ingest import ingest_file
+from vigile.errors import ConfigError, InputError
+from vigile.ingest import expand_paths, ingest_file
 from vigile.ingest.collector import Collector
 from vigile.store.duckdb import DuckDBStore
 
@@ -309,3 +309,9 @@ def test_zeek_line_longer_than_a_quarter_of_its_block_is_read(tmp_path: Path) ->
     data = header + b"\n1713484795" + row.split(b"\n", 1)[0] + b"\n" + long_uid
     result = ingest_outcome(tmp_path, "conn.log", data)
     assert (result.status, result.rows) == ("ingested", {"conn": 2})
+
+
+def test_a_device_named_as_input_is_refused_not_read_for_ever() -> None:
+    """Regression: ``vigile ingest /dev/zero`` hashed the device without end."""
+    with pytest.raises(InputError, match="/dev/zero: not a regular file"):
+        expand_paths([Path("/dev/zero")])

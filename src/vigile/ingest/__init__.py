@@ -246,8 +246,10 @@ def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
         if p.is_dir():
             for child in sorted(c for c in p.rglob("*") if c.is_file()):
                 out.append((child, False))
-        elif p.exists():
+        elif p.is_file():
             out.append((p, True))
+        elif p.exists():  # a device or pipe: hashing it first would never end (/dev/zero)
+            raise InputError(Location(p), "not a regular file (a device, pipe or socket)")
         else:
             raise InputError(Location(p), "no such file or directory")
     return out
