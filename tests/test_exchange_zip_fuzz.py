@@ -7,6 +7,7 @@ an exception, never a hang, never an archive taken silently for a file that is n
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -39,6 +40,7 @@ ARCHIVE = _archive()
 @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutated(ARCHIVE))
 @example(ARCHIVE[: len(ARCHIVE) // 2])  # cut short: no central directory at the end
+@example(ARCHIVE[:51] + b"\x00" + ARCHIVE[52:])  # a member's deflate data damaged: zlib.error
 def test_damaged_zip_gives_records_or_a_problem_naming_it(tmp_path_factory, data: bytes) -> None:
     path = tmp_path_factory.mktemp("zip") / "server.zip"
     path.write_bytes(data)
@@ -62,3 +64,15 @@ def test_cut_zip_is_a_problem_not_a_file_without_logs(tmp_path: Path) -> None:
         (str(path), f"unreadable zip (cut or damaged; {len(ARCHIVE) // 2} bytes)")
     ]
     assert col.coverage["file"].files == 0
+
+
+def test_a_device_or_pipe_is_a_problem_not_read_for_ever(tmp_path: Path) -> None:
+    """Regression: ``vigile inspect exchange /dev/zero`` (or a folder holding a named
+    pipe) read without end."""
+    os.mkfifo(tmp_path / "u_ex210303.log")
+    with within(20):
+        col = inspect_paths([Path("/dev/zero"), tmp_path]).collection
+    assert [(p.origin, p.message) for p in col.problems] == [
+        ("/dev/zero", "not a regular file (a device, pipe or socket)"),
+        (str(tmp_path / "u_ex210303.log"), "not a regular file (a device, pipe or socket)"),
+    ]
