@@ -85,6 +85,7 @@ def test_the_transcript_gives_its_three_messages() -> None:
 @example(TRANSCRIPT.replace(b"01-Feb-2024 10:00:00 +0000", b"01-Feb-2024 10:00:00 +9999", 1))
 @example(TRANSCRIPT.replace(b'"01-Feb-2024 10:00:00 +0000" RFC822', b'"yesterday" RFC822'))
 @example(TRANSCRIPT.replace(b"FLAGS ()", b"FLAGS (\x80)"))  # was a UnicodeDecodeError
+@example(TRANSCRIPT.replace(b"<T1> OK Fetch completed.", b"<T1> "))  # was FetchRefused("")
 def test_damaged_responses_give_messages_or_a_documented_error(transcript: bytes) -> None:
     try:
         with within(10):

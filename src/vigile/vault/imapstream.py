@@ -277,7 +277,8 @@ def stream_commands(
         if position is None:
             raise EOFError(f"out of step with the server at {head[:80]!r}")
         if not rest.startswith(b"OK"):
-            refused = refused or rest.decode(errors="replace").strip()
+            said = rest.decode(errors="replace").strip()
+            refused = refused or said or "a completion without OK, NO or BAD"
         elif refused is None:
             yield position
             send_next()
