@@ -155,25 +155,22 @@ def test_damaged_datagrams_into_the_collector_give_flows_or_rejects(
     _collect(tmp_path_factory.mktemp("collector"), datagrams)
 
 
-def test_nfcapd_damaged_file_gives_rows_rejects_or_a_refusal(
-    shared_data: Path, tmp_path: Path
-) -> None:
-    """nfdump reads the file; a damaged one must still end as rows or one clear line."""
+@pytest.fixture(scope="module")
+def nfcapd_seed(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An nfcapd file written by nfpcapd from a shared capture."""
     from tests.test_eve_nfcapd import _nfpcapd
 
-    from vigile.ingest import registered_readers
+    return _nfpcapd(shared_data, tmp_path_factory.mktemp("nfcapd")).read_bytes()
 
-    assert "nfcapd" in {r.name for r in registered_readers()}
-    seed = _nfpcapd(shared_data, tmp_path).read_bytes()
 
-    @settings(max_examples=12, suppress_health_check=FIXTURE_OK, database=None)
-    @given(mutated(seed, max_edits=3))
-    def check(data: bytes) -> None:
-        folder = tmp_path / "m"
-        folder.mkdir(exist_ok=True)
-        ingest_outcome(folder, "nfcapd.202404190100", data)
-
-    check()
+@settings(max_examples=12, suppress_health_check=FIXTURE_OK)
+@given(data=st.data())
+def test_nfcapd_damaged_file_gives_rows_rejects_or_a_refusal(
+    nfcapd_seed: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """nfdump reads the file; a damaged one must still end as rows or one clear line."""
+    damaged = data.draw(mutated(nfcapd_seed, max_edits=3))
+    ingest_outcome(tmp_path_factory.mktemp("nf"), "nfcapd.202404190100", damaged)
 
 
 # vigile.toml and allowlist files: TOML of any shape, wrong types included.
@@ -315,3 +312,32 @@ def test_a_device_named_as_input_is_refused_not_read_for_ever() -> None:
     """Regression: ``vigile ingest /dev/zero`` hashed the device without end."""
     with pytest.raises(InputError, match="/dev/zero: not a regular file"):
         expand_paths([Path("/dev/zero")])
+
+
+def test_pair_spanning_more_than_2_to_53_microseconds_is_merged() -> None:
+    """Regression (a damaged nfcapd file, found by the deep run): Arrow's safe cast of
+    such a span to a double raised ArrowInvalid out of the reader."""
+    import numpy as np
+    import pyarrow as pa
+
+    from vigile.ingest.flowstate import Pairing
+    from vigile.ingest.pairhold import merge_pairs
+
+    end = 9_547_712_299_032_000
+    t = pa.table({"ts": pa.array([10, 4], pa.timestamp("us", "UTC")), "duration": [0.0, 0.0],
+                  "_start_us": [10, 4], "_end_us": [10, end]})  # fmt: skip
+    pairing = Pairing(np.array([1, 0]), np.array([False, True]), np.zeros(2, bool))
+    merged, n = merge_pairs(t, pairing)
+    assert n == 1 and merged["duration"][0].as_py() == pytest.approx((end - 4) / 1e6)
+
+
+def test_nfdump_record_with_a_count_beyond_64_bits_is_rejected() -> None:
+    """Regression (found by the deep run): such a record failed the whole batch with an
+    OverflowError; now it is one rejected record."""
+    from vigile.ingest.nfcapd import _checked
+
+    row = {"src_port": 1, "dst_port": 2, "orig_pkts": 2**64, "orig_ip_bytes": 1,
+           "resp_pkts": None, "resp_ip_bytes": None}  # fmt: skip
+    with pytest.raises(ValueError, match="orig_pkts 18446744073709551616 is not an integer"):
+        _checked(row)
+    assert _checked({**row, "orig_pkts": 5}) == {**row, "orig_pkts": 5}

@@ -110,6 +110,27 @@ def _us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
 
 
+#: The integer fields of a row and the range each must fit (ports in 16 bits, RFC 9293
+#: section 3.1; counters in a signed 64-bit column): a damaged file can hold anything.
+_RANGES = {
+    "src_port": 65_535,
+    "dst_port": 65_535,
+    "orig_pkts": 2**63 - 1,
+    "orig_ip_bytes": 2**63 - 1,
+    "resp_pkts": 2**63 - 1,
+    "resp_ip_bytes": 2**63 - 1,
+}
+
+
+def _checked(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, or ValueError for an integer field outside its range (rejected)."""
+    for name, top in _RANGES.items():
+        value = row[name]
+        if value is not None and not (isinstance(value, int) and 0 <= value <= top):
+            raise ValueError(f"{name} {value!r} is not an integer from 0 to {top}")
+    return row
+
+
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     start, end = _time(r["first"]), _time(r["last"])
     proto = int(r.get("proto", 0))
@@ -172,7 +193,7 @@ class NfcapdReader:
                     record = json.loads(text)
                     if record.get("type") != "FLOW":
                         continue
-                    rows.append({**_row(record), "source_pos": number})
+                    rows.append({**_checked(_row(record)), "source_pos": number})
                 except (ValueError, KeyError, TypeError) as e:
                     sink.reject(number, f"unreadable nfdump record: {e}", text)
                 if len(rows) >= BATCH:
