@@ -94,6 +94,14 @@ def test_hunt_writes_a_report(shared_data, tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.startswith("# vigile hunt report")
     assert "Window: 20" in text
+    # The terminal listing names the window scored and every finding's id, which
+    # `vigile explain` takes as printed.
+    assert re.match(r"Window: 20\d\d-\d\d-\d\d \d\d:\d\d → 20", r.stdout)
+    ids = re.findall(r"^ +id ([0-9a-f]{16})\b", r.stdout, re.MULTILINE)
+    assert ids and "vigile explain ID" in r.stderr
+    shown = vigile("explain", ids[0], "--db", "v.duckdb", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Evidence of finding {ids[0]}" in shown.stdout
 
 
 def test_markup_in_data_is_printed_not_interpreted(tmp_path):

@@ -29,12 +29,15 @@ from vigile.hunt import run_detectors, top_talkers, write_report
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
 
-def print_ranked(findings: list[Finding], total: int) -> None:
+def print_ranked(findings: list[Finding], total: int, window: str) -> None:
     """Ranked findings as readable blocks: a heading line, then the explanation wrapped.
 
     A table with a sentence per row is unreadable at 80 columns, where most terminals
-    and every pipe sit; blocks read the same at any width.
+    and every pipe sit; blocks read the same at any width. The window scored comes
+    first (traffic outside it is not scored), and each block ends with the finding's
+    id, which `vigile explain` takes.
     """
+    console.print(Text(f"Window: {window}", style="dim"))
     if not findings:
         console.print("No findings in the window.")
         return
@@ -46,10 +49,18 @@ def print_ranked(findings: list[Finding], total: int) -> None:
         head.append(f" {f.score:.3f}  {f.detector:<16} {subject}")
         console.print(head)
         console.print(Padding(Text(f.explanation), (0, 0, 0, 5)))
+        console.print(Padding(Text(f"id {f.id}", style="dim"), (0, 0, 0, 5)))
         if f.suppressed_by:
             console.print(
                 Padding(Text(f"suppressed by {f.suppressed_by}", style="dim"), (0, 0, 0, 5))
             )
+
+
+def _window_text(ctx: HuntContext) -> str:
+    """The scored window in UTC to the minute, how it was chosen and how to widen it."""
+    w = ctx.window
+    start, end = (t.strftime("%Y-%m-%d %H:%M") if t else "…" for t in (w.start, w.end))
+    return f"{start} → {end} UTC ({ctx.window_kind}; --window-hours widens it)"
 
 
 def register(app: typer.Typer) -> None:
@@ -150,7 +161,11 @@ def register(app: typer.Typer) -> None:
             cols += ["suppressed_by"] if show_suppressed else []
             emit_rows(rows, cols, fmt)
         else:
-            print_ranked(shown[:limit], len(shown))
+            print_ranked(shown[:limit], len(shown), _window_text(ctx))
+            if shown:
+                err_console.print(
+                    "`vigile explain ID` shows every number behind a finding.", highlight=False
+                )
         if hidden and fmt is Format.TABLE:
             err_console.print(
                 f"{hidden} finding(s) suppressed by allowlists or priors; "
