@@ -151,3 +151,39 @@ def test_version_names_the_release_and_how_kernels_run(tmp_path):
         timeout=60,
     )
     assert forced.stdout.splitlines()[2] == "kernels: just in time: VIGILE_JIT is set"
+
+
+def _zeek_log(path: Path, kind: str, fields: str, row: str) -> None:
+    n = len(fields.split())
+    path.write_text(
+        f"#separator \\x09\n#path\t{kind}\n#fields\t" + "\t".join(fields.split()) + "\n"
+        "#types\t" + "\t".join(["string"] * n) + "\n" + "\t".join(row.split()) + "\n"
+    )
+
+
+def test_many_unused_logs_and_duplicates_are_counted_on_one_line(tmp_path):
+    """A Zeek folder of hundreds of logs vigile does not read (weird, files, …) lists the
+    files it read, and counts the others by reason on one line; a second run counts its
+    duplicates the same way. --json still lists every file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for hour in range(10):
+        _zeek_log(logs / f"weird.{hour:02}.log", "weird", "ts uid name", f"1.0 C{hour} bad")
+        _zeek_log(
+            logs / f"conn.{hour:02}.log",
+            "conn",
+            "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto",
+            f"{1700000000 + hour}.0 C{hour} 10.0.0.1 5000 10.0.0.2 80 tcp",
+        )
+    first = vigile("ingest", str(logs), "--db", "v.duckdb", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "zeek-tsv/conn" in first.stdout and "weird" not in first.stdout
+    said = " ".join(first.stderr.split())
+    assert "skipped 10 files (--json lists each): 10 × Zeek 'weird' log" in said
+    again = vigile("ingest", str(logs), "--db", "v.duckdb", cwd=tmp_path)
+    assert again.returncode == 0 and "Ingested files" not in again.stdout
+    said = " ".join(again.stderr.split())
+    assert "duplicate 10 files (--json lists each): 10 × already ingested" in said
+    listed = vigile("ingest", str(logs), "--db", "v.duckdb", "--json", cwd=tmp_path)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 20 and sum(r["status"] == "skipped" for r in rows) == 10
