@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import pty
+import re
 import resource
 import signal
 import subprocess
@@ -108,8 +109,13 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     assert (summary["messages"], summary["fetched"], summary["stored"]) == (35, 35, 35)
     again = rows(vigile(config, "backup", "--json"))[0]
     assert (again["fetched"], again["folders_unchanged"]) == (0, 3)
+    # Without --json each account's run is a sentence, its snapshot name whole (a table
+    # of twelve columns squeezed some to nothing at 80 columns).
+    said = vigile(config, "backup").stdout
+    assert re.search(rf"^{filled.name}: snapshot \d{{8}}T\d{{6}}-[0-9a-f-]+$", said, re.M)
+    assert "3 folder(s), 0 changed; 35 message(s); 0 fetched (0 B), 0 new" in " ".join(said.split())
     snaps = rows(vigile(config, "snapshots", "--json"))
-    assert [s["messages"] for s in snaps] == [35, 35]
+    assert [s["messages"] for s in snaps] == [35, 35, 35]
     folders = rows(vigile(config, "ls", "-a", filled.name, "--json"))
     assert {f["folder"]: f["messages"] for f in folders} == {"INBOX": 20, "Archive": 10, "Été": 5}
     listed = rows(vigile(config, "ls", "-a", filled.name, "--folder", "Été", "--json"))
