@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,11 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     assert "3 folder(s), 0 changed; 35 message(s); 0 fetched (0 B), 0 new" in " ".join(said.split())
     snaps = rows(vigile(config, "snapshots", "--json"))
     assert [s["messages"] for s in snaps] == [35, 35, 35]
+    # The first snapshot's time as the table prints it (to the second) finds it, although
+    # it was taken at a fraction of that second.
+    printed = datetime.fromisoformat(snaps[0]["time"]).strftime("%Y-%m-%d %H:%M:%S")
+    first = rows(vigile(config, "ls", "-a", filled.name, "--at", printed, "--json"))
+    assert first and {f["snapshot"] for f in first} == {snaps[0]["snapshot"]}
     folders = rows(vigile(config, "ls", "-a", filled.name, "--json"))
     assert {f["folder"]: f["messages"] for f in folders} == {"INBOX": 20, "Archive": 10, "Été": 5}
     listed = rows(vigile(config, "ls", "-a", filled.name, "--folder", "Été", "--json"))
