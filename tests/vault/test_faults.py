@@ -122,6 +122,10 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     printed = datetime.fromisoformat(snaps[0]["time"]).strftime("%Y-%m-%d %H:%M:%S")
     first = rows(vigile(config, "ls", "-a", filled.name, "--at", printed, "--json"))
     assert first and {f["snapshot"] for f in first} == {snaps[0]["snapshot"]}
+    # A mailbox as it was backed up: the dry run says so instead of an empty table.
+    same = vigile(config, "restore", "-a", filled.name, "--to", "imap", "--dry-run")
+    assert same.returncode == 0, same.stderr
+    assert "no difference: the mailbox holds every message" in " ".join(same.stderr.split())
     folders = rows(vigile(config, "ls", "-a", filled.name, "--json"))
     assert {f["folder"]: f["messages"] for f in folders} == {"INBOX": 20, "Archive": 10, "Été": 5}
     listed = rows(vigile(config, "ls", "-a", filled.name, "--folder", "Été", "--json"))
