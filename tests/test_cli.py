@@ -53,6 +53,7 @@ def test_truncated_exit_code_and_json_listing(shared_data, tmp_path):
         (["ingest", "does-not-exist.log"], "does-not-exist.log: no such file or directory"),
         (["hunt", "--config", "nope.toml"], "nope.toml: configuration file not found"),
         (["status", "--db", "absent.duckdb"], "no store here yet"),
+        (["hunt", "--db", "absent.duckdb"], "no store here yet; run `vigile ingest PATH` first"),
         (["ingest", "x", "--json", "--csv"], "choose one of --json and --csv"),
     ],
 )
@@ -63,6 +64,20 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert message in " ".join(r.stderr.split())
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) <= 3  # one message, maybe wrapped
+
+
+def test_a_wrong_path_leaves_no_store_and_an_empty_store_is_not_hunted(tmp_path):
+    """A mistyped path is refused before a store is created; a hunt over a store that
+    holds no traffic says so and exits 2 instead of reporting "no findings"."""
+    for command in ("ingest", "hunt"):
+        r = vigile(command, "missing_hots", cwd=tmp_path)
+        assert r.returncode == 2 and "missing_hots: no such file or directory" in r.stderr
+    assert not (tmp_path / "vigile.duckdb").exists()
+    (tmp_path / "notes.txt").write_text("not traffic\n")
+    r = vigile("hunt", "notes.txt", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "vigile.duckdb holds no traffic yet" in " ".join(r.stderr.split())
+    assert "No findings" not in r.stdout
 
 
 def test_status_csv_after_ingest(shared_data, tmp_path):

@@ -21,10 +21,13 @@ from vigile.cli.common import (
     open_store,
     read_config,
 )
-from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, reader_options, run_ingest
+from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, check_paths, reader_options, run_ingest
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.detect import Finding, HuntContext, default_window, registered_detectors
+from vigile.detect.allowlist import Allowlist
+from vigile.errors import StoreError
 from vigile.hunt import run_detectors, top_talkers, write_report
+from vigile.schema import TRAFFIC_TABLES
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
@@ -110,6 +113,13 @@ def register(app: typer.Typer) -> None:
         fmt = choose_format(as_json, as_csv)
         cfg = read_config(config)
         options = reader_options(cfg)
+        # Mistakes in the configuration are told before anything is read or created.
+        base = cfg.path.parent if cfg.path else None
+        Allowlist.from_config(cfg.allowlist_files, cfg.section("allowlist"), base)
+        if paths:
+            check_paths(paths)
+        elif not db.exists():  # do not leave an empty store behind
+            raise StoreError(f"{db}: no store here yet; run `vigile ingest PATH` first")
         store = open_store(db)
         problems = False
         try:
@@ -124,6 +134,11 @@ def register(app: typer.Typer) -> None:
                     err_console.print(
                         f"[yellow]ingest problem:[/] {escape(first.message or '')}", highlight=False
                     )
+            if not any(store.count(t) for t in TRAFFIC_TABLES):
+                raise StoreError(
+                    f"{db} holds no traffic yet: give logs or captures to read "
+                    "(`vigile hunt PATH` or `vigile ingest PATH`; docs/inputs.md lists them)"
+                )
             hours = window_hours if window_hours is not None else cfg.window_hours
             window = default_window(store, hours)
             ctx = HuntContext(

@@ -26,7 +26,7 @@ from vigile.cli.common import (
 )
 from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.config import Config
-from vigile.errors import ConfigError
+from vigile.errors import ConfigError, InputError, Location
 from vigile.ingest import (
     NOT_A_CANDIDATE,
     IngestReport,
@@ -72,6 +72,13 @@ def reader_options(config: Config) -> ReaderOptions:
         raise ConfigError("[ingest] must be a table of [ingest.<reader>] tables")
     check_options(registered_readers(), section)
     return section
+
+
+def check_paths(paths: list[Path]) -> None:
+    """Refuse a path that does not exist before the store is opened (and created)."""
+    for path in paths:
+        if not path.exists():
+            raise InputError(Location(path), "no such file or directory")
 
 
 def run_ingest(
@@ -237,6 +244,7 @@ def register(app: typer.Typer) -> None:
         """
         fmt = choose_format(as_json, as_csv)
         options = reader_options(read_config(config))
+        check_paths(paths)
         store = open_store(db)
         try:
             report = run_ingest(store, paths, sensor, fmt is not Format.TABLE, options)
