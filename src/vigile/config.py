@@ -161,9 +161,7 @@ def _check_typos(names: Iterable[str], known: tuple[str, ...], what: str) -> Non
         if name not in known:
             near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
             if near:
-                raise ConfigError(
-                    f"{what.format(name)} is not a setting; did you mean {near[0]!r}?"
-                )
+                raise ConfigError(f"{what.format(name)} is unknown; did you mean {near[0]!r}?")
 
 
 def _check_host(path: Path, address: str, entry: Any) -> None:
