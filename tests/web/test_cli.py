@@ -66,6 +66,24 @@ def test_serve_refuses_a_public_address_without_an_account(tmp_path: Path) -> No
     assert "Traceback" not in refused.stderr
 
 
+def test_serve_on_a_port_in_use_or_out_of_range_is_one_line(tmp_path: Path) -> None:
+    """The port is bound before the console is announced: a port another program holds
+    is one line naming it, exit 2, and no "vigile console on" claim."""
+    db = tmp_path / "v.duckdb"
+    DuckDBStore(db).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _vigile("serve", "--db", str(db), "--port", str(port))
+    assert busy.returncode == 2, busy.stderr
+    assert f"127.0.0.1:{port} is in use by another program" in busy.stderr
+    assert "vigile console on" not in busy.stderr and "Traceback" not in busy.stderr
+    wide = _vigile("serve", "--db", str(db), "--port", "99999")
+    assert wide.returncode == 2 and "Traceback" not in wide.stderr
+    assert "99999 is not in the range" in wide.stderr
+
+
 def test_first_account_page_on_loopback(tmp_path: Path) -> None:
     facts = build_store(tmp_path / "v.duckdb", with_user=False)
     app = create_app(StoreAccess(facts.path), Config(), allow_setup=True)
