@@ -22,6 +22,8 @@ from tests.conftest import require_tool
 from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
 
 from vigile.config import Config
+from vigile.detect import Finding, findings_table
+from vigile.store import FindingScope
 from vigile.store.duckdb import DuckDBStore
 from vigile.web.access import StoreAccess
 from vigile.web.app import create_app
@@ -119,6 +121,28 @@ def test_report_is_self_contained(store_facts: StoreFacts) -> None:
     assert "<script src=" not in html and "plotly.js v" in html
     assert html.count('class="chart"') == 2 + 3 + 1  # traffic per host, beacon 3, exfil 1
     assert "Mail server 10.0.0.25 sent 1.17 GB" in html
+
+
+def test_report_shows_evidence_lists_and_tables_as_json(store_facts: StoreFacts) -> None:
+    """A host score's ``pairs`` (a list of tables) reads as JSON in the report, and a
+    missing value as "-", as `vigile explain` shows them; not as Python's repr."""
+    store = DuckDBStore(store_facts.path)
+    try:
+        window = store.time_bounds("conn")
+        pairs = [{"peer": "203.0.113.50", "score": 0.8, "weight": 0.8}]
+        host = Finding(
+            "host_score", "10.0.1.14", None, None, 0.99, *window, "Host 10.0.1.14: top.",
+            {"pairs": pairs, "top_peer": "203.0.113.50", "baseline": None},
+        )  # fmt: skip
+        store.replace_findings(["host_score"], findings_table([host]), FindingScope())
+        html = render_report(store, Config(), top=1)
+    finally:
+        store.close()
+    assert (
+        "<th>pairs</th><td>[{&#34;peer&#34;: &#34;203.0.113.50&#34;, &#34;score&#34;: 0.8" in html
+    )
+    assert "<th>baseline</th><td>-</td>" in html
+    assert "&#39;peer&#39;" not in html and "<td>None</td>" not in html
 
 
 def _read_until(fd: int, token: bytes, seen: bytearray, timeout: float = 60) -> None:
