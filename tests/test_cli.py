@@ -89,8 +89,12 @@ def test_status_csv_after_ingest(shared_data, tmp_path):
 
 
 def test_init_writes_a_config_and_refuses_to_overwrite(tmp_path):
-    assert vigile("init", cwd=tmp_path).returncode == 0
+    done = vigile("init", cwd=tmp_path)
+    assert done.returncode == 0
     assert "[network]" in (tmp_path / "vigile.toml").read_text()
+    assert "then `vigile ingest PATH` and `vigile hunt`" in " ".join(done.stderr.split())
+    elsewhere = vigile("init", "site.toml", cwd=tmp_path)
+    assert "`vigile hunt --config site.toml`" in " ".join(elsewhere.stderr.split())
     again = vigile("init", cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
 
