@@ -55,6 +55,7 @@ def test_truncated_exit_code_and_json_listing(shared_data, tmp_path):
         (["status", "--db", "absent.duckdb"], "no store here yet"),
         (["hunt", "--db", "absent.duckdb"], "no store here yet; run `vigile ingest PATH` first"),
         (["ingest", "x", "--json", "--csv"], "choose one of --json and --csv"),
+        (["vault", "backup"], "no [[vault.accounts]] configured (no ./vigile.toml here: give"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):

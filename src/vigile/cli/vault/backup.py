@@ -88,7 +88,11 @@ def _backup_accounts(
     settings = load_settings(config)
     accounts = [settings.account(a) for a in account] if account else list(settings.accounts)
     if not accounts:
-        raise ConfigError("no [[vault.accounts]] configured")
+        if config is None and not Path("vigile.toml").exists():
+            where = "no ./vigile.toml here: give --config"
+        else:
+            where = f"none in {config or 'vigile.toml'}"
+        raise ConfigError(f"no [[vault.accounts]] configured ({where}; docs/vault.md shows one)")
     root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
     # The key derivation (argon2id for a passphrase vault) runs in C without the GIL: it
     # takes place while the rest of the backup code is imported and the first account
