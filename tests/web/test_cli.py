@@ -28,6 +28,7 @@ from vigile.store.duckdb import DuckDBStore
 from vigile.web.access import StoreAccess
 from vigile.web.app import create_app
 from vigile.web.auth import count_users, verify_password
+from vigile.web.queries import ranked_hosts
 from vigile.web.report import render_report
 
 
@@ -143,6 +144,24 @@ def test_report_shows_evidence_lists_and_tables_as_json(store_facts: StoreFacts)
     )
     assert "<th>baseline</th><td>-</td>" in html
     assert "&#39;peer&#39;" not in html and "<td>None</td>" not in html
+
+
+def test_an_outside_host_is_external_not_a_workstation(store_facts: StoreFacts) -> None:
+    """The outside end of a finding (a scanner, an attacker's client) ranks among the
+    hosts; it is labelled external, not workstation, unless it answers services."""
+    store = DuckDBStore(store_facts.path)
+    try:
+        window = store.time_bounds("conn")
+        probe = Finding(
+            "long_connection", "198.51.100.9", "10.0.0.25", None, 0.99, *window,
+            "198.51.100.9 → 10.0.0.25 was connected for 75 h.", {},
+        )  # fmt: skip
+        store.replace_findings(["long_connection"], findings_table([probe]), FindingScope())
+        roles = {h["host"]: h["role"] for h in ranked_hosts(store, Config())}
+    finally:
+        store.close()
+    assert roles["198.51.100.9"] == "external"
+    assert roles["10.0.1.12"] == "workstation" and roles["10.0.0.25"] == "mail"
 
 
 def _read_until(fd: int, token: bytes, seen: bytearray, timeout: float = 60) -> None:
