@@ -105,6 +105,7 @@ def _print_tables(result: InspectResult, limit: int) -> None:
         console.print(f"     {f.explanation}", markup=False, highlight=False)
         if f.suppressed_by:
             console.print(f"     suppressed by {f.suppressed_by}", markup=False, highlight=False)
+        console.print(f"     id {f.id}", style="dim", markup=False, highlight=False)
     if not result.findings:
         console.print("No findings. Check the coverage below before calling the server clean.")
     timeline = result.timeline
