@@ -22,7 +22,14 @@ from vigile.cli.common import (
     read_config,
 )
 from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, check_paths, reader_options, run_ingest
-from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
+from vigile.cli.output import (
+    Format,
+    choose_format,
+    console,
+    emit_rows,
+    err_console,
+    working,
+)
 from vigile.detect import Finding, HuntContext, default_window, registered_detectors
 from vigile.detect.allowlist import Allowlist
 from vigile.errors import StoreError
@@ -145,7 +152,8 @@ def register(app: typer.Typer) -> None:
                 store, cfg, window, f"last {hours:g} h ending at the newest connection"
             )
             detectors = registered_detectors()
-            findings = run_detectors(ctx, detectors)
+            with working(f"hunting: {len(detectors)} detectors", fmt is Format.TABLE):
+                findings = run_detectors(ctx, detectors)
             talkers = top_talkers(store, window) if not detectors else []
         finally:
             store.close()
