@@ -79,6 +79,9 @@ def test_a_wrong_path_leaves_no_store_and_an_empty_store_is_not_hunted(tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "vigile.duckdb holds no traffic yet" in " ".join(r.stderr.split())
     assert "No findings" not in r.stdout
+    r = vigile("report", "--html", "r.html", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "r.html").exists()
+    assert "holds no traffic and no findings" in " ".join(r.stderr.split())
 
 
 def test_status_csv_after_ingest(shared_data, tmp_path):
