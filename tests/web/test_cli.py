@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import require_tool
 from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
 
+from vigile.cli.serve import cleartext_warning
 from vigile.config import Config
 from vigile.detect import Finding, findings_table
 from vigile.store import FindingScope
@@ -85,6 +86,16 @@ def test_serve_on_a_port_in_use_or_out_of_range_is_one_line(tmp_path: Path) -> N
     wide = _vigile("serve", "--db", str(db), "--port", "99999")
     assert wide.returncode == 2 and "Traceback" not in wide.stderr
     assert "99999 is not in the range" in wide.stderr
+
+
+def test_a_public_address_without_tls_is_warned_of() -> None:
+    said = cleartext_warning("0.0.0.0", tls=False)
+    assert said and "without TLS" in said and "--tls-cert" in said
+    assert cleartext_warning("0.0.0.0", tls=True) is None
+    assert (
+        cleartext_warning("::1", tls=False) is None
+        and cleartext_warning("localhost", False) is None
+    )
 
 
 def test_first_account_page_on_loopback(tmp_path: Path) -> None:

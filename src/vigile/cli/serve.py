@@ -31,6 +31,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def cleartext_warning(host: str, tls: bool) -> str | None:
+    """What to tell when the console is reachable from other machines without TLS.
+
+    >>> cleartext_warning("127.0.0.1", False) is None, cleartext_warning("0.0.0.0", True)
+    (True, None)
+    """
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"{host} is reachable from other machines and the console is served without TLS: "
+        "passwords and session cookies cross the network in clear; give --tls-cert and "
+        "--tls-key"
+    )
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """The console's socket, bound before anything is printed or asked, so that a port
     in use or a wrong address is one line (uvicorn would log it after the console had
@@ -164,6 +179,9 @@ def _serve(
     shown = f"[{host}]" if ":" in host else host
     page = "/setup" if allow_setup else "/"
     err_console.print(f"vigile console on {scheme}://{shown}:{port}{page}", highlight=False)
+    warning = cleartext_warning(host, tls_cert is not None)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
