@@ -107,3 +107,17 @@ def test_other_tables_at_80_columns_keep_their_headers_whole(
     header = next(line for line in lines if "snapshot" in line)
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == SNAPSHOT_COLUMNS
     assert "20,000" in "".join(lines) and "19,870" in "".join(lines)
+
+
+def test_working_shows_a_spinner_on_a_terminal_only(monkeypatch) -> None:
+    """A long step without a total (a hunt, an inspection) shows what it does and the
+    time elapsed on a terminal, its text never read as markup; nothing under a pipe."""
+    import io
+
+    for terminal in (True, False):
+        seen = io.StringIO()
+        monkeypatch.setattr(output, "err_console", Console(file=seen, force_terminal=terminal))
+        with output.working("inspecting /cases/[mx01]"):
+            pass
+        assert ("inspecting /cases/[mx01]" in seen.getvalue()) is terminal
+        assert "0:00:00" in seen.getvalue() or not terminal
