@@ -71,14 +71,3 @@ def test_rita_bowley_skew_needs_an_iqr_of_ten() -> None:
     ts = np.cumsum([0, 100, 100, 100, 104, 108])
     r = rita_scores(ts, np.full(6, 60), np.array([0, 6]), 0, 86_400)
     assert r.ts_skew[0] == 0.0
-
-
-def test_doctests_of_the_c2_modules() -> None:
-    import doctest
-    import importlib
-
-    for name in ("kernels", "rita", "periodicity", "pairs", "domains", "dns_c2", "long_connection"):
-        module = importlib.import_module(f"vigile.detect.{name}")
-        result = doctest.testmod(module)
-        assert result.failed == 0, name
-        assert result.attempted > 0, name

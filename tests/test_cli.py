@@ -53,7 +53,9 @@ def test_truncated_exit_code_and_json_listing(shared_data, tmp_path):
         (["ingest", "does-not-exist.log"], "does-not-exist.log: no such file or directory"),
         (["hunt", "--config", "nope.toml"], "nope.toml: configuration file not found"),
         (["status", "--db", "absent.duckdb"], "no store here yet"),
+        (["hunt", "--db", "absent.duckdb"], "no store here yet; run `vigile ingest PATH` first"),
         (["ingest", "x", "--json", "--csv"], "choose one of --json and --csv"),
+        (["vault", "backup"], "no [[vault.accounts]] configured (no ./vigile.toml here: give"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
@@ -65,6 +67,23 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert len(r.stderr.strip().splitlines()) <= 3  # one message, maybe wrapped
 
 
+def test_a_wrong_path_leaves_no_store_and_an_empty_store_is_not_hunted(tmp_path):
+    """A mistyped path is refused before a store is created; a hunt over a store that
+    holds no traffic says so and exits 2 instead of reporting "no findings"."""
+    for command in ("ingest", "hunt"):
+        r = vigile(command, "missing_hots", cwd=tmp_path)
+        assert r.returncode == 2 and "missing_hots: no such file or directory" in r.stderr
+    assert not (tmp_path / "vigile.duckdb").exists()
+    (tmp_path / "notes.txt").write_text("not traffic\n")
+    r = vigile("hunt", "notes.txt", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "vigile.duckdb holds no traffic yet" in " ".join(r.stderr.split())
+    assert "No findings" not in r.stdout
+    r = vigile("report", "--html", "r.html", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "r.html").exists()
+    assert "holds no traffic and no findings" in " ".join(r.stderr.split())
+
+
 def test_status_csv_after_ingest(shared_data, tmp_path):
     r = vigile("ingest", str(shared_data / RITA / "proxy"), "--db", "v.duckdb", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -74,8 +93,12 @@ def test_status_csv_after_ingest(shared_data, tmp_path):
 
 
 def test_init_writes_a_config_and_refuses_to_overwrite(tmp_path):
-    assert vigile("init", cwd=tmp_path).returncode == 0
+    done = vigile("init", cwd=tmp_path)
+    assert done.returncode == 0
     assert "[network]" in (tmp_path / "vigile.toml").read_text()
+    assert "then `vigile ingest PATH` and `vigile hunt`" in " ".join(done.stderr.split())
+    elsewhere = vigile("init", "site.toml", cwd=tmp_path)
+    assert "`vigile hunt --config site.toml`" in " ".join(elsewhere.stderr.split())
     again = vigile("init", cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
 
@@ -94,6 +117,14 @@ def test_hunt_writes_a_report(shared_data, tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.startswith("# vigile hunt report")
     assert "Window: 20" in text
+    # The terminal listing names the window scored and every finding's id, which
+    # `vigile explain` takes as printed.
+    assert re.match(r"Window: 20\d\d-\d\d-\d\d \d\d:\d\d → 20", r.stdout)
+    ids = re.findall(r"^ +id ([0-9a-f]{16})\b", r.stdout, re.MULTILINE)
+    assert ids and "vigile explain ID" in r.stderr
+    shown = vigile("explain", ids[0], "--db", "v.duckdb", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Evidence of finding {ids[0]}" in shown.stdout
 
 
 def test_markup_in_data_is_printed_not_interpreted(tmp_path):
@@ -143,3 +174,39 @@ def test_version_names_the_release_and_how_kernels_run(tmp_path):
         timeout=60,
     )
     assert forced.stdout.splitlines()[2] == "kernels: just in time: VIGILE_JIT is set"
+
+
+def _zeek_log(path: Path, kind: str, fields: str, row: str) -> None:
+    n = len(fields.split())
+    path.write_text(
+        f"#separator \\x09\n#path\t{kind}\n#fields\t" + "\t".join(fields.split()) + "\n"
+        "#types\t" + "\t".join(["string"] * n) + "\n" + "\t".join(row.split()) + "\n"
+    )
+
+
+def test_many_unused_logs_and_duplicates_are_counted_on_one_line(tmp_path):
+    """A Zeek folder of hundreds of logs vigile does not read (weird, files, …) lists the
+    files it read, and counts the others by reason on one line; a second run counts its
+    duplicates the same way. --json still lists every file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for hour in range(10):
+        _zeek_log(logs / f"weird.{hour:02}.log", "weird", "ts uid name", f"1.0 C{hour} bad")
+        _zeek_log(
+            logs / f"conn.{hour:02}.log",
+            "conn",
+            "ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto",
+            f"{1700000000 + hour}.0 C{hour} 10.0.0.1 5000 10.0.0.2 80 tcp",
+        )
+    first = vigile("ingest", str(logs), "--db", "v.duckdb", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "zeek-tsv/conn" in first.stdout and "weird" not in first.stdout
+    said = " ".join(first.stderr.split())
+    assert "skipped 10 files (--json lists each): 10 × Zeek 'weird' log" in said
+    again = vigile("ingest", str(logs), "--db", "v.duckdb", cwd=tmp_path)
+    assert again.returncode == 0 and "Ingested files" not in again.stdout
+    said = " ".join(again.stderr.split())
+    assert "duplicate 10 files (--json lists each): 10 × already ingested" in said
+    listed = vigile("ingest", str(logs), "--db", "v.duckdb", "--json", cwd=tmp_path)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 20 and sum(r["status"] == "skipped" for r in rows) == 10

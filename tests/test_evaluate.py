@@ -228,6 +228,13 @@ def test_eval_command_reads_ground_truth_beside_the_logs(
     summary = {r["metric"]: r["value"] for r in rows if "metric" in r}
     assert summary["scenarios"] == 3 and summary["hosts"] == sim.office.internal_hosts
     assert "| scenario | kind |" in report.read_text()
+    # The table output gives each scenario a heading with its whole addresses (a table of
+    # nine columns folded them into two-character cells at 80 columns).
+    shown = CliRunner().invoke(app, ["eval", str(logs)], env={"COLUMNS": "80"}).output
+    assert re.search(r"^Scenarios \(\d of 3 detected\)$", shown, re.M)
+    for t in sim.truth:
+        head = f"  {t.scenario} ({t.kind}): {t.src} → {t.dst or t.fqdn or '-'}"
+        assert head in shown.splitlines()
 
 
 def test_eval_command_errors_are_one_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +226,7 @@ def test_cli_table_shows_ranking_timeline_and_coverage(shared_data: Path, tmp_pa
     assert result.exit_code == 0, result.output
     out = result.output
     assert "  1. critical 0.95  2021-03-14 06:40:12  exchange-vdir-script" in out
+    assert re.search(r"^     id [0-9a-f]{16}$", out, re.M)  # what `vigile explain` takes
     assert "first malicious event: 2021-03-14 06:40:12 UTC" in out
     assert "last malicious event:  2021-03-14 06:40:15 UTC" in out
     assert "NO LOGS: not checked" in out  # no HttpProxy, ECP, OAB or IIS logs in this capture

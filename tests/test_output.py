@@ -11,7 +11,7 @@ from rich.console import Console
 
 from vigile.cli import output
 from vigile.cli.output import Format, emit_rows
-from vigile.cli.vault.listing import MESSAGE_FIT
+from vigile.cli.vault.listing import MESSAGE_FIT, SNAPSHOT_FIT
 from vigile.vault.listing import MESSAGE_COLUMNS, MESSAGE_FIELDS, SNAPSHOT_COLUMNS
 
 LONG_SUBJECT = "Quarterly invoice for the services of October, with attachments"
@@ -107,3 +107,42 @@ def test_other_tables_at_80_columns_keep_their_headers_whole(
     header = next(line for line in lines if "snapshot" in line)
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == SNAPSHOT_COLUMNS
     assert "20,000" in "".join(lines) and "19,870" in "".join(lines)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_snapshot_times_stay_whole_and_names_give_way(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """`vault snapshots` at 80 columns: the time (what --at takes) and the counts on one
+    line each; the snapshot's name, which no command takes, is cut first (whole at 120)."""
+    name = "20261120T080005-3f2a9c0d11e2b7a4-9c1e22ab"  # as Vault.snapshot_name makes them
+    row = {
+        "snapshot": name,
+        "account": "alice@example.org",
+        "time": datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC),
+        "folders": 50,
+        "messages": 20_000,
+        "fetched": 20_000,
+        "stored": 19_870,
+    }
+    lines = _printed(monkeypatch, width, [row], SNAPSHOT_COLUMNS, Format.TABLE, fit=SNAPSHOT_FIT)
+    assert all(cell_len(line.rstrip()) <= width for line in lines)
+    header = next(line for line in lines if line.startswith("snapshot"))
+    assert header.split() == SNAPSHOT_COLUMNS
+    [cells] = [line for line in lines if line.startswith("2026") or line.startswith(name[:8])]
+    assert "2026-11-20 08:00:05" in cells and re.search(r"\b50\s+20,000\s+20,000\s+19,870$", cells)
+    assert (name in cells) is (width == 120)
+
+
+def test_working_shows_a_spinner_on_a_terminal_only(monkeypatch) -> None:
+    """A long step without a total (a hunt, an inspection) shows what it does and the
+    time elapsed on a terminal, its text never read as markup; nothing under a pipe."""
+    import io
+
+    for terminal in (True, False):
+        seen = io.StringIO()
+        monkeypatch.setattr(output, "err_console", Console(file=seen, force_terminal=terminal))
+        with output.working("inspecting /cases/[mx01]"):
+            pass
+        assert ("inspecting /cases/[mx01]" in seen.getvalue()) is terminal
+        assert "0:00:00" in seen.getvalue() or not terminal

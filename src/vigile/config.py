@@ -133,6 +133,50 @@ class Config:
         return dict(value)
 
 
+#: Roles a host may be given in ``[hosts."<ip>"]`` (the comment of DEFAULT_CONFIG).
+HOST_ROLES = ("server", "mail", "dns", "ntp", "bmc", "workstation", "printer")
+
+#: Sections vigile's own components read. Another top-level section is kept for a
+#: plug-in, unless its name is so close to one of these that it is surely a typo.
+KNOWN_SECTIONS = (
+    "network",
+    "hosts",
+    "allowlist",
+    "hunt",
+    "ingest",
+    "detectors",
+    "exchange",
+    "vault",
+    "simulation",
+)
+NETWORK_KEYS = ("internal", "management", "admin_hosts")
+
+
+def _check_typos(names: Iterable[str], known: tuple[str, ...], what: str) -> None:
+    """Refuse a name that is not known but near one (``[netwrok]``, ``internals``): a
+    misspelt setting would otherwise be ignored without a word."""
+    import difflib
+
+    for name in names:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            if near:
+                raise ConfigError(f"{what.format(name)} is unknown; did you mean {near[0]!r}?")
+
+
+def _check_host(path: Path, address: str, entry: Any) -> None:
+    where = f'{path} [hosts."{address}"]'
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    if _parse_ip(address) is None:
+        raise ConfigError(f"{where}: {address!r} is not an IP address")
+    if not isinstance(entry.get("name", ""), str):
+        raise ConfigError(f"{where} name must be text")
+    role = entry.get("role")
+    if role is not None and role not in HOST_ROLES:
+        raise ConfigError(f"{where} role {role!r}: use one of {', '.join(HOST_ROLES)}")
+
+
 def _parse_networks(values: Any, where: str) -> tuple[IPNetwork, ...]:
     if not isinstance(values, list):
         raise ConfigError(f"{where} must be a list of CIDRs")
@@ -160,7 +204,9 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read configuration: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from None
+    _check_typos(raw, KNOWN_SECTIONS, f"{path}: section [{{}}]")
     net = _table(raw, "network", path)
+    _check_typos(net, NETWORK_KEYS, f"{path} [network] {{}}")
     network = Network(
         internal=_parse_networks(
             net.get("internal", list(DEFAULT_INTERNAL)), f"{path} [network] internal"
@@ -170,12 +216,7 @@ def load_config(path: Path | None = None) -> Config:
     )
     hosts = {}
     for address, entry in _table(raw, "hosts", path).items():
-        where = f'{path} [hosts."{address}"]'
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table")
-        for key in ("name", "role"):
-            if not isinstance(entry.get(key, ""), str):
-                raise ConfigError(f"{where} {key} must be text")
+        _check_host(path, address, entry)
         hosts[address] = HostConfig(address, entry.get("name"), entry.get("role"))
     files = _table(raw, "allowlist", path).get("files", [])
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):

@@ -8,12 +8,14 @@ import gc
 import json
 import os
 import pty
+import re
 import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +110,26 @@ def test_cli_backup_list_verify_restore(filled: ImapAccount, tmp_path: Path) -> 
     assert (summary["messages"], summary["fetched"], summary["stored"]) == (35, 35, 35)
     again = rows(vigile(config, "backup", "--json"))[0]
     assert (again["fetched"], again["folders_unchanged"]) == (0, 3)
+    # Without --json each account's run is a sentence, its snapshot name whole (a table
+    # of twelve columns squeezed some to nothing at 80 columns).
+    said = vigile(config, "backup").stdout
+    assert re.search(rf"^{filled.name}: snapshot \d{{8}}T\d{{6}}-[0-9a-f-]+$", said, re.M)
+    assert "3 folder(s), 0 changed; 35 message(s); 0 fetched (0 B), 0 new" in " ".join(said.split())
     snaps = rows(vigile(config, "snapshots", "--json"))
-    assert [s["messages"] for s in snaps] == [35, 35]
+    assert [s["messages"] for s in snaps] == [35, 35, 35]
+
+    # The first snapshot's time as the table prints it (to the second) finds it, or one
+    # taken later in that second, although it was taken at a fraction of that second.
+    def second(snap: dict[str, Any]) -> str:
+        return datetime.fromisoformat(snap["time"]).strftime("%Y-%m-%d %H:%M:%S")
+
+    first = rows(vigile(config, "ls", "-a", filled.name, "--at", second(snaps[0]), "--json"))
+    that_second = {s["snapshot"] for s in snaps if second(s) == second(snaps[0])}
+    assert first and {f["snapshot"] for f in first} <= that_second
+    # A mailbox as it was backed up: the dry run says so instead of an empty table.
+    same = vigile(config, "restore", "-a", filled.name, "--to", "imap", "--dry-run")
+    assert same.returncode == 0, same.stderr
+    assert "no difference: the mailbox holds every message" in " ".join(same.stderr.split())
     folders = rows(vigile(config, "ls", "-a", filled.name, "--json"))
     assert {f["folder"]: f["messages"] for f in folders} == {"INBOX": 20, "Archive": 10, "Été": 5}
     listed = rows(vigile(config, "ls", "-a", filled.name, "--folder", "Été", "--json"))

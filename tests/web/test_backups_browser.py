@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -21,6 +22,14 @@ from tests.web.backed_up import FOLDERS, BackupFacts, build_backups
 from tests.web.conftest import PASSWORD, USER, build_store
 from tests.web.served import serving, vigile
 from tests.web.test_browser import _log_in, _severe_logs, _shot, browser  # noqa: F401
+
+#: What a wait may meet while the browser leaves one page for the next: an element of
+#: the old page gone stale, or none yet on the new one (a race seen under load).
+LEAVING = (NoSuchElementException, StaleElementReferenceException)
+
+
+def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, 20, ignored_exceptions=LEAVING)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,7 @@ def test_backups_in_browser(
     assert len(links) == 2
     links[0].click()  # the newest
     newest = f"/backups/alice/{facts.alice_snapshots[-1]}"
-    WebDriverWait(browser, 20).until(lambda d: d.current_url.endswith(newest))
+    _wait(browser).until(lambda d: d.current_url.endswith(newest))
     folders = [
         r.find_elements(By.TAG_NAME, "td")
         for r in browser.find_elements(By.CSS_SELECTOR, "#folders tbody tr")
@@ -69,7 +78,7 @@ def test_backups_in_browser(
 
     été = next(c for c in folders if c[0].text == "Été")
     été[3].find_element(By.TAG_NAME, "a").click()
-    WebDriverWait(browser, 20).until(
+    _wait(browser).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#messages h2").text.startswith("Messages in Été")
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr")) == 5
@@ -84,7 +93,9 @@ def test_backups_in_browser(
     box = browser.find_element(By.ID, "message-query")
     box.send_keys(word.upper())
     browser.find_element(By.ID, "message-search-button").click()
-    WebDriverWait(browser, 20).until(  # the search's page, not the one it was sent from
+    WebDriverWait(
+        browser, 20, ignored_exceptions=LEAVING
+    ).until(  # the search's page, not the one it was sent from
         lambda d: "matching" in d.find_element(By.CSS_SELECTOR, "#messages h2").text
     )
     found = browser.find_elements(By.CSS_SELECTOR, "#message-list tbody tr[data-id]")
@@ -94,7 +105,7 @@ def test_backups_in_browser(
         assert word.casefold() in text.casefold(), text
     record = found[0].get_attribute("data-id")
     found[0].find_element(By.CSS_SELECTOR, "a.message-restore").click()
-    WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "message-imap")))
+    _wait(browser).until(ec.presence_of_element_located((By.ID, "message-imap")))
     command = browser.find_element(By.ID, "message-imap").text
     assert f"--message {record}" in command and "--folder" in command
     assert command.startswith("vigile vault restore -a alice --at ")

@@ -21,11 +21,15 @@ from fastapi.testclient import TestClient
 from tests.conftest import require_tool
 from tests.web.conftest import PASSWORD, USER, StoreFacts, build_store
 
+from vigile.cli.serve import cleartext_warning
 from vigile.config import Config
+from vigile.detect import Finding, findings_table
+from vigile.store import FindingScope
 from vigile.store.duckdb import DuckDBStore
 from vigile.web.access import StoreAccess
 from vigile.web.app import create_app
 from vigile.web.auth import count_users, verify_password
+from vigile.web.queries import ranked_hosts
 from vigile.web.report import render_report
 
 
@@ -66,6 +70,34 @@ def test_serve_refuses_a_public_address_without_an_account(tmp_path: Path) -> No
     assert "Traceback" not in refused.stderr
 
 
+def test_serve_on_a_port_in_use_or_out_of_range_is_one_line(tmp_path: Path) -> None:
+    """The port is bound before the console is announced: a port another program holds
+    is one line naming it, exit 2, and no "vigile console on" claim."""
+    db = tmp_path / "v.duckdb"
+    DuckDBStore(db).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _vigile("serve", "--db", str(db), "--port", str(port))
+    assert busy.returncode == 2, busy.stderr
+    assert f"127.0.0.1:{port} is in use by another program" in busy.stderr
+    assert "vigile console on" not in busy.stderr and "Traceback" not in busy.stderr
+    wide = _vigile("serve", "--db", str(db), "--port", "99999")
+    assert wide.returncode == 2 and "Traceback" not in wide.stderr
+    assert "99999 is not in the range" in wide.stderr
+
+
+def test_a_public_address_without_tls_is_warned_of() -> None:
+    said = cleartext_warning("0.0.0.0", tls=False)
+    assert said and "without TLS" in said and "--tls-cert" in said
+    assert cleartext_warning("0.0.0.0", tls=True) is None
+    assert (
+        cleartext_warning("::1", tls=False) is None
+        and cleartext_warning("localhost", False) is None
+    )
+
+
 def test_first_account_page_on_loopback(tmp_path: Path) -> None:
     facts = build_store(tmp_path / "v.duckdb", with_user=False)
     app = create_app(StoreAccess(facts.path), Config(), allow_setup=True)
@@ -101,6 +133,46 @@ def test_report_is_self_contained(store_facts: StoreFacts) -> None:
     assert "<script src=" not in html and "plotly.js v" in html
     assert html.count('class="chart"') == 2 + 3 + 1  # traffic per host, beacon 3, exfil 1
     assert "Mail server 10.0.0.25 sent 1.17 GB" in html
+
+
+def test_report_shows_evidence_lists_and_tables_as_json(store_facts: StoreFacts) -> None:
+    """A host score's ``pairs`` (a list of tables) reads as JSON in the report, and a
+    missing value as "-", as `vigile explain` shows them; not as Python's repr."""
+    store = DuckDBStore(store_facts.path)
+    try:
+        window = store.time_bounds("conn")
+        pairs = [{"peer": "203.0.113.50", "score": 0.8, "weight": 0.8}]
+        host = Finding(
+            "host_score", "10.0.1.14", None, None, 0.99, *window, "Host 10.0.1.14: top.",
+            {"pairs": pairs, "top_peer": "203.0.113.50", "baseline": None},
+        )  # fmt: skip
+        store.replace_findings(["host_score"], findings_table([host]), FindingScope())
+        html = render_report(store, Config(), top=1)
+    finally:
+        store.close()
+    assert (
+        "<th>pairs</th><td>[{&#34;peer&#34;: &#34;203.0.113.50&#34;, &#34;score&#34;: 0.8" in html
+    )
+    assert "<th>baseline</th><td>-</td>" in html
+    assert "&#39;peer&#39;" not in html and "<td>None</td>" not in html
+
+
+def test_an_outside_host_is_external_not_a_workstation(store_facts: StoreFacts) -> None:
+    """The outside end of a finding (a scanner, an attacker's client) ranks among the
+    hosts; it is labelled external, not workstation, unless it answers services."""
+    store = DuckDBStore(store_facts.path)
+    try:
+        window = store.time_bounds("conn")
+        probe = Finding(
+            "long_connection", "198.51.100.9", "10.0.0.25", None, 0.99, *window,
+            "198.51.100.9 → 10.0.0.25 was connected for 75 h.", {},
+        )  # fmt: skip
+        store.replace_findings(["long_connection"], findings_table([probe]), FindingScope())
+        roles = {h["host"]: h["role"] for h in ranked_hosts(store, Config())}
+    finally:
+        store.close()
+    assert roles["198.51.100.9"] == "external"
+    assert roles["10.0.1.12"] == "workstation" and roles["10.0.0.25"] == "mail"
 
 
 def _read_until(fd: int, token: bytes, seen: bytearray, timeout: float = 60) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.padding import Padding
+from rich.text import Text
 
 from vigile.cli.common import CsvOption, JsonOption
 from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
@@ -164,8 +166,31 @@ def _evaluate(
     return result
 
 
+def _print_scenarios(rows: list[dict[str, Any]]) -> None:
+    """Each scenario as a heading and a line of how it fared: nine columns, two of them
+    addresses and one a list of detectors, folded into a few cells each at 80 columns."""
+    found = sum(r["detected"] == "yes" for r in rows)
+    console.print(Text(f"Scenarios ({found} of {len(rows)} detected)", style="bold"))
+    for r in rows:
+        console.print(Text(f"  {r['scenario']} ({r['kind']}): {r['src']} → {r['dst']}"))
+        if r["rank"] is None:
+            fared = "no finding about it"
+        else:
+            among = "" if r["host_rank"] is None else f" ({r['host_rank']} among its host's)"
+            fared = f"best rank {r['rank']}{among}, score {r['score']:.3f}, by {r['detector']}"
+        verdict = (
+            "detected"
+            if r["detected"] == "yes"
+            else "missed (no unsuppressed finding at the alert score or above)"
+        )
+        console.print(Padding(Text(f"{verdict}: {fared}"), (0, 0, 0, 4)))
+
+
 def _print(result: EvalResult, fmt: Format) -> None:
-    emit_rows([s.row() for s in result.scenarios], SCENARIO_COLUMNS, fmt, title="Scenarios")
+    if fmt is Format.TABLE:
+        _print_scenarios([s.row() for s in result.scenarios])
+    else:
+        emit_rows([s.row() for s in result.scenarios], SCENARIO_COLUMNS, fmt)
     summary = [{"metric": k, "value": v} for k, v in result.summary().items()]
     emit_rows(summary, ["metric", "value"], fmt, title="Summary")
     if result.false_alert_rows:

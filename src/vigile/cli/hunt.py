@@ -21,20 +21,33 @@ from vigile.cli.common import (
     open_store,
     read_config,
 )
-from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, reader_options, run_ingest
-from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
+from vigile.cli.ingest import EXIT_INPUT_PROBLEMS, check_paths, reader_options, run_ingest
+from vigile.cli.output import (
+    Format,
+    choose_format,
+    console,
+    emit_rows,
+    err_console,
+    working,
+)
 from vigile.detect import Finding, HuntContext, default_window, registered_detectors
+from vigile.detect.allowlist import Allowlist
+from vigile.errors import StoreError
 from vigile.hunt import run_detectors, top_talkers, write_report
+from vigile.schema import TRAFFIC_TABLES
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
 
-def print_ranked(findings: list[Finding], total: int) -> None:
+def print_ranked(findings: list[Finding], total: int, window: str) -> None:
     """Ranked findings as readable blocks: a heading line, then the explanation wrapped.
 
     A table with a sentence per row is unreadable at 80 columns, where most terminals
-    and every pipe sit; blocks read the same at any width.
+    and every pipe sit; blocks read the same at any width. The window scored comes
+    first (traffic outside it is not scored), and each block ends with the finding's
+    id, which `vigile explain` takes.
     """
+    console.print(Text(f"Window: {window}", style="dim"))
     if not findings:
         console.print("No findings in the window.")
         return
@@ -46,10 +59,18 @@ def print_ranked(findings: list[Finding], total: int) -> None:
         head.append(f" {f.score:.3f}  {f.detector:<16} {subject}")
         console.print(head)
         console.print(Padding(Text(f.explanation), (0, 0, 0, 5)))
+        console.print(Padding(Text(f"id {f.id}", style="dim"), (0, 0, 0, 5)))
         if f.suppressed_by:
             console.print(
                 Padding(Text(f"suppressed by {f.suppressed_by}", style="dim"), (0, 0, 0, 5))
             )
+
+
+def _window_text(ctx: HuntContext) -> str:
+    """The scored window in UTC to the minute, how it was chosen and how to widen it."""
+    w = ctx.window
+    start, end = (t.strftime("%Y-%m-%d %H:%M") if t else "…" for t in (w.start, w.end))
+    return f"{start} → {end} UTC ({ctx.window_kind}; --window-hours widens it)"
 
 
 def register(app: typer.Typer) -> None:
@@ -99,6 +120,13 @@ def register(app: typer.Typer) -> None:
         fmt = choose_format(as_json, as_csv)
         cfg = read_config(config)
         options = reader_options(cfg)
+        # Mistakes in the configuration are told before anything is read or created.
+        base = cfg.path.parent if cfg.path else None
+        Allowlist.from_config(cfg.allowlist_files, cfg.section("allowlist"), base)
+        if paths:
+            check_paths(paths)
+        elif not db.exists():  # do not leave an empty store behind
+            raise StoreError(f"{db}: no store here yet; run `vigile ingest PATH` first")
         store = open_store(db)
         problems = False
         try:
@@ -113,13 +141,19 @@ def register(app: typer.Typer) -> None:
                     err_console.print(
                         f"[yellow]ingest problem:[/] {escape(first.message or '')}", highlight=False
                     )
+            if not any(store.count(t) for t in TRAFFIC_TABLES):
+                raise StoreError(
+                    f"{db} holds no traffic yet: give logs or captures to read "
+                    "(`vigile hunt PATH` or `vigile ingest PATH`; docs/inputs.md lists them)"
+                )
             hours = window_hours if window_hours is not None else cfg.window_hours
             window = default_window(store, hours)
             ctx = HuntContext(
                 store, cfg, window, f"last {hours:g} h ending at the newest connection"
             )
             detectors = registered_detectors()
-            findings = run_detectors(ctx, detectors)
+            with working(f"hunting: {len(detectors)} detectors", fmt is Format.TABLE):
+                findings = run_detectors(ctx, detectors)
             talkers = top_talkers(store, window) if not detectors else []
         finally:
             store.close()
@@ -150,7 +184,11 @@ def register(app: typer.Typer) -> None:
             cols += ["suppressed_by"] if show_suppressed else []
             emit_rows(rows, cols, fmt)
         else:
-            print_ranked(shown[:limit], len(shown))
+            print_ranked(shown[:limit], len(shown), _window_text(ctx))
+            if shown:
+                err_console.print(
+                    "`vigile explain ID` shows every number behind a finding.", highlight=False
+                )
         if hidden and fmt is Format.TABLE:
             err_console.print(
                 f"{hidden} finding(s) suppressed by allowlists or priors; "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,7 +26,7 @@ from vigile.cli.common import (
 )
 from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.config import Config
-from vigile.errors import ConfigError
+from vigile.errors import ConfigError, InputError, Location
 from vigile.ingest import (
     NOT_A_CANDIDATE,
     IngestReport,
@@ -72,6 +72,13 @@ def reader_options(config: Config) -> ReaderOptions:
         raise ConfigError("[ingest] must be a table of [ingest.<reader>] tables")
     check_options(registered_readers(), section)
     return section
+
+
+def check_paths(paths: list[Path]) -> None:
+    """Refuse a path that does not exist before the store is opened (and created)."""
+    for path in paths:
+        if not path.exists():
+            raise InputError(Location(path), "no such file or directory")
 
 
 def run_ingest(
@@ -136,11 +143,21 @@ def print_report(report: IngestReport, fmt: Format) -> None:
         for f in report.files
         if f.status != "skipped" or f.format
     ]
+    # A Zeek folder holds hundreds of logs vigile does not use, and a second run finds
+    # every file a duplicate: many such rows are counted on one line each instead.
+    folded = {
+        status: rows
+        for status in ("duplicate", "skipped")
+        if len(rows := [r for r in shown if r["status"] == status]) > SKIPPED_NAMES
+    }
+    shown = [r for r in shown if r["status"] not in folded]
     columns = ["file", "status", "format", "rows", "bad_rows", "message"]
     if not any(r["bad_rows"] for r in shown):  # the total line below says "bad rows: 0"
         columns.remove("bad_rows")
     if shown:
         emit_rows(shown, columns, fmt, "Ingested files")
+    for status, rows in folded.items():
+        print_folded(status, rows)
     print_skipped_names(report)
     totals = report.totals()
     counts: dict[str, int] = {}
@@ -160,6 +177,21 @@ def print_report(report: IngestReport, fmt: Format) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def print_folded(status: str, rows: list[dict[str, Any]]) -> None:
+    """One line for many files of one status (duplicates, files skipped for their
+    content such as Zeek logs vigile does not read), counted by message instead of a
+    table row each: ``skipped 696 files (--json lists each): 72 × Zeek 'weird' log: …``."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        reason = row["message"] or status
+        reasons[reason] = reasons.get(reason, 0) + 1
+    listed = "; ".join(f"{n:,} × {reason}" for reason, n in sorted(reasons.items()))
+    err_console.print(
+        f"[yellow]{status}[/] {len(rows):,} files (--json lists each): {escape(listed)}",
+        highlight=False,
+    )
 
 
 def print_skipped_names(report: IngestReport, most: int = SKIPPED_NAMES) -> None:
@@ -206,11 +238,13 @@ def register(app: typer.Typer) -> None:
 
         Prints one row per file: its status (ingested, duplicate, partial, refused,
         skipped), format and log type, the rows stored per table, bad rows and a
-        message; then the totals. With --json or --csv every table's count is a
-        column of its own, and every file is a row.
+        message; then the totals. More than 8 duplicates, or files skipped for their
+        content (Zeek logs vigile does not use), are counted on one line instead. With --json or
+        --csv every table's count is a column of its own, and every file is a row.
         """
         fmt = choose_format(as_json, as_csv)
         options = reader_options(read_config(config))
+        check_paths(paths)
         store = open_store(db)
         try:
             report = run_ingest(store, paths, sensor, fmt is not Format.TABLE, options)

@@ -28,3 +28,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"{path} exists; use --force to overwrite it")
         path.write_text(DEFAULT_CONFIG, encoding="utf-8")
         err_console.print(f"wrote {path}", markup=False, highlight=False)
+        # Commands read ./vigile.toml by themselves; another name must be given to each.
+        config = "" if path == Path("vigile.toml") else f" --config {path}"
+        err_console.print(
+            f"next: list your address ranges in its [network] internal (your servers' public "
+            f"addresses too), then `vigile ingest PATH{config}` and `vigile hunt{config}`",
+            markup=False,
+            highlight=False,
+        )

@@ -19,7 +19,7 @@ from vigile.cli.common import (
     read_config,
 )
 from vigile.cli.ingest import EXIT_INPUT_PROBLEMS
-from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
+from vigile.cli.output import Format, choose_format, console, emit_rows, err_console, working
 from vigile.detect import Finding, findings_table
 from vigile.errors import InputError, Location
 from vigile.exchange import registered_checks
@@ -105,6 +105,7 @@ def _print_tables(result: InspectResult, limit: int) -> None:
         console.print(f"     {f.explanation}", markup=False, highlight=False)
         if f.suppressed_by:
             console.print(f"     suppressed by {f.suppressed_by}", markup=False, highlight=False)
+        console.print(f"     id {f.id}", style="dim", markup=False, highlight=False)
     if not result.findings:
         console.print("No findings. Check the coverage below before calling the server clean.")
     timeline = result.timeline
@@ -213,7 +214,10 @@ def exchange(
     if missing and len(missing) == len(paths):
         raise InputError(Location(missing[0]), "no such file or folder")
     rules = parse_rules(read_config(config).section("exchange"))
-    result = inspect_paths(paths, suppress=rules)
+    # A month of a busy server's logs takes minutes: a spinner with the time elapsed on
+    # a terminal (nothing under cron or a pipe) says it is at work.
+    with working(f"inspecting {', '.join(str(p) for p in paths)}", fmt is Format.TABLE):
+        result = inspect_paths(paths, suppress=rules)
     source = inspected_source(server, paths)
     for finding in result.findings:
         finding.scope = source

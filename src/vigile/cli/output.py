@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -50,6 +51,23 @@ class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
     CSV = "csv"
+
+
+@contextmanager
+def working(what: str, show: bool = True) -> Iterator[None]:
+    """A spinner with ``what`` and the seconds elapsed on standard error while a long
+    step without a measurable total runs (a hunt, an inspection); nothing when standard
+    error is not a terminal, or when ``show`` is false (JSON and CSV output)."""
+    if not (show and err_console.is_terminal):
+        yield
+        return
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        bar.add_task(escape(what), total=None)  # paths may hold "[...]": not markup
+        yield
 
 
 def choose_format(as_json: bool, as_csv: bool) -> Format:

@@ -9,6 +9,8 @@ import typer
 
 from vigile.cli.common import DEFAULT_DB, ConfigOption, DbOption, open_store, read_config
 from vigile.cli.output import err_console
+from vigile.errors import StoreError
+from vigile.schema import TRAFFIC_TABLES
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +35,11 @@ def register(app: typer.Typer) -> None:
 
         store = open_store(db, read_only=True)
         try:
+            if not store.count("findings") and not any(store.count(t) for t in TRAFFIC_TABLES):
+                raise StoreError(
+                    f"{db} holds no traffic and no findings, so a report would be empty: "
+                    "run `vigile hunt PATH` (or `vigile inspect exchange PATH`) first"
+                )
             size = write_report(html, store, read_config(config), top)
         finally:
             store.close()

@@ -19,7 +19,6 @@ open, keeps RITA's score.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import ClassVar
 
 import numpy as np
@@ -70,7 +69,7 @@ class LongConnectionDetector:
             window=win.rows,
             where=[Pred("open", "=", False)],
         )
-        opened = _open_sessions(ctx, win.rows.end)
+        opened = _open_sessions(ctx, win.rows)
         long_enough = pc.greater_equal(closed.column("d").fill_null(0.0), STEPS[0][0])
         if opened:
             srcs = pa.array([s for s, _ in opened])
@@ -129,24 +128,34 @@ def _service_clients(
     return out
 
 
-def _open_sessions(
-    ctx: HuntContext, end: datetime | None
-) -> dict[tuple[str, str], tuple[float, int]]:
-    """Latest duration of each still-open connection (one per uid), per pair."""
+def _open_sessions(ctx: HuntContext, window: Window) -> dict[tuple[str, str], tuple[float, int]]:
+    """Latest duration of each still-open connection (one per uid), per pair.
+
+    A snapshot taken before the window's end counts (a session opened days before is
+    still the window's), as long as the session was last seen inside the window: its
+    start plus its latest duration reaches the window's start. One last seen before it
+    (a capture or sensor that stopped while it was open, long ago) is no evidence of a
+    connection during the window, and would otherwise be counted in every later hunt.
+    """
     snaps = ctx.store.group(
         "conn",
         ["src", "dst", "uid"],
-        [Agg("max", "duration", "d")],
-        window=Window(None, end),
+        [Agg("max", "duration", "d"), Agg("min", "ts", "t")],
+        window=Window(None, window.end),
         where=[Pred("open", "=", True), Pred("uid", "is not null")],
     )
+    if window.start is not None and snaps.num_rows:
+        began = snaps.column("t").cast(pa.timestamp("us", "UTC")).cast(pa.int64())
+        seconds = snaps.column("d").fill_null(0.0).to_numpy()
+        last_us = began.fill_null(np.iinfo(np.int64).max).to_numpy() + seconds * 1e6
+        snaps = snaps.filter(pa.array(last_us >= window.start.timestamp() * 1e6))
     if not snaps.num_rows:
         return {}
     ended = ctx.store.group(
         "conn",
         ["uid"],
         [Agg("count", None, "n")],
-        window=Window(None, end),
+        window=Window(None, window.end),
         where=[Pred("open", "=", False), Pred("uid", "in", snaps.column("uid").combine_chunks())],
     )
     done = set(ended.column("uid").to_pylist())

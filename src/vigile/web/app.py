@@ -9,6 +9,7 @@ anything from elsewhere, and the Content-Security-Policy header forbids it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import import_module, resources
@@ -55,9 +56,25 @@ def make_templates() -> Jinja2Templates:
     env.filters["pct"] = lambda v: f"{100 * float(v or 0):.1f} %"
     env.filters["ts"] = utc_text
     env.filters["age"] = age_text
+    env.filters["evidence"] = evidence_text
     env.globals["version"] = __version__
     env.globals["subject"] = lambda f: subject_text(f["detector"], f["src"], f["dst"], f["fqdn"])
     return templates
+
+
+def evidence_text(value: object) -> str:
+    """An evidence value as `vigile explain` and the JSON API show it: lists and tables
+    as JSON (Python's ``[{'peer': …}]`` and ``None`` mean nothing to a reader), nothing
+    as ``-``.
+
+    >>> evidence_text([{"peer": "10.0.0.1", "score": 0.8}]), evidence_text(None)
+    ('[{"peer": "10.0.0.1", "score": 0.8}]', '-')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 def utc_text(value: object) -> str:

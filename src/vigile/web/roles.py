@@ -5,7 +5,8 @@ set one; otherwise from the services it answers in the traffic (the destination
 side of ``conn`` where the responder sent payload, ``resp_payload``): mail ports make
 a mail server, 53 a DNS server, UDP 123 an NTP server, IPMI/RMCP, KVM or
 virtual-media ports a BMC, any other port answered to three or more distinct clients
-a server. Hosts in ``[network] management`` are BMCs.
+a server, none a workstation, or *external* for an address outside ``[network]
+internal``. Hosts in ``[network] management`` are BMCs.
 
 This is the console's own small inference so it can rank and label hosts; a role a
 detector reports in a finding's evidence (``evidence["role"]``) takes precedence over
@@ -74,5 +75,9 @@ def infer_roles(store: Store, config: Config, hosts: Sequence[str]) -> dict[str,
         elif in_management:
             roles[host] = HostRole("bmc", ["in a [network] management subnet", *evidence])
         else:
-            roles[host] = HostRole(_role_for(services), evidence or ["answers no service"])
+            role = _role_for(services)
+            if role == "workstation" and not config.network.is_internal(host):
+                # An outside address (an attacker's, a scanner's) is nobody's workstation.
+                role, evidence = "external", ["outside [network] internal", *evidence]
+            roles[host] = HostRole(role, evidence or ["answers no service"])
     return roles

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.padding import Padding
+from rich.text import Text
 
 from vigile.cli import allow_quick_exit
 from vigile.cli.common import CsvOption, JsonOption
-from vigile.cli.output import Format, choose_format, emit_rows, err_console
+from vigile.cli.output import Format, choose_format, console, emit_rows, err_console
 from vigile.cli.vault.common import (
     KeyFileOption,
     VaultConfigOption,
@@ -86,7 +88,11 @@ def _backup_accounts(
     settings = load_settings(config)
     accounts = [settings.account(a) for a in account] if account else list(settings.accounts)
     if not accounts:
-        raise ConfigError("no [[vault.accounts]] configured")
+        if config is None and not Path("vigile.toml").exists():
+            where = "no ./vigile.toml here: give --config"
+        else:
+            where = f"none in {config or 'vigile.toml'}"
+        raise ConfigError(f"no [[vault.accounts]] configured ({where}; docs/vault.md shows one)")
     root, secret = vault_root(settings, vault), vault_secret(settings, key_file)
     # The key derivation (argon2id for a passphrase vault) runs in C without the GIL: it
     # takes place while the rest of the backup code is imported and the first account
@@ -130,9 +136,40 @@ def _backup_accounts(
         "retries",
         "error",
     ]
-    emit_rows(rows, columns, fmt, title="Backup")
+    if fmt is Format.TABLE:
+        print_summary(rows)
+    else:
+        emit_rows(rows, columns, fmt)
     if failed:
         raise SourceError(f"backup failed for {len(failed)} account(s): {', '.join(failed)}")
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    """Each account's run as a sentence: a table of twelve columns, the 42-character
+    snapshot name among them, is unreadable at 80 columns (Rich shrank some to nothing).
+    ``--json`` and ``--csv`` keep one column per counter."""
+    for row in rows:
+        if row.get("error"):  # printed when it happened, and named again on the last line
+            continue
+        changed = row["folders"] - row["folders_unchanged"]
+        console.print(Text(f"{row['account']}: snapshot {row['snapshot']}"))
+        text = (
+            f"{row['folders']:,} folder(s), {changed:,} changed; {row['messages']:,} "
+            f"message(s); {row['fetched']:,} fetched ({_size(row['bytes_fetched'])}), "
+            f"{row['stored']:,} new to the vault; {row['flag_changes']:,} flag change(s), "
+            f"{row['expunged']:,} expunged, {row['retries']:,} retried connection(s)"
+        )
+        console.print(Padding(Text(text), (0, 0, 0, 2)))
+
+
+def _size(n: int) -> str:
+    """``710 B``, ``1.5 MiB``: bytes as a person reads them."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +75,8 @@ AtOption = Annotated[
     str | None,
     typer.Option(
         "--at",
-        help="Point in time (ISO 8601, e.g. 2026-11-20T08:00; no zone means UTC). Default: now.",
+        help="Point in time (ISO 8601, e.g. 2026-11-20T08:00; no zone means UTC; a time to "
+        "the second, as `vault snapshots` prints it, covers that whole second). Default: now.",
     ),
 ]
 FolderOption = Annotated[
@@ -125,12 +127,27 @@ def open_vault(
 
 
 def parse_at(value: str | None) -> datetime | None:
+    """The time ``--at`` names, UTC when it has no zone.
+
+    A time written to the second (``2026-11-23 08:45:36``, as `vault snapshots` prints
+    a snapshot's time) names that whole second: snapshots are taken at fractions of a
+    second, and the one listed at 08:45:36 must be found at or before it.
+
+    >>> parse_at("2026-11-23 08:45:36").isoformat()
+    '2026-11-23T08:45:36.999999+00:00'
+    >>> parse_at("2026-11-23T08:45:36.5+01:00").isoformat()
+    '2026-11-23T08:45:36.500000+01:00'
+    >>> parse_at("2026-11-20T08:00").isoformat()
+    '2026-11-20T08:00:00+00:00'
+    """
     if value is None:
         return None
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"--at {value!r}: not an ISO 8601 time (2026-11-20T08:00)") from None
+    if re.search(r"\d\d:\d\d:\d\d(?![.,\d])", value):  # to the second: all of it
+        at = at.replace(microsecond=999_999)
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 

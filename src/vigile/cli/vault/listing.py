@@ -37,6 +37,9 @@ from vigile.vault.lock import Access
 #: A message table at 80 columns: the id stays whole on one line, to be copied into
 #: `vault restore --message`; folder, sender and subject are cut to what is left.
 MESSAGE_FIT = Fit(whole=("id",), cut=("folder", "from", "subject"))
+#: The time is what ``--at`` takes: never folded. The snapshot's name (a command never
+#: takes it; ``--json`` and ``--csv`` keep it whole) and the account give way first.
+SNAPSHOT_FIT = Fit(whole=("time",), cut=("snapshot", "account"))
 
 
 @vault_app.command("snapshots")
@@ -52,7 +55,7 @@ def snapshots_cmd(
     fmt = choose_format(as_json, as_csv)
     with open_vault(config, vault, key_file, Access.READ) as store:
         rows = [snapshot_row(s) for s in store.snapshots(account)]
-    emit_rows(rows, SNAPSHOT_COLUMNS, fmt, title="Snapshots")
+    emit_rows(rows, SNAPSHOT_COLUMNS, fmt, title="Snapshots", fit=SNAPSHOT_FIT)
 
 
 @vault_app.command("ls")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vigile.cli.common import CsvOption, JsonOption
-from vigile.cli.output import choose_format, emit_rows, err_console
+from vigile.cli.output import Format, choose_format, emit_rows, err_console
 from vigile.cli.vault.common import (
     AtOption,
     FolderOption,
@@ -121,6 +121,16 @@ def restore_cmd(
             try:
                 if dry_run:
                     rows = diff_imap(store, snap, target, folder, chosen)
+                    if not rows and fmt is Format.TABLE:  # an empty table reads as a fault
+                        what = (
+                            "every message of the snapshot with its flags, and no other"
+                            if chosen is None
+                            else "the chosen message(s) with their flags"
+                        )
+                        err_console.print(
+                            f"no difference: the mailbox holds {what}", highlight=False
+                        )
+                        return
                     emit_rows(
                         rows,
                         ["folder", "change", "subject", "vault_flags", "live_flags"],
