@@ -22,6 +22,38 @@ ROOT = Path(__file__).resolve().parents[1]
 # of 200 ms would be such an assertion, failing as "Flaky" when the rerun is quick).
 settings.register_profile("vigile", deadline=None)
 settings.load_profile("vigile")
+# The deep run (``pytest --hypothesis-profile=deep``, or ``VIGILE_HYPOTHESIS_PROFILE=deep``):
+# every property test tries DEEP_FACTOR times its usual number of examples. Tests state
+# their own ``max_examples`` (sized for ``make test``), which a profile cannot override, so
+# the hook below scales each test's settings.
+DEEP_FACTOR = int(os.environ.get("VIGILE_DEEP_FACTOR", "30"))
+settings.register_profile("deep", deadline=None, print_blob=True)
+if os.environ.get("VIGILE_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["VIGILE_HYPOTHESIS_PROFILE"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the deep profile, run only the property tests, each with ``DEEP_FACTOR``
+    times its ``max_examples``."""
+    profile = config.getoption("hypothesis_profile", None) or os.environ.get(
+        "VIGILE_HYPOTHESIS_PROFILE"
+    )
+    if profile != "deep":
+        return
+    kept, others = [], []
+    for item in items:
+        test = getattr(item, "obj", None)
+        # Hypothesis reads the settings from this attribute each time the test runs.
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if current is None:
+            others.append(item)
+            continue
+        test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+            current, max_examples=current.max_examples * DEEP_FACTOR, deadline=None
+        )
+        kept.append(item)
+    config.hook.pytest_deselected(items=others)
+    items[:] = kept
 
 
 def missing(reason: str, hint: str = "") -> NoReturn:

@@ -170,6 +170,8 @@ def _check_host(path: Path, address: str, entry: Any) -> None:
         raise ConfigError(f"{where} must be a table")
     if _parse_ip(address) is None:
         raise ConfigError(f"{where}: {address!r} is not an IP address")
+    if not isinstance(entry.get("name", ""), str):
+        raise ConfigError(f"{where} name must be text")
     role = entry.get("role")
     if role is not None and role not in HOST_ROLES:
         raise ConfigError(f"{where} role {role!r}: use one of {', '.join(HOST_ROLES)}")
@@ -198,10 +200,12 @@ def load_config(path: Path | None = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError(f"{path}: cannot read configuration: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     _check_typos(raw, KNOWN_SECTIONS, f"{path}: section [{{}}]")
-    net = raw.get("network", {})
+    net = _table(raw, "network", path)
     _check_typos(net, NETWORK_KEYS, f"{path} [network] {{}}")
     network = Network(
         internal=_parse_networks(
@@ -211,13 +215,25 @@ def load_config(path: Path | None = None) -> Config:
         admin_hosts=_parse_networks(net.get("admin_hosts", []), f"{path} [network] admin_hosts"),
     )
     hosts = {}
-    for address, entry in raw.get("hosts", {}).items():
+    for address, entry in _table(raw, "hosts", path).items():
         _check_host(path, address, entry)
         hosts[address] = HostConfig(address, entry.get("name"), entry.get("role"))
-    files = raw.get("allowlist", {}).get("files", [])
+    files = _table(raw, "allowlist", path).get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"{path} [allowlist] files must be a list of file names")
     allowlists = tuple((path.parent / f) for f in files)
-    window = float(raw.get("hunt", {}).get("window_hours", 24))
-    return Config(network, hosts, allowlists, window, path, raw)
+    window = _table(raw, "hunt", path).get("window_hours", 24)
+    if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 1e6:
+        raise ConfigError(f"{path} [hunt] window_hours must be a number of hours, 0 to 1e6")
+    return Config(network, hosts, allowlists, float(window), path, raw)
+
+
+def _table(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """The section ``name`` of the file (empty if absent); refused unless it is a table."""
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+    return value
 
 
 @lru_cache(maxsize=65536)

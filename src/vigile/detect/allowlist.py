@@ -223,12 +223,22 @@ def _entries_from_toml(text: str, source: str) -> list[AllowEntry]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: {e}") from None
     entries: list[AllowEntry] = []
-    for category, items in data.get("priors", {}).items():
-        for item in items:
+    priors = data.get("priors", {})
+    if not isinstance(priors, dict):
+        raise ConfigError(f"{source}: priors must be a table of lists of [[priors.<category>]]")
+    for category, items in priors.items():
+        for item in _tables(items, source, f"priors.{category}"):
             entries.append(parse_entry(item, f"priors:{category}", len(entries) + 1, category))
-    for item in data.get("allow", []):
+    for item in _tables(data.get("allow", []), source, "allow"):
         entries.append(parse_entry(item, source, len(entries) + 1))
     return entries
+
+
+def _tables(items: Any, source: str, name: str) -> list[Any]:
+    """The ``[[name]]`` entries of a file; refused unless they are a list."""
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: {name} must be a list of tables ([[{name}]])")
+    return items
 
 
 def load_priors() -> list[AllowEntry]:
@@ -244,6 +254,8 @@ def load_allowlist_file(path: Path, base: Path | None = None) -> list[AllowEntry
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read allowlist: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text at byte {e.start}") from None
     return _entries_from_toml(text, display_path(path, base))
 
 
@@ -279,7 +291,9 @@ class Allowlist:
         priors by category or by ref (``priors:cdn#3``)."""
         entries = [e for f in files for e in load_allowlist_file(f, base)]
         if options.get("priors", True):
-            off = set(options.get("disable_priors", []))
+            off = options.get("disable_priors", [])
+            if not isinstance(off, list) or not all(isinstance(o, str) for o in off):
+                raise ConfigError("[allowlist] disable_priors must be a list of categories or refs")
             entries += [e for e in load_priors() if e.category not in off and e.ref not in off]
         return cls(tuple(entries))
 

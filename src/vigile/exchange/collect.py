@@ -19,9 +19,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import os
 import re
+import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +46,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: Exceptions that mean "this file cannot be read", reported and skipped.
 #: Log kinds read in blocks (:class:`LogBlock`): the large, line-per-request ones.
 BLOCK_KINDS = ("iis", "httpproxy")
-READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile, UnicodeError)
+#: (zlib.error and LZMAError: a zip member whose compressed data is damaged.)
+READ_ERRORS = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    EOFError,
+    zipfile.BadZipFile,
+    UnicodeError,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 @dataclass
@@ -134,7 +147,7 @@ def _entries(path: Path, col: Collection) -> Iterator[Entry]:
     problems = col.problems
     if path.is_dir():
         yield from _tree(path, col)
-    elif zipfile.is_zipfile(path):
+    elif path.is_file() and _is_zip(path):
         yield from _zip_members(path, problems)
     elif path.exists():
         entry = _file_entry(path, PurePosixPath(path.name), problems)
@@ -166,11 +179,24 @@ def _tree(root: Path, col: Collection) -> Iterator[Entry]:
                 yield entry
 
 
+def _is_zip(path: Path) -> bool:
+    """A zip by its end record, or by its first local header: a zip cut short (or damaged
+    at the end) has no end record, and must be reported unreadable, not taken for a
+    file that is no log."""
+    try:
+        with path.open("rb") as f:
+            start = f.read(4)
+    except OSError:
+        return False
+    return start == b"PK\x03\x04" or zipfile.is_zipfile(path)
+
+
 def _zip_members(path: Path, problems: list[Problem]) -> Iterator[Entry]:
     try:
         archive = zipfile.ZipFile(path)
     except READ_ERRORS as e:
-        problems.append(Problem(str(path), f"unreadable zip: {e}"))
+        size = path.stat().st_size
+        problems.append(Problem(str(path), f"unreadable zip (cut or damaged; {size} bytes): {e}"))
         return
     for info in sorted(archive.infolist(), key=lambda i: i.filename):
         if info.is_dir():
@@ -193,6 +219,9 @@ def _file_entry(path: Path, rel: PurePosixPath, problems: list[Problem]) -> Entr
         st = path.stat()
     except OSError as e:
         problems.append(Problem(str(path), f"unreadable: {e.strerror}"))
+        return None
+    if not stat.S_ISREG(st.st_mode):  # reading a device or pipe (/dev/zero) never ends
+        problems.append(Problem(str(path), "not a regular file (a device, pipe or socket)"))
         return None
     mtime = datetime.fromtimestamp(st.st_mtime, UTC)
     return Entry(str(path), rel, st.st_size, mtime, lambda: path.open("rb"))

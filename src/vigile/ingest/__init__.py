@@ -218,6 +218,15 @@ class _PipelineSink:
             }.get(self.unit, Location(self.source.path, offset=position))
             self.summary.first_error = f"{where}: {reason}"
 
+    def damaged(self, offset: int, why: str) -> None:
+        """The compressed file is cut or damaged: what came before it is kept, the rest
+        is one reject at the byte of the file (as stored) where reading stopped."""
+        reason = f"compressed data is cut or damaged: {why}"
+        self.writer.reject(offset, "byte", reason, None)
+        self.summary.bad_rows += 1
+        if self.summary.first_error is None:
+            self.summary.first_error = f"{Location(self.source.path, offset=offset)}: {reason}"
+
     def notice(self, message: str) -> None:
         if message not in self.summary.notices:
             self.summary.notices.append(message)
@@ -237,8 +246,10 @@ def expand_paths(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
         if p.is_dir():
             for child in sorted(c for c in p.rglob("*") if c.is_file()):
                 out.append((child, False))
-        elif p.exists():
+        elif p.is_file():
             out.append((p, True))
+        elif p.exists():  # a device or pipe: hashing it first would never end (/dev/zero)
+            raise InputError(Location(p), "not a regular file (a device, pipe or socket)")
         else:
             raise InputError(Location(p), "no such file or directory")
     return out
@@ -254,6 +265,11 @@ def find_reader(source: SourceFile, readers: Iterable[type[Reader]]) -> type[Rea
     for reader in readers:
         if reader.sniff(source.head):
             return reader
+    if not source.head and source.compression is not None:
+        raise UnknownFormatError(
+            Location(source.path, offset=0),
+            f"{source.compression} data cut or damaged before any content could be read",
+        )
     if not source.head:
         raise UnknownFormatError(Location(source.path), "empty file: not a log, capture or table")
     raise UnknownFormatError(
@@ -302,6 +318,8 @@ def ingest_file(
         with store.source_writer(record) as writer:
             sink = _PipelineSink(writer, source, reader_cls.position_unit, sensor, on_progress)
             reader_cls(**(options or {}).get(reader_cls.name, {})).read(source, sink)
+            if source.damage is not None:
+                sink.damaged(*source.damage)
             sink.progress(source.size)
             writer.finish(sink.summary)
     except SkipSource as e:

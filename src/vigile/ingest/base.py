@@ -26,11 +26,12 @@ import gzip
 import hashlib
 import io
 import mmap
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Protocol
+from typing import Any, BinaryIO, ClassVar, Protocol, cast
 
 import blake3
 import pyarrow as pa
@@ -64,6 +65,47 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
+#: What a decompressor raises on a cut or damaged stream (gzip.BadGzipFile is an OSError).
+DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error)
+
+
+class _DamageGuard(io.RawIOBase):
+    """Ends a decompressed stream where its compressed data is cut or damaged.
+
+    Every reader then sees the readable part as the whole file, and the pipeline
+    rejects the rest once, at the byte of the file where decompression stopped
+    (:attr:`SourceFile.damage`), instead of each reader meeting the decompressor's
+    ``EOFError`` or ``zlib.error`` on its own.
+    """
+
+    def __init__(self, inner: BinaryIO, counter: _CountingReader, source: SourceFile) -> None:
+        self._inner = inner
+        self._counter = counter
+        self._source = source
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._ended:
+            return 0
+        try:
+            # read1, not readinto: one decompressed piece at a time, so what was read
+            # before the damage is handed on rather than lost with the exception.
+            data = self._inner.read1(len(buffer))  # type: ignore[attr-defined]
+            buffer[: len(data)] = data
+            return len(data)
+        except DECOMPRESS_ERRORS as e:
+            self._ended = True
+            self._source.damage = (self._counter.consumed, str(e) or type(e).__name__)
+            return 0
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
 def content_hasher() -> blake3.blake3:
     """The hash that identifies an input's content (see :attr:`SourceFile.content_hash`).
 
@@ -93,6 +135,9 @@ class SourceFile:
     content_hash: str
     head: bytes
     compression: str | None
+    #: Where the compressed data was found cut or damaged (byte of the file, why);
+    #: set while the content is read through :meth:`open`.
+    damage: tuple[int, str] | None = None
 
     @classmethod
     def probe(cls, path: Path) -> SourceFile:
@@ -113,6 +158,7 @@ class SourceFile:
                 src.head = stream.read(HEAD_BYTES)
             except (OSError, EOFError, ValueError):
                 src.head = b""
+        src.damage = None  # found again, and reported, when the content is read
         return src
 
     def legacy_hash(self) -> str:
@@ -150,16 +196,22 @@ class SourceFile:
                 m.close()
 
     def open(self) -> BinaryIO:
-        """The decompressed content as a binary stream; ``.consumed`` counts raw bytes."""
+        """The decompressed content as a binary stream; ``.consumed`` counts raw bytes.
+
+        Compressed content ends where its data is cut or damaged; :attr:`damage` then
+        says where and why.
+        """
         counter = _CountingReader(self.path.open("rb"))
         buffered = io.BufferedReader(counter, 1 << 20)
-        stream: BinaryIO
-        if self.compression == "gzip":
-            stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
-        elif self.compression == "bzip2":
-            stream = bz2.BZ2File(buffered)  # type: ignore[assignment]
-        else:
-            stream = buffered
+        reader: io.BufferedReader[Any] = buffered
+        if self.compression is not None:
+            inner: BinaryIO
+            if self.compression == "gzip":
+                inner = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+            else:
+                inner = bz2.BZ2File(buffered)  # type: ignore[assignment]
+            reader = io.BufferedReader(_DamageGuard(inner, counter, self), 1 << 20)
+        stream = cast(BinaryIO, reader)
         stream.consumed_counter = counter  # type: ignore[attr-defined]
         return stream
 

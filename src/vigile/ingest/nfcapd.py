@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
@@ -45,6 +46,36 @@ INSTALL_HINT = (
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 #: nfdump prints TCP flags as eight characters, CWR ECE URG ACK PSH RST SYN FIN, "." unset.
 FLAG_BITS = (0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01)
+#: nfdump 1.7.1 loops without end on some damaged files, printing one error line over
+#: and over ("Error process appendix record type: 3"): past this much error output it
+#: is stopped and the file refused.
+MAX_ERROR_CHARS = 1 << 20
+
+
+class _ErrorDrain(threading.Thread):
+    """Reads nfdump's error output while its records are read (a full stderr pipe would
+    stop it), keeping the end; stops nfdump once it has printed ``MAX_ERROR_CHARS``."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.head, self.tail, self.flooded = proc, "", "", False
+
+    def run(self) -> None:
+        assert self.proc.stderr is not None
+        total = 0
+        while chunk := self.proc.stderr.read(1 << 16):
+            total += len(chunk)
+            self.head = self.head or chunk[:4096]
+            self.tail = (self.tail + chunk)[-4096:]
+            if total > MAX_ERROR_CHARS and not self.flooded:
+                self.flooded = True
+                self.proc.kill()
+
+    def reason(self) -> str:
+        if self.flooded:  # the end was cut by the kill: say what it began with
+            return f"{self.head.strip().splitlines()[0]} (printed without end; stopped)"
+        lines = self.tail.strip().splitlines()
+        return lines[-1] if lines else "unreadable"
 
 
 def _objects(stream: IO[str]) -> Iterator[str]:
@@ -77,6 +108,27 @@ def _tcp_flags(text: Any) -> int | None:
 
 def _us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
+
+
+#: The integer fields of a row and the range each must fit (ports in 16 bits, RFC 9293
+#: section 3.1; counters in a signed 64-bit column): a damaged file can hold anything.
+_RANGES = {
+    "src_port": 65_535,
+    "dst_port": 65_535,
+    "orig_pkts": 2**63 - 1,
+    "orig_ip_bytes": 2**63 - 1,
+    "resp_pkts": 2**63 - 1,
+    "resp_ip_bytes": 2**63 - 1,
+}
+
+
+def _checked(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, or ValueError for an integer field outside its range (rejected)."""
+    for name, top in _RANGES.items():
+        value = row[name]
+        if value is not None and not (isinstance(value, int) and 0 <= value <= top):
+            raise ValueError(f"{name} {value!r} is not an integer from 0 to {top}")
+    return row
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +184,8 @@ class NfcapdReader:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         ) as proc:
             assert proc.stdout is not None
+            errors = _ErrorDrain(proc)
+            errors.start()
             rows: list[dict[str, Any]] = []
             hold, read = PairHold(wait=PAIR_RECORDS), 0  # the clock: records read
             for number, text in enumerate(_objects(proc.stdout), 1):
@@ -139,7 +193,7 @@ class NfcapdReader:
                     record = json.loads(text)
                     if record.get("type") != "FLOW":
                         continue
-                    rows.append({**_row(record), "source_pos": number})
+                    rows.append({**_checked(_row(record)), "source_pos": number})
                 except (ValueError, KeyError, TypeError) as e:
                     sink.reject(number, f"unreadable nfdump record: {e}", text)
                 if len(rows) >= BATCH:
@@ -153,10 +207,9 @@ class NfcapdReader:
                     f"{hold.merged} responder records merged into their originator's row "
                     "(one row per connection)"
                 )
-            error = proc.stderr.read() if proc.stderr else ""
-        if proc.returncode != 0:
-            reason = error.strip().splitlines()[-1] if error.strip() else "unreadable"
-            raise InputError(Location(source.path), f"nfdump failed: {reason}")
+            errors.join()
+        if proc.returncode != 0 or errors.flooded:
+            raise InputError(Location(source.path), f"nfdump failed: {errors.reason()}")
 
 
 def _emit(

@@ -229,7 +229,9 @@ def merge_pairs(t: pa.Table, pairing: Pairing) -> tuple[pa.Table, int]:
         if "ts" in columns:
             columns["ts"] = _put(columns["ts"], orig, lo.cast(pa.int64()).cast(columns["ts"].type))
         if "duration" in columns:
-            span = pc.max_element_wise(pc.subtract(hi, lo), 0).cast(pa.float64())
+            # safe=False: a span beyond 2**53 µs (285 years, a damaged end time) is not
+            # exact as a double, which Arrow's safe cast refuses; rounded is what it means.
+            span = pc.max_element_wise(pc.subtract(hi, lo), 0).cast(pa.float64(), safe=False)
             columns["duration"] = _put(columns["duration"], orig, pc.divide(span, 1e6))
         columns["_start_us"], columns["_end_us"] = (
             _put(start, orig, lo),

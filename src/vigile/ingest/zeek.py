@@ -232,8 +232,14 @@ class ZeekTsvReader:
         else:
             # Threads first: row numbers of bad rows are only known single-threaded, so a
             # block with a bad row (rare) is parsed again without threads.
-            parsed = _parse_tsv(data, fields, wanted, header, on_invalid, threads=True)
-            if skipped:
+            try:
+                parsed = _parse_tsv(data, fields, wanted, header, on_invalid, threads=True)
+                again = bool(skipped)
+            except pa.ArrowInvalid:
+                # A line longer than a thread's share of the block "straddles" two of
+                # Arrow's blocks; parsed as one block, without threads, it cannot.
+                again = True
+            if again:
                 skipped.clear()
                 parsed = _parse_tsv(data, fields, wanted, header, on_invalid, threads=False)
         total = parsed.num_rows + len(skipped)

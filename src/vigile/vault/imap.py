@@ -32,6 +32,7 @@ from imapclient.response_parser import parse_response
 
 from vigile.vault.errors import SourceAuthError, SourceConnectionError, SourceError
 from vigile.vault.imapstream import (
+    BadResponse,
     CommandQueue,
     Connection,
     FetchRefused,
@@ -80,13 +81,20 @@ def parse_internaldate(value: bytes) -> datetime:
     The fixed layout the RFC defines (``dd-Mon-yyyy hh:mm:ss +zzzz``, the day possibly
     space-padded) is rewritten as ISO 8601 for ``datetime.fromisoformat`` (in C: half the
     time of the general parse, once per message of a full backup); anything else is split
-    into its fields.
+    into its fields. A value that is no date raises :class:`BadResponse`.
 
     >>> parse_internaldate(b" 3-Jan-2024 10:05:09 +0100").isoformat()
     '2024-01-03T10:05:09+01:00'
     >>> parse_internaldate(b"3-Jan-2024  10:05:09 -0130").isoformat()
     '2024-01-03T10:05:09-01:30'
     """
+    try:
+        return _internaldate(value)
+    except (ValueError, KeyError, IndexError):
+        raise BadResponse(f"INTERNALDATE {value[:40]!r} is not an IMAP date-time") from None
+
+
+def _internaldate(value: bytes) -> datetime:
     text = value.decode("ascii", errors="replace")
     if len(text) == 26 and text[2] == text[6] == "-" and text[11] == text[20] == " ":
         iso_month = _MONTH_NUMBERS.get(text[3:6])
@@ -187,7 +195,11 @@ def message_set(uids: Sequence[int]) -> str:
 
 
 def _flags(raw: Sequence[bytes | str]) -> tuple[str, ...]:
-    out = (f.decode() if isinstance(f, bytes) else f for f in raw)
+    try:
+        out = [f.decode() if isinstance(f, bytes) else f for f in raw]
+    except UnicodeDecodeError:  # flags are ASCII atoms (RFC 3501 section 9, flag-keyword)
+        shown = b" ".join(f if isinstance(f, bytes) else f.encode() for f in raw)[:60]
+        raise BadResponse(f"FLAGS ({shown!r}) are not IMAP flags") from None
     return tuple(sorted(f for f in out if f != "\\Recent"))
 
 
@@ -297,7 +309,7 @@ class ImapSource:
             raise SourceConnectionError(f"{self._settings.host}: connection lost: {e}") from None
         except FetchRefused as e:
             raise SourceError(f"{self._settings.host}: command refused: {e}") from None
-        except LineTooLong as e:
+        except (LineTooLong, BadResponse) as e:
             raise SourceError(f"{self._settings.host}: {e}") from None
         except (IMAPClientError, imaplib.IMAP4.error) as e:
             raise SourceError(f"{self._settings.host}: {e}") from None
@@ -444,10 +456,17 @@ class ImapSource:
                 # This folder is complete; the rest of the stream is the next folder's.
                 self._ahead, self._selected = following, None
                 return
-            message = fetched_of(item)
+            message = self._message(item)
             # "n:*" names the last message even when its UID is below n (RFC 3501 6.4.8).
             if message is not None and message.meta.uid > after:
                 yield message
+
+    def _message(self, item: Quick | Response | int) -> FetchedMessage | None:
+        """:func:`fetched_of`, its error mapped (it runs outside :meth:`_pipelined`)."""
+        try:
+            return fetched_of(item)
+        except BadResponse as e:
+            raise SourceError(f"{self._settings.host}: {e}") from None
 
     def _send_ahead(
         self,
@@ -480,7 +499,7 @@ class ImapSource:
                     elif item == ahead.fetch and following is not None:
                         self._ahead, self._selected = following, None
                         return None
-                elif (message := fetched_of(item)) is not None:
+                elif (message := self._message(item)) is not None:
                     yield message
                     last = message.meta.uid
         except SourceConnectionError:

@@ -17,8 +17,10 @@ without being framed item by item; any other response takes the general path.
 
 Errors: a ``NO``/``BAD`` completion raises :class:`FetchRefused` (permanent) once the
 other commands in flight have completed; a line longer than imaplib accepts raises
-:class:`LineTooLong` (permanent too); a closed or timed-out connection raises
-``OSError``/``EOFError`` to the caller, which treats the connection as lost.
+:class:`LineTooLong` (permanent too), an item that breaks the grammar
+:class:`BadResponse` (permanent, raised by the item parsers in ``imap.py``); a closed or
+timed-out connection raises ``OSError``/``EOFError`` to the caller, which treats the
+connection as lost.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Reader(Protocol):
 
 class FetchRefused(Exception):
     """The server answered a pipelined command (a FETCH, a STATUS) with NO or BAD."""
+
+
+class BadResponse(Exception):
+    """A response item that does not follow the protocol's grammar (an ``INTERNALDATE``
+    that is no date): permanent, as the server will send it again."""
 
 
 class LineTooLong(Exception):
@@ -270,7 +277,8 @@ def stream_commands(
         if position is None:
             raise EOFError(f"out of step with the server at {head[:80]!r}")
         if not rest.startswith(b"OK"):
-            refused = refused or rest.decode(errors="replace").strip()
+            said = rest.decode(errors="replace").strip()
+            refused = refused or said or "a completion without OK, NO or BAD"
         elif refused is None:
             yield position
             send_next()
